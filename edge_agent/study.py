@@ -1,0 +1,382 @@
+"""The study model: a folder of DICOM files becomes Study -> Series -> Frame, each frame with its ImageRef."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_color_lut
+
+from edge_agent.errors import NoReadableImages
+from edge_agent.windowing import PRESETS, Window, auto_window
+
+log = logging.getLogger(__name__)
+
+# Objects that carry Pixel Data but are not images to read: derived results and dose grids.
+NOT_SOURCE_IMAGES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose Storage",
+}
+
+Progress = Callable[[int, int, Path], None]
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """What an SR or SEG cites: one frame of one SOP instance (frames count from 1, as in DICOM)."""
+
+    sop_instance_uid: str
+    frame: int
+    sop_class_uid: str = ""
+
+    def to_json(self) -> dict:
+        return {"sop_instance_uid": self.sop_instance_uid, "frame": self.frame}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a frame's pixels lie in millimetres; spacing is (row, column) as in PixelSpacing."""
+
+    pixel_spacing: tuple[float, float] | None = None
+    slice_thickness: float | None = None
+    position: tuple[float, float, float] | None = None
+    orientation: tuple[float, ...] | None = None
+
+    @property
+    def normal(self) -> np.ndarray | None:
+        if self.orientation is None:
+            return None
+        row, col = np.array(self.orientation[:3]), np.array(self.orientation[3:])
+        return np.cross(row, col)
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One 2-D image: stored pixels plus what turns them into modality values and millimetres."""
+
+    ref: ImageRef
+    pixels: np.ndarray  # rows x cols (grey) or rows x cols x 3 (RGB, uint8)
+    geometry: Geometry
+    modality: str
+    photometric: str = "MONOCHROME2"
+    slope: float = 1.0
+    intercept: float = 0.0
+    windows: tuple[Window, ...] = ()
+    time_s: float | None = None
+    instance_number: int | None = None
+
+    @property
+    def is_colour(self) -> bool:
+        return self.pixels.ndim == 3
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+    @property
+    def values(self) -> np.ndarray:
+        """Modality values (HU for CT) as float32; RGB frames are returned as stored."""
+        if self.is_colour:
+            return self.pixels
+        return self.pixels.astype(np.float32) * np.float32(self.slope) + np.float32(self.intercept)
+
+    @property
+    def value_unit(self) -> str:
+        """UCUM unit of `values`: Hounsfield units for CT, otherwise unitless signal."""
+        return "[hnsf'U]" if self.modality == "CT" and not self.is_colour else "1"
+
+    @property
+    def default_window(self) -> Window | None:
+        """The file's own window first, then the modality preset, then the value range."""
+        if self.is_colour:
+            return None
+        if self.windows:
+            return self.windows[0]
+        presets = PRESETS.get(self.modality)
+        return presets[0] if presets else auto_window(self.values)
+
+
+@dataclass(frozen=True)
+class Series:
+    uid: str
+    modality: str
+    number: int | None
+    description: str
+    image_type: tuple[str, ...]
+    frames: tuple[Frame, ...]
+
+    @property
+    def is_cine(self) -> bool:
+        return len(self.frames) > 1 and self.frames[0].time_s is not None
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Study:
+    uid: str
+    series: tuple[Series, ...]
+    skipped: tuple[SkippedFile, ...] = field(default=())
+
+
+class UnreadableFile(Exception):
+    """One file cannot contribute frames; the reason is what the user sees."""
+
+
+def load_study(path: Path, progress: Progress | None = None) -> Study:
+    """Read every DICOM image under `path`; unreadable files are skipped and reported, not fatal."""
+    files = list(_candidate_files(Path(path)))
+    per_study: dict[str, list[tuple[Dataset, list[Frame]]]] = {}
+    skipped: list[SkippedFile] = []
+    for number, file in enumerate(files, 1):
+        try:
+            ds, frames = _read_file(file)
+        except UnreadableFile as exc:
+            log.warning("skipped %s: %s", file, exc)
+            skipped.append(SkippedFile(file, str(exc)))
+        else:
+            per_study.setdefault(str(ds.StudyInstanceUID), []).append((ds, frames))
+        if progress:
+            progress(number, len(files), file)
+    if not per_study:
+        raise NoReadableImages(_nothing_readable_message(Path(path), files, skipped))
+    if len(per_study) > 1:
+        raise NoReadableImages(
+            f"{path} holds {len(per_study)} studies ({', '.join(sorted(per_study))}); "
+            "point at one study's folder"
+        )
+    [(uid, items)] = per_study.items()
+    return Study(uid=uid, series=_group_series(items), skipped=tuple(skipped))
+
+
+def _nothing_readable_message(path: Path, files: list[Path], skipped: list[SkippedFile]) -> str:
+    if not files:
+        return f"no files found under {path}"
+    reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
+    more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
+    return f"no readable DICOM images under {path}: {reasons}{more}"
+
+
+def _candidate_files(path: Path) -> Iterator[Path]:
+    if path.is_file():
+        yield path
+        return
+    if not path.is_dir():
+        raise NoReadableImages(f"{path} does not exist")
+    for root, dirs, names in os.walk(path):
+        dirs.sort()
+        for name in sorted(names):
+            if not name.startswith("."):
+                yield Path(root) / name
+
+
+def _read_file(file: Path) -> tuple[Dataset, list[Frame]]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(file)
+    except InvalidDicomError:
+        raise UnreadableFile("not a DICOM Part 10 file (no 'DICM' preamble / file meta)") from None
+    except Exception as exc:  # pydicom raises many types on damaged files
+        raise UnreadableFile(f"unreadable DICOM: {_one_line(exc)}") from None
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        name = getattr(ds.get("SOPClassUID"), "name", sop_class) or "unknown SOP class"
+        raise UnreadableFile(f"no pixel data ({name}), not an image")
+    if sop_class in NOT_SOURCE_IMAGES:
+        raise UnreadableFile(f"{NOT_SOURCE_IMAGES[sop_class]} is not a source image")
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        if not ds.get(keyword):
+            raise UnreadableFile(f"missing {keyword}")
+    return ds, _frames(ds, _decode(ds))
+
+
+def _decode(ds: Dataset) -> np.ndarray:
+    syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pixels = ds.pixel_array
+    except NotImplementedError as exc:
+        raise UnreadableFile(
+            f"transfer syntax {syntax} has no available decoder ({_one_line(exc)})"
+        ) from None
+    except Exception as exc:
+        raise UnreadableFile(f"pixel data cannot be decoded ({syntax}): {_one_line(exc)}") from None
+    if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
+        pixels = apply_color_lut(pixels, ds)
+        pixels = (pixels >> 8).astype(np.uint8) if pixels.dtype != np.uint8 else pixels
+    return pixels
+
+
+def _frames(ds: Dataset, pixels: np.ndarray) -> list[Frame]:
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    colour = int(ds.get("SamplesPerPixel", 1)) == 3 or ds.get("PhotometricInterpretation") == (
+        "PALETTE COLOR"
+    )
+    if count == 1 or pixels.ndim == (3 if colour else 2):
+        pixels = pixels[np.newaxis]
+    times = _frame_times(ds, len(pixels))
+    photometric = "RGB" if colour else str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    frames = []
+    for i, array in enumerate(pixels):
+        attrs = _FrameAttributes(ds, i)
+        frames.append(
+            Frame(
+                ref=ImageRef(str(ds.SOPInstanceUID), i + 1, str(ds.get("SOPClassUID", ""))),
+                pixels=array,
+                geometry=attrs.geometry(),
+                modality=str(ds.get("Modality", "OT")),
+                photometric=photometric,
+                slope=attrs.float("PixelValueTransformationSequence", "RescaleSlope", 1.0),
+                intercept=attrs.float("PixelValueTransformationSequence", "RescaleIntercept", 0.0),
+                windows=() if colour else attrs.windows(),
+                time_s=times[i] if times else None,
+                instance_number=_int_or_none(ds.get("InstanceNumber")),
+            )
+        )
+    return frames
+
+
+class _FrameAttributes:
+    """Attribute lookup for frame i: per-frame functional group, then shared group, then top level."""
+
+    def __init__(self, ds: Dataset, index: int) -> None:
+        self._ds = ds
+        self._groups: list[Dataset] = []
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+        if per_frame and index < len(per_frame):
+            self._groups.append(per_frame[index])
+        shared = ds.get("SharedFunctionalGroupsSequence")
+        if shared:
+            self._groups.append(shared[0])
+
+    def get(self, sequence: str, keyword: str):
+        for group in self._groups:
+            items = group.get(sequence)
+            if items and keyword in items[0]:
+                return items[0][keyword].value
+        return self._ds.get(keyword)
+
+    def float(self, sequence: str, keyword: str, default: float) -> float:
+        value = self.get(sequence, keyword)
+        return float(value) if value not in (None, "") else default
+
+    def geometry(self) -> Geometry:
+        spacing = self.get("PixelMeasuresSequence", "PixelSpacing") or self._ds.get(
+            "ImagerPixelSpacing"
+        )
+        position = self.get("PlanePositionSequence", "ImagePositionPatient")
+        orientation = self.get("PlaneOrientationSequence", "ImageOrientationPatient")
+        thickness = self.get("PixelMeasuresSequence", "SliceThickness")
+        return Geometry(
+            pixel_spacing=_floats(spacing, 2),
+            slice_thickness=float(thickness) if thickness not in (None, "") else None,
+            position=_floats(position, 3),
+            orientation=_floats(orientation, 6),
+        )
+
+    def windows(self) -> tuple[Window, ...]:
+        centers = _as_list(self.get("FrameVOILUTSequence", "WindowCenter"))
+        widths = _as_list(self.get("FrameVOILUTSequence", "WindowWidth"))
+        explanations = _as_list(self._ds.get("WindowCenterWidthExplanation"))
+        found = []
+        for i, (center, width) in enumerate(zip(centers, widths)):
+            if float(width) >= 1:
+                name = str(explanations[i]) if i < len(explanations) else "file"
+                found.append(Window(float(center), float(width), name))
+        return tuple(found)
+
+
+def _frame_times(ds: Dataset, count: int) -> list[float] | None:
+    """Seconds from the first frame, from Frame Time Vector, Frame Time or Cine Rate."""
+    if count < 2:
+        return None
+    vector = ds.get("FrameTimeVector")
+    if vector and len(vector) == count:  # increments in ms; the first entry is 0
+        return [float(t) / 1000 for t in np.cumsum([float(v) for v in vector])]
+    frame_time = ds.get("FrameTime")
+    if frame_time in (None, "") and ds.get("CineRate"):
+        frame_time = 1000.0 / float(ds.CineRate)
+    if frame_time in (None, ""):
+        return None
+    return [i * float(frame_time) / 1000 for i in range(count)]
+
+
+def _group_series(items: Iterable[tuple[Dataset, list[Frame]]]) -> tuple[Series, ...]:
+    by_uid: dict[str, tuple[Dataset, list[Frame]]] = {}
+    for ds, frames in items:
+        first, collected = by_uid.setdefault(str(ds.SeriesInstanceUID), (ds, []))
+        known = {f.ref for f in collected}
+        collected.extend(f for f in frames if f.ref not in known)  # a copy of a file adds nothing
+    series = [
+        Series(
+            uid=uid,
+            modality=str(ds.get("Modality", "OT")),
+            number=_int_or_none(ds.get("SeriesNumber")),
+            description=str(ds.get("SeriesDescription", "")),
+            image_type=tuple(str(v) for v in _as_list(ds.get("ImageType"))),
+            frames=tuple(sorted(frames, key=_frame_order)),
+        )
+        for uid, (ds, frames) in by_uid.items()
+    ]
+    return tuple(sorted(series, key=lambda s: (s.number is None, s.number or 0, s.uid)))
+
+
+def _frame_order(frame: Frame) -> tuple:
+    """Slice position along the normal when known, then instance number, then frame number."""
+    geometry = frame.geometry
+    normal = geometry.normal
+    along = (
+        float(np.dot(normal, geometry.position))
+        if normal is not None and geometry.position is not None
+        else None
+    )
+    return (
+        along is None,
+        along or 0.0,
+        frame.instance_number is None,
+        frame.instance_number or 0,
+        frame.ref.frame,
+    )
+
+
+def _one_line(exc: Exception) -> str:
+    return " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def _as_list(value) -> list:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return list(value)
+    return [value]
+
+
+def _floats(value, count: int) -> tuple | None:
+    values = _as_list(value)
+    if len(values) != count:
+        return None
+    try:
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

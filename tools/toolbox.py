@@ -1,0 +1,28 @@
+"""The default toolbox: every visual tool, configured once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tools import locate, measure, segment, window, zoom
+from tools.locate import LocateSettings
+from tools.registry import Toolbox
+
+
+@dataclass(frozen=True)
+class ToolSettings:
+    zoom_size: int = 512  # long side of a zoom_in output, in pixels
+    locate: LocateSettings = field(default_factory=LocateSettings)
+
+
+def default_toolbox(settings: ToolSettings | None = None) -> Toolbox:
+    settings = settings or ToolSettings()
+    return Toolbox(
+        [
+            zoom.tool(settings.zoom_size),
+            window.tool(),
+            segment.tool(),
+            locate.tool(settings.locate),
+            measure.tool(),
+        ]
+    )
