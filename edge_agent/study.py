@@ -1,4 +1,4 @@
-"""The study model: a folder of DICOM files becomes Study -> Series -> Frame, each frame with its ImageRef."""
+"""The study model: a DICOM folder becomes Study -> Series -> Frame, each frame with an ImageRef."""
 
 from __future__ import annotations
 
@@ -251,7 +251,7 @@ def _frames(ds: Dataset, pixels: np.ndarray) -> list[Frame]:
 
 
 class _FrameAttributes:
-    """Attribute lookup for frame i: per-frame functional group, then shared group, then top level."""
+    """Attributes of frame i: per-frame functional group, then shared group, then top level."""
 
     def __init__(self, ds: Dataset, index: int) -> None:
         self._ds = ds
@@ -293,7 +293,7 @@ class _FrameAttributes:
         widths = _as_list(self.get("FrameVOILUTSequence", "WindowWidth"))
         explanations = _as_list(self._ds.get("WindowCenterWidthExplanation"))
         found = []
-        for i, (center, width) in enumerate(zip(centers, widths)):
+        for i, (center, width) in enumerate(zip(centers, widths, strict=False)):
             if float(width) >= 1:
                 name = str(explanations[i]) if i < len(explanations) else "file"
                 found.append(Window(float(center), float(width), name))
@@ -318,7 +318,7 @@ def _frame_times(ds: Dataset, count: int) -> list[float] | None:
 def _group_series(items: Iterable[tuple[Dataset, list[Frame]]]) -> tuple[Series, ...]:
     by_uid: dict[str, tuple[Dataset, list[Frame]]] = {}
     for ds, frames in items:
-        first, collected = by_uid.setdefault(str(ds.SeriesInstanceUID), (ds, []))
+        _, collected = by_uid.setdefault(str(ds.SeriesInstanceUID), (ds, []))
         known = {f.ref for f in collected}
         collected.extend(f for f in frames if f.ref not in known)  # a copy of a file adds nothing
     series = [

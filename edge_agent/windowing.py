@@ -42,7 +42,7 @@ def preset(modality: str, name: str) -> Window:
 
 
 def auto_window(values: np.ndarray) -> Window:
-    """A window spanning the 1st-99th percentile, for images with neither a preset nor a file window."""
+    """The 1st-99th percentile, for images with neither a preset nor a window of their own."""
     low, high = np.percentile(values, [1, 99])
     return Window(float(low + high) / 2, max(float(high - low), 1.0), "auto")
 

@@ -32,7 +32,7 @@ class TissueClass:
         return any(re.search(rf"\b{re.escape(word)}\b", caption) for word in self.words)
 
 
-# Order matters: the first class whose words occur in a caption wins ("hypodense mass" is hypodense).
+# Order matters: the first class named in a caption wins ("hypodense mass" is hypodense).
 CT_CLASSES = (
     TissueClass("hypodense", -20, 35, ("hypodense", "hypoattenuating", "low attenuation")),
     TissueClass(
@@ -70,7 +70,7 @@ class LocateSettings:
 
 
 def locate(arguments: Mapping, workspace: Workspace, *, settings: LocateSettings) -> Observation:
-    """Candidates are found on the image as shown, so their boxes are in the policy's coordinates."""
+    """Candidates come from the image as shown, so their boxes are in the policy's coordinates."""
     image = workspace.get(arguments["index"])
     classes = CT_CLASSES if image.frame.value_unit == "[hnsf'U]" else INTENSITY_CLASSES
     chosen, unsupported = _classes_for(arguments["captions"], classes)

@@ -1,4 +1,4 @@
-"""measure: area, long axis and value statistics of a mask or box, in the source frame's millimetres."""
+"""measure: area, long axis and value statistics of a mask or box, in source millimetres."""
 
 from __future__ import annotations
 

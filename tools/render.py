@@ -1,4 +1,4 @@
-"""Evidence rendering: boxes, contours, lines and labels burned into a copy of the pixels; PNG bytes."""
+"""Evidence rendering: boxes, outlines, lines and labels burned into a copy; PNG bytes."""
 
 from __future__ import annotations
 

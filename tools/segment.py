@@ -1,4 +1,4 @@
-"""segment: the object inside a box, as a mask. Weight-free method: OpenCV GrabCut seeded by the box."""
+"""segment: the object inside a box, as a mask. Weight-free method: GrabCut seeded by the box."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def segment(arguments: Mapping, workspace: Workspace) -> Observation:
 
 
 def grabcut(pixels: np.ndarray, box: Box, iterations: int = 5) -> np.ndarray:
-    """Foreground inside `box`, the connected part nearest its centre; empty when nothing stands out."""
+    """Foreground inside `box`: the connected part nearest its centre; empty if none stands out."""
     h, w = pixels.shape[:2]
     x1, y1 = int(np.floor(box[0])), int(np.floor(box[1]))
     x2, y2 = min(int(np.ceil(box[2])), w), min(int(np.ceil(box[3])), h)

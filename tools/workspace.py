@@ -17,7 +17,7 @@ Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in continuous pixel co
 
 @dataclass(frozen=True)
 class Affine:
-    """Maps an image's continuous pixel coordinates (pixel i spans [i, i+1)) to its source frame's."""
+    """Maps an image's continuous pixel coordinates (pixel i spans [i, i+1)) to its source's."""
 
     matrix: tuple[float, float, float, float, float, float]  # [[a, b, c], [d, e, f]]
 
@@ -73,7 +73,7 @@ def sample(
     nearest: bool = False,
     fill: float = 0.0,
 ) -> np.ndarray:
-    """Resample a source-grid array onto an image of `size` (w, h) whose pixels map by `to_source`."""
+    """Resample a source-grid array onto an image of `size` (w, h) mapped by `to_source`."""
     # cv2 addresses pixel centres at integer positions; shift by half a pixel on both sides.
     centred = (
         np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])
