@@ -36,9 +36,8 @@ class ImageRef:
     sop_instance_uid: str
     frame: int
     sop_class_uid: str = ""
-
-    def to_json(self) -> dict:
-        return {"sop_instance_uid": self.sop_instance_uid, "frame": self.frame}
+    series_instance_uid: str = ""
+    study_instance_uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -235,7 +234,13 @@ def _frames(ds: Dataset, pixels: np.ndarray) -> list[Frame]:
         attrs = _FrameAttributes(ds, i)
         frames.append(
             Frame(
-                ref=ImageRef(str(ds.SOPInstanceUID), i + 1, str(ds.get("SOPClassUID", ""))),
+                ref=ImageRef(
+                    sop_instance_uid=str(ds.SOPInstanceUID),
+                    frame=i + 1,
+                    sop_class_uid=str(ds.get("SOPClassUID", "")),
+                    series_instance_uid=str(ds.SeriesInstanceUID),
+                    study_instance_uid=str(ds.StudyInstanceUID),
+                ),
                 pixels=array,
                 geometry=attrs.geometry(),
                 modality=str(ds.get("Modality", "OT")),

@@ -36,7 +36,7 @@ def measure(arguments: Mapping, workspace: Workspace) -> Observation:
     ends = image.to_source.inverse().apply(result.long_axis_px)
     pixels = draw_line(draw_mask(image.pixels, image.mask_here(mask)), ends[0], ends[1])
     measured = workspace.derive(image, "measure", pixels=pixels, mask=mask, roi_px=mask_box(mask))
-    listed = "; ".join(f"{m['name']} {m['value']:g} {m['unit']}" for m in result.measurements)
+    listed = "; ".join(describe(m) for m in result.measurements)
     return Observation(
         text=f"Measured the {region} (image #{measured.index}): {listed}.",
         image=measured,
@@ -69,10 +69,9 @@ def region_measurements(
     ]
     if values.ndim == 2:
         inside = values[mask]
-        label = "HU" if value_unit == "[hnsf'U]" else "value"
         measurements += [
-            {"name": f"mean {label}", "value": round(float(inside.mean()), 1), "unit": value_unit},
-            {"name": f"SD {label}", "value": round(float(inside.std()), 1), "unit": value_unit},
+            {"name": "mean", "value": round(float(inside.mean()), 1), "unit": value_unit},
+            {"name": "SD", "value": round(float(inside.std()), 1), "unit": value_unit},
         ]
     return RegionMeasurements(measurements, ends)
 
@@ -92,6 +91,15 @@ def _long_axis(mask: np.ndarray, row_mm: float, col_mm: float) -> tuple[float, n
     # Pixel centres are half a pixel inside the region at each end.
     length = centre_distance + ux * col_mm + uy * row_mm
     return length, np.array([hull[i], hull[j]], dtype=float) + 0.5
+
+
+UNIT_LABELS = {"[hnsf'U]": "HU", "mm2": "mm²", "{pixel}": "pixels", "{pixel2}": "pixels²", "1": ""}
+
+
+def describe(measurement: Mapping) -> str:
+    """'area 12.5 mm²': the UCUM code stays in the data, people read the usual symbol."""
+    unit = UNIT_LABELS.get(measurement["unit"], measurement["unit"])
+    return f"{measurement['name']} {measurement['value']:g} {unit}".rstrip()
 
 
 def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:

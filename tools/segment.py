@@ -15,13 +15,17 @@ from tools.render import draw_boxes, draw_mask, to_rgb
 from tools.workspace import Box, Workspace
 
 METHOD = "grabcut (weight-free)"
+FALLBACK = "otsu threshold (weight-free fallback)"
 
 
 def segment(arguments: Mapping, workspace: Workspace) -> Observation:
     """Segment on the image as shown (the policy's view), then carry the mask to the source grid."""
     image = workspace.get(arguments["index"])
     box = image.clip_box(arguments["bbox_2d"])
+    method = METHOD
     here = grabcut(image.pixels, box)
+    if not here.any():
+        method, here = FALLBACK, otsu(image.pixels, box)
     mask = image.mask_to_source(here)
     if not mask.any():
         raise ToolError(f"no object found inside box {[round(v, 1) for v in box]}")
@@ -30,9 +34,9 @@ def segment(arguments: Mapping, workspace: Workspace) -> Observation:
     return Observation(
         text=f"Image #{segmented.index} outlines the object in box "
         f"{[round(v, 1) for v in box]} of image #{image.index} "
-        f"({int(here.sum())} pixels as shown; method: {METHOD}).",
+        f"({int(here.sum())} pixels as shown; method: {method}).",
         image=segmented,
-        payload={"method": METHOD, "bbox_2d": [round(v, 1) for v in box]},
+        payload={"method": method, "bbox_2d": [round(v, 1) for v in box]},
     )
 
 
@@ -55,6 +59,19 @@ def grabcut(pixels: np.ndarray, box: Box, iterations: int = 5) -> np.ndarray:
     except cv2.error as exc:  # e.g. a box of one uniform grey
         raise ToolError(f"nothing to separate inside box {list(box)}: {exc.err}") from None
     found = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    return _component_at_centre(found, ((x1 + x2) / 2, (y1 + y2) / 2))
+
+
+def otsu(pixels: np.ndarray, box: Box) -> np.ndarray:
+    """Fallback when GrabCut finds nothing: the Otsu class at the box centre, inside the box."""
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY) if pixels.ndim == 3 else pixels
+    x1, y1 = int(np.floor(box[0])), int(np.floor(box[1]))
+    x2, y2 = int(np.ceil(box[2])), int(np.ceil(box[3]))
+    inside = np.ascontiguousarray(grey[y1:y2, x1:x2])
+    _, bright = cv2.threshold(inside, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    centre = bright[bright.shape[0] // 2, bright.shape[1] // 2]
+    found = np.zeros(grey.shape, np.uint8)
+    found[y1:y2, x1:x2] = bright == centre
     return _component_at_centre(found, ((x1 + x2) / 2, (y1 + y2) / 2))
 
 

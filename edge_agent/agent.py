@@ -1,0 +1,257 @@
+"""The agent loop: ask the policy for a step, run the tool, feed the observation back,
+until an answer or a budget ends the read. Every end is recorded with its reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from edge_agent import __version__
+from edge_agent.trajectory import (
+    AnswerRecord,
+    ClaimRecord,
+    ImageRecord,
+    PolicyRecord,
+    StepRecord,
+    Trajectory,
+)
+from tools.errors import ToolError
+from tools.observation import Observation
+from tools.registry import Toolbox
+from tools.workspace import Workspace, WorkspaceImage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_turns: int = 16  # tool calls before the read ends without an answer
+    time_limit_s: float = 300.0
+    max_new_tokens: int = 1024  # per turn, for model policies
+
+    def __post_init__(self) -> None:
+        if self.max_turns < 1 or self.time_limit_s <= 0 or self.max_new_tokens < 1:
+            raise ValueError(f"budget values must be positive: {self}")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    tool: str
+    arguments: Mapping
+    thought: str = ""
+    usage: Mapping = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One finding as the policy states it, citing the workspace images that show it."""
+
+    text: str
+    evidence: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    findings: tuple[Claim, ...] = ()
+    thought: str = ""
+    usage: Mapping = field(default_factory=dict)
+
+
+Decision = ToolCall | Answer
+
+
+class PolicyError(Exception):
+    """The policy could not produce a step (e.g. a model emitted something unusable)."""
+
+
+@dataclass(frozen=True)
+class ReadContext:
+    """What a policy sees at each step. `steps` holds everything so far, oldest first."""
+
+    question: str
+    workspace: Workspace
+    toolbox: Toolbox
+    budget: Budget
+    steps: tuple[StepRecord, ...] = ()
+    observation: Observation | None = None  # the newest one
+
+
+class PolicySession(Protocol):
+    def step(self, context: ReadContext) -> Decision: ...
+
+    def close(self) -> None: ...
+
+
+class Policy(Protocol):
+    @property
+    def record(self) -> PolicyRecord: ...
+
+    def open(self, context: ReadContext) -> PolicySession:
+        """One session per read: model policies keep their KV cache in it."""
+        ...
+
+
+StepCallback = Callable[[StepRecord], None]
+
+
+def run(
+    workspace: Workspace,
+    question: str,
+    policy: Policy,
+    toolbox: Toolbox,
+    budget: Budget,
+    *,
+    on_step: StepCallback | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Trajectory:
+    """Read the shown images in `workspace` (index 0..n-1) and return the whole trajectory."""
+    if not len(workspace):
+        raise ValueError("the workspace holds no shown images")
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    start = clock()
+    context = ReadContext(question, workspace, toolbox, budget)
+    made_by: dict[int, int] = {}
+    answer, end_reason, end_detail = None, "answer", ""
+    session = policy.open(context)
+    try:
+        while True:
+            elapsed = clock() - start
+            if elapsed >= budget.time_limit_s:
+                end_reason = "time_limit"
+                end_detail = f"{elapsed:.1f} s used of the {budget.time_limit_s:g} s limit"
+                break
+            if len(context.steps) >= budget.max_turns:
+                end_reason = "max_turns"
+                end_detail = f"{budget.max_turns} tool calls without an answer"
+                break
+            t0 = clock()
+            try:
+                decision = session.step(context)
+            except PolicyError as exc:
+                end_reason, end_detail = "policy_error", str(exc)
+                log.warning("policy %s gave up: %s", policy.record.name, exc)
+                break
+            policy_s = clock() - t0
+            if isinstance(decision, Answer):
+                missing = _missing_evidence(decision, workspace)
+                if not missing:
+                    answer = _answer_record(decision)
+                    break
+                # An answer citing images that do not exist goes back to the policy to correct.
+                decision = ToolCall(
+                    "answer", {"text": decision.text}, decision.thought, decision.usage
+                )
+                observation = Observation.failure(
+                    f"the answer cites image(s) {missing}, which do not exist; "
+                    f"images #0..#{len(workspace) - 1} exist"
+                )
+            else:
+                observation = None
+            step, observation = _call_tool(decision, context, start, policy_s, clock, observation)
+            if observation.image is not None:
+                made_by[observation.image.index] = step.number
+            context = ReadContext(
+                question, workspace, toolbox, budget, (*context.steps, step), observation
+            )
+            if on_step:
+                on_step(step)
+    finally:
+        session.close()
+    if answer is None:
+        log.warning("read ended without an answer: %s (%s)", end_reason, end_detail)
+    return Trajectory(
+        study_instance_uid=workspace.get(0).frame.ref.study_instance_uid,
+        series_instance_uid=workspace.get(0).frame.ref.series_instance_uid,
+        modality=workspace.get(0).frame.modality,
+        question=question,
+        policy=policy.record,
+        images=tuple(image_record(image, made_by.get(image.index)) for image in workspace),
+        steps=context.steps,
+        answer=answer,
+        end_reason=end_reason,
+        end_detail=end_detail,
+        started_at=started_at,
+        duration_s=round(clock() - start, 3),
+        software={"edge_agent": __version__},
+    )
+
+
+def _call_tool(
+    call: ToolCall,
+    context: ReadContext,
+    start: float,
+    policy_s: float,
+    clock,
+    observation: Observation | None = None,
+) -> tuple[StepRecord, Observation]:
+    """Run one call (unless already answered by `observation`); a mistaken call becomes an error
+    observation the policy can read and correct."""
+    t0 = clock()
+    if observation is None:
+        observation = _observe(call, context)
+    return (
+        StepRecord(
+            number=len(context.steps) + 1,
+            tool=call.tool,
+            arguments=dict(call.arguments),
+            thought=call.thought,
+            observation=observation.text,
+            image=observation.image.index if observation.image is not None else None,
+            payload=dict(observation.payload),
+            error=observation.error,
+            started_s=round(t0 - start - policy_s, 3),
+            policy_s=round(policy_s, 3),
+            tool_s=round(clock() - t0, 3),
+            usage=dict(call.usage),
+        ),
+        observation,
+    )
+
+
+def _observe(call: ToolCall, context: ReadContext) -> Observation:
+    try:
+        return context.toolbox.call(call.tool, call.arguments, context.workspace)
+    except ToolError as exc:
+        return Observation.failure(str(exc))
+    except Exception as exc:  # a tool's own bug must not end a read; it is logged in full
+        log.exception("tool %s failed", call.tool)
+        return Observation.failure(f"tool {call.tool} failed: {type(exc).__name__}: {exc}")
+
+
+def _missing_evidence(answer: Answer, workspace: Workspace) -> list[int]:
+    cited = {index for claim in answer.findings for index in claim.evidence}
+    return sorted(i for i in cited if not 0 <= i < len(workspace))
+
+
+def _answer_record(answer: Answer) -> AnswerRecord:
+    return AnswerRecord(
+        text=answer.text,
+        thought=answer.thought,
+        findings=tuple(ClaimRecord(c.text, tuple(c.evidence)) for c in answer.findings),
+        usage=dict(answer.usage),
+    )
+
+
+def evidence_file(image: WorkspaceImage) -> str:
+    return f"evidence/{image.index:03d}_{image.tool}.png"
+
+
+def image_record(image: WorkspaceImage, step: int | None) -> ImageRecord:
+    return ImageRecord(
+        index=image.index,
+        file=evidence_file(image),
+        width=image.size[0],
+        height=image.size[1],
+        source=image.frame.ref,
+        to_source=tuple(round(v, 9) for v in image.to_source.matrix),
+        roi_px=tuple(round(v, 3) for v in image.source_roi),
+        tool=image.tool,
+        parent=image.parent,
+        step=step,
+        window=image.window.to_json() if image.window else None,
+    )

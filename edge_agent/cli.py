@@ -1,0 +1,210 @@
+"""The `edge-agent` command: a thin face over read_study, replay, the demo and the doctor.
+
+Exit codes: 0 success, 2 bad input (one line, no traceback), 1 internal error."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from edge_agent import __version__
+from edge_agent.config import Config, load_config
+from edge_agent.errors import BadInput
+from edge_agent.read import ReadResult, read_study
+from edge_agent.trajectory import StepRecord
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="On-prem medical imaging agent that thinks with images.",
+)
+console = Console()
+errors = Console(stderr=True)
+log = logging.getLogger("edge_agent")
+
+ConfigOption = Annotated[
+    Optional[Path],  # noqa: UP045 - typer reads the annotation at runtime on Python 3.10
+    typer.Option("--config", "-c", help="edge-agent.toml; defaults apply without one."),
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log each event.")]
+
+
+def main() -> None:
+    app()
+
+
+def _guarded(action: Callable[[], None]) -> None:
+    """Turn errors into exit codes: the user's mistakes in one line, our bugs with a trace."""
+    try:
+        action()
+    except BadInput as exc:
+        errors.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        raise typer.Exit(130) from None
+    except Exception:
+        log.exception("internal error")
+        errors.print("[bold red]internal error[/]: see the trace above; please report it.")
+        raise typer.Exit(1) from None
+
+
+def _setup(config_path: Path | None, verbose: bool) -> Config:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=errors, show_path=False, show_time=verbose)],
+        force=True,
+    )
+    return load_config(config_path)
+
+
+@app.command()
+def read(
+    path: Annotated[Path, typer.Argument(help="A study folder (searched recursively) or a file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports.")],
+    question: Annotated[Optional[str], typer.Option(help="What to ask.")] = None,  # noqa: UP045
+    policy: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Policy name; overrides [policy] name in the config."),
+    ] = None,
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Read one study and write report.json, report.html, trajectory.json and evidence/."""
+
+    def action() -> None:
+        settings = _setup(config, verbose)
+        if policy:
+            settings = _with_policy(settings, policy)
+        _read_and_show(path, out, settings, question)
+
+    _guarded(action)
+
+
+def _with_policy(settings: Config, name: str) -> Config:
+    return replace(settings, policy=replace(settings.policy, name=name))
+
+
+def _read_and_show(path: Path, out: Path, settings: Config, question: str | None) -> ReadResult:
+    with Progress(
+        TextColumn("loading"), BarColumn(), MofNCompleteColumn(), console=errors, transient=True
+    ) as bar:
+        task = bar.add_task("load", total=None)
+
+        def progress(done: int, total: int, _file: Path) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = read_study(
+            path, out, settings, question=question, progress=progress, on_step=_show_step
+        )
+    _show_result(result)
+    return result
+
+
+def _show_step(step: StepRecord) -> None:
+    style = "red" if step.error else "cyan"
+    arguments = ", ".join(f"{k}={v}" for k, v in step.arguments.items())
+    console.print(
+        f"[bold]{step.number:>2}[/] [{style}]{step.tool}[/]({arguments})", highlight=False
+    )
+    if step.thought:
+        console.print(f"    [dim]{step.thought}[/]", highlight=False)
+    console.print(f"    {step.observation}", highlight=False, soft_wrap=True)
+
+
+def _show_result(result: ReadResult) -> None:
+    trajectory, report = result.trajectory, result.report
+    for skipped in result.study.skipped:
+        errors.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}", highlight=False)
+    console.print(f"[dim]{trajectory.selection}[/]", highlight=False)
+    console.rule(trajectory.policy.label)
+    if report["answer"]:
+        console.print(report["answer"], highlight=False)
+    else:
+        console.print(f"[red]no answer[/]: {trajectory.end_reason} ({trajectory.end_detail})")
+    console.print(f"[yellow]{report['disclaimer']}[/]", highlight=False)
+    console.print(f"report: {result.out_dir / 'report.html'}", highlight=False)
+
+
+@app.command()
+def replay(
+    trajectory: Annotated[Path, typer.Argument(help="A trajectory.json written by read.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the re-rendered reports.")],
+    verbose: VerboseOption = False,
+) -> None:
+    """Re-render the reports of an earlier read from its trajectory alone."""
+
+    def action() -> None:
+        from edge_agent.report.files import copy_evidence, write_reports
+        from edge_agent.trajectory import Trajectory
+
+        _setup(None, verbose)
+        recorded = Trajectory.load(trajectory)
+        out.mkdir(parents=True, exist_ok=True)
+        copy_evidence(recorded, trajectory.parent, out)
+        write_reports(recorded, out)
+        console.print(f"report: {out / 'report.html'}", highlight=False)
+
+    _guarded(action)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the study and reports.")] = (
+        Path("edge-agent-demo")
+    ),
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Assemble a sample study from files that ship with pydicom and read it (no model needed)."""
+
+    def action() -> None:
+        from edge_agent.sample import write_sample_study
+
+        settings = _setup(config, verbose)
+        study = write_sample_study(out / "study")
+        console.print(f"sample study: {study}", highlight=False)
+        _read_and_show(study, out / "report", settings, None)
+
+    _guarded(action)
+
+
+@app.command()
+def doctor(
+    out: Annotated[Path, typer.Option(help="Folder whose free disk space matters.")] = Path("."),
+    config: ConfigOption = None,
+) -> None:
+    """Versions, back ends, providers, CPU/GPU and free disk: what support asks first."""
+
+    def action() -> None:
+        from edge_agent.doctor import checks
+
+        _setup(config, False)
+        for name, value in checks(out):
+            console.print(f"[bold]{name:<22}[/] {value}", highlight=False)
+
+    _guarded(action)
+
+
+@app.callback(invoke_without_command=True)
+def _version(
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        console.print(f"edge-agent {__version__}")
+        raise typer.Exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""read_study: the one function the CLI and the gateway call to read a study folder."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from edge_agent.agent import Policy, StepCallback, run
+from edge_agent.config import Config
+from edge_agent.policies import make_policy
+from edge_agent.report.files import write_evidence, write_reports
+from edge_agent.selection import Selection, select
+from edge_agent.study import Progress, Study, load_study
+from edge_agent.trajectory import Trajectory
+from tools.toolbox import default_toolbox
+from tools.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    study: Study
+    selection: Selection
+    trajectory: Trajectory
+    report: dict
+    out_dir: Path
+
+
+def read_study(
+    path: Path,
+    out_dir: Path,
+    config: Config,
+    *,
+    question: str | None = None,
+    policy: Policy | None = None,
+    progress: Progress | None = None,
+    on_step: StepCallback | None = None,
+) -> ReadResult:
+    """Load, pick the series, run the agent, write every report into `out_dir`."""
+    study = load_study(path, progress)
+    selection = select(study, config.read.modalities, config.read.key_frames)
+    log.info("study %s: reading %s", study.uid, selection.reason)
+    workspace = Workspace()
+    for frame in selection.frames:
+        workspace.show(frame, max_side=config.read.shown_size)
+    trajectory = run(
+        workspace,
+        question or config.read.question,
+        policy or make_policy(config.policy),
+        default_toolbox(config.tools),
+        config.budget,
+        on_step=on_step,
+    )
+    trajectory = replace(trajectory, selection=selection.reason)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_evidence(workspace, trajectory, out_dir)
+    report = write_reports(trajectory, out_dir)
+    return ReadResult(study, selection, trajectory, report, out_dir)

@@ -1,0 +1,62 @@
+"""report.json: the findings of a read, each tied to evidence images and measurements.
+
+Contract kept by later work: study_instance_uid, policy, model, question, answer, findings
+[{text, evidence [{image, source {sop_instance_uid, frame}, bbox_px}], measurements
+[{name, value, unit}]}], disclaimer. Every finding has at least one evidence image."""
+
+from __future__ import annotations
+
+from edge_agent.errors import ReportError
+from edge_agent.records import to_plain
+from edge_agent.trajectory import ClaimRecord, Trajectory
+
+
+def build_report(trajectory: Trajectory) -> dict:
+    """Pure function of the trajectory, so a replay gives the same report byte for byte."""
+    answer = trajectory.answer
+    return {
+        "study_instance_uid": trajectory.study_instance_uid,
+        "series_instance_uid": trajectory.series_instance_uid,
+        "modality": trajectory.modality,
+        "selection": trajectory.selection,
+        "policy": trajectory.policy.name,
+        "policy_label": trajectory.policy.label,
+        "model": trajectory.policy.model,
+        "question": trajectory.question,
+        "answer": answer.text if answer else None,
+        "end": {"reason": trajectory.end_reason, "detail": trajectory.end_detail},
+        "findings": [_finding(trajectory, c) for c in (answer.findings if answer else ())],
+        "disclaimer": trajectory.policy.disclaimer,
+        "software": trajectory.software,
+    }
+
+
+def _finding(trajectory: Trajectory, claim: ClaimRecord) -> dict:
+    if not claim.evidence:
+        raise ReportError(f"finding {claim.text!r} cites no evidence image; it cannot be reported")
+    known = len(trajectory.images)
+    missing = [i for i in claim.evidence if not 0 <= i < known]
+    if missing:
+        raise ReportError(f"finding {claim.text!r} cites image(s) {missing} the read never made")
+    cited = set(claim.evidence)
+    return {
+        "text": claim.text,
+        "evidence": [_evidence(trajectory, i) for i in claim.evidence],
+        "measurements": [
+            measurement
+            for step in trajectory.steps
+            if step.image in cited and not step.error
+            for measurement in step.payload.get("measurements", ())
+        ],
+    }
+
+
+def _evidence(trajectory: Trajectory, index: int) -> dict:
+    image = trajectory.image(index)
+    return {
+        "image": image.file,
+        "index": image.index,
+        "step": image.step,
+        "source": to_plain(image.source),
+        "bbox_px": list(image.roi_px),
+    }

@@ -1,0 +1,53 @@
+"""Writing a read's output folder: evidence PNGs, trajectory.json, report.json, report.html."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from edge_agent.errors import ReportError
+from edge_agent.report.content import build_report
+from edge_agent.report.html import render_html
+from edge_agent.trajectory import Trajectory
+from tools.render import png_bytes
+from tools.workspace import Workspace
+
+
+def write_evidence(workspace: Workspace, trajectory: Trajectory, out_dir: Path) -> None:
+    for record in trajectory.images:
+        _write_atomic(out_dir / record.file, png_bytes(workspace.get(record.index).pixels))
+
+
+def write_reports(trajectory: Trajectory, out_dir: Path) -> dict:
+    """Reports for a trajectory whose evidence images are already in `out_dir`."""
+    report = build_report(trajectory)
+    for finding in report["findings"]:
+        for evidence in finding["evidence"]:
+            if not (out_dir / evidence["image"]).is_file():
+                raise ReportError(f"evidence image {evidence['image']} is missing from {out_dir}")
+    _write_atomic(out_dir / "trajectory.json", trajectory.to_json().encode())
+    _write_atomic(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    _write_atomic(out_dir / "report.html", render_html(trajectory, report, out_dir).encode())
+    return report
+
+
+def copy_evidence(trajectory: Trajectory, source_dir: Path, out_dir: Path) -> None:
+    """For a replay into another folder: the images the trajectory names, nothing else."""
+    for record in trajectory.images:
+        source = source_dir / record.file
+        if not source.is_file():
+            raise ReportError(f"evidence image {record.file} is missing from {source_dir}")
+        target = out_dir / record.file
+        if source.resolve() != target.resolve():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """A report is either complete or absent: write beside it, then rename over."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)

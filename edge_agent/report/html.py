@@ -1,0 +1,141 @@
+"""report.html: one self-contained page (images embedded) a radiologist can open offline."""
+
+from __future__ import annotations
+
+import base64
+import json
+from html import escape
+from pathlib import Path
+
+from edge_agent.trajectory import ImageRecord, StepRecord, Trajectory
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1b1b1b}
+.banner{background:#fff3cd;border:1px solid #e0c060;padding:.8rem 1rem;border-radius:6px}
+table{border-collapse:collapse;width:100%;margin:.5rem 0}
+td,th{border:1px solid #ccc;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#f2f2f2}
+img{max-width:256px;image-rendering:pixelated;border:1px solid #999}
+.step{border-left:4px solid #4a78c2;padding:.3rem 1rem;margin:1rem 0}
+.step.error{border-color:#c24a4a}
+code,pre{background:#f6f6f6;padding:.1rem .3rem;white-space:pre-wrap}
+.muted{color:#666}
+"""
+
+
+def render_html(trajectory: Trajectory, report: dict, out_dir: Path) -> str:
+    images = {record.index: _data_uri(out_dir / record.file) for record in trajectory.images}
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>edge-agent report {escape(trajectory.study_instance_uid)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<p class='banner'><strong>{escape(trajectory.policy.label)}.</strong> "
+        f"{escape(report['disclaimer'])}</p>",
+        "<h1>edge-agent report</h1>",
+        _summary(trajectory, report),
+        _findings(trajectory, report, images),
+        _measurements(report),
+        _trail(trajectory, images),
+        f"<p class='muted'>edge-agent {escape(str(trajectory.software.get('edge_agent', '')))}"
+        f" &middot; read started {escape(trajectory.started_at)}, "
+        f"{trajectory.duration_s:.1f} s</p>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _summary(trajectory: Trajectory, report: dict) -> str:
+    answer = report["answer"] or (
+        f"No answer: the read ended ({trajectory.end_reason}: {trajectory.end_detail})."
+    )
+    rows = [
+        ("Study Instance UID", trajectory.study_instance_uid),
+        ("Series Instance UID", f"{trajectory.series_instance_uid} ({trajectory.modality})"),
+        ("Policy", trajectory.policy.label),
+        ("Model", json.dumps(trajectory.policy.model) if trajectory.policy.model else "none"),
+        ("Question", trajectory.question),
+        ("Read ended", f"{trajectory.end_reason} {trajectory.end_detail}".strip()),
+    ]
+    table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    return f"<table>{table}</table><h2>Answer</h2><p>{escape(answer)}</p>"
+
+
+def _findings(trajectory: Trajectory, report: dict, images: dict[int, str]) -> str:
+    if not report["findings"]:
+        return "<h2>Findings</h2><p>No findings.</p>"
+    rows = []
+    for number, finding in enumerate(report["findings"], 1):
+        evidence = " ".join(_thumbnail(e, images) for e in finding["evidence"])
+        rows.append(
+            f"<tr><td>{number}</td><td>{escape(finding['text'])}</td><td>{evidence}</td></tr>"
+        )
+    return (
+        "<h2>Findings</h2><table><tr><th>#</th><th>Finding</th><th>Evidence (click for the step)"
+        f"</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _thumbnail(evidence: dict, images: dict[int, str]) -> str:
+    """Links to the step that made the image, or to the shown image itself."""
+    index = evidence["index"]
+    target = f"#step-{evidence['step']}" if evidence["step"] is not None else f"#image-{index}"
+    return (
+        f"<a href='{target}' title='{escape(evidence['image'])}'><img src='{images[index]}' "
+        f"alt='evidence image #{index}' style='max-width:120px'></a>"
+    )
+
+
+def _measurements(report: dict) -> str:
+    rows = [
+        f"<tr><td>{number}</td><td>{escape(m['name'])}</td><td>{m['value']:g}</td>"
+        f"<td>{escape(m['unit'])}</td></tr>"
+        for number, finding in enumerate(report["findings"], 1)
+        for m in finding["measurements"]
+    ]
+    if not rows:
+        return ""
+    return (
+        "<h2>Measurements</h2><table><tr><th>Finding</th><th>Measurement</th><th>Value</th>"
+        f"<th>Unit (UCUM)</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _trail(trajectory: Trajectory, images: dict[int, str]) -> str:
+    shown = [r for r in trajectory.images if r.step is None]
+    parts = ["<h2>Reasoning trail</h2>", "<h3>Shown images</h3>"]
+    parts += [_figure(record, images) for record in shown]
+    by_step = {r.step: r for r in trajectory.images if r.step is not None}
+    parts += [_step(step, by_step.get(step.number), images) for step in trajectory.steps]
+    if trajectory.answer:
+        parts.append(
+            f"<div class='step'><h3>Answer</h3><p class='muted'>"
+            f"{escape(trajectory.answer.thought)}</p><p>{escape(trajectory.answer.text)}</p></div>"
+        )
+    return "\n".join(parts)
+
+
+def _step(step: StepRecord, image: ImageRecord | None, images: dict[int, str]) -> str:
+    css = "step error" if step.error else "step"
+    call = escape(json.dumps(step.arguments))
+    return (
+        f"<div class='{css}' id='step-{step.number}'><h3>Step {step.number}: "
+        f"<code>{escape(step.tool)}</code></h3>"
+        f"<p class='muted'>{escape(step.thought)}</p><pre>{call}</pre>"
+        f"<p>{escape(step.observation)}</p>"
+        f"{_figure(image, images) if image else ''}"
+        f"<p class='muted'>policy {step.policy_s:.3f} s, tool {step.tool_s:.3f} s</p></div>"
+    )
+
+
+def _figure(record: ImageRecord, images: dict[int, str]) -> str:
+    ref = record.source
+    return (
+        f"<figure id='image-{record.index}'><img src='{images[record.index]}' "
+        f"alt='image #{record.index}'><figcaption>#{record.index} {escape(record.tool)} "
+        f"{record.width}x{record.height}; source SOP {escape(ref.sop_instance_uid)} frame "
+        f"{ref.frame}</figcaption></figure>"
+    )

@@ -1,0 +1,67 @@
+"""Which series to read and which of its frames to show first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_agent.errors import NoReadableImages
+from edge_agent.study import Frame, Series, Study
+
+DEFAULT_MODALITIES = ("CT", "MR", "PT", "CR", "DX", "MG", "US", "XA", "NM", "ES", "XC", "OT")
+
+
+@dataclass(frozen=True)
+class Selection:
+    series: Series
+    frames: tuple[Frame, ...]
+    reason: str
+
+
+def select(study: Study, modalities: tuple[str, ...], key_frames: int) -> Selection:
+    """Pick the series by rule, then its key frames; the reason is recorded with the read."""
+    candidates = [s for s in study.series if s.modality in modalities]
+    if not candidates:
+        found = ", ".join(sorted({s.modality for s in study.series}))
+        raise NoReadableImages(
+            f"no series of a readable modality ({', '.join(modalities)}); the study has: {found}"
+        )
+    series = min(candidates, key=lambda s: _rank(s, modalities))
+    frames = _key_frames(series, key_frames)
+    reason = (
+        f"series {series.number if series.number is not None else '?'} "
+        f"({series.modality}, {len(series.frames)} frame(s)"
+        f"{', axial' if _is_axial(series) else ''}{', cine' if series.is_cine else ''}) "
+        f"of {len(study.series)}; showing frame(s) "
+        f"{', '.join(str(series.frames.index(f) + 1) for f in frames)}"
+    )
+    return Selection(series, frames, reason)
+
+
+def _rank(series: Series, modalities: tuple[str, ...]) -> tuple:
+    """Not a localizer, preferred modality, axial, most frames, lowest series number."""
+    localizer = any(t.upper() in ("LOCALIZER", "SCOUT") for t in series.image_type)
+    return (
+        localizer,
+        modalities.index(series.modality),
+        not _is_axial(series),
+        -len(series.frames),
+        series.number if series.number is not None else 1 << 30,
+    )
+
+
+def _is_axial(series: Series) -> bool:
+    normal = series.frames[0].geometry.normal
+    return normal is not None and abs(float(normal[2])) > 0.8
+
+
+def _key_frames(series: Series, count: int) -> tuple[Frame, ...]:
+    """A cine shows its middle frame; a volume `count` slices spread over its central part."""
+    frames = series.frames
+    if series.is_cine or len(frames) == 1:
+        return (frames[len(frames) // 2],)
+    if len(frames) <= count:
+        return frames
+    picks = np.linspace(0.2, 0.8, count) * (len(frames) - 1)
+    return tuple(frames[i] for i in sorted({round(float(p)) for p in picks}))

@@ -1,0 +1,127 @@
+"""The record of one read: every image, step, timing and the answer; reports derive from it."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_agent.errors import TrajectoryError
+from edge_agent.records import RecordError, from_plain, to_plain
+from edge_agent.study import ImageRef
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """A workspace image: where its PNG is, and how its pixels map back to the source frame."""
+
+    index: int
+    file: str  # relative to the read's output folder
+    width: int
+    height: int
+    source: ImageRef
+    to_source: tuple[float, ...]  # 2x3 affine, row-major
+    roi_px: tuple[float, ...]  # x1, y1, x2, y2 in source pixels
+    tool: str
+    parent: int | None = None
+    step: int | None = None  # the step whose tool made it; None for shown originals
+    window: dict | None = None
+
+    def __post_init__(self) -> None:
+        # The name is joined to an output folder: never let a trajectory point outside it.
+        if not re.fullmatch(r"evidence/[A-Za-z0-9_.-]+\.png", self.file) or ".." in self.file:
+            raise ValueError(f"image file {self.file!r} is not an evidence/NAME.png path")
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    number: int
+    tool: str
+    arguments: dict
+    thought: str = ""
+    observation: str = ""
+    image: int | None = None
+    payload: dict = field(default_factory=dict)
+    error: bool = False
+    started_s: float = 0.0  # since the read began
+    policy_s: float = 0.0
+    tool_s: float = 0.0
+    usage: dict = field(default_factory=dict)  # token counts for model policies
+
+
+@dataclass(frozen=True)
+class ClaimRecord:
+    text: str
+    evidence: tuple[int, ...]  # workspace image indices
+
+
+@dataclass(frozen=True)
+class AnswerRecord:
+    text: str
+    thought: str = ""
+    findings: tuple[ClaimRecord, ...] = ()
+    usage: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    name: str
+    label: str
+    disclaimer: str
+    model: dict | None = None  # file name and SHA-256 of a model policy's weights
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    study_instance_uid: str
+    series_instance_uid: str
+    modality: str
+    question: str
+    policy: PolicyRecord
+    images: tuple[ImageRecord, ...]
+    steps: tuple[StepRecord, ...]
+    answer: AnswerRecord | None
+    end_reason: str  # "answer", "max_turns", "time_limit", "policy_error"
+    end_detail: str = ""
+    selection: str = ""  # which series and frames were shown, and why
+    started_at: str = ""
+    duration_s: float = 0.0
+    software: dict = field(default_factory=dict)
+    version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(to_plain(self), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Trajectory:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TrajectoryError(f"trajectory is not JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+            found = data.get("version") if isinstance(data, dict) else None
+            raise TrajectoryError(
+                f"trajectory format version {found!r} is not {FORMAT_VERSION}, which this "
+                "edge-agent reads"
+            )
+        try:
+            return from_plain(cls, data, "trajectory")
+        except RecordError as exc:
+            raise TrajectoryError(str(exc)) from None
+
+    @classmethod
+    def load(cls, path: Path) -> Trajectory:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TrajectoryError(f"cannot read {path}: {exc.strerror}") from None
+        return cls.from_json(text)
+
+    def image(self, index: int) -> ImageRecord:
+        return self.images[index]
+
+    def step(self, number: int) -> StepRecord:
+        return self.steps[number - 1]
