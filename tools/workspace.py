@@ -71,7 +71,7 @@ def sample(
     size: tuple[int, int],
     *,
     nearest: bool = False,
-    fill: float = 0.0,
+    outside: float | None = None,
 ) -> np.ndarray:
     """Resample a source-grid array onto an image of `size` (w, h) mapped by `to_source`."""
     # cv2 addresses pixel centres at integer positions; shift by half a pixel on both sides.
@@ -82,13 +82,16 @@ def sample(
     )
     flags = (cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
     source = array.astype(np.float32) if array.dtype not in (np.uint8, np.float32) else array
+    # Views never reach past the frame (boxes are clipped), but their edge pixels interpolate
+    # with neighbours just outside: replicate the edge there. `outside` fills instead.
+    border = cv2.BORDER_REPLICATE if outside is None else cv2.BORDER_CONSTANT
     return cv2.warpAffine(
         source,
         centred[:2],
         size,
         flags=flags,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=fill,
+        borderMode=border,
+        borderValue=outside or 0.0,
     )
 
 
@@ -140,21 +143,17 @@ class WorkspaceImage:
     def mask_to_source(self, mask: np.ndarray) -> np.ndarray:
         """A mask drawn on this image, resampled onto the source frame's grid."""
         rows, cols = self.frame.shape
-        back = sample(mask.astype(np.float32), self.to_source.inverse(), (cols, rows))
+        back = sample(mask.astype(np.float32), self.to_source.inverse(), (cols, rows), outside=0)
         return back >= 0.5
 
 
 def render(frame: Frame, to_source: Affine, size: tuple[int, int], window: Window | None):
     """Pixels of a view onto `frame`: sampled from modality values, then windowed when grey."""
-    sampled = sample(frame.values, to_source, size, fill=_background(frame))
+    sampled = sample(frame.values, to_source, size)
     if frame.is_colour:
         return sampled.astype(np.uint8)
     window = window or frame.default_window
     return apply_window(sampled, window, invert=frame.photometric == "MONOCHROME1")
-
-
-def _background(frame: Frame) -> float:
-    return 0.0 if frame.is_colour else float(frame.values.min())
 
 
 class Workspace:

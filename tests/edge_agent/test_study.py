@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.encaps import encapsulate
+
+from edge_agent.errors import NoReadableImages
+from edge_agent.selection import select
+from edge_agent.study import load_study
+from tests.support import bundled
+
+BUNDLED = [
+    # file, modality, frames, frame shape, transfer syntax it exercises
+    ("CT_small.dcm", "CT", 1, (128, 128), "explicit VR little endian"),
+    ("693_J2KI.dcm", "CT", 1, (512, 512), "JPEG 2000"),
+    ("MR_small.dcm", "MR", 1, (64, 64), "explicit VR little endian"),
+    ("MR_small_RLE.dcm", "MR", 1, (64, 64), "RLE lossless"),
+    ("MR_small_jpeg_ls_lossless.dcm", "MR", 1, (64, 64), "JPEG-LS lossless"),
+    ("MR_small_jp2klossless.dcm", "MR", 1, (64, 64), "JPEG 2000 lossless"),
+    ("JPGExtended.dcm", "NM", 1, (1024, 256), "JPEG extended"),
+    ("image_dfl.dcm", "OT", 1, (512, 512), "deflated explicit VR"),
+    ("examples_ybr_color.dcm", "US", 30, (240, 320, 3), "JPEG baseline, YBR_FULL_422"),
+    ("examples_palette.dcm", "US", 1, (350, 800, 3), "palette colour"),
+    ("SC_rgb_rle.dcm", "OT", 1, (100, 100, 3), "RLE RGB"),
+]
+
+
+@pytest.mark.parametrize(("name", "modality", "frames", "shape", "_syntax"), BUNDLED)
+def test_bundled_file_loads_with_shape_and_image_refs(name, modality, frames, shape, _syntax):
+    study = load_study(bundled(name))
+    [series] = study.series
+    assert series.modality == modality
+    assert len(series.frames) == frames
+    source = pydicom.dcmread(bundled(name), stop_before_pixels=True)
+    for number, frame in enumerate(series.frames, 1):
+        assert frame.pixels.shape == shape
+        assert frame.ref.sop_instance_uid == source.SOPInstanceUID
+        assert frame.ref.frame == number
+        assert frame.ref.study_instance_uid == study.uid == source.StudyInstanceUID
+
+
+def test_ct_values_are_hounsfield_units():
+    frame = load_study(bundled("CT_small.dcm")).series[0].frames[0]
+    raw = pydicom.dcmread(bundled("CT_small.dcm")).pixel_array
+    np.testing.assert_array_equal(frame.values, raw.astype(np.float32) - 1024)
+    assert frame.value_unit == "[hnsf'U]"
+    assert frame.geometry.pixel_spacing == pytest.approx((0.661468, 0.661468))
+    assert frame.geometry.slice_thickness == 5.0
+
+
+@pytest.mark.parametrize(
+    "name", ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm"]
+)
+def test_lossless_syntaxes_decode_to_the_uncompressed_pixels(name):
+    reference = load_study(bundled("MR_small.dcm")).series[0].frames[0].values
+    decoded = load_study(bundled(name)).series[0].frames[0].values
+    np.testing.assert_array_equal(decoded, reference)
+
+
+def test_cine_frames_carry_their_times():
+    series = load_study(bundled("examples_ybr_color.dcm")).series[0]
+    assert series.is_cine
+    times = [f.time_s for f in series.frames]
+    assert times[0] == 0.0
+    assert times[1] == pytest.approx(0.033333)
+    assert times[-1] == pytest.approx(29 * 0.033333)
+
+
+def test_windows_come_from_the_file_then_the_modality_preset():
+    mr = load_study(bundled("MR_small.dcm")).series[0].frames[0]
+    assert (mr.default_window.center, mr.default_window.width) == (600.0, 1600.0)
+    ct = load_study(bundled("CT_small.dcm")).series[0].frames[0]
+    assert ct.default_window.name == "soft tissue"
+
+
+def test_colour_images_are_rgb():
+    us = load_study(bundled("examples_ybr_color.dcm")).series[0].frames[0]
+    assert us.is_colour and us.default_window is None
+    # YBR_FULL_422 was converted: R, G and B of this grey-ish ultrasound are close, not Y/Cb/Cr.
+    mean = us.pixels.reshape(-1, 3).mean(axis=0)
+    assert np.ptp(mean) < 5
+
+
+def test_slices_are_ordered_by_position_not_file_name(sample_study: Path):
+    for index, path in enumerate(sorted(sample_study.glob("CT*.dcm"))):
+        path.rename(path.with_name(f"z{9 - index}.dcm"))  # file order now reversed
+    ct = next(s for s in load_study(sample_study).series if s.modality == "CT")
+    positions = [f.geometry.position[2] for f in ct.frames]
+    assert positions == sorted(positions) and len(positions) == 5
+
+
+def test_unreadable_files_are_skipped_with_reasons(tmp_path: Path):
+    for name in (
+        "CT_small.dcm",
+        "no_meta.dcm",
+        "MR_truncated.dcm",
+        "rtplan_truncated.dcm",
+        "test-SR.dcm",
+    ):
+        shutil.copy(bundled(name), tmp_path / name)
+    study = load_study(tmp_path)
+    assert [s.modality for s in study.series] == ["CT"]
+    reasons = {s.path.name: s.reason for s in study.skipped}
+    assert set(reasons) == {
+        "no_meta.dcm",
+        "MR_truncated.dcm",
+        "rtplan_truncated.dcm",
+        "test-SR.dcm",
+    }
+    assert "file meta" in reasons["no_meta.dcm"]
+    assert "less than expected" in reasons["MR_truncated.dcm"]
+    assert "RT Plan" in reasons["rtplan_truncated.dcm"]
+    assert "not an image" in reasons["test-SR.dcm"]
+
+
+def test_unsupported_transfer_syntax_is_named(tmp_path: Path):
+    ds = pydicom.dcmread(bundled("CT_small.dcm"))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG-2: no image decoder
+    ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(60)])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(tmp_path / "mpeg2.dcm")
+    with pytest.raises(
+        NoReadableImages,
+        match=r"mpeg2.dcm: transfer syntax 1\.2\.840\.10008\.1"
+        r"\.2\.4\.100 has no available decoder",
+    ):
+        load_study(tmp_path)
+
+
+def test_folder_without_dicom_is_an_error(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(NoReadableImages, match=r"notes\.txt: not a DICOM Part 10 file"):
+        load_study(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoReadableImages, match="no files found"):
+        load_study(tmp_path / "empty")
+
+
+def test_two_studies_in_one_folder_are_refused(tmp_path: Path):
+    shutil.copy(bundled("CT_small.dcm"), tmp_path / "a.dcm")
+    shutil.copy(bundled("examples_ybr_color.dcm"), tmp_path / "b.dcm")
+    with pytest.raises(NoReadableImages, match="holds 2 studies"):
+        load_study(tmp_path)
+
+
+def test_selection_prefers_the_ct_volume_and_shows_central_slices(sample_study: Path):
+    study = load_study(sample_study)
+    assert sorted(s.modality for s in study.series) == ["CT", "MR"]
+    chosen = select(study, ("CT", "MR"), key_frames=3)
+    assert chosen.series.modality == "CT"
+    assert [chosen.series.frames.index(f) for f in chosen.frames] == [1, 2, 3]
+    assert select(study, ("MR", "CT"), key_frames=3).series.modality == "MR"
+
+
+def test_selection_shows_the_middle_frame_of_a_cine():
+    study = load_study(bundled("examples_ybr_color.dcm"))
+    chosen = select(study, ("US",), key_frames=3)
+    assert [f.ref.frame for f in chosen.frames] == [16]
+    with pytest.raises(NoReadableImages, match="no series of a readable modality"):
+        select(study, ("CT",), key_frames=3)
