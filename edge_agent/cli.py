@@ -28,8 +28,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="On-prem medical imaging agent that thinks with images.",
 )
-console = Console()
-errors = Console(stderr=True)
+# soft_wrap: paths and UIDs stay on one line, so output can be grepped and copied.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("edge_agent")
 
 ConfigOption = Annotated[
@@ -60,11 +61,14 @@ def _guarded(action: Callable[[], None]) -> None:
 
 
 def _setup(config_path: Path | None, verbose: bool) -> Config:
+    if errors.is_terminal:
+        handler: logging.Handler = RichHandler(console=errors, show_path=False, show_time=verbose)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:  # one plain line per event for log files and pipes
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=errors, show_path=False, show_time=verbose)],
-        force=True,
+        level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True
     )
     return load_config(config_path)
 
@@ -125,8 +129,8 @@ def _show_step(step: StepRecord) -> None:
 
 def _show_result(result: ReadResult) -> None:
     trajectory, report = result.trajectory, result.report
-    for skipped in result.study.skipped:
-        errors.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}", highlight=False)
+    if result.study.skipped:
+        errors.print(f"[yellow]{len(result.study.skipped)} file(s) skipped[/] (named above)")
     console.print(f"[dim]{trajectory.selection}[/]", highlight=False)
     console.rule(trajectory.policy.label)
     if report["answer"]:

@@ -1,0 +1,144 @@
+"""The `edge-agent` command as a user runs it: a real process, real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from tests.support import bundled, run_cli
+
+
+@pytest.fixture
+def read_out(sample_study: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    done = run_cli("read", sample_study, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "Protocol demonstration (no AI model)" in done.stdout
+    assert "locate(" in done.stdout  # the live view printed the steps
+    return out
+
+
+def test_read_writes_a_report_every_claim_of_which_has_evidence(sample_study, read_out):
+    report = json.loads((read_out / "report.json").read_text())
+    ct_files = [pydicom.dcmread(p, stop_before_pixels=True) for p in sample_study.glob("CT*")]
+    ct_uids = {ds.SOPInstanceUID for ds in ct_files}
+    assert report["study_instance_uid"] == ct_files[0].StudyInstanceUID
+    assert report["series_instance_uid"] == ct_files[0].SeriesInstanceUID
+    assert report["policy"] == "protocol" and report["model"] is None
+    assert "Not a diagnosis" in report["disclaimer"]
+    assert report["answer"].startswith("Protocol demonstration (no AI model).")
+    assert report["findings"], "the sample CT has hyperdense candidates"
+    for finding in report["findings"]:
+        assert finding["text"] and finding["evidence"]
+        for evidence in finding["evidence"]:
+            assert (read_out / evidence["image"]).read_bytes()[:4] == b"\x89PNG"
+            assert evidence["source"]["sop_instance_uid"] in ct_uids
+            assert evidence["source"]["frame"] == 1
+            x1, y1, x2, y2 = evidence["bbox_px"]
+            assert 0 <= x1 < x2 <= 128 and 0 <= y1 < y2 <= 128
+        units = {m["name"]: m["unit"] for m in finding["measurements"]}
+        assert units == {"area": "mm2", "long axis": "mm", "mean": "[hnsf'U]", "SD": "[hnsf'U]"}
+    html = (read_out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Not a diagnosis" in html
+    assert "<script" not in html and "http" not in html  # self-contained, nothing fetched
+
+
+def test_replay_reproduces_an_identical_report(read_out, tmp_path):
+    again = tmp_path / "again"
+    done = run_cli("replay", read_out / "trajectory.json", "--out", again)
+    assert done.returncode == 0, done.stderr
+    assert (again / "report.json").read_bytes() == (read_out / "report.json").read_bytes()
+    assert sorted(p.name for p in (again / "evidence").iterdir()) == sorted(
+        p.name for p in (read_out / "evidence").iterdir()
+    )
+
+
+def test_demo_reads_the_sample_study(tmp_path):
+    done = run_cli("demo", "--out", tmp_path / "demo")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "demo" / "report" / "report.html").is_file()
+    assert "report.html" in done.stdout
+
+
+def test_doctor_lists_decoders_and_disk(tmp_path):
+    done = run_cli("doctor", "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "JPEG 2000 yes" in done.stdout and "GiB free" in done.stdout
+
+
+def _copy(names: list[str], folder: Path) -> Path:
+    folder.mkdir()
+    for name in names:
+        shutil.copy(bundled(name), folder / name)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "missing", "does not exist"),
+        (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "no files found"),
+        (
+            lambda tmp: _copy(
+                ["no_meta.dcm", "MR_truncated.dcm", "rtplan_truncated.dcm"], tmp / "bad"
+            ),
+            "no readable DICOM images",
+        ),
+    ],
+    ids=["missing", "empty", "only-bad-files"],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, make, message):
+    done = run_cli("read", make(tmp_path), "--out", tmp_path / "out")
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_bad_files_beside_good_ones_are_named_and_skipped(tmp_path):
+    folder = _copy(
+        ["CT_small.dcm", "no_meta.dcm", "MR_truncated.dcm", "rtplan_truncated.dcm"],
+        tmp_path / "mixed",
+    )
+    done = run_cli("read", folder, "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    for name in ("no_meta.dcm", "MR_truncated.dcm", "rtplan_truncated.dcm"):
+        assert name in done.stderr
+    assert (tmp_path / "out" / "report.json").is_file()
+
+
+def test_bad_config_and_unknown_policy_exit_2(sample_study, tmp_path):
+    config = tmp_path / "edge-agent.toml"
+    config.write_text("[budget]\nmax_turn = 3\n")
+    done = run_cli("read", sample_study, "--out", tmp_path / "o", "--config", config)
+    assert done.returncode == 2 and "unknown key(s) max_turn" in done.stderr
+    config.write_text("[budget]\nmax_turns = 'three'\n")
+    done = run_cli("read", sample_study, "--out", tmp_path / "o", "--config", config)
+    assert done.returncode == 2 and "config.budget.max_turns: expected int" in done.stderr
+    done = run_cli("read", sample_study, "--out", tmp_path / "o", "--policy", "llama_cpp")
+    assert done.returncode == 2 and "policy 'llama_cpp' is not available" in done.stderr
+
+
+def test_config_budget_is_obeyed(sample_study, tmp_path):
+    config = tmp_path / "edge-agent.toml"
+    config.write_text("[budget]\nmax_turns = 2\n")
+    done = run_cli("read", sample_study, "--out", tmp_path / "o", "--config", config)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["answer"] is None and report["findings"] == []
+    assert report["end"] == {"reason": "max_turns", "detail": "2 tool calls without an answer"}
+
+
+def test_replay_of_a_damaged_trajectory_exits_2(read_out, tmp_path):
+    damaged = read_out / "trajectory.json"
+    data = json.loads(damaged.read_text())
+    data["images"][0]["file"] = "../../etc/passwd.png"
+    damaged.write_text(json.dumps(data))
+    done = run_cli("replay", damaged, "--out", tmp_path / "r")
+    assert done.returncode == 2 and "not an evidence/NAME.png path" in done.stderr
+    damaged.write_text("{")
+    done = run_cli("replay", damaged, "--out", tmp_path / "r")
+    assert done.returncode == 2 and "not JSON" in done.stderr
