@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from tools.masks import fill_holes
 from tools.observation import Observation
 from tools.registry import INDEX_SCHEMA, Tool
 from tools.render import draw_boxes
@@ -123,14 +124,7 @@ def _values_and_body(image: WorkspaceImage) -> tuple[np.ndarray, np.ndarray]:
     if count <= 1:
         return values, np.zeros(values.shape, bool)
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return values, _fill_holes(labels == largest)
-
-
-def _fill_holes(region: np.ndarray) -> np.ndarray:
-    """The region plus everything it encloses (lungs and bowel gas belong to the body)."""
-    outside = np.pad(~region, 1).astype(np.uint8)
-    cv2.floodFill(outside, None, (0, 0), 2)
-    return (outside[1:-1, 1:-1] != 2) | region
+    return values, fill_holes(labels == largest)
 
 
 def _candidates(image, values, body, tissue: TissueClass, caption: str, settings) -> list[dict]:

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from tools.errors import ToolError
+from tools.masks import mask_box
 from tools.observation import Observation
 from tools.registry import BOX_SCHEMA, INDEX_SCHEMA, Tool
 from tools.render import draw_line, draw_mask
@@ -100,11 +101,6 @@ def describe(measurement: Mapping) -> str:
     """'area 12.5 mm²': the UCUM code stays in the data, people read the usual symbol."""
     unit = UNIT_LABELS.get(measurement["unit"], measurement["unit"])
     return f"{measurement['name']} {measurement['value']:g} {unit}".rstrip()
-
-
-def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
-    ys, xs = np.nonzero(mask)
-    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
 
 
 def _box_mask(image: WorkspaceImage, bbox) -> np.ndarray:

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from tools.errors import ToolError
-from tools.measure import mask_box
+from tools.masks import main_component, mask_box
 from tools.observation import Observation
 from tools.registry import BOX_SCHEMA, INDEX_SCHEMA, Tool
 from tools.render import draw_boxes, draw_mask, to_rgb
@@ -16,6 +16,7 @@ from tools.workspace import Box, Workspace
 
 METHOD = "grabcut (weight-free)"
 FALLBACK = "otsu threshold (weight-free fallback)"
+MIN_SHARE = 0.02  # of the box area: smaller parts are specks, not the object
 
 
 def segment(arguments: Mapping, workspace: Workspace) -> Observation:
@@ -59,7 +60,7 @@ def grabcut(pixels: np.ndarray, box: Box, iterations: int = 5) -> np.ndarray:
     except cv2.error as exc:  # e.g. a box of one uniform grey
         raise ToolError(f"nothing to separate inside box {list(box)}: {exc.err}") from None
     found = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
-    return _component_at_centre(found, ((x1 + x2) / 2, (y1 + y2) / 2))
+    return main_component(found, ((x1 + x2) / 2, (y1 + y2) / 2), MIN_SHARE * (x2 - x1) * (y2 - y1))
 
 
 def otsu(pixels: np.ndarray, box: Box) -> np.ndarray:
@@ -72,20 +73,7 @@ def otsu(pixels: np.ndarray, box: Box) -> np.ndarray:
     centre = bright[bright.shape[0] // 2, bright.shape[1] // 2]
     found = np.zeros(grey.shape, np.uint8)
     found[y1:y2, x1:x2] = bright == centre
-    return _component_at_centre(found, ((x1 + x2) / 2, (y1 + y2) / 2))
-
-
-def _component_at_centre(found: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(found, connectivity=8)
-    if count <= 1:
-        return np.zeros(found.shape, bool)
-    ys, xs = np.mgrid[: found.shape[0], : found.shape[1]]
-    distance = np.hypot(xs + 0.5 - centre[0], ys + 0.5 - centre[1])
-    nearest = np.full(count, np.inf)
-    np.minimum.at(nearest, labels.ravel(), distance.ravel())
-    # The component closest to the box centre, ties to the larger one.
-    best = min(range(1, count), key=lambda k: (nearest[k], -stats[k, cv2.CC_STAT_AREA]))
-    return labels == best
+    return main_component(found, ((x1 + x2) / 2, (y1 + y2) / 2), MIN_SHARE * (x2 - x1) * (y2 - y1))
 
 
 def tool() -> Tool:

@@ -41,6 +41,8 @@ def test_read_writes_a_report_every_claim_of_which_has_evidence(sample_study, re
             x1, y1, x2, y2 = evidence["bbox_px"]
             assert 0 <= x1 < x2 <= 128 and 0 <= y1 < y2 <= 128
         units = {m["name"]: m["unit"] for m in finding["measurements"]}
+        area = next(m["value"] for m in finding["measurements"] if m["name"] == "area")
+        assert area > 100, "the candidates (vertebral body, aorta) are hundreds of mm², not specks"
         assert units == {"area": "mm2", "long axis": "mm", "mean": "[hnsf'U]", "SD": "[hnsf'U]"}
     html = (read_out / "report.html").read_text()
     assert "data:image/png;base64," in html and "Not a diagnosis" in html
