@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from edge_agent import __version__
@@ -115,55 +115,31 @@ def run(
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     start = clock()
     context = ReadContext(question, workspace, toolbox, budget)
-    made_by: dict[int, int] = {}
-    answer, end_reason, end_detail = None, "answer", ""
+    answer = None
     session = policy.open(context)
     try:
-        while True:
-            elapsed = clock() - start
-            if elapsed >= budget.time_limit_s:
-                end_reason = "time_limit"
-                end_detail = f"{elapsed:.1f} s used of the {budget.time_limit_s:g} s limit"
-                break
-            if len(context.steps) >= budget.max_turns:
-                end_reason = "max_turns"
-                end_detail = f"{budget.max_turns} tool calls without an answer"
-                break
+        while (end := _budget_end(budget, len(context.steps), clock() - start)) is None:
             t0 = clock()
             try:
                 decision = session.step(context)
             except PolicyError as exc:
-                end_reason, end_detail = "policy_error", str(exc)
+                end = ("policy_error", str(exc))
                 log.warning("policy %s gave up: %s", policy.record.name, exc)
                 break
             policy_s = clock() - t0
-            if isinstance(decision, Answer):
-                missing = _missing_evidence(decision, workspace)
-                if not missing:
-                    answer = _answer_record(decision)
-                    break
-                # An answer citing images that do not exist goes back to the policy to correct.
-                decision = ToolCall(
-                    "answer", {"text": decision.text}, decision.thought, decision.usage
-                )
-                observation = Observation.failure(
-                    f"the answer cites image(s) {missing}, which do not exist; "
-                    f"images #0..#{len(workspace) - 1} exist"
-                )
-            else:
-                observation = None
-            step, observation = _call_tool(decision, context, start, policy_s, clock, observation)
-            if observation.image is not None:
-                made_by[observation.image.index] = step.number
-            context = ReadContext(
-                question, workspace, toolbox, budget, (*context.steps, step), observation
-            )
+            if isinstance(decision, Answer) and not _missing_evidence(decision, workspace):
+                answer, end = _answer_record(decision), ("answer", "")
+                break
+            step, observation = _take_step(decision, context, start, policy_s, clock)
+            context = replace(context, steps=(*context.steps, step), observation=observation)
             if on_step:
                 on_step(step)
     finally:
         session.close()
+    end_reason, end_detail = end
     if answer is None:
         log.warning("read ended without an answer: %s (%s)", end_reason, end_detail)
+    made_by = {s.image: s.number for s in context.steps if s.image is not None}
     return Trajectory(
         study_instance_uid=workspace.get(0).frame.ref.study_instance_uid,
         series_instance_uid=workspace.get(0).frame.ref.series_instance_uid,
@@ -181,25 +157,35 @@ def run(
     )
 
 
-def _call_tool(
-    call: ToolCall,
-    context: ReadContext,
-    start: float,
-    policy_s: float,
-    clock,
-    observation: Observation | None = None,
+def _budget_end(budget: Budget, steps: int, elapsed: float) -> tuple[str, str] | None:
+    if elapsed >= budget.time_limit_s:
+        return "time_limit", f"{elapsed:.1f} s used of the {budget.time_limit_s:g} s limit"
+    if steps >= budget.max_turns:
+        return "max_turns", f"{budget.max_turns} tool calls without an answer"
+    return None
+
+
+def _take_step(
+    decision: Decision, context: ReadContext, start: float, policy_s: float, clock
 ) -> tuple[StepRecord, Observation]:
-    """Run one call (unless already answered by `observation`); a mistaken call becomes an error
-    observation the policy can read and correct."""
+    """Run a tool call, or turn back an answer that cites images that do not exist; either way
+    a mistake becomes an error observation the policy reads and can correct."""
     t0 = clock()
-    if observation is None:
-        observation = _observe(call, context)
+    if isinstance(decision, Answer):
+        missing = _missing_evidence(decision, context.workspace)
+        observation = Observation.failure(
+            f"the answer cites image(s) {missing}, which do not exist; "
+            f"images #0..#{len(context.workspace) - 1} exist"
+        )
+        decision = ToolCall("answer", {"text": decision.text}, decision.thought, decision.usage)
+    else:
+        observation = _observe(decision, context)
     return (
         StepRecord(
             number=len(context.steps) + 1,
-            tool=call.tool,
-            arguments=dict(call.arguments),
-            thought=call.thought,
+            tool=decision.tool,
+            arguments=dict(decision.arguments),
+            thought=decision.thought,
             observation=observation.text,
             image=observation.image.index if observation.image is not None else None,
             payload=dict(observation.payload),
@@ -207,7 +193,7 @@ def _call_tool(
             started_s=round(t0 - start - policy_s, 3),
             policy_s=round(policy_s, 3),
             tool_s=round(clock() - t0, 3),
-            usage=dict(call.usage),
+            usage=dict(decision.usage),
         ),
         observation,
     )
