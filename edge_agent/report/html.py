@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 
 from edge_agent.trajectory import ImageRecord, StepRecord, Trajectory
+from tools.measure import UNIT_LABELS
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1b1b1b}
@@ -15,7 +16,8 @@ body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1
 table{border-collapse:collapse;width:100%;margin:.5rem 0}
 td,th{border:1px solid #ccc;padding:.35rem .5rem;text-align:left;vertical-align:top}
 th{background:#f2f2f2}
-img{max-width:256px;image-rendering:pixelated;border:1px solid #999}
+img{image-rendering:pixelated;border:1px solid #999}
+figure img{width:256px;height:auto}
 .step{border-left:4px solid #4a78c2;padding:.3rem 1rem;margin:1rem 0}
 .step.error{border-color:#c24a4a}
 code,pre{background:#f6f6f6;padding:.1rem .3rem;white-space:pre-wrap}
@@ -92,7 +94,8 @@ def _thumbnail(evidence: dict, images: dict[int, str]) -> str:
 def _measurements(report: dict) -> str:
     rows = [
         f"<tr><td>{number}</td><td>{escape(m['name'])}</td><td>{m['value']:g}</td>"
-        f"<td>{escape(m['unit'])}</td></tr>"
+        f"<td>{escape(UNIT_LABELS.get(m['unit'], m['unit']))} <code>{escape(m['unit'])}</code>"
+        "</td></tr>"
         for number, finding in enumerate(report["findings"], 1)
         for m in finding["measurements"]
     ]
@@ -100,7 +103,7 @@ def _measurements(report: dict) -> str:
         return ""
     return (
         "<h2>Measurements</h2><table><tr><th>Finding</th><th>Measurement</th><th>Value</th>"
-        f"<th>Unit (UCUM)</th></tr>{''.join(rows)}</table>"
+        f"<th>Unit (UCUM code)</th></tr>{''.join(rows)}</table>"
     )
 
 
