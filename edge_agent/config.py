@@ -41,11 +41,17 @@ class PolicySettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    dicom: bool = True  # SR, SEG, Secondary Captures and Key Object Selection in OUT/dicom/
+
+
+@dataclass(frozen=True)
 class Config:
     read: ReadSettings = field(default_factory=ReadSettings)
     budget: Budget = field(default_factory=Budget)
     tools: ToolSettings = field(default_factory=ToolSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
 
 
 def load_config(path: Path | None) -> Config:

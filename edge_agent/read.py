@@ -9,6 +9,7 @@ from pathlib import Path
 from edge_agent.agent import Policy, StepCallback, run
 from edge_agent.config import Config
 from edge_agent.policies import make_policy
+from edge_agent.report.dicom_files import write_dicom
 from edge_agent.report.files import write_evidence, write_reports
 from edge_agent.selection import Selection, select
 from edge_agent.study import Progress, Study, load_study
@@ -26,6 +27,7 @@ class ReadResult:
     trajectory: Trajectory
     report: dict
     out_dir: Path
+    dicom: tuple[Path, ...] = ()  # SR first, then SEG, Secondary Captures, Key Object Selection
 
 
 def read_study(
@@ -57,4 +59,7 @@ def read_study(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_evidence(workspace, trajectory, out_dir)
     report = write_reports(trajectory, out_dir)
-    return ReadResult(study, selection, trajectory, report, out_dir)
+    dicom = (
+        write_dicom(trajectory, report, workspace, study, out_dir) if config.report.dicom else []
+    )
+    return ReadResult(study, selection, trajectory, report, out_dir, tuple(dicom))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +128,11 @@ class Study:
     uid: str
     series: tuple[Series, ...]
     skipped: tuple[SkippedFile, ...] = field(default=())
+    files: Mapping[str, Path] = field(default_factory=dict)  # SOP Instance UID -> file
+
+    def header(self, sop_instance_uid: str) -> Dataset:
+        """A source instance's attributes without pixel data, for references in derived objects."""
+        return pydicom.dcmread(self.files[sop_instance_uid], stop_before_pixels=True)
 
 
 class UnreadableFile(Exception):
@@ -139,6 +144,7 @@ def load_study(path: Path, progress: Progress | None = None) -> Study:
     files = list(_candidate_files(Path(path)))
     per_study: dict[str, list[tuple[Dataset, list[Frame]]]] = {}
     skipped: list[SkippedFile] = []
+    paths: dict[str, Path] = {}
     for number, file in enumerate(files, 1):
         try:
             ds, frames = _read_file(file)
@@ -147,6 +153,7 @@ def load_study(path: Path, progress: Progress | None = None) -> Study:
             skipped.append(SkippedFile(file, str(exc)))
         else:
             per_study.setdefault(str(ds.StudyInstanceUID), []).append((ds, frames))
+            paths[str(ds.SOPInstanceUID)] = file
         if progress:
             progress(number, len(files), file)
     if not per_study:
@@ -157,7 +164,7 @@ def load_study(path: Path, progress: Progress | None = None) -> Study:
             "point at one study's folder"
         )
     [(uid, items)] = per_study.items()
-    return Study(uid=uid, series=_group_series(items), skipped=tuple(skipped))
+    return Study(uid=uid, series=_group_series(items), skipped=tuple(skipped), files=paths)
 
 
 def _nothing_readable_message(path: Path, files: list[Path], skipped: list[SkippedFile]) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 from edge_agent.errors import ReportError
+from edge_agent.report.atomic import write_atomic
 from edge_agent.report.content import build_report
 from edge_agent.report.html import render_html
 from edge_agent.trajectory import Trajectory
@@ -17,7 +17,7 @@ from tools.workspace import Workspace
 
 def write_evidence(workspace: Workspace, trajectory: Trajectory, out_dir: Path) -> None:
     for record in trajectory.images:
-        _write_atomic(out_dir / record.file, png_bytes(workspace.get(record.index).pixels))
+        write_atomic(out_dir / record.file, png_bytes(workspace.get(record.index).pixels))
 
 
 def write_reports(trajectory: Trajectory, out_dir: Path) -> dict:
@@ -27,9 +27,9 @@ def write_reports(trajectory: Trajectory, out_dir: Path) -> dict:
         for evidence in finding["evidence"]:
             if not (out_dir / evidence["image"]).is_file():
                 raise ReportError(f"evidence image {evidence['image']} is missing from {out_dir}")
-    _write_atomic(out_dir / "trajectory.json", trajectory.to_json().encode())
-    _write_atomic(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
-    _write_atomic(out_dir / "report.html", render_html(trajectory, report, out_dir).encode())
+    write_atomic(out_dir / "trajectory.json", trajectory.to_json().encode())
+    write_atomic(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    write_atomic(out_dir / "report.html", render_html(trajectory, report, out_dir).encode())
     return report
 
 
@@ -43,11 +43,3 @@ def copy_evidence(trajectory: Trajectory, source_dir: Path, out_dir: Path) -> No
         if source.resolve() != target.resolve():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """A report is either complete or absent: write beside it, then rename over."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)

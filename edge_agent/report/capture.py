@@ -1,0 +1,108 @@
+"""Evidence as DICOM: each cited evidence image as a Secondary Capture (overlay burned in, derived
+from its source image), and a Key Object Selection listing the key source images."""
+
+from __future__ import annotations
+
+import highdicom as hd
+import numpy as np
+from pydicom import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from edge_agent.report.provenance import Provenance
+from tools.render import to_rgb
+from tools.workspace import WorkspaceImage
+
+AXES = {0: ("L", "R"), 1: ("P", "A"), 2: ("H", "F")}  # +x, +y, +z patient directions
+
+
+def build_captures(
+    images: list[WorkspaceImage],
+    sources: dict[str, Dataset],
+    provenance: Provenance,
+    series_number: int,
+) -> list[hd.sc.SCImage]:
+    series_uid = generate_uid()
+    return [
+        _capture(
+            image,
+            sources[image.frame.ref.sop_instance_uid],
+            provenance,
+            series_uid,
+            series_number,
+            number,
+        )
+        for number, image in enumerate(images, 1)
+    ]
+
+
+def _capture(image, source: Dataset, provenance, series_uid, series_number, number):
+    capture = hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=source,
+        pixel_array=to_rgb(image.pixels),
+        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
+        bits_allocated=8,
+        coordinate_system=hd.CoordinateSystemNames.PATIENT,
+        series_instance_uid=series_uid,
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=number,
+        manufacturer=provenance.manufacturer,
+        patient_orientation=_orientation(image.frame.geometry.orientation) or ("L", "P"),
+        series_description="edge-agent evidence",
+        manufacturer_model_name=provenance.model_name,
+        software_versions=provenance.software_version,
+    )
+    if image.frame.geometry.orientation is None:
+        capture.PatientOrientation = None  # Type 2: unknown stays empty rather than guessed
+    capture.Laterality = source.get("Laterality") or None  # Type 2C: the source's, or empty
+    capture.BurnedInAnnotation = "YES"
+    capture.ImageComments = f"workspace image #{image.index} ({image.tool})"[:10240]
+    capture.DerivationDescription = (
+        f"edge-agent {image.tool}: view of the source image, overlay burned in"
+    )
+    capture.DerivationCodeSequence = [hd.sr.CodedConcept.from_code(codes.cid7203.SpatialResampling)]
+    capture.SourceImageSequence = [_source_reference(source, image.frame.ref.frame)]
+    return capture
+
+
+def _source_reference(source: Dataset, frame: int) -> Dataset:
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = source.SOPClassUID
+    reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    if int(source.get("NumberOfFrames", 1) or 1) > 1:
+        reference.ReferencedFrameNumber = frame
+    reference.PurposeOfReferenceCodeSequence = [
+        hd.sr.CodedConcept.from_code(codes.cid7202.SourceImageForImageProcessingOperation)
+    ]
+    return reference
+
+
+def _orientation(cosines) -> tuple[str, str] | None:
+    """Patient Orientation of rows and columns from Image Orientation (Patient): main axis."""
+    if cosines is None:
+        return None
+    letters = []
+    for vector in (np.asarray(cosines[:3]), np.asarray(cosines[3:])):
+        axis = int(np.argmax(np.abs(vector)))
+        letters.append(AXES[axis][0] if vector[axis] > 0 else AXES[axis][1])
+    return letters[0], letters[1]
+
+
+def build_key_objects(
+    sources: list[Dataset], provenance: Provenance, series_number: int
+) -> hd.ko.KeyObjectSelectionDocument:
+    return hd.ko.KeyObjectSelectionDocument(
+        evidence=sources,
+        content=hd.ko.KeyObjectSelection(
+            document_title=codes.DCM.OfInterest,
+            referenced_objects=sources,
+            description="Source images behind the edge-agent findings",
+        ),
+        series_instance_uid=generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=provenance.manufacturer,
+        series_description="edge-agent key images",
+    )

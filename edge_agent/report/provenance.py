@@ -1,0 +1,45 @@
+"""Who made a derived DICOM object: required on every SR, SEG, SC and KOS we write."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+
+from pydicom.uid import generate_uid
+
+from edge_agent import __version__
+from edge_agent.trajectory import Trajectory
+
+MANUFACTURER = "edge-agent"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    manufacturer: str
+    model_name: str  # the policy, and the model file when there is one
+    software_version: str
+    device_uid: str  # stable per workstation, so PACS can tell devices apart
+    model_file: str = ""
+    model_sha256: str = ""
+    statement: str = ""  # the plain disclaimer carried into every report object
+
+    @classmethod
+    def of(cls, trajectory: Trajectory) -> Provenance:
+        model = trajectory.policy.model or {}
+        model_file = str(model.get("file", ""))
+        name = f"{trajectory.policy.name} policy" + (f" ({model_file})" if model_file else "")
+        statement = (
+            f"AI-generated, not a diagnosis; policy {trajectory.policy.name}, "
+            f"model {model_file or 'none'}"
+            + (f" (SHA-256 {model['sha256']})" if model.get("sha256") else "")
+            + f". {trajectory.policy.disclaimer}"
+        )
+        return cls(
+            manufacturer=MANUFACTURER,
+            model_name=name[:64],
+            software_version=__version__,
+            device_uid=generate_uid(entropy_srcs=[MANUFACTURER, platform.node()]),
+            model_file=model_file,
+            model_sha256=str(model.get("sha256", "")),
+            statement=statement,
+        )

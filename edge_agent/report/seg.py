@@ -1,0 +1,75 @@
+"""The SEG: one binary DICOM Segmentation per read, one segment per finding that has a mask."""
+
+from __future__ import annotations
+
+import highdicom as hd
+import numpy as np
+from pydicom import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from edge_agent.report.provenance import Provenance
+from edge_agent.report.regions import FindingRegion
+
+
+def build_seg(
+    regions: list[FindingRegion],
+    sources: dict[str, Dataset],
+    provenance: Provenance,
+    series_number: int,
+) -> hd.seg.Segmentation | None:
+    """None when no finding was outlined (a SEG without segments is not valid)."""
+    masked = [r for r in regions if r.mask is not None]
+    if not masked:
+        return None
+    images = _source_images(masked, sources)
+    multi_frame = len(images) == 1 and int(images[0].get("NumberOfFrames", 1) or 1) > 1
+    depth = int(images[0].NumberOfFrames) if multi_frame else len(images)
+    order = {ds.SOPInstanceUID: i for i, ds in enumerate(images)}
+    rows, cols = masked[0].mask.shape
+    pixels = np.zeros((depth, rows, cols, len(masked)), dtype=np.uint8)
+    for segment, region in enumerate(masked):
+        plane = region.source.frame - 1 if multi_frame else order[region.source.sop_instance_uid]
+        pixels[plane, :, :, segment] = region.mask
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=provenance.model_name,
+        family=codes.cid7162.ArtificialIntelligence,
+        version=provenance.software_version,
+        parameters={
+            "model": provenance.model_file or "none",
+            "sha256": provenance.model_sha256 or "none",
+        },
+    )
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=f"Finding {region.number}",
+            segmented_property_category=codes.cid7150.Tissue,
+            segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+        )
+        for number, region in enumerate(masked, 1)
+    ]
+    return hd.seg.Segmentation(
+        source_images=images,
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=provenance.manufacturer,
+        manufacturer_model_name=provenance.model_name,
+        software_versions=provenance.software_version,
+        device_serial_number=provenance.device_uid[-16:],
+        series_description="edge-agent segmentation",
+        omit_empty_frames=True,
+    )
+
+
+def _source_images(regions: list[FindingRegion], sources: dict[str, Dataset]) -> list[Dataset]:
+    """The referenced instances, in slice order, once each."""
+    uids = list(dict.fromkeys(r.source.sop_instance_uid for r in regions))
+    return sorted((sources[uid] for uid in uids), key=lambda ds: int(ds.get("InstanceNumber", 0)))

@@ -1,0 +1,118 @@
+"""The SR: a TID 1500 Measurement Report, one TID 1410 planar ROI group per finding, with the
+region as an SCOORD on the source image and measurements in UCUM units."""
+
+from __future__ import annotations
+
+import highdicom as hd
+from pydicom import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from edge_agent.report.provenance import Provenance
+from edge_agent.report.regions import FindingRegion
+
+# Our measurement names -> (concept name, derivation) for TID 1419; units come from the data.
+CONCEPTS = {
+    "area": (codes.SCT.Area, None),
+    "long axis": (codes.SCT.LongAxis, None),
+    "mean": (codes.DCM.AttenuationCoefficient, codes.SCT.Mean),
+    "SD": (codes.DCM.AttenuationCoefficient, codes.SCT.StandardDeviation),
+}
+UNITS = {
+    "mm2": codes.UCUM.SquareMillimeter,
+    "mm": codes.UCUM.Millimeter,
+    "[hnsf'U]": codes.UCUM.HounsfieldUnit,
+}
+
+
+def build_sr(
+    regions: list[FindingRegion],
+    answer: str,
+    sources: dict[str, Dataset],
+    provenance: Provenance,
+    series_number: int,
+) -> hd.sr.Comprehensive3DSR:
+    """`sources` maps SOP Instance UID to the source header; every reference is built from it."""
+    algorithm = hd.sr.AlgorithmIdentification(
+        name=provenance.model_name,
+        version=provenance.software_version,
+        parameters=[p for p in (provenance.model_file, provenance.model_sha256) if p] or None,
+    )
+    groups = [_group(region, sources, algorithm) for region in regions]
+    report = hd.sr.MeasurementReport(
+        observation_context=_observer(provenance),
+        procedure_reported=codes.SCT.ImagingProcedure,
+        imaging_measurements=groups or None,
+        referenced_images=list({id(ds): ds for ds in sources.values()}.values()),
+    )
+    root = report[0]
+    for name, text in ((codes.DCM.Impressions, answer), (codes.DCM.Comment, provenance.statement)):
+        root.ContentSequence.append(_text(name, text))
+    return hd.sr.Comprehensive3DSR(
+        evidence=list(sources.values()),
+        content=report[0],
+        series_instance_uid=generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=provenance.manufacturer,
+        manufacturer_model_name=provenance.model_name,
+        software_versions=provenance.software_version,
+        device_serial_number=provenance.device_uid[-16:],
+        series_description="edge-agent measurements",
+        is_complete=True,
+        is_final=False,  # unverified machine output, never a final report
+        is_verified=False,
+    )
+
+
+def _observer(provenance: Provenance) -> hd.sr.ObservationContext:
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=provenance.device_uid,
+        name="edge-agent",
+        manufacturer_name=provenance.manufacturer,
+        model_name=provenance.model_name,
+    )
+    return hd.sr.ObservationContext(
+        observer_device_context=hd.sr.ObserverContext(
+            observer_type=codes.cid270.Device, observer_identifying_attributes=device
+        )
+    )
+
+
+def _group(region: FindingRegion, sources: dict[str, Dataset], algorithm):
+    source = sources[region.source.sop_instance_uid]
+    frames = [region.source.frame] if int(source.get("NumberOfFrames", 1) or 1) > 1 else None
+    image_region = hd.sr.ImageRegion(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=region.polygon,
+        source_image=hd.sr.SourceImageForRegion.from_source_image(source, frames),
+    )
+    group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=generate_uid(), identifier=f"Finding {region.number}"
+        ),
+        referenced_region=image_region,
+        finding_type=codes.DCM.Finding,
+        algorithm_id=algorithm,
+        measurements=[m for m in map(_measurement, region.measurements) if m is not None] or None,
+    )
+    group[0].ContentSequence.append(_text(codes.DCM.Finding, region.text))
+    return group
+
+
+def _measurement(measurement: dict) -> hd.sr.Measurement | None:
+    """Only measurements with a coded concept and a physical unit go into the SR."""
+    concept, unit = CONCEPTS.get(measurement["name"]), UNITS.get(measurement["unit"])
+    if concept is None or unit is None:
+        return None
+    name, derivation = concept
+    return hd.sr.Measurement(
+        name=name, value=measurement["value"], unit=unit, derivation=derivation
+    )
+
+
+def _text(name, value: str) -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(
+        name=name, value=value[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+    )
