@@ -38,11 +38,11 @@ def build_sr(
         version=provenance.software_version,
         parameters=[p for p in (provenance.model_file, provenance.model_sha256) if p] or None,
     )
-    groups = [_group(region, sources, algorithm) for region in regions]
+    groups = [_group(region, sources, algorithm) for region in regions] or [_no_findings(algorithm)]
     report = hd.sr.MeasurementReport(
         observation_context=_observer(provenance),
         procedure_reported=codes.SCT.ImagingProcedure,
-        imaging_measurements=groups or None,
+        imaging_measurements=groups,
         referenced_images=list({id(ds): ds for ds in sources.values()}.values()),
     )
     root = report[0]
@@ -98,6 +98,16 @@ def _group(region: FindingRegion, sources: dict[str, Dataset], algorithm):
         measurements=[m for m in map(_measurement, region.measurements) if m is not None] or None,
     )
     group[0].ContentSequence.append(_text(codes.DCM.Finding, region.text))
+    return group
+
+
+def _no_findings(algorithm) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """TID 1500 needs one group; a read that found nothing says so in it."""
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="No findings"),
+        algorithm_id=algorithm,
+    )
+    group[0].ContentSequence.append(_text(codes.DCM.Finding, "No findings were reported."))
     return group
 
 
