@@ -43,15 +43,13 @@ def _capture(image, source: Dataset, provenance, series_uid, series_number, numb
         photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
         bits_allocated=8,
         coordinate_system=hd.CoordinateSystemNames.PATIENT,
-        series_instance_uid=series_uid,
-        series_number=series_number,
-        sop_instance_uid=generate_uid(),
-        instance_number=number,
-        manufacturer=provenance.manufacturer,
         patient_orientation=_orientation(image.frame.geometry.orientation) or ("L", "P"),
-        series_description="edge-agent evidence",
-        manufacturer_model_name=provenance.model_name,
-        software_versions=provenance.software_version,
+        **provenance.new_object(
+            series_number,
+            "edge-agent evidence",
+            series_instance_uid=series_uid,
+            instance_number=number,
+        ),
     )
     if image.frame.geometry.orientation is None:
         capture.PatientOrientation = None  # Type 2: unknown stays empty rather than guessed
@@ -99,10 +97,5 @@ def build_key_objects(
             referenced_objects=sources,
             description="Source images behind the edge-agent findings",
         ),
-        series_instance_uid=generate_uid(),
-        series_number=series_number,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer=provenance.manufacturer,
-        series_description="edge-agent key images",
+        **provenance.new_object(series_number, "edge-agent key images"),
     )

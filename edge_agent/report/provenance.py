@@ -43,3 +43,18 @@ class Provenance:
             model_sha256=str(model.get("sha256", "")),
             statement=statement,
         )
+
+    def new_object(self, series_number: int, description: str, **overrides) -> dict:
+        """highdicom keyword arguments for a new instance in a new series, with who made it."""
+        return {
+            "series_instance_uid": generate_uid(),
+            "series_number": series_number,
+            "sop_instance_uid": generate_uid(),
+            "instance_number": 1,
+            "manufacturer": self.manufacturer,
+            "manufacturer_model_name": self.model_name,
+            "software_versions": self.software_version,
+            "device_serial_number": self.device_uid[-16:],
+            "series_description": description,
+            **overrides,
+        }

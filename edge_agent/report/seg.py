@@ -6,7 +6,6 @@ import highdicom as hd
 import numpy as np
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
-from pydicom.uid import generate_uid
 
 from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import FindingRegion
@@ -56,15 +55,7 @@ def build_seg(
         pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
-        series_instance_uid=generate_uid(),
-        series_number=series_number,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer=provenance.manufacturer,
-        manufacturer_model_name=provenance.model_name,
-        software_versions=provenance.software_version,
-        device_serial_number=provenance.device_uid[-16:],
-        series_description="edge-agent segmentation",
+        **provenance.new_object(series_number, "edge-agent segmentation"),
         omit_empty_frames=True,
     )
 

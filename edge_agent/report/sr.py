@@ -51,15 +51,7 @@ def build_sr(
     return hd.sr.Comprehensive3DSR(
         evidence=list(sources.values()),
         content=report[0],
-        series_instance_uid=generate_uid(),
-        series_number=series_number,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer=provenance.manufacturer,
-        manufacturer_model_name=provenance.model_name,
-        software_versions=provenance.software_version,
-        device_serial_number=provenance.device_uid[-16:],
-        series_description="edge-agent measurements",
+        **provenance.new_object(series_number, "edge-agent measurements"),
         is_complete=True,
         is_final=False,  # unverified machine output, never a final report
         is_verified=False,
