@@ -4,8 +4,12 @@ Exit codes: 0 success, 2 bad input (one line, no traceback), 1 internal error.""
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -60,13 +64,32 @@ def _guarded(action: Callable[[], None]) -> None:
         raise typer.Exit(1) from None
 
 
-def _setup(config_path: Path | None, verbose: bool) -> Config:
+class JsonLines(logging.Formatter):
+    """One JSON object per event, for a service whose logs go to a collector."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["trace"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _setup(config_path: Path | None, verbose: bool, *, json_logs: bool = False) -> Config:
     if errors.is_terminal:
         handler: logging.Handler = RichHandler(console=errors, show_path=False, show_time=verbose)
         handler.setFormatter(logging.Formatter("%(message)s"))
-    else:  # one plain line per event for log files and pipes
+    else:  # one line per event for log files and pipes
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(
+            JsonLines()
+            if json_logs
+            else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True
     )
@@ -199,6 +222,68 @@ def doctor(
             console.print(f"[bold]{name:<22}[/] {value}", highlight=False)
 
     _guarded(action)
+
+
+@app.command()
+def serve(config: ConfigOption = None, verbose: VerboseOption = False) -> None:
+    """Run the DICOM gateway: receive studies, read each complete one, send results back."""
+
+    def action() -> None:
+        from dicom_gateway.service import Service
+
+        settings = _setup(config, verbose, json_logs=True)
+        stop = threading.Event()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda *_: stop.set())
+        service = Service(settings)
+        errors.print(
+            f"edge-agent gateway {settings.gateway.ae_title} on "
+            f"{settings.gateway.bind}:{settings.gateway.port}, spool {service.spool.root}",
+            highlight=False,
+        )
+        service.run(stop)
+
+    _guarded(action)
+
+
+pacs = typer.Typer(no_args_is_help=True, help="Talk to PACS: what is waiting to be sent.")
+app.add_typer(pacs, name="pacs")
+
+
+@pacs.command("outbox")
+def pacs_outbox(config: ConfigOption = None) -> None:
+    """List results not yet delivered (pending, with the last error, or failed)."""
+
+    def action() -> None:
+        from rich.table import Table
+
+        from dicom_gateway.index import Index
+
+        settings = _setup(config, False)
+        index_path = Path(settings.gateway.spool_dir) / "index.sqlite"
+        if not index_path.is_file():
+            raise BadInput(f"no spool index at {index_path}: has the gateway run here?")
+        rows = Index(index_path).read("SELECT * FROM outbox WHERE state != 'sent' ORDER BY id")
+        table = Table(
+            "id", "destination", "SOP Instance UID", "state", "attempts", "next try", "last error"
+        )
+        for row in rows:
+            table.add_row(
+                str(row["id"]),
+                row["destination"],
+                row["sop_uid"],
+                row["state"],
+                str(row["attempts"]),
+                _when(row["next_try"]),
+                row["last_error"] or "",
+            )
+        console.print(table if rows else "outbox empty: everything was delivered")
+
+    _guarded(action)
+
+
+def _when(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
 
 
 @app.callback(invoke_without_command=True)

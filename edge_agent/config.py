@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dicom_gateway.settings import GatewaySettings
 from edge_agent.agent import Budget
 from edge_agent.errors import ConfigError
 from edge_agent.policies.protocol import ProtocolSettings
@@ -52,6 +53,7 @@ class Config:
     tools: ToolSettings = field(default_factory=ToolSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     report: ReportSettings = field(default_factory=ReportSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
 
 def load_config(path: Path | None) -> Config:

@@ -1,0 +1,36 @@
+"""The audit trail: one JSON line per event (associations, stored instances, reads, sends).
+
+UIDs, AE titles and addresses only: never patient names, IDs or birth dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class Audit:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._lock = threading.Lock()
+
+    def __call__(self, event: str, **fields) -> None:
+        record = {
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "event": event,
+            **fields,
+        }
+        line = json.dumps(record, sort_keys=False)
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+        log.info("%s %s", event, " ".join(f"{k}={v}" for k, v in fields.items()))
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()

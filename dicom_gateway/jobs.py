@@ -1,0 +1,126 @@
+"""The read queue: claim with a lease, heartbeat, complete, fail.
+
+`JobQueue` is the whole contract the worker relies on; `SqliteJobQueue` is the embedded default.
+A distributed back end (Redis/Celery, Ray) implements the same five calls."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from dicom_gateway.index import Index, now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    study_uid: str
+    attempt: int  # 1 for the first try
+
+
+class LeaseLost(Exception):
+    """The job's lease expired and another worker may hold it: stop, write nothing."""
+
+
+class JobQueue(Protocol):
+    def enqueue(self, study_uid: str) -> int: ...
+
+    def claim(self, worker: str, lease_s: float) -> Job | None: ...
+
+    def heartbeat(self, job: Job, worker: str, lease_s: float) -> None: ...
+
+    def complete(self, job: Job, worker: str, out_dir: str, then: Callable | None = None) -> None:
+        """Mark done; `then(db)` runs in the same transaction (the outbox rows)."""
+        ...
+
+    def fail(self, job: Job, worker: str, error: str, *, permanent: bool = False) -> None: ...
+
+
+class SqliteJobQueue:
+    def __init__(self, index: Index, max_attempts: int) -> None:
+        self._index = index
+        self._max_attempts = max_attempts
+
+    def enqueue(self, study_uid: str) -> int:
+        with self._index.write() as db:
+            return enqueue_in(db, study_uid)
+
+    def claim(self, worker: str, lease_s: float) -> Job | None:
+        """The oldest queued job, or one whose lease expired (its worker died)."""
+        with self._index.write() as db:
+            self._give_up_on_exhausted(db)
+            row = db.execute(
+                "SELECT id, study_uid, attempts FROM jobs WHERE state = 'queued' "
+                "OR (state = 'running' AND lease_expires < ?) ORDER BY id LIMIT 1",
+                (now(),),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?, "
+                "attempts = attempts + 1 WHERE id = ?",
+                (worker, now() + lease_s, row["id"]),
+            )
+        return Job(row["id"], row["study_uid"], row["attempts"] + 1)
+
+    def _give_up_on_exhausted(self, db) -> None:
+        expired = db.execute(
+            "SELECT id, study_uid FROM jobs WHERE state = 'running' AND lease_expires < ? "
+            "AND attempts >= ?",
+            (now(), self._max_attempts),
+        ).fetchall()
+        for row in expired:
+            error = f"lease expired {self._max_attempts} times (the worker died each time)"
+            _finish(db, row["id"], row["study_uid"], "failed", error=error)
+            log.error("job %d for study %s failed: %s", row["id"], row["study_uid"], error)
+
+    def heartbeat(self, job: Job, worker: str, lease_s: float) -> None:
+        with self._index.write() as db:
+            _own(db, job, worker)
+            db.execute("UPDATE jobs SET lease_expires = ? WHERE id = ?", (now() + lease_s, job.id))
+
+    def complete(self, job: Job, worker: str, out_dir: str, then: Callable | None = None) -> None:
+        with self._index.write() as db:
+            _own(db, job, worker)
+            if then is not None:
+                then(db)
+            _finish(db, job.id, job.study_uid, "done", out_dir=out_dir)
+
+    def fail(self, job: Job, worker: str, error: str, *, permanent: bool = False) -> None:
+        """A read that raised: retried until max_attempts (or never, if `permanent`), then
+        failed with the reason."""
+        with self._index.write() as db:
+            _own(db, job, worker)
+            if permanent or job.attempt >= self._max_attempts:
+                _finish(db, job.id, job.study_uid, "failed", error=error)
+            else:
+                db.execute(
+                    "UPDATE jobs SET state = 'queued', lease_owner = NULL, error = ? WHERE id = ?",
+                    (error, job.id),
+                )
+
+
+def enqueue_in(db, study_uid: str) -> int:
+    """Queue a read of the study inside the caller's transaction."""
+    cursor = db.execute("INSERT INTO jobs (study_uid, created) VALUES (?, ?)", (study_uid, now()))
+    db.execute("UPDATE studies SET state = 'queued' WHERE study_uid = ?", (study_uid,))
+    return int(cursor.lastrowid)
+
+
+def _own(db, job: Job, worker: str) -> None:
+    row = db.execute("SELECT state, lease_owner FROM jobs WHERE id = ?", (job.id,)).fetchone()
+    if row is None or row["state"] != "running" or row["lease_owner"] != worker:
+        raise LeaseLost(f"job {job.id} is no longer leased to {worker}")
+
+
+def _finish(db, job_id: int, study_uid: str, state: str, *, error=None, out_dir=None) -> None:
+    db.execute(
+        "UPDATE jobs SET state = ?, error = ?, out_dir = ?, finished = ?, lease_owner = NULL "
+        "WHERE id = ?",
+        (state, error, out_dir, now(), job_id),
+    )
+    db.execute("UPDATE studies SET state = ? WHERE study_uid = ?", (state, study_uid))

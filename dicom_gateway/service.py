@@ -1,0 +1,78 @@
+"""`edge-agent serve`: listener, assembler, worker and outbox in one process, one thread each.
+
+Stopping (SIGTERM) closes the listener, lets the read in progress finish, then returns."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import threading
+from pathlib import Path
+
+from dicom_gateway.assembler import promote_stable_studies
+from dicom_gateway.audit import Audit
+from dicom_gateway.index import Index
+from dicom_gateway.jobs import SqliteJobQueue
+from dicom_gateway.listener import Listener
+from dicom_gateway.outbox import Outbox
+from dicom_gateway.spool import Spool
+from dicom_gateway.worker import Worker
+from edge_agent.config import Config
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(self, config: Config) -> None:
+        settings = config.gateway
+        self.settings = settings
+        root = Path(settings.spool_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        self.index = Index(root / "index.sqlite")
+        self.audit = Audit(root / "audit.jsonl")
+        self.spool = Spool(root, self.index, settings.min_free_mb)
+        self.queue = SqliteJobQueue(self.index, settings.max_attempts)
+        self.outbox = Outbox(self.index, settings, self.audit)
+        self.listener = Listener(settings, self.spool, self.audit)
+        self.worker = Worker(
+            f"{platform.node()}-worker",
+            self.queue,
+            self.spool,
+            self.outbox,
+            config,
+            self.audit,
+            settings.lease_s,
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        self.listener.start()
+        threads = [
+            threading.Thread(target=self._loop, args=(stop, self._read_step), name="reader"),
+            threading.Thread(target=self._loop, args=(stop, self.outbox.send_due), name="outbox"),
+        ]
+        for thread in threads:
+            thread.start()
+        self.audit("service_started", ae_title=self.settings.ae_title, port=self.settings.port)
+        stop.wait()
+        self.listener.stop()
+        for thread in threads:
+            thread.join()
+        self.audit("service_stopped")
+        self.audit.close()
+
+    def _read_step(self) -> bool:
+        promote_stable_studies(
+            self.index, self.settings.stable_after_s, self.settings.late_instances
+        )
+        return self.worker.run_once()
+
+    def _loop(self, stop: threading.Event, step) -> None:
+        """Run `step` until stopped; an error is logged and the loop goes on."""
+        while not stop.is_set():
+            try:
+                busy = step()
+            except Exception:
+                log.exception("%s step failed; continuing", threading.current_thread().name)
+                busy = False
+            if not busy:
+                stop.wait(self.settings.poll_s)

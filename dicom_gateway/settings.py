@@ -1,0 +1,81 @@
+"""The [gateway] table of edge-agent.toml: who may send, where we listen, where results go."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # 16 chars of the default repertoire, no '\'
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A DICOM node, written AE@HOST:PORT as dcmtk users do."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Peer:
+        match = re.fullmatch(r"([^@]{1,16})@([^:@]+):(\d{1,5})", text.strip())
+        if not match or not AE_TITLE.match(match[1]) or not 0 < int(match[3]) < 65536:
+            raise ValueError(f"{text!r} is not AE@HOST:PORT (AE title of 1-16 characters)")
+        return cls(match[1], match[2], int(match[3]))
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    ae_title: str = "EDGEAGENT"
+    bind: str = "127.0.0.1"  # listen on loopback unless IT opens it up
+    port: int = 11112
+    max_pdu: int = 65536
+    # Calling AE titles allowed to connect, optionally pinned to an IP as "AE@IP".
+    # Empty accepts any calling AE (a warning says so at start).
+    allowed: tuple[str, ...] = ()
+    spool_dir: str = "edge-agent-spool"
+    min_free_mb: int = 512  # below this, C-STORE answers 0xA700 (out of resources)
+    stable_after_s: float = 30.0  # a study is complete when nothing arrived for this long
+    late_instances: str = "ignore"  # after a read started: "ignore" or "reread" (once)
+    lease_s: float = 900.0
+    max_attempts: int = 3
+    destinations: tuple[str, ...] = ()  # AE@HOST:PORT that receive our DICOM results
+    retry_first_s: float = 5.0
+    retry_max_s: float = 900.0
+    poll_s: float = 1.0
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""  # when set, peers must present a certificate signed by it
+
+    def __post_init__(self) -> None:
+        if not AE_TITLE.match(self.ae_title):
+            raise ValueError(f"ae_title {self.ae_title!r} is not a valid AE title")
+        if self.late_instances not in ("ignore", "reread"):
+            raise ValueError(
+                f"late_instances must be 'ignore' or 'reread', not {self.late_instances!r}"
+            )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        for text in self.destinations:
+            Peer.parse(text)
+        for entry in self.allowed:
+            _allowed_entry(entry)
+
+    @property
+    def peers(self) -> tuple[Peer, ...]:
+        return tuple(Peer.parse(text) for text in self.destinations)
+
+    @property
+    def allowed_callers(self) -> dict[str, str | None]:
+        """Calling AE title -> required source IP (None: any address)."""
+        return dict(_allowed_entry(entry) for entry in self.allowed)
+
+
+def _allowed_entry(entry: str) -> tuple[str, str | None]:
+    ae, _, ip = entry.partition("@")
+    if not AE_TITLE.match(ae):
+        raise ValueError(f"allowed entry {entry!r}: {ae!r} is not an AE title")
+    return ae, ip or None

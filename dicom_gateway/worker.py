@@ -1,0 +1,102 @@
+"""The worker: takes a read job under a lease, reads the study, queues the results for sending
+and marks the job done in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from dicom_gateway.audit import Audit
+from dicom_gateway.jobs import Job, JobQueue, LeaseLost
+from dicom_gateway.outbox import Outbox
+from dicom_gateway.spool import Spool
+from edge_agent.config import Config
+from edge_agent.errors import BadInput
+from edge_agent.read import read_study
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(
+        self,
+        name: str,
+        queue: JobQueue,
+        spool: Spool,
+        outbox: Outbox,
+        config: Config,
+        audit: Audit,
+        lease_s: float,
+    ) -> None:
+        self.name = name
+        self._queue, self._spool, self._outbox = queue, spool, outbox
+        self._config, self._audit, self._lease_s = config, audit, lease_s
+
+    def run_once(self) -> bool:
+        """Read one job if there is one; True when a job was taken."""
+        job = self._queue.claim(self.name, self._lease_s)
+        if job is None:
+            return False
+        out_dir = self._spool.root / "results" / job.study_uid / f"job{job.id}-try{job.attempt}"
+        stop_beating = _heartbeat(self._queue, job, self.name, self._lease_s)
+        try:
+            result = read_study(self._spool.study_dir(job.study_uid), out_dir, self._config)
+        except BadInput as exc:  # retrying cannot help
+            self._end(job, f"bad input: {exc}", permanent=True, stop_beating=stop_beating)
+            return True
+        except Exception as exc:  # our bug or a resource problem: retried under the lease rules
+            log.exception("job %d for study %s failed", job.id, job.study_uid)
+            self._end(job, f"{type(exc).__name__}: {exc}", stop_beating=stop_beating)
+            return True
+        stop_beating()
+        try:
+            self._queue.complete(
+                job,
+                self.name,
+                str(out_dir),
+                then=lambda db: self._outbox.add_in(db, job.id, result.dicom),
+            )
+        except LeaseLost:
+            log.warning("job %d: lease lost before completion; its results are discarded", job.id)
+            return True
+        self._audit(
+            "study_read",
+            study_uid=job.study_uid,
+            job=job.id,
+            attempt=job.attempt,
+            findings=len(result.report["findings"]),
+            end=result.trajectory.end_reason,
+            out_dir=str(out_dir),
+        )
+        return True
+
+    def _end(self, job: Job, error: str, *, stop_beating, permanent: bool = False) -> None:
+        stop_beating()
+        try:
+            self._queue.fail(job, self.name, error, permanent=permanent)
+        except LeaseLost:
+            return
+        self._audit(
+            "study_failed", study_uid=job.study_uid, job=job.id, attempt=job.attempt, error=error
+        )
+
+
+def _heartbeat(queue: JobQueue, job: Job, worker: str, lease_s: float):
+    """Renew the lease every third of its length until the returned stop() is called."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lease_s / 3):
+            try:
+                queue.heartbeat(job, worker, lease_s)
+            except LeaseLost:
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job.id}", daemon=True)
+    thread.start()
+
+    def stop_beating() -> None:
+        stop.set()
+        thread.join()
+
+    return stop_beating
