@@ -6,9 +6,12 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
+import sys
 import time
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -31,8 +34,14 @@ def free_port() -> int:
 class Orthanc:
     """One Orthanc process with its own storage, on free loopback ports."""
 
-    def __init__(self, folder: Path) -> None:
-        self.http_port, self.dicom_port, self.aet = free_port(), free_port(), "ORTHANC"
+    def __init__(
+        self,
+        folder: Path,
+        modalities: dict[str, list] | None = None,
+        ports: tuple[int, int] | None = None,
+    ) -> None:
+        self.http_port, self.dicom_port = ports or (free_port(), free_port())
+        self.aet = "ORTHANC"
         folder.mkdir(parents=True, exist_ok=True)
         config = {
             "Name": "edge-agent-test",
@@ -46,6 +55,8 @@ class Orthanc:
             "DicomCheckCalledAet": True,
             "HttpServerEnabled": True,
             "Plugins": [],
+            "DicomModalities": modalities or {},
+            "DicomAlwaysAllowStore": True,
         }
         (folder / "orthanc.json").write_text(json.dumps(config))
         self._log = open(folder / "orthanc.log", "wb")  # noqa: SIM115 - closed in stop()
@@ -147,3 +158,85 @@ def chromium_dom(page: Path, profile: Path) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"chromium failed ({done.returncode}): {done.stderr[-2000:]}")
     return done.stdout
+
+
+def wait_for(condition, timeout: float, what: str, every: float = 0.2):
+    """Poll `condition` until it returns something truthy; fail naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+
+
+class Gateway:
+    """`edge-agent serve` as a real process with its own spool and configuration."""
+
+    def __init__(self, folder: Path, **gateway) -> None:
+        self.folder = folder
+        self.port = gateway.pop("port", None) or free_port()
+        self.spool = folder / "spool"
+        if gateway.get("allowed") and "ECHOSCU" not in gateway["allowed"]:
+            gateway["allowed"] = [*gateway["allowed"], "ECHOSCU"]  # the readiness probe
+        settings = {
+            "spool_dir": str(self.spool),
+            "port": self.port,
+            "stable_after_s": 2.0,
+            "poll_s": 0.2,
+            **gateway,
+        }
+        lines = ["[gateway]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config = folder / "edge-agent.toml"
+        self.config.write_text("\n".join(lines) + "\n")
+        self._process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        script = Path(sys.executable).parent / "edge-agent"
+        self._log = open(self.folder / "serve.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._process = subprocess.Popen(
+            [str(script), "serve", "--config", str(self.config)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._answers_echo, 30, "the gateway to answer C-ECHO")
+
+    def _answers_echo(self) -> bool:
+        if self._process.poll() is not None:
+            pytest.fail(f"gateway exited: {(self.folder / 'serve.log').read_text()[-3000:]}")
+        return echo(self.port, "EDGEAGENT", "ECHOSCU") == 0
+
+    def kill(self) -> None:
+        self._process.kill()  # SIGKILL: no cleanup of any kind
+        self._process.wait()
+        self._log.close()
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=60)
+        self._log.close()
+
+    def db(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.spool / "index.sqlite", timeout=30)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def jobs(self) -> list[sqlite3.Row]:
+        with closing(self.db()) as db:
+            return db.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+
+    def audit(self) -> list[dict]:
+        path = self.spool / "audit.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def echo(port: int, called: str, calling: str) -> int:
+    """dcmtk echoscu's exit status."""
+    return subprocess.run(
+        [tool("echoscu", "dcmtk"), "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
+        capture_output=True,
+        timeout=30,
+    ).returncode

@@ -46,3 +46,45 @@ def disc(shape, centre, radius_mm, spacing, inside, outside) -> np.ndarray:
     dy = (rows + 0.5 - centre[1]) * spacing[0]
     dx = (cols + 0.5 - centre[0]) * spacing[1]
     return np.where(np.hypot(dx, dy) <= radius_mm, inside, outside)
+
+
+def ct_copies(folder: Path, count: int, seed: str) -> list[Path]:
+    """`count` slices of one new CT study, made from pydicom's CT_small with fresh UIDs."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    source = pydicom.dcmread(bundled("CT_small.dcm"))
+    study, series = generate_uid(entropy_srcs=[seed]), generate_uid(entropy_srcs=[seed, "s"])
+    paths = []
+    for i in range(count):
+        source.StudyInstanceUID, source.SeriesInstanceUID = study, series
+        source.SOPInstanceUID = generate_uid(entropy_srcs=[seed, str(i)])
+        source.file_meta.MediaStorageSOPInstanceUID = source.SOPInstanceUID
+        source.InstanceNumber = i + 1
+        source.ImagePositionPatient = [0.0, 0.0, float(i)]
+        paths.append(folder / f"{i:04d}.dcm")
+        source.save_as(paths[-1], enforce_file_format=True)
+    return paths
+
+
+def c_store(port: int, datasets, calling: str = "STORESCU", called: str = "EDGEAGENT"):
+    """Send datasets (or files) with pynetdicom; yields (SOP Instance UID, status or None)."""
+    import pydicom
+    from pynetdicom import AE
+    from pynetdicom.presentation import build_context
+
+    items = [pydicom.dcmread(d) if isinstance(d, Path) else d for d in datasets]
+    ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    for sop_class in dict.fromkeys(str(ds.SOPClassUID) for ds in items):
+        ae.requested_contexts = [*ae.requested_contexts, build_context(sop_class)]
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    if not assoc.is_established:
+        raise ConnectionError(f"association with port {port} failed")
+    try:
+        for ds in items:
+            status = assoc.send_c_store(ds)
+            yield str(ds.SOPInstanceUID), getattr(status, "Status", None)
+    finally:
+        assoc.release()

@@ -1,0 +1,226 @@
+"""The gateway as a PACS sees it: a real `edge-agent serve`, real Orthanc, real dcmtk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+
+import pydicom
+import pytest
+
+from edge_agent.sample import write_sample_study
+from tests.peers import Gateway, Orthanc, echo, free_port, tool, wait_for
+from tests.support import bundled, c_store, ct_copies, run_cli
+
+
+def _sr_in_orthanc(orthanc: Orthanc, study_uid: str):
+    try:
+        series = orthanc.series_of_study(study_uid)
+    except ValueError:
+        return None
+    return [s for s in series if s["MainDicomTags"].get("Modality") == "SR"]
+
+
+def test_orthanc_pushes_a_study_and_gets_the_results_back(tmp_path):
+    gw_port = free_port()
+    orthanc = Orthanc(tmp_path / "orthanc", {"edge": ["EDGEAGENT", "127.0.0.1", gw_port]})
+    gateway = Gateway(
+        tmp_path / "gw",
+        port=gw_port,
+        allowed=["ORTHANC"],
+        destinations=[f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"],
+    )
+    try:
+        study = write_sample_study(tmp_path / "study")
+        for path in sorted(study.iterdir()):
+            orthanc.post("/instances", path.read_bytes())
+        study_uid = str(pydicom.dcmread(next(study.iterdir())).StudyInstanceUID)
+        [match] = orthanc.post("/tools/lookup", study_uid)
+        orthanc.post(
+            "/modalities/edge/store", json.dumps({"Resources": [match["ID"]], "Synchronous": True})
+        )
+        [sr_series] = wait_for(lambda: _sr_in_orthanc(orthanc, study_uid), 90, "the SR in Orthanc")
+        wait_for(lambda: _all_sent(gateway), 30, "every result delivered")
+        sr = orthanc.get(f"/instances/{sr_series['Instances'][0]}/simplified-tags")
+        assert sr["StudyInstanceUID"] == study_uid
+        modalities = {s["MainDicomTags"]["Modality"] for s in orthanc.series_of_study(study_uid)}
+        assert {"CT", "MR", "SR", "SEG", "KO", "OT"} <= modalities
+        [job] = gateway.jobs()
+        assert (job["study_uid"], job["state"]) == (study_uid, "done")
+        events = [e["event"] for e in gateway.audit()]
+        assert events.count("study_read") == 1 and "object_sent" in events
+    finally:
+        gateway.stop()
+        orthanc.stop()
+
+
+def test_only_allowed_callers_get_in(tmp_path):
+    gateway = Gateway(tmp_path / "gw", allowed=["STORESCU", "ECHOSCU"])
+    try:
+        assert echo(gateway.port, "EDGEAGENT", "ECHOSCU") == 0
+        files = ct_copies(tmp_path / "ct", 2, "allowed")
+        refused = subprocess.run(
+            [
+                tool("storescu", "dcmtk"),
+                "-aet",
+                "INTRUDER",
+                "-aec",
+                "EDGEAGENT",
+                "127.0.0.1",
+                str(gateway.port),
+                *map(str, files),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode != 0 and "Calling AE Title Not Recognized" in refused.stderr
+        assert not list((gateway.spool / "studies").iterdir())
+        rejected = [e for e in gateway.audit() if e["event"] == "association_rejected"]
+        assert rejected[0]["calling_ae"] == "INTRUDER"
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.parametrize(
+    ("keyword", "uid"),
+    [
+        ("SOPInstanceUID", "../../escaped"),
+        ("StudyInstanceUID", "../escaped"),
+        ("StudyInstanceUID", "1.2/3.4"),
+        ("StudyInstanceUID", "1." * 40 + "1"),  # over 64 characters
+        ("SeriesInstanceUID", "1.2.3.abc"),
+    ],
+)
+def test_path_like_uids_are_refused_and_nothing_is_written(tmp_path, keyword, uid):
+    gateway = Gateway(tmp_path / "gw")
+    try:
+        ds = pydicom.dcmread(bundled("CT_small.dcm"))
+        setattr(ds, keyword, uid)
+        [(_, status)] = list(c_store(gateway.port, [ds]))
+        assert status == 0xC000
+        assert not list((gateway.spool / "studies").rglob("*.dcm"))
+        assert not list(tmp_path.rglob("escaped*"))
+        assert echo(gateway.port, "EDGEAGENT", "ECHOSCU") == 0
+    finally:
+        gateway.stop()
+
+
+def test_low_disk_space_answers_out_of_resources(tmp_path):
+    gateway = Gateway(tmp_path / "gw", min_free_mb=2**40)
+    try:
+        [(_, status)] = list(c_store(gateway.port, ct_copies(tmp_path / "ct", 1, "full")))
+        assert status == 0xA700
+        assert not list(gateway.spool.rglob("*.dcm")) and not list(gateway.spool.rglob("*.part"))
+    finally:
+        gateway.stop()
+
+
+def test_kill_during_ingest_loses_no_acknowledged_instance_and_reads_once(tmp_path):
+    files = ct_copies(tmp_path / "ct", 300, "kill")
+    gateway = Gateway(tmp_path / "gw", stable_after_s=3.0)
+    acknowledged: list[str] = []
+    killed = threading.Event()
+
+    def send() -> None:
+        try:
+            for sop_uid, status in c_store(gateway.port, files):
+                if status == 0x0000:
+                    acknowledged.append(sop_uid)
+                if len(acknowledged) == 120 and not killed.is_set():
+                    gateway.kill()
+                    killed.set()
+        except (ConnectionError, RuntimeError, OSError):
+            pass  # the association died with the service
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    sender.join(timeout=120)
+    assert killed.is_set() and 120 <= len(acknowledged) < 300
+    gateway.start()
+    stored = {p.stem: p for p in (gateway.spool / "studies").rglob("*.dcm")}
+    by_uid = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: f for f in files}
+    for sop_uid in acknowledged:
+        assert sop_uid in stored, f"acknowledged {sop_uid} was lost"
+        original, kept = pydicom.dcmread(by_uid[sop_uid]), pydicom.dcmread(stored[sop_uid])
+        assert kept.PixelData == original.PixelData and kept.SOPInstanceUID == sop_uid
+    rest = [by_uid[u] for u in by_uid if u not in set(acknowledged)]
+    assert all(status == 0 for _, status in c_store(gateway.port, rest))
+    try:
+        wait_for(lambda: any(j["state"] == "done" for j in gateway.jobs()), 120, "the read")
+        jobs = gateway.jobs()
+        assert len(jobs) == 1 and jobs[0]["state"] == "done"
+        with gateway.db() as db:
+            count = db.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
+        assert count == 300
+    finally:
+        gateway.stop()
+
+
+def test_results_wait_for_a_pacs_that_is_down(tmp_path):
+    ports = (free_port(), free_port())
+    orthanc = Orthanc(tmp_path / "orthanc-first", ports=ports)
+    orthanc.stop()  # PACS down from the start
+    gateway = Gateway(
+        tmp_path / "gw",
+        destinations=[f"ORTHANC@127.0.0.1:{ports[1]}"],
+        retry_first_s=0.5,
+        retry_max_s=2.0,
+    )
+    try:
+        study = write_sample_study(tmp_path / "study")
+        assert all(s == 0 for _, s in c_store(gateway.port, sorted(study.iterdir())))
+        wait_for(lambda: any(j["state"] == "done" for j in gateway.jobs()), 90, "the read")
+
+        def retried() -> bool:
+            with gateway.db() as db:
+                attempts = db.execute(
+                    "SELECT MIN(attempts) FROM outbox WHERE state = 'pending'"
+                ).fetchone()[0]
+            return (attempts or 0) >= 1
+
+        wait_for(retried, 30, "a failed delivery attempt")
+        listing = run_cli("pacs", "outbox", "--config", gateway.config)
+        assert listing.returncode == 0 and "pending" in listing.stdout
+        orthanc = Orthanc(tmp_path / "orthanc-again", ports=ports)  # PACS back
+        study_uid = str(pydicom.dcmread(next(study.iterdir())).StudyInstanceUID)
+        wait_for(lambda: _sr_in_orthanc(orthanc, study_uid), 60, "delivery after PACS is back")
+        wait_for(lambda: _all_sent(gateway), 30, "every row sent")
+    finally:
+        gateway.stop()
+        orthanc.stop()
+
+
+def _all_sent(gateway: Gateway) -> bool:
+    with gateway.db() as db:
+        return {r[0] for r in db.execute("SELECT state FROM outbox")} == {"sent"}
+
+
+def test_malformed_files_do_not_take_the_service_down(tmp_path):
+    gateway = Gateway(tmp_path / "gw", stable_after_s=0.5)
+    try:
+        bad = [
+            pydicom.dcmread(bundled(name), force=True)
+            for name in ("MR_truncated.dcm", "rtplan_truncated.dcm", "badVR.dcm")
+        ]
+        headless = pydicom.Dataset()  # no Study Instance UID at all
+        headless.SOPClassUID, headless.SOPInstanceUID = bad[0].SOPClassUID, "1.2.3.4.5"
+        for ds in [*bad, headless]:  # as each would travel: explicit VR little endian
+            ds.ensure_file_meta()
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        statuses = dict(c_store(gateway.port, [*bad, headless]))
+        assert statuses["1.2.3.4.5"] == 0xC000
+        assert statuses[bad[0].SOPInstanceUID] == 0  # stored: the read will say what is wrong
+        assert echo(gateway.port, "EDGEAGENT", "ECHOSCU") == 0
+
+        def settled():
+            jobs = gateway.jobs()
+            return jobs and all(j["state"] in ("done", "failed") for j in jobs) and jobs
+
+        jobs = wait_for(settled, 60, "the reads to settle")
+        failed = [j for j in jobs if j["state"] == "failed"]
+        assert failed and all("bad input" in j["error"] for j in failed)
+        assert echo(gateway.port, "EDGEAGENT", "ECHOSCU") == 0
+    finally:
+        gateway.stop()
