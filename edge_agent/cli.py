@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from dicom_gateway.retrieve import get_study
 from edge_agent import __version__
 from edge_agent.config import Config, load_config
 from edge_agent.errors import BadInput
@@ -98,25 +100,55 @@ def _setup(config_path: Path | None, verbose: bool, *, json_logs: bool = False) 
 
 @app.command()
 def read(
-    path: Annotated[Path, typer.Argument(help="A study folder (searched recursively) or a file.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports.")],
+    path: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Argument(help="A study folder (searched recursively) or a file."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports.")] = Path(
+        "edge-agent-read"
+    ),
     question: Annotated[Optional[str], typer.Option(help="What to ask.")] = None,  # noqa: UP045
     policy: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(help="Policy name; overrides [policy] name in the config."),
     ] = None,
+    pacs: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Retrieve the study from AE@HOST:PORT (C-GET) instead of PATH."),
+    ] = None,
+    study: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Study Instance UID to retrieve with --pacs."),
+    ] = None,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Read one study and write report.json, report.html, trajectory.json and evidence/."""
+    """Read one study and write report.json, report.html, trajectory.json, evidence/, dicom/."""
 
     def action() -> None:
         settings = _setup(config, verbose)
         if policy:
             settings = _with_policy(settings, policy)
-        _read_and_show(path, out, settings, question)
+        if (path is None) == (pacs is None) or bool(pacs) != bool(study):
+            raise BadInput("give either PATH, or --pacs AE@HOST:PORT with --study UID")
+        if pacs is None:
+            _read_and_show(path, out, settings, question)
+            return
+        with tempfile.TemporaryDirectory(prefix="edge-agent-get-") as spool:
+            count = get_study(settings.gateway.ae_title, _peer(pacs), study, Path(spool))
+            errors.print(f"retrieved {count} instance(s) from {pacs}", highlight=False)
+            _read_and_show(Path(spool), out, settings, question)
 
     _guarded(action)
+
+
+def _peer(text: str):
+    from dicom_gateway.settings import Peer
+
+    try:
+        return Peer.parse(text)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def _with_policy(settings: Config, name: str) -> Config:
@@ -246,8 +278,37 @@ def serve(config: ConfigOption = None, verbose: VerboseOption = False) -> None:
     _guarded(action)
 
 
-pacs = typer.Typer(no_args_is_help=True, help="Talk to PACS: what is waiting to be sent.")
+pacs = typer.Typer(
+    no_args_is_help=True, help="Talk to PACS: find studies, see what waits to be sent."
+)
 app.add_typer(pacs, name="pacs")
+
+
+@pacs.command("find")
+def pacs_find(
+    pacs_node: Annotated[str, typer.Option("--pacs", help="AE@HOST:PORT of the PACS.")],
+    patient_id: Annotated[str, typer.Option(help="Patient ID to match.")] = "",
+    date: Annotated[str, typer.Option(help="Study date, YYYYMMDD or a range.")] = "",
+    modality: Annotated[str, typer.Option(help="A modality in the study, e.g. CT.")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Find studies on a PACS (C-FIND, study level) and list them."""
+
+    def action() -> None:
+        from dicom_gateway.retrieve import FIND_KEYS, find_studies
+
+        settings = _setup(config, False)
+        found = find_studies(
+            settings.gateway.ae_title,
+            _peer(pacs_node),
+            patient_id=patient_id,
+            date=date,
+            modality=modality,
+        )
+        _print_table(FIND_KEYS, [[s.attributes[k] for k in FIND_KEYS] for s in found])
+        console.print(f"{len(found)} stud{'y' if len(found) == 1 else 'ies'}")
+
+    _guarded(action)
 
 
 @pacs.command("outbox")
@@ -255,8 +316,6 @@ def pacs_outbox(config: ConfigOption = None) -> None:
     """List results not yet delivered (pending, with the last error, or failed)."""
 
     def action() -> None:
-        from rich.table import Table
-
         from dicom_gateway.index import Index
 
         settings = _setup(config, False)
@@ -264,22 +323,40 @@ def pacs_outbox(config: ConfigOption = None) -> None:
         if not index_path.is_file():
             raise BadInput(f"no spool index at {index_path}: has the gateway run here?")
         rows = Index(index_path).read("SELECT * FROM outbox WHERE state != 'sent' ORDER BY id")
-        table = Table(
-            "id", "destination", "SOP Instance UID", "state", "attempts", "next try", "last error"
+        if not rows:
+            console.print("outbox empty: everything was delivered")
+            return
+        _print_table(
+            ("id", "destination", "SOP Instance UID", "state", "attempts", "next try", "error"),
+            [
+                [
+                    str(r["id"]),
+                    r["destination"],
+                    r["sop_uid"],
+                    r["state"],
+                    str(r["attempts"]),
+                    _when(r["next_try"]),
+                    r["last_error"] or "",
+                ]
+                for r in rows
+            ],
         )
-        for row in rows:
-            table.add_row(
-                str(row["id"]),
-                row["destination"],
-                row["sop_uid"],
-                row["state"],
-                str(row["attempts"]),
-                _when(row["next_try"]),
-                row["last_error"] or "",
-            )
-        console.print(table if rows else "outbox empty: everything was delivered")
 
     _guarded(action)
+
+
+def _print_table(headers, rows) -> None:
+    """A table on a terminal; tab-separated lines for scripts and pipes (nothing cut short)."""
+    if console.is_terminal:
+        from rich.table import Table
+
+        table = Table(*headers)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:
+        for line in [headers, *rows]:
+            sys.stdout.write("\t".join(line) + "\n")
 
 
 def _when(timestamp: float) -> str:

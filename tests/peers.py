@@ -57,6 +57,8 @@ class Orthanc:
             "Plugins": [],
             "DicomModalities": modalities or {},
             "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowFind": True,
+            "DicomAlwaysAllowGet": True,
         }
         (folder / "orthanc.json").write_text(json.dumps(config))
         self._log = open(folder / "orthanc.log", "wb")  # noqa: SIM115 - closed in stop()

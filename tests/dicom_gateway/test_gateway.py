@@ -224,3 +224,25 @@ def test_malformed_files_do_not_take_the_service_down(tmp_path):
         assert echo(gateway.port, "EDGEAGENT", "ECHOSCU") == 0
     finally:
         gateway.stop()
+
+
+def test_find_and_read_a_study_straight_from_pacs(tmp_path):
+    orthanc = Orthanc(tmp_path / "orthanc")
+    try:
+        study = write_sample_study(tmp_path / "study")
+        for path in sorted(study.iterdir()):
+            orthanc.post("/instances", path.read_bytes())
+        study_uid = str(pydicom.dcmread(next(study.iterdir())).StudyInstanceUID)
+        node = f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"
+        found = run_cli("pacs", "find", "--pacs", node, "--modality", "CT")
+        assert found.returncode == 0, found.stderr
+        assert study_uid in found.stdout and "1 study" in found.stdout
+        done = run_cli("read", "--pacs", node, "--study", study_uid, "--out", tmp_path / "out")
+        assert done.returncode == 0, done.stderr
+        assert "retrieved 6 instance(s)" in done.stderr
+        report = json.loads((tmp_path / "out" / "report.json").read_text())
+        assert report["study_instance_uid"] == study_uid and report["findings"]
+    finally:
+        orthanc.stop()
+    refused = run_cli("pacs", "find", "--pacs", node)  # Orthanc is gone now
+    assert refused.returncode == 2 and "could not open an association" in refused.stderr

@@ -1,0 +1,138 @@
+"""Query/retrieve against a PACS: C-FIND at study level, and C-GET of one study into a folder.
+
+C-GET brings the instances back on the same association, so no route back to our listener has to
+be configured on the PACS."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import Dataset
+from pynetdicom import AE, build_role, evt
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+)
+
+from dicom_gateway.settings import Peer
+from dicom_gateway.spool import checked_uid
+from edge_agent.errors import BadInput
+
+log = logging.getLogger(__name__)
+
+# Storage classes offered for C-GET sub-operations (an association holds at most 128 contexts).
+GET_STORAGE = (
+    "1.2.840.10008.5.1.4.1.1.2",  # CT
+    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT
+    "1.2.840.10008.5.1.4.1.1.4",  # MR
+    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR
+    "1.2.840.10008.5.1.4.1.1.6.1",  # US
+    "1.2.840.10008.5.1.4.1.1.3.1",  # US multi-frame
+    "1.2.840.10008.5.1.4.1.1.1",  # CR
+    "1.2.840.10008.5.1.4.1.1.1.1",  # DX
+    "1.2.840.10008.5.1.4.1.1.1.2",  # MG
+    "1.2.840.10008.5.1.4.1.1.12.1",  # XA
+    "1.2.840.10008.5.1.4.1.1.20",  # NM
+    "1.2.840.10008.5.1.4.1.1.128",  # PET
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.77.1.4",  # VL photographic
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # video endoscopic
+)
+FIND_KEYS = (
+    "StudyInstanceUID",
+    "PatientID",
+    "PatientName",
+    "StudyDate",
+    "StudyDescription",
+    "ModalitiesInStudy",
+    "AccessionNumber",
+    "NumberOfStudyRelatedInstances",
+)
+
+
+class PacsError(BadInput):
+    """The PACS could not be reached or refused the request: the user's to fix, not a crash."""
+
+
+@dataclass(frozen=True)
+class FoundStudy:
+    attributes: dict[str, str]
+
+
+def find_studies(
+    calling_ae: str, peer: Peer, *, patient_id: str = "", date: str = "", modality: str = ""
+) -> list[FoundStudy]:
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    for keyword in FIND_KEYS:
+        setattr(query, keyword, "")
+    query.PatientID, query.StudyDate, query.ModalitiesInStudy = patient_id, date, modality
+    ae = _ae(calling_ae)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = _associate(ae, peer)
+    found = []
+    try:
+        for status, identifier in assoc.send_c_find(
+            query, StudyRootQueryRetrieveInformationModelFind
+        ):
+            code = getattr(status, "Status", None)
+            if code in (0xFF00, 0xFF01) and identifier is not None:
+                found.append(FoundStudy({k: str(identifier.get(k, "")) for k in FIND_KEYS}))
+            elif code is None:
+                raise PacsError(f"{peer} stopped answering the C-FIND")
+            elif code != 0x0000:
+                raise PacsError(f"{peer} answered C-FIND with status 0x{code:04X}")
+    finally:
+        assoc.release()
+    return found
+
+
+def get_study(calling_ae: str, peer: Peer, study_uid: str, folder: Path) -> int:
+    """C-GET every instance of the study into `folder`; returns how many arrived."""
+    study_uid = checked_uid(study_uid, "Study Instance UID")
+    folder.mkdir(parents=True, exist_ok=True)
+    received = []
+
+    def store(event) -> int:
+        sop_uid = checked_uid(event.request.AffectedSOPInstanceUID, "SOP Instance UID")
+        (folder / f"{sop_uid}.dcm").write_bytes(event.encoded_dataset(include_meta=True))
+        received.append(sop_uid)
+        return 0x0000
+
+    ae = _ae(calling_ae)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    for sop_class in GET_STORAGE:
+        ae.add_requested_context(sop_class)
+    roles = [build_role(sop_class, scp_role=True) for sop_class in GET_STORAGE]
+    assoc = _associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, store)])
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = study_uid
+    try:
+        for status, _ in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
+            code = getattr(status, "Status", None)
+            if code is None:
+                raise PacsError(f"{peer} stopped answering the C-GET")
+            if code not in (0x0000, 0xFF00, 0xB000):
+                raise PacsError(f"{peer} answered C-GET with status 0x{code:04X}")
+    finally:
+        assoc.release()
+    if not received:
+        raise PacsError(f"{peer} sent no instances for study {study_uid}")
+    log.info("retrieved %d instance(s) of study %s from %s", len(received), study_uid, peer)
+    return len(received)
+
+
+def _ae(calling_ae: str) -> AE:
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
+    return ae
+
+
+def _associate(ae: AE, peer: Peer, **kwargs):
+    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, **kwargs)
+    if not assoc.is_established:
+        raise PacsError(f"could not open an association with {peer}")
+    return assoc
