@@ -200,7 +200,7 @@ class Gateway:
         script = Path(sys.executable).parent / "edge-agent"
         self._log = open(self.folder / "serve.log", "ab")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(
-            [str(script), "serve", "--config", str(self.config)],
+            [str(script), "serve", "--verbose", "--config", str(self.config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -216,10 +216,16 @@ class Gateway:
         self._process.wait()
         self._log.close()
 
-    def stop(self) -> None:
-        self._process.terminate()
-        self._process.wait(timeout=60)
+    def stop(self) -> int:
+        """SIGTERM, as systemd stops the service; returns its exit status."""
+        if self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=60)
         self._log.close()
+        return self._process.returncode
+
+    def logs(self) -> str:
+        return (self.folder / "serve.log").read_text() + (self.spool / "audit.jsonl").read_text()
 
     def db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.spool / "index.sqlite", timeout=30)

@@ -50,6 +50,10 @@ def test_orthanc_pushes_a_study_and_gets_the_results_back(tmp_path):
         assert (job["study_uid"], job["state"]) == (study_uid, "done")
         events = [e["event"] for e in gateway.audit()]
         assert events.count("study_read") == 1 and "object_sent" in events
+        assert gateway.stop() == 0 and gateway.audit()[-1]["event"] == "service_stopped"
+        logs = gateway.logs()
+        for phi in ("Sample^Demo", "EDGE-DEMO-0001", "Sample", "DEMO-0001"):
+            assert phi not in logs, "patient identifiers must never reach the logs"
     finally:
         gateway.stop()
         orthanc.stop()
