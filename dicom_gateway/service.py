@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 class Service:
     def __init__(self, config: Config) -> None:
+        # pynetdicom's own debug output can dump whole datasets (patient names included);
+        # our audit trail records every network event without them.
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
         settings = config.gateway
         self.settings = settings
         root = Path(settings.spool_dir)
