@@ -47,7 +47,8 @@ class Service:
             settings.lease_s,
         )
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, on_tick=None) -> None:
+        """Serve until `stop` is set; `on_tick(status)` is called every second meanwhile."""
         self.listener.start()
         threads = [
             threading.Thread(target=self._loop, args=(stop, self._read_step), name="reader"),
@@ -56,12 +57,23 @@ class Service:
         for thread in threads:
             thread.start()
         self.audit("service_started", ae_title=self.settings.ae_title, port=self.settings.port)
-        stop.wait()
+        while not stop.wait(1.0):
+            if on_tick:
+                on_tick(self.status())
         self.listener.stop()
         for thread in threads:
             thread.join()
         self.audit("service_stopped")
         self.audit.close()
+
+    def status(self) -> dict[str, int]:
+        """Counts for the status panel: studies, jobs and outbox rows by state."""
+        counts = {}
+        for table in ("studies", "jobs", "outbox"):
+            for row in self.index.read(f"SELECT state, COUNT(*) FROM {table} GROUP BY state"):
+                counts[f"{table} {row[0]}"] = row[1]
+        counts["instances"] = self.index.read("SELECT COUNT(*) FROM instances")[0][0]
+        return counts
 
     def _read_step(self) -> bool:
         promote_stable_studies(

@@ -268,12 +268,18 @@ def serve(config: ConfigOption = None, verbose: VerboseOption = False) -> None:
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, lambda *_: stop.set())
         service = Service(settings)
-        errors.print(
+        title = (
             f"edge-agent gateway {settings.gateway.ae_title} on "
-            f"{settings.gateway.bind}:{settings.gateway.port}, spool {service.spool.root}",
-            highlight=False,
+            f"{settings.gateway.bind}:{settings.gateway.port}, spool {service.spool.root}"
         )
-        service.run(stop)
+        errors.print(title, highlight=False)
+        if not console.is_terminal:
+            service.run(stop)
+            return
+        from rich.live import Live
+
+        with Live(_status_panel(title, {}), console=console, refresh_per_second=2) as live:
+            service.run(stop, on_tick=lambda status: live.update(_status_panel(title, status)))
 
     _guarded(action)
 
@@ -343,6 +349,16 @@ def pacs_outbox(config: ConfigOption = None) -> None:
         )
 
     _guarded(action)
+
+
+def _status_panel(title: str, status: dict[str, int]):
+    from rich.panel import Panel
+    from rich.table import Table
+
+    table = Table.grid(padding=(0, 2))
+    for name, count in sorted(status.items()):
+        table.add_row(name, str(count))
+    return Panel(table, title=title, subtitle="Ctrl-C or SIGTERM stops after the current read")
 
 
 def _print_table(headers, rows) -> None:
