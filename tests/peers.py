@@ -176,8 +176,9 @@ def wait_for(condition, timeout: float, what: str, every: float = 0.2):
 class Gateway:
     """`edge-agent serve` as a real process with its own spool and configuration."""
 
-    def __init__(self, folder: Path, **gateway) -> None:
+    def __init__(self, folder: Path, probe=None, **gateway) -> None:
         self.folder = folder
+        self._probe = probe or (lambda port: echo(port, "EDGEAGENT", "ECHOSCU") == 0)
         self.port = gateway.pop("port", None) or free_port()
         self.spool = folder / "spool"
         if gateway.get("allowed") and "ECHOSCU" not in gateway["allowed"]:
@@ -209,7 +210,7 @@ class Gateway:
     def _answers_echo(self) -> bool:
         if self._process.poll() is not None:
             pytest.fail(f"gateway exited: {(self.folder / 'serve.log').read_text()[-3000:]}")
-        return echo(self.port, "EDGEAGENT", "ECHOSCU") == 0
+        return self._probe(self.port)
 
     def kill(self) -> None:
         self._process.kill()  # SIGKILL: no cleanup of any kind

@@ -250,3 +250,59 @@ def test_find_and_read_a_study_straight_from_pacs(tmp_path):
         orthanc.stop()
     refused = run_cli("pacs", "find", "--pacs", node)  # Orthanc is gone now
     assert refused.returncode == 2 and "could not open an association" in refused.stderr
+
+
+def _tls_echo(port: int, context) -> bool:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title="ECHOSCU")
+    ae.acse_timeout = ae.network_timeout = 5
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="EDGEAGENT", tls_args=(context, "127.0.0.1"))
+    if not assoc.is_established:
+        return False
+    status = assoc.send_c_echo()
+    assoc.release()
+    return getattr(status, "Status", None) == 0
+
+
+def test_tls_is_required_when_configured(tmp_path):
+    import ssl
+
+    cert, key = tmp_path / "gw.crt", tmp_path / "gw.key"
+    subprocess.run(
+        [
+            tool("openssl", "openssl"),
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+    gateway = Gateway(
+        tmp_path / "gw",
+        tls_cert=str(cert),
+        tls_key=str(key),
+        probe=lambda port: _tls_echo(port, context),
+    )
+    try:
+        assert _tls_echo(gateway.port, context)
+        assert echo(gateway.port, "EDGEAGENT", "ECHOSCU") != 0  # plain TCP gets nowhere
+    finally:
+        gateway.stop()
