@@ -379,6 +379,94 @@ def _when(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
 
 
+export_app = typer.Typer(no_args_is_help=True, help="Turn models into files a workstation runs.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("tiny-vlm")
+def export_tiny_vlm(
+    out: Annotated[Path, typer.Argument(help="Folder for the Hugging Face checkpoint.")],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
+) -> None:
+    """A tiny random-weight Qwen2.5-VL (HF format) with a locally trained tokenizer, for tests."""
+
+    def action() -> None:
+        from export.tiny_vlm import build_tiny_vlm
+
+        _setup(None, False)
+        console.print(f"tiny Qwen2.5-VL: {build_tiny_vlm(out, seed)}", highlight=False)
+
+    _guarded(action)
+
+
+@export_app.command("gguf")
+def export_gguf(
+    hf_dir: Annotated[Path, typer.Argument(help="Hugging Face checkpoint folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the GGUF files.")],
+    outtype: Annotated[str, typer.Option(help="f16, bf16 or f32 for the converted model.")] = "f16",
+    quant: Annotated[str, typer.Option(help="Comma-separated: q8_0,q4_k_m,...")] = "",
+    pre_tokenizer: Annotated[
+        str, typer.Option(help="Force llama.cpp's pre-tokenizer NAME for an unknown tokenizer.")
+    ] = "",
+    llama_cpp_dir: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Take the converter from this llama.cpp folder, not the sdist."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Convert a Qwen2.5-VL checkpoint to GGUF + mmproj, quantize, write manifest.json."""
+
+    def action() -> None:
+        from export.gguf import OUTTYPES, GgufRequest
+        from export.gguf import export_gguf as run_export
+
+        _setup(None, verbose)
+        if outtype not in OUTTYPES:
+            raise BadInput(f"--outtype must be one of {', '.join(OUTTYPES)}")
+        request = GgufRequest(
+            hf_dir=hf_dir,
+            out_dir=out,
+            outtype=outtype,
+            quants=tuple(q.strip() for q in quant.split(",") if q.strip()),
+            pre_tokenizer=pre_tokenizer,
+            llama_cpp_dir=llama_cpp_dir,
+            force=force,
+        )
+        with errors.status("exporting") as status:
+            manifest = run_export(request, stage=lambda name: status.update(name))
+        for entry in manifest["files"]:
+            console.print(f"{entry['name']:<24} {entry['bytes']:>12,} B  {entry['sha256'][:16]}")
+        console.print(f"manifest: {out / 'manifest.json'}", highlight=False)
+
+    _guarded(action)
+
+
+@export_app.command("verify")
+def export_verify(
+    gguf_dir: Annotated[Path, typer.Argument(help="A folder written by `export gguf`.")],
+    hf: Annotated[Path, typer.Option(help="The Hugging Face checkpoint it came from.")],
+) -> None:
+    """Compare the GGUF files with the checkpoint; exit 1 when a threshold fails."""
+    outcome: dict = {}
+
+    def action() -> None:
+        from export.verify import verify
+
+        _setup(None, False)
+        with errors.status("comparing logits and image embeddings"):
+            outcome.update(verify(gguf_dir, hf))
+        for result in outcome["results"]:
+            mark = "[green]pass[/]" if result["passed"] else "[red]FAIL[/]"
+            numbers = ", ".join(f"{k} {result[k]}" for k in ("cosine", "top1") if k in result)
+            console.print(f"{mark} {result['name']}: {numbers} ({result['rule']})")
+        console.print(f"verify: {gguf_dir / 'verify.json'}", highlight=False)
+
+    _guarded(action)
+    if not outcome.get("passed"):
+        raise typer.Exit(1)
+
+
 @app.callback(invoke_without_command=True)
 def _version(
     version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,

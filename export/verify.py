@@ -1,0 +1,180 @@
+"""Do the GGUF files still compute what the checkpoint computes? Next-token logits on fixed text
+probes (llama.cpp vs transformers on CPU), and the image path: mmproj embeddings vs the HF vision
+tower for the same image."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from export.gguf import ExportError
+
+log = logging.getLogger(__name__)
+
+PROBES = (
+    "The new image has index 2, width 512 and height 512.",
+    "<think> Let me look closer at the lesion. </think> Action: Zoom-in",
+    "A hypodense lesion in the right hepatic lobe",
+    "kidney spleen lung nodule bone fracture",
+)
+# Per file type: what must hold for the text logits (cosine / top-1) and the image embeddings.
+THRESHOLDS = {
+    "f32": {"cosine": 0.9999, "image_cosine": 0.999},
+    "f16": {"cosine": 0.999, "image_cosine": 0.99},
+    "bf16": {"cosine": 0.99, "image_cosine": 0.99},
+    "q8_0": {"top1": 0.95},
+}
+IMAGE_SIDE = 112  # a multiple of 28 inside both processors' limits: neither resizes it
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    cosine: float
+    top1: float
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "cosine": round(self.cosine, 6), "top1": round(self.top1, 4)}
+
+
+def verify(gguf_dir: Path, hf_dir: Path) -> dict:
+    """Compare every text GGUF in the export against the checkpoint; write verify.json."""
+    manifest_path = gguf_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise ExportError(f"{gguf_dir} has no manifest.json: not an edge-agent GGUF export")
+    manifest = json.loads(manifest_path.read_text())
+    reference = _hf_logits(hf_dir)
+    results = []
+    for entry in (f for f in manifest["files"] if f["role"] == "text"):
+        kind = entry["name"].removeprefix("model-").removesuffix(".gguf")
+        comparison = _compare(
+            kind, _gguf_logits(gguf_dir / entry["name"], reference["ids"]), reference["logits"]
+        )
+        results.append(
+            {**comparison.to_json(), **_judge(kind, comparison.cosine, comparison.top1, "text")}
+        )
+    mmproj = next(f for f in manifest["files"] if f["role"] == "mmproj")
+    image = _compare_image(gguf_dir / mmproj["name"], hf_dir, manifest)
+    results.append(image)
+    report = {"passed": all(r["passed"] for r in results), "results": results}
+    (gguf_dir / "verify.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _judge(kind: str, cosine: float, top1: float, path: str) -> dict:
+    rule = THRESHOLDS.get(kind)
+    if rule is None:
+        return {"passed": True, "rule": "report only"}
+    checks = []
+    if path == "text" and "cosine" in rule:
+        checks.append(("cosine", cosine >= rule["cosine"], rule["cosine"]))
+    if path == "text" and "top1" in rule:
+        checks.append(("top1", top1 >= rule["top1"], rule["top1"]))
+    if path == "image" and "image_cosine" in rule:
+        checks.append(("image cosine", cosine >= rule["image_cosine"], rule["image_cosine"]))
+    return {
+        "passed": all(ok for _, ok, _ in checks),
+        "rule": ", ".join(f"{name} >= {limit}" for name, _, limit in checks) or "report only",
+    }
+
+
+def _hf_logits(hf_dir: Path) -> dict:
+    import torch
+    from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    ids, logits = [], []
+    with torch.no_grad():
+        for text in PROBES:
+            tokens = tokenizer(text)["input_ids"]
+            output = model(input_ids=torch.tensor([tokens]))
+            ids.append(tokens)
+            logits.append(output.logits[0].float().numpy())  # every position
+    return {"ids": ids, "logits": logits}
+
+
+def _gguf_logits(path: Path, probes: list[list[int]]) -> list[np.ndarray]:
+    from llama_cpp import Llama
+
+    model = Llama(model_path=str(path), n_ctx=512, logits_all=True, verbose=False, n_threads=2)
+    try:
+        out = []
+        for tokens in probes:
+            model.reset()
+            model.eval(tokens)
+            out.append(np.array(model.scores[: len(tokens)], dtype=np.float32))
+        return out
+    finally:
+        model.close()
+
+
+def _compare(name: str, got: list[np.ndarray], want: list[np.ndarray]) -> Comparison:
+    """Mean cosine over every probe position, and how often the top token agrees."""
+    cosines, agree, total = [], 0, 0
+    for mine, theirs in zip(got, want, strict=True):
+        vocab = min(mine.shape[-1], theirs.shape[-1])
+        a, b = mine[:, :vocab], theirs[:, :vocab]
+        cosines += list(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)))
+        agree += int(np.sum(a.argmax(1) == b.argmax(1)))
+        total += len(a)
+    return Comparison(name, float(np.mean(cosines)), agree / total)
+
+
+def _compare_image(mmproj: Path, hf_dir: Path, manifest: dict) -> dict:
+    kind = mmproj.stem.removeprefix("mmproj-")
+    image = _probe_image()
+    want = _hf_image_embedding(hf_dir, image)
+    text_file = next(f["name"] for f in manifest["files"] if f["role"] == "text")
+    got = _gguf_image_embedding(mmproj, mmproj.parent / text_file, image)
+    if got.shape != want.shape:
+        return {
+            "name": f"image ({kind})",
+            "passed": False,
+            "rule": f"shape {tuple(got.shape)} vs {tuple(want.shape)}",
+        }
+    cosine = float(
+        np.mean(
+            np.sum(got * want, 1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+        )
+    )
+    return {
+        "name": f"image ({kind})",
+        "cosine": round(cosine, 6),
+        "tokens": int(got.shape[0]),
+        **_judge(kind, cosine, 1.0, "image"),
+    }
+
+
+def _probe_image() -> np.ndarray:
+    """A fixed RGB test pattern: gradients and a disc, no randomness."""
+    y, x = np.mgrid[:IMAGE_SIDE, :IMAGE_SIDE]
+    disc = ((x - 60) ** 2 + (y - 50) ** 2 < 400) * 120
+    rgb = np.stack([x * 2, y * 2, disc + 60], axis=-1)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def _hf_image_embedding(hf_dir: Path, image: np.ndarray) -> np.ndarray:
+    import torch
+    from PIL import Image
+    from transformers import AutoImageProcessor, Qwen2_5_VLForConditionalGeneration
+
+    processor = AutoImageProcessor.from_pretrained(hf_dir)
+    inputs = processor(images=[Image.fromarray(image)], return_tensors="pt")
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        embeds = model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
+    if hasattr(embeds, "pooler_output"):
+        embeds = embeds.pooler_output
+    return embeds.float().numpy()
+
+
+def _gguf_image_embedding(mmproj: Path, text_model: Path, image: np.ndarray) -> np.ndarray:
+    from edge_agent.mtmd import MultimodalModel
+
+    with MultimodalModel(text_model, mmproj, n_ctx=1024) as model:
+        return model.image_embedding(image)
