@@ -1,0 +1,129 @@
+"""One owner for a GGUF vision-language model on llama.cpp: the text model with its context and
+the mmproj (MTMD) context. close() frees the MTMD context before the model it refers to."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(Exception):
+    """A model file could not be loaded by llama.cpp."""
+
+
+class MultimodalModel:
+    def __init__(
+        self,
+        model_path: Path,
+        mmproj_path: Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+    ) -> None:
+        from llama_cpp import Llama
+        from llama_cpp import mtmd_cpp as mtmd
+
+        self._mtmd_lib = mtmd
+        for path in (model_path, mmproj_path):
+            if not Path(path).is_file():
+                raise ModelLoadError(f"model file {path} does not exist")
+        try:
+            self.llama = Llama(
+                model_path=str(model_path),
+                n_ctx=n_ctx,
+                n_batch=min(n_ctx, 512),
+                n_threads=n_threads,
+                logits_all=False,
+                verbose=False,
+            )
+        except ValueError as exc:
+            raise ModelLoadError(f"llama.cpp cannot load {model_path}: {exc}") from None
+        params = mtmd.mtmd_context_params_default()
+        params.use_gpu = False
+        params.print_timings = False
+        params.warmup = False
+        params.n_threads = self.llama.n_threads
+        self._ctx = mtmd.mtmd_init_from_file(str(mmproj_path).encode(), self.llama.model, params)
+        if not self._ctx:
+            self.llama.close()
+            raise ModelLoadError(f"llama.cpp cannot load the mmproj {mmproj_path}")
+        if not mtmd.mtmd_support_vision(self._ctx):
+            self.close()
+            raise ModelLoadError(f"{mmproj_path} has no vision encoder")
+
+    @property
+    def marker(self) -> str:
+        return self._mtmd_lib.mtmd_default_marker().decode()
+
+    def image_embedding(self, rgb: np.ndarray) -> np.ndarray:
+        """The mmproj's output for one image: (image tokens, embedding size)."""
+        mtmd = self._mtmd_lib
+        chunks = self.tokenize(self.marker, [rgb])
+        try:
+            for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+                chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+                if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                    if mtmd.mtmd_encode_chunk(self._ctx, chunk) != 0:
+                        raise RuntimeError("mtmd_encode_chunk failed")
+                    count = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+                    width = self.llama.n_embd()
+                    embd = mtmd.mtmd_get_output_embd(self._ctx)
+                    return (
+                        np.ctypeslib.as_array(embd, shape=(count * width,))
+                        .reshape(count, width)
+                        .copy()
+                    )
+        finally:
+            mtmd.mtmd_input_chunks_free(chunks)
+        raise RuntimeError("the prompt produced no image chunk")
+
+    def tokenize(self, text: str, images: list[np.ndarray]):
+        """Text with one marker per image -> MTMD input chunks (the caller frees them)."""
+        mtmd = self._mtmd_lib
+        bitmaps = [_bitmap(mtmd, image) for image in images]
+        try:
+            chunks = mtmd.mtmd_input_chunks_init()
+            encoded = text.encode()
+            prompt = mtmd.mtmd_input_text(
+                text=encoded, text_len=len(encoded), add_special=False, parse_special=True
+            )
+            array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
+            code = mtmd.mtmd_tokenize(self._ctx, chunks, ctypes.byref(prompt), array, len(bitmaps))
+            if code != 0:
+                mtmd.mtmd_input_chunks_free(chunks)
+                raise ValueError(f"mtmd_tokenize failed ({code}): markers vs images mismatch?")
+            return chunks
+        finally:
+            for bitmap in bitmaps:
+                mtmd.mtmd_bitmap_free(bitmap)
+
+    def close(self) -> None:
+        """Idempotent; the MTMD context goes before the model it points into."""
+        if self._ctx:
+            self._mtmd_lib.mtmd_free(self._ctx)
+            self._ctx = None
+        if getattr(self, "llama", None) is not None:
+            self.llama.close()
+            self.llama = None
+
+    def __enter__(self) -> MultimodalModel:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
+def _bitmap(mtmd, rgb: np.ndarray):
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"images must be RGB uint8 (h, w, 3), got {rgb.dtype} {rgb.shape}")
+    data = np.ascontiguousarray(rgb)
+    buffer = (ctypes.c_uint8 * data.size).from_buffer_copy(data.tobytes())
+    bitmap = mtmd.mtmd_bitmap_init(rgb.shape[1], rgb.shape[0], buffer)
+    if not bitmap:
+        raise RuntimeError("mtmd_bitmap_init failed")
+    return bitmap
