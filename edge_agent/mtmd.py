@@ -48,7 +48,12 @@ class MultimodalModel:
         params.print_timings = False
         params.warmup = False
         params.n_threads = self.llama.n_threads
-        self._ctx = mtmd.mtmd_init_from_file(str(mmproj_path).encode(), self.llama.model, params)
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        with suppress_stdout_stderr():  # clip prints its whole configuration
+            self._ctx = mtmd.mtmd_init_from_file(
+                str(mmproj_path).encode(), self.llama.model, params
+            )
         if not self._ctx:
             self.llama.close()
             raise ModelLoadError(f"llama.cpp cannot load the mmproj {mmproj_path}")
@@ -101,6 +106,53 @@ class MultimodalModel:
         finally:
             for bitmap in bitmaps:
                 mtmd.mtmd_bitmap_free(bitmap)
+
+    def eval_chunks(self, chunks, n_past: int) -> int:
+        """Decode chunks (text and images) into the KV cache after position `n_past`; returns the
+        new position. Only what is passed is evaluated: earlier context stays cached."""
+        import llama_cpp
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        new_past = llama_cpp.llama_pos(0)
+        with suppress_stdout_stderr():  # the helper logs every image batch
+            code = self._mtmd_lib.mtmd_helper_eval_chunks(
+                self._ctx,
+                self.llama.ctx,
+                chunks,
+                n_past,
+                0,
+                self.llama.n_batch,
+                True,
+                ctypes.byref(new_past),
+            )
+        if code != 0:
+            raise RuntimeError(f"evaluating the prompt failed (code {code}); context full?")
+        self.llama.n_tokens = new_past.value  # keep llama-cpp-python's own position in step
+        return new_past.value
+
+    def next_logits(self) -> np.ndarray:
+        import llama_cpp
+
+        logits = llama_cpp.llama_get_logits_ith(self.llama.ctx, -1)
+        return np.ctypeslib.as_array(logits, shape=(self.llama.n_vocab(),)).copy()
+
+    def generate(self, prompt: str, images: list[np.ndarray], max_tokens: int = 32) -> str:
+        """Greedy completion of one prompt from an empty cache (for checks, not for reads)."""
+        self.llama.reset()
+        self.llama._ctx.kv_cache_clear()
+        chunks = self.tokenize(prompt, images)
+        try:
+            self.eval_chunks(chunks, 0)
+        finally:
+            self._mtmd_lib.mtmd_input_chunks_free(chunks)
+        tokens = []
+        for _ in range(max_tokens):
+            token = int(np.argmax(self.next_logits()))
+            if self.llama.token_eos() == token:
+                break
+            tokens.append(token)
+            self.llama.eval([token])
+        return self.llama.detokenize(tokens).decode("utf-8", errors="replace")
 
     def close(self) -> None:
         """Idempotent; the MTMD context goes before the model it points into."""

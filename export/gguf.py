@@ -244,15 +244,17 @@ def _convert(converter: Path, request: GgufRequest, outfile: Path, mmproj: bool)
 def quantize(source: Path, target: Path, quant: str) -> None:
     """llama.cpp's quantizer through llama-cpp-python's binding."""
     import llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
 
     ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}", None)
     if ftype is None:
         raise ExportError(f"unknown quantization {quant!r}; known: {', '.join(QUANTS)}")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
-    code = llama_cpp.llama_model_quantize(
-        str(source).encode(), str(target).encode(), ctypes.byref(params)
-    )
+    with suppress_stdout_stderr():  # llama.cpp prints every tensor
+        code = llama_cpp.llama_model_quantize(
+            str(source).encode(), str(target).encode(), ctypes.byref(params)
+        )
     if code != 0 or not target.is_file():
         target.unlink(missing_ok=True)
         raise ExportError(f"quantizing {source.name} to {quant} failed (code {code})")
