@@ -120,6 +120,14 @@ def read(
         Optional[str],  # noqa: UP045
         typer.Option(help="Study Instance UID to retrieve with --pacs."),
     ] = None,
+    model: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="GGUF text model for --policy llama-cpp."),
+    ] = None,
+    mmproj: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="GGUF vision projector (mmproj) for --policy llama-cpp."),
+    ] = None,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -129,6 +137,11 @@ def read(
         settings = _setup(config, verbose)
         if policy:
             settings = _with_policy(settings, policy)
+        if model or mmproj:
+            llm = replace(
+                settings.policy.llama_cpp, model=str(model or ""), mmproj=str(mmproj or "")
+            )
+            settings = replace(settings, policy=replace(settings.policy, llama_cpp=llm))
         if (path is None) == (pacs is None) or bool(pacs) != bool(study):
             raise BadInput("give either PATH, or --pacs AE@HOST:PORT with --study UID")
         if pacs is None:

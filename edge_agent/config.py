@@ -12,6 +12,7 @@ from pathlib import Path
 from dicom_gateway.settings import GatewaySettings
 from edge_agent.agent import Budget
 from edge_agent.errors import ConfigError
+from edge_agent.policies.llama_cpp import LlamaCppSettings
 from edge_agent.policies.protocol import ProtocolSettings
 from edge_agent.records import RecordError, from_plain
 from edge_agent.selection import DEFAULT_MODALITIES
@@ -37,8 +38,9 @@ class ReadSettings:
 
 @dataclass(frozen=True)
 class PolicySettings:
-    name: str = "protocol"
+    name: str = "protocol"  # or "llama_cpp"
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
+    llama_cpp: LlamaCppSettings = field(default_factory=LlamaCppSettings)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,20 @@ class ModelLoadError(Exception):
     """A model file could not be loaded by llama.cpp."""
 
 
+def _silence(mtmd) -> None:
+    """mtmd logs every text part and image batch to stderr; the service has its own logs."""
+    import llama_cpp
+
+    global _QUIET
+    if _QUIET is None:
+        _QUIET = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        mtmd.mtmd_log_set(_QUIET, None)
+        mtmd.mtmd_helper_log_set(_QUIET, None)
+
+
+_QUIET = None  # the callback must outlive every call into the library
+
+
 class MultimodalModel:
     def __init__(
         self,
@@ -29,6 +43,7 @@ class MultimodalModel:
         from llama_cpp import mtmd_cpp as mtmd
 
         self._mtmd_lib = mtmd
+        _silence(mtmd)
         for path in (model_path, mmproj_path):
             if not Path(path).is_file():
                 raise ModelLoadError(f"model file {path} does not exist")
@@ -89,6 +104,8 @@ class MultimodalModel:
 
     def tokenize(self, text: str, images: list[np.ndarray]):
         """Text with one marker per image -> MTMD input chunks (the caller frees them)."""
+        from llama_cpp._utils import suppress_stdout_stderr
+
         mtmd = self._mtmd_lib
         bitmaps = [_bitmap(mtmd, image) for image in images]
         try:
@@ -98,7 +115,10 @@ class MultimodalModel:
                 text=encoded, text_len=len(encoded), add_special=False, parse_special=True
             )
             array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
-            code = mtmd.mtmd_tokenize(self._ctx, chunks, ctypes.byref(prompt), array, len(bitmaps))
+            with suppress_stdout_stderr():  # it logs every text part
+                code = mtmd.mtmd_tokenize(
+                    self._ctx, chunks, ctypes.byref(prompt), array, len(bitmaps)
+                )
             if code != 0:
                 mtmd.mtmd_input_chunks_free(chunks)
                 raise ValueError(f"mtmd_tokenize failed ({code}): markers vs images mismatch?")
@@ -106,6 +126,19 @@ class MultimodalModel:
         finally:
             for bitmap in bitmaps:
                 mtmd.mtmd_bitmap_free(bitmap)
+
+    def token_counts(self, chunks) -> tuple[int, int]:
+        """(text tokens, image tokens) in the chunks."""
+        mtmd = self._mtmd_lib
+        text = image = 0
+        for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+            chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+            count = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+            if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                image += count
+            else:
+                text += count
+        return text, image
 
     def eval_chunks(self, chunks, n_past: int) -> int:
         """Decode chunks (text and images) into the KV cache after position `n_past`; returns the
@@ -130,6 +163,14 @@ class MultimodalModel:
         self.llama.n_tokens = new_past.value  # keep llama-cpp-python's own position in step
         return new_past.value
 
+    def is_end(self, token: int) -> bool:
+        """End of generation: the tokens the grammar allows once a reply is complete."""
+        import llama_cpp
+
+        return bool(
+            llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(self.llama.model), token)
+        )
+
     def next_logits(self) -> np.ndarray:
         import llama_cpp
 
@@ -148,7 +189,7 @@ class MultimodalModel:
         tokens = []
         for _ in range(max_tokens):
             token = int(np.argmax(self.next_logits()))
-            if self.llama.token_eos() == token:
+            if self.is_end(token):
                 break
             tokens.append(token)
             self.llama.eval([token])

@@ -44,13 +44,16 @@ def read_study(
     study = load_study(path, progress)
     selection = select(study, config.read.modalities, config.read.key_frames)
     log.info("study %s: reading %s", study.uid, selection.reason)
+    policy = policy or make_policy(config.policy)
+    # A model sees images at the size it was trained on; the resize is the shown image's affine.
+    shown_size = getattr(policy, "shown_size", 0) or config.read.shown_size
     workspace = Workspace()
     for frame in selection.frames:
-        workspace.show(frame, max_side=config.read.shown_size)
+        workspace.show(frame, max_side=shown_size)
     trajectory = run(
         workspace,
         question or config.read.question,
-        policy or make_policy(config.policy),
+        policy,
         default_toolbox(config.tools),
         config.budget,
         on_step=on_step,

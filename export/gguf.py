@@ -6,7 +6,6 @@ llama-cpp-python version installed here, so the files always match the runtime t
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.checksum import sha256_file
 from edge_agent.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -260,14 +260,6 @@ def quantize(source: Path, target: Path, quant: str) -> None:
         raise ExportError(f"quantizing {source.name} to {quant} failed (code {code})")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _manifest(request, config, converter, files, timings) -> dict:
     text = config.get("text_config", config)
     return {
@@ -277,7 +269,7 @@ def _manifest(request, config, converter, files, timings) -> dict:
             {
                 "name": p.name,
                 "role": "mmproj" if p.name.startswith("mmproj") else "text",
-                "sha256": sha256(p),
+                "sha256": sha256_file(p),
                 "bytes": p.stat().st_size,
             }
             for p in files
@@ -285,7 +277,7 @@ def _manifest(request, config, converter, files, timings) -> dict:
         "source": {
             "dir": str(request.hf_dir),
             "files": [
-                {"name": p.name, "sha256": sha256(p), "bytes": p.stat().st_size}
+                {"name": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size}
                 for p in sorted(request.hf_dir.iterdir())
                 if p.is_file()
             ],

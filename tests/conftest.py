@@ -7,8 +7,28 @@ from pathlib import Path
 import pytest
 
 from edge_agent.sample import write_sample_study
+from tests.support import run_cli
 
 
 @pytest.fixture
 def sample_study(tmp_path: Path) -> Path:
     return write_sample_study(tmp_path / "study")
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny") / "hf"
+    done = run_cli("export", "tiny-vlm", folder, "--seed", "0")
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+@pytest.fixture(scope="session")
+def exported(tiny, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gguf") / "out"
+    done = run_cli(
+        "export", "gguf", tiny, "--out", out, "--quant", "q8_0", "--pre-tokenizer", "qwen2"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pre-tokenizer forced to 'qwen2'" in done.stderr  # the override is never silent
+    return out

@@ -11,12 +11,17 @@ if TYPE_CHECKING:
     from edge_agent.agent import Policy
     from edge_agent.config import PolicySettings
 
-AVAILABLE = ("protocol",)
+AVAILABLE = ("protocol", "llama_cpp")
 
 
 def make_policy(settings: PolicySettings) -> Policy:
-    if settings.name == "protocol":
+    name = settings.name.replace("-", "_")
+    if name == "protocol":
         return ProtocolPolicy(settings.protocol)
+    if name == "llama_cpp":
+        from edge_agent.policies.llama_cpp import LlamaCppPolicy
+
+        return LlamaCppPolicy(settings.llama_cpp)
     raise ConfigError(
         f"policy {settings.name!r} is not available in this build; available: "
         f"{', '.join(AVAILABLE)}"

@@ -1,0 +1,1 @@
+"""Prompt formats, one per model family: how tools are described and replies are written."""
