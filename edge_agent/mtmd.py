@@ -38,6 +38,8 @@ class MultimodalModel:
         *,
         n_ctx: int = 4096,
         n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        flash_attn: bool = False,
     ) -> None:
         from llama_cpp import Llama
         from llama_cpp import mtmd_cpp as mtmd
@@ -53,13 +55,15 @@ class MultimodalModel:
                 n_ctx=n_ctx,
                 n_batch=min(n_ctx, 512),
                 n_threads=n_threads,
+                n_gpu_layers=n_gpu_layers,
+                flash_attn=flash_attn,
                 logits_all=False,
                 verbose=False,
             )
         except ValueError as exc:
             raise ModelLoadError(f"llama.cpp cannot load {model_path}: {exc}") from None
         params = mtmd.mtmd_context_params_default()
-        params.use_gpu = False
+        params.use_gpu = n_gpu_layers != 0
         params.print_timings = False
         params.warmup = False
         params.n_threads = self.llama.n_threads

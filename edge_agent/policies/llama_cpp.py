@@ -32,7 +32,8 @@ class LlamaCppSettings:
     mmproj: str = ""  # GGUF vision projector
     n_ctx: int = 8192
     n_threads: int = 0  # 0: llama.cpp's choice
-    n_gpu_layers: int = 0
+    n_gpu_layers: int = 0  # -1 offloads every layer (GPU builds of llama-cpp-python)
+    flash_attn: bool = False
     temperature: float = 0.0  # 0: greedy, deterministic
     top_p: float = 1.0
     seed: int = 0
@@ -85,6 +86,8 @@ class LlamaSession:
             Path(settings.mmproj),
             n_ctx=settings.n_ctx,
             n_threads=settings.n_threads or None,
+            n_gpu_layers=settings.n_gpu_layers,
+            flash_attn=settings.flash_attn,
         )
         self.n_past = 0  # KV cache position
         self.seen = 0  # workspace images already in the context
