@@ -254,17 +254,75 @@ def demo(
 
 @app.command()
 def doctor(
-    out: Annotated[Path, typer.Option(help="Folder whose free disk space matters.")] = Path("."),
+    out: Annotated[Path, typer.Option(help="Working folder (the spool lives under it).")] = Path(
+        "."
+    ),
+    models: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Option(help="Model folder(s) with manifest.json, or a folder of them."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Versions, back ends, providers, CPU/GPU and free disk: what support asks first."""
+    """Versions, decoders, GPU; config, spool, DICOM port, models, a smoke read; red exits 1."""
+    red: list[str] = []
 
     def action() -> None:
+        from rich.table import Table
+
         from edge_agent.doctor import checks
 
-        _setup(config, False)
-        for name, value in checks(out):
-            console.print(f"[bold]{name:<22}[/] {value}", highlight=False)
+        _setup(None, False)
+        table = Table("check", "", "detail", show_header=False)
+        marks = {True: "[green]ok[/]", False: "[red]FAIL[/]", None: ""}
+        for check in checks(config, out, tuple(models or ())):
+            table.add_row(check.name, marks[check.ok], check.detail)
+            if check.ok is False:
+                red.append(check.name)
+        console.print(table)
+        console.print("[red]not ready:[/] " + ", ".join(red) if red else "[green]ready[/]")
+
+    _guarded(action)
+    if red:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bundle(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The bundle file to write (.tar).")],
+    models: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Option(help="Model folder(s) with manifest.json to include."),
+    ] = None,
+    extras: Annotated[str, typer.Option(help="Extras to install, e.g. llm or llm,onnx.")] = "llm",
+    python: Annotated[str, typer.Option(help="Target Python, e.g. 3.11.")] = "",
+    target_platform: Annotated[
+        str, typer.Option("--platform", help="Target platform tag (binary wheels only).")
+    ] = "",
+    gpu: Annotated[str, typer.Option(help="cuda12: build llama-cpp-python with CUDA.")] = "",
+    sign: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Ed25519 private key (PEM) to sign SHA256SUMS."),
+    ] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Build the air-gapped bundle on a connected machine (run from a source checkout)."""
+
+    def action() -> None:
+        from installers.bundle import BundleRequest, build_bundle
+
+        _setup(None, verbose)
+        request = BundleRequest(
+            out=out,
+            models=tuple(models or ()),
+            extras=extras,
+            python=python,
+            platform=target_platform,
+            gpu=gpu,
+            sign_key=sign,
+        )
+        with errors.status("collecting wheels and models"):
+            path = build_bundle(request)
+        console.print(f"bundle: {path} ({path.stat().st_size / 2**20:.1f} MiB)", highlight=False)
 
     _guarded(action)
 

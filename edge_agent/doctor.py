@@ -1,16 +1,24 @@
-"""What `edge-agent doctor` reports: enough for IT to tell why a workstation cannot read."""
+"""`edge-agent doctor`: what IT checks on a workstation, green or red, plus what support asks for.
+
+Red means the workstation cannot do its job as configured; the command then exits non-zero."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import shutil
+import socket
 import sys
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent import __version__
+from edge_agent.checksum import sha256_file
+from edge_agent.errors import BadInput
 
 PACKAGES = (
     "pydicom",
@@ -18,24 +26,143 @@ PACKAGES = (
     "opencv-python-headless",
     "pylibjpeg",
     "python-gdcm",
+    "highdicom",
+    "pynetdicom",
     "llama-cpp-python",
     "onnxruntime",
     "onnxruntime-gpu",
     "tensorrt",
 )
+DECODERS = (
+    ("JPEG baseline", "1.2.840.10008.1.2.4.50"),
+    ("JPEG lossless", "1.2.840.10008.1.2.4.70"),
+    ("JPEG 2000", "1.2.840.10008.1.2.4.90"),
+    ("JPEG-LS", "1.2.840.10008.1.2.4.80"),
+    ("RLE", "1.2.840.10008.1.2.5"),
+    ("deflate", "1.2.840.10008.1.2.1.99"),
+)
 
 
-def checks(out_dir: Path) -> Iterator[tuple[str, str]]:
-    yield "edge-agent", __version__
-    yield "python", f"{sys.version.split()[0]} ({sys.executable})"
-    yield "platform", f"{platform.platform()}; {os.cpu_count()} CPU(s)"
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool | None  # None: information only
+    detail: str
+
+
+def checks(
+    config_path: Path | None, out_dir: Path, models: tuple[Path, ...] = ()
+) -> Iterator[Check]:
+    yield Check("edge-agent", None, __version__)
+    yield Check("python", None, f"{sys.version.split()[0]} ({sys.executable})")
+    yield Check(
+        "platform", None, f"{platform.platform()}; {os.cpu_count()} CPU(s); {_cpu_features()}"
+    )
     for package in PACKAGES:
-        yield package, _version(package)
-    yield "pixel decoders", _decoders()
-    yield "onnxruntime providers", _providers()
-    yield "NVIDIA GPU", _gpu()
-    yield "free disk", _free_disk(out_dir)
-    yield "policies", "protocol (embedded, no model)"
+        yield Check(package, None, _version(package))
+    yield _decoders()
+    yield Check("onnxruntime providers", None, _providers())
+    yield Check("NVIDIA GPU", None, _gpu())
+    config = yield from _config(config_path)
+    if config is None:
+        return
+    yield _spool(config, out_dir)
+    yield _port(config)
+    for folder in _model_folders(models):
+        yield _model(folder)
+    yield _smoke_read(config)
+
+
+def _config(config_path: Path | None):
+    from edge_agent.config import load_config
+
+    try:
+        config = load_config(config_path)
+    except BadInput as exc:
+        yield Check("config", False, str(exc))
+        return None
+    yield Check("config", True, str(config_path) if config_path else "defaults (no file)")
+    return config
+
+
+def _spool(config, out_dir: Path) -> Check:
+    spool = Path(config.gateway.spool_dir)
+    spool = spool if spool.is_absolute() else out_dir / spool
+    try:
+        spool.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=spool):
+            pass
+    except OSError as exc:
+        return Check("spool writable", False, f"{spool}: {exc.strerror}")
+    free = shutil.disk_usage(spool).free
+    ok = free >= config.gateway.min_free_mb * 2**20
+    return Check(
+        "spool and free disk",
+        ok,
+        f"{spool}: {free / 2**30:.1f} GiB free (needs {config.gateway.min_free_mb} MiB)",
+    )
+
+
+def _port(config) -> Check:
+    address = (config.gateway.bind, config.gateway.port)
+    with socket.socket() as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return Check(
+                "DICOM port",
+                False,
+                f"{address[0]}:{address[1]} in use ({exc.strerror})"
+                " - is the service already running?",
+            )
+    return Check("DICOM port", True, f"{address[0]}:{address[1]} free")
+
+
+def _model_folders(models: tuple[Path, ...]) -> list[Path]:
+    """Each path is a model folder (with manifest.json) or a folder of them."""
+    found = []
+    for path in models:
+        if (path / "manifest.json").is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(p.parent for p in path.glob("*/manifest.json"))
+    return found
+
+
+def _model(folder: Path) -> Check:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    bad = []
+    for entry in manifest.get("files", []):
+        path = folder / entry["name"]
+        if not path.is_file():
+            bad.append(f"{entry['name']} missing")
+        elif sha256_file(path) != entry["sha256"]:
+            bad.append(f"{entry['name']} hash differs")
+    detail = "; ".join(bad) or f"{len(manifest.get('files', []))} file(s) match the manifest"
+    return Check(f"model {folder.name}", not bad, detail)
+
+
+def _smoke_read(config) -> Check:
+    """A protocol read of the built-in sample: the whole chain without a model or network."""
+    from dataclasses import replace
+
+    from edge_agent.config import PolicySettings, ReportSettings
+    from edge_agent.read import read_study
+    from edge_agent.sample import write_sample_study
+
+    smoke = replace(config, policy=PolicySettings(), report=ReportSettings(dicom=True))
+    with tempfile.TemporaryDirectory(prefix="edge-agent-doctor-") as scratch:
+        try:
+            study = write_sample_study(Path(scratch) / "study")
+            result = read_study(study, Path(scratch) / "out", smoke)
+        except Exception as exc:  # any failure here is exactly what doctor must report
+            return Check("smoke read", False, f"{type(exc).__name__}: {exc}")
+    findings = len(result.report["findings"])
+    return Check(
+        "smoke read",
+        findings > 0,
+        f"protocol read of the sample: {findings} finding(s), {len(result.dicom)} DICOM object(s)",
+    )
 
 
 def _version(package: str) -> str:
@@ -45,22 +172,27 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _decoders() -> str:
+def _cpu_features() -> str:
+    try:
+        flags = next(
+            line
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("flags")
+        ).split()
+    except (OSError, StopIteration):
+        return "CPU features unknown"
+    return " ".join(f for f in ("avx", "avx2", "fma", "f16c", "avx512f") if f in flags)
+
+
+def _decoders() -> Check:
     from pydicom.pixels.decoders import base
 
-    available = []
-    for name, syntax in (
-        ("JPEG baseline", "1.2.840.10008.1.2.4.50"),
-        ("JPEG lossless", "1.2.840.10008.1.2.4.70"),
-        ("JPEG 2000", "1.2.840.10008.1.2.4.90"),
-        ("JPEG-LS", "1.2.840.10008.1.2.4.80"),
-        ("RLE", "1.2.840.10008.1.2.5"),
-        ("deflate", "1.2.840.10008.1.2.1.99"),
-    ):
+    missing, present = [], []
+    for name, syntax in DECODERS:
         decoder = base.get_decoder(syntax)
-        ok = decoder.is_available if decoder else False
-        available.append(f"{name} {'yes' if ok else 'NO'}")
-    return ", ".join(available)
+        (present if decoder and decoder.is_available else missing).append(name)
+    detail = ", ".join(present) + (f"; missing: {', '.join(missing)}" if missing else "")
+    return Check("pixel decoders", not missing, detail)
 
 
 def _providers() -> str:
@@ -75,11 +207,3 @@ def _gpu() -> str:
     if shutil.which("nvidia-smi") is None:
         return "none found (nvidia-smi absent); CPU back ends only"
     return "nvidia-smi present"
-
-
-def _free_disk(path: Path) -> str:
-    target = path if path.exists() else Path(".")
-    usage = shutil.disk_usage(target)
-    return (
-        f"{usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.1f} GiB at {target.resolve()}"
-    )

@@ -66,10 +66,27 @@ def test_demo_reads_the_sample_study(tmp_path):
     assert "report.html" in done.stdout
 
 
-def test_doctor_lists_decoders_and_disk(tmp_path):
+def test_doctor_is_green_on_a_working_setup(tmp_path):
     done = run_cli("doctor", "--out", tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "JPEG 2000 yes" in done.stdout and "GiB free" in done.stdout
+    assert done.returncode == 0, done.stdout + done.stderr
+    for text in ("JPEG 2000", "GiB free", "smoke read", "2 finding(s)", "ready"):
+        assert text in done.stdout, text
+
+
+def test_doctor_is_red_on_a_broken_config_or_model(exported, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[gateway]\nport = 'eleven'\n")
+    done = run_cli("doctor", "--out", tmp_path, "--config", config)
+    assert done.returncode == 1 and "not ready: config" in done.stdout
+    damaged = tmp_path / "model"
+    shutil.copytree(exported, damaged)
+    with open(damaged / "mmproj-f16.gguf", "r+b") as handle:
+        handle.seek(100)
+        byte = handle.read(1)[0]
+        handle.seek(100)
+        handle.write(bytes([byte ^ 0xFF]))
+    done = run_cli("doctor", "--out", tmp_path, "--models", damaged)
+    assert done.returncode == 1 and "mmproj-f16.gguf hash differs" in done.stdout
 
 
 def _copy(names: list[str], folder: Path) -> Path:

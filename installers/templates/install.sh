@@ -1,0 +1,81 @@
+#!/bin/sh
+# edge-agent offline installer. Verifies the bundle before touching anything, installs into
+# PREFIX/releases/VERSION, then switches PREFIX/current to it (PREFIX/previous keeps the last one).
+#   sh install.sh [--prefix /opt/edge-agent] [--user edge-agent] [--verify-key PUB.pem]
+#                 [--no-service] [--rollback]
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+PREFIX=/opt/edge-agent
+SERVICE_USER=edge-agent
+KEY=""
+SERVICE=1
+ROLLBACK=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) PREFIX=$2; shift 2 ;;
+    --user) SERVICE_USER=$2; shift 2 ;;
+    --verify-key) KEY=$2; shift 2 ;;
+    --no-service) SERVICE=0; shift ;;
+    --rollback) ROLLBACK=1; shift ;;
+    *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+fail() { echo "install.sh: $*" >&2; exit 1; }
+switch() {  # atomically point PREFIX/$1 at $2
+  ln -sfn "$2" "$PREFIX/$1.new" && mv -T "$PREFIX/$1.new" "$PREFIX/$1"
+}
+
+if [ "$ROLLBACK" = 1 ]; then
+  [ -L "$PREFIX/previous" ] || fail "no previous release to roll back to"
+  old=$(readlink "$PREFIX/current"); new=$(readlink "$PREFIX/previous")
+  switch current "$new"; switch previous "$old"
+  echo "edge-agent: current is now $(basename "$new")"
+  exit 0
+fi
+
+cd "$HERE"
+if [ -n "$KEY" ]; then
+  [ -f SHA256SUMS.sig ] || fail "no SHA256SUMS.sig in the bundle, but --verify-key was given"
+  openssl pkeyutl -verify -pubin -inkey "$KEY" -rawin -in SHA256SUMS -sigfile SHA256SUMS.sig \
+    >/dev/null 2>&1 || fail "signature of SHA256SUMS does not verify: nothing installed"
+fi
+sha256sum --quiet --strict -c SHA256SUMS 2>/dev/null || fail "bundle damaged (hash mismatch): nothing installed"
+listed=$(cut -c67- SHA256SUMS | sort)
+present=$(find wheels models config -type f 2>/dev/null | sort)
+for file in $present; do
+  echo "$listed" | grep -qxF "$file" || fail "$file is not listed in SHA256SUMS: nothing installed"
+done
+
+VERSION=$(cat VERSION)
+EXTRAS=$(cat EXTRAS)
+# One folder per bundle: the version plus the bundle's own checksum, so a rebuilt bundle of the
+# same version installs beside the old one instead of over it.
+RELEASE="$PREFIX/releases/$VERSION-$(sha256sum SHA256SUMS | cut -c1-12)"
+mkdir -p "$PREFIX/releases" "$PREFIX/etc" "$PREFIX/var"
+if [ ! -f "$RELEASE/.installed" ]; then
+  rm -rf "$RELEASE"
+  mkdir -p "$RELEASE"
+  python3 -m venv "$RELEASE/venv"
+  "$RELEASE/venv/bin/pip" install --quiet --no-index --find-links "$HERE/wheels" \
+    "edge-agent${EXTRAS:+[$EXTRAS]}==$VERSION"
+  [ -d models ] && cp -R models "$RELEASE/models"
+  touch "$RELEASE/.installed"
+fi
+[ -f "$PREFIX/etc/edge-agent.toml" ] || cp config/edge-agent.toml "$PREFIX/etc/edge-agent.toml"
+if [ -L "$PREFIX/current" ] && [ "$(readlink "$PREFIX/current")" != "$RELEASE" ]; then
+  switch previous "$(readlink "$PREFIX/current")"
+fi
+switch current "$RELEASE"
+
+if [ "$SERVICE" = 1 ] && [ "$(id -u)" = 0 ] && [ -d /run/systemd/system ]; then
+  id "$SERVICE_USER" >/dev/null 2>&1 || useradd --system --home "$PREFIX/var" "$SERVICE_USER"
+  chown -R "$SERVICE_USER" "$PREFIX/var"
+  sed -e "s|@PREFIX@|$PREFIX|g" -e "s|@USER@|$SERVICE_USER|g" edge-agent.service \
+    > /etc/systemd/system/edge-agent.service
+  systemctl daemon-reload && systemctl enable --now edge-agent.service
+else
+  echo "edge-agent: no systemd service installed; run the gateway with:"
+  echo "  $PREFIX/current/venv/bin/edge-agent serve --config $PREFIX/etc/edge-agent.toml"
+fi
+"$PREFIX/current/venv/bin/edge-agent" doctor --config "$PREFIX/etc/edge-agent.toml" \
+  --out "$PREFIX/var" --models "$PREFIX/current/models"

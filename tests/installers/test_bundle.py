@@ -1,0 +1,132 @@
+"""The air-gapped bundle, installed inside a network namespace with no network at all."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from edge_agent.sample import write_sample_study
+from tests.peers import tool
+from tests.support import run_cli
+
+
+def offline(*command, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run in a new network namespace: only a loopback that is down, no route anywhere."""
+    return subprocess.run(
+        [tool("unshare", "util-linux"), "-n", *map(str, command)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("keys")
+    private, public = folder / "sign.pem", folder / "sign.pub"
+    openssl = tool("openssl", "openssl")
+    subprocess.run([openssl, "genpkey", "-algorithm", "ed25519", "-out", private], check=True)
+    subprocess.run([openssl, "pkey", "-in", private, "-pubout", "-out", public], check=True)
+    return private, public
+
+
+@pytest.fixture(scope="session")
+def bundle(exported, keys, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bundle") / "edge-agent.tar"
+    done = run_cli("bundle", "--out", out, "--extras", "", "--models", exported, "--sign", keys[0])
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def unpack(bundle: Path, into: Path) -> Path:
+    with tarfile.open(bundle) as tar:
+        tar.extractall(into, filter="data")
+    [root] = into.iterdir()
+    return root
+
+
+def install(root: Path, prefix: Path, *extra) -> subprocess.CompletedProcess:
+    return offline("sh", root / "install.sh", "--prefix", prefix, "--no-service", *extra)
+
+
+def test_no_network_inside_the_namespace():
+    probe = offline(
+        "python3", "-c", "import socket; socket.create_connection(('pypi.org', 443), 3)"
+    )
+    assert probe.returncode != 0
+
+
+def test_the_bundle_installs_offline_and_reads(bundle, keys, tmp_path):
+    root = unpack(bundle, tmp_path / "unpacked")
+    for name in (
+        "install.sh",
+        "uninstall.sh",
+        "edge-agent.service",
+        "sbom.json",
+        "SHA256SUMS",
+        "SHA256SUMS.sig",
+    ):
+        assert (root / name).is_file(), name
+    done = install(root, tmp_path / "prefix", "--verify-key", keys[1])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ready" in done.stdout and "model out" in done.stdout  # doctor ran, green
+    study = write_sample_study(tmp_path / "study")
+    edge_agent = tmp_path / "prefix" / "current" / "venv" / "bin" / "edge-agent"
+    read = offline(edge_agent, "read", study, "--out", tmp_path / "result")
+    assert read.returncode == 0, read.stderr
+    assert (tmp_path / "result" / "dicom" / "sr.dcm").is_file()
+
+
+@pytest.mark.parametrize("victim", ["wheels", "models"])
+def test_one_changed_byte_is_refused_before_anything_is_installed(bundle, tmp_path, victim):
+    root = unpack(bundle, tmp_path / "unpacked")
+    target = sorted(p for p in (root / victim).rglob("*") if p.is_file())[0]
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    done = install(root, tmp_path / "prefix")
+    assert done.returncode != 0 and "bundle damaged" in done.stderr
+    assert not (tmp_path / "prefix").exists()
+
+
+def test_a_forged_checksum_list_fails_the_signature(bundle, keys, tmp_path):
+    root = unpack(bundle, tmp_path / "unpacked")
+    (root / "config" / "edge-agent.toml").write_text("# forged\n")
+    _rewrite_checksums(root)  # consistent hashes, but not what was signed
+    done = install(root, tmp_path / "prefix", "--verify-key", keys[1])
+    assert done.returncode != 0 and "signature" in done.stderr
+    assert not (tmp_path / "prefix").exists()
+
+
+def test_upgrade_then_rollback_keeps_a_working_current(bundle, tmp_path):
+    prefix = tmp_path / "prefix"
+    first = unpack(bundle, tmp_path / "one")
+    assert install(first, prefix).returncode == 0
+    release_one = (prefix / "current").resolve()
+    second = unpack(bundle, tmp_path / "two")  # a rebuilt bundle: new config template
+    (second / "config" / "edge-agent.toml").write_text("[read]\nkey_frames = 1\n")
+    _rewrite_checksums(second)
+    (second / "SHA256SUMS.sig").unlink()
+    assert install(second, prefix).returncode == 0
+    release_two = (prefix / "current").resolve()
+    assert release_two != release_one and (prefix / "previous").resolve() == release_one
+    assert install(second, prefix).returncode == 0  # idempotent
+    assert (prefix / "current").resolve() == release_two
+    assert install(second, prefix, "--rollback").returncode == 0
+    assert (prefix / "current").resolve() == release_one
+    version = offline(prefix / "current" / "venv" / "bin" / "edge-agent", "--version")
+    assert version.returncode == 0 and "edge-agent 0.1.0" in version.stdout
+
+
+def _rewrite_checksums(root: Path) -> None:
+    lines = [
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(root)}"
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in ("SHA256SUMS", "SHA256SUMS.sig")
+    ]
+    (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
