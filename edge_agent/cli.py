@@ -178,7 +178,15 @@ def _read_and_show(path: Path, out: Path, settings: Config, question: str | None
             bar.update(task, completed=done, total=total)
 
         result = read_study(
-            path, out, settings, question=question, progress=progress, on_step=_show_step
+            path,
+            out,
+            settings,
+            question=question,
+            progress=progress,
+            on_step=_show_step,
+            stream=lambda text: console.print(
+                text, end="", style="dim", markup=False, highlight=False
+            ),
         )
     _show_result(result)
     return result

@@ -39,12 +39,13 @@ def read_study(
     policy: Policy | None = None,
     progress: Progress | None = None,
     on_step: StepCallback | None = None,
+    stream=None,
 ) -> ReadResult:
     """Load, pick the series, run the agent, write every report into `out_dir`."""
     study = load_study(path, progress)
     selection = select(study, config.read.modalities, config.read.key_frames)
     log.info("study %s: reading %s", study.uid, selection.reason)
-    policy = policy or make_policy(config.policy)
+    policy = policy or make_policy(config.policy, stream=stream)
     # A model sees images at the size it was trained on; the resize is the shown image's affine.
     shown_size = getattr(policy, "shown_size", 0) or config.read.shown_size
     workspace = Workspace()

@@ -14,14 +14,15 @@ if TYPE_CHECKING:
 AVAILABLE = ("protocol", "llama_cpp")
 
 
-def make_policy(settings: PolicySettings) -> Policy:
+def make_policy(settings: PolicySettings, *, stream=None) -> Policy:
+    """`stream`: where a model policy writes its reply as it is decoded (ignored otherwise)."""
     name = settings.name.replace("-", "_")
     if name == "protocol":
         return ProtocolPolicy(settings.protocol)
     if name == "llama_cpp":
         from edge_agent.policies.llama_cpp import LlamaCppPolicy
 
-        return LlamaCppPolicy(settings.llama_cpp)
+        return LlamaCppPolicy(settings.llama_cpp, stream)
     raise ConfigError(
         f"policy {settings.name!r} is not available in this build; available: "
         f"{', '.join(AVAILABLE)}"

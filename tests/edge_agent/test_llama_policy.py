@@ -112,5 +112,6 @@ def test_the_cli_reads_with_a_model(exported, sample_study, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "AI model model-q8_0.gguf" in done.stdout
+    assert "<think>" in done.stdout and "Action: " in done.stdout  # streamed live
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["policy"] == "llama_cpp"
