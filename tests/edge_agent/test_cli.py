@@ -137,8 +137,11 @@ def test_bad_config_and_unknown_policy_exit_2(sample_study, tmp_path):
     config.write_text("[budget]\nmax_turns = 'three'\n")
     done = run_cli("read", sample_study, "--out", tmp_path / "o", "--config", config)
     assert done.returncode == 2 and "config.budget.max_turns: expected int" in done.stderr
-    done = run_cli("read", sample_study, "--out", tmp_path / "o", "--policy", "llama_cpp")
-    assert done.returncode == 2 and "policy 'llama_cpp' is not available" in done.stderr
+    done = run_cli("read", sample_study, "--out", tmp_path / "o", "--policy", "gpt")
+    assert done.returncode == 2 and "policy 'gpt' is not available" in done.stderr
+    done = run_cli("read", sample_study, "--out", tmp_path / "o", "--policy", "llama-cpp")
+    assert done.returncode == 2
+    assert "[policy.llama_cpp] model = '': no such GGUF file" in done.stderr
 
 
 def test_config_budget_is_obeyed(sample_study, tmp_path):
