@@ -63,6 +63,7 @@ class Service:
         self.listener.stop()
         for thread in threads:
             thread.join()
+        self.worker.close()
         self.audit("service_stopped")
         self.audit.close()
 

@@ -12,6 +12,7 @@ from dicom_gateway.outbox import Outbox
 from dicom_gateway.spool import Spool
 from edge_agent.config import Config
 from edge_agent.errors import BadInput
+from edge_agent.policies import make_policy
 from edge_agent.read import read_study
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ class Worker:
         self.name = name
         self._queue, self._spool, self._outbox = queue, spool, outbox
         self._config, self._audit, self._lease_s = config, audit, lease_s
+        self.policy = make_policy(config.policy)  # loaded once, used for every read
+
+    def close(self) -> None:
+        self.policy.close()
 
     def run_once(self) -> bool:
         """Read one job if there is one; True when a job was taken."""
@@ -40,7 +45,9 @@ class Worker:
         out_dir = self._spool.root / "results" / job.study_uid / f"job{job.id}-try{job.attempt}"
         stop_beating = _heartbeat(self._queue, job, self.name, self._lease_s)
         try:
-            result = read_study(self._spool.study_dir(job.study_uid), out_dir, self._config)
+            result = read_study(
+                self._spool.study_dir(job.study_uid), out_dir, self._config, policy=self.policy
+            )
         except BadInput as exc:  # retrying cannot help
             self._end(job, f"bad input: {exc}", permanent=True, stop_beating=stop_beating)
             return True

@@ -95,6 +95,10 @@ class Policy(Protocol):
         """One session per read: model policies keep their KV cache in it."""
         ...
 
+    def close(self) -> None:
+        """Free what the policy holds across reads (a loaded model)."""
+        ...
+
 
 StepCallback = Callable[[StepRecord], None]
 

@@ -45,20 +45,26 @@ def read_study(
     study = load_study(path, progress)
     selection = select(study, config.read.modalities, config.read.key_frames)
     log.info("study %s: reading %s", study.uid, selection.reason)
+    owned = policy is None  # a policy made here is closed here; a caller's stays loaded
     policy = policy or make_policy(config.policy, stream=stream)
-    # A model sees images at the size it was trained on; the resize is the shown image's affine.
-    shown_size = getattr(policy, "shown_size", 0) or config.read.shown_size
-    workspace = Workspace()
-    for frame in selection.frames:
-        workspace.show(frame, max_side=shown_size)
-    trajectory = run(
-        workspace,
-        question or config.read.question,
-        policy,
-        default_toolbox(config.tools),
-        config.budget,
-        on_step=on_step,
-    )
+    try:
+        # A model sees images at the size it was trained on; the resize is the shown image's
+        # affine.
+        shown_size = getattr(policy, "shown_size", 0) or config.read.shown_size
+        workspace = Workspace()
+        for frame in selection.frames:
+            workspace.show(frame, max_side=shown_size)
+        trajectory = run(
+            workspace,
+            question or config.read.question,
+            policy,
+            default_toolbox(config.tools),
+            config.budget,
+            on_step=on_step,
+        )
+    finally:
+        if owned:
+            policy.close()
     trajectory = replace(trajectory, selection=selection.reason)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_evidence(workspace, trajectory, out_dir)

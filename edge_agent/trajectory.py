@@ -122,6 +122,3 @@ class Trajectory:
 
     def image(self, index: int) -> ImageRecord:
         return self.images[index]
-
-    def step(self, number: int) -> StepRecord:
-        return self.steps[number - 1]

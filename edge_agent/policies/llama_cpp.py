@@ -48,6 +48,7 @@ class LlamaCppPolicy:
     def __init__(self, settings: LlamaCppSettings, stream: Stream | None = None) -> None:
         """`stream` receives the reply text as it is decoded (the terminal's live view)."""
         self._stream = stream
+        self._model = None
         for label, path in (("model", settings.model), ("mmproj", settings.mmproj)):
             if not path or not Path(path).is_file():
                 raise ConfigError(f"[policy.llama_cpp] {label} = {path!r}: no such GGUF file")
@@ -74,31 +75,48 @@ class LlamaCppPolicy:
 
     def open(self, context: ReadContext) -> LlamaSession:
         return LlamaSession(
+            self._loaded(),
             self.settings,
             OphiuchusFormat(context.toolbox, self.settings.max_think_chars),
             self._stream,
         )
 
+    def _loaded(self):
+        """The model is loaded once and kept across reads (a 7B takes seconds to load)."""
+        from edge_agent.mtmd import MultimodalModel
+
+        if self._model is None:
+            self._model = MultimodalModel(
+                Path(self.settings.model),
+                Path(self.settings.mmproj),
+                n_ctx=self.settings.n_ctx,
+                n_threads=self.settings.n_threads or None,
+                n_gpu_layers=self.settings.n_gpu_layers,
+                flash_attn=self.settings.flash_attn,
+            )
+        return self._model
+
+    def close(self) -> None:
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+
 
 class LlamaSession:
-    """The model, its KV cache and what of the read it has already seen."""
+    """One read on the shared model: its KV cache and what of the read it has already seen."""
 
     def __init__(
-        self, settings: LlamaCppSettings, form: OphiuchusFormat, stream: Stream | None = None
+        self, model, settings: LlamaCppSettings, form: OphiuchusFormat, stream: Stream | None = None
     ) -> None:
-        from edge_agent.mtmd import MultimodalModel
+        import llama_cpp
 
         self.settings = settings
         self.stream = stream
         self.format = form
-        self.model = MultimodalModel(
-            Path(settings.model),
-            Path(settings.mmproj),
-            n_ctx=settings.n_ctx,
-            n_threads=settings.n_threads or None,
-            n_gpu_layers=settings.n_gpu_layers,
-            flash_attn=settings.flash_attn,
-        )
+        self.model = model
+        model.llama.reset()  # nothing of an earlier read stays in the context
+        model.llama._ctx.kv_cache_clear()
+        llama_cpp.llama_perf_context_reset(model.llama.ctx)
         self.n_past = 0  # KV cache position
         self.seen = 0  # workspace images already in the context
         self.pending = ""  # text the next turn must start with (the end of the last reply)
@@ -198,7 +216,7 @@ class LlamaSession:
         raise PolicyError(f"reply not finished within {context.budget.max_new_tokens} tokens")
 
     def close(self) -> None:
-        self.model.close()
+        """The model stays loaded; the next read starts from an empty context."""
 
 
 def _prompt_evaluated(model) -> int:

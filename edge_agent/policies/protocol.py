@@ -46,6 +46,9 @@ class ProtocolPolicy:
     def open(self, context: ReadContext) -> _PlanSession:
         return _PlanSession(_plan(context.workspace, self._settings))
 
+    def close(self) -> None:
+        """Nothing to free: the protocol holds no model."""
+
 
 class _PlanSession:
     """Feeds each observation into the plan generator and returns its next decision."""

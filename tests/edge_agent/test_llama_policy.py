@@ -74,17 +74,26 @@ def test_each_turn_evaluates_only_what_it_adds(read):
         assert step.usage["prompt_tokens"] < first["prompt_tokens"]
 
 
-def test_the_same_seed_gives_the_same_trajectory(read, exported, tmp_path):
-    again = read_study(
-        read.study.files and next(iter(read.study.files.values())).parent,
-        tmp_path / "again",
-        _config(exported),
-    )
+def test_the_same_seed_gives_the_same_trajectory_also_on_a_reused_model(read, exported, tmp_path):
+    from edge_agent.policies import make_policy
+
+    config = _config(exported)
+    study = next(iter(read.study.files.values())).parent
+    policy = make_policy(config.policy)  # loaded once, as the gateway's worker does
+    try:
+        runs = [
+            read_study(study, tmp_path / f"again{i}", config, policy=policy).trajectory
+            for i in range(2)
+        ]
+    finally:
+        policy.close()
 
     def key(t):
         return [(s.tool, s.arguments, s.observation) for s in t.steps], t.end_reason
 
-    assert key(again.trajectory) == key(read.trajectory)
+    assert key(runs[0]) == key(runs[1]) == key(read.trajectory)
+    for step in runs[1].steps:  # the second read started from an empty context
+        assert step.usage["prompt_evaluated"] == step.usage["prompt_tokens"]
 
 
 def test_running_out_of_context_ends_the_read_with_the_reason(exported, tmp_path):
