@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pydicom
+from pydicom.errors import InvalidDicomError
 from pynetdicom import AE
 
 from dicom_gateway.audit import Audit
@@ -17,6 +18,8 @@ from dicom_gateway.settings import GatewaySettings, Peer
 
 log = logging.getLogger(__name__)
 
+BATCH = 64  # rows per association: well under the 128 presentation contexts one may request
+
 
 class Outbox:
     def __init__(self, index: Index, settings: GatewaySettings, audit: Audit) -> None:
@@ -24,11 +27,15 @@ class Outbox:
         self._settings = settings
         self._audit = audit
 
-    def add_in(self, db, job_id: int, paths: Iterable[Path]) -> int:
-        """Queue each file for each destination, inside the caller's transaction."""
+    @staticmethod
+    def identify(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+        """(file, SOP Instance UID) of results, read before any transaction is opened."""
+        return [(p, str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)) for p in paths]
+
+    def add_in(self, db, job_id: int, objects: Iterable[tuple[Path, str]]) -> int:
+        """Queue each object for each destination, inside the caller's transaction."""
         count = 0
-        for path in paths:
-            sop_uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+        for path, sop_uid in objects:
             for peer in self._settings.peers:
                 db.execute(
                     "INSERT INTO outbox (job_id, destination, path, sop_uid, next_try) "
@@ -38,44 +45,63 @@ class Outbox:
                 count += 1
         return count
 
-    def rows(self, states: tuple[str, ...] = ("pending", "failed")) -> list:
-        marks = ",".join("?" * len(states))
-        return self._index.read(
-            f"SELECT * FROM outbox WHERE state IN ({marks}) ORDER BY id", *states
-        )
-
     def send_due(self) -> int:
-        """One association per destination with due rows; returns how many were delivered."""
+        """Due rows, per destination, at most BATCH per association; returns how many were
+        delivered."""
         due = self._index.read(
             "SELECT * FROM outbox WHERE state = 'pending' AND next_try <= ? ORDER BY id", now()
         )
         by_destination: dict[str, list] = {}
         for row in due:
             by_destination.setdefault(row["destination"], []).append(row)
-        return sum(self._send(Peer.parse(d), rows) for d, rows in by_destination.items())
+        return sum(
+            self._send(Peer.parse(destination), rows[start : start + BATCH])
+            for destination, rows in by_destination.items()
+            for start in range(0, len(rows), BATCH)
+        )
 
     def _send(self, peer: Peer, rows: list) -> int:
         ae = AE(ae_title=self._settings.ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-        headers = {row["id"]: pydicom.dcmread(row["path"], stop_before_pixels=True) for row in rows}
-        for ds in headers.values():
-            ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+        readable = []
+        for row in rows:
+            try:
+                header = pydicom.dcmread(row["path"], stop_before_pixels=True)
+            except (OSError, InvalidDicomError) as exc:
+                self._postpone([row], f"result file unreadable: {exc}")
+                continue
+            readable.append(row)
+            context = (str(header.SOPClassUID), str(header.file_meta.TransferSyntaxUID))
+            if context not in {
+                (c.abstract_syntax, c.transfer_syntax[0]) for c in ae.requested_contexts
+            }:
+                ae.add_requested_context(*context)
+        if not readable:
+            return 0
         assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
         if not assoc.is_established:
-            self._postpone(rows, f"association with {peer} failed")
+            self._postpone(readable, f"association with {peer} failed")
             return 0
         delivered = 0
         try:
-            for row in rows:
-                status = assoc.send_c_store(Path(row["path"]))
+            for number, row in enumerate(readable):
+                if not assoc.is_established:  # aborted by the peer: the rest waits
+                    self._postpone(readable[number:], f"{peer} dropped the association")
+                    break
+                try:
+                    status = assoc.send_c_store(Path(row["path"]))
+                except (ValueError, RuntimeError) as exc:  # e.g. SOP class refused by the peer
+                    self._postpone([row], f"{peer}: {exc}")
+                    continue
                 code = getattr(status, "Status", None)
-                if code is not None and code in (0x0000, 0xB000, 0xB007, 0xB006):
+                if code in (0x0000, 0xB000, 0xB007, 0xB006):
                     self._delivered(row, peer)
                     delivered += 1
                 else:
                     self._postpone([row], f"{peer} answered status {code!r}")
         finally:
-            assoc.release()
+            if assoc.is_established:
+                assoc.release()
         return delivered
 
     def _delivered(self, row, peer: Peer) -> None:

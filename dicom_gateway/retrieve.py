@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset
-from pynetdicom import AE, build_role, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, build_role, evt
 from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
@@ -96,15 +96,21 @@ def get_study(calling_ae: str, peer: Peer, study_uid: str, folder: Path) -> int:
     received = []
 
     def store(event) -> int:
-        sop_uid = checked_uid(event.request.AffectedSOPInstanceUID, "SOP Instance UID")
-        (folder / f"{sop_uid}.dcm").write_bytes(event.encoded_dataset(include_meta=True))
+        try:
+            sop_uid = checked_uid(event.request.AffectedSOPInstanceUID, "SOP Instance UID")
+        except BadInput:
+            return 0xC000
+        target = folder / f"{sop_uid}.dcm"
+        partial = target.with_suffix(".part")
+        partial.write_bytes(event.encoded_dataset(include_meta=True))
+        partial.replace(target)
         received.append(sop_uid)
         return 0x0000
 
     ae = _ae(calling_ae)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    for sop_class in GET_STORAGE:
-        ae.add_requested_context(sop_class)
+    for sop_class in GET_STORAGE:  # compressed studies come back as they are stored
+        ae.add_requested_context(sop_class, ALL_TRANSFER_SYNTAXES)
     roles = [build_role(sop_class, scp_role=True) for sop_class in GET_STORAGE]
     assoc = _associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, store)])
     query = Dataset()
@@ -115,7 +121,10 @@ def get_study(calling_ae: str, peer: Peer, study_uid: str, folder: Path) -> int:
             code = getattr(status, "Status", None)
             if code is None:
                 raise PacsError(f"{peer} stopped answering the C-GET")
-            if code not in (0x0000, 0xFF00, 0xB000):
+            if code == 0xB000:  # a partial study must not be read as if it were whole
+                failed = status.get("NumberOfFailedSuboperations", "?")
+                raise PacsError(f"{peer} could not send {failed} instance(s) of {study_uid}")
+            if code not in (0x0000, 0xFF00):
                 raise PacsError(f"{peer} answered C-GET with status 0x{code:04X}")
     finally:
         assoc.release()

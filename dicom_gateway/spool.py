@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import io
+import logging
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from dicom_gateway.index import Index, now
+
+log = logging.getLogger(__name__)
 
 UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
@@ -93,6 +96,7 @@ class Spool:
             raise
 
     def _record(self, study_uid, series_uid, sop_uid, path, size, calling_ae) -> bool:
+        """Index row for a stored file; True when it arrived after the study's read started."""
         received = now()
         with self.index.write() as db:
             db.execute(
@@ -100,10 +104,14 @@ class Spool:
                 "ON CONFLICT(study_uid) DO UPDATE SET last_received = excluded.last_received",
                 (study_uid, received, received),
             )
-            state = db.execute(
-                "SELECT state FROM studies WHERE study_uid = ?", (study_uid,)
-            ).fetchone()[0]
-            late = state != "receiving"
+            known = db.execute(
+                "SELECT study_uid, path FROM instances WHERE sop_uid = ?", (sop_uid,)
+            ).fetchone()
+            reading = db.execute(
+                "SELECT 1 FROM jobs WHERE study_uid = ? AND state IN ('running', 'done') LIMIT 1",
+                (study_uid,),
+            ).fetchone()
+            late = known is None and reading is not None  # a re-send adds nothing new
             if late:
                 db.execute(
                     "UPDATE studies SET late_instances = late_instances + 1 WHERE study_uid = ?",
@@ -112,9 +120,14 @@ class Spool:
             db.execute(
                 "INSERT INTO instances (sop_uid, study_uid, series_uid, path, size, received, "
                 "calling_ae, late) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sop_uid) DO UPDATE "
-                "SET path = excluded.path, size = excluded.size, received = excluded.received",
+                "SET study_uid = excluded.study_uid, series_uid = excluded.series_uid, "
+                "path = excluded.path, size = excluded.size, received = excluded.received",
                 (sop_uid, study_uid, series_uid, str(path), size, received, calling_ae, int(late)),
             )
+        if known is not None and known["path"] != str(path):
+            # The same instance re-sent under another study: only the newest copy counts.
+            log.warning("SOP %s moved from study %s to %s", sop_uid, known["study_uid"], study_uid)
+            Path(known["path"]).unlink(missing_ok=True)
         return late
 
 

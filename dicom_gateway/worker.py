@@ -55,13 +55,19 @@ class Worker:
             log.exception("job %d for study %s failed", job.id, job.study_uid)
             self._end(job, f"{type(exc).__name__}: {exc}", stop_beating=stop_beating)
             return True
+        try:
+            objects = self._outbox.identify(result.dicom)  # outside the transaction
+        except Exception as exc:
+            log.exception("job %d: results unreadable", job.id)
+            self._end(job, f"results unreadable: {exc}", stop_beating=stop_beating)
+            return True
         stop_beating()
         try:
             self._queue.complete(
                 job,
                 self.name,
                 str(out_dir),
-                then=lambda db: self._outbox.add_in(db, job.id, result.dicom),
+                then=lambda db: self._outbox.add_in(db, job.id, objects),
             )
         except LeaseLost:
             log.warning("job %d: lease lost before completion; its results are discarded", job.id)
@@ -98,6 +104,8 @@ def _heartbeat(queue: JobQueue, job: Job, worker: str, lease_s: float):
                 queue.heartbeat(job, worker, lease_s)
             except LeaseLost:
                 return
+            except Exception:  # e.g. the index busy for a moment: keep beating
+                log.exception("heartbeat for job %d failed; retrying", job.id)
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{job.id}", daemon=True)
     thread.start()

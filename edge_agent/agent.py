@@ -177,9 +177,9 @@ def _take_step(
     t0 = clock()
     if isinstance(decision, Answer):
         missing = _missing_evidence(decision, context.workspace)
+        problem = missing if isinstance(missing, str) else f"image(s) {missing}, which do not exist"
         observation = Observation.failure(
-            f"the answer cites image(s) {missing}, which do not exist; "
-            f"images #0..#{len(context.workspace) - 1} exist"
+            f"the answer cites {problem}; images #0..#{len(context.workspace) - 1} exist"
         )
         decision = ToolCall("answer", {"text": decision.text}, decision.thought, decision.usage)
     else:
@@ -213,7 +213,11 @@ def _observe(call: ToolCall, context: ReadContext) -> Observation:
         return Observation.failure(f"tool {call.tool} failed: {type(exc).__name__}: {exc}")
 
 
-def _missing_evidence(answer: Answer, workspace: Workspace) -> list[int]:
+def _missing_evidence(answer: Answer, workspace: Workspace) -> list[int] | str:
+    """What is wrong with the answer's citations: missing images, a finding citing none, or
+    nothing (an empty list)."""
+    if any(not claim.evidence for claim in answer.findings):
+        return "a finding that cites no image"
     cited = {index for claim in answer.findings for index in claim.evidence}
     return sorted(i for i in cited if not 0 <= i < len(workspace))
 

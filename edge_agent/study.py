@@ -228,7 +228,7 @@ def _decode(ds: Dataset) -> np.ndarray:
 
 
 def _frames(ds: Dataset, pixels: np.ndarray) -> list[Frame]:
-    count = int(ds.get("NumberOfFrames", 1) or 1)
+    count = frame_count(ds)
     colour = int(ds.get("SamplesPerPixel", 1)) == 3 or ds.get("PhotometricInterpretation") == (
         "PALETTE COLOR"
     )
@@ -256,7 +256,7 @@ def _frames(ds: Dataset, pixels: np.ndarray) -> list[Frame]:
                 intercept=attrs.float("PixelValueTransformationSequence", "RescaleIntercept", 0.0),
                 windows=() if colour else attrs.windows(),
                 time_s=times[i] if times else None,
-                instance_number=_int_or_none(ds.get("InstanceNumber")),
+                instance_number=int_or_none(ds.get("InstanceNumber")),
             )
         )
     return frames
@@ -287,9 +287,7 @@ class _FrameAttributes:
         return float(value) if value not in (None, "") else default
 
     def geometry(self) -> Geometry:
-        spacing = self.get("PixelMeasuresSequence", "PixelSpacing") or self._ds.get(
-            "ImagerPixelSpacing"
-        )
+        spacing = self.get("PixelMeasuresSequence", "PixelSpacing") or _detector_spacing(self._ds)
         position = self.get("PlanePositionSequence", "ImagePositionPatient")
         orientation = self.get("PlaneOrientationSequence", "ImageOrientationPatient")
         thickness = self.get("PixelMeasuresSequence", "SliceThickness")
@@ -310,6 +308,16 @@ class _FrameAttributes:
                 name = str(explanations[i]) if i < len(explanations) else "file"
                 found.append(Window(float(center), float(width), name))
         return tuple(found)
+
+
+def _detector_spacing(ds: Dataset) -> list[float] | None:
+    """Projection images: ImagerPixelSpacing is at the detector; it is a patient size only once
+    divided by the estimated magnification. Without that factor, sizes stay in pixels."""
+    spacing = _floats(ds.get("ImagerPixelSpacing"), 2)
+    factor = ds.get("EstimatedRadiographicMagnificationFactor")
+    if spacing is None or not factor:
+        return None
+    return [v / float(factor) for v in spacing]
 
 
 def _frame_times(ds: Dataset, count: int) -> list[float] | None:
@@ -337,7 +345,7 @@ def _group_series(items: Iterable[tuple[Dataset, list[Frame]]]) -> tuple[Series,
         Series(
             uid=uid,
             modality=str(ds.get("Modality", "OT")),
-            number=_int_or_none(ds.get("SeriesNumber")),
+            number=int_or_none(ds.get("SeriesNumber")),
             description=str(ds.get("SeriesDescription", "")),
             image_type=tuple(str(v) for v in _as_list(ds.get("ImageType"))),
             frames=tuple(sorted(frames, key=_frame_order)),
@@ -387,7 +395,12 @@ def _floats(value, count: int) -> tuple | None:
         return None
 
 
-def _int_or_none(value) -> int | None:
+def frame_count(ds: Dataset) -> int:
+    """Number of Frames, 1 when absent or empty (single-frame objects)."""
+    return int_or_none(ds.get("NumberOfFrames")) or 1
+
+
+def int_or_none(value) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):

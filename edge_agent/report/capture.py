@@ -10,6 +10,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from edge_agent.report.provenance import Provenance
+from edge_agent.study import frame_count
 from tools.render import to_rgb
 from tools.workspace import WorkspaceImage
 
@@ -68,7 +69,7 @@ def _source_reference(source: Dataset, frame: int) -> Dataset:
     reference = Dataset()
     reference.ReferencedSOPClassUID = source.SOPClassUID
     reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
-    if int(source.get("NumberOfFrames", 1) or 1) > 1:
+    if frame_count(source) > 1:
         reference.ReferencedFrameNumber = frame
     reference.PurposeOfReferenceCodeSequence = [
         hd.sr.CodedConcept.from_code(codes.cid7202.SourceImageForImageProcessingOperation)

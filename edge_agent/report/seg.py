@@ -9,6 +9,7 @@ from pydicom.sr.codedict import codes
 
 from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import FindingRegion
+from edge_agent.study import frame_count, int_or_none
 
 
 def build_seg(
@@ -22,8 +23,8 @@ def build_seg(
     if not masked:
         return None
     images = _source_images(masked, sources)
-    multi_frame = len(images) == 1 and int(images[0].get("NumberOfFrames", 1) or 1) > 1
-    depth = int(images[0].NumberOfFrames) if multi_frame else len(images)
+    multi_frame = len(images) == 1 and frame_count(images[0]) > 1
+    depth = frame_count(images[0]) if multi_frame else len(images)
     order = {ds.SOPInstanceUID: i for i, ds in enumerate(images)}
     rows, cols = masked[0].mask.shape
     pixels = np.zeros((depth, rows, cols, len(masked)), dtype=np.uint8)
@@ -63,4 +64,6 @@ def build_seg(
 def _source_images(regions: list[FindingRegion], sources: dict[str, Dataset]) -> list[Dataset]:
     """The referenced instances, in slice order, once each."""
     uids = list(dict.fromkeys(r.source.sop_instance_uid for r in regions))
-    return sorted((sources[uid] for uid in uids), key=lambda ds: int(ds.get("InstanceNumber", 0)))
+    return sorted(
+        (sources[uid] for uid in uids), key=lambda ds: int_or_none(ds.get("InstanceNumber")) or 0
+    )

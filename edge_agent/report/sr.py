@@ -10,6 +10,7 @@ from pydicom.uid import generate_uid
 
 from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import FindingRegion
+from edge_agent.study import frame_count
 
 # Our measurement names -> (concept name, derivation) for TID 1419; units come from the data.
 CONCEPTS = {
@@ -43,7 +44,7 @@ def build_sr(
         observation_context=_observer(provenance),
         procedure_reported=codes.SCT.ImagingProcedure,
         imaging_measurements=groups,
-        referenced_images=list({id(ds): ds for ds in sources.values()}.values()),
+        referenced_images=list(sources.values()),
     )
     root = report[0]
     for name, text in ((codes.DCM.Impressions, answer), (codes.DCM.Comment, provenance.statement)):
@@ -74,7 +75,7 @@ def _observer(provenance: Provenance) -> hd.sr.ObservationContext:
 
 def _group(region: FindingRegion, sources: dict[str, Dataset], algorithm):
     source = sources[region.source.sop_instance_uid]
-    frames = [region.source.frame] if int(source.get("NumberOfFrames", 1) or 1) > 1 else None
+    frames = [region.source.frame] if frame_count(source) > 1 else None
     image_region = hd.sr.ImageRegion(
         graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
         graphic_data=region.polygon,

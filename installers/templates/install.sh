@@ -21,6 +21,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 fail() { echo "install.sh: $*" >&2; exit 1; }
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$(pwd)/$1" ;; esac; }
+PREFIX=$(absolute "$PREFIX")
+[ -z "$KEY" ] || KEY=$(absolute "$KEY")
 switch() {  # atomically point PREFIX/$1 at $2
   ln -sfn "$2" "$PREFIX/$1.new" && mv -T "$PREFIX/$1.new" "$PREFIX/$1"
 }
@@ -29,6 +32,9 @@ if [ "$ROLLBACK" = 1 ]; then
   [ -L "$PREFIX/previous" ] || fail "no previous release to roll back to"
   old=$(readlink "$PREFIX/current"); new=$(readlink "$PREFIX/previous")
   switch current "$new"; switch previous "$old"
+  if [ -d /run/systemd/system ] && [ -f /etc/systemd/system/edge-agent.service ]; then
+    systemctl try-restart edge-agent.service
+  fi
   echo "edge-agent: current is now $(basename "$new")"
   exit 0
 fi
@@ -40,11 +46,11 @@ if [ -n "$KEY" ]; then
     >/dev/null 2>&1 || fail "signature of SHA256SUMS does not verify: nothing installed"
 fi
 sha256sum --quiet --strict -c SHA256SUMS 2>/dev/null || fail "bundle damaged (hash mismatch): nothing installed"
-listed=$(cut -c67- SHA256SUMS | sort)
-present=$(find wheels models config -type f 2>/dev/null | sort)
-for file in $present; do
-  echo "$listed" | grep -qxF "$file" || fail "$file is not listed in SHA256SUMS: nothing installed"
-done
+listed=$(mktemp)
+cut -c67- SHA256SUMS > "$listed"
+unlisted=$(find wheels models config -type f 2>/dev/null | grep -vxF -f "$listed" || true)
+rm -f "$listed"
+[ -z "$unlisted" ] || fail "files not listed in SHA256SUMS: $unlisted (nothing installed)"
 
 VERSION=$(cat VERSION)
 EXTRAS=$(cat EXTRAS)
@@ -67,15 +73,20 @@ if [ -L "$PREFIX/current" ] && [ "$(readlink "$PREFIX/current")" != "$RELEASE" ]
 fi
 switch current "$RELEASE"
 
-if [ "$SERVICE" = 1 ] && [ "$(id -u)" = 0 ] && [ -d /run/systemd/system ]; then
+SYSTEMD=0
+if [ "$SERVICE" = 1 ] && [ "$(id -u)" = 0 ] && [ -d /run/systemd/system ]; then SYSTEMD=1; fi
+# Checked before the service (re)starts: it would hold the DICOM port that doctor probes.
+[ "$SYSTEMD" = 1 ] && systemctl stop edge-agent.service 2>/dev/null || true
+"$PREFIX/current/venv/bin/edge-agent" doctor --config "$PREFIX/etc/edge-agent.toml" \
+  --out "$PREFIX/var" --models "$PREFIX/current/models"
+if [ "$SYSTEMD" = 1 ]; then
   id "$SERVICE_USER" >/dev/null 2>&1 || useradd --system --home "$PREFIX/var" "$SERVICE_USER"
   chown -R "$SERVICE_USER" "$PREFIX/var"
   sed -e "s|@PREFIX@|$PREFIX|g" -e "s|@USER@|$SERVICE_USER|g" edge-agent.service \
     > /etc/systemd/system/edge-agent.service
-  systemctl daemon-reload && systemctl enable --now edge-agent.service
+  systemctl daemon-reload && systemctl enable edge-agent.service
+  systemctl restart edge-agent.service  # an upgrade runs the new release at once
 else
   echo "edge-agent: no systemd service installed; run the gateway with:"
   echo "  $PREFIX/current/venv/bin/edge-agent serve --config $PREFIX/etc/edge-agent.toml"
 fi
-"$PREFIX/current/venv/bin/edge-agent" doctor --config "$PREFIX/etc/edge-agent.toml" \
-  --out "$PREFIX/var" --models "$PREFIX/current/models"

@@ -156,3 +156,15 @@ def test_protocol_plan_answers_from_tool_results_only(sample_study):
     for finding, step in zip(trajectory.answer.findings, measured, strict=True):
         area = step.payload["measurements"][0]["value"]
         assert f"area {area:g} mm²" in finding.text and step.image in finding.evidence
+
+
+def test_a_finding_without_evidence_goes_back_to_the_policy():
+    policy = Scripted(
+        [
+            Answer("first", (Claim("unsupported", ()),)),
+            Answer("second", (Claim("seen", (0,)),)),
+        ]
+    )
+    trajectory = run(workspace(), "q", policy, default_toolbox(), Budget())
+    assert "a finding that cites no image" in trajectory.steps[0].observation
+    assert trajectory.answer.text == "second"

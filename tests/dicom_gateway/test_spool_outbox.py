@@ -1,0 +1,49 @@
+"""Spool and outbox in-process, against a real SQLite index and a real Orthanc."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dicom_gateway.audit import Audit
+from dicom_gateway.index import Index
+from dicom_gateway.jobs import SqliteJobQueue
+from dicom_gateway.outbox import Outbox
+from dicom_gateway.settings import GatewaySettings
+from dicom_gateway.spool import Spool
+from tests.peers import Orthanc
+from tests.support import ct_copies
+
+
+def _spool(tmp_path: Path) -> Spool:
+    return Spool(tmp_path / "spool", Index(tmp_path / "index.sqlite"), min_free_mb=1)
+
+
+def test_only_new_instances_after_the_read_started_are_late(tmp_path):
+    spool = _spool(tmp_path)
+    first, second = (p.read_bytes() for p in ct_copies(tmp_path / "ct", 2, "late"))
+    stored = spool.store(first, "A")
+    assert stored.late is False
+    queue = SqliteJobQueue(spool.index, max_attempts=1)
+    queue.enqueue(stored.study_uid)
+    job = queue.claim("w", 60)
+    assert spool.store(first, "A").late is False  # a re-send of what the read has
+    assert spool.store(second, "A").late is True  # new while the study is being read
+    queue.complete(job, "w", "/out")
+    [row] = spool.index.read("SELECT late_instances FROM studies")
+    assert row[0] == 1
+
+
+def test_a_backlog_larger_than_one_association_is_delivered(tmp_path):
+    orthanc = Orthanc(tmp_path / "orthanc")
+    try:
+        settings = GatewaySettings(destinations=(f"ORTHANC@127.0.0.1:{orthanc.dicom_port}",))
+        index = Index(tmp_path / "index.sqlite")
+        outbox = Outbox(index, settings, Audit(tmp_path / "audit.jsonl"))
+        files = ct_copies(tmp_path / "ct", 150, "backlog")  # more than 128 contexts' worth
+        with index.write() as db:
+            outbox.add_in(db, None, outbox.identify(files))
+        assert outbox.send_due() == 150
+        assert len(orthanc.get("/instances")) == 150
+        assert index.read("SELECT COUNT(*) FROM outbox WHERE state = 'sent'")[0][0] == 150
+    finally:
+        orthanc.stop()
