@@ -1,0 +1,145 @@
+"""Random access into a compressed video held in memory: DICOM video (encapsulated H.264 / HEVC /
+MPEG-2) or a plain MP4. A frame at time t costs decoding from the key frame before it, never
+from the start, and nothing is written to disk."""
+
+from __future__ import annotations
+
+import bisect
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom import Dataset
+from pydicom.encaps import generate_fragments
+
+from edge_agent.errors import BadInput
+
+# Transfer syntax -> the demuxer for the raw elementary stream DICOM carries.
+VIDEO_SYNTAXES = {
+    "1.2.840.10008.1.2.4.100": "mpegvideo",  # MPEG-2 Main Profile / Main Level
+    "1.2.840.10008.1.2.4.101": "mpegvideo",  # MPEG-2 Main Profile / High Level
+    "1.2.840.10008.1.2.4.102": "h264",  # MPEG-4 AVC/H.264 High Profile / Level 4.1
+    "1.2.840.10008.1.2.4.103": "h264",  # ... BD-compatible
+    "1.2.840.10008.1.2.4.104": "h264",  # ... for 2D video
+    "1.2.840.10008.1.2.4.105": "h264",  # ... for 3D video
+    "1.2.840.10008.1.2.4.106": "h264",  # ... Stereo High Profile
+    "1.2.840.10008.1.2.4.107": "hevc",  # HEVC/H.265 Main Profile / Level 5.1
+    "1.2.840.10008.1.2.4.108": "hevc",  # HEVC/H.265 Main 10 Profile / Level 5.1
+}
+
+
+class VideoError(BadInput):
+    """The video cannot be decoded as declared (truncated, unsupported, no frames)."""
+
+
+@dataclass(frozen=True, eq=False)
+class VideoFrame:
+    pixels: np.ndarray  # RGB uint8
+    number: int  # 1-based, as DICOM frame numbers
+    time_s: float  # exact: (number - 1) / frame rate
+
+
+class Video:
+    """Demuxed once into packets and a key-frame index; frames are decoded on demand."""
+
+    def __init__(
+        self,
+        data: bytes,
+        demuxer: str | None,
+        frame_rate: float | None = None,
+        declared_frames: int | None = None,
+    ) -> None:
+        import av
+
+        try:
+            with av.open(io.BytesIO(data), format=demuxer) as container:
+                stream = container.streams.video[0]
+                self.codec = stream.codec_context.name
+                self._extradata = stream.codec_context.extradata  # MP4: SPS/PPS live here
+                rate = frame_rate or (float(stream.average_rate) if stream.average_rate else None)
+                self._packets = [
+                    (bytes(p), p.is_keyframe) for p in container.demux(stream) if p.size
+                ]
+        except (av.error.FFmpegError, IndexError) as exc:
+            raise VideoError(f"not a decodable video stream: {exc}") from None
+        if not self._packets or not rate:
+            raise VideoError("the video has no frames or no frame rate")
+        if declared_frames and len(self._packets) < declared_frames:
+            raise VideoError(
+                f"bitstream truncated: {len(self._packets)} of {declared_frames} declared frames"
+            )
+        self.frame_rate = rate
+        self._keys = [i for i, (_, key) in enumerate(self._packets) if key]
+        if not self._keys or self._keys[0] != 0:
+            raise VideoError("the stream does not start with a key frame")
+        self.decoded = 0  # frames the last call decoded (what a benchmark reads)
+
+    @classmethod
+    def from_dicom(cls, ds: Dataset) -> Video:
+        syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+        if syntax not in VIDEO_SYNTAXES:
+            raise VideoError(f"transfer syntax {syntax} is not a video transfer syntax")
+        data = b"".join(generate_fragments(ds.PixelData))
+        frames = int(ds.get("NumberOfFrames") or 0) or None
+        return cls(data, VIDEO_SYNTAXES[syntax], _dicom_rate(ds), frames)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Video:
+        return cls(Path(path).read_bytes(), None)
+
+    @property
+    def frame_count(self) -> int:
+        return len(self._packets)
+
+    @property
+    def duration_s(self) -> float:
+        return self.frame_count / self.frame_rate
+
+    def frame_at(self, t: float) -> VideoFrame:
+        """The frame shown at `t` seconds: the last one starting at or before t."""
+        if not 0 <= t < self.duration_s:
+            raise VideoError(f"t = {t:g} s is outside the video (0 to {self.duration_s:.3f} s)")
+        index = min(int(t * self.frame_rate + 1e-9), self.frame_count - 1)
+        return self._decode(index)
+
+    def frames_between(self, start: float, end: float, count: int) -> list[VideoFrame]:
+        """`count` frames evenly spread over [start, end]."""
+        if not 0 <= start < end or count < 1:
+            raise VideoError(f"window {start:g}-{end:g} s with {count} frame(s) is empty")
+        end = min(end, self.duration_s - 1 / self.frame_rate)
+        times = np.linspace(start, end, count) if count > 1 else [start]
+        return [self.frame_at(float(t)) for t in times]
+
+    def _decode(self, index: int) -> VideoFrame:
+        """Decode from the key frame at or before `index`; frames come out in display order,
+        and a closed GOP starts displaying at its key frame."""
+        import av
+
+        key = self._keys[bisect.bisect_right(self._keys, index) - 1]
+        codec = av.CodecContext.create(self.codec, "r")
+        if self._extradata:
+            codec.extradata = self._extradata
+        shown = key
+        self.decoded = 0
+        try:
+            for data, _ in [*self._packets[key:], (None, False)]:
+                packet = av.Packet(data) if data is not None else None
+                for frame in codec.decode(packet):
+                    self.decoded += 1
+                    if shown == index:
+                        return VideoFrame(
+                            frame.to_ndarray(format="rgb24"), index + 1, index / self.frame_rate
+                        )
+                    shown += 1
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"frame {index + 1} cannot be decoded: {exc}") from None
+        raise VideoError(f"frame {index + 1} is missing from the bitstream (truncated?)")
+
+
+def _dicom_rate(ds: Dataset) -> float | None:
+    if ds.get("CineRate"):
+        return float(ds.CineRate)
+    if ds.get("FrameTime"):
+        return 1000.0 / float(ds.FrameTime)
+    return None
