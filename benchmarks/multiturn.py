@@ -55,7 +55,7 @@ def ours(model_dir: Path, pictures: list[np.ndarray]) -> list[tuple[int, float]]
             chunks = model.tokenize(text, [picture])
             added = sum(model.token_counts(chunks))
             n_past = model.eval_chunks(chunks, n_past)
-            model._mtmd_lib.mtmd_input_chunks_free(chunks)
+            model.free(chunks)
             sampler = llama._init_sampler(
                 top_k=0, temp=0.0, grammar=LlamaGrammar.from_string(GRAMMAR, verbose=False)
             )

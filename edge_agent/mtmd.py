@@ -103,7 +103,7 @@ class MultimodalModel:
                         .copy()
                     )
         finally:
-            mtmd.mtmd_input_chunks_free(chunks)
+            self.free(chunks)
         raise RuntimeError("the prompt produced no image chunk")
 
     def tokenize(self, text: str, images: list[np.ndarray]):
@@ -181,15 +181,37 @@ class MultimodalModel:
         logits = llama_cpp.llama_get_logits_ith(self.llama.ctx, -1)
         return np.ctypeslib.as_array(logits, shape=(self.llama.n_vocab(),)).copy()
 
-    def generate(self, prompt: str, images: list[np.ndarray], max_tokens: int = 32) -> str:
-        """Greedy completion of one prompt from an empty cache (for checks, not for reads)."""
+    def clear(self) -> None:
+        """An empty context: no cached tokens, llama.cpp's counters back to zero."""
+        import llama_cpp
+
         self.llama.reset()
         self.llama._ctx.kv_cache_clear()
+        llama_cpp.llama_perf_context_reset(self.llama.ctx)
+
+    def positions(self, chunks) -> int:
+        """KV positions the chunks will take (fewer than tokens for M-RoPE images)."""
+        return int(self._mtmd_lib.mtmd_helper_get_n_pos(chunks))
+
+    def free(self, chunks) -> None:
+        self._mtmd_lib.mtmd_input_chunks_free(chunks)
+
+    def prompt_evaluated(self) -> int:
+        """llama.cpp's own count of prompt tokens evaluated in this context (at least 1, as
+        llama.cpp reports it)."""
+        import llama_cpp
+
+        llama_cpp.llama_synchronize(self.llama.ctx)  # the counters are updated on synchronize
+        return int(llama_cpp.llama_perf_context(self.llama.ctx).n_p_eval)
+
+    def generate(self, prompt: str, images: list[np.ndarray], max_tokens: int = 32) -> str:
+        """Greedy completion of one prompt from an empty cache (for checks, not for reads)."""
+        self.clear()
         chunks = self.tokenize(prompt, images)
         try:
             self.eval_chunks(chunks, 0)
         finally:
-            self._mtmd_lib.mtmd_input_chunks_free(chunks)
+            self.free(chunks)
         tokens = []
         for _ in range(max_tokens):
             token = int(np.argmax(self.next_logits()))

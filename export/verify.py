@@ -47,7 +47,8 @@ def verify(gguf_dir: Path, hf_dir: Path) -> dict:
     if not manifest_path.is_file():
         raise ExportError(f"{gguf_dir} has no manifest.json: not an edge-agent GGUF export")
     manifest = json.loads(manifest_path.read_text())
-    reference = _hf_logits(hf_dir)
+    model = _load_hf(hf_dir)  # once, for the text and the image comparisons
+    reference = _hf_logits(model, hf_dir)
     results = []
     for entry in (f for f in manifest["files"] if f["role"] == "text"):
         kind = entry["name"].removeprefix("model-").removesuffix(".gguf")
@@ -58,7 +59,7 @@ def verify(gguf_dir: Path, hf_dir: Path) -> dict:
             {**comparison.to_json(), **_judge(kind, comparison.cosine, comparison.top1, "text")}
         )
     mmproj = next(f for f in manifest["files"] if f["role"] == "mmproj")
-    image = _compare_image(gguf_dir / mmproj["name"], hf_dir, manifest)
+    image = _compare_image(gguf_dir / mmproj["name"], model, hf_dir, manifest)
     results.append(image)
     report = {"passed": all(r["passed"] for r in results), "results": results}
     (gguf_dir / "verify.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -82,12 +83,18 @@ def _judge(kind: str, cosine: float, top1: float, path: str) -> dict:
     }
 
 
-def _hf_logits(hf_dir: Path) -> dict:
+def _load_hf(hf_dir: Path):
     import torch
-    from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    return Qwen2_5_VLForConditionalGeneration.from_pretrained(hf_dir, dtype=torch.float32).eval()
+
+
+def _hf_logits(model, hf_dir: Path) -> dict:
+    import torch
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(hf_dir)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(hf_dir, dtype=torch.float32).eval()
     ids, logits = [], []
     with torch.no_grad():
         for text in PROBES:
@@ -119,16 +126,16 @@ def _compare(name: str, got: list[np.ndarray], want: list[np.ndarray]) -> Compar
     for mine, theirs in zip(got, want, strict=True):
         vocab = min(mine.shape[-1], theirs.shape[-1])
         a, b = mine[:, :vocab], theirs[:, :vocab]
-        cosines += list(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)))
+        cosines += list(_row_cosines(a, b))
         agree += int(np.sum(a.argmax(1) == b.argmax(1)))
         total += len(a)
     return Comparison(name, float(np.mean(cosines)), agree / total)
 
 
-def _compare_image(mmproj: Path, hf_dir: Path, manifest: dict) -> dict:
+def _compare_image(mmproj: Path, model, hf_dir: Path, manifest: dict) -> dict:
     kind = mmproj.stem.removeprefix("mmproj-")
     image = _probe_image()
-    want = _hf_image_embedding(hf_dir, image)
+    want = _hf_image_embedding(model, hf_dir, image)
     text_file = next(f["name"] for f in manifest["files"] if f["role"] == "text")
     got = _gguf_image_embedding(mmproj, mmproj.parent / text_file, image)
     if got.shape != want.shape:
@@ -137,17 +144,17 @@ def _compare_image(mmproj: Path, hf_dir: Path, manifest: dict) -> dict:
             "passed": False,
             "rule": f"shape {tuple(got.shape)} vs {tuple(want.shape)}",
         }
-    cosine = float(
-        np.mean(
-            np.sum(got * want, 1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
-        )
-    )
+    cosine = float(np.mean(_row_cosines(got, want)))
     return {
         "name": f"image ({kind})",
         "cosine": round(cosine, 6),
         "tokens": int(got.shape[0]),
         **_judge(kind, cosine, 1.0, "image"),
     }
+
+
+def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def _probe_image() -> np.ndarray:
@@ -158,14 +165,13 @@ def _probe_image() -> np.ndarray:
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def _hf_image_embedding(hf_dir: Path, image: np.ndarray) -> np.ndarray:
+def _hf_image_embedding(model, hf_dir: Path, image: np.ndarray) -> np.ndarray:
     import torch
     from PIL import Image
-    from transformers import AutoImageProcessor, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoImageProcessor
 
     processor = AutoImageProcessor.from_pretrained(hf_dir)
     inputs = processor(images=[Image.fromarray(image)], return_tensors="pt")
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(hf_dir, dtype=torch.float32).eval()
     with torch.no_grad():
         embeds = model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
     if hasattr(embeds, "pooler_output"):

@@ -108,15 +108,11 @@ class LlamaSession:
     def __init__(
         self, model, settings: LlamaCppSettings, form: OphiuchusFormat, stream: Stream | None = None
     ) -> None:
-        import llama_cpp
-
         self.settings = settings
         self.stream = stream
         self.format = form
         self.model = model
-        model.llama.reset()  # nothing of an earlier read stays in the context
-        model.llama._ctx.kv_cache_clear()
-        llama_cpp.llama_perf_context_reset(model.llama.ctx)
+        model.clear()  # nothing of an earlier read stays in the context
         self.n_past = 0  # KV cache position
         self.seen = 0  # workspace images already in the context
         self.pending = ""  # text the next turn must start with (the end of the last reply)
@@ -162,10 +158,9 @@ class LlamaSession:
         return text + "<|im_end|>\n<|im_start|>assistant\n", [to_rgb(image.pixels) for image in new]
 
     def _evaluate(self, prompt: str, images: list, max_new_tokens: int) -> dict:
-        mtmd = self.model._mtmd_lib
         chunks = self.model.tokenize(prompt, images)
         try:
-            needed = mtmd.mtmd_helper_get_n_pos(chunks)
+            needed = self.model.positions(chunks)
             if self.n_past + needed + max_new_tokens > self.settings.n_ctx:
                 raise PolicyError(
                     f"context full: {self.n_past} positions used, this turn needs {needed} more "
@@ -173,11 +168,11 @@ class LlamaSession:
                 )
             text_tokens, image_tokens = self.model.token_counts(chunks)
             # llama.cpp reports max(1, count): a fresh context has evaluated nothing.
-            before = _prompt_evaluated(self.model) if self.n_past else 0
+            before = self.model.prompt_evaluated() if self.n_past else 0
             self.n_past = self.model.eval_chunks(chunks, self.n_past)
-            evaluated = _prompt_evaluated(self.model) - before
+            evaluated = self.model.prompt_evaluated() - before
         finally:
-            mtmd.mtmd_input_chunks_free(chunks)
+            self.model.free(chunks)
         return {
             "prompt_tokens": text_tokens + image_tokens,
             "prompt_evaluated": evaluated,
@@ -217,11 +212,3 @@ class LlamaSession:
 
     def close(self) -> None:
         """The model stays loaded; the next read starts from an empty context."""
-
-
-def _prompt_evaluated(model) -> int:
-    """llama.cpp's own count of prompt tokens evaluated so far in this context."""
-    import llama_cpp
-
-    llama_cpp.llama_synchronize(model.llama.ctx)  # the counters are updated on synchronize
-    return int(llama_cpp.llama_perf_context(model.llama.ctx).n_p_eval)
