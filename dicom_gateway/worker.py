@@ -14,6 +14,7 @@ from edge_agent.config import Config
 from edge_agent.errors import BadInput
 from edge_agent.policies import make_policy
 from edge_agent.read import read_study
+from tools.toolbox import default_toolbox
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,17 @@ class Worker:
         self.name = name
         self._queue, self._spool, self._outbox = queue, spool, outbox
         self._config, self._audit, self._lease_s = config, audit, lease_s
-        self.policy = make_policy(config.policy)  # loaded once, used for every read
+        # Models are loaded once and used for every read.
+        self.toolbox = default_toolbox(config.tools)
+        try:
+            self.policy = make_policy(config.policy)
+        except BaseException:
+            self.toolbox.close()
+            raise
 
     def close(self) -> None:
         self.policy.close()
+        self.toolbox.close()
 
     def run_once(self) -> bool:
         """Read one job if there is one; True when a job was taken."""
@@ -46,7 +54,11 @@ class Worker:
         stop_beating = _heartbeat(self._queue, job, self.name, self._lease_s)
         try:
             result = read_study(
-                self._spool.study_dir(job.study_uid), out_dir, self._config, policy=self.policy
+                self._spool.study_dir(job.study_uid),
+                out_dir,
+                self._config,
+                policy=self.policy,
+                toolbox=self.toolbox,
             )
         except BadInput as exc:  # retrying cannot help
             self._end(job, f"bad input: {exc}", permanent=True, stop_beating=stop_beating)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from edge_agent.report.files import write_evidence, write_reports
 from edge_agent.selection import Selection, select
 from edge_agent.study import Progress, Study, load_study
 from edge_agent.trajectory import Trajectory
+from tools.registry import Toolbox
 from tools.toolbox import default_toolbox
 from tools.workspace import Workspace
 
@@ -37,6 +39,7 @@ def read_study(
     *,
     question: str | None = None,
     policy: Policy | None = None,
+    toolbox: Toolbox | None = None,
     progress: Progress | None = None,
     on_step: StepCallback | None = None,
     stream=None,
@@ -45,9 +48,13 @@ def read_study(
     study = load_study(path, progress)
     selection = select(study, config.read.modalities, config.read.key_frames)
     log.info("study %s: reading %s", study.uid, selection.reason)
-    owned = policy is None  # a policy made here is closed here; a caller's stays loaded
-    policy = policy or make_policy(config.policy, stream=stream)
-    try:
+    with ExitStack() as owned:  # what is made here is closed here; a caller's stays loaded
+        if toolbox is None:
+            toolbox = default_toolbox(config.tools)
+            owned.callback(toolbox.close)
+        if policy is None:
+            policy = make_policy(config.policy, stream=stream)
+            owned.callback(policy.close)
         # A model sees images at the size it was trained on; the resize is the shown image's
         # affine.
         shown_size = getattr(policy, "shown_size", 0) or config.read.shown_size
@@ -58,13 +65,10 @@ def read_study(
             workspace,
             question or config.read.question,
             policy,
-            default_toolbox(config.tools),
+            toolbox,
             config.budget,
             on_step=on_step,
         )
-    finally:
-        if owned:
-            policy.close()
     trajectory = replace(trajectory, selection=selection.reason)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_evidence(workspace, trajectory, out_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
@@ -44,10 +45,15 @@ class Tool:
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
 
-class Toolbox:
-    """The tools a policy may call, by name."""
+class Closable(Protocol):
+    def close(self) -> None: ...
 
-    def __init__(self, tools: Iterable[Tool]) -> None:
+
+class Toolbox:
+    """The tools a policy may call, by name; owns the models its tools run (closed by `close()`)."""
+
+    def __init__(self, tools: Iterable[Tool], resources: Iterable[Closable] = ()) -> None:
+        self._resources = list(resources)
         self._tools: dict[str, Tool] = {}
         self._validators: dict[str, Draft202012Validator] = {}
         for tool in tools:
@@ -74,6 +80,11 @@ class Toolbox:
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "arguments"
             raise ToolCallError(f"{name}: {where}: {error.message}")
+
+    def close(self) -> None:
+        """Release every model the tools hold; idempotent."""
+        while self._resources:
+            self._resources.pop().close()
 
     def call(self, name: str, arguments: Mapping, workspace: Workspace) -> Observation:
         self.validate(name, arguments)

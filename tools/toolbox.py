@@ -1,4 +1,4 @@
-"""The default toolbox: every visual tool, configured once."""
+"""The default toolbox: every visual tool, configured once; models are opened here, at start-up."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from tools import locate, measure, segment, window, zoom
 from tools.locate import LocateSettings
+from tools.onnx_runtime import RuntimeSettings
 from tools.registry import Toolbox
 
 
@@ -13,9 +14,11 @@ from tools.registry import Toolbox
 class ToolSettings:
     zoom_size: int = 512  # long side of a zoom_in output, in pixels
     locate: LocateSettings = field(default_factory=LocateSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)  # ONNX models' providers
 
 
 def default_toolbox(settings: ToolSettings | None = None) -> Toolbox:
+    """Every tool; the caller owns the result and closes it (it may hold ONNX sessions)."""
     settings = settings or ToolSettings()
     return Toolbox(
         [
