@@ -235,7 +235,14 @@ def evidence_file(image: WorkspaceImage) -> str:
     return f"evidence/{image.index:03d}_{image.tool}.png"
 
 
+def frame_files(image: WorkspaceImage) -> tuple[str, ...]:
+    """A contact sheet's frames are kept as evidence of their own, full size."""
+    stem = evidence_file(image).removesuffix(".png")
+    return tuple(f"{stem}_frame{frame.ref.frame:05d}.png" for frame in image.members)
+
+
 def image_record(image: WorkspaceImage, step: int | None) -> ImageRecord:
+    timed = bool(image.times_s)
     return ImageRecord(
         index=image.index,
         file=evidence_file(image),
@@ -248,4 +255,7 @@ def image_record(image: WorkspaceImage, step: int | None) -> ImageRecord:
         parent=image.parent,
         step=step,
         window=image.window.to_json() if image.window else None,
+        frames=tuple(f.ref.frame for f in image.members or (image.frame,)) if timed else (),
+        times_s=tuple(round(t, 6) for t in image.times_s),
+        frame_files=frame_files(image),
     )

@@ -29,11 +29,14 @@ class ReadSettings:
     question: str = "Which regions stand out on this study, and how large are they?"
     modalities: tuple[str, ...] = DEFAULT_MODALITIES  # preference order for series selection
     key_frames: int = 3  # slices of a volume shown to the policy at the start
+    overview_frames: int = 16  # frames of a cine or video in the overview sheet shown first
     shown_size: int = 0  # resize shown frames to fit this long side; 0 keeps the stored size
 
     def __post_init__(self) -> None:
         if self.key_frames < 1 or self.shown_size < 0 or not self.modalities:
             raise ValueError("key_frames >= 1, shown_size >= 0 and modalities non-empty")
+        if not 2 <= self.overview_frames <= 64:
+            raise ValueError("overview_frames must be between 2 and 64")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from edge_agent.study import Progress, Study, load_study
 from edge_agent.trajectory import Trajectory
 from tools.registry import Toolbox
 from tools.toolbox import default_toolbox
+from tools.video import show_overview
 from tools.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,10 @@ def read_study(
         # A model sees images at the size it was trained on; the resize is the shown image's
         # affine.
         shown_size = getattr(policy, "shown_size", 0) or config.read.shown_size
-        workspace = Workspace()
+        workspace = Workspace(selection.timeline)
+        if selection.timeline:
+            size = shown_size or config.tools.video_size
+            show_overview(workspace, config.read.overview_frames, size)
         for frame in selection.frames:
             workspace.show(frame, max_side=shown_size)
         trajectory = run(

@@ -8,6 +8,7 @@ import numpy as np
 
 from edge_agent.errors import NoReadableImages
 from edge_agent.study import Frame, Series, Study
+from edge_agent.video import Timeline
 
 DEFAULT_MODALITIES = ("CT", "MR", "PT", "CR", "DX", "MG", "US", "XA", "NM", "ES", "XC", "OT")
 
@@ -17,6 +18,7 @@ class Selection:
     series: Series
     frames: tuple[Frame, ...]
     reason: str
+    timeline: Timeline | None = None  # a cine or video: the read starts from its overview
 
 
 def select(study: Study, modalities: tuple[str, ...], key_frames: int) -> Selection:
@@ -28,15 +30,20 @@ def select(study: Study, modalities: tuple[str, ...], key_frames: int) -> Select
             f"no series of a readable modality ({', '.join(modalities)}); the study has: {found}"
         )
     series = min(candidates, key=lambda s: _rank(s, modalities))
-    frames = _key_frames(series, key_frames)
+    timeline = series.timeline
+    frames = () if timeline else _key_frames(series, key_frames)
+    if timeline:
+        kind = "video" if series.video else "cine"
+        shape = f"{kind}, {timeline.frame_count} frames, {timeline.duration_s:.1f} s"
+        showing = "an overview of the whole timeline"
+    else:
+        shape = f"{len(series.frames)} frame(s){', axial' if _is_axial(series) else ''}"
+        showing = "frame(s) " + ", ".join(str(series.frames.index(f) + 1) for f in frames)
+    number = series.number if series.number is not None else "?"
     reason = (
-        f"series {series.number if series.number is not None else '?'} "
-        f"({series.modality}, {len(series.frames)} frame(s)"
-        f"{', axial' if _is_axial(series) else ''}{', cine' if series.is_cine else ''}) "
-        f"of {len(study.series)}; showing frame(s) "
-        f"{', '.join(str(series.frames.index(f) + 1) for f in frames)}"
+        f"series {number} ({series.modality}, {shape}) of {len(study.series)}; showing {showing}"
     )
-    return Selection(series, frames, reason)
+    return Selection(series, frames, reason, timeline)
 
 
 def _rank(series: Series, modalities: tuple[str, ...]) -> tuple:
@@ -46,7 +53,7 @@ def _rank(series: Series, modalities: tuple[str, ...]) -> tuple:
         localizer,
         modalities.index(series.modality),
         not _is_axial(series),
-        -len(series.frames),
+        -(series.video.frame_count if series.video else len(series.frames)),
         series.number if series.number is not None else 1 << 30,
     )
 

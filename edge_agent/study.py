@@ -16,6 +16,14 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut
 
 from edge_agent.errors import NoReadableImages
+from edge_agent.video import (
+    VIDEO_SYNTAXES,
+    CineTimeline,
+    Timeline,
+    Video,
+    VideoError,
+    VideoTimeline,
+)
 from edge_agent.windowing import PRESETS, Window, auto_window
 
 log = logging.getLogger(__name__)
@@ -110,11 +118,19 @@ class Series:
     number: int | None
     description: str
     image_type: tuple[str, ...]
-    frames: tuple[Frame, ...]
+    frames: tuple[Frame, ...]  # a video series holds its first frame; the rest is in `video`
+    video: Timeline | None = None  # compressed video, decoded on demand
 
     @property
     def is_cine(self) -> bool:
         return len(self.frames) > 1 and self.frames[0].time_s is not None
+
+    @property
+    def timeline(self) -> Timeline | None:
+        """Frames by time, for a cine or a video; None for still images and volumes."""
+        if self.video is not None:
+            return self.video
+        return CineTimeline(self.frames) if self.is_cine else None
 
 
 @dataclass(frozen=True)
@@ -142,17 +158,18 @@ class UnreadableFile(Exception):
 def load_study(path: Path, progress: Progress | None = None) -> Study:
     """Read every DICOM image under `path`; unreadable files are skipped and reported, not fatal."""
     files = list(_candidate_files(Path(path)))
-    per_study: dict[str, list[tuple[Dataset, list[Frame]]]] = {}
+    per_study: dict[str, list[_Read]] = {}
     skipped: list[SkippedFile] = []
     paths: dict[str, Path] = {}
     for number, file in enumerate(files, 1):
         try:
-            ds, frames = _read_file(file)
+            read = _read_file(file)
         except UnreadableFile as exc:
             log.warning("skipped %s: %s", file, exc)
             skipped.append(SkippedFile(file, str(exc)))
         else:
-            per_study.setdefault(str(ds.StudyInstanceUID), []).append((ds, frames))
+            ds = read.ds
+            per_study.setdefault(str(ds.StudyInstanceUID), []).append(read)
             paths[str(ds.SOPInstanceUID)] = file
         if progress:
             progress(number, len(files), file)
@@ -188,7 +205,14 @@ def _candidate_files(path: Path) -> Iterator[Path]:
                 yield Path(root) / name
 
 
-def _read_file(file: Path) -> tuple[Dataset, list[Frame]]:
+@dataclass(frozen=True)
+class _Read:
+    ds: Dataset
+    frames: list[Frame]
+    video: Timeline | None = None
+
+
+def _read_file(file: Path) -> _Read:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -206,7 +230,22 @@ def _read_file(file: Path) -> tuple[Dataset, list[Frame]]:
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
         if not ds.get(keyword):
             raise UnreadableFile(f"missing {keyword}")
-    return ds, _frames(ds, _decode(ds))
+    if ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES:
+        return _read_video(ds)
+    return _Read(ds, _frames(ds, _decode(ds)))
+
+
+def _read_video(ds: Dataset) -> _Read:
+    """A DICOM video is demuxed now and decoded frame by frame when a tool asks for a time."""
+    try:
+        video = Video.from_dicom(ds)
+        blank = np.zeros((int(ds.Rows), int(ds.Columns), 3), np.uint8)
+        # One pattern frame for references and geometry; its pixels come from the video.
+        [pattern] = _frames(ds, blank[np.newaxis])
+        timeline = VideoTimeline.open(video, pattern)
+    except VideoError as exc:
+        raise UnreadableFile(f"video: {exc}") from None
+    return _Read(ds, [timeline.frame_at(0.0)], timeline)
 
 
 def _decode(ds: Dataset) -> np.ndarray:
@@ -335,12 +374,20 @@ def _frame_times(ds: Dataset, count: int) -> list[float] | None:
     return [i * float(frame_time) / 1000 for i in range(count)]
 
 
-def _group_series(items: Iterable[tuple[Dataset, list[Frame]]]) -> tuple[Series, ...]:
+def _group_series(items: Iterable[_Read]) -> tuple[Series, ...]:
     by_uid: dict[str, tuple[Dataset, list[Frame]]] = {}
-    for ds, frames in items:
-        _, collected = by_uid.setdefault(str(ds.SeriesInstanceUID), (ds, []))
+    videos: dict[str, Timeline] = {}
+    for read in items:
+        uid = str(read.ds.SeriesInstanceUID)
+        if read.video is not None:
+            if uid in videos:  # one timeline per series: a second video is read on its own
+                log.warning("series %s holds more than one video; reading the first", uid)
+                continue
+            videos[uid] = read.video
+        _, collected = by_uid.setdefault(uid, (read.ds, []))
         known = {f.ref for f in collected}
-        collected.extend(f for f in frames if f.ref not in known)  # a copy of a file adds nothing
+        # A copy of a file adds nothing.
+        collected.extend(f for f in read.frames if f.ref not in known)
     series = [
         Series(
             uid=uid,
@@ -349,6 +396,7 @@ def _group_series(items: Iterable[tuple[Dataset, list[Frame]]]) -> tuple[Series,
             description=str(ds.get("SeriesDescription", "")),
             image_type=tuple(str(v) for v in _as_list(ds.get("ImageType"))),
             frames=tuple(sorted(frames, key=_frame_order)),
+            video=videos.get(uid),
         )
         for uid, (ds, frames) in by_uid.items()
     ]

@@ -29,11 +29,24 @@ class ImageRecord:
     parent: int | None = None
     step: int | None = None  # the step whose tool made it; None for shown originals
     window: dict | None = None
+    frames: tuple[int, ...] = ()  # frame numbers of a cine / video image (all of a sheet's)
+    times_s: tuple[float, ...] = ()  # when those frames were shown, seconds from the start
+    frame_files: tuple[str, ...] = ()  # a contact sheet's frames, one PNG each
 
     def __post_init__(self) -> None:
-        # The name is joined to an output folder: never let a trajectory point outside it.
-        if not re.fullmatch(r"evidence/[A-Za-z0-9_.-]+\.png", self.file) or ".." in self.file:
-            raise ValueError(f"image file {self.file!r} is not an evidence/NAME.png path")
+        # Names are joined to an output folder: never let a trajectory point outside it.
+        for name in (self.file, *self.frame_files):
+            if not re.fullmatch(r"evidence/[A-Za-z0-9_.-]+\.png", name) or ".." in name:
+                raise ValueError(f"image file {name!r} is not an evidence/NAME.png path")
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every PNG behind this image: itself, then a contact sheet's frames."""
+        return (self.file, *self.frame_files)
+
+    @property
+    def time_window_s(self) -> tuple[float, float] | None:
+        return (min(self.times_s), max(self.times_s)) if self.times_s else None
 
 
 @dataclass(frozen=True)

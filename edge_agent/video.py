@@ -1,13 +1,17 @@
-"""Random access into a compressed video held in memory: DICOM video (encapsulated H.264 / HEVC /
-MPEG-2) or a plain MP4. A frame at time t costs decoding from the key frame before it, never
-from the start, and nothing is written to disk."""
+"""Time in a study: a timeline of frames, from a cine (frames already decoded, with their Frame
+Time / Frame Time Vector / Cine Rate) or a compressed video held in memory (DICOM video with
+encapsulated H.264 / HEVC / MPEG-2, or a plain MP4). A video frame at time t costs decoding from
+the key frame before it, never from the start, and nothing is written to disk."""
 
 from __future__ import annotations
 
 import bisect
 import io
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydicom import Dataset
@@ -15,8 +19,11 @@ from pydicom.encaps import generate_fragments
 
 from edge_agent.errors import BadInput
 
+if TYPE_CHECKING:
+    from edge_agent.study import Frame
+
 # Transfer syntax -> the demuxer for the raw elementary stream DICOM carries.
-VIDEO_SYNTAXES = {
+_VIDEO = {
     "1.2.840.10008.1.2.4.100": "mpegvideo",  # MPEG-2 Main Profile / Main Level
     "1.2.840.10008.1.2.4.101": "mpegvideo",  # MPEG-2 Main Profile / High Level
     "1.2.840.10008.1.2.4.102": "h264",  # MPEG-4 AVC/H.264 High Profile / Level 4.1
@@ -26,6 +33,12 @@ VIDEO_SYNTAXES = {
     "1.2.840.10008.1.2.4.106": "h264",  # ... Stereo High Profile
     "1.2.840.10008.1.2.4.107": "hevc",  # HEVC/H.265 Main Profile / Level 5.1
     "1.2.840.10008.1.2.4.108": "hevc",  # HEVC/H.265 Main 10 Profile / Level 5.1
+}
+# Each (but HEVC) also has a "Fragmentable" syntax (UID + ".1"): the same stream, split across
+# fragments, which are joined before demuxing anyway.
+VIDEO_SYNTAXES = {
+    **_VIDEO,
+    **{f"{uid}.1": demuxer for uid, demuxer in _VIDEO.items() if demuxer != "hevc"},
 }
 
 
@@ -100,16 +113,8 @@ class Video:
         """The frame shown at `t` seconds: the last one starting at or before t."""
         if not 0 <= t < self.duration_s:
             raise VideoError(f"t = {t:g} s is outside the video (0 to {self.duration_s:.3f} s)")
-        index = min(int(t * self.frame_rate + 1e-9), self.frame_count - 1)
+        index = min(int(t * self.frame_rate + 1e-6), self.frame_count - 1)  # float slack
         return self._decode(index)
-
-    def frames_between(self, start: float, end: float, count: int) -> list[VideoFrame]:
-        """`count` frames evenly spread over [start, end]."""
-        if not 0 <= start < end or count < 1:
-            raise VideoError(f"window {start:g}-{end:g} s with {count} frame(s) is empty")
-        end = min(end, self.duration_s - 1 / self.frame_rate)
-        times = np.linspace(start, end, count) if count > 1 else [start]
-        return [self.frame_at(float(t)) for t in times]
 
     def _decode(self, index: int) -> VideoFrame:
         """Decode from the key frame at or before `index`; frames come out in display order,
@@ -143,3 +148,73 @@ def _dicom_rate(ds: Dataset) -> float | None:
     if ds.get("FrameTime"):
         return 1000.0 / float(ds.FrameTime)
     return None
+
+
+class Timeline(ABC):
+    """Frames by time, for the video tools: seconds from the first frame, frames numbered from 1."""
+
+    frame_count: int
+    duration_s: float
+
+    @abstractmethod
+    def frame_at(self, t: float) -> Frame:
+        """The frame shown at `t` seconds, with its exact frame number and time."""
+
+    def check_time(self, t: float) -> None:
+        if not 0 <= t < self.duration_s:
+            raise VideoError(f"t = {t:g} s is outside the video (0 to {self.duration_s:.3f} s)")
+
+    def frames_between(self, start: float, end: float, count: int) -> list[Frame]:
+        """`count` distinct frames spread evenly over [start, end]; fewer if the window is short."""
+        if not 0 <= start < end or count < 1:
+            raise VideoError(f"window {start:g}-{end:g} s with {count} frame(s) is empty")
+        self.check_time(start)
+        end = min(end, self.duration_s - 1e-6)
+        times = np.linspace(start, end, count) if count > 1 else [start]
+        frames: dict[int, Frame] = {}
+        for t in times:
+            frame = self.frame_at(float(t))
+            frames.setdefault(frame.ref.frame, frame)
+        return list(frames.values())
+
+
+class CineTimeline(Timeline):
+    """A multi-frame cine whose frames are decoded already (ultrasound, angiography loops)."""
+
+    def __init__(self, frames: Sequence[Frame]) -> None:
+        self._frames = sorted(frames, key=lambda f: f.time_s or 0.0)
+        self._times = [f.time_s or 0.0 for f in self._frames]
+        last_step = self._times[-1] - self._times[-2] if len(self._times) > 1 else 0.0
+        self.frame_count = len(self._frames)
+        self.duration_s = self._times[-1] + (last_step or 1.0)
+
+    def frame_at(self, t: float) -> Frame:
+        self.check_time(t)
+        return self._frames[bisect.bisect_right(self._times, t + 1e-6) - 1]
+
+
+class VideoTimeline(Timeline):
+    """A compressed video; `first` is its decoded first frame, the pattern for every other one."""
+
+    def __init__(self, video: Video, first: Frame) -> None:
+        self.video = video
+        self._first = first
+        self.frame_count = video.frame_count
+        self.duration_s = video.duration_s
+
+    @classmethod
+    def open(cls, video: Video, pattern: Frame) -> VideoTimeline:
+        """`pattern` carries the object's references and geometry; its pixels are replaced."""
+        decoded = video.frame_at(0.0)
+        first = replace(pattern, pixels=decoded.pixels, time_s=0.0, photometric="RGB")
+        return cls(video, first)
+
+    def frame_at(self, t: float) -> Frame:
+        self.check_time(t)
+        decoded = self.video.frame_at(t)
+        return replace(
+            self._first,
+            ref=replace(self._first.ref, frame=decoded.number),
+            pixels=decoded.pixels,
+            time_s=decoded.time_s,
+        )

@@ -72,7 +72,7 @@ class LocateSettings:
 
 def locate(arguments: Mapping, workspace: Workspace, *, settings: LocateSettings) -> Observation:
     """Candidates come from the image as shown, so their boxes are in the policy's coordinates."""
-    image = workspace.get(arguments["index"])
+    image = workspace.view(arguments["index"])
     classes = CT_CLASSES if image.frame.value_unit == "[hnsf'U]" else INTENSITY_CLASSES
     chosen, unsupported = _classes_for(arguments["captions"], classes)
     if not chosen:

@@ -18,7 +18,7 @@ from tools.workspace import Workspace, WorkspaceImage
 
 def measure(arguments: Mapping, workspace: Workspace) -> Observation:
     """Measure on the source grid, so a zoomed or resized view never changes the numbers."""
-    image = workspace.get(arguments["index"])
+    image = workspace.view(arguments["index"])
     if "bbox_2d" in arguments:
         mask = _box_mask(image, arguments["bbox_2d"])
         region = "box"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
 
-from tools.workspace import Box
+from edge_agent.study import Frame
+from tools.workspace import Affine, Box, render
 
 RED, GREEN, YELLOW, CYAN = (255, 64, 64), (64, 255, 64), (255, 220, 0), (0, 220, 255)
 
@@ -47,6 +49,43 @@ def draw_line(pixels: np.ndarray, start, end, colour=CYAN) -> np.ndarray:
     p2 = (round(end[0]), round(end[1]))
     cv2.line(image, p1, p2, colour, _thickness(image))
     return image
+
+
+def frame_view(frame: Frame, max_side: int = 0) -> np.ndarray:
+    """A whole frame as RGB, in its default window, scaled to fit `max_side` if given."""
+    rows, cols = frame.shape
+    scale = min(1.0, max_side / max(rows, cols)) if max_side else 1.0
+    size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+    to_source = Affine.scale_then_shift(cols / size[0], rows / size[1], 0.0, 0.0)
+    return to_rgb(render(frame, to_source, size, None))
+
+
+def contact_sheet(frames: Sequence[Frame], width: int = 768, gap: int = 4) -> np.ndarray:
+    """Frames in a grid about `width` wide, each labelled with its time and frame number, time
+    running row by row."""
+    columns = math.ceil(math.sqrt(len(frames)))
+    rows = math.ceil(len(frames) / columns)
+    tiles = [frame_view(frame, max(32, width // columns - gap)) for frame in frames]
+    height, width = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
+    sheet = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap, 3), 32, np.uint8)
+    for number, (frame, image) in enumerate(zip(frames, tiles, strict=True)):
+        y, x = (number // columns) * (height + gap), (number % columns) * (width + gap)
+        sheet[y : y + image.shape[0], x : x + image.shape[1]] = image
+        label = f"{frame.time_s or 0.0:.2f}s #{frame.ref.frame}"
+        scale = max(0.35, width / 512)
+        (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        cv2.rectangle(sheet, (x, y), (x + w + 4, y + h + base + 4), (0, 0, 0), -1)
+        cv2.putText(
+            sheet,
+            label,
+            (x + 2, y + h + 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            YELLOW,
+            1,
+            cv2.LINE_AA,
+        )
+    return sheet
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

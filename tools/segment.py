@@ -21,7 +21,7 @@ MIN_SHARE = 0.02  # of the box area: smaller parts are specks, not the object
 
 def segment(arguments: Mapping, workspace: Workspace) -> Observation:
     """Segment on the image as shown (the policy's view), then carry the mask to the source grid."""
-    image = workspace.get(arguments["index"])
+    image = workspace.view(arguments["index"])
     box = image.clip_box(arguments["bbox_2d"])
     method = METHOD
     here = grabcut(image.pixels, box)

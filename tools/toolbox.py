@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tools import locate, measure, segment, window, zoom
+from tools import locate, measure, segment, video, window, zoom
 from tools.locate import LocateSettings
 from tools.onnx_runtime import RuntimeSettings
 from tools.registry import Toolbox
@@ -13,6 +13,7 @@ from tools.registry import Toolbox
 @dataclass(frozen=True)
 class ToolSettings:
     zoom_size: int = 512  # long side of a zoom_in output, in pixels
+    video_size: int = 768  # long side of a get_frame image and width of a contact sheet
     locate: LocateSettings = field(default_factory=LocateSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)  # ONNX models' providers
 
@@ -27,5 +28,6 @@ def default_toolbox(settings: ToolSettings | None = None) -> Toolbox:
             segment.tool(),
             locate.tool(settings.locate),
             measure.tool(),
+            *video.tools(settings.video_size),
         ]
     )

@@ -13,7 +13,7 @@ from tools.workspace import Workspace
 
 def window(arguments: Mapping, workspace: Workspace) -> Observation:
     """Same view, new grey mapping, computed from modality values rather than shown pixels."""
-    image = workspace.get(arguments["index"])
+    image = workspace.view(arguments["index"])
     if image.frame.is_colour:
         raise ToolError(f"image #{image.index} is colour; windowing applies to grey images")
     new_window = Window(float(arguments["center"]), float(arguments["width"]), "requested")

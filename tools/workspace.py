@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -11,6 +12,9 @@ import numpy as np
 from edge_agent.study import Frame
 from edge_agent.windowing import Window, apply_window
 from tools.errors import ToolError
+
+if TYPE_CHECKING:
+    from edge_agent.video import Timeline
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in continuous pixel coordinates
 
@@ -108,6 +112,13 @@ class WorkspaceImage:
     parent: int | None = None
     mask: np.ndarray | None = None  # bool, in the source frame's pixel grid
     roi_px: Box | None = None  # region of interest in source pixels
+    members: tuple[Frame, ...] = ()  # a contact sheet's frames in time order; `frame` is the first
+
+    @property
+    def times_s(self) -> tuple[float, ...]:
+        """When the image's frames were shown, in seconds; empty for stills and volumes."""
+        frames = self.members or (self.frame,)
+        return tuple(f.time_s for f in frames if f.time_s is not None)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -157,10 +168,12 @@ def render(frame: Frame, to_source: Affine, size: tuple[int, int], window: Windo
 
 
 class Workspace:
-    """Index 0..n-1 are the shown originals; each tool output is appended with the next index."""
+    """Index 0..n-1 are the shown originals; each tool output is appended with the next index.
+    A read of a cine or video also holds its timeline, which the video tools sample."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeline: Timeline | None = None) -> None:
         self._images: list[WorkspaceImage] = []
+        self.timeline = timeline
 
     def __len__(self) -> int:
         return len(self._images)
@@ -175,14 +188,35 @@ class Workspace:
             )
         return self._images[index]
 
-    def show(self, frame: Frame, *, max_side: int = 0, window: Window | None = None):
-        """Add an original frame as the policy first sees it, resized to fit `max_side` if set."""
+    def view(self, index: int) -> WorkspaceImage:
+        """An image the pixel tools can work on: a view of one frame, not a contact sheet."""
+        image = self.get(index)
+        if image.members:
+            first, last = image.times_s[0], image.times_s[-1]
+            raise ToolError(
+                f"image #{index} is a contact sheet of {len(image.members)} frames "
+                f"({first:.2f}-{last:.2f} s); call get_frame with one of its times to work on a "
+                "single frame"
+            )
+        return image
+
+    def show(
+        self,
+        frame: Frame,
+        *,
+        max_side: int = 0,
+        window: Window | None = None,
+        tool: str = "shown",
+        parent: int | None = None,
+    ) -> WorkspaceImage:
+        """Add a whole frame (an original, or one a video tool fetched), resized to fit
+        `max_side` if set."""
         rows, cols = frame.shape
         scale = max_side / max(rows, cols) if max_side else 1.0
         size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
         to_source = Affine.scale_then_shift(cols / size[0], rows / size[1], 0.0, 0.0)
         window = window or frame.default_window
-        return self.add(frame, to_source, size, window, tool="shown")
+        return self.add(frame, to_source, size, window, tool=tool, parent=parent)
 
     def add(
         self,
@@ -196,6 +230,7 @@ class Workspace:
         mask: np.ndarray | None = None,
         roi_px: Box | None = None,
         pixels: np.ndarray | None = None,
+        members: tuple[Frame, ...] = (),
     ) -> WorkspaceImage:
         """Append a view of `frame`; `pixels` overrides the rendered view (e.g. an overlay)."""
         image = WorkspaceImage(
@@ -208,6 +243,7 @@ class Workspace:
             parent=parent,
             mask=mask,
             roi_px=roi_px,
+            members=members,
         )
         self._images.append(image)
         return image

@@ -11,7 +11,7 @@ from tools.workspace import Affine, Workspace
 
 def zoom_in(arguments: Mapping, workspace: Workspace, *, size: int) -> Observation:
     """Crop from the source pixels (not the shown ones), so zooming twice loses nothing."""
-    image = workspace.get(arguments["index"])
+    image = workspace.view(arguments["index"])
     box = image.clip_box(arguments["bbox_2d"])
     x1, y1, x2, y2 = image.to_source.map_box(box)
     scale = size / max(x2 - x1, y2 - y1)

@@ -5,19 +5,25 @@ and the report says so plainly."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Generator
 from dataclasses import dataclass
+
+import cv2
+import numpy as np
 
 from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
 from edge_agent.trajectory import PolicyRecord
 from edge_agent.windowing import preset
 from tools.measure import describe
 from tools.observation import Observation
+from tools.render import frame_view
 from tools.workspace import Box, Workspace
 
 DISCLAIMER = (
     "Demonstration without an AI model: a fixed rule-based protocol (HU / intensity thresholds, "
-    "GrabCut, measurements) drove the tools. Not a diagnosis; not for clinical use."
+    "GrabCut, measurements; for videos, frame-to-frame change) drove the tools. Not a diagnosis; "
+    "not for clinical use."
 )
 
 Plan = Generator[Decision, Observation, None]
@@ -29,6 +35,9 @@ class ProtocolSettings:
     other_captions: tuple[str, ...] = ("hyperintense region",)
     candidates: int = 2  # how many located candidates are zoomed, segmented and measured
     zoom_margin: float = 0.5  # context around a candidate, as a fraction of its size
+    video_moments: int = 2  # change points of a video looked at more closely
+    window_frames: int = 6  # frames of each crop_video window
+    min_change: float = 2.0  # mean grey-level change between overview frames that counts
 
 
 class ProtocolPolicy:
@@ -71,6 +80,9 @@ class _PlanSession:
 
 
 def _plan(workspace: Workspace, settings: ProtocolSettings) -> Plan:
+    if workspace.timeline is not None:
+        yield from _video_plan(workspace, settings)
+        return
     shown = sum(1 for image in workspace if image.tool == "shown")
     key = workspace.get(shown // 2)
     ct = key.frame.value_unit == "[hnsf'U]"
@@ -127,6 +139,74 @@ def _examine(workspace: Workspace, located: Observation, candidate: dict, settin
     evidence.append(measured.image.index)
     values = ", ".join(describe(m) for m in measured.payload["measurements"])
     return Claim(f"{label.capitalize()}: {values}.", tuple(evidence))
+
+
+def _video_plan(workspace: Workspace, settings: ProtocolSettings) -> Plan:
+    """Overview -> the moments where the picture changes most -> a closer window and the frame
+    at the sharpest change. Change is the mean grey-level difference between sampled frames."""
+    overview = workspace.get(0)
+    frames = overview.members
+    changes = _changes(frames)
+    ranked = sorted(range(len(changes)), key=lambda i: -changes[i])[: settings.video_moments]
+    moments = sorted(i for i in ranked if changes[i] >= settings.min_change)
+    findings = []
+    for i in moments:
+        start, end = frames[i].time_s or 0.0, frames[i + 1].time_s or 0.0
+        window = yield ToolCall(
+            "crop_video",
+            {"start": round(start, 3), "end": round(end, 3), "n": settings.window_frames},
+            f"The overview changes by {changes[i]:.1f} grey levels between {start:.2f} and "
+            f"{end:.2f} s; look at that window frame by frame.",
+        )
+        if window.error:
+            findings.append(Claim(f"{start:.2f}-{end:.2f} s: {window.text}", (overview.index,)))
+            continue
+        inner = window.image.members
+        steps = _changes(inner)
+        sharpest = inner[int(np.argmax(steps)) + 1] if steps else inner[0]
+        frame = yield ToolCall(
+            "get_frame",
+            {"t": round(sharpest.time_s or 0.0, 3)},
+            "Fetch the frame where the change is sharpest.",
+        )
+        evidence = (window.image.index,) + (() if frame.error else (frame.image.index,))
+        findings.append(
+            Claim(
+                f"Change between {start:.2f} and {end:.2f} s (frames {frames[i].ref.frame}-"
+                f"{frames[i + 1].ref.frame}): mean grey-level difference {changes[i]:.1f}; "
+                f"sharpest at {sharpest.time_s:.2f} s (frame {sharpest.ref.frame}).",
+                evidence,
+            )
+        )
+    yield _video_answer(overview, findings)
+
+
+def _changes(frames) -> list[float]:
+    """Mean absolute grey-level difference between consecutive frames, on small thumbnails."""
+    thumbs = [
+        cv2.cvtColor(frame_view(f, 64), cv2.COLOR_RGB2GRAY).astype(np.float32) for f in frames
+    ]
+    return [
+        float(np.abs(cv2.resize(b, a.shape[::-1]) - a).mean())
+        for a, b in itertools.pairwise(thumbs)
+    ]
+
+
+def _video_answer(overview, findings: list[Claim]) -> Answer:
+    times = overview.times_s
+    span = f"an overview of {len(times)} frames over {times[-1]:.1f} s"
+    if not findings:
+        text = f"The protocol's rules found no moment of change in {span}."
+    else:
+        text = (
+            f"The protocol's rules marked {len(findings)} moment(s) of change in {span}. "
+            + " ".join(c.text for c in findings)
+        )
+    return Answer(
+        text=f"Protocol demonstration (no AI model). {text}",
+        findings=tuple(findings),
+        thought="Summarise only where and when the picture changed.",
+    )
 
 
 def _padded(box, margin: float) -> list[float]:

@@ -56,21 +56,32 @@ def _capture(image, source: Dataset, provenance, series_uid, series_number, numb
         capture.PatientOrientation = None  # Type 2: unknown stays empty rather than guessed
     capture.Laterality = source.get("Laterality") or None  # Type 2C: the source's, or empty
     capture.BurnedInAnnotation = "YES"
-    capture.ImageComments = f"workspace image #{image.index} ({image.tool})"[:10240]
-    capture.DerivationDescription = (
-        f"edge-agent {image.tool}: view of the source image, overlay burned in"
-    )
+    capture.ImageComments = _comment(image)[:10240]
+    what = "contact sheet of source frames" if image.members else "view of the source image"
+    capture.DerivationDescription = f"edge-agent {image.tool}: {what}, overlay burned in"
     capture.DerivationCodeSequence = [hd.sr.CodedConcept.from_code(codes.cid7203.SpatialResampling)]
-    capture.SourceImageSequence = [_source_reference(source, image.frame.ref.frame)]
+    frames = [frame.ref.frame for frame in image.members or (image.frame,)]
+    capture.SourceImageSequence = [_source_reference(source, frames)]
     return capture
 
 
-def _source_reference(source: Dataset, frame: int) -> Dataset:
+def _comment(image) -> str:
+    """Which workspace image this is, and for a cine or video when its frames were shown."""
+    comment = f"workspace image #{image.index} ({image.tool})"
+    if image.times_s:
+        frames = image.members or (image.frame,)
+        comment += "; frames " + ", ".join(
+            f"{frame.ref.frame} at {frame.time_s:.3f} s" for frame in frames
+        )
+    return comment
+
+
+def _source_reference(source: Dataset, frames: list[int]) -> Dataset:
     reference = Dataset()
     reference.ReferencedSOPClassUID = source.SOPClassUID
     reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
     if frame_count(source) > 1:
-        reference.ReferencedFrameNumber = frame
+        reference.ReferencedFrameNumber = frames
     reference.PurposeOfReferenceCodeSequence = [
         hd.sr.CodedConcept.from_code(codes.cid7202.SourceImageForImageProcessingOperation)
     ]

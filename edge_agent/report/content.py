@@ -2,13 +2,15 @@
 
 Contract kept by later work: study_instance_uid, policy, model, question, answer, findings
 [{text, evidence [{image, source {sop_instance_uid, frame}, bbox_px}], measurements
-[{name, value, unit}]}], disclaimer. Every finding has at least one evidence image."""
+[{name, value, unit}]}], disclaimer. Every finding has at least one evidence image.
+Cine and video reads add, per evidence image, frames, times_s and time_window_s (a contact sheet
+also frame_images), and per finding the time_window_s its evidence spans."""
 
 from __future__ import annotations
 
 from edge_agent.errors import ReportError
 from edge_agent.records import to_plain
-from edge_agent.trajectory import ClaimRecord, Trajectory
+from edge_agent.trajectory import ClaimRecord, ImageRecord, Trajectory
 
 
 def build_report(trajectory: Trajectory) -> dict:
@@ -39,8 +41,11 @@ def _finding(trajectory: Trajectory, claim: ClaimRecord) -> dict:
     if missing:
         raise ReportError(f"finding {claim.text!r} cites image(s) {missing} the read never made")
     cited = set(claim.evidence)
+    times = [t for i in claim.evidence for t in trajectory.image(i).times_s]
+    window = {"time_window_s": [min(times), max(times)]} if times else {}
     return {
         "text": claim.text,
+        **window,
         "evidence": [_evidence(trajectory, i) for i in claim.evidence],
         "measurements": [
             measurement
@@ -59,4 +64,19 @@ def _evidence(trajectory: Trajectory, index: int) -> dict:
         "step": image.step,
         "source": to_plain(image.source),
         "bbox_px": list(image.roi_px),
+        **_timing(image),
     }
+
+
+def _timing(image: ImageRecord) -> dict:
+    """When a cine / video image was shown; nothing for stills."""
+    if not image.times_s:
+        return {}
+    timing = {
+        "frames": list(image.frames),
+        "times_s": list(image.times_s),
+        "time_window_s": list(image.time_window_s),
+    }
+    if image.frame_files:
+        timing["frame_images"] = list(image.frame_files)
+    return timing

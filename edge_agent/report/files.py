@@ -11,13 +11,16 @@ from edge_agent.report.atomic import write_atomic
 from edge_agent.report.content import build_report
 from edge_agent.report.html import render_html
 from edge_agent.trajectory import Trajectory
-from tools.render import png_bytes
+from tools.render import frame_view, png_bytes
 from tools.workspace import Workspace
 
 
 def write_evidence(workspace: Workspace, trajectory: Trajectory, out_dir: Path) -> None:
     for record in trajectory.images:
-        write_atomic(out_dir / record.file, png_bytes(workspace.get(record.index).pixels))
+        image = workspace.get(record.index)
+        write_atomic(out_dir / record.file, png_bytes(image.pixels))
+        for name, frame in zip(record.frame_files, image.members, strict=True):
+            write_atomic(out_dir / name, png_bytes(frame_view(frame)))
 
 
 def write_reports(trajectory: Trajectory, out_dir: Path) -> dict:
@@ -25,8 +28,9 @@ def write_reports(trajectory: Trajectory, out_dir: Path) -> dict:
     report = build_report(trajectory)
     for finding in report["findings"]:
         for evidence in finding["evidence"]:
-            if not (out_dir / evidence["image"]).is_file():
-                raise ReportError(f"evidence image {evidence['image']} is missing from {out_dir}")
+            for name in (evidence["image"], *evidence.get("frame_images", ())):
+                if not (out_dir / name).is_file():
+                    raise ReportError(f"evidence image {name} is missing from {out_dir}")
     write_atomic(out_dir / "trajectory.json", trajectory.to_json().encode())
     write_atomic(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
     write_atomic(out_dir / "report.html", render_html(trajectory, report, out_dir).encode())
@@ -35,11 +39,11 @@ def write_reports(trajectory: Trajectory, out_dir: Path) -> dict:
 
 def copy_evidence(trajectory: Trajectory, source_dir: Path, out_dir: Path) -> None:
     """For a replay into another folder: the images the trajectory names, nothing else."""
-    for record in trajectory.images:
-        source = source_dir / record.file
+    for name in (name for record in trajectory.images for name in record.files):
+        source = source_dir / name
         if not source.is_file():
-            raise ReportError(f"evidence image {record.file} is missing from {source_dir}")
-        target = out_dir / record.file
+            raise ReportError(f"evidence image {name} is missing from {source_dir}")
+        target = out_dir / name
         if source.resolve() != target.resolve():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)

@@ -18,6 +18,7 @@ td,th{border:1px solid #ccc;padding:.35rem .5rem;text-align:left;vertical-align:
 th{background:#f2f2f2}
 img{image-rendering:pixelated;border:1px solid #999}
 figure img{width:256px;height:auto}
+figure.sheet img{width:512px}
 .step{border-left:4px solid #4a78c2;padding:.3rem 1rem;margin:1rem 0}
 .step.error{border-color:#c24a4a}
 code,pre{background:#f6f6f6;padding:.1rem .3rem;white-space:pre-wrap}
@@ -69,16 +70,26 @@ def _summary(trajectory: Trajectory, report: dict) -> str:
 def _findings(trajectory: Trajectory, report: dict, images: dict[int, str]) -> str:
     if not report["findings"]:
         return "<h2>Findings</h2><p>No findings.</p>"
+    timed = any("time_window_s" in finding for finding in report["findings"])
     rows = []
     for number, finding in enumerate(report["findings"], 1):
         evidence = " ".join(_thumbnail(e, images) for e in finding["evidence"])
+        when = f"<td>{_window(finding.get('time_window_s'))}</td>" if timed else ""
         rows.append(
-            f"<tr><td>{number}</td><td>{escape(finding['text'])}</td><td>{evidence}</td></tr>"
+            f"<tr><td>{number}</td><td>{escape(finding['text'])}</td>{when}<td>{evidence}</td></tr>"
         )
+    when_head = "<th>When (s from the start)</th>" if timed else ""
     return (
-        "<h2>Findings</h2><table><tr><th>#</th><th>Finding</th><th>Evidence (click for the step)"
-        f"</th></tr>{''.join(rows)}</table>"
+        f"<h2>Findings</h2><table><tr><th>#</th><th>Finding</th>{when_head}<th>Evidence (click "
+        f"for the step)</th></tr>{''.join(rows)}</table>"
     )
+
+
+def _window(window) -> str:
+    if not window:
+        return ""
+    start, end = window
+    return f"{start:.3f}" if start == end else f"{start:.3f} - {end:.3f}"
 
 
 def _thumbnail(evidence: dict, images: dict[int, str]) -> str:
@@ -136,9 +147,23 @@ def _step(step: StepRecord, image: ImageRecord | None, images: dict[int, str]) -
 
 def _figure(record: ImageRecord, images: dict[int, str]) -> str:
     ref = record.source
+    sheet = " class='sheet'" if record.frame_files else ""
     return (
-        f"<figure id='image-{record.index}'><img src='{images[record.index]}' "
+        f"<figure id='image-{record.index}'{sheet}><img src='{images[record.index]}' "
         f"alt='image #{record.index}'><figcaption>#{record.index} {escape(record.tool)} "
-        f"{record.width}x{record.height}; source SOP {escape(ref.sop_instance_uid)} frame "
-        f"{ref.frame}</figcaption></figure>"
+        f"{record.width}x{record.height}; source SOP {escape(ref.sop_instance_uid)} "
+        f"{_frames(record)}</figcaption></figure>"
     )
+
+
+def _frames(record: ImageRecord) -> str:
+    """Which frame(s), and when; a contact sheet links each of its frames at full size."""
+    if not record.times_s:
+        return f"frame {record.source.frame}"
+    if not record.frame_files:
+        return f"frame {record.frames[0]} at {record.times_s[0]:.3f} s"
+    links = ", ".join(
+        f"<a href='{escape(name)}'>{time:.3f} s (frame {frame})</a>"
+        for name, frame, time in zip(record.frame_files, record.frames, record.times_s, strict=True)
+    )
+    return f"contact sheet of {len(record.frames)} frames: {links}"

@@ -12,7 +12,7 @@ import numpy as np
 
 from edge_agent.study import ImageRef
 from edge_agent.trajectory import ClaimRecord
-from tools.workspace import Workspace
+from tools.workspace import Workspace, WorkspaceImage
 
 UPSAMPLE = 8  # outline resolution, per source pixel
 
@@ -22,38 +22,59 @@ class FindingRegion:
     number: int  # 1-based, as listed in report.json
     text: str
     source: ImageRef
-    polygon: np.ndarray  # (n, 2) closed outline, continuous source (column, row) coordinates
+    polygon: np.ndarray | None  # (n, 2) closed outline, continuous source (column, row) coords;
+    # None when a finding of a cine or video is a time window, not a place on one frame
     mask: np.ndarray | None  # bool on the source grid, when a tool outlined the finding
     measurements: tuple[dict, ...]
     evidence: tuple[int, ...]
+    frames: tuple[int, ...] = ()  # cine / video frames the evidence shows, in order
+    time_window_s: tuple[float, float] | None = None
 
 
 def finding_regions(
     claims: tuple[ClaimRecord, ...], findings: list[dict], workspace: Workspace
 ) -> list[FindingRegion]:
-    """One region per finding: the newest cited image with a mask, else the newest cited ROI."""
+    """One region per finding: the newest cited image with a mask, else the newest cited ROI;
+    for a cine or video, the time window the cited frames span when no place was marked."""
     regions = []
     for number, (claim, finding) in enumerate(zip(claims, findings, strict=True), 1):
         images = [workspace.get(i) for i in claim.evidence]
-        masked = [image for image in images if image.mask is not None]
-        if masked:
-            image = masked[-1]
-            polygon = outline(image.mask)
-        else:
-            image = images[-1]
-            polygon = box_polygon(image.source_roi)
+        times = [t for image in images for t in image.times_s]
+        frames = [f for image in images for f in image.members or (image.frame,)]
+        image, polygon = _place(images, timed=bool(times))
         regions.append(
             FindingRegion(
                 number=number,
                 text=claim.text,
                 source=image.frame.ref,
                 polygon=polygon,
-                mask=image.mask,
+                mask=image.mask if polygon is not None else None,
                 measurements=tuple(finding["measurements"]),
                 evidence=claim.evidence,
+                frames=tuple(sorted({f.ref.frame for f in frames})) if times else (),
+                time_window_s=(min(times), max(times)) if times else None,
             )
         )
     return regions
+
+
+def _place(images: list[WorkspaceImage], timed: bool) -> tuple[WorkspaceImage, np.ndarray | None]:
+    """The image that says where the finding is, and its outline on the source frame."""
+    masked = [image for image in images if image.mask is not None]
+    if masked:
+        return masked[-1], outline(masked[-1].mask)
+    views = [image for image in images if not image.members]
+    if timed:  # a whole video frame or a contact sheet marks a moment, not a place
+        views = [image for image in views if not _whole_frame(image)]
+    if not views:
+        return images[-1], None
+    return views[-1], box_polygon(views[-1].source_roi)
+
+
+def _whole_frame(image: WorkspaceImage) -> bool:
+    x1, y1, x2, y2 = image.source_roi
+    rows, cols = image.frame.shape
+    return x1 <= 0.5 and y1 <= 0.5 and x2 >= cols - 0.5 and y2 >= rows - 0.5
 
 
 def outline(mask: np.ndarray) -> np.ndarray:

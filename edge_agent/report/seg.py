@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import highdicom as hd
 import numpy as np
 from pydicom import Dataset
@@ -11,6 +13,8 @@ from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import FindingRegion
 from edge_agent.study import frame_count, int_or_none
 
+log = logging.getLogger(__name__)
+
 
 def build_seg(
     regions: list[FindingRegion],
@@ -18,8 +22,15 @@ def build_seg(
     provenance: Provenance,
     series_number: int,
 ) -> hd.seg.Segmentation | None:
-    """None when no finding was outlined (a SEG without segments is not valid)."""
-    masked = [r for r in regions if r.mask is not None]
+    """None when no finding was outlined on a frame a SEG can reference (a SEG without segments
+    is not valid)."""
+    masked = [
+        r
+        for r in regions
+        if r.mask is not None and _segmentable(sources[r.source.sop_instance_uid])
+    ]
+    if len(masked) < sum(r.mask is not None for r in regions):
+        log.info("outlines on a cine or video frame are in the SR only (no SEG for that source)")
     if not masked:
         return None
     images = _source_images(masked, sources)
@@ -59,6 +70,12 @@ def build_seg(
         **provenance.new_object(series_number, "edge-agent segmentation"),
         omit_empty_frames=True,
     )
+
+
+def _segmentable(source: Dataset) -> bool:
+    """A SEG of one frame of a multi-frame source needs the source's Frame of Reference (a cine
+    or video usually has none): without it a SEG could only name the first frame."""
+    return frame_count(source) == 1 or "FrameOfReferenceUID" in source
 
 
 def _source_images(regions: list[FindingRegion], sources: dict[str, Dataset]) -> list[Dataset]:

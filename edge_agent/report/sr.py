@@ -19,6 +19,7 @@ CONCEPTS = {
     "mean": (codes.DCM.AttenuationCoefficient, codes.SCT.Mean),
     "SD": (codes.DCM.AttenuationCoefficient, codes.SCT.StandardDeviation),
 }
+SOURCE = hd.sr.CodedConcept("260753009", "SCT", "Source")  # the IMAGE a coordinate is read on
 UNITS = {
     "mm2": codes.UCUM.SquareMillimeter,
     "mm": codes.UCUM.Millimeter,
@@ -74,6 +75,17 @@ def _observer(provenance: Provenance) -> hd.sr.ObservationContext:
 
 
 def _group(region: FindingRegion, sources: dict[str, Dataset], algorithm):
+    group = _spatial(region, sources, algorithm) if region.polygon is not None else None
+    if group is None:
+        group = _temporal(region, sources, algorithm)
+    if region.time_window_s is not None:
+        group[0].ContentSequence.append(_tcoord(region, sources))
+    group[0].ContentSequence.append(_text(codes.DCM.Finding, region.text))
+    return group
+
+
+def _spatial(region: FindingRegion, sources: dict[str, Dataset], algorithm):
+    """TID 1410: the outline as an SCOORD on the source frame, with its measurements."""
     source = sources[region.source.sop_instance_uid]
     frames = [region.source.frame] if frame_count(source) > 1 else None
     image_region = hd.sr.ImageRegion(
@@ -81,17 +93,64 @@ def _group(region: FindingRegion, sources: dict[str, Dataset], algorithm):
         graphic_data=region.polygon,
         source_image=hd.sr.SourceImageForRegion.from_source_image(source, frames),
     )
-    group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=generate_uid(), identifier=f"Finding {region.number}"
         ),
         referenced_region=image_region,
         finding_type=codes.DCM.Finding,
         algorithm_id=algorithm,
-        measurements=[m for m in map(_measurement, region.measurements) if m is not None] or None,
+        measurements=_measurements(region),
     )
-    group[0].ContentSequence.append(_text(codes.DCM.Finding, region.text))
-    return group
+
+
+def _temporal(region: FindingRegion, sources: dict[str, Dataset], algorithm):
+    """TID 1501: a finding of a cine or video that is a time window, citing its frames."""
+    source = sources[region.source.sop_instance_uid]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=generate_uid(), identifier=f"Finding {region.number}"
+        ),
+        finding_type=codes.DCM.Finding,
+        algorithm_id=algorithm,
+        measurements=_measurements(region),
+        source_images=[
+            hd.sr.SourceImageForMeasurementGroup.from_source_image(source, list(region.frames))
+        ],
+    )
+
+
+def _tcoord(region: FindingRegion, sources: dict[str, Dataset]) -> hd.sr.TcoordContentItem:
+    """When: a TCOORD segment in seconds from the first frame, selected from the cited frames."""
+    start, end = region.time_window_s
+    tcoord = hd.sr.TcoordContentItem(
+        name=codes.DCM.Time,
+        temporal_range_type=(
+            hd.sr.TemporalRangeTypeValues.POINT
+            if start == end
+            else hd.sr.TemporalRangeTypeValues.SEGMENT
+        ),
+        referenced_time_offsets=[start] if start == end else [start, end],
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    source = sources[region.source.sop_instance_uid]
+    tcoord.ContentSequence = hd.sr.ContentSequence(
+        [
+            hd.sr.ImageContentItem(
+                name=SOURCE,
+                referenced_sop_class_uid=source.SOPClassUID,
+                referenced_sop_instance_uid=source.SOPInstanceUID,
+                referenced_frame_numbers=list(region.frames),
+                relationship_type=hd.sr.RelationshipTypeValues.SELECTED_FROM,
+            )
+        ],
+        is_root=False,
+    )
+    return tcoord
+
+
+def _measurements(region: FindingRegion) -> list[hd.sr.Measurement] | None:
+    return [m for m in map(_measurement, region.measurements) if m is not None] or None
 
 
 def _no_findings(algorithm) -> hd.sr.MeasurementsAndQualitativeEvaluations:

@@ -119,15 +119,25 @@ def test_unreadable_files_are_skipped_with_reasons(tmp_path: Path):
 
 def test_unsupported_transfer_syntax_is_named(tmp_path: Path):
     ds = pydicom.dcmread(bundled("CT_small.dcm"))
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG-2: no image decoder
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.92"  # JPEG 2000 Part 2: no decoder here
+    ds.PixelData = encapsulate([bytes(64)])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(tmp_path / "j2k-part2.dcm")
+    with pytest.raises(
+        NoReadableImages,
+        match=r"j2k-part2.dcm: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.92 has no available "
+        r"decoder",
+    ):
+        load_study(tmp_path)
+
+
+def test_a_video_that_does_not_decode_is_named(tmp_path: Path):
+    ds = pydicom.dcmread(bundled("CT_small.dcm"))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG-2, but garbage inside
     ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(60)])
     ds["PixelData"].VR = "OB"
     ds.save_as(tmp_path / "mpeg2.dcm")
-    with pytest.raises(
-        NoReadableImages,
-        match=r"mpeg2.dcm: transfer syntax 1\.2\.840\.10008\.1"
-        r"\.2\.4\.100 has no available decoder",
-    ):
+    with pytest.raises(NoReadableImages, match=r"mpeg2.dcm: video: "):
         load_study(tmp_path)
 
 
@@ -156,9 +166,15 @@ def test_selection_prefers_the_ct_volume_and_shows_central_slices(sample_study: 
     assert select(study, ("MR", "CT"), key_frames=3).series.modality == "MR"
 
 
-def test_selection_shows_the_middle_frame_of_a_cine():
-    study = load_study(bundled("examples_ybr_color.dcm"))
+def test_a_cine_is_read_as_a_timeline_from_its_frame_times():
+    study = load_study(bundled("examples_ybr_color.dcm"))  # 30 US frames, Frame Time 33.33 ms
     chosen = select(study, ("US",), key_frames=3)
-    assert [f.ref.frame for f in chosen.frames] == [16]
+    assert chosen.frames == () and "cine, 30 frames, 1.0 s" in chosen.reason
+    timeline = chosen.timeline
+    assert timeline.frame_count == 30
+    assert timeline.frame_at(0.5).ref.frame == 16  # 0.5 s / 33.33 ms = frame index 15
+    window = timeline.frames_between(0.1, 0.2, 4)
+    assert [f.ref.frame for f in window] == [4, 5, 6, 7]
+    assert [f.time_s for f in window] == pytest.approx([0.1, 0.1333, 0.1667, 0.2], abs=1e-3)
     with pytest.raises(NoReadableImages, match="no series of a readable modality"):
         select(study, ("CT",), key_frames=3)

@@ -14,7 +14,9 @@ from tools.workspace import Workspace
 
 def test_every_default_tool_has_an_object_schema():
     toolbox = default_toolbox()
-    assert set(toolbox.names) == {"zoom_in", "window", "segment", "locate", "measure"}
+    assert set(toolbox.names) == {
+        *("zoom_in", "window", "segment", "locate", "measure", "get_frame", "crop_video")
+    }
     for spec in toolbox.specs():
         assert spec["parameters"]["type"] == "object" and spec["description"]
 
