@@ -77,7 +77,9 @@ def read_study(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_evidence(workspace, trajectory, out_dir)
     report = write_reports(trajectory, out_dir)
-    dicom = (
-        write_dicom(trajectory, report, workspace, study, out_dir) if config.report.dicom else []
-    )
+    dicom = []
+    if config.report.dicom and not study.files:
+        log.info("study %s: no DICOM outputs, the source is not DICOM", study.uid)
+    elif config.report.dicom:
+        dicom = write_dicom(trajectory, report, workspace, study, out_dir)
     return ReadResult(study, selection, trajectory, report, out_dir, tuple(dicom))

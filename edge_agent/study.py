@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import warnings
@@ -14,6 +15,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut
+from pydicom.uid import generate_uid
 
 from edge_agent.errors import NoReadableImages
 from edge_agent.video import (
@@ -35,6 +37,7 @@ NOT_SOURCE_IMAGES = {
 }
 
 Progress = Callable[[int, int, Path], None]
+VIDEO_FILES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")  # read with `read FILE`
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,10 @@ class UnreadableFile(Exception):
 
 
 def load_study(path: Path, progress: Progress | None = None) -> Study:
-    """Read every DICOM image under `path`; unreadable files are skipped and reported, not fatal."""
+    """Read every DICOM image under `path`; unreadable files are skipped and reported, not fatal.
+    A plain video file (MP4 and the like) is read as a study of its own."""
+    if Path(path).is_file() and Path(path).suffix.lower() in VIDEO_FILES:
+        return _video_file_study(Path(path))
     files = list(_candidate_files(Path(path)))
     per_study: dict[str, list[_Read]] = {}
     skipped: list[SkippedFile] = []
@@ -182,6 +188,28 @@ def load_study(path: Path, progress: Progress | None = None) -> Study:
         )
     [(uid, items)] = per_study.items()
     return Study(uid=uid, series=_group_series(items), skipped=tuple(skipped), files=paths)
+
+
+def _video_file_study(path: Path) -> Study:
+    """A video that is not DICOM: its UIDs are derived from its bytes (a re-read names it the
+    same), and with no source instances there is nothing for DICOM outputs to reference."""
+    data = path.read_bytes()
+    try:
+        video = Video(data, None)
+    except VideoError as exc:
+        raise NoReadableImages(f"{path}: {exc}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    study, series, instance = (generate_uid(entropy_srcs=[digest, part]) for part in "123")
+    pattern = Frame(
+        ref=ImageRef(instance, 1, "", series, study),
+        pixels=np.zeros((1, 1, 3), np.uint8),
+        geometry=Geometry(),
+        modality="OT",
+        photometric="RGB",
+    )
+    timeline = VideoTimeline.open(video, pattern)
+    only = Series(series, "OT", None, path.name, (), (timeline.frame_at(0.0),), timeline)
+    return Study(uid=study, series=(only,))
 
 
 def _nothing_readable_message(path: Path, files: list[Path], skipped: list[SkippedFile]) -> str:

@@ -169,11 +169,10 @@ class Timeline(ABC):
         if not 0 <= start < end or count < 1:
             raise VideoError(f"window {start:g}-{end:g} s with {count} frame(s) is empty")
         self.check_time(start)
-        end = min(end, self.duration_s - 1e-6)
-        times = np.linspace(start, end, count) if count > 1 else [start]
+        times = np.linspace(start, min(end, self.duration_s), count) if count > 1 else [start]
         frames: dict[int, Frame] = {}
         for t in times:
-            frame = self.frame_at(float(t))
+            frame = self.frame_at(min(float(t), self.duration_s - 1e-9))  # the end is the last
             frames.setdefault(frame.ref.frame, frame)
         return list(frames.values())
 

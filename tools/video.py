@@ -20,7 +20,7 @@ SECONDS = {"type": "number", "minimum": 0, "description": "seconds from the star
 def get_frame(arguments: Mapping, workspace: Workspace, *, size: int) -> Observation:
     """The frame at t, as a new image the pixel tools (zoom, segment, measure) can work on."""
     frame = _timeline(workspace, lambda timeline: timeline.frame_at(float(arguments["t"])))
-    image = workspace.show(frame, max_side=size, tool="get_frame")
+    image = workspace.show(frame, max_side=min(size, max(frame.shape)), tool="get_frame")
     return Observation(
         text=f"Image #{image.index} is frame {frame.ref.frame} at {frame.time_s:.3f} s "
         f"(asked for {float(arguments['t']):g} s).",

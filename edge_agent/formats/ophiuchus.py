@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
+from edge_agent.formats.gbnf import FormatError, Reply, gbnf, object_rule, value_rules
 from tools.registry import Toolbox
+from tools.workspace import WorkspaceImage
 
 # Trained action name -> our tool.
 ACTIONS = {"Zoom-in": "zoom_in", "SAM2": "segment", "BiomedParse": "locate"}
@@ -25,18 +26,6 @@ REPLY = re.compile(
     r"(?:```json\n(?P<calls>.*)\n```|<answer>(?P<answer>[^<]*)</answer>)$",
     re.DOTALL,
 )
-
-
-class FormatError(Exception):
-    """A reply that does not parse. The grammar makes this impossible; seeing it is a bug."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    thought: str
-    tool: str | None  # our tool name, or None for an answer
-    arguments: Mapping | None
-    answer: str | None
 
 
 @dataclass(frozen=True)
@@ -63,29 +52,24 @@ class OphiuchusFormat:
         ]
         return "\n".join(lines)
 
-    def image_line(self, index: int, size: tuple[int, int], marker: str) -> str:
-        return f"Image {index} (width {size[0]}, height {size[1]}): {marker}"
+    def image_line(self, image: WorkspaceImage, marker: str) -> str:
+        return f"Image {image.index} (width {image.size[0]}, height {image.size[1]}): {marker}"
 
     def grammar(self, image_count: int) -> str:
         """GBNF for one reply; `index` may only name an image that exists."""
-        indices = " | ".join(f'"{i}"' for i in range(image_count))
         rules = {
             "root": '"<think>" thought "</think> Action: " ('
             + " | ".join(
                 [f"call-{tool.replace('_', '-')}" for tool in ACTIONS.values()] + ["answer"]
             )
             + ")",
-            "thought": f"[^<]{{0,{self.max_think_chars}}}",
             "answer": f'"Answer\\n<answer>" [^<]{{1,{self.max_answer_chars}}} "</answer>"',
-            "index": indices,
-            "nat": '"0" | [1-9] [0-9]{0,3}',
-            "num": 'nat ("." [0-9]{1,2})?',
-            "text": '"\\"" [a-zA-Z0-9 ,.()-]{1,60} "\\""',
+            **value_rules(image_count, self.max_think_chars),
         }
         for action, tool in ACTIONS.items():
-            body = _object_rule(self.toolbox[tool].parameters)
+            body = object_rule(self.toolbox[tool].parameters)
             rules[f"call-{tool.replace('_', '-')}"] = f'"{action}\\n```json\\n[" {body} "]\\n```"'
-        return "\n".join(f"{name} ::= {rule}" for name, rule in rules.items())
+        return gbnf(rules)
 
     def parse(self, reply: str) -> Reply:
         match = REPLY.match(reply.strip())
@@ -105,30 +89,3 @@ class OphiuchusFormat:
         if not isinstance(calls, list) or len(calls) != 1 or not isinstance(calls[0], dict):
             raise FormatError("the call must be a JSON list holding one object")
         return Reply(thought, ACTIONS[action], calls[0], None)
-
-
-def _object_rule(schema: Mapping) -> str:
-    """GBNF for a JSON object with the schema's required properties, in order."""
-    parts = []
-    for number, key in enumerate(schema["required"]):
-        separator = ", " if number else ""
-        parts.append(f'"{separator}\\"{key}\\": " {_value_rule(key, schema["properties"][key])}')
-    return '"{" ' + " ".join(parts) + ' "}"'
-
-
-def _value_rule(key: str, schema: Mapping) -> str:
-    kind = schema.get("type")
-    if kind == "integer":
-        return "index" if key == "index" else "nat"
-    if kind == "number":
-        return "num"
-    if kind == "string":
-        return "text"
-    if kind == "array":
-        item = _value_rule("", schema["items"])
-        low, high = schema.get("minItems", 1), schema.get("maxItems", 8)
-        if low < 1:
-            raise ValueError(f"arrays must have minItems >= 1 for the grammar ({key})")
-        tail = f'(", " {item}){{{low - 1},{high - 1}}}'
-        return f'"[" {item} {tail} "]"'
-    raise ValueError(f"no grammar for schema type {kind!r} ({key}); extend _value_rule")

@@ -15,7 +15,9 @@ from pathlib import Path
 from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
 from edge_agent.checksum import sha256_file
 from edge_agent.errors import ConfigError
-from edge_agent.formats.ophiuchus import FormatError, OphiuchusFormat
+from edge_agent.formats.gbnf import FormatError
+from edge_agent.formats.medscope import MedScopeFormat
+from edge_agent.formats.ophiuchus import OphiuchusFormat
 from edge_agent.trajectory import PolicyRecord
 from tools.render import to_rgb
 
@@ -74,12 +76,13 @@ class LlamaCppPolicy:
         return self.settings.image_size
 
     def open(self, context: ReadContext) -> LlamaSession:
-        return LlamaSession(
-            self._loaded(),
-            self.settings,
-            OphiuchusFormat(context.toolbox, self.settings.max_think_chars),
-            self._stream,
+        timeline = context.workspace.timeline
+        form = (
+            MedScopeFormat(context.toolbox, timeline.duration_s, self.settings.max_think_chars)
+            if timeline is not None  # a cine or video: MedScope's tools, in seconds
+            else OphiuchusFormat(context.toolbox, self.settings.max_think_chars)
         )
+        return LlamaSession(self._loaded(), self.settings, form, self._stream)
 
     def _loaded(self):
         """The model is loaded once and kept across reads (a 7B takes seconds to load)."""
@@ -106,7 +109,11 @@ class LlamaSession:
     """One read on the shared model: its KV cache and what of the read it has already seen."""
 
     def __init__(
-        self, model, settings: LlamaCppSettings, form: OphiuchusFormat, stream: Stream | None = None
+        self,
+        model,
+        settings: LlamaCppSettings,
+        form: OphiuchusFormat | MedScopeFormat,
+        stream: Stream | None = None,
     ) -> None:
         self.settings = settings
         self.stream = stream
@@ -143,7 +150,7 @@ class LlamaSession:
         marker = self.model.marker
         workspace = context.workspace
         new = [workspace.get(i) for i in range(self.seen, len(workspace))]
-        lines = [self.format.image_line(image.index, image.size, marker) for image in new]
+        lines = [self.format.image_line(image, marker) for image in new]
         if self.seen == 0:
             text = (
                 f"<|im_start|>system\n{self.format.system_prompt()}<|im_end|>\n"
