@@ -19,7 +19,7 @@ import json
 import logging
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,7 @@ class LocateExport:
     prompts: tuple[str, ...]
     image: ImageInput
     encoder: str  # what computed the prompt embeddings
-    thresholds: Thresholds = Thresholds()
+    thresholds: Thresholds = field(default_factory=Thresholds)
     source: dict | None = None  # checkpoint files and hashes, when there is one
     force: bool = False
 

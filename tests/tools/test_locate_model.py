@@ -115,12 +115,12 @@ def test_a_corrupt_model_stops_the_toolbox_from_being_built(bright_model, tmp_pa
     broken = shutil.copytree(bright_model, tmp_path / "broken")
     graph = broken / "locate.onnx"
     graph.write_bytes(graph.read_bytes()[:100])
-    with pytest.raises(ModelLoadError, match="differs from its manifest.*corrupt or replaced"):
+    with pytest.raises(ModelLoadError, match=r"differs from its manifest.*corrupt or replaced"):
         toolbox_with(broken)
     _rehash(broken)  # a manifest that agrees with the damaged file: ONNX Runtime refuses it
     with pytest.raises(ModelLoadError, match="not a loadable ONNX model"):
         toolbox_with(broken)
-    with pytest.raises(ModelLoadError, match="has no manifest.json"):
+    with pytest.raises(ModelLoadError, match=r"has no manifest\.json"):
         toolbox_with(tmp_path)
 
 
