@@ -104,6 +104,7 @@ def _export_graph(module, example: tuple, path: Path) -> None:
         dynamic_shapes={"image": {0: batch, 2: height, 3: width}, "text_embedding": {0: batch}},
         opset_version=OPSET,
         dynamo=True,
+        verbose=False,
         external_data=False,
     )
 

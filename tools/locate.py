@@ -123,7 +123,7 @@ def locate(
     if prompted:
         payload.update(model=model.record, scores=scores)
         listed = ", ".join(f"{p!r} {v:g}" for p, v in scores.items())
-        text += f" Model scores: {listed} (reported from {model.manifest.thresholds.score:g})."
+        text += f" Model scores: {listed} (threshold {model.manifest.thresholds.score:g})."
     return Observation(
         text=text,
         image=shown,
