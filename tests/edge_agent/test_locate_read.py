@@ -11,6 +11,7 @@ import pytest
 from edge_agent.config import Config, PolicySettings, ReportSettings, load_config
 from edge_agent.policies.protocol import ProtocolSettings
 from edge_agent.read import read_study
+from edge_agent.report.provenance import Provenance
 from tests.support import run_cli
 from tools.locate import METHOD, LocateSettings
 from tools.onnx_runtime import RuntimeSettings
@@ -55,6 +56,11 @@ def test_a_protocol_read_locates_with_the_onnx_model_and_names_the_method(
     manifest = json.loads((tiny_locate / "manifest.json").read_text())
     assert locate["payload"]["model"]["sha256"] == manifest["files"][0]["sha256"]
     assert result.report["findings"]  # the protocol went on to zoom, outline and measure
+    statement = Provenance.of(result.trajectory).statement  # the SR's comment carries it
+    assert (
+        f"locate model {tiny_locate / 'locate.onnx'} (SHA-256 {manifest['files'][0]['sha256']})"
+        in statement
+    )
 
 
 def test_a_damaged_model_stops_read_and_doctor_before_any_read(tiny_locate, sample_study, tmp_path):
