@@ -572,7 +572,9 @@ def export_tiny_locate(
 
 @export_app.command("tensorrt")
 def export_tensorrt(
-    onnx_file: Annotated[Path, typer.Argument(metavar="ONNX", help="The ONNX model.")],
+    onnx_file: Annotated[
+        Path, typer.Argument(metavar="ONNX", help="An ONNX model, or a locate model folder.")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The engine (plan) file to write.")],
     fp16: Annotated[bool, typer.Option(help="Allow FP16 kernels.")] = False,
     int8_calib: Annotated[

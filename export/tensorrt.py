@@ -25,13 +25,14 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edge_agent.checksum import sha256_file
 from export.gguf import ExportError
+from tools.locate_model import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,20 @@ def parse_shape(text: str) -> tuple[str, tuple[Shape, Shape, Shape]]:
         raise ExportError(f"--shape {text!r}: sizes must be integers joined by 'x'") from None
     low, opt, high = shapes * 3 if len(shapes) == 1 else shapes
     return name, (low, opt, high)
+
+
+def resolve_model(path: Path) -> tuple[Path, dict[str, tuple[Shape, Shape, Shape]]]:
+    """An ONNX file as given, or a locate model folder: its graph, with the one shape the locate
+    tool feeds it (batch 1, the manifest's image size) as the default profile."""
+    if not Path(path).is_dir():
+        return Path(path), {}
+    manifest = read_manifest(Path(path))
+    height, width = manifest.image.size
+    fixed = {
+        manifest.image.name: (1, 3, height, width),
+        manifest.text.name: (1, manifest.text.tokens, manifest.text.dim),
+    }
+    return Path(path) / manifest.model, {name: (s, s, s) for name, s in fixed.items()}
 
 
 def profiles(inputs: Sequence[GraphInput], options: BuildOptions) -> tuple[Profile, ...]:
@@ -289,8 +304,11 @@ def require_tensorrt():
     return tensorrt
 
 
-def build_engine(onnx_path: Path, plan: Path, options: BuildOptions) -> dict:
-    """Build and write the plan (+ PLAN.json, timing cache); returns the record."""
+def build_engine(source: Path, plan: Path, options: BuildOptions) -> dict:
+    """Build and write the plan (+ PLAN.json, timing cache); returns the record. `source` is an
+    ONNX file or a locate model folder; --shape options override the folder's default shapes."""
+    onnx_path, defaults = resolve_model(source)
+    options = replace(options, shapes={**defaults, **options.shapes})
     model = _load_onnx(onnx_path)
     inputs = graph_inputs(model)
     ranges = profiles(inputs, options)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import pytest
-
 from edge_agent.config import Config, PolicySettings, ReportSettings, load_config
 from edge_agent.policies.protocol import ProtocolSettings
 from edge_agent.read import read_study
@@ -16,15 +14,6 @@ from tests.support import run_cli
 from tools.locate import METHOD, LocateSettings
 from tools.onnx_runtime import RuntimeSettings
 from tools.toolbox import ToolSettings
-
-
-@pytest.fixture(scope="module")
-def tiny_locate(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("locate") / "tiny-locate"
-    done = run_cli("export", "tiny-locate", folder, "--seed", "0")
-    assert done.returncode == 0, done.stderr
-    assert "liver" in done.stdout
-    return folder
 
 
 def config_with(model) -> Config:

@@ -23,6 +23,7 @@ from export.tensorrt import (
     parse_shape,
     profiles,
     require_tensorrt,
+    resolve_model,
 )
 from tests.support import run_cli
 from tools.onnx_runtime import RuntimeSettings, provider_chain
@@ -119,11 +120,20 @@ def test_the_timing_cache_is_the_one_onnx_runtimes_tensorrt_provider_uses(tmp_pa
     assert cache.name == "TensorrtExecutionProvider_cache_sm89.timing"
 
 
+def test_a_locate_model_folder_is_built_for_the_one_shape_the_tool_feeds(tiny_locate):
+    model, shapes = resolve_model(tiny_locate)
+    assert model == tiny_locate / "locate.onnx"
+    ranges = profiles(graph_inputs(onnx.load(model)), BuildOptions(shapes=shapes))
+    assert {p.name: (p.min, p.max) for p in ranges} == {
+        "image": ((1, 3, 64, 64), (1, 3, 64, 64)),
+        "text_embedding": ((1, 4, 32), (1, 4, 32)),
+    }
+
+
 @pytest.mark.skipif(_Cuda().available, reason="this machine has an NVIDIA GPU")
-def test_export_tensorrt_without_a_gpu_exits_non_zero_and_says_why(tmp_path):
-    model = locate_like_graph(tmp_path / "m.onnx")
-    plan = tmp_path / "m.plan"
-    done = run_cli("export", "tensorrt", model, "--out", plan, "--shape", "image=1x3x64x64")
+def test_export_tensorrt_without_a_gpu_exits_non_zero_and_says_why(tiny_locate, tmp_path):
+    plan = tmp_path / "locate.plan"
+    done = run_cli("export", "tensorrt", tiny_locate, "--out", plan, "--fp16")
     assert done.returncode == 2
     assert "needs an NVIDIA GPU" in done.stderr and "none was found" in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 2 and "Traceback" not in done.stderr
