@@ -52,7 +52,9 @@ def test_a_protocol_read_locates_with_the_onnx_model_and_names_the_method(
     )
 
 
-def test_a_damaged_model_stops_read_and_doctor_before_any_read(tiny_locate, sample_study, tmp_path):
+def test_a_damaged_model_stops_read_serve_and_doctor_at_start_up(
+    tiny_locate, sample_study, tmp_path
+):
     damaged = tmp_path / "model"
     damaged.mkdir()
     for item in tiny_locate.iterdir():
@@ -60,13 +62,18 @@ def test_a_damaged_model_stops_read_and_doctor_before_any_read(tiny_locate, samp
     graph = damaged / "locate.onnx"
     graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
     config = tmp_path / "edge-agent.toml"
-    config.write_text(f'[tools.locate]\nmodel = "{damaged}"\n')
+    config.write_text(
+        f'[tools.locate]\nmodel = "{damaged}"\n[gateway]\nspool_dir = "{tmp_path / "spool"}"\n'
+    )
     assert load_config(config).tools.locate == replace(LocateSettings(), model=str(damaged))
     out = tmp_path / "out"
     done = run_cli("read", sample_study, "--out", out, "--config", config)
     assert done.returncode == 2
     assert "locate.onnx differs from its manifest" in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()  # nothing of a read was started
+    done = run_cli("serve", "--config", config)  # the gateway never starts listening
+    assert done.returncode == 2 and "locate.onnx differs from its manifest" in done.stderr
+    assert "edge-agent gateway" not in done.stderr
     done = run_cli("doctor", "--out", tmp_path, "--config", config)
     assert done.returncode == 1
     assert "tool models" in done.stdout.split("not ready:")[1]
