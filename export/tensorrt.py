@@ -33,6 +33,7 @@ import numpy as np
 from edge_agent.checksum import sha256_file
 from export.gguf import ExportError
 from tools.locate_model import read_manifest
+from tools.onnx_runtime import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,12 @@ def resolve_model(path: Path) -> tuple[Path, dict[str, tuple[Shape, Shape, Shape
     tool feeds it (batch 1, the manifest's image size) as the default profile."""
     if not Path(path).is_dir():
         return Path(path), {}
-    manifest = read_manifest(Path(path))
+    try:
+        manifest = read_manifest(Path(path))
+    except ModelLoadError as exc:
+        raise ExportError(
+            f"{path} is not a locate model folder ({exc}); give the .onnx file to build"
+        ) from None
     height, width = manifest.image.size
     fixed = {
         manifest.image.name: (1, 3, height, width),

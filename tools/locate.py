@@ -104,18 +104,12 @@ def locate(
             payload={"method": _known_methods(model), "candidates": [], "unsupported": unsupported},
         )
     values = _values(image)
-    candidates, scores = [], {}
-    for caption, prompt in prompted:
-        found, scores[prompt] = _model_candidates(image, values, model, caption, prompt, settings)
-        candidates += found
+    candidates, scores = _model_answers(image, values, model, prompted, settings)
     if chosen:
         body = _body(image, values)
         for caption, tissue in chosen:
             candidates += _candidates(image, values, body, tissue, caption, settings)
-    candidates.sort(key=lambda c: (c["method"] != methods[0], -c.get("score", 0), -c["area"]))
-    candidates = candidates[: settings.max_candidates]
-    for rank, candidate in enumerate(candidates, 1):
-        candidate["rank"] = rank
+    candidates = _ranked(candidates, methods[0], settings.max_candidates)
     boxes = [(tuple(c["bbox_2d"]), f"{c['rank']} {c['class']}") for c in candidates]
     shown = workspace.derive(image, "locate", pixels=draw_boxes(image.pixels, boxes))
     payload = {"method": " + ".join(methods), "candidates": candidates, "unsupported": unsupported}
@@ -124,11 +118,26 @@ def locate(
         payload.update(model=model.record, scores=scores)
         listed = ", ".join(f"{p!r} {v:g}" for p, v in scores.items())
         text += f" Model scores: {listed} (threshold {model.manifest.thresholds.score:g})."
-    return Observation(
-        text=text,
-        image=shown,
-        payload=payload,
-    )
+    return Observation(text=text, image=shown, payload=payload)
+
+
+def _model_answers(image, values, model, prompted, settings) -> tuple[list[dict], dict]:
+    """Candidates for every prompted caption, and each prompt's presence score."""
+    candidates, scores = [], {}
+    for caption, prompt in prompted:
+        found, scores[prompt] = _model_candidates(image, values, model, caption, prompt, settings)
+        candidates += found
+    return candidates, scores
+
+
+def _ranked(candidates: list[dict], first_method: str, limit: int) -> list[dict]:
+    """The model's candidates first (by score), then the rest by area; numbered from 1."""
+    candidates = sorted(
+        candidates, key=lambda c: (c["method"] != first_method, -c.get("score", 0), -c["area"])
+    )[:limit]
+    for rank, candidate in enumerate(candidates, 1):
+        candidate["rank"] = rank
+    return candidates
 
 
 def _prompts_for(captions, model: LocateModel | None) -> tuple[list[tuple[str, str]], list[str]]:

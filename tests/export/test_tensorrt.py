@@ -120,7 +120,7 @@ def test_the_timing_cache_is_the_one_onnx_runtimes_tensorrt_provider_uses(tmp_pa
     assert cache.name == "TensorrtExecutionProvider_cache_sm89.timing"
 
 
-def test_a_locate_model_folder_is_built_for_the_one_shape_the_tool_feeds(tiny_locate):
+def test_a_locate_model_folder_is_built_for_the_one_shape_the_tool_feeds(tiny_locate, tmp_path):
     model, shapes = resolve_model(tiny_locate)
     assert model == tiny_locate / "locate.onnx"
     ranges = profiles(graph_inputs(onnx.load(model)), BuildOptions(shapes=shapes))
@@ -128,6 +128,8 @@ def test_a_locate_model_folder_is_built_for_the_one_shape_the_tool_feeds(tiny_lo
         "image": ((1, 3, 64, 64), (1, 3, 64, 64)),
         "text_embedding": ((1, 4, 32), (1, 4, 32)),
     }
+    with pytest.raises(ExportError, match=r"not a locate model folder.*give the \.onnx file"):
+        resolve_model(tmp_path)
 
 
 @pytest.mark.skipif(_Cuda().available, reason="this machine has an NVIDIA GPU")
