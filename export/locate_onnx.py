@@ -10,6 +10,19 @@ never left behind.
 
 `build_tiny_locate` makes a tiny random-weight network with the same interface and a random
 "text side" for a handful of BiomedParse-style prompts: the tests run the whole path on it.
+
+The real BiomedParse (v1) is not exported here: its weights are a gated download we never make,
+and its code (X-Decoder / SEEM lineage, detectron2-style modules) is not a package. From reading
+the public repository, the path is: a wrapper module whose forward takes the 1024 x 1024 image
+(normalised by this contract with its PIXEL_MEAN / PIXEL_STD, `BIOMEDPARSE_MEAN` / `_STD` below)
+and the prompt's text rows, runs backbone, pixel decoder (its multi-scale deformable attention
+has a pure PyTorch grid_sample path, which ONNX opset >= 16 and TensorRT support) and grounding
+decoder, picks the query whose caption embedding best matches the prompt's class embedding (as
+its `interactive_infer_image` does) and returns that query's mask logits and the similarity as
+`score`; the prompt rows come from the model's own language encoder run once over the prompt
+list (token embeddings zero-padded, the pooled class embedding as the last row: a convention of
+that wrapper). Its per-target existence test (a statistical test of the mask against reference
+distributions) is post-processing that the `score` threshold stands in for until it is ported.
 """
 
 from __future__ import annotations
