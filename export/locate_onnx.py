@@ -90,6 +90,7 @@ def export_locate(module, embeddings: np.ndarray, request: LocateExport) -> dict
         generator = torch.Generator().manual_seed(0)
         image = torch.randn(1, 3, height, width, generator=generator)
         text = torch.from_numpy(embeddings[:1])
+        _check_outputs(module, (image, text))
         _export_graph(module, (image, text), request.out_dir / MODEL_FILE)
         np.save(request.out_dir / "prompts.npy", embeddings, allow_pickle=False)
         difference = _compare(module, (image, text), request.out_dir / MODEL_FILE)
@@ -100,6 +101,21 @@ def export_locate(module, embeddings: np.ndarray, request: LocateExport) -> dict
         shutil.rmtree(request.out_dir, ignore_errors=True)  # no partial export is left behind
         raise
     return manifest
+
+
+def _check_outputs(module, example: tuple) -> None:
+    """The module answers as the contract says before anything is exported."""
+    import torch
+
+    with torch.no_grad():
+        outputs = module(*example)
+    shapes = [list(getattr(t, "shape", [])) for t in outputs] if isinstance(outputs, tuple) else []
+    mask_ok = len(shapes) == 2 and len(shapes[0]) == 4 and shapes[0][:2] == [1, 1]
+    if not mask_ok or shapes[1] not in ([1], [1, 1]):
+        raise ExportError(
+            f"the module returns {shapes or type(outputs).__name__}; the locate contract needs "
+            "(mask_logits [1, 1, h, w], score [1] or [1, 1]) for one image and one prompt"
+        )
 
 
 def _export_graph(module, example: tuple, path: Path) -> None:
