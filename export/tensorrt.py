@@ -8,7 +8,7 @@ How this relates to ONNX Runtime's TensorRT provider (`tools.onnx_runtime`): the
 its own engines, one per subgraph it takes, and caches them under names it chooses in
 `[tools.runtime] trt_engine_cache` ("<model>.trt/" by default); only ONNX Runtime reads those.
 The plan written here is separate: a whole-graph engine for TensorRT's own runtime (trtexec,
-Triton, a native back end), with a `PLAN.json` beside it naming the ONNX file's SHA-256, the
+Triton, a native back end), with `<plan>.json` beside it naming the ONNX file's SHA-256, the
 TensorRT version, the GPU's compute capability, the profiles and the precision flags. What the
 two share is the *timing cache*, which is TensorRT's own format: by default this builder reads
 and writes `<model>.trt/TensorrtExecutionProvider_cache_sm<major><minor>.timing`, the file the
@@ -214,7 +214,7 @@ def default_timing_cache(onnx_path: Path, capability: tuple[int, int]) -> Path:
 
 
 def plan_record(onnx_path: Path, plan: Path, options: BuildOptions, ranges, capability) -> dict:
-    """What PLAN.json says about an engine: enough to tell whether it matches a machine."""
+    """What `<plan>.json` says about an engine: enough to tell whether it matches a machine."""
     return {
         "format": "edge-agent tensorrt plan 1",
         "onnx": {"file": str(onnx_path), "sha256": sha256_file(onnx_path)},
@@ -311,7 +311,7 @@ def require_tensorrt():
 
 
 def build_engine(source: Path, plan: Path, options: BuildOptions) -> dict:
-    """Build and write the plan (+ PLAN.json, timing cache); returns the record. `source` is an
+    """Build and write the plan (+ `<plan>.json`, timing cache); returns the record. `source` is an
     ONNX file or a locate model folder; --shape options override the folder's default shapes."""
     onnx_path, defaults = resolve_model(source)
     options = replace(options, shapes={**defaults, **options.shapes})
@@ -364,7 +364,9 @@ def _build(trt, cuda, onnx_path, options, ranges, batches, cache: Path) -> bytes
         profile.set_shape(item.name, item.min, item.opt, item.max)
     config.add_optimization_profile(profile)
     timing = config.create_timing_cache(cache.read_bytes() if cache.is_file() else b"")
-    config.set_timing_cache(timing, ignore_mismatch=False)
+    if not config.set_timing_cache(timing, ignore_mismatch=False):
+        log.warning("timing cache %s is from another GPU or TensorRT: starting afresh", cache)
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     if batches is not None:
         cuda.use_primary_context()
         config.set_calibration_profile(profile)
@@ -372,9 +374,17 @@ def _build(trt, cuda, onnx_path, options, ranges, batches, cache: Path) -> bytes
     data = builder.build_serialized_network(network, config)
     if data is None:
         raise ExportError(f"TensorRT could not build an engine for {onnx_path.name} (see above)")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+    _save_timing_cache(cache, bytes(config.get_timing_cache().serialize()))
     return bytes(data)
+
+
+def _save_timing_cache(cache: Path, data: bytes) -> None:
+    """Keep the timings for the next build; a read-only model folder only costs that."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_bytes(data)
+    except OSError as exc:
+        log.warning("timing cache not saved to %s: %s (use --timing-cache)", cache, exc.strerror)
 
 
 def _calibrator(trt, cuda: _Cuda, batches: list[dict], folder: Path):
