@@ -88,6 +88,10 @@ class Thresholds:
     mask: float = 0.5  # probability a pixel must reach to belong to a candidate
     score: float = 0.5  # probability the structure must reach to be reported at all
 
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.mask <= 1.0 and 0.0 <= self.score <= 1.0):
+            raise ValueError("thresholds are probabilities: 0 <= mask, score <= 1")
+
 
 @dataclass(frozen=True)
 class FileEntry:
@@ -118,6 +122,10 @@ class LocateManifest:
             raise ValueError(f"format is {self.format!r}, this version reads {FORMAT!r}")
         if not self.prompts or len(set(map(normalise, self.prompts))) != len(self.prompts):
             raise ValueError("prompts must be a non-empty list without duplicates")
+        # Names are joined to the model folder: never let a manifest point outside it.
+        for name in (self.model, self.text.file, *(entry.name for entry in self.files)):
+            if Path(name).name != name or name in ("", ".", ".."):
+                raise ValueError(f"file {name!r} must be a plain name inside the model folder")
 
 
 def normalise(text: str) -> str:

@@ -135,6 +135,15 @@ def test_a_graph_off_the_contract_is_refused_with_its_names(bright_model, tmp_pa
         toolbox_with(other)
 
 
+def test_a_manifest_cannot_point_outside_its_folder(bright_model, tmp_path):
+    moved = shutil.copytree(bright_model, tmp_path / "moved")
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["model"] = "../elsewhere/locate.onnx"
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="must be a plain name inside the model folder"):
+        toolbox_with(moved)
+
+
 def _rehash(folder):
     manifest = json.loads((folder / "manifest.json").read_text())
     for entry in manifest["files"]:
