@@ -547,6 +547,77 @@ def export_verify(
         raise typer.Exit(1)
 
 
+# --- issue 7 (locate model, TensorRT): `export tiny-locate`, `export tensorrt` ----------------
+
+
+@export_app.command("tiny-locate")
+def export_tiny_locate(
+    out: Annotated[Path, typer.Argument(help="Folder for the model (manifest.json, ONNX, .npy).")],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
+    size: Annotated[int, typer.Option(help="Image side the graph is fed, in pixels.")] = 64,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
+) -> None:
+    """A tiny random-weight text-prompted locate model with the BiomedParse-class contract."""
+
+    def action() -> None:
+        from export.locate_onnx import build_tiny_locate
+
+        _setup(None, False)
+        manifest = build_tiny_locate(out, seed, size=size, force=force)
+        console.print(f"prompts: {', '.join(manifest['prompts'])}", highlight=False)
+        console.print(f"manifest: {out / 'manifest.json'}", highlight=False)
+
+    _guarded(action)
+
+
+@export_app.command("tensorrt")
+def export_tensorrt(
+    onnx_file: Annotated[
+        Path, typer.Argument(metavar="ONNX", help="An ONNX model, or a locate model folder.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The engine (plan) file to write.")],
+    fp16: Annotated[bool, typer.Option(help="Allow FP16 kernels.")] = False,
+    int8_calib: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Calibrate INT8 on the .npz feeds in this folder (arrays by input)."),
+    ] = None,
+    workspace_mib: Annotated[int, typer.Option(help="TensorRT workspace limit, MiB.")] = 4096,
+    timing_cache: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Timing cache file; default: the one ONNX Runtime's provider uses."),
+    ] = None,
+    max_batch: Annotated[int, typer.Option(help="Largest batch for a dynamic first axis.")] = 1,
+    shape: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(help="NAME=MIN:OPT:MAX (e.g. image=1x3x64x64:1x3x512x512:1x3x1024x1024)."),
+    ] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Build a TensorRT engine on this machine's NVIDIA GPU (profiles from the graph's inputs)."""
+
+    def action() -> None:
+        from export.tensorrt import BuildOptions, build_engine, parse_shape
+
+        _setup(None, verbose)
+        options = BuildOptions(
+            fp16=fp16,
+            int8_calib=int8_calib,
+            workspace_mib=workspace_mib,
+            timing_cache=timing_cache,
+            max_batch=max_batch,
+            shapes=dict(parse_shape(text) for text in shape or ()),
+        )
+        with errors.status("building the TensorRT engine"):
+            record = build_engine(onnx_file, out, options)
+        console.print(
+            f"engine: {out} ({record['plan']['bytes']:,} B, sm {record['compute_capability']}, "
+            f"flags {', '.join(record['flags']) or 'fp32'})",
+            highlight=False,
+        )
+
+    _guarded(action)
+
+
 @app.callback(invoke_without_command=True)
 def _version(
     version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,

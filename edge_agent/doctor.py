@@ -70,6 +70,7 @@ def checks(
     yield _port(config)
     for folder in _model_folders(models):
         yield _model(folder)
+    yield _tool_models(config)
     yield _smoke_read(config)
 
 
@@ -140,6 +141,22 @@ def _model(folder: Path) -> Check:
             bad.append(f"{entry['name']} hash differs")
     detail = "; ".join(bad) or f"{len(manifest.get('files', []))} file(s) match the manifest"
     return Check(f"model {folder.name}", not bad, detail)
+
+
+def _tool_models(config) -> Check:
+    """The tools' configured models open (files, hashes, contract, one blank run) as at start-up."""
+    from tools.toolbox import default_toolbox
+
+    configured = [
+        f"{tool} {path}" for tool, path in (("locate", config.tools.locate.model),) if path
+    ]
+    if not configured:
+        return Check("tool models", None, "none configured: the tools run weight-free")
+    try:
+        default_toolbox(config.tools).close()
+    except BadInput as exc:
+        return Check("tool models", False, str(exc))
+    return Check("tool models", True, f"open: {', '.join(configured)}")
 
 
 def _smoke_read(config) -> Check:

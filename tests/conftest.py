@@ -32,3 +32,13 @@ def exported(tiny, tmp_path_factory) -> Path:
     assert done.returncode == 0, done.stderr
     assert "pre-tokenizer forced to 'qwen2'" in done.stderr  # the override is never silent
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_locate(tmp_path_factory) -> Path:
+    """A tiny random-weight locate model folder, made as a user makes it (`export tiny-locate`)."""
+    folder = tmp_path_factory.mktemp("locate") / "tiny-locate"
+    done = run_cli("export", "tiny-locate", folder, "--seed", "0")
+    assert done.returncode == 0, done.stderr
+    assert "prompts: liver" in done.stdout
+    return folder

@@ -1,17 +1,25 @@
-"""locate: candidate regions for a named structure. Weight-free method: HU classes on CT,
-intensity percentiles elsewhere, connected components ranked by size."""
+"""locate: candidate regions for a named structure.
+
+Two methods, one observation shape. With a configured text-prompted model (`tools.locate_model`,
+a BiomedParse-class ONNX graph), captions it has a prompt for are answered by its mask; every
+other caption falls back to the weight-free method: HU classes on CT, intensity percentiles
+elsewhere. Either way connected components become numbered candidate boxes in the shown image's
+pixels, and each candidate (and the payload) names the method that produced it."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from tools.locate_model import LocateModel
 from tools.masks import fill_holes
 from tools.observation import Observation
+from tools.onnx_runtime import RuntimeSettings
 from tools.registry import INDEX_SCHEMA, Tool
 from tools.render import draw_boxes
 from tools.workspace import Workspace, WorkspaceImage
@@ -68,34 +76,93 @@ INTENSITY_CLASSES = (
 class LocateSettings:
     max_candidates: int = 3
     min_area_mm2: float = 20.0
+    model: str = ""  # locate model folder (manifest.json + ONNX); "" = weight-free only
 
 
-def locate(arguments: Mapping, workspace: Workspace, *, settings: LocateSettings) -> Observation:
+def open_model(settings: LocateSettings, runtime: RuntimeSettings) -> LocateModel | None:
+    """The configured model, opened and checked now (start-up), or None for weight-free."""
+    return LocateModel(Path(settings.model), runtime) if settings.model else None
+
+
+def locate(
+    arguments: Mapping,
+    workspace: Workspace,
+    *,
+    settings: LocateSettings,
+    model: LocateModel | None = None,
+) -> Observation:
     """Candidates come from the image as shown, so their boxes are in the policy's coordinates."""
     image = workspace.view(arguments["index"])
     classes = CT_CLASSES if image.frame.value_unit == "[hnsf'U]" else INTENSITY_CLASSES
-    chosen, unsupported = _classes_for(arguments["captions"], classes)
-    if not chosen:
+    prompted, rest = _prompts_for(arguments["captions"], model)
+    chosen, unsupported = _classes_for(rest, classes)
+    methods = ([model.method] if prompted else []) + ([METHOD] if chosen else [])
+    if not methods:
+        wanted = ", ".join(map(repr, unsupported))
         return Observation(
-            text=f"locate cannot find {', '.join(map(repr, unsupported))} with {METHOD}; "
-            f"it knows: {', '.join(c.name for c in classes)}.",
-            payload={"method": METHOD, "candidates": [], "unsupported": unsupported},
+            text=f"locate cannot find {wanted}; {_known(classes, model)}",
+            payload={"method": _known_methods(model), "candidates": [], "unsupported": unsupported},
         )
-    values, body = _values_and_body(image)
-    candidates = []
-    for caption, tissue in chosen:
-        candidates += _candidates(image, values, body, tissue, caption, settings)
-    candidates.sort(key=lambda c: -c["area"])
-    candidates = candidates[: settings.max_candidates]
-    for rank, candidate in enumerate(candidates, 1):
-        candidate["rank"] = rank
+    values = _values(image)
+    candidates, scores = _model_answers(image, values, model, prompted, settings)
+    if chosen:
+        body = _body(image, values)
+        for caption, tissue in chosen:
+            candidates += _candidates(image, values, body, tissue, caption, settings)
+    candidates = _ranked(candidates, methods[0], settings.max_candidates)
     boxes = [(tuple(c["bbox_2d"]), f"{c['rank']} {c['class']}") for c in candidates]
     shown = workspace.derive(image, "locate", pixels=draw_boxes(image.pixels, boxes))
-    return Observation(
-        text=_describe(shown.index, image.index, candidates, unsupported),
-        image=shown,
-        payload={"method": METHOD, "candidates": candidates, "unsupported": unsupported},
-    )
+    payload = {"method": " + ".join(methods), "candidates": candidates, "unsupported": unsupported}
+    text = _describe(shown.index, image.index, candidates, unsupported, methods)
+    if prompted:
+        payload.update(model=model.record, scores=scores)
+        listed = ", ".join(f"{p!r} {v:g}" for p, v in scores.items())
+        text += f" Model scores: {listed} (threshold {model.manifest.thresholds.score:g})."
+    return Observation(text=text, image=shown, payload=payload)
+
+
+def _model_answers(image, values, model, prompted, settings) -> tuple[list[dict], dict]:
+    """Candidates for every prompted caption, and each prompt's presence score."""
+    candidates, scores = [], {}
+    for caption, prompt in prompted:
+        found, scores[prompt] = _model_candidates(image, values, model, caption, prompt, settings)
+        candidates += found
+    return candidates, scores
+
+
+def _ranked(candidates: list[dict], first_method: str, limit: int) -> list[dict]:
+    """The model's candidates first (by score), then the rest by area; numbered from 1."""
+    candidates = sorted(
+        candidates, key=lambda c: (c["method"] != first_method, -c.get("score", 0), -c["area"])
+    )[:limit]
+    for rank, candidate in enumerate(candidates, 1):
+        candidate["rank"] = rank
+    return candidates
+
+
+def _prompts_for(captions, model: LocateModel | None) -> tuple[list[tuple[str, str]], list[str]]:
+    """Captions the model has a prompt for, and the rest (for the weight-free classes)."""
+    if model is None:
+        return [], list(captions)
+    prompted, rest = [], []
+    for caption in captions:
+        prompt = model.prompt_for(caption)
+        if prompt is None:
+            rest.append(caption)
+        else:
+            prompted.append((caption, prompt))
+    return prompted, rest
+
+
+def _known(classes, model: LocateModel | None) -> str:
+    text = f"{METHOD} knows: {', '.join(c.name for c in classes)}"
+    if model is not None:
+        text += f"; {model.manifest.name} knows: {', '.join(model.manifest.prompts)}"
+    return text + "."
+
+
+def _known_methods(model: LocateModel | None) -> str:
+    return METHOD if model is None else f"{model.method} + {METHOD}"
 
 
 def _classes_for(captions, classes) -> tuple[list[tuple[str, TissueClass]], list[str]]:
@@ -109,12 +176,15 @@ def _classes_for(captions, classes) -> tuple[list[tuple[str, TissueClass]], list
     return chosen, unsupported
 
 
-def _values_and_body(image: WorkspaceImage) -> tuple[np.ndarray, np.ndarray]:
-    """Values on the shown grid and the body region (air and table padding excluded)."""
+def _values(image: WorkspaceImage) -> np.ndarray:
+    """Values on the shown grid: modality values for grey images, luminance for colour."""
     if image.frame.is_colour:
-        values = cv2.cvtColor(image.pixels, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    else:
-        values = image.values()
+        return cv2.cvtColor(image.pixels, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return image.values()
+
+
+def _body(image: WorkspaceImage, values: np.ndarray) -> np.ndarray:
+    """The body region on the shown grid (air and table padding excluded)."""
     if image.frame.value_unit == "[hnsf'U]":
         inside = (values > -500).astype(np.uint8)
     else:
@@ -122,9 +192,9 @@ def _values_and_body(image: WorkspaceImage) -> tuple[np.ndarray, np.ndarray]:
         _, inside = cv2.threshold(scaled, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(inside, connectivity=8)
     if count <= 1:
-        return values, np.zeros(values.shape, bool)
+        return np.zeros(values.shape, bool)
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return values, fill_holes(labels == largest)
+    return fill_holes(labels == largest)
 
 
 def _candidates(image, values, body, tissue: TissueClass, caption: str, settings) -> list[dict]:
@@ -137,49 +207,82 @@ def _candidates(image, values, body, tissue: TissueClass, caption: str, settings
     found = cv2.morphologyEx(
         found, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     )
+    return [
+        {"caption": caption, "class": tissue.name, **region, "method": METHOD}
+        for region, _ in _regions(image, values, found, settings)
+    ]
+
+
+def _model_candidates(image, values, model: LocateModel, caption, prompt, settings):
+    """The model's mask for `prompt` on the shown image (none when its score is too low), score."""
+    predicted = model.predict(image.pixels, prompt)
+    thresholds = model.manifest.thresholds
+    score = round(predicted.score, 3)
+    if predicted.score < thresholds.score:
+        return [], score
+    found = (predicted.probability >= thresholds.mask).astype(np.uint8)
+    candidates = [
+        {
+            "caption": caption,
+            "class": prompt,
+            **region,
+            "score": score,
+            "probability": round(float(predicted.probability[inside].mean()), 3),
+            "method": model.method,
+        }
+        for region, inside in _regions(image, values, found, settings)
+    ]
+    return candidates, score
+
+
+def _regions(image: WorkspaceImage, values, found: np.ndarray, settings):
+    """Connected parts of `found` at least `min_area_mm2` large: box, area, mean value, pixels."""
     spacing = image.frame.geometry.pixel_spacing
     row_mm, col_mm = image.to_source.mm_per_pixel(spacing or (1.0, 1.0))
     unit = "mm2" if spacing else "{pixel2}"
     count, labels, stats, _ = cv2.connectedComponentsWithStats(found, connectivity=8)
-    out = []
     for k in range(1, count):
         area = float(stats[k, cv2.CC_STAT_AREA]) * row_mm * col_mm
         if area < settings.min_area_mm2:
             continue
         x, y, w, h = (int(v) for v in stats[k, :4])
-        out.append(
-            {
-                "caption": caption,
-                "class": tissue.name,
-                "bbox_2d": [x, y, x + w, y + h],
-                "area": round(area, 1),
-                "area_unit": unit,
-                "mean_value": round(float(values[labels == k].mean()), 1),
-            }
-        )
-    return out
+        inside = labels == k
+        region = {
+            "bbox_2d": [x, y, x + w, y + h],
+            "area": round(area, 1),
+            "area_unit": unit,
+            "mean_value": round(float(values[inside].mean()), 1),
+        }
+        yield region, inside
 
 
-def _describe(new_index: int, index: int, candidates: list[dict], unsupported: list[str]) -> str:
+def _describe(new_index, index, candidates: list[dict], unsupported, methods) -> str:
     if candidates:
         listed = "; ".join(
             f"{c['rank']}) {c['class']} box {c['bbox_2d']} area {c['area']:g} {c['area_unit']} "
-            f"mean {c['mean_value']:g}"
+            f"mean {c['mean_value']:g}" + (f" score {c['score']:g}" if "score" in c else "")
             for c in candidates
         )
         text = f"Image #{new_index} marks candidates on image #{index}: {listed}."
     else:
         text = f"No candidate regions on image #{index} (image #{new_index})."
+    text += f" Method: {' + '.join(methods)}."
     if unsupported:
-        text += f" Not supported by {METHOD}: {', '.join(map(repr, unsupported))}."
+        text += f" Not supported: {', '.join(map(repr, unsupported))}."
     return text
 
 
-def tool(settings: LocateSettings) -> Tool:
+def tool(settings: LocateSettings, model: LocateModel | None = None) -> Tool:
+    """The locate tool; with a model, its prompts are named in the description the policy reads."""
+    description = (
+        "Find candidate regions for named structures (e.g. 'hypodense lesion', 'fluid', 'bone'); "
+        "returns the image with numbered candidate boxes."
+    )
+    if model is not None:
+        description += f" A segmentation model knows: {', '.join(model.manifest.prompts)}."
     return Tool(
         name="locate",
-        description="Find candidate regions for named structures (e.g. 'hypodense lesion', "
-        "'fluid', 'bone'); returns the image with numbered candidate boxes.",
+        description=description,
         parameters={
             "type": "object",
             "properties": {
@@ -194,5 +297,7 @@ def tool(settings: LocateSettings) -> Tool:
             "required": ["index", "captions"],
             "additionalProperties": False,
         },
-        run=lambda arguments, workspace: locate(arguments, workspace, settings=settings),
+        run=lambda arguments, workspace: locate(
+            arguments, workspace, settings=settings, model=model
+        ),
     )

@@ -19,15 +19,19 @@ class ToolSettings:
 
 
 def default_toolbox(settings: ToolSettings | None = None) -> Toolbox:
-    """Every tool; the caller owns the result and closes it (it may hold ONNX sessions)."""
+    """Every tool; the caller owns the result and closes it (it may hold ONNX sessions).
+
+    Configured models are opened here, so a bad one is a ModelLoadError before any read."""
     settings = settings or ToolSettings()
+    locate_model = locate.open_model(settings.locate, settings.runtime)
     return Toolbox(
         [
             zoom.tool(settings.zoom_size),
             window.tool(),
             segment.tool(),
-            locate.tool(settings.locate),
+            locate.tool(settings.locate, locate_model),
             measure.tool(),
             *video.tools(settings.video_size),
-        ]
+        ],
+        resources=[m for m in (locate_model,) if m is not None],
     )

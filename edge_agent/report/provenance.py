@@ -32,6 +32,7 @@ class Provenance:
             f"AI-generated, not a diagnosis; policy {trajectory.policy.name}, "
             f"model {model_file or 'none'}"
             + (f" (SHA-256 {model['sha256']})" if model.get("sha256") else "")
+            + "".join(f"; {used}" for used in _tool_models(trajectory))
             + f". {trajectory.policy.disclaimer}"
         )
         return cls(
@@ -58,3 +59,15 @@ class Provenance:
             "series_description": description,
             **overrides,
         }
+
+
+def _tool_models(trajectory: Trajectory) -> list[str]:
+    """Models the tools ran (a step's payload "model": file and SHA-256), each named once."""
+    used = {}
+    for step in trajectory.steps:
+        model = step.payload.get("model")
+        if isinstance(model, dict) and model.get("file"):
+            used[model["file"]] = (
+                f"{step.tool} model {model['file']} (SHA-256 {model.get('sha256')})"
+            )
+    return list(used.values())
