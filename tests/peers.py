@@ -84,8 +84,11 @@ class Orthanc:
         raise RuntimeError("Orthanc did not answer on its HTTP port in time")
 
     def get(self, path: str):
+        return json.loads(self.get_bytes(path))
+
+    def get_bytes(self, path: str) -> bytes:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as r:
-            return json.loads(r.read())
+            return r.read()
 
     def post(self, path: str, body: bytes | str):
         data = body.encode() if isinstance(body, str) else body

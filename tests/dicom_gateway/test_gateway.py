@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import threading
@@ -306,3 +307,42 @@ def test_tls_is_required_when_configured(tmp_path):
         assert echo(gateway.port, "EDGEAGENT", "ECHOSCU") != 0  # plain TCP gets nowhere
     finally:
         gateway.stop()
+
+
+def test_an_endoscopy_video_from_the_scope_gets_a_time_stamped_sr_back(tmp_path):
+    from tests.videos import encode, video_study
+
+    gw_port = free_port()
+    orthanc = Orthanc(tmp_path / "orthanc", {"edge": ["EDGEAGENT", "127.0.0.1", gw_port]})
+    gateway = Gateway(
+        tmp_path / "gw",
+        port=gw_port,
+        allowed=["SCOPE"],
+        destinations=[f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"],
+    )
+    try:
+        [video] = video_study(tmp_path / "study", encode("h264")).iterdir()
+        # -R -xn: only this SOP class, in H.264 High Profile, as a scope's DICOM module sends it.
+        scope = [tool("storescu", "dcmtk"), "-R", "-xn", "-aet", "SCOPE", "-aec", "EDGEAGENT"]
+        sent = subprocess.run(
+            [*scope, "127.0.0.1", str(gw_port), str(video)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sent.returncode == 0, sent.stderr
+        study_uid = str(pydicom.dcmread(video, stop_before_pixels=True).StudyInstanceUID)
+        [sr_series] = wait_for(lambda: _sr_in_orthanc(orthanc, study_uid), 90, "the SR in Orthanc")
+        [instance] = sr_series["Instances"]
+        sr = pydicom.dcmread(io.BytesIO(orthanc.get_bytes(f"/instances/{instance}/file")))
+        tcoords = [item for item in _walk(sr) if item.ValueType == "TCOORD"]
+        assert tcoords and all(t.TemporalRangeType in ("SEGMENT", "POINT") for t in tcoords)
+    finally:
+        gateway.stop()
+        orthanc.stop()
+
+
+def _walk(dataset):
+    for item in dataset.get("ContentSequence", []):
+        yield item
+        yield from _walk(item)
