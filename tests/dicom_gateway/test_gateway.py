@@ -23,15 +23,21 @@ def _sr_in_orthanc(orthanc: Orthanc, study_uid: str):
     return [s for s in series if s["MainDicomTags"].get("Modality") == "SR"]
 
 
-def test_orthanc_pushes_a_study_and_gets_the_results_back(tmp_path):
+def _pacs_and_gateway(tmp_path, caller: str) -> tuple[Orthanc, Gateway]:
+    """Orthanc that knows the gateway, and a gateway that takes `caller` and sends to Orthanc."""
     gw_port = free_port()
     orthanc = Orthanc(tmp_path / "orthanc", {"edge": ["EDGEAGENT", "127.0.0.1", gw_port]})
     gateway = Gateway(
         tmp_path / "gw",
         port=gw_port,
-        allowed=["ORTHANC"],
+        allowed=[caller],
         destinations=[f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"],
     )
+    return orthanc, gateway
+
+
+def test_orthanc_pushes_a_study_and_gets_the_results_back(tmp_path):
+    orthanc, gateway = _pacs_and_gateway(tmp_path, "ORTHANC")
     try:
         study = write_sample_study(tmp_path / "study")
         for path in sorted(study.iterdir()):
@@ -312,20 +318,13 @@ def test_tls_is_required_when_configured(tmp_path):
 def test_an_endoscopy_video_from_the_scope_gets_a_time_stamped_sr_back(tmp_path):
     from tests.videos import encode, video_study
 
-    gw_port = free_port()
-    orthanc = Orthanc(tmp_path / "orthanc", {"edge": ["EDGEAGENT", "127.0.0.1", gw_port]})
-    gateway = Gateway(
-        tmp_path / "gw",
-        port=gw_port,
-        allowed=["SCOPE"],
-        destinations=[f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"],
-    )
+    orthanc, gateway = _pacs_and_gateway(tmp_path, "SCOPE")
     try:
         [video] = video_study(tmp_path / "study", encode("h264")).iterdir()
         # -R -xn: only this SOP class, in H.264 High Profile, as a scope's DICOM module sends it.
         scope = [tool("storescu", "dcmtk"), "-R", "-xn", "-aet", "SCOPE", "-aec", "EDGEAGENT"]
         sent = subprocess.run(
-            [*scope, "127.0.0.1", str(gw_port), str(video)],
+            [*scope, "127.0.0.1", str(gateway.port), str(video)],
             capture_output=True,
             text=True,
             timeout=60,
