@@ -208,7 +208,7 @@ def _video_file_study(path: Path) -> Study:
         photometric="RGB",
     )
     timeline = VideoTimeline.open(video, pattern)
-    only = Series(series, "OT", None, path.name, (), (timeline.frame_at(0.0),), timeline)
+    only = Series(series, "OT", None, path.name, (), (timeline.first,), timeline)
     return Study(uid=study, series=(only,))
 
 
@@ -273,7 +273,8 @@ def _read_video(ds: Dataset) -> _Read:
         timeline = VideoTimeline.open(video, pattern)
     except VideoError as exc:
         raise UnreadableFile(f"video: {exc}") from None
-    return _Read(ds, [timeline.frame_at(0.0)], timeline)
+    del ds.PixelData  # the video holds the stream; keep one copy of a long video in memory
+    return _Read(ds, [timeline.first], timeline)
 
 
 def _decode(ds: Dataset) -> np.ndarray:

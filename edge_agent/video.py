@@ -197,7 +197,7 @@ class VideoTimeline(Timeline):
 
     def __init__(self, video: Video, first: Frame) -> None:
         self.video = video
-        self._first = first
+        self.first = first
         self.frame_count = video.frame_count
         self.duration_s = video.duration_s
 
@@ -212,8 +212,8 @@ class VideoTimeline(Timeline):
         self.check_time(t)
         decoded = self.video.frame_at(t)
         return replace(
-            self._first,
-            ref=replace(self._first.ref, frame=decoded.number),
+            self.first,
+            ref=replace(self.first.ref, frame=decoded.number),
             pixels=decoded.pixels,
             time_s=decoded.time_s,
         )

@@ -97,6 +97,15 @@ def test_the_html_shows_when_and_links_each_frame(read):
     assert "contact sheet of 16 frames" in html  # the overview
 
 
+def test_a_replay_of_a_video_read_gives_the_same_report(read, tmp_path):
+    done = run_cli("replay", read.out_dir / "trajectory.json", "--out", tmp_path / "again")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "again" / "report.json").read_bytes() == (
+        read.out_dir / "report.json"
+    ).read_bytes()
+    assert (tmp_path / "again" / "evidence" / "001_crop_video_frame00046.png").is_file()
+
+
 def test_a_cine_is_read_from_its_overview(tmp_path):
     result = read_study(bundled("examples_ybr_color.dcm"), tmp_path / "out", Config())
     assert "cine, 30 frames" in result.selection.reason
