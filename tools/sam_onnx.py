@@ -77,6 +77,10 @@ def checked_file(folder: Path, manifest: dict, role: str) -> Path:
     return path
 
 
+def _listed_hash(manifest: dict, name: str) -> str:
+    return next(f["sha256"] for f in manifest["files"] if f["name"] == name)
+
+
 def preprocess(pixels: np.ndarray, side: int, mean, std) -> np.ndarray:
     """Shown pixels (uint8 grey or RGB) → the encoder's (1, 3, side, side) float input."""
     rgb = np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels
@@ -114,6 +118,13 @@ class SamOnnx:
         self.side, self.mean, self.std = int(image["size"]), image["mean"], image["std"]
         provider = self._encoder.provider
         self.method = f"{self.manifest['model']} on ONNX Runtime ({encoder} encoder, {provider})"
+        # What a report needs to name the model: the export and the files that ran, by hash.
+        self.provenance = {
+            "export": str(self.folder),
+            "files": {
+                p.name: _listed_hash(self.manifest, p.name) for p in (encoder_path, decoder_path)
+            },
+        }
         log.info("segment model %s: %s", self.folder, self.method)
 
     def embed(self, pixels: np.ndarray) -> Embedding:

@@ -86,7 +86,11 @@ def segment(
         f"{[round(v, 1) for v in box]} of image #{image.index} "
         f"({int(here.sum())} pixels as shown; method: {method}).",
         image=segmented,
-        payload={"method": method, "bbox_2d": [round(v, 1) for v in box]},
+        payload={
+            "method": method,
+            "bbox_2d": [round(v, 1) for v in box],
+            **({"model": model.model.provenance} if model is not None else {}),
+        },
     )
 
 
