@@ -77,6 +77,7 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.model = model
         self.side = int(model.image_size)
+        self.eval()
 
     def forward(self, image):
         backbone = self.model.forward_image(image)
@@ -96,6 +97,7 @@ class BoxDecoder(nn.Module):
     def __init__(self, model) -> None:
         super().__init__()
         self.model = model
+        self.eval()
 
     def forward(self, image_embed, high_res_0, high_res_1, boxes):
         corners = boxes.reshape(-1, 2, 2)  # a box is two points labelled 2 and 3, as in SAM2

@@ -17,6 +17,7 @@ import numpy as np
 
 from edge_agent.checksum import sha256_file
 from tools.onnx_runtime import ModelLoadError, OnnxModel, RuntimeSettings
+from tools.render import to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,11 @@ def _listed_hash(manifest: dict, name: str) -> str:
 
 def preprocess(pixels: np.ndarray, side: int, mean, std) -> np.ndarray:
     """Shown pixels (uint8 grey or RGB) → the encoder's (1, 3, side, side) float input."""
-    rgb = np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels
-    resized = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    normalised = (resized / 255.0 - np.float32(mean)) / np.float32(std)
+    # SAM2 resizes with antialiasing: area averaging when shrinking, bilinear when enlarging.
+    shrink = max(pixels.shape[:2]) > side
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    resized = cv2.resize(to_rgb(pixels), (side, side), interpolation=interpolation)
+    normalised = (resized.astype(np.float32) / 255.0 - np.float32(mean)) / np.float32(std)
     return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
