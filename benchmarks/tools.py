@@ -2,13 +2,13 @@
 Runtime int8 (dynamic), the box decoder per box, and zoom_in; one process, same input.
 
     .venv/bin/python benchmarks/tools.py [--config sam2.1_hiera_t] [--checkpoint PT]
-        [--export DIR] [--runs 7]
+        [--export DIR] [--runs 7] [--threads N]
 
 Without --checkpoint the model has random weights (latency does not depend on them). Without
 --export the model is exported (with --int8) into a temporary folder first. Each round runs every
 encoder once, in turn, so load from other processes falls on all of them alike; the medians and
 their ratios to PyTorch are printed with the goals (ORT fp32 <= 0.6x, int8 <= 0.4x,
-zoom <= 20 ms). Not a test."""
+zoom <= 20 ms). On a shared machine `--threads 1` gives the steadier ratio. Not a test."""
 
 from __future__ import annotations
 
@@ -52,11 +52,11 @@ def test_image() -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def encoders(model, folder: Path, pixels: np.ndarray) -> tuple[dict, dict[str, SamOnnx]]:
+def encoders(model, folder: Path, pixels, threads: int) -> tuple[dict, dict[str, SamOnnx]]:
     """Each encoder from the same shown pixels, pre-processing included (the tool's path)."""
     torch_encoder = ImageEncoder(model)
     image = model.image_size
-    cpu = RuntimeSettings(("cpu",))
+    cpu = RuntimeSettings(("cpu",), threads=threads)
     onnx = {kind: SamOnnx(folder, cpu, encoder=kind) for kind in ("fp32", "int8")}
     mean, std = onnx["fp32"].mean, onnx["fp32"].std
 
@@ -79,7 +79,10 @@ def main() -> None:
         "--export", type=Path, help="`export onnx sam2 --int8` of the same checkpoint"
     )
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=0, help="per library; 0: each one's default")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build_sam2_model(args.config, args.checkpoint)
     with tempfile.TemporaryDirectory(prefix="sam2-bench-") as scratch:
@@ -96,15 +99,16 @@ def main() -> None:
             for result in done.verify["results"]:
                 shown = {k: v for k, v in result.items() if k not in ("name", "failed")}
                 print(f"verify {result['name']}: {shown}")
-        run(model, folder, args.runs)
+        run(model, folder, args.runs, args.threads)
 
 
-def run(model, folder: Path, runs: int) -> None:
+def run(model, folder: Path, runs: int, threads: int) -> None:
     pixels = test_image()
-    timers, onnx = encoders(model, folder, pixels)
+    timers, onnx = encoders(model, folder, pixels, threads)
     print(
-        f"CPU: {os.cpu_count()} cores, torch {torch.__version__} threads {torch.get_num_threads()}"
-        f"; {model.image_size}x{model.image_size} input; median of {runs} runs after 1 warm-up"
+        f"CPU: {os.cpu_count()} cores; torch {torch.__version__} threads {torch.get_num_threads()}"
+        f", onnxruntime threads {threads or 'default'}; {model.image_size}x{model.image_size} "
+        f"input; median of {runs} runs after 1 warm-up"
     )
     samples: dict[str, list[float]] = {name: [] for name in timers}
     for action in timers.values():

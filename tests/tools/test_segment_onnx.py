@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import shutil
 
 import numpy as np
@@ -98,3 +99,12 @@ def test_a_damaged_model_fails_when_the_toolbox_is_built(sam_onnx, tmp_path):
 def test_an_unknown_encoder_kind_is_refused():
     with pytest.raises(ValueError, match="encoder must be one of fp32, int8"):
         SegmentSettings("model", "int4")
+
+
+def test_int8_asked_of_an_export_without_it_is_a_clear_error(sam_onnx, tmp_path):
+    copy = shutil.copytree(sam_onnx, tmp_path / "model")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"] = [f for f in manifest["files"] if f["role"] != "encoder-int8"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match=r"has no encoder-int8 \(it has: encoder, decoder\)"):
+        default_toolbox(settings(copy, "int8"))
