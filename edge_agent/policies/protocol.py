@@ -17,7 +17,8 @@ from tools.workspace import Box, Workspace
 
 DISCLAIMER = (
     "Demonstration without an AI model: a fixed rule-based protocol (HU / intensity thresholds, "
-    "GrabCut, measurements) drove the tools. Not a diagnosis; not for clinical use."
+    "GrabCut or the configured segmentation model, measurements) drove the tools; each step "
+    "names the method that ran. Not a diagnosis; not for clinical use."
 )
 
 Plan = Generator[Decision, Observation, None]
