@@ -47,9 +47,10 @@ class ModelSegmenter:
             weakref.WeakKeyDictionary()
         )
 
-    def __call__(self, image: WorkspaceImage, box: Box, workspace: Workspace) -> np.ndarray:
-        masks, _ = self.model.masks(self._embedding(image, workspace), np.array([box]))
-        return masks[0]
+    def __call__(self, image: WorkspaceImage, box: Box, workspace: Workspace):
+        """The mask on the image as shown, and the model's own estimate of its IoU."""
+        masks, scores = self.model.masks(self._embedding(image, workspace), np.array([box]))
+        return masks[0], float(scores[0])
 
     def embedded(self, workspace: Workspace) -> dict[int, Embedding]:
         """The embeddings kept for a read, by workspace index."""
@@ -70,8 +71,11 @@ def segment(
     """Segment on the image as shown (the policy's view), then carry the mask to the source grid."""
     image = workspace.get(arguments["index"])
     box = image.clip_box(arguments["bbox_2d"])
+    details: dict = {}
     if model is not None:
-        method, here = model.model.method, model(image, box, workspace)
+        here, score = model(image, box, workspace)
+        method = model.model.method
+        details = {"score": round(score, 3), "model": model.model.provenance}
     else:
         method, here = METHOD, grabcut(image.pixels, box)
         if not here.any():
@@ -89,7 +93,7 @@ def segment(
         payload={
             "method": method,
             "bbox_2d": [round(v, 1) for v in box],
-            **({"model": model.model.provenance} if model is not None else {}),
+            **details,
         },
     )
 

@@ -47,9 +47,9 @@ def test_segment_runs_the_onnx_model_on_cpu_and_says_so(sam_onnx, workspace):
     # The mask is the model's: the same as decoding the box directly, carried to the source grid.
     model = SamOnnx(sam_onnx, CPU)
     image = workspace.get(0)
-    masks, _ = model.masks(model.embed(image.pixels), np.array([[80, 60, 160, 140]]))
+    masks, scores = model.masks(model.embed(image.pixels), np.array([[80, 60, 160, 140]]))
     model.close()
-    assert masks[0].any()
+    assert masks[0].any() and said.payload["score"] == round(float(scores[0]), 3)
     assert np.array_equal(said.image.mask, image.mask_to_source(masks[0]))
 
 
@@ -57,9 +57,9 @@ def test_each_image_is_embedded_once_per_read(sam_onnx):
     workspace = phantom()
     model = SamOnnx(sam_onnx, CPU)
     segmenter = ModelSegmenter(model)
-    first = segmenter(workspace.get(0), (80, 60, 160, 140), workspace)
+    first, _ = segmenter(workspace.get(0), (80, 60, 160, 140), workspace)
     embedding = segmenter.embedded(workspace)[0]
-    second = segmenter(workspace.get(0), (20, 20, 120, 100), workspace)
+    second, _ = segmenter(workspace.get(0), (20, 20, 120, 100), workspace)
     assert segmenter.embedded(workspace)[0] is embedding  # reused for the second box
     assert not np.array_equal(first, second)
     del workspace
