@@ -566,7 +566,7 @@ def export_onnx_sam2(
     force: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """SAM2 → image encoder + box decoder ONNX, manifest.json, verify.json; exit 1 if off."""
+    """SAM2 → image encoder + box decoder ONNX (+ int8); exit 1 if they disagree with PyTorch."""
     outcome: dict = {}
 
     def action() -> None:
