@@ -547,7 +547,7 @@ def export_verify(
         raise typer.Exit(1)
 
 
-# --- issue 7 (locate model, TensorRT): `export tiny-locate`, `export tensorrt` ----------------
+# --- tool models: `export tiny-locate`, `export tensorrt`, `export onnx sam2` ---------------
 
 
 @export_app.command("tiny-locate")
@@ -616,6 +616,53 @@ def export_tensorrt(
         )
 
     _guarded(action)
+
+
+onnx_app = typer.Typer(no_args_is_help=True, help="Export tool models to ONNX (+ int8).")
+export_app.add_typer(onnx_app, name="onnx")
+
+
+@onnx_app.command("sam2")
+def export_onnx_sam2(
+    checkpoint: Annotated[Path, typer.Option(help="SAM2 checkpoint (.pt with a 'model' dict).")],
+    config: Annotated[str, typer.Option(help="sam2 config name, e.g. sam2.1_hiera_t.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the ONNX files.")],
+    int8: Annotated[
+        bool, typer.Option(help="Also an int8 encoder (dynamic quantization).")
+    ] = False,
+    override: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(help="Hydra override of the config, e.g. ++model.image_size=512."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """SAM2 → image encoder + box decoder ONNX (+ int8); exit 1 if they disagree with PyTorch."""
+    outcome: dict = {}
+
+    def action() -> None:
+        from export.sam_onnx import Sam2Request, export_sam2
+
+        _setup(None, verbose)
+        request = Sam2Request(config, checkpoint, out, int8, tuple(override or ()), force)
+        with errors.status("exporting") as status:
+            done = export_sam2(request, stage=lambda name: status.update(name))
+        for entry in done.manifest["files"]:
+            console.print(f"{entry['name']:<20} {entry['bytes']:>12,} B  {entry['sha256'][:16]}")
+        outcome.update(done.verify)
+        for result in done.verify["results"]:
+            mark = "[green]pass[/]" if result["passed"] else "[red]FAIL[/]"
+            console.print(
+                f"{mark} {result['name']}: embedding max |diff| {result['embedding_max_abs_diff']}"
+                f" (of {result['embedding_max_abs']}), logits max |diff| "
+                f"{result['logits_max_abs_diff']}, mask IoU {result['mask_iou']}"
+            )
+        console.print(f"manifest: {out / 'manifest.json'}", highlight=False)
+        console.print(f"verify: {out / 'verify.json'}", highlight=False)
+
+    _guarded(action)
+    if not outcome.get("passed"):
+        raise typer.Exit(1)
 
 
 @app.callback(invoke_without_command=True)

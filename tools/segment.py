@@ -1,8 +1,14 @@
-"""segment: the object inside a box, as a mask. Weight-free method: GrabCut seeded by the box."""
+"""segment: the object inside a box, as a mask.
+
+With a configured model (a SAM-class ONNX export) the image is embedded once per read and each box
+is decoded against that embedding; without one, the weight-free method: GrabCut seeded by the box.
+The observation names the method that made the mask."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -12,21 +18,68 @@ from tools.masks import main_component, mask_box
 from tools.observation import Observation
 from tools.registry import BOX_SCHEMA, INDEX_SCHEMA, Tool
 from tools.render import draw_boxes, draw_mask, to_rgb
-from tools.workspace import Box, Workspace
+from tools.sam_onnx import ENCODERS, Embedding, SamOnnx
+from tools.workspace import Box, Workspace, WorkspaceImage
 
 METHOD = "grabcut (weight-free)"
 FALLBACK = "otsu threshold (weight-free fallback)"
 MIN_SHARE = 0.02  # of the box area: smaller parts are specks, not the object
+CACHED_IMAGES = 8  # embeddings kept per read (about 16 MB each for SAM2 at 1024)
 
 
-def segment(arguments: Mapping, workspace: Workspace) -> Observation:
+@dataclass(frozen=True)
+class SegmentSettings:
+    model: str = ""  # folder from `edge-agent export onnx sam2`; "" = weight-free GrabCut
+    encoder: str = "fp32"  # "int8": the dynamically quantized encoder of the same export
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {self.encoder!r}")
+
+
+class ModelSegmenter:
+    """Box → mask with a SAM-class model; each workspace image is embedded once per read."""
+
+    def __init__(self, model: SamOnnx) -> None:
+        self.model = model
+        # One cache per read's workspace, gone with it: a long-lived toolbox never grows.
+        self._cache: weakref.WeakKeyDictionary[Workspace, dict[int, Embedding]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __call__(self, image: WorkspaceImage, box: Box, workspace: Workspace):
+        """The mask on the image as shown, and the model's own estimate of its IoU."""
+        masks, scores = self.model.masks(self._embedding(image, workspace), np.array([box]))
+        return masks[0], float(scores[0])
+
+    def embedded(self, workspace: Workspace) -> dict[int, Embedding]:
+        """The embeddings kept for a read, by workspace index."""
+        return dict(self._cache.get(workspace, {}))
+
+    def _embedding(self, image: WorkspaceImage, workspace: Workspace) -> Embedding:
+        cache = self._cache.setdefault(workspace, {})
+        if image.index not in cache:
+            if len(cache) >= CACHED_IMAGES:
+                del cache[next(iter(cache))]  # the oldest
+            cache[image.index] = self.model.embed(image.pixels)
+        return cache[image.index]
+
+
+def segment(
+    arguments: Mapping, workspace: Workspace, model: ModelSegmenter | None = None
+) -> Observation:
     """Segment on the image as shown (the policy's view), then carry the mask to the source grid."""
     image = workspace.view(arguments["index"])
     box = image.clip_box(arguments["bbox_2d"])
-    method = METHOD
-    here = grabcut(image.pixels, box)
-    if not here.any():
-        method, here = FALLBACK, otsu(image.pixels, box)
+    details: dict = {}
+    if model is not None:
+        here, score = model(image, box, workspace)
+        method = model.model.method
+        details = {"score": round(score, 3), "model": model.model.provenance}
+    else:
+        method, here = METHOD, grabcut(image.pixels, box)
+        if not here.any():
+            method, here = FALLBACK, otsu(image.pixels, box)
     mask = image.mask_to_source(here)
     if not mask.any():
         raise ToolError(f"no object found inside box {[round(v, 1) for v in box]}")
@@ -37,7 +90,11 @@ def segment(arguments: Mapping, workspace: Workspace) -> Observation:
         f"{[round(v, 1) for v in box]} of image #{image.index} "
         f"({int(here.sum())} pixels as shown; method: {method}).",
         image=segmented,
-        payload={"method": method, "bbox_2d": [round(v, 1) for v in box]},
+        payload={
+            "method": method,
+            "bbox_2d": [round(v, 1) for v in box],
+            **details,
+        },
     )
 
 
@@ -76,7 +133,9 @@ def otsu(pixels: np.ndarray, box: Box) -> np.ndarray:
     return main_component(found, ((x1 + x2) / 2, (y1 + y2) / 2), MIN_SHARE * (x2 - x1) * (y2 - y1))
 
 
-def tool() -> Tool:
+def tool(model: SamOnnx | None = None) -> Tool:
+    """The segment tool; with `model` it decodes boxes with it (the caller owns and closes it)."""
+    segmenter = ModelSegmenter(model) if model is not None else None
     return Tool(
         name="segment",
         description="Outline the object inside a box; returns the image with the outline and "
@@ -87,5 +146,5 @@ def tool() -> Tool:
             "required": ["index", "bbox_2d"],
             "additionalProperties": False,
         },
-        run=segment,
+        run=lambda arguments, workspace: segment(arguments, workspace, segmenter),
     )

@@ -22,8 +22,9 @@ from tools.workspace import Box, Workspace
 
 DISCLAIMER = (
     "Demonstration without an AI model: a fixed rule-based protocol (HU / intensity thresholds, "
-    "GrabCut, measurements; for videos, frame-to-frame change) drove the tools. Not a diagnosis; "
-    "not for clinical use."
+    "GrabCut or the configured segmentation model, measurements; for videos, frame-to-frame "
+    "change) drove the tools; each step names the method that ran. Not a diagnosis; not for "
+    "clinical use."
 )
 
 Plan = Generator[Decision, Observation, None]
