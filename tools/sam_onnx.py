@@ -121,8 +121,11 @@ class SamOnnx:
         self.side, self.mean, self.std = int(image["size"]), image["mean"], image["std"]
         provider = self._encoder.provider
         self.method = f"{self.manifest['model']} on ONNX Runtime ({encoder} encoder, {provider})"
-        # What a report needs to name the model: the export and the files that ran, by hash.
+        # What a report needs to name the model: the export and the files that ran, by hash;
+        # "file" / "sha256" (the encoder, the weights that matter) is what the SR statement names.
         self.provenance = {
+            "file": f"{self.folder.name}/{encoder_path.name}",
+            "sha256": _listed_hash(self.manifest, encoder_path.name),
             "export": str(self.folder),
             "files": {
                 p.name: _listed_hash(self.manifest, p.name) for p in (encoder_path, decoder_path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pydicom
+
 from tests.support import run_cli
 
 
@@ -27,6 +29,9 @@ def test_read_segments_through_the_onnx_model(sample_study, sam_onnx, tmp_path):
         assert step["payload"]["method"] == "sam2.1_hiera_t on ONNX Runtime (fp32 encoder, cpu)"
         assert "method: sam2.1_hiera_t on ONNX Runtime" in step["observation"]
         assert step["payload"]["model"]["files"] == hashes  # which files made the mask
+    sr = pydicom.dcmread(out / "dicom" / "sr.dcm")
+    statement = [i.TextValue for i in sr.ContentSequence if i.ValueType == "TEXT"][-1]
+    assert f"segment model out/encoder.onnx (SHA-256 {hashes['encoder.onnx']})" in statement
 
 
 def test_a_damaged_segment_model_stops_the_read_before_it_starts(sample_study, sam_onnx, tmp_path):
