@@ -1,0 +1,209 @@
+"""Hugging Face Qwen2.5-VL checkpoint -> ONNX text decoder with KV cache, for the onnx_trt policy.
+
+optimum-onnx (0.1.0) has no Qwen2-VL / Qwen2.5-VL config and pins transformers < 4.58, while the
+GGUF path needs transformers 5; so the decoder is exported here with torch.onnx (dynamo) under
+optimum's names, which ONNX Runtime GenAI and transformers.js also read:
+
+    input_ids (batch, seq) int64, attention_mask (batch, past + seq) int64,
+    position_ids (3, batch, seq) int64 -- M-RoPE rows t, h, w (equal for text),
+    past_key_values.N.key / .value (batch, kv_heads, past, head_dim) float32
+    -> logits (batch, seq, vocab), present.N.key / .value (batch, kv_heads, past + seq, head_dim)
+
+One graph serves the first turn (past of length 0) and every later one. The vision tower is not
+exported: the policy runs text-only and says so (see `VISION`)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import DynamicCache
+
+from edge_agent.checksum import sha256_file
+from edge_agent.onnx_decoder import FORMAT, DecoderShape
+from export.gguf import ExportError, check_checkpoint, prepare_out_dir, source_record, timed
+
+log = logging.getLogger(__name__)
+
+DECODER = "decoder_model_merged.onnx"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+OPSET = 18
+VISION = (
+    "not exported: the Qwen2.5-VL vision tower computes its rotary table, window order and "
+    "cu_seqlens from image_grid_thw (data-dependent shapes); the decoder would also need an "
+    "inputs_embeds input to take the image embeddings"
+)
+
+Stage = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class OnnxLlmRequest:
+    hf_dir: Path
+    out_dir: Path
+    force: bool = False
+
+
+def export_onnx_llm(request: OnnxLlmRequest, stage: Stage = lambda name: None) -> dict:
+    """Export the decoder, copy the tokenizer, hash; returns the manifest (also manifest.json)."""
+    config = check_checkpoint(request.hf_dir)
+    prepare_out_dir(request.out_dir, request.force)
+    try:
+        stage("loading the checkpoint")
+        model = _load(request.hf_dir)
+        shape = decoder_shape(model.config.text_config)
+        stage("exporting the text decoder with KV cache")
+        seconds = timed(lambda: _export_decoder(model, shape, request.out_dir / DECODER))
+        for name in TOKENIZER_FILES:
+            if (request.hf_dir / name).is_file():
+                shutil.copy2(request.hf_dir / name, request.out_dir / name)
+        if not (request.out_dir / "tokenizer.json").is_file():
+            raise ExportError(f"{request.hf_dir} has no tokenizer.json (a fast tokenizer)")
+        stage("hashing")
+        manifest = _manifest(request, config, shape, {"export_decoder_s": round(seconds, 2)})
+    except BaseException:
+        shutil.rmtree(request.out_dir, ignore_errors=True)  # no partial export is left behind
+        raise
+    (request.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _load(hf_dir: Path):
+    from export.verify import load_hf
+
+    try:
+        return load_hf(hf_dir)
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"transformers cannot load {hf_dir}: {exc}") from None
+
+
+def _export_decoder(model, shape: DecoderShape, target: Path) -> None:
+    import torch
+
+    decoder = TextDecoder(model, shape).eval()
+    batch, seq, past = 1, 3, 2  # example sizes; every axis below is dynamic
+    example = (
+        torch.zeros(batch, seq, dtype=torch.int64),
+        torch.ones(batch, past + seq, dtype=torch.int64),
+        torch.arange(past, past + seq).view(1, 1, seq).expand(3, batch, seq).contiguous(),
+        tuple(torch.zeros(batch, shape.kv_heads, past, shape.head_dim) for _ in shape.past_names()),
+    )
+    cache_axes = {0: "batch_size", 2: "past_sequence_length"}
+    dynamic = (
+        {0: "batch_size", 1: "sequence_length"},
+        {0: "batch_size", 1: "total_sequence_length"},
+        {1: "batch_size", 2: "sequence_length"},
+        tuple(cache_axes for _ in shape.past_names()),
+    )
+    with torch.no_grad():
+        torch.onnx.export(
+            decoder,
+            example,
+            str(target),
+            input_names=["input_ids", "attention_mask", "position_ids", *shape.past_names()],
+            output_names=["logits", *shape.present_names()],
+            dynamic_shapes=dynamic,
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=True,  # weights beside the graph: a 7B is far past protobuf's 2 GiB
+            verbose=False,
+        )
+    if not target.is_file():
+        raise ExportError(f"torch.onnx wrote no {target.name}")
+
+
+class TextDecoder(torch.nn.Module):
+    """The language model and its head, with the KV cache as flat tensors in and out."""
+
+    def __init__(self, model, shape: DecoderShape) -> None:
+        super().__init__()
+        self.language_model = model.model.language_model
+        self.lm_head = model.lm_head
+        self.config = model.config
+        self.layers = shape.layers
+
+    def forward(self, input_ids, attention_mask, position_ids, past):
+        cache = DynamicCache(
+            ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(self.layers)],
+            config=self.config,
+        )
+        out = self.language_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=True,
+        )
+        present = [t for layer in out.cache.layers for t in (layer.keys, layer.values)]
+        return (self.lm_head(out.last_hidden_state), *present)
+
+
+def decoder_shape(text_config) -> DecoderShape:
+    return DecoderShape(
+        layers=text_config.num_hidden_layers,
+        kv_heads=text_config.num_key_value_heads,
+        head_dim=getattr(text_config, "head_dim", None)
+        or text_config.hidden_size // text_config.num_attention_heads,
+        vocab=text_config.vocab_size,
+    )
+
+
+def _manifest(request: OnnxLlmRequest, config: dict, shape: DecoderShape, timings: dict) -> dict:
+    files = sorted(
+        p for p in request.out_dir.iterdir() if p.is_file() and p.name != "manifest.json"
+    )
+    text = config.get("text_config", config)
+    return {
+        "format": FORMAT,
+        "architecture": config["architectures"][0],
+        "files": [
+            {
+                "name": p.name,
+                "role": _role(p.name),
+                "sha256": sha256_file(p),
+                "bytes": p.stat().st_size,
+            }
+            for p in files
+        ],
+        "source": source_record(request.hf_dir),
+        "decoder": {
+            "file": DECODER,
+            "dtype": "float32",
+            "opset": OPSET,
+            "layers": shape.layers,
+            "kv_heads": shape.kv_heads,
+            "head_dim": shape.head_dim,
+            "vocab": shape.vocab,
+            "position_ids": "(3, batch, seq): M-RoPE t, h, w; equal rows for text",
+            "eos_token_ids": _as_list(text.get("eos_token_id")),
+            "context_length": text.get("max_position_embeddings"),
+        },
+        "vision": {"exported": False, "reason": VISION},
+        "versions": {name: _version(name) for name in ("torch", "transformers", "onnx")},
+        "timings": timings,
+    }
+
+
+def _role(name: str) -> str:
+    if name.startswith(DECODER):
+        return "decoder" if name == DECODER else "decoder_weights"
+    return "tokenizer"
+
+
+def _as_list(value) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, list) else [int(value)]
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
