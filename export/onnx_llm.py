@@ -14,10 +14,12 @@ exported: the policy runs text-only and says so (see `VISION`)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import logging
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +103,7 @@ def _export_decoder(model, shape: DecoderShape, target: Path) -> None:
         {1: "batch_size", 2: "sequence_length"},
         tuple(cache_axes for _ in shape.past_names()),
     )
-    with torch.no_grad():
+    with torch.no_grad(), _quiet():
         torch.onnx.export(
             decoder,
             example,
@@ -116,6 +118,21 @@ def _export_decoder(model, shape: DecoderShape, target: Path) -> None:
         )
     if not target.is_file():
         raise ExportError(f"torch.onnx wrote no {target.name}")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """torch.onnx warns about torchvision ops and axis names it merges: nothing to act on."""
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            warnings.simplefilter("ignore", category=FutureWarning)
+            yield
+    finally:
+        onnx_log.setLevel(level)
 
 
 class TextDecoder(torch.nn.Module):

@@ -10,8 +10,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tools.registry import Toolbox
+
+if TYPE_CHECKING:
+    from edge_agent.agent import ReadContext
 
 # Trained action name -> our tool.
 ACTIONS = {"Zoom-in": "zoom_in", "SAM2": "segment", "BiomedParse": "locate"}
@@ -65,6 +69,25 @@ class OphiuchusFormat:
 
     def image_line(self, index: int, size: tuple[int, int], marker: str) -> str:
         return f"Image {index} (width {size[0]}, height {size[1]}): {marker}"
+
+    def turn_text(self, context: ReadContext, first_new: int, marker: str, pending: str) -> str:
+        """The chat text one turn adds (Qwen chat template): the first turn the system prompt,
+        the question and the shown images; a later one `pending` (the end of the last reply),
+        the newest observation and any image the tool made. `marker` stands for each image."""
+        workspace = context.workspace
+        lines = [
+            self.image_line(image.index, image.size, marker)
+            for image in (workspace.get(i) for i in range(first_new, len(workspace)))
+        ]
+        if first_new == 0:
+            text = (
+                f"<|im_start|>system\n{self.system_prompt()}<|im_end|>\n"
+                f"<|im_start|>user\n{context.question}\n" + "\n".join(lines)
+            )
+        else:
+            observation = context.observation.text if context.observation else ""
+            text = f"{pending}<|im_start|>user\nObservation: {observation}\n" + "\n".join(lines)
+        return text + "<|im_end|>\n<|im_start|>assistant\n"
 
     def grammar(self, image_count: int) -> str:
         """GBNF for one reply; `index` may only name an image that exists."""

@@ -140,22 +140,10 @@ class LlamaSession:
     def _turn_input(self, context: ReadContext) -> tuple[str, list]:
         """Only what this turn adds: the first turn shows the originals, later ones the newest
         observation and any image the tool made."""
-        marker = self.model.marker
-        workspace = context.workspace
-        new = [workspace.get(i) for i in range(self.seen, len(workspace))]
-        lines = [self.format.image_line(image.index, image.size, marker) for image in new]
-        if self.seen == 0:
-            text = (
-                f"<|im_start|>system\n{self.format.system_prompt()}<|im_end|>\n"
-                f"<|im_start|>user\n{context.question}\n" + "\n".join(lines)
-            )
-        else:
-            observation = context.observation.text if context.observation else ""
-            text = f"{self.pending}<|im_start|>user\nObservation: {observation}\n" + "\n".join(
-                lines
-            )
-        self.seen = len(workspace)
-        return text + "<|im_end|>\n<|im_start|>assistant\n", [to_rgb(image.pixels) for image in new]
+        new = [context.workspace.get(i) for i in range(self.seen, len(context.workspace))]
+        text = self.format.turn_text(context, self.seen, self.model.marker, self.pending)
+        self.seen = len(context.workspace)
+        return text, [to_rgb(image.pixels) for image in new]
 
     def _evaluate(self, prompt: str, images: list, max_new_tokens: int) -> dict:
         chunks = self.model.tokenize(prompt, images)
