@@ -24,9 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from transformers import DynamicCache
-
 from edge_agent.checksum import sha256_file
 from edge_agent.onnx_decoder import FORMAT, DecoderShape
 from export.gguf import ExportError, check_checkpoint, prepare_out_dir, source_record, timed
@@ -88,6 +85,8 @@ def _load(hf_dir: Path):
 def _export_decoder(model, shape: DecoderShape, target: Path) -> None:
     import torch
 
+    from export.text_decoder import TextDecoder
+
     decoder = TextDecoder(model, shape).eval()
     batch, seq, past = 1, 3, 2  # example sizes; every axis below is dynamic
     example = (
@@ -133,32 +132,6 @@ def _quiet():
             yield
     finally:
         onnx_log.setLevel(level)
-
-
-class TextDecoder(torch.nn.Module):
-    """The language model and its head, with the KV cache as flat tensors in and out."""
-
-    def __init__(self, model, shape: DecoderShape) -> None:
-        super().__init__()
-        self.language_model = model.model.language_model
-        self.lm_head = model.lm_head
-        self.config = model.config
-        self.layers = shape.layers
-
-    def forward(self, input_ids, attention_mask, position_ids, past):
-        cache = DynamicCache(
-            ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(self.layers)],
-            config=self.config,
-        )
-        out = self.language_model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            use_cache=True,
-        )
-        present = [t for layer in out.cache.layers for t in (layer.keys, layer.values)]
-        return (self.lm_head(out.last_hidden_state), *present)
 
 
 def decoder_shape(text_config) -> DecoderShape:

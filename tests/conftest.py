@@ -32,3 +32,12 @@ def exported(tiny, tmp_path_factory) -> Path:
     assert done.returncode == 0, done.stderr
     assert "pre-tokenizer forced to 'qwen2'" in done.stderr  # the override is never silent
     return out
+
+
+@pytest.fixture(scope="session")
+def onnx_llm(tiny, tmp_path_factory) -> Path:
+    """The tiny checkpoint's text decoder in ONNX, written and verified by the CLI."""
+    out = tmp_path_factory.mktemp("onnx-llm") / "out"
+    done = run_cli("export", "onnx-llm", tiny, "--out", out)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out

@@ -170,9 +170,11 @@ class OnnxSession:
             if self.stream:
                 self.stream(self.decoder.detokenize([token]))
             logits = self.decoder.forward([token], self.cache)[-1]
-        raise PolicyError(
+        if self.stream:
+            self.stream("\n")
+        raise PolicyError(  # !a: ASCII, the report's DICOM objects carry this text
             f"reply not finished within {budget} tokens (decoding is not grammar-constrained "
-            f"on onnx_trt); it began {self.decoder.detokenize(tokens)[:120]!r}"
+            f"on onnx_trt); it began {self.decoder.detokenize(tokens)[:120]!a}"
         )
 
     def _decision(self, reply: str, context: ReadContext, usage: dict) -> Decision:

@@ -1,0 +1,109 @@
+"""The onnx_trt policy on the tiny decoder exported by our own code: a text-only read on CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge_agent.agent import Budget
+from edge_agent.config import Config, PolicySettings, ReportSettings
+from edge_agent.errors import BadInput
+from edge_agent.policies import make_policy
+from edge_agent.policies.onnx_trt import OnnxTrtSettings
+from edge_agent.read import read_study
+from tests.support import run_cli
+from tools.onnx_runtime import RuntimeSettings
+
+
+def _config(onnx_llm: Path, max_new_tokens: int = 64, **overrides) -> Config:
+    settings = OnnxTrtSettings(
+        model_dir=str(onnx_llm), runtime=RuntimeSettings(providers=("cpu",)), **overrides
+    )
+    return Config(
+        budget=Budget(max_turns=3, max_new_tokens=max_new_tokens),
+        policy=PolicySettings(name="onnx_trt", onnx_trt=settings),
+        report=ReportSettings(dicom=False),
+    )
+
+
+@pytest.fixture(scope="module")
+def read(onnx_llm, tmp_path_factory):
+    from edge_agent.sample import write_sample_study
+
+    folder = tmp_path_factory.mktemp("onnx-read")
+    return read_study(write_sample_study(folder / "study"), folder / "out", _config(onnx_llm))
+
+
+def test_a_nonsense_reply_ends_the_read_with_a_recorded_policy_error(read):
+    trajectory = read.trajectory
+    # random weights: the greedy reply is not the Ophiuchus format and decoding is unconstrained
+    assert trajectory.end_reason == "policy_error" and trajectory.answer is None
+    assert "not grammar-constrained on onnx_trt" in trajectory.end_detail
+    saved = json.loads((read.out_dir / "trajectory.json").read_text())
+    assert saved["end_reason"] == "policy_error" and saved["end_detail"] == trajectory.end_detail
+    report = json.loads((read.out_dir / "report.json").read_text())
+    assert report["policy"] == "onnx_trt" and report["end"]["reason"] == "policy_error"
+
+
+def test_the_record_says_the_images_were_not_shown_to_the_model(read, onnx_llm):
+    policy = read.trajectory.policy
+    assert "text only: images not shown to the model" in policy.label
+    assert "did not see the images" in policy.disclaimer
+    manifest = json.loads((onnx_llm / "manifest.json").read_text())
+    decoder = next(f for f in manifest["files"] if f["role"] == "decoder")
+    assert policy.model["sha256"] == decoder["sha256"] and policy.model["provider"] == "cpu"
+    assert policy.model["vision"].startswith("none")
+    html = (read.out_dir / "report.html").read_text()
+    assert "did not see the images" in html
+
+
+def test_greedy_decoding_is_deterministic_and_the_model_is_reused(read, onnx_llm, tmp_path):
+    study = next(iter(read.study.files.values())).parent
+    config = _config(onnx_llm)
+    policy = make_policy(config.policy)  # loaded once, as the gateway's worker keeps it
+    try:
+        again = [
+            read_study(study, tmp_path / f"r{i}", config, policy=policy).trajectory
+            for i in range(2)
+        ]
+    finally:
+        policy.close()
+    assert again[0].end_detail == again[1].end_detail == read.trajectory.end_detail
+
+
+def test_a_turn_that_would_overflow_the_context_is_refused(onnx_llm, sample_study, tmp_path):
+    short = read_study(sample_study, tmp_path / "out", _config(onnx_llm, n_ctx=256))
+    assert short.trajectory.end_reason == "policy_error"
+    assert (
+        "context full" in short.trajectory.end_detail
+        and "n_ctx is 256" in short.trajectory.end_detail
+    )
+
+
+def test_a_missing_model_folder_is_a_config_error(tmp_path):
+    settings = PolicySettings(name="onnx_trt", onnx_trt=OnnxTrtSettings(model_dir=str(tmp_path)))
+    with pytest.raises(BadInput, match=r"no manifest\.json"):
+        make_policy(settings)
+
+
+def test_the_cli_reads_with_the_onnx_policy(onnx_llm, sample_study, tmp_path):
+    done = run_cli(
+        "read",
+        sample_study,
+        "--out",
+        tmp_path / "out",
+        "--policy",
+        "onnx-trt",
+        "--model",
+        onnx_llm,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "(ONNX Runtime, cpu), text only" in done.stdout  # the rule above the answer
+    assert "it did not see the images" in done.stdout  # the disclaimer
+    assert "no answer: policy_error" in done.stdout
+    missing = run_cli(
+        "read", sample_study, "--out", tmp_path / "x", "--policy", "onnx-trt", "--model", tmp_path
+    )
+    assert missing.returncode == 2 and "no manifest.json" in missing.stderr
