@@ -58,9 +58,17 @@ class OnnxDecoder:
         self.dir = Path(model_dir)
         self.manifest = _manifest(self.dir)
         spec = self.manifest["decoder"]
-        self.shape = DecoderShape(spec["layers"], spec["kv_heads"], spec["head_dim"], spec["vocab"])
-        self.context_length = int(spec.get("context_length") or 0)
-        self.sha256 = _check_files(self.dir, self.manifest)
+        try:
+            self.shape = DecoderShape(
+                int(spec["layers"]),
+                int(spec["kv_heads"]),
+                int(spec["head_dim"]),
+                int(spec["vocab"]),
+            )
+            self.context_length = int(spec.get("context_length") or 0)
+            self.sha256 = _check_files(self.dir, self.manifest)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{self.dir}/manifest.json is incomplete: {exc!r}") from None
         self.tokenizer = _tokenizer(self.dir / "tokenizer.json")
         self.end_ids = frozenset(
             [*spec["eos_token_ids"], *(self.tokenizer.token_to_id(t) for t in END_TOKENS)]
@@ -121,7 +129,11 @@ def _manifest(model_dir: Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ModelLoadError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != FORMAT
+        or not isinstance(manifest.get("decoder"), dict)
+    ):
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise ModelLoadError(f"{path} is format {found!r}, not {FORMAT!r}")
     return manifest

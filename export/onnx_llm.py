@@ -30,13 +30,15 @@ from export.gguf import ExportError, check_checkpoint, prepare_out_dir, source_r
 
 log = logging.getLogger(__name__)
 
+ARCHITECTURE = "Qwen2_5_VLForConditionalGeneration"
 DECODER = "decoder_model_merged.onnx"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 OPSET = 18
 VISION = (
-    "not exported: the Qwen2.5-VL vision tower computes its rotary table, window order and "
-    "cu_seqlens from image_grid_thw (data-dependent shapes); the decoder would also need an "
-    "inputs_embeds input to take the image embeddings"
+    "not exported: torch.export stops in the vision attention at torch.split(..., "
+    "cu_seqlens.tolist()) (window lengths are data); it needs that attention rewritten with a "
+    "block-diagonal mask built from image_grid_thw outside the graph, the decoder an inputs_embeds "
+    "input, and the runtime the image patches and M-RoPE positions of image tokens"
 )
 
 Stage = Callable[[str], None]
@@ -52,6 +54,12 @@ class OnnxLlmRequest:
 def export_onnx_llm(request: OnnxLlmRequest, stage: Stage = lambda name: None) -> dict:
     """Export the decoder, copy the tokenizer, hash; returns the manifest (also manifest.json)."""
     config = check_checkpoint(request.hf_dir)
+    if ARCHITECTURE not in config["architectures"]:
+        raise ExportError(
+            f"export onnx-llm supports {ARCHITECTURE}, not {', '.join(config['architectures'])}"
+        )
+    if not (request.hf_dir / "tokenizer.json").is_file():
+        raise ExportError(f"{request.hf_dir} has no tokenizer.json (a fast tokenizer)")
     prepare_out_dir(request.out_dir, request.force)
     try:
         stage("loading the checkpoint")
@@ -62,8 +70,6 @@ def export_onnx_llm(request: OnnxLlmRequest, stage: Stage = lambda name: None) -
         for name in TOKENIZER_FILES:
             if (request.hf_dir / name).is_file():
                 shutil.copy2(request.hf_dir / name, request.out_dir / name)
-        if not (request.out_dir / "tokenizer.json").is_file():
-            raise ExportError(f"{request.hf_dir} has no tokenizer.json (a fast tokenizer)")
         stage("hashing")
         manifest = _manifest(request, config, shape, {"export_decoder_s": round(seconds, 2)})
     except BaseException:

@@ -37,7 +37,7 @@ def test_the_manifest_hashes_every_file_and_names_the_io(onnx_llm, tiny):
         == hashlib.sha256((tiny / "model.safetensors").read_bytes()).hexdigest()
     )
     assert manifest["vision"]["exported"] is False
-    assert "vision tower" in manifest["vision"]["reason"]
+    assert "vision attention" in manifest["vision"]["reason"]
     decoder = OnnxDecoder(onnx_llm, RuntimeSettings(providers=("cpu",)))
     try:
         inputs = decoder.model.input_names
