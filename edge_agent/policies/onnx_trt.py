@@ -3,9 +3,10 @@ Runtime, providers TensorRT -> CUDA -> CPU, one KV cache per read.
 
 Text only: the export has no vision tower yet, so the model reads the question, each image's
 index and size, and the tools' text observations, never the pixels. The trajectory and the
-report say so. Decoding is greedy and not grammar-constrained (llama_cpp's GBNF has no ONNX
-counterpart here): a reply that does not follow the Ophiuchus format ends the read with a
-recorded policy error."""
+report say so. Decoding is greedy under the same GBNF grammar as llama_cpp (token masks from
+llguidance), so each reply is a valid call or an answer; with `grammar = false` it is
+unconstrained, and a reply that does not follow the Ophiuchus format ends the read with a recorded
+policy error."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
 from edge_agent.errors import ConfigError
 from edge_agent.formats.ophiuchus import FormatError, OphiuchusFormat
+from edge_agent.grammar import Constraint, GrammarError
 from edge_agent.policies.llama_cpp import DISCLAIMER
 from edge_agent.trajectory import PolicyRecord
 from tools.onnx_runtime import RuntimeSettings
@@ -41,6 +43,7 @@ class OnnxTrtSettings:
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     n_ctx: int = 8192  # capped at the checkpoint's context length
     prefill_chunk: int = 256  # prompt tokens per decoder call: bounds the logits' memory
+    grammar: bool = True  # replies constrained to the format; false: free, mistakes end the read
     max_think_chars: int = 400
     image_size: int = 512  # shown images fit this long side, as the model was trained
 
@@ -62,6 +65,7 @@ class OnnxTrtPolicy:
         self.settings = settings
         self._stream = stream
         self._decoder = OnnxDecoder(Path(settings.model_dir), settings.runtime)
+        self._grammar = self._token_grammar() if settings.grammar else None
         self._record = PolicyRecord(
             name="onnx_trt",
             label=(
@@ -74,8 +78,22 @@ class OnnxTrtPolicy:
                 "sha256": self._decoder.sha256,
                 "provider": self._decoder.provider,
                 "vision": "none: image pixels are not given to the model",
+                "grammar": "gbnf (llguidance)" if settings.grammar else "none",
             },
         )
+
+    def _token_grammar(self):
+        from edge_agent.grammar import TokenGrammar
+
+        try:
+            return TokenGrammar(
+                self._decoder.dir / "tokenizer.json",
+                self._decoder.shape.vocab,
+                self._decoder.end_ids,
+            )
+        except BaseException:
+            self._decoder.close()
+            raise
 
     @property
     def record(self) -> PolicyRecord:
@@ -92,6 +110,7 @@ class OnnxTrtPolicy:
             OphiuchusFormat(context.toolbox, self.settings.max_think_chars),
             n_ctx=n_ctx,
             prefill_chunk=self.settings.prefill_chunk,
+            grammar=self._grammar,
             stream=self._stream,
         )
 
@@ -109,6 +128,7 @@ class OnnxSession:
         *,
         n_ctx: int,
         prefill_chunk: int,
+        grammar=None,
         stream: Stream | None = None,
     ) -> None:
         from edge_agent.onnx_decoder import KvCache
@@ -117,6 +137,7 @@ class OnnxSession:
         self.format = form
         self.n_ctx = n_ctx
         self.prefill_chunk = prefill_chunk
+        self.grammar = grammar  # a TokenGrammar, or None: unconstrained
         self.stream = stream
         self.cache = KvCache(decoder.shape)
         self.seen = 0  # workspace images already described in the context
@@ -134,8 +155,10 @@ class OnnxSession:
                 f"context full: {self.cache.length} positions used, this turn needs {len(ids)} "
                 f"more plus up to {budget} for the reply, n_ctx is {self.n_ctx}"
             )
+        past = self.cache.length
         logits = self._prefill(ids)
         usage = {
+            "past": past,  # positions already in the KV cache: earlier turns, not evaluated again
             "prompt_tokens": len(ids),
             "prompt_evaluated": len(ids),
             "images": 0,
@@ -143,7 +166,14 @@ class OnnxSession:
             "prefill_ms": round((time.perf_counter() - started) * 1000, 1),
         }
         decode_start = time.perf_counter()
-        reply, generated = self._generate(logits, budget)
+        constraint = None
+        if self.grammar is not None:
+            constraint = self.grammar.start(self.format.grammar(len(context.workspace)))
+        try:
+            reply, generated = self._generate(logits, budget, constraint)
+        except GrammarError as exc:
+            log.error("constrained decoding failed: %s", exc)
+            raise PolicyError(f"constrained decoding failed (bug): {exc}") from None
         usage.update(
             generated=generated, decode_ms=round((time.perf_counter() - decode_start) * 1000, 1)
         )
@@ -156,16 +186,22 @@ class OnnxSession:
             logits = self.decoder.forward(ids[start : start + self.prefill_chunk], self.cache)[-1]
         return logits
 
-    def _generate(self, logits: np.ndarray, budget: int) -> tuple[str, int]:
-        """Greedy: the same context gives the same reply."""
+    def _generate(
+        self, logits: np.ndarray, budget: int, constraint: Constraint | None
+    ) -> tuple[str, int]:
+        """Greedy, under the grammar when there is one: the same context gives the same reply."""
         tokens: list[int] = []
         for _ in range(budget):
+            if constraint is not None:
+                logits = constraint.mask(logits)
             token = int(np.argmax(logits))
             if token in self.decoder.end_ids:
                 self.pending = "<|im_end|>\n"
                 if self.stream:
                     self.stream("\n")
                 return self.decoder.detokenize(tokens), len(tokens)
+            if constraint is not None:
+                constraint.accept(token)
             tokens.append(token)
             if self.stream:
                 self.stream(self.decoder.detokenize([token]))
@@ -173,17 +209,23 @@ class OnnxSession:
         if self.stream:
             self.stream("\n")
         raise PolicyError(  # !a: ASCII, the report's DICOM objects carry this text
-            f"reply not finished within {budget} tokens (decoding is not grammar-constrained "
-            f"on onnx_trt); it began {self.decoder.detokenize(tokens)[:120]!a}"
+            f"reply not finished within {budget} tokens{self._unconstrained()}; it began "
+            f"{self.decoder.detokenize(tokens)[:120]!a}"
         )
+
+    def _unconstrained(self) -> str:
+        return " (decoding is not grammar-constrained: grammar = false)" if not self.grammar else ""
 
     def _decision(self, reply: str, context: ReadContext, usage: dict) -> Decision:
         try:
             parsed = self.format.parse(reply)
-        except FormatError as exc:  # no grammar here: the model's mistake, not our bug
-            raise PolicyError(
-                f"the model's reply does not follow the Ophiuchus format (decoding is not "
-                f"grammar-constrained on onnx_trt): {exc}"
+        except FormatError as exc:
+            if self.grammar is not None:  # the grammar makes this impossible: a bug
+                log.error("unparseable reply despite the grammar: %s", exc)
+                raise PolicyError(f"model reply did not parse (bug): {exc}") from None
+            raise PolicyError(  # unconstrained: the model's mistake
+                f"the model's reply does not follow the Ophiuchus format{self._unconstrained()}: "
+                f"{exc}"
             ) from None
         if parsed.tool is None:
             evidence = (len(context.workspace) - 1,)  # the newest image in the read

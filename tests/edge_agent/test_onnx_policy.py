@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from edge_agent.read import read_study
 from tests.support import run_cli
 from tools.onnx_runtime import RuntimeSettings
 
+TOOLS = {"zoom_in", "segment", "locate"}
 
-def _config(onnx_llm: Path, max_new_tokens: int = 64, **overrides) -> Config:
+
+def _config(onnx_llm: Path, max_new_tokens: int = 512, **overrides) -> Config:
     settings = OnnxTrtSettings(
         model_dir=str(onnx_llm), runtime=RuntimeSettings(providers=("cpu",)), **overrides
     )
@@ -36,15 +39,39 @@ def read(onnx_llm, tmp_path_factory):
     return read_study(write_sample_study(folder / "study"), folder / "out", _config(onnx_llm))
 
 
-def test_a_nonsense_reply_ends_the_read_with_a_recorded_policy_error(read):
+def test_a_read_under_the_grammar_takes_valid_actions(read):
     trajectory = read.trajectory
-    # random weights: the greedy reply is not the Ophiuchus format and decoding is unconstrained
-    assert trajectory.end_reason == "policy_error" and trajectory.answer is None
-    assert "not grammar-constrained on onnx_trt" in trajectory.end_detail
-    saved = json.loads((read.out_dir / "trajectory.json").read_text())
-    assert saved["end_reason"] == "policy_error" and saved["end_detail"] == trajectory.end_detail
+    assert trajectory.end_reason in ("answer", "max_turns"), trajectory.end_detail
+    assert trajectory.steps and all(step.tool in TOOLS for step in trajectory.steps)
     report = json.loads((read.out_dir / "report.json").read_text())
-    assert report["policy"] == "onnx_trt" and report["end"]["reason"] == "policy_error"
+    assert report["policy"] == "onnx_trt" and report["model"]["grammar"] == "gbnf (llguidance)"
+
+
+def test_each_turn_evaluates_only_what_it_adds(read):
+    steps = read.trajectory.steps
+    assert len(steps) >= 2 and steps[0].usage["past"] == 0
+    assert steps[0].usage["images_withheld"] == 3
+    for before, step in itertools.pairwise(steps):
+        # the cache holds every earlier prompt and reply; this turn evaluated only its own text
+        added = before.usage["prompt_tokens"] + before.usage["generated"]
+        assert step.usage["past"] == before.usage["past"] + added, step.number
+        assert step.usage["prompt_tokens"] < steps[0].usage["prompt_tokens"]
+        assert step.usage["images_withheld"] == (1 if before.image is not None else 0)
+    assert all(step.usage["images"] == 0 for step in steps)  # no pixels reach this model
+
+
+def test_without_the_grammar_a_nonsense_reply_is_a_recorded_policy_error(onnx_llm, tmp_path):
+    from edge_agent.sample import write_sample_study
+
+    study = write_sample_study(tmp_path / "study")
+    free = read_study(study, tmp_path / "out", _config(onnx_llm, 64, grammar=False))
+    trajectory = free.trajectory
+    # random weights: the greedy reply is not the Ophiuchus format
+    assert trajectory.end_reason == "policy_error" and trajectory.answer is None
+    assert "not grammar-constrained: grammar = false" in trajectory.end_detail
+    saved = json.loads((tmp_path / "out" / "trajectory.json").read_text())
+    assert saved["end_reason"] == "policy_error" and saved["end_detail"] == trajectory.end_detail
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["model"]["grammar"] == "none"
 
 
 def test_the_record_says_the_images_were_not_shown_to_the_model(read, onnx_llm):
@@ -70,7 +97,12 @@ def test_greedy_decoding_is_deterministic_and_the_model_is_reused(read, onnx_llm
         ]
     finally:
         policy.close()
-    assert again[0].end_detail == again[1].end_detail == read.trajectory.end_detail
+
+    def key(t):
+        return [(s.tool, s.arguments, s.observation) for s in t.steps], t.end_reason
+
+    assert key(again[0]) == key(again[1]) == key(read.trajectory)
+    assert again[1].steps[0].usage["past"] == 0  # the second read started from an empty cache
 
 
 def test_a_turn_that_would_overflow_the_context_is_refused(onnx_llm, sample_study, tmp_path):
@@ -102,7 +134,7 @@ def test_the_cli_reads_with_the_onnx_policy(onnx_llm, sample_study, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "(ONNX Runtime, cpu), text only" in done.stdout  # the rule above the answer
     assert "it did not see the images" in done.stdout  # the disclaimer
-    assert "no answer: policy_error" in done.stdout
+    assert "<think>" in done.stdout and "Action: " in done.stdout  # streamed as decoded
     missing = run_cli(
         "read", sample_study, "--out", tmp_path / "x", "--policy", "onnx-trt", "--model", tmp_path
     )
