@@ -66,14 +66,15 @@ class OnnxDecoder:
                 int(spec["vocab"]),
             )
             self.context_length = int(spec.get("context_length") or 0)
+            eos = [int(token) for token in spec["eos_token_ids"]]
             self.sha256 = _check_files(self.dir, self.manifest)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"{self.dir}/manifest.json is incomplete: {exc!r}") from None
         self.tokenizer = _tokenizer(self.dir / "tokenizer.json")
-        self.end_ids = frozenset(
-            [*spec["eos_token_ids"], *(self.tokenizer.token_to_id(t) for t in END_TOKENS)]
-        ) - {None}
-        self.model = OnnxModel(self.dir / spec["file"], runtime)
+        self.end_ids = frozenset([*eos, *(self.tokenizer.token_to_id(t) for t in END_TOKENS)]) - {
+            None
+        }
+        self.model = OnnxModel(self.dir / self.file, runtime)
         missing = {"input_ids", "position_ids", *self.shape.past_names()} - set(
             self.model.input_names
         )

@@ -21,7 +21,8 @@ import numpy as np
 from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
 from edge_agent.errors import ConfigError
 from edge_agent.formats.ophiuchus import FormatError, OphiuchusFormat
-from edge_agent.grammar import Constraint, GrammarError
+from edge_agent.grammar import Constraint, GrammarError, TokenGrammar
+from edge_agent.onnx_decoder import KvCache, OnnxDecoder
 from edge_agent.policies.llama_cpp import DISCLAIMER
 from edge_agent.trajectory import PolicyRecord
 from tools.onnx_runtime import RuntimeSettings
@@ -55,8 +56,6 @@ class OnnxTrtSettings:
 class OnnxTrtPolicy:
     def __init__(self, settings: OnnxTrtSettings, stream: Stream | None = None) -> None:
         """The decoder is loaded here (a bad folder is a ConfigError before any read)."""
-        from edge_agent.onnx_decoder import OnnxDecoder
-
         if not settings.model_dir or not Path(settings.model_dir).is_dir():
             raise ConfigError(
                 f"[policy.onnx_trt] model_dir = {settings.model_dir!r}: no such folder "
@@ -82,9 +81,7 @@ class OnnxTrtPolicy:
             },
         )
 
-    def _token_grammar(self):
-        from edge_agent.grammar import TokenGrammar
-
+    def _token_grammar(self) -> TokenGrammar:
         try:
             return TokenGrammar(
                 self._decoder.dir / "tokenizer.json",
@@ -123,16 +120,14 @@ class OnnxSession:
 
     def __init__(
         self,
-        decoder,
+        decoder: OnnxDecoder,
         form: OphiuchusFormat,
         *,
         n_ctx: int,
         prefill_chunk: int,
-        grammar=None,
+        grammar: TokenGrammar | None = None,
         stream: Stream | None = None,
     ) -> None:
-        from edge_agent.onnx_decoder import KvCache
-
         self.decoder = decoder
         self.format = form
         self.n_ctx = n_ctx
@@ -149,12 +144,7 @@ class OnnxSession:
         text = self.format.turn_text(context, self.seen, NO_PIXELS, self.pending)
         self.seen = len(context.workspace)
         ids = self.decoder.tokenize(text)
-        budget = context.budget.max_new_tokens
-        if self.cache.length + len(ids) + budget > self.n_ctx:
-            raise PolicyError(
-                f"context full: {self.cache.length} positions used, this turn needs {len(ids)} "
-                f"more plus up to {budget} for the reply, n_ctx is {self.n_ctx}"
-            )
+        self._check_room(len(ids), context.budget.max_new_tokens)
         past = self.cache.length
         logits = self._prefill(ids)
         usage = {
@@ -166,18 +156,28 @@ class OnnxSession:
             "prefill_ms": round((time.perf_counter() - started) * 1000, 1),
         }
         decode_start = time.perf_counter()
-        constraint = None
-        if self.grammar is not None:
-            constraint = self.grammar.start(self.format.grammar(len(context.workspace)))
-        try:
-            reply, generated = self._generate(logits, budget, constraint)
-        except GrammarError as exc:
-            log.error("constrained decoding failed: %s", exc)
-            raise PolicyError(f"constrained decoding failed (bug): {exc}") from None
+        reply, generated = self._reply(logits, context)
         usage.update(
             generated=generated, decode_ms=round((time.perf_counter() - decode_start) * 1000, 1)
         )
         return self._decision(reply, context, usage)
+
+    def _check_room(self, prompt_tokens: int, budget: int) -> None:
+        if self.cache.length + prompt_tokens + budget > self.n_ctx:
+            raise PolicyError(
+                f"context full: {self.cache.length} positions used, this turn needs "
+                f"{prompt_tokens} more plus up to {budget} for the reply, n_ctx is {self.n_ctx}"
+            )
+
+    def _reply(self, logits: np.ndarray, context: ReadContext) -> tuple[str, int]:
+        constraint = None
+        if self.grammar is not None:
+            constraint = self.grammar.start(self.format.grammar(len(context.workspace)))
+        try:
+            return self._generate(logits, context.budget.max_new_tokens, constraint)
+        except GrammarError as exc:
+            log.error("constrained decoding failed: %s", exc)
+            raise PolicyError(f"constrained decoding failed (bug): {exc}") from None
 
     def _prefill(self, ids: list[int]) -> np.ndarray:
         """The prompt in chunks after the cache; the logits of its last position."""

@@ -78,3 +78,13 @@ def test_a_folder_without_a_checkpoint_is_a_clear_error(tmp_path):
     done = run_cli("export", "onnx-llm", tmp_path / "empty", "--out", tmp_path / "out")
     assert done.returncode == 2 and "no config.json" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_an_incomplete_manifest_is_refused(onnx_llm, tmp_path):
+    copy = tmp_path / "onnx"
+    shutil.copytree(onnx_llm, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["decoder"]["kv_heads"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match=r"manifest\.json is incomplete: KeyError"):
+        OnnxDecoder(copy, RuntimeSettings(providers=("cpu",)))
