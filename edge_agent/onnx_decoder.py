@@ -1,9 +1,10 @@
-"""One owner for an ONNX text decoder written by `edge-agent export onnx-llm`: the ONNX Runtime
-session, the tokenizer, and the names of the decoder's inputs and outputs. The KV cache lives in a
-`KvCache` per read; the decoder only reads and replaces it.
+"""Owners for the ONNX models written by `edge-agent export onnx-llm`: the text decoder (ONNX
+Runtime session, tokenizer, the names of its inputs and outputs) and the vision encoder. The KV
+cache lives in a `KvCache` per read; the decoder only reads and replaces it.
 
-The I/O contract is optimum's: input_ids, attention_mask, position_ids (3, batch, seq) for
-M-RoPE, past_key_values.N.key/value -> logits, present.N.key/value."""
+The decoder's I/O is optimum's: input_ids, attention_mask, position_ids (3, batch, seq) for
+M-RoPE, past_key_values.N.key/value -> logits, present.N.key/value; plus image_embeds, one row
+per <|image_pad|> token in input_ids (none for text)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.checksum import sha256_file
+from edge_agent.vision_inputs import VisionSpec, image_inputs
 from tools.onnx_runtime import ModelLoadError, OnnxModel, RuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class KvCache:
     def __init__(self, shape: DecoderShape) -> None:
         empty = np.zeros((1, shape.kv_heads, 0, shape.head_dim), dtype=np.float32)
         self.tensors = [empty] * (2 * shape.layers)
+        self.position = 0  # the next M-RoPE position: past an image it is less than `length`
 
     @property
     def length(self) -> int:
@@ -74,10 +77,10 @@ class OnnxDecoder:
         self.end_ids = frozenset([*eos, *(self.tokenizer.token_to_id(t) for t in END_TOKENS)]) - {
             None
         }
+        self.hidden = int(spec.get("hidden_size") or 0)
         self.model = OnnxModel(self.dir / self.file, runtime)
-        missing = {"input_ids", "position_ids", *self.shape.past_names()} - set(
-            self.model.input_names
-        )
+        inputs = {"input_ids", "position_ids", "image_embeds", *self.shape.past_names()}
+        missing = inputs - set(self.model.input_names)
         if missing:
             self.close()
             raise ModelLoadError(f"{spec['file']} lacks the decoder inputs {sorted(missing)}")
@@ -97,23 +100,83 @@ class OnnxDecoder:
     def detokenize(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
-    def forward(self, ids: list[int], cache: KvCache) -> np.ndarray:
+    def forward(
+        self,
+        ids: list[int],
+        cache: KvCache,
+        image_embeds: np.ndarray | None = None,
+        positions: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Evaluate `ids` after what `cache` holds, extend the cache; the logits of every
-        position of `ids` (len(ids), vocab). Text positions: every M-RoPE row is the index."""
-        count, past = len(ids), cache.length
-        positions = np.arange(past, past + count, dtype=np.int64)
+        position of `ids` (len(ids), vocab). `positions` (3, len(ids)): M-RoPE rows t, h, w;
+        by default text positions (every row the same) after the cache's. `image_embeds`: one
+        row per <|image_pad|> in `ids`."""
+        count = len(ids)
+        if positions is None:
+            positions = np.broadcast_to(np.arange(count) + cache.position, (3, count))
+        if image_embeds is None:
+            image_embeds = np.zeros((0, self.hidden), dtype=np.float32)
         feeds = {
             "input_ids": np.asarray([ids], dtype=np.int64),
-            "attention_mask": np.ones((1, past + count), dtype=np.int64),
-            "position_ids": np.broadcast_to(positions, (3, 1, count)).copy(),
+            "attention_mask": np.ones((1, cache.length + count), dtype=np.int64),
+            "position_ids": np.ascontiguousarray(positions[:, None, :], dtype=np.int64),
+            "image_embeds": np.ascontiguousarray(image_embeds, dtype=np.float32),
             **dict(zip(self.shape.past_names(), cache.tensors, strict=True)),
         }
         outputs = self.model.run(feeds)
         cache.tensors = [outputs[name] for name in self.shape.present_names()]
+        cache.position = max(cache.position, int(positions.max()) + 1)
         return outputs["logits"][0]
 
     def close(self) -> None:
         """Idempotent: the ONNX Runtime session is released."""
+        if getattr(self, "model", None) is not None:
+            self.model.close()
+            self.model = None
+
+
+def turn_chunks(
+    ids: list[int], image_embeds: np.ndarray, positions: np.ndarray, size: int, image_token_id: int
+):
+    """A turn's tokens in decoder calls of at most `size`, each with its own image rows and
+    positions (prefill in chunks bounds the logits' memory)."""
+    used = 0
+    for start in range(0, len(ids), size):
+        part = ids[start : start + size]
+        images = sum(1 for token in part if token == image_token_id)
+        yield part, image_embeds[used : used + images], positions[:, start : start + size]
+        used += images
+
+
+class OnnxVision:
+    """The exported vision encoder: an RGB image in, one embedding per image token out."""
+
+    def __init__(self, decoder: OnnxDecoder, runtime: RuntimeSettings) -> None:
+        record = decoder.manifest.get("vision") or {}
+        try:
+            self.spec = VisionSpec(
+                **{
+                    **record["spec"],
+                    "mean": tuple(record["spec"]["mean"]),
+                    "std": tuple(record["spec"]["std"]),
+                }
+            )
+            self.image_token_id = int(record["image_token_id"])
+            self.start_id = int(record["vision_start_token_id"])
+            self.end_id = int(record["vision_end_token_id"])
+            path = decoder.dir / record["file"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(
+                f"{decoder.dir}: manifest.json has no usable vision: {exc!r}"
+            ) from None
+        self.model = OnnxModel(path, runtime)
+
+    def encode(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """(image tokens, hidden) embeddings and the image's patch grid (t, h, w)."""
+        feeds, grid = image_inputs(rgb, self.spec)
+        return self.model.run(feeds)["image_embeds"], grid
+
+    def close(self) -> None:
         if getattr(self, "model", None) is not None:
             self.model.close()
             self.model = None
@@ -141,11 +204,9 @@ def _manifest(model_dir: Path) -> dict:
 
 
 def _check_files(model_dir: Path, manifest: dict) -> str:
-    """Every decoder file is there with the hash the export wrote; returns the graph's hash."""
+    """Every file is there with the hash the export wrote; returns the decoder graph's hash."""
     digests = {}
     for entry in manifest["files"]:
-        if not entry["role"].startswith("decoder"):
-            continue
         path = model_dir / entry["name"]
         if not path.is_file():
             raise ModelLoadError(f"{path} is missing (listed in manifest.json)")

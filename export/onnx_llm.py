@@ -32,14 +32,9 @@ log = logging.getLogger(__name__)
 
 ARCHITECTURE = "Qwen2_5_VLForConditionalGeneration"
 DECODER = "decoder_model_merged.onnx"
+VISION_FILE = "vision_encoder.onnx"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 OPSET = 18
-VISION = (
-    "not exported: torch.export stops in the vision attention at torch.split(..., "
-    "cu_seqlens.tolist()) (window lengths are data); it needs that attention rewritten with a "
-    "block-diagonal mask built from image_grid_thw outside the graph, the decoder an inputs_embeds "
-    "input, and the runtime the image patches and M-RoPE positions of image tokens"
-)
 
 Stage = Callable[[str], None]
 
@@ -66,12 +61,14 @@ def export_onnx_llm(request: OnnxLlmRequest, stage: Stage = lambda name: None) -
         model = _load(request.hf_dir)
         shape = decoder_shape(model.config.text_config)
         stage("exporting the text decoder with KV cache")
-        seconds = timed(lambda: _export_decoder(model, shape, request.out_dir / DECODER))
+        timings = {"export_decoder_s": timed(lambda: _export_decoder(model, shape, request))}
+        stage("exporting the vision tower")
+        timings["export_vision_s"] = timed(lambda: _export_vision(model, request.out_dir))
         for name in TOKENIZER_FILES:
             if (request.hf_dir / name).is_file():
                 shutil.copy2(request.hf_dir / name, request.out_dir / name)
         stage("hashing")
-        manifest = _manifest(request, config, shape, {"export_decoder_s": round(seconds, 2)})
+        manifest = _manifest(request, config, shape, timings)
     except BaseException:
         shutil.rmtree(request.out_dir, ignore_errors=True)  # no partial export is left behind
         raise
@@ -88,17 +85,18 @@ def _load(hf_dir: Path):
         raise ExportError(f"transformers cannot load {hf_dir}: {exc}") from None
 
 
-def _export_decoder(model, shape: DecoderShape, target: Path) -> None:
+def _export_decoder(model, shape: DecoderShape, request: OnnxLlmRequest) -> None:
     import torch
 
     from export.text_decoder import TextDecoder
 
-    decoder = TextDecoder(model, shape).eval()
-    batch, seq, past = 1, 3, 2  # example sizes; every axis below is dynamic
+    batch, seq, past, images = 1, 4, 2, 2  # example sizes; every axis below is dynamic
+    image_token = model.config.image_token_id
     example = (
-        torch.zeros(batch, seq, dtype=torch.int64),
+        torch.tensor([[0, image_token, image_token, 0]]),
         torch.ones(batch, past + seq, dtype=torch.int64),
         torch.arange(past, past + seq).view(1, 1, seq).expand(3, batch, seq).contiguous(),
+        torch.zeros(images, model.config.text_config.hidden_size),
         tuple(torch.zeros(batch, shape.kv_heads, past, shape.head_dim) for _ in shape.past_names()),
     )
     cache_axes = {0: "batch_size", 2: "past_sequence_length"}
@@ -106,15 +104,51 @@ def _export_decoder(model, shape: DecoderShape, target: Path) -> None:
         {0: "batch_size", 1: "sequence_length"},
         {0: "batch_size", 1: "total_sequence_length"},
         {1: "batch_size", 2: "sequence_length"},
+        {0: "image_tokens"},
         tuple(cache_axes for _ in shape.past_names()),
     )
+    _to_onnx(
+        TextDecoder(model, shape),
+        example,
+        request.out_dir / DECODER,
+        ["input_ids", "attention_mask", "position_ids", "image_embeds", *shape.past_names()],
+        ["logits", *shape.present_names()],
+        dynamic,
+    )
+
+
+def _export_vision(model, out_dir: Path) -> None:
+    """The vision tower on an example 8x8-patch image; every axis is dynamic."""
+    import torch
+
+    from export.vision_encoder import INPUTS, VisionEncoder
+
+    visual = model.model.visual
+    config = visual.config
+    patch = config.in_channels * config.temporal_patch_size * config.patch_size**2
+    example = (
+        torch.zeros(64, patch),
+        torch.zeros(64, 2, dtype=torch.int64),
+        torch.arange(64 // config.spatial_merge_size**2),
+        torch.tensor([0, 64]),
+        torch.tensor([0, 64]),
+    )
+    dynamic = ({0: "patches"}, {0: "patches"}, {0: "merged_patches"}, {0: "images"}, {0: "windows"})
+    _to_onnx(
+        VisionEncoder(visual), example, out_dir / VISION_FILE, INPUTS, ["image_embeds"], dynamic
+    )
+
+
+def _to_onnx(module, example: tuple, target: Path, inputs, outputs, dynamic: tuple) -> None:
+    import torch
+
     with torch.no_grad(), _quiet():
         torch.onnx.export(
-            decoder,
+            module.eval(),
             example,
             str(target),
-            input_names=["input_ids", "attention_mask", "position_ids", *shape.past_names()],
-            output_names=["logits", *shape.present_names()],
+            input_names=list(inputs),
+            output_names=list(outputs),
             dynamic_shapes=dynamic,
             opset_version=OPSET,
             dynamo=True,
@@ -176,19 +210,44 @@ def _manifest(request: OnnxLlmRequest, config: dict, shape: DecoderShape, timing
             "kv_heads": shape.kv_heads,
             "head_dim": shape.head_dim,
             "vocab": shape.vocab,
+            "hidden_size": text["hidden_size"],
             "position_ids": "(3, batch, seq): M-RoPE t, h, w; equal rows for text",
             "eos_token_ids": _as_list(text.get("eos_token_id")),
             "context_length": text.get("max_position_embeddings"),
         },
-        "vision": {"exported": False, "reason": VISION},
+        "vision": _vision_record(request.hf_dir, config),
         "versions": {name: _version(name) for name in ("torch", "transformers", "onnx")},
         "timings": timings,
     }
 
 
+def _vision_record(hf_dir: Path, config: dict) -> dict:
+    """What the runtime needs to turn an image into the encoder's inputs (VisionSpec)."""
+    processor = json.loads((hf_dir / "preprocessor_config.json").read_text())
+    size = processor.get("size") or {}
+    vision = config["vision_config"]
+    return {
+        "file": VISION_FILE,
+        "spec": {
+            "patch_size": vision["patch_size"],
+            "merge_size": vision["spatial_merge_size"],
+            "temporal_patch_size": vision["temporal_patch_size"],
+            "window_size": vision["window_size"],
+            "min_pixels": size.get("shortest_edge") or processor.get("min_pixels") or 56 * 56,
+            "max_pixels": size.get("longest_edge") or processor.get("max_pixels") or 28 * 28 * 1280,
+            "mean": processor["image_mean"],
+            "std": processor["image_std"],
+        },
+        "image_token_id": config["image_token_id"],
+        "vision_start_token_id": config["vision_start_token_id"],
+        "vision_end_token_id": config["vision_end_token_id"],
+    }
+
+
 def _role(name: str) -> str:
-    if name.startswith(DECODER):
-        return "decoder" if name == DECODER else "decoder_weights"
+    for stem, role in ((DECODER, "decoder"), (VISION_FILE, "vision")):
+        if name.startswith(stem):
+            return role if name == stem else f"{role}_weights"
     return "tokenizer"
 
 

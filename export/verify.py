@@ -153,8 +153,8 @@ def compare(name: str, got: list[np.ndarray], want: list[np.ndarray]) -> Compari
 
 def _compare_image(mmproj: Path, model, hf_dir: Path, manifest: dict) -> dict:
     kind = mmproj.stem.removeprefix("mmproj-")
-    image = _probe_image()
-    want = _hf_image_embedding(model, hf_dir, image)
+    image = probe_image()
+    want = hf_image_embedding(model, hf_dir, image)
     text_file = next(f["name"] for f in manifest["files"] if f["role"] == "text")
     got = _gguf_image_embedding(mmproj, mmproj.parent / text_file, image)
     if got.shape != want.shape:
@@ -176,7 +176,7 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def _probe_image() -> np.ndarray:
+def probe_image() -> np.ndarray:
     """A fixed RGB test pattern: gradients and a disc, no randomness."""
     y, x = np.mgrid[:IMAGE_SIDE, :IMAGE_SIDE]
     disc = ((x - 60) ** 2 + (y - 50) ** 2 < 400) * 120
@@ -184,7 +184,7 @@ def _probe_image() -> np.ndarray:
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def _hf_image_embedding(model, hf_dir: Path, image: np.ndarray) -> np.ndarray:
+def hf_image_embedding(model, hf_dir: Path, image: np.ndarray) -> np.ndarray:
     import torch
     from PIL import Image
     from transformers import AutoImageProcessor
