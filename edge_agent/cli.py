@@ -174,7 +174,7 @@ def _with_model(settings: Config, model: Path | None, mmproj: Path | None) -> Co
     policy = settings.policy
     if policy.name.replace("-", "_") == "onnx_trt":
         if mmproj:
-            raise BadInput("--mmproj is for --policy llama-cpp; ONNX has no vision tower yet")
+            raise BadInput("--mmproj is for --policy llama-cpp; the ONNX folder has its vision")
         onnx = replace(policy.onnx_trt, model_dir=str(model or ""))
         return replace(settings, policy=replace(policy, onnx_trt=onnx))
     llm = replace(policy.llama_cpp, model=str(model or ""), mmproj=str(mmproj or ""))

@@ -89,6 +89,10 @@ class OnnxDecoder:
     def file(self) -> str:
         return self.manifest["decoder"]["file"]
 
+    def sha256_of(self, name: str) -> str:
+        """A file's SHA-256 from the manifest (every file was checked against it on load)."""
+        return next(f["sha256"] for f in self.manifest["files"] if f["name"] == name)
+
     @property
     def provider(self) -> str:
         return self.model.provider

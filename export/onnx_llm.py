@@ -1,16 +1,18 @@
-"""Hugging Face Qwen2.5-VL checkpoint -> ONNX text decoder with KV cache, for the onnx_trt policy.
+"""Hugging Face Qwen2.5-VL checkpoint -> ONNX text decoder with KV cache + vision encoder, for the
+onnx_trt policy.
 
 optimum-onnx (0.1.0) has no Qwen2-VL / Qwen2.5-VL config and pins transformers < 4.58, while the
-GGUF path needs transformers 5; so the decoder is exported here with torch.onnx (dynamo) under
-optimum's names, which ONNX Runtime GenAI and transformers.js also read:
+GGUF path needs transformers 5; so both are exported here with torch.onnx (dynamo). The decoder
+uses optimum's names, which ONNX Runtime GenAI and transformers.js also read, plus image_embeds:
 
     input_ids (batch, seq) int64, attention_mask (batch, past + seq) int64,
     position_ids (3, batch, seq) int64 -- M-RoPE rows t, h, w (equal for text),
+    image_embeds (image tokens, hidden) float32 -- one row per <|image_pad|> in input_ids,
     past_key_values.N.key / .value (batch, kv_heads, past, head_dim) float32
     -> logits (batch, seq, vocab), present.N.key / .value (batch, kv_heads, past + seq, head_dim)
 
-One graph serves the first turn (past of length 0) and every later one. The vision tower is not
-exported: the policy runs text-only and says so (see `VISION`)."""
+One graph serves the first turn (past of length 0) and every later one. The vision encoder takes
+the patches and the grid-derived inputs listed in export.vision_encoder.INPUTS."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""The text decoder exported to ONNX (`edge-agent export onnx-llm`) drives the tools on ONNX
-Runtime, providers TensorRT -> CUDA -> CPU, one KV cache per read.
+"""The vision-language model exported to ONNX (`edge-agent export onnx-llm`) drives the tools on
+ONNX Runtime, providers TensorRT -> CUDA -> CPU, one KV cache per read.
 
-Text only: the export has no vision tower yet, so the model reads the question, each image's
-index and size, and the tools' text observations, never the pixels. The trajectory and the
-report say so. Decoding is greedy under the same GBNF grammar as llama_cpp (token masks from
+Turn k evaluates only what turn k adds: the new images through the vision encoder, their
+embeddings in place of their <|image_pad|> tokens, and the new text, at their M-RoPE positions
+after the cache. Decoding is greedy under the same GBNF grammar as llama_cpp (token masks from
 llguidance), so each reply is a valid call or an answer; with `grammar = false` it is
 unconstrained, and a reply that does not follow the Ophiuchus format ends the read with a recorded
 policy error."""
@@ -22,20 +22,18 @@ from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, 
 from edge_agent.errors import ConfigError
 from edge_agent.formats.ophiuchus import FormatError, OphiuchusFormat
 from edge_agent.grammar import Constraint, GrammarError, TokenGrammar
-from edge_agent.onnx_decoder import KvCache, OnnxDecoder
+from edge_agent.onnx_decoder import KvCache, OnnxDecoder, OnnxVision, turn_chunks
 from edge_agent.policies.llama_cpp import DISCLAIMER
 from edge_agent.trajectory import PolicyRecord
+from edge_agent.vision_inputs import mrope_positions
 from tools.onnx_runtime import RuntimeSettings
+from tools.render import to_rgb
 
 log = logging.getLogger(__name__)
 
 Stream = Callable[[str], None]
 
-NO_PIXELS = "[pixels not shown: this model reads text only]"
-TEXT_ONLY = (
-    "This model read only text (the question, image sizes and tool results); it did not see the "
-    "images: the ONNX export has no vision tower."
-)
+IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"  # one pad, widened to the image's tokens
 
 
 @dataclass(frozen=True)
@@ -64,33 +62,31 @@ class OnnxTrtPolicy:
         self.settings = settings
         self._stream = stream
         self._decoder = OnnxDecoder(Path(settings.model_dir), settings.runtime)
-        self._grammar = self._token_grammar() if settings.grammar else None
+        try:
+            self._vision = OnnxVision(self._decoder, settings.runtime)
+            self._grammar = self._token_grammar() if settings.grammar else None
+        except BaseException:
+            self.close()
+            raise
+        vision_file = self._vision.model.path.name
         self._record = PolicyRecord(
             name="onnx_trt",
-            label=(
-                f"AI model {self._decoder.file} (ONNX Runtime, {self._decoder.provider}), "
-                "text only: images not shown to the model"
-            ),
-            disclaimer=f"{DISCLAIMER} {TEXT_ONLY}",
+            label=f"AI model {self._decoder.file} (ONNX Runtime, {self._decoder.provider})",
+            disclaimer=DISCLAIMER,
             model={
                 "file": self._decoder.file,
                 "sha256": self._decoder.sha256,
+                "vision": vision_file,
+                "vision_sha256": self._decoder.sha256_of(vision_file),
                 "provider": self._decoder.provider,
-                "vision": "none: image pixels are not given to the model",
                 "grammar": "gbnf (llguidance)" if settings.grammar else "none",
             },
         )
 
     def _token_grammar(self) -> TokenGrammar:
-        try:
-            return TokenGrammar(
-                self._decoder.dir / "tokenizer.json",
-                self._decoder.shape.vocab,
-                self._decoder.end_ids,
-            )
-        except BaseException:
-            self._decoder.close()
-            raise
+        return TokenGrammar(
+            self._decoder.dir / "tokenizer.json", self._decoder.shape.vocab, self._decoder.end_ids
+        )
 
     @property
     def record(self) -> PolicyRecord:
@@ -104,6 +100,7 @@ class OnnxTrtPolicy:
         n_ctx = min(self.settings.n_ctx, self._decoder.context_length or self.settings.n_ctx)
         return OnnxSession(
             self._decoder,
+            self._vision,
             OphiuchusFormat(context.toolbox, self.settings.max_think_chars),
             n_ctx=n_ctx,
             prefill_chunk=self.settings.prefill_chunk,
@@ -112,6 +109,9 @@ class OnnxTrtPolicy:
         )
 
     def close(self) -> None:
+        """Idempotent: the vision encoder's and the decoder's sessions are released."""
+        if getattr(self, "_vision", None) is not None:
+            self._vision.close()
         self._decoder.close()
 
 
@@ -121,6 +121,7 @@ class OnnxSession:
     def __init__(
         self,
         decoder: OnnxDecoder,
+        vision: OnnxVision,
         form: OphiuchusFormat,
         *,
         n_ctx: int,
@@ -129,30 +130,31 @@ class OnnxSession:
         stream: Stream | None = None,
     ) -> None:
         self.decoder = decoder
+        self.vision = vision
         self.format = form
         self.n_ctx = n_ctx
         self.prefill_chunk = prefill_chunk
         self.grammar = grammar  # a TokenGrammar, or None: unconstrained
         self.stream = stream
         self.cache = KvCache(decoder.shape)
-        self.seen = 0  # workspace images already described in the context
+        self.seen = 0  # workspace images already in the context
         self.pending = ""  # text the next turn must start with (the end of the last reply)
 
     def step(self, context: ReadContext) -> Decision:
         started = time.perf_counter()
-        withheld = len(context.workspace) - self.seen
-        text = self.format.turn_text(context, self.seen, NO_PIXELS, self.pending)
+        text = self.format.turn_text(context, self.seen, IMAGE, self.pending)
+        images = [context.workspace.get(i) for i in range(self.seen, len(context.workspace))]
         self.seen = len(context.workspace)
-        ids = self.decoder.tokenize(text)
+        ids, embeds, positions = self._turn_input(text, [to_rgb(image.pixels) for image in images])
         self._check_room(len(ids), context.budget.max_new_tokens)
         past = self.cache.length
-        logits = self._prefill(ids)
+        logits = self._prefill(ids, embeds, positions)
         usage = {
             "past": past,  # positions already in the KV cache: earlier turns, not evaluated again
             "prompt_tokens": len(ids),
             "prompt_evaluated": len(ids),
-            "images": 0,
-            "images_withheld": withheld,  # shown to the read, not to this text-only model
+            "image_tokens": len(embeds),
+            "images": len(images),
             "prefill_ms": round((time.perf_counter() - started) * 1000, 1),
         }
         decode_start = time.perf_counter()
@@ -161,6 +163,28 @@ class OnnxSession:
             generated=generated, decode_ms=round((time.perf_counter() - decode_start) * 1000, 1)
         )
         return self._decision(reply, context, usage)
+
+    def _turn_input(
+        self, text: str, pictures: list[np.ndarray]
+    ) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """Token ids with each image's single pad widened to its embeddings, the embeddings in
+        order, and every token's M-RoPE position after the cache."""
+        pad = self.vision.image_token_id
+        ids = self.decoder.tokenize(text)
+        if ids.count(pad) != len(pictures):  # e.g. a question that spells <|image_pad|>
+            raise PolicyError(
+                f"the turn holds {ids.count(pad)} image tokens for {len(pictures)} images"
+            )
+        encoded = [self.vision.encode(picture) for picture in pictures]
+        widened, rows = [], iter(encoded)
+        for token in ids:
+            widened += [pad] * len(next(rows)[0]) if token == pad else [token]
+        embeds = np.concatenate([e for e, _ in encoded]) if encoded else np.zeros((0, 0))
+        grids = [grid for _, grid in encoded]
+        positions = mrope_positions(
+            widened, self.cache.position, pad, grids, self.vision.spec.merge_size
+        )
+        return widened, embeds, positions
 
     def _check_room(self, prompt_tokens: int, budget: int) -> None:
         if self.cache.length + prompt_tokens + budget > self.n_ctx:
@@ -179,11 +203,12 @@ class OnnxSession:
             log.error("constrained decoding failed: %s", exc)
             raise PolicyError(f"constrained decoding failed (bug): {exc}") from None
 
-    def _prefill(self, ids: list[int]) -> np.ndarray:
+    def _prefill(self, ids: list[int], embeds: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """The prompt in chunks after the cache; the logits of its last position."""
         logits = None
-        for start in range(0, len(ids), self.prefill_chunk):
-            logits = self.decoder.forward(ids[start : start + self.prefill_chunk], self.cache)[-1]
+        pad = self.vision.image_token_id
+        for part, rows, where in turn_chunks(ids, embeds, positions, self.prefill_chunk, pad):
+            logits = self.decoder.forward(part, self.cache, rows if len(rows) else None, where)[-1]
         return logits
 
     def _generate(
