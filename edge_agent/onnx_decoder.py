@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,7 +142,7 @@ class OnnxDecoder:
 
 def turn_chunks(
     ids: list[int], image_embeds: np.ndarray, positions: np.ndarray, size: int, image_token_id: int
-):
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
     """A turn's tokens in decoder calls of at most `size`, each with its own image rows and
     positions (prefill in chunks bounds the logits' memory)."""
     used = 0
@@ -158,13 +159,7 @@ class OnnxVision:
     def __init__(self, decoder: OnnxDecoder, runtime: RuntimeSettings) -> None:
         record = decoder.manifest.get("vision") or {}
         try:
-            self.spec = VisionSpec(
-                **{
-                    **record["spec"],
-                    "mean": tuple(record["spec"]["mean"]),
-                    "std": tuple(record["spec"]["std"]),
-                }
-            )
+            self.spec = VisionSpec.from_record(record["spec"])
             self.image_token_id = int(record["image_token_id"])
             self.start_id = int(record["vision_start_token_id"])
             self.end_id = int(record["vision_end_token_id"])

@@ -24,6 +24,11 @@ class VisionSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
+    @classmethod
+    def from_record(cls, record: dict) -> VisionSpec:
+        """From the manifest's "vision" "spec" (JSON lists become tuples)."""
+        return cls(**{**record, "mean": tuple(record["mean"]), "std": tuple(record["std"])})
+
     @property
     def factor(self) -> int:
         return self.patch_size * self.merge_size

@@ -217,13 +217,13 @@ def _manifest(request: OnnxLlmRequest, config: dict, shape: DecoderShape, timing
             "eos_token_ids": _as_list(text.get("eos_token_id")),
             "context_length": text.get("max_position_embeddings"),
         },
-        "vision": _vision_record(request.hf_dir, config),
+        "vision": vision_record(request.hf_dir, config),
         "versions": {name: _version(name) for name in ("torch", "transformers", "onnx")},
         "timings": timings,
     }
 
 
-def _vision_record(hf_dir: Path, config: dict) -> dict:
+def vision_record(hf_dir: Path, config: dict) -> dict:
     """What the runtime needs to turn an image into the encoder's inputs (VisionSpec)."""
     processor = json.loads((hf_dir / "preprocessor_config.json").read_text())
     size = processor.get("size") or {}

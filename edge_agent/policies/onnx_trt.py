@@ -175,7 +175,10 @@ class OnnxSession:
             raise PolicyError(
                 f"the turn holds {ids.count(pad)} image tokens for {len(pictures)} images"
             )
-        encoded = [self.vision.encode(picture) for picture in pictures]
+        try:
+            encoded = [self.vision.encode(picture) for picture in pictures]
+        except ValueError as exc:  # e.g. a zoom 200 times wider than high
+            raise PolicyError(f"an image cannot be encoded for the model: {exc}") from None
         widened, rows = [], iter(encoded)
         for token in ids:
             widened += [pad] * len(next(rows)[0]) if token == pad else [token]

@@ -97,3 +97,50 @@ def test_an_incomplete_manifest_is_refused(onnx_llm, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelLoadError, match=r"manifest\.json is incomplete: KeyError"):
         OnnxDecoder(copy, RuntimeSettings(providers=("cpu",)))
+
+
+@pytest.mark.parametrize(("height", "width"), [(112, 224), (100, 150), (512, 512), (300, 90)])
+def test_the_runtime_prepares_images_as_transformers_does(tiny, height, width):
+    """numpy (runtime) vs the checkpoint's image processor and transformers' index helpers,
+    resized sizes included."""
+    import numpy as np
+    from PIL import Image
+    from transformers import AutoImageProcessor
+    from transformers.vision_utils import get_vision_position_ids, get_vision_window_index
+
+    from edge_agent.vision_inputs import VisionSpec, image_inputs
+    from export.onnx_llm import vision_record
+
+    spec = VisionSpec.from_record(
+        vision_record(tiny, json.loads((tiny / "config.json").read_text()))["spec"]
+    )
+    image = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    want = AutoImageProcessor.from_pretrained(tiny)(
+        images=[Image.fromarray(image)], return_tensors="pt"
+    )
+    got, grid = image_inputs(image, spec)
+    assert [list(grid)] == want["image_grid_thw"].tolist()
+    assert np.array_equal(got["pixel_values"], want["pixel_values"].numpy())
+    thw = want["image_grid_thw"]
+    assert np.array_equal(got["position_ids"], get_vision_position_ids(thw, 2).numpy())
+    window_index, bounds = get_vision_window_index(thw, 2, spec.window_size, 14)
+    assert np.array_equal(got["window_index"], window_index.numpy())
+    assert np.array_equal(got["cu_window_seqlens"], bounds.numpy())
+
+
+def test_image_positions_follow_transformers_rope_index(tiny):
+    import numpy as np
+    import torch
+
+    from edge_agent.vision_inputs import mrope_positions
+    from export.verify import load_hf
+
+    model = load_hf(tiny)
+    pad = model.config.image_token_id
+    grids = [(1, 8, 16), (1, 12, 8)]
+    ids = [1, 5, 9, *[pad] * 32, 10, 7, 9, *[pad] * 24, 10, 8]
+    tokens = torch.tensor([ids])
+    want, _ = model.model.get_rope_index(
+        tokens, (tokens == pad).to(torch.int32), image_grid_thw=torch.tensor(grids)
+    )
+    assert np.array_equal(mrope_positions(ids, 0, pad, grids, 2), want[:, 0].numpy())
