@@ -562,7 +562,7 @@ def _numbers(result: dict) -> str:
     return ", ".join(f"{k} {result[k]}" for k in ("cosine", "top1", "max_abs") if k in result)
 
 
-# --- export onnx-llm (issue 7, item 5): the text decoder for the onnx_trt policy ---------------
+# --- export onnx-llm (issue 7, item 5): decoder + vision encoder for the onnx_trt policy -------
 
 
 @export_app.command("onnx-llm")
