@@ -219,7 +219,7 @@ def _manifest(request: OnnxLlmRequest, config: dict, shape: DecoderShape, timing
         },
         "vision": vision_record(request.hf_dir, config),
         "versions": {name: _version(name) for name in ("torch", "transformers", "onnx")},
-        "timings": timings,
+        "timings": {name: round(seconds, 2) for name, seconds in timings.items()},
     }
 
 

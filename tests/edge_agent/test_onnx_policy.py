@@ -63,6 +63,35 @@ def test_each_turn_evaluates_only_what_it_adds(read):
         assert (step.usage["image_tokens"] > 0) == made_image
 
 
+def test_an_image_a_tool_made_enters_the_next_turn_after_the_cache(read, onnx_llm):
+    from dataclasses import replace
+
+    from edge_agent.agent import ReadContext
+    from tools.toolbox import ToolSettings, default_toolbox
+    from tools.workspace import Workspace
+
+    workspace, toolbox = Workspace(), default_toolbox(ToolSettings())
+    for frame in read.selection.frames:
+        workspace.show(frame, max_side=512)
+    policy = make_policy(_config(onnx_llm).policy)
+    try:
+        context = ReadContext("Is there a lesion?", workspace, toolbox, Budget(max_new_tokens=512))
+        session = policy.open(context)
+        first = session.step(context).usage
+        zoom = toolbox.call("zoom_in", {"index": 0, "bbox_2d": [100, 100, 300, 260]}, workspace)
+        assert zoom.image is not None and not zoom.error
+        second = session.step(replace(context, observation=zoom)).usage
+        session.close()
+    finally:
+        policy.close()
+        toolbox.close()
+    assert first["images"] == 3 and first["past"] == 0
+    # the zoom, 512 x 410, becomes 224 x 196 under the tiny processor's 224² pixel limit: 8 x 7
+    # tokens; it and its text come after everything the first turn put in the cache
+    assert second["images"] == 1 and second["image_tokens"] == 56
+    assert second["past"] == first["prompt_tokens"] + first["generated"]
+
+
 def test_without_the_grammar_a_nonsense_reply_is_a_recorded_policy_error(onnx_llm, tmp_path):
     from edge_agent.sample import write_sample_study
 
