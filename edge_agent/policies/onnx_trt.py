@@ -79,6 +79,7 @@ class OnnxTrtPolicy:
                 "vision": vision_file,
                 "vision_sha256": self._decoder.sha256_of(vision_file),
                 "provider": self._decoder.provider,
+                "vision_provider": self._vision.model.provider,
                 "grammar": "gbnf (llguidance)" if settings.grammar else "none",
             },
         )
@@ -197,10 +198,11 @@ class OnnxSession:
             )
 
     def _reply(self, logits: np.ndarray, context: ReadContext) -> tuple[str, int]:
-        constraint = None
-        if self.grammar is not None:
-            constraint = self.grammar.start(self.format.grammar(len(context.workspace)))
+        """The reply under the grammar (for the images that exist now), or free."""
         try:
+            constraint = None
+            if self.grammar is not None:
+                constraint = self.grammar.start(self.format.grammar(len(context.workspace)))
             return self._generate(logits, context.budget.max_new_tokens, constraint)
         except GrammarError as exc:
             log.error("constrained decoding failed: %s", exc)
