@@ -123,7 +123,10 @@ def read(
     ] = None,
     model: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option(help="GGUF text model for --policy llama-cpp."),
+        typer.Option(
+            help="GGUF text model for --policy llama-cpp; for --policy onnx-trt the folder "
+            "written by `export onnx-llm`."
+        ),
     ] = None,
     mmproj: Annotated[
         Optional[Path],  # noqa: UP045
@@ -139,10 +142,7 @@ def read(
         if policy:
             settings = _with_policy(settings, policy)
         if model or mmproj:
-            llm = replace(
-                settings.policy.llama_cpp, model=str(model or ""), mmproj=str(mmproj or "")
-            )
-            settings = replace(settings, policy=replace(settings.policy, llama_cpp=llm))
+            settings = _with_model(settings, model, mmproj)
         if (path is None) == (pacs is None) or bool(pacs) != bool(study):
             raise BadInput("give either PATH, or --pacs AE@HOST:PORT with --study UID")
         if pacs is None:
@@ -167,6 +167,18 @@ def _peer(text: str):
 
 def _with_policy(settings: Config, name: str) -> Config:
     return replace(settings, policy=replace(settings.policy, name=name))
+
+
+def _with_model(settings: Config, model: Path | None, mmproj: Path | None) -> Config:
+    """--model / --mmproj go to the settings of the chosen model policy."""
+    policy = settings.policy
+    if policy.name.replace("-", "_") == "onnx_trt":
+        if mmproj:
+            raise BadInput("--mmproj is for --policy llama-cpp; the ONNX folder has its vision")
+        onnx = replace(policy.onnx_trt, model_dir=str(model or ""))
+        return replace(settings, policy=replace(policy, onnx_trt=onnx))
+    llm = replace(policy.llama_cpp, model=str(model or ""), mmproj=str(mmproj or ""))
+    return replace(settings, policy=replace(policy, llama_cpp=llm))
 
 
 def _read_and_show(path: Path, out: Path, settings: Config, question: str | None) -> ReadResult:
@@ -538,8 +550,7 @@ def export_verify(
             outcome.update(verify(gguf_dir, hf))
         for result in outcome["results"]:
             mark = "[green]pass[/]" if result["passed"] else "[red]FAIL[/]"
-            numbers = ", ".join(f"{k} {result[k]}" for k in ("cosine", "top1") if k in result)
-            console.print(f"{mark} {result['name']}: {numbers} ({result['rule']})")
+            console.print(f"{mark} {result['name']}: {_numbers(result)} ({result['rule']})")
         console.print(f"verify: {gguf_dir / 'verify.json'}", highlight=False)
 
     _guarded(action)
@@ -659,6 +670,49 @@ def export_onnx_sam2(
             )
         console.print(f"manifest: {out / 'manifest.json'}", highlight=False)
         console.print(f"verify: {out / 'verify.json'}", highlight=False)
+
+    _guarded(action)
+    if not outcome.get("passed"):
+        raise typer.Exit(1)
+
+
+def _numbers(result: dict) -> str:
+    return ", ".join(f"{k} {result[k]}" for k in ("cosine", "top1", "max_abs") if k in result)
+
+
+# --- export onnx-llm: decoder + vision encoder for the onnx_trt policy ------------------------
+
+
+@export_app.command("onnx-llm")
+def export_onnx_llm(
+    hf_dir: Annotated[Path, typer.Argument(help="Hugging Face Qwen2.5-VL checkpoint folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the ONNX files.")],
+    force: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Export the text decoder (KV cache in/out) and the vision encoder to ONNX, then verify them
+    against the checkpoint (logits with and without the cache, image embeddings, an image prompt);
+    exit 1 when a threshold fails."""
+    outcome: dict = {}
+
+    def action() -> None:
+        from export.onnx_llm import OnnxLlmRequest
+        from export.onnx_llm import export_onnx_llm as run_export
+        from export.verify_onnx_llm import verify_onnx_llm
+
+        _setup(None, verbose)
+        with errors.status("exporting") as status:
+            manifest = run_export(
+                OnnxLlmRequest(hf_dir, out, force), stage=lambda name: status.update(name)
+            )
+            status.update("comparing logits with transformers")
+            outcome.update(verify_onnx_llm(out, hf_dir))
+        for entry in manifest["files"]:
+            console.print(f"{entry['name']:<34} {entry['bytes']:>12,} B  {entry['sha256'][:16]}")
+        for result in outcome["results"]:
+            mark = "[green]pass[/]" if result["passed"] else "[red]FAIL[/]"
+            console.print(f"{mark} {result['name']}: {_numbers(result)} ({result['rule']})")
+        console.print(f"manifest: {out / 'manifest.json'}", highlight=False)
 
     _guarded(action)
     if not outcome.get("passed"):

@@ -13,6 +13,7 @@ from dicom_gateway.settings import GatewaySettings
 from edge_agent.agent import Budget
 from edge_agent.errors import ConfigError
 from edge_agent.policies.llama_cpp import LlamaCppSettings
+from edge_agent.policies.onnx_trt import OnnxTrtSettings
 from edge_agent.policies.protocol import ProtocolSettings
 from edge_agent.records import RecordError, from_plain
 from edge_agent.selection import DEFAULT_MODALITIES
@@ -41,9 +42,10 @@ class ReadSettings:
 
 @dataclass(frozen=True)
 class PolicySettings:
-    name: str = "protocol"  # or "llama_cpp"
+    name: str = "protocol"  # or "llama_cpp", "onnx_trt"
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     llama_cpp: LlamaCppSettings = field(default_factory=LlamaCppSettings)
+    onnx_trt: OnnxTrtSettings = field(default_factory=OnnxTrtSettings)
 
 
 @dataclass(frozen=True)

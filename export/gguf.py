@@ -55,21 +55,21 @@ Stage = Callable[[str], None]
 def export_gguf(request: GgufRequest, stage: Stage = lambda name: None) -> dict:
     """Convert, quantize, hash; returns the manifest (also written as manifest.json)."""
     config = check_checkpoint(request.hf_dir)
-    _prepare_out_dir(request.out_dir, request.force)
+    prepare_out_dir(request.out_dir, request.force)
     try:
         converter = converter_dir(request.llama_cpp_dir)
         timings: dict[str, float] = {}
         text = request.out_dir / f"model-{request.outtype}.gguf"
         mmproj = request.out_dir / f"mmproj-{request.mmproj_outtype}.gguf"
         stage(f"converting the text model to {request.outtype}")
-        timings["convert_text_s"] = _timed(lambda: _convert(converter, request, text, False))
+        timings["convert_text_s"] = timed(lambda: _convert(converter, request, text, False))
         stage(f"converting the vision tower to {request.mmproj_outtype} (mmproj)")
-        timings["convert_mmproj_s"] = _timed(lambda: _convert(converter, request, mmproj, True))
+        timings["convert_mmproj_s"] = timed(lambda: _convert(converter, request, mmproj, True))
         files = [text, mmproj]
         for quant in request.quants:
             stage(f"quantizing to {quant}")
             target = request.out_dir / f"model-{quant}.gguf"
-            timings[f"quantize_{quant}_s"] = _timed(lambda q=quant, t=target: quantize(text, t, q))
+            timings[f"quantize_{quant}_s"] = timed(lambda q=quant, t=target: quantize(text, t, q))
             files.append(target)
         stage("hashing")
         manifest = _manifest(request, config, converter, files, timings)
@@ -127,7 +127,7 @@ def _check_safetensors(path: Path) -> None:
         )
 
 
-def _prepare_out_dir(out_dir: Path, force: bool) -> None:
+def prepare_out_dir(out_dir: Path, force: bool) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
             raise ExportError(f"{out_dir} exists and is not empty; pass --force to replace it")
@@ -274,14 +274,7 @@ def _manifest(request, config, converter, files, timings) -> dict:
             }
             for p in files
         ],
-        "source": {
-            "dir": str(request.hf_dir),
-            "files": [
-                {"name": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size}
-                for p in sorted(request.hf_dir.iterdir())
-                if p.is_file()
-            ],
-        },
+        "source": source_record(request.hf_dir),
         "outtype": request.outtype,
         "mmproj_outtype": request.mmproj_outtype,
         "quants": list(request.quants),
@@ -300,7 +293,19 @@ def _manifest(request, config, converter, files, timings) -> dict:
     }
 
 
-def _timed(action: Callable[[], None]) -> float:
+def source_record(hf_dir: Path) -> dict:
+    """The checkpoint an export came from: every file with its SHA-256."""
+    return {
+        "dir": str(hf_dir),
+        "files": [
+            {"name": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(hf_dir.iterdir())
+            if p.is_file()
+        ],
+    }
+
+
+def timed(action: Callable[[], None]) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start

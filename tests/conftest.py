@@ -78,3 +78,12 @@ def sam_onnx(sam_checkpoint, tmp_path_factory) -> Path:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def onnx_llm(tiny, tmp_path_factory) -> Path:
+    """The tiny checkpoint's text decoder in ONNX, written and verified by the CLI."""
+    out = tmp_path_factory.mktemp("onnx-llm") / "out"
+    done = run_cli("export", "onnx-llm", tiny, "--out", out)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out

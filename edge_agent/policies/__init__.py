@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from edge_agent.agent import Policy
     from edge_agent.config import PolicySettings
 
-AVAILABLE = ("protocol", "llama_cpp")
+AVAILABLE = ("protocol", "llama_cpp", "onnx_trt")
 
 
 def make_policy(settings: PolicySettings, *, stream=None) -> Policy:
@@ -23,6 +23,10 @@ def make_policy(settings: PolicySettings, *, stream=None) -> Policy:
         from edge_agent.policies.llama_cpp import LlamaCppPolicy
 
         return LlamaCppPolicy(settings.llama_cpp, stream)
+    if name == "onnx_trt":
+        from edge_agent.policies.onnx_trt import OnnxTrtPolicy
+
+        return OnnxTrtPolicy(settings.onnx_trt, stream)
     raise ConfigError(
         f"policy {settings.name!r} is not available in this build; available: "
         f"{', '.join(AVAILABLE)}"

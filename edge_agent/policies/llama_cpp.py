@@ -15,6 +15,8 @@ from pathlib import Path
 from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
 from edge_agent.checksum import sha256_file
 from edge_agent.errors import ConfigError
+from edge_agent.formats import format_for
+from edge_agent.formats.chat import turn_text
 from edge_agent.formats.gbnf import FormatError
 from edge_agent.formats.medscope import MedScopeFormat
 from edge_agent.formats.ophiuchus import OphiuchusFormat
@@ -76,12 +78,7 @@ class LlamaCppPolicy:
         return self.settings.image_size
 
     def open(self, context: ReadContext) -> LlamaSession:
-        timeline = context.workspace.timeline
-        form = (
-            MedScopeFormat(context.toolbox, timeline.duration_s, self.settings.max_think_chars)
-            if timeline is not None  # a cine or video: MedScope's tools, in seconds
-            else OphiuchusFormat(context.toolbox, self.settings.max_think_chars)
-        )
+        form = format_for(context, self.settings.max_think_chars)
         return LlamaSession(self._loaded(), self.settings, form, self._stream)
 
     def _loaded(self):
@@ -147,22 +144,10 @@ class LlamaSession:
     def _turn_input(self, context: ReadContext) -> tuple[str, list]:
         """Only what this turn adds: the first turn shows the originals, later ones the newest
         observation and any image the tool made."""
-        marker = self.model.marker
-        workspace = context.workspace
-        new = [workspace.get(i) for i in range(self.seen, len(workspace))]
-        lines = [self.format.image_line(image, marker) for image in new]
-        if self.seen == 0:
-            text = (
-                f"<|im_start|>system\n{self.format.system_prompt()}<|im_end|>\n"
-                f"<|im_start|>user\n{context.question}\n" + "\n".join(lines)
-            )
-        else:
-            observation = context.observation.text if context.observation else ""
-            text = f"{self.pending}<|im_start|>user\nObservation: {observation}\n" + "\n".join(
-                lines
-            )
-        self.seen = len(workspace)
-        return text + "<|im_end|>\n<|im_start|>assistant\n", [to_rgb(image.pixels) for image in new]
+        new = [context.workspace.get(i) for i in range(self.seen, len(context.workspace))]
+        text = turn_text(self.format, context, self.seen, self.model.marker, self.pending)
+        self.seen = len(context.workspace)
+        return text, [to_rgb(image.pixels) for image in new]
 
     def _evaluate(self, prompt: str, images: list, max_new_tokens: int) -> dict:
         chunks = self.model.tokenize(prompt, images)

@@ -52,7 +52,7 @@ def test_verify_fails_against_a_different_checkpoint(exported, tmp_path):
 
 def test_the_gguf_and_mmproj_answer_an_image_prompt(exported):
     from edge_agent.mtmd import MultimodalModel
-    from export.verify import _probe_image
+    from export.verify import probe_image
 
     with MultimodalModel(
         exported / "model-q8_0.gguf", exported / "mmproj-f16.gguf", n_ctx=1024
@@ -61,7 +61,7 @@ def test_the_gguf_and_mmproj_answer_an_image_prompt(exported):
         prompt = (
             f"<|im_start|>user\n{model.marker}What is shown?<|im_end|>\n<|im_start|>assistant\n"
         )
-        answer = model.generate(prompt, [_probe_image()], max_tokens=8)
+        answer = model.generate(prompt, [probe_image()], max_tokens=8)
         assert model.llama.n_tokens > 16  # the image's tokens went into the context
     assert isinstance(answer, str) and answer  # random weights: some text, any text
 
