@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.checksum import sha256_file
-from export.gguf import ExportError, _prepare_out_dir
+from export.gguf import ExportError, prepare_out_dir
 from tools.locate_model import FORMAT, MANIFEST, ImageInput, LocateModel, TextInput, Thresholds
 from tools.onnx_runtime import OnnxModel, RuntimeSettings
 
@@ -83,7 +83,7 @@ def export_locate(module, embeddings: np.ndarray, request: LocateExport) -> dict
             f"embeddings must be [prompts={len(request.prompts)}, tokens, dim], "
             f"got {list(embeddings.shape)}"
         )
-    _prepare_out_dir(request.out_dir, request.force)
+    prepare_out_dir(request.out_dir, request.force)
     try:
         module = module.eval()
         height, width = request.image.size

@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 from edge_agent.checksum import sha256_file
-from export.gguf import ExportError
+from export.gguf import ExportError, prepare_out_dir, timed
 from export.sam2_model import BoxDecoder, ImageEncoder, build_sam2_model, config_path
 from export.sam_onnx_verify import verify_sam2
 from tools.sam_onnx import (
@@ -66,17 +65,17 @@ def export_sam2(request: Sam2Request, stage: Stage = lambda name: None) -> Sam2E
     """Build, export, quantize, hash, then check the files against PyTorch on probe inputs."""
     stage(f"building SAM2 from {request.config}")
     model = build_sam2_model(request.config, request.checkpoint, request.overrides)
-    _prepare_out_dir(request.out_dir, request.force)
+    prepare_out_dir(request.out_dir, request.force)
     try:
         timings = {}
         encoder, decoder = ImageEncoder(model), BoxDecoder(model)
         stage("exporting the image encoder")
-        timings["encoder_s"] = _timed(lambda: export_encoder(encoder, request.out_dir))
+        timings["encoder_s"] = timed(lambda: export_encoder(encoder, request.out_dir))
         stage("exporting the prompt encoder + mask decoder")
-        timings["decoder_s"] = _timed(lambda: export_decoder(encoder, decoder, request.out_dir))
+        timings["decoder_s"] = timed(lambda: export_decoder(encoder, decoder, request.out_dir))
         if request.int8:
             stage("quantizing the encoder to int8 (dynamic)")
-            timings["int8_s"] = _timed(lambda: quantize_encoder(request.out_dir))
+            timings["int8_s"] = timed(lambda: quantize_encoder(request.out_dir))
         stage("hashing")
         manifest = _manifest(request, model, timings)
     except BaseException:
@@ -140,14 +139,6 @@ def quantize_encoder(out_dir: Path) -> None:
     )
 
 
-def _prepare_out_dir(out_dir: Path, force: bool) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not force:
-            raise ExportError(f"{out_dir} exists and is not empty; pass --force to replace it")
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-
 def _manifest(request: Sam2Request, model, timings: dict[str, float]) -> dict:
     files = [
         {"name": name, "role": role, "sha256": sha256_file(path), "bytes": path.stat().st_size}
@@ -182,9 +173,3 @@ def _manifest(request: Sam2Request, model, timings: dict[str, float]) -> dict:
         },
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }
-
-
-def _timed(action: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start

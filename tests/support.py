@@ -88,3 +88,23 @@ def c_store(port: int, datasets, calling: str = "STORESCU", called: str = "EDGEA
             yield str(ds.SOPInstanceUID), getattr(status, "Status", None)
     finally:
         assoc.release()
+
+
+def reads_on_one_policy(study: Path, config, folder: Path, times: int = 2) -> list:
+    """`times` reads of the same study on one loaded policy, as the gateway's worker keeps it."""
+    from edge_agent.policies import make_policy
+    from edge_agent.read import read_study
+
+    policy = make_policy(config.policy)
+    try:
+        return [
+            read_study(study, folder / f"read{i}", config, policy=policy).trajectory
+            for i in range(times)
+        ]
+    finally:
+        policy.close()
+
+
+def decisions(trajectory) -> tuple:
+    """What a policy decided in a read: every call with its outcome, and how the read ended."""
+    return [(s.tool, s.arguments, s.observation) for s in trajectory.steps], trajectory.end_reason

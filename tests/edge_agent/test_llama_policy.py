@@ -12,7 +12,7 @@ from edge_agent.agent import Budget
 from edge_agent.config import Config, PolicySettings, ReportSettings
 from edge_agent.policies.llama_cpp import LlamaCppSettings
 from edge_agent.read import read_study
-from tests.support import run_cli
+from tests.support import decisions, reads_on_one_policy, run_cli
 
 TOOLS = {"zoom_in", "segment", "locate"}
 
@@ -75,23 +75,9 @@ def test_each_turn_evaluates_only_what_it_adds(read):
 
 
 def test_the_same_seed_gives_the_same_trajectory_also_on_a_reused_model(read, exported, tmp_path):
-    from edge_agent.policies import make_policy
-
-    config = _config(exported)
     study = next(iter(read.study.files.values())).parent
-    policy = make_policy(config.policy)  # loaded once, as the gateway's worker does
-    try:
-        runs = [
-            read_study(study, tmp_path / f"again{i}", config, policy=policy).trajectory
-            for i in range(2)
-        ]
-    finally:
-        policy.close()
-
-    def key(t):
-        return [(s.tool, s.arguments, s.observation) for s in t.steps], t.end_reason
-
-    assert key(runs[0]) == key(runs[1]) == key(read.trajectory)
+    runs = reads_on_one_policy(study, _config(exported), tmp_path)
+    assert decisions(runs[0]) == decisions(runs[1]) == decisions(read.trajectory)
     for step in runs[1].steps:  # the second read started from an empty context
         assert step.usage["prompt_evaluated"] == step.usage["prompt_tokens"]
 

@@ -14,7 +14,7 @@ from edge_agent.errors import BadInput
 from edge_agent.policies import make_policy
 from edge_agent.policies.onnx_trt import OnnxTrtSettings
 from edge_agent.read import read_study
-from tests.support import run_cli
+from tests.support import decisions, reads_on_one_policy, run_cli
 from tools.onnx_runtime import RuntimeSettings
 
 TOOLS = {"zoom_in", "segment", "locate"}
@@ -118,20 +118,8 @@ def test_the_record_names_both_models_with_their_hashes(read, onnx_llm):
 
 def test_greedy_decoding_is_deterministic_and_the_model_is_reused(read, onnx_llm, tmp_path):
     study = next(iter(read.study.files.values())).parent
-    config = _config(onnx_llm)
-    policy = make_policy(config.policy)  # loaded once, as the gateway's worker keeps it
-    try:
-        again = [
-            read_study(study, tmp_path / f"r{i}", config, policy=policy).trajectory
-            for i in range(2)
-        ]
-    finally:
-        policy.close()
-
-    def key(t):
-        return [(s.tool, s.arguments, s.observation) for s in t.steps], t.end_reason
-
-    assert key(again[0]) == key(again[1]) == key(read.trajectory)
+    again = reads_on_one_policy(study, _config(onnx_llm), tmp_path)
+    assert decisions(again[0]) == decisions(again[1]) == decisions(read.trajectory)
     assert again[1].steps[0].usage["past"] == 0  # the second read started from an empty cache
 
 
