@@ -147,9 +147,8 @@ def _tool_models(config) -> Check:
     """The tools' configured models open (files, hashes, contract, one blank run) as at start-up."""
     from tools.toolbox import default_toolbox
 
-    configured = [
-        f"{tool} {path}" for tool, path in (("locate", config.tools.locate.model),) if path
-    ]
+    models = (("segment", config.tools.segment.model), ("locate", config.tools.locate.model))
+    configured = [f"{tool} {path}" for tool, path in models if path]
     if not configured:
         return Check("tool models", None, "none configured: the tools run weight-free")
     try:

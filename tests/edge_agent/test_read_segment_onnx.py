@@ -12,7 +12,10 @@ from tests.support import run_cli
 
 def config_file(folder, model) -> str:
     path = folder / "edge-agent.toml"
-    path.write_text(f'[tools.segment]\nmodel = "{model}"\n[tools.runtime]\nproviders = ["cpu"]\n')
+    path.write_text(
+        f'[tools.segment]\nmodel = "{model}"\n[tools.runtime]\nproviders = ["cpu"]\n'
+        f'[gateway]\nspool_dir = "{folder / "spool"}"\n'
+    )
     return str(path)
 
 
@@ -42,3 +45,5 @@ def test_a_damaged_segment_model_stops_the_read_before_it_starts(sample_study, s
     assert done.returncode == 2
     assert "decoder.onnx does not match the SHA-256 in its manifest" in done.stderr
     assert "Traceback" not in done.stderr and not (out / "trajectory.json").exists()
+    doctor = run_cli("doctor", "--out", tmp_path, "--config", config_file(tmp_path, model))
+    assert doctor.returncode == 1 and "tool models" in doctor.stdout.split("not ready:")[1]
