@@ -130,10 +130,19 @@ class Series:
 
     @property
     def timeline(self) -> Timeline | None:
-        """Frames by time, for a cine or a video; None for still images and volumes."""
+        """Frames by time, for a cine or a video; None for still images and volumes. A series
+        of several cine loops (each timed from 0) is read by its longest loop."""
         if self.video is not None:
             return self.video
-        return CineTimeline(self.frames) if self.is_cine else None
+        if not self.is_cine:
+            return None
+        loops: dict[str, list[Frame]] = {}
+        for frame in self.frames:
+            loops.setdefault(frame.ref.sop_instance_uid, []).append(frame)
+        longest = max(loops.values(), key=len)
+        if len(loops) > 1:
+            log.info("series %s: %d cine loops, reading the longest", self.uid, len(loops))
+        return CineTimeline(longest) if len(longest) > 1 else None
 
 
 @dataclass(frozen=True)

@@ -178,3 +178,18 @@ def test_a_cine_is_read_as_a_timeline_from_its_frame_times():
     assert [f.time_s for f in window] == pytest.approx([0.1, 0.1333, 0.1667, 0.2], abs=1e-3)
     with pytest.raises(NoReadableImages, match="no series of a readable modality"):
         select(study, ("CT",), key_frames=3)
+
+
+def test_a_series_of_several_cine_loops_is_read_by_its_longest_loop(tmp_path: Path):
+    for number, count in ((1, 10), (2, 30)):
+        ds = pydicom.dcmread(bundled("examples_ybr_color.dcm"))
+        ds.SOPInstanceUID = f"1.2.3.4.{number}"
+        ds.InstanceNumber = number
+        if count < ds.NumberOfFrames:  # a shorter loop: its first `count` frames
+            ds.PixelData = ds.PixelData[: len(ds.PixelData) * count // int(ds.NumberOfFrames)]
+            ds.NumberOfFrames = count
+        ds.save_as(tmp_path / f"loop{number}.dcm")
+    chosen = select(load_study(tmp_path), ("US",), key_frames=3)
+    assert chosen.timeline.frame_count == 30
+    frames = chosen.timeline.frames_between(0.0, 0.9, 5)
+    assert {f.ref.sop_instance_uid for f in frames} == {"1.2.3.4.2"}  # never mixed with loop 1
