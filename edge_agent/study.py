@@ -25,6 +25,7 @@ from edge_agent.video import (
     Video,
     VideoError,
     VideoTimeline,
+    frame_rate,
 )
 from edge_agent.windowing import PRESETS, Window, auto_window
 
@@ -126,7 +127,7 @@ class Series:
 
     @property
     def is_cine(self) -> bool:
-        return len(self.frames) > 1 and self.frames[0].time_s is not None
+        return self.timeline is not None and self.video is None
 
     @property
     def timeline(self) -> Timeline | None:
@@ -134,12 +135,11 @@ class Series:
         of several cine loops (each timed from 0) is read by its longest loop."""
         if self.video is not None:
             return self.video
-        if not self.is_cine:
-            return None
         loops: dict[str, list[Frame]] = {}
-        for frame in self.frames:
-            loops.setdefault(frame.ref.sop_instance_uid, []).append(frame)
-        longest = max(loops.values(), key=len)
+        for frame in self.frames:  # stills (no time) beside the loops are not part of one
+            if frame.time_s is not None:
+                loops.setdefault(frame.ref.sop_instance_uid, []).append(frame)
+        longest = max(loops.values(), key=len, default=[])
         if len(loops) > 1:
             log.info("series %s: %d cine loops, reading the longest", self.uid, len(loops))
         return CineTimeline(longest) if len(longest) > 1 else None
@@ -203,10 +203,6 @@ def _video_file_study(path: Path) -> Study:
     """A video that is not DICOM: its UIDs are derived from its bytes (a re-read names it the
     same), and with no source instances there is nothing for DICOM outputs to reference."""
     data = path.read_bytes()
-    try:
-        video = Video(data, None)
-    except VideoError as exc:
-        raise NoReadableImages(f"{path}: {exc}") from None
     digest = hashlib.sha256(data).hexdigest()
     study, series, instance = (generate_uid(entropy_srcs=[digest, part]) for part in "123")
     pattern = Frame(
@@ -216,7 +212,10 @@ def _video_file_study(path: Path) -> Study:
         modality="OT",
         photometric="RGB",
     )
-    timeline = VideoTimeline.open(video, pattern)
+    try:
+        timeline = VideoTimeline.open(Video(data, None), pattern)
+    except VideoError as exc:
+        raise NoReadableImages(f"{path}: {exc}") from None
     only = Series(series, "OT", None, path.name, (), (timeline.first,), timeline)
     return Study(uid=study, series=(only,))
 
@@ -282,6 +281,8 @@ def _read_video(ds: Dataset) -> _Read:
         timeline = VideoTimeline.open(video, pattern)
     except VideoError as exc:
         raise UnreadableFile(f"video: {exc}") from None
+    except Exception as exc:  # broken encapsulation, missing Rows/Columns, ...
+        raise UnreadableFile(f"video: unreadable ({_one_line(exc)})") from None
     del ds.PixelData  # the video holds the stream; keep one copy of a long video in memory
     return _Read(ds, [timeline.first], timeline)
 
@@ -402,14 +403,11 @@ def _frame_times(ds: Dataset, count: int) -> list[float] | None:
     if count < 2:
         return None
     vector = ds.get("FrameTimeVector")
-    if vector and len(vector) == count:  # increments in ms; the first entry is 0
-        return [float(t) / 1000 for t in np.cumsum([float(v) for v in vector])]
-    frame_time = ds.get("FrameTime")
-    if frame_time in (None, "") and ds.get("CineRate"):
-        frame_time = 1000.0 / float(ds.CineRate)
-    if frame_time in (None, ""):
-        return None
-    return [i * float(frame_time) / 1000 for i in range(count)]
+    if vector and len(vector) == count:  # increments in ms; the first should be 0 (often is not)
+        times = np.cumsum([float(v) for v in vector]) / 1000
+        return [float(t - times[0]) for t in times]
+    rate = frame_rate(ds)
+    return [i / rate for i in range(count)] if rate else None
 
 
 def _group_series(items: Iterable[_Read]) -> tuple[Series, ...]:
@@ -418,9 +416,11 @@ def _group_series(items: Iterable[_Read]) -> tuple[Series, ...]:
     for read in items:
         uid = str(read.ds.SeriesInstanceUID)
         if read.video is not None:
-            if uid in videos:  # one timeline per series: a second video is read on its own
-                log.warning("series %s holds more than one video; reading the first", uid)
-                continue
+            first = videos.get(uid)
+            if first is not None:  # one timeline per series
+                if first.first.ref != read.video.first.ref:
+                    log.warning("series %s holds more than one video; reading the first", uid)
+                continue  # or a copy of the same video
             videos[uid] = read.video
         _, collected = by_uid.setdefault(uid, (read.ds, []))
         known = {f.ref for f in collected}

@@ -95,7 +95,7 @@ class Video:
             raise VideoError(f"transfer syntax {syntax} is not a video transfer syntax")
         data = b"".join(generate_fragments(ds.PixelData))
         frames = int(ds.get("NumberOfFrames") or 0) or None
-        return cls(data, VIDEO_SYNTAXES[syntax], _dicom_rate(ds), frames)
+        return cls(data, VIDEO_SYNTAXES[syntax], frame_rate(ds), frames)
 
     @classmethod
     def from_file(cls, path: Path) -> Video:
@@ -111,8 +111,7 @@ class Video:
 
     def frame_at(self, t: float) -> VideoFrame:
         """The frame shown at `t` seconds: the last one starting at or before t."""
-        if not 0 <= t < self.duration_s:
-            raise VideoError(f"t = {t:g} s is outside the video (0 to {self.duration_s:.3f} s)")
+        check_time(t, self.duration_s)
         index = min(int(t * self.frame_rate + 1e-6), self.frame_count - 1)  # float slack
         return self._decode(index)
 
@@ -142,14 +141,19 @@ class Video:
         raise VideoError(f"frame {index + 1} is missing from the bitstream (truncated?)")
 
 
-def _dicom_rate(ds: Dataset) -> float | None:
-    """Frame Time first: Cine Rate is a whole number (30 for a 29.97 fps video drifts 0.6 s in
-    ten minutes)."""
+def frame_rate(ds: Dataset) -> float | None:
+    """Frames per second of a cine or video, from Frame Time first: Cine Rate is a whole number
+    (30 for a 29.97 fps video drifts 0.6 s in ten minutes)."""
     if ds.get("FrameTime"):
         return 1000.0 / float(ds.FrameTime)
     if ds.get("CineRate"):
         return float(ds.CineRate)
     return None
+
+
+def check_time(t: float, duration_s: float) -> None:
+    if not 0 <= t < duration_s:
+        raise VideoError(f"t = {t:g} s is outside the video (0 to {duration_s:.3f} s)")
 
 
 class Timeline(ABC):
@@ -163,8 +167,7 @@ class Timeline(ABC):
         """The frame shown at `t` seconds, with its exact frame number and time."""
 
     def check_time(self, t: float) -> None:
-        if not 0 <= t < self.duration_s:
-            raise VideoError(f"t = {t:g} s is outside the video (0 to {self.duration_s:.3f} s)")
+        check_time(t, self.duration_s)
 
     def frames_between(self, start: float, end: float, count: int) -> list[Frame]:
         """`count` distinct frames spread evenly over [start, end]; fewer if the window is short."""
@@ -191,7 +194,7 @@ class CineTimeline(Timeline):
 
     def frame_at(self, t: float) -> Frame:
         self.check_time(t)
-        return self._frames[bisect.bisect_right(self._times, t + 1e-6) - 1]
+        return self._frames[max(0, bisect.bisect_right(self._times, t + 1e-6) - 1)]
 
 
 class VideoTimeline(Timeline):

@@ -403,6 +403,7 @@ def _calibrator(trt, cuda: _Cuda, batches: list[dict], folder: Path):
         def get_batch(self, names):
             for pointer in self._held:
                 cuda.free(pointer)
+            self._held = []  # freed: a later call must not free them again
             feed = next(self._feeds, None)
             if feed is None:
                 return None

@@ -42,8 +42,12 @@ def verify_onnx_llm(onnx_dir: Path, hf_dir: Path) -> dict:
     reference = hf_logits(model, hf_dir)
     try:
         decoder = OnnxDecoder(onnx_dir, CPU)
+    except ModelLoadError as exc:
+        raise ExportError(str(exc)) from None
+    try:
         vision = OnnxVision(decoder, CPU)
     except ModelLoadError as exc:
+        decoder.close()
         raise ExportError(str(exc)) from None
     try:
         results = [

@@ -201,7 +201,9 @@ class LocateModel:
 
     @property
     def record(self) -> dict:
-        return {"file": str(self.file), "sha256": self.sha256, "provider": self.provider}
+        # "<folder>/<file>", like the segment model: reports do not carry local paths.
+        name = f"{self.folder.name}/{self.file.name}"
+        return {"file": name, "sha256": self.sha256, "provider": self.provider}
 
     def prompt_for(self, caption: str) -> str | None:
         """The supported prompt a caption names: equal to it, else the longest phrase in it."""

@@ -57,10 +57,15 @@ def read_manifest(path: Path) -> tuple[Path, dict]:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"{manifest_path} is not valid JSON: {exc}") from None
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ModelLoadError(
-            f"{manifest_path}: format {manifest.get('format')!r} is not {MANIFEST_FORMAT!r}"
-        )
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ModelLoadError(f"{manifest_path}: format {found!r} is not {MANIFEST_FORMAT!r}")
+    try:  # everything the model is opened with, checked before any session exists
+        image = manifest["image"]
+        int(image["size"]), list(image["mean"]), list(image["std"]), str(manifest["model"])
+        {str(f["role"]): str(f["name"]) for f in manifest["files"]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{manifest_path} is incomplete or damaged: {exc!r}") from None
     return manifest_path.parent, manifest
 
 

@@ -16,7 +16,7 @@ from tools.segment import SegmentSettings
 @dataclass(frozen=True)
 class ToolSettings:
     zoom_size: int = 512  # long side of a zoom_in output, in pixels
-    video_size: int = 768  # long side of a get_frame image and width of a contact sheet
+    video_size: int = 512  # long side of a get_frame image and width of a contact sheet
     locate: LocateSettings = field(default_factory=LocateSettings)
     segment: SegmentSettings = field(default_factory=SegmentSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)  # ONNX models' providers

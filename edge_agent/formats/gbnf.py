@@ -25,7 +25,7 @@ def value_rules(image_count: int, max_think_chars: int) -> dict[str, str]:
         "thought": f"[^<]{{0,{max_think_chars}}}",
         "index": " | ".join(f'"{i}"' for i in range(image_count)),
         "nat": '"0" | [1-9] [0-9]{0,3}',
-        "num": 'nat ("." [0-9]{1,3})?',
+        "num": '("0" | [1-9] [0-9]{0,5}) ("." [0-9]{1,3})?',  # seconds of a long video too
         "text": '"\\"" [a-zA-Z0-9 ,.()-]{1,60} "\\""',
     }
 
@@ -42,7 +42,12 @@ def object_rule(schema: Mapping) -> str:
 def _value_rule(key: str, schema: Mapping) -> str:
     kind = schema.get("type")
     if kind == "integer":
-        return "index" if key == "index" else "nat"
+        if key == "index":
+            return "index"
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if low is not None and high is not None and high - low <= 64:  # only what the tool takes
+            return "(" + " | ".join(f'"{v}"' for v in range(int(low), int(high) + 1)) + ")"
+        return "nat"
     if kind == "number":
         return "num"
     if kind == "string":

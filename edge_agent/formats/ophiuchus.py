@@ -9,14 +9,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from edge_agent.formats.gbnf import FormatError, Reply, gbnf, object_rule, value_rules
 from tools.registry import Toolbox
 from tools.workspace import WorkspaceImage
-
-if TYPE_CHECKING:
-    pass
 
 # Trained action name -> our tool.
 ACTIONS = {"Zoom-in": "zoom_in", "SAM2": "segment", "BiomedParse": "locate"}

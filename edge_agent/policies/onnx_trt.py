@@ -69,11 +69,14 @@ class OnnxTrtPolicy:
         try:
             self._vision = OnnxVision(self._decoder, settings.runtime)
             self._grammar = self._token_grammar() if settings.grammar else None
+            self._record = self._policy_record(settings)
         except BaseException:
             self.close()
             raise
+
+    def _policy_record(self, settings: OnnxTrtSettings) -> PolicyRecord:
         vision_file = self._vision.model.path.name
-        self._record = PolicyRecord(
+        return PolicyRecord(
             name="onnx_trt",
             label=f"AI model {self._decoder.file} (ONNX Runtime, {self._decoder.provider})",
             disclaimer=DISCLAIMER,

@@ -48,7 +48,7 @@ def finding_regions(
                 text=claim.text,
                 source=image.frame.ref,
                 polygon=polygon,
-                mask=image.mask if polygon is not None else None,
+                mask=image.mask,
                 measurements=tuple(finding["measurements"]),
                 evidence=claim.evidence,
                 frames=tuple(sorted({f.ref.frame for f in frames})) if times else (),

@@ -75,8 +75,9 @@ def _observer(provenance: Provenance) -> hd.sr.ObservationContext:
 
 
 def _group(region: FindingRegion, sources: dict[str, Dataset], algorithm):
-    group = _spatial(region, sources, algorithm) if region.polygon is not None else None
-    if group is None:
+    if region.polygon is not None:
+        group = _spatial(region, sources, algorithm)
+    else:
         group = _temporal(region, sources, algorithm)
     if region.time_window_s is not None:
         group[0].ContentSequence.append(_tcoord(region, sources))

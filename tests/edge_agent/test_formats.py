@@ -49,3 +49,18 @@ def test_the_medscope_prompt_names_the_video_length_and_tools():
     prompt = MedScopeFormat(default_toolbox(), 30.0).system_prompt()
     assert "0 to 30.00" in prompt
     assert "crop_video(start, end, n)" in prompt and "get_frame(t)" in prompt
+
+
+def test_the_grammar_allows_only_the_integers_a_tool_takes():
+    grammar = MedScopeFormat(default_toolbox(), 30.0).grammar(2)
+    rule = next(line for line in grammar.splitlines() if line.startswith("call-crop-video"))
+    assert '"2" | "3"' in rule and '"16")' in rule and '"17"' not in rule
+
+
+@pytest.mark.parametrize(
+    "form", [OphiuchusFormat(default_toolbox()), MedScopeFormat(default_toolbox(), 30.0)]
+)
+def test_the_grammar_compiles_for_the_onnx_policy_too(form):
+    import llguidance
+
+    assert llguidance.grammar_from("gbnf", form.grammar(3))

@@ -47,7 +47,7 @@ def test_a_protocol_read_locates_with_the_onnx_model_and_names_the_method(
     assert result.report["findings"]  # the protocol went on to zoom, outline and measure
     statement = Provenance.of(result.trajectory).statement  # the SR's comment carries it
     assert (
-        f"locate model {tiny_locate / 'locate.onnx'} (SHA-256 {manifest['files'][0]['sha256']})"
+        f"locate model {tiny_locate.name}/locate.onnx (SHA-256 {manifest['files'][0]['sha256']})"
         in statement
     )
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -180,16 +181,67 @@ def test_a_cine_is_read_as_a_timeline_from_its_frame_times():
         select(study, ("CT",), key_frames=3)
 
 
+def _cine() -> pydicom.Dataset:
+    """pydicom's 30-frame US cine, decompressed so that frames can be cut out of it."""
+    ds = pydicom.dcmread(bundled("examples_ybr_color.dcm"))
+    ds.decompress()
+    return ds
+
+
 def test_a_series_of_several_cine_loops_is_read_by_its_longest_loop(tmp_path: Path):
     for number, count in ((1, 10), (2, 30)):
-        ds = pydicom.dcmread(bundled("examples_ybr_color.dcm"))
+        ds = _cine()
         ds.SOPInstanceUID = f"1.2.3.4.{number}"
         ds.InstanceNumber = number
         if count < ds.NumberOfFrames:  # a shorter loop: its first `count` frames
             ds.PixelData = ds.PixelData[: len(ds.PixelData) * count // int(ds.NumberOfFrames)]
             ds.NumberOfFrames = count
         ds.save_as(tmp_path / f"loop{number}.dcm")
-    chosen = select(load_study(tmp_path), ("US",), key_frames=3)
+    study = load_study(tmp_path)
+    assert not study.skipped and len(study.series[0].frames) == 40
+    chosen = select(study, ("US",), key_frames=3)
     assert chosen.timeline.frame_count == 30
     frames = chosen.timeline.frames_between(0.0, 0.9, 5)
     assert {f.ref.sop_instance_uid for f in frames} == {"1.2.3.4.2"}  # never mixed with loop 1
+
+
+def test_a_still_beside_a_cine_loop_does_not_hide_the_loop(tmp_path: Path):
+    loop = _cine()
+    loop.InstanceNumber = 2
+    loop.save_as(tmp_path / "loop.dcm")
+    still = _cine()
+    still.SOPInstanceUID, still.InstanceNumber = "1.2.3.4.9", 1
+    still.PixelData = still.PixelData[: len(still.PixelData) // int(still.NumberOfFrames)]
+    still.NumberOfFrames = 1
+    still.save_as(tmp_path / "still.dcm")
+    study = load_study(tmp_path)
+    assert not study.skipped and len(study.series[0].frames) == 31
+    chosen = select(study, ("US",), key_frames=3)
+    assert chosen.timeline.frame_count == 30 and "cine, 30 frames" in chosen.reason
+
+
+def test_a_frame_time_vector_not_starting_at_zero_still_starts_the_cine_at_zero(tmp_path: Path):
+    ds = pydicom.dcmread(bundled("examples_ybr_color.dcm"))
+    ds.FrameTimeVector = [40.0] * int(ds.NumberOfFrames)  # the first entry should be 0
+    ds.FrameIncrementPointer = 0x00181065
+    ds.save_as(tmp_path / "cine.dcm")
+    timeline = select(load_study(tmp_path), ("US",), key_frames=3).timeline
+    first = timeline.frame_at(0.0)
+    assert (first.ref.frame, first.time_s) == (1, 0.0)
+    assert timeline.frame_at(0.04).ref.frame == 2
+
+
+def test_a_damaged_video_is_skipped_and_the_rest_of_the_study_is_read(tmp_path: Path):
+    from tests.videos import dicom_video, encode
+
+    good = dicom_video(encode("h264"))
+    good.save_as(tmp_path / "good.dcm", enforce_file_format=True)
+    bad = copy.deepcopy(good)
+    bad.SOPInstanceUID = "1.2.3.4.5"
+    # An empty Basic Offset Table, then bytes that are no fragment item.
+    bad.PixelData = b"\xfe\xff\x00\xe0\x00\x00\x00\x00" + b"\x17" * 64
+    bad.save_as(tmp_path / "bad.dcm", enforce_file_format=True)
+    study = load_study(tmp_path)
+    assert [s.path.name for s in study.skipped] == ["bad.dcm"]
+    assert study.skipped[0].reason.startswith("video: ")
+    assert study.series[0].video.frame_count == 90
