@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
+from edge_agent.agent import Decision, PolicyError, ReadContext
 from edge_agent.checksum import sha256_file
 from edge_agent.errors import ConfigError
 from edge_agent.formats import format_for
-from edge_agent.formats.chat import turn_text
+from edge_agent.formats.chat import decision, turn_text
 from edge_agent.formats.gbnf import FormatError
 from edge_agent.formats.medscope import MedScopeFormat
 from edge_agent.formats.ophiuchus import OphiuchusFormat
@@ -136,10 +136,7 @@ class LlamaSession:
         except FormatError as exc:  # the grammar should make this impossible: a bug
             log.error("unparseable reply despite the grammar: %s", exc)
             raise PolicyError(f"model reply did not parse (bug): {exc}") from None
-        if reply.tool is None:
-            evidence = (len(context.workspace) - 1,)  # the newest image it looked at
-            return Answer(reply.answer, (Claim(reply.answer, evidence),), reply.thought, usage)
-        return ToolCall(reply.tool, reply.arguments, reply.thought, usage)
+        return decision(reply, context, usage)
 
     def _turn_input(self, context: ReadContext) -> tuple[str, list]:
         """Only what this turn adds: the first turn shows the originals, later ones the newest

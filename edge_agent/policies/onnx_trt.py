@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
+from edge_agent.agent import Decision, PolicyError, ReadContext
 from edge_agent.errors import ConfigError
 from edge_agent.formats import format_for
-from edge_agent.formats.chat import turn_text
+from edge_agent.formats.chat import decision, turn_text
 from edge_agent.formats.gbnf import FormatError
 from edge_agent.formats.medscope import MedScopeFormat
 from edge_agent.formats.ophiuchus import OphiuchusFormat
@@ -263,10 +263,7 @@ class OnnxSession:
             raise PolicyError(  # unconstrained: the model's mistake
                 f"the model's reply does not follow the prompt format{self._unconstrained()}: {exc}"
             ) from None
-        if parsed.tool is None:
-            evidence = (len(context.workspace) - 1,)  # the newest image in the read
-            return Answer(parsed.answer, (Claim(parsed.answer, evidence),), parsed.thought, usage)
-        return ToolCall(parsed.tool, parsed.arguments, parsed.thought, usage)
+        return decision(parsed, context, usage)
 
     def close(self) -> None:
         """The decoder stays loaded; the cache goes with the session."""
