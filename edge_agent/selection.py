@@ -64,10 +64,11 @@ def _is_axial(series: Series) -> bool:
 
 
 def _key_frames(series: Series, count: int) -> tuple[Frame, ...]:
-    """A cine shows its middle frame; a volume `count` slices spread over its central part."""
+    """A volume shows `count` slices spread over its central part (a cine or video has its
+    overview instead)."""
     frames = series.frames
-    if series.is_cine or len(frames) == 1:
-        return (frames[len(frames) // 2],)
+    if len(frames) == 1:
+        return frames
     if len(frames) <= count:
         return frames
     picks = np.linspace(0.2, 0.8, count) * (len(frames) - 1)

@@ -8,6 +8,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -125,11 +126,7 @@ class Series:
     frames: tuple[Frame, ...]  # a video series holds its first frame; the rest is in `video`
     video: Timeline | None = None  # compressed video, decoded on demand
 
-    @property
-    def is_cine(self) -> bool:
-        return self.timeline is not None and self.video is None
-
-    @property
+    @cached_property  # the loops are grouped once per series
     def timeline(self) -> Timeline | None:
         """Frames by time, for a cine or a video; None for still images and volumes. A series
         of several cine loops (each timed from 0) is read by its longest loop."""

@@ -214,8 +214,7 @@ class VideoTimeline(Timeline):
         return cls(video, first)
 
     def frame_at(self, t: float) -> Frame:
-        self.check_time(t)
-        decoded = self.video.frame_at(t)
+        decoded = self.video.frame_at(t)  # checks t
         return replace(
             self.first,
             ref=replace(self.first.ref, frame=decoded.number),
