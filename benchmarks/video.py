@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from edge_agent.video import Video
+from imaging.video import Video
 
 FPS, GOP, WIDTH, HEIGHT = 30, 60, 1280, 720
 

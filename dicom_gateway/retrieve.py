@@ -18,7 +18,7 @@ from pynetdicom.sop_class import (
 
 from dicom_gateway.settings import Peer
 from dicom_gateway.spool import checked_uid
-from edge_agent.errors import BadInput
+from imaging.errors import BadInput
 
 log = logging.getLogger(__name__)
 

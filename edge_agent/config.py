@@ -11,11 +11,11 @@ from pathlib import Path
 
 from dicom_gateway.settings import GatewaySettings
 from edge_agent.agent import Budget
-from edge_agent.errors import ConfigError
+from imaging.errors import ConfigError
 from edge_agent.policies.llama_cpp import LlamaCppSettings
 from edge_agent.policies.onnx_trt import OnnxTrtSettings
 from edge_agent.policies.protocol import ProtocolSettings
-from edge_agent.records import RecordError, from_plain
+from imaging.records import RecordError, from_plain
 from edge_agent.selection import DEFAULT_MODALITIES
 from tools.toolbox import ToolSettings
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.checksum import sha256_file
-from edge_agent.errors import BadInput
+from imaging.checksum import sha256_file
+from imaging.errors import BadInput
 
 PACKAGES = (
     "pydicom",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.checksum import sha256_file
+from imaging.checksum import sha256_file
 from edge_agent.vision_inputs import VisionSpec, image_inputs
 from tools.onnx_runtime import ModelLoadError, OnnxModel, RuntimeSettings
 

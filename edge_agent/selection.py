@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.errors import NoReadableImages
-from edge_agent.study import Frame, Series, Study
-from edge_agent.video import Timeline
+from imaging.errors import NoReadableImages
+from imaging.frame import Frame
+from imaging.study import Series, Study
+from imaging.video import Timeline
 
 DEFAULT_MODALITIES = ("CT", "MR", "PT", "CR", "DX", "MG", "US", "XA", "NM", "ES", "XC", "OT")
 

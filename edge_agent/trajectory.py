@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_agent.errors import TrajectoryError
-from edge_agent.records import RecordError, from_plain, to_plain
-from edge_agent.study import ImageRef
+from imaging.errors import TrajectoryError
+from imaging.records import RecordError, from_plain, to_plain
+from imaging.frame import ImageRef
 
 FORMAT_VERSION = 1
 

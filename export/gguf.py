@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.checksum import sha256_file
-from edge_agent.errors import BadInput
+from imaging.checksum import sha256_file
+from imaging.errors import BadInput
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.checksum import sha256_file
+from imaging.checksum import sha256_file
 from edge_agent.onnx_decoder import FORMAT, DecoderShape
 from export.gguf import ExportError, check_checkpoint, prepare_out_dir, source_record, timed
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from edge_agent.checksum import sha256_file
+from imaging.checksum import sha256_file
 from export.gguf import ExportError, prepare_out_dir, timed
 from export.sam2_model import BoxDecoder, ImageEncoder, build_sam2_model, config_path
 from export.sam_onnx_verify import verify_sam2

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.checksum import sha256_file
+from imaging.checksum import sha256_file
 from export.gguf import ExportError
 from tools.locate_model import read_manifest
 from tools.onnx_runtime import ModelLoadError

@@ -19,8 +19,8 @@ from importlib import resources
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.checksum import sha256_file
-from edge_agent.errors import BadInput
+from imaging.checksum import sha256_file
+from imaging.errors import BadInput
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.data import get_testdata_file
 
-from edge_agent.study import Frame, Geometry, ImageRef
+from imaging.frame import Frame, Geometry, ImageRef
 
 
 def bundled(name: str) -> Path:

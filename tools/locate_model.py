@@ -44,8 +44,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.checksum import sha256_file
-from edge_agent.records import RecordError, from_plain
+from imaging.checksum import sha256_file
+from imaging.records import RecordError, from_plain
 from tools.onnx_runtime import ModelLoadError, OnnxModel, RuntimeSettings
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.errors import BadInput
+from imaging.errors import BadInput
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 
-from edge_agent.study import Frame
+from imaging.frame import Frame
 from tools.workspace import Affine, Box, render
 
 RED, GREEN, YELLOW, CYAN = (255, 64, 64), (64, 255, 64), (255, 220, 0), (0, 220, 255)

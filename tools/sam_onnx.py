@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.checksum import sha256_file
+from imaging.checksum import sha256_file
 from tools.onnx_runtime import ModelLoadError, OnnxModel, RuntimeSettings
 from tools.render import to_rgb
 

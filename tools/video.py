@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from edge_agent.study import Frame
-from edge_agent.video import VideoError
+from imaging.frame import Frame
+from imaging.video import VideoError
 from tools.errors import ToolError
 from tools.observation import Observation
 from tools.registry import Tool

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from edge_agent.windowing import Window
+from imaging.windowing import Window
 from tools.errors import ToolError
 from tools.observation import Observation
 from tools.registry import INDEX_SCHEMA, Tool

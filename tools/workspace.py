@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from edge_agent.study import Frame
-from edge_agent.windowing import Window, apply_window
+from imaging.frame import Frame
+from imaging.windowing import Window, apply_window
 from tools.errors import ToolError
 
 if TYPE_CHECKING:
-    from edge_agent.video import Timeline
+    from imaging.video import Timeline
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in continuous pixel coordinates
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edge_agent.errors import ConfigError
+from imaging.errors import ConfigError
 from edge_agent.policies.protocol import ProtocolPolicy
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.agent import Decision, PolicyError, ReadContext
-from edge_agent.checksum import sha256_file
-from edge_agent.errors import ConfigError
+from imaging.checksum import sha256_file
+from imaging.errors import ConfigError
 from edge_agent.formats import format_for
 from edge_agent.formats.chat import decision, turn_text
 from edge_agent.formats.gbnf import FormatError

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.agent import Decision, PolicyError, ReadContext
-from edge_agent.errors import ConfigError
+from imaging.errors import ConfigError
 from edge_agent.formats import format_for
 from edge_agent.formats.chat import decision, turn_text
 from edge_agent.formats.gbnf import FormatError

@@ -14,7 +14,7 @@ import numpy as np
 
 from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
 from edge_agent.trajectory import PolicyRecord
-from edge_agent.windowing import preset
+from imaging.windowing import preset
 from tools.measure import describe
 from tools.observation import Observation
 from tools.render import frame_view

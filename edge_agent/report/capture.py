@@ -10,7 +10,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from edge_agent.report.provenance import Provenance
-from edge_agent.study import frame_count
+from imaging.study import frame_count
 from tools.render import to_rgb
 from tools.workspace import WorkspaceImage
 

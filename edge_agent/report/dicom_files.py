@@ -15,7 +15,7 @@ from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import finding_regions
 from edge_agent.report.seg import build_seg
 from edge_agent.report.sr import build_sr
-from edge_agent.study import Study
+from imaging.study import Study
 from edge_agent.trajectory import Trajectory
 from tools.workspace import Workspace
 

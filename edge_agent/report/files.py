@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from edge_agent.errors import ReportError
+from imaging.errors import ReportError
 from edge_agent.report.atomic import write_atomic
 from edge_agent.report.content import build_report
 from edge_agent.report.html import render_html

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_agent.study import ImageRef
+from imaging.frame import ImageRef
 from edge_agent.trajectory import ClaimRecord
 from tools.workspace import Workspace, WorkspaceImage
 

@@ -10,7 +10,7 @@ from pydicom.uid import generate_uid
 
 from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import FindingRegion
-from edge_agent.study import frame_count
+from imaging.study import frame_count
 
 # Our measurement names -> (concept name, derivation) for TID 1419; units come from the data.
 CONCEPTS = {

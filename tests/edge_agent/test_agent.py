@@ -142,7 +142,7 @@ def test_a_policy_bug_is_raised_not_hidden():
 def test_protocol_plan_answers_from_tool_results_only(sample_study):
     from edge_agent.policies.protocol import ProtocolPolicy
     from edge_agent.selection import select
-    from edge_agent.study import load_study
+    from imaging.study import load_study
 
     chosen = select(load_study(sample_study), ("CT",), 3)
     ws = Workspace()

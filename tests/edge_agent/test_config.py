@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import Config, load_config
-from edge_agent.errors import ConfigError
+from imaging.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "edge-agent.example.toml"
 

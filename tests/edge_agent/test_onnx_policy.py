@@ -10,7 +10,7 @@ import pytest
 
 from edge_agent.agent import Budget
 from edge_agent.config import Config, PolicySettings, ReportSettings
-from edge_agent.errors import BadInput
+from imaging.errors import BadInput
 from edge_agent.policies import make_policy
 from edge_agent.policies.onnx_trt import OnnxTrtSettings
 from edge_agent.read import read_study

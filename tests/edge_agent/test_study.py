@@ -9,9 +9,9 @@ import pydicom
 import pytest
 from pydicom.encaps import encapsulate
 
-from edge_agent.errors import NoReadableImages
+from imaging.errors import NoReadableImages
 from edge_agent.selection import select
-from edge_agent.study import load_study
+from imaging.study import load_study
 from tests.support import bundled
 
 BUNDLED = [

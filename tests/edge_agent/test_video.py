@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.video import Video, VideoError
+from imaging.video import Video, VideoError
 from tests.videos import FPS, FRAMES, GOP, dicom_video, encode, read_index
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_agent.checksum import sha256_file
+from imaging.checksum import sha256_file
 from export.gguf import ExportError
 from export.locate_onnx import LocateExport, build_tiny_locate, export_locate
 from tools.locate_model import FORMAT, ImageInput

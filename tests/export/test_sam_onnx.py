@@ -7,7 +7,7 @@ import json
 import onnx
 import pytest
 
-from edge_agent.checksum import sha256_file
+from imaging.checksum import sha256_file
 from export.gguf import ExportError
 from export.sam2_model import config_path
 from tests.support import run_cli

@@ -12,7 +12,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from edge_agent.checksum import sha256_file
+from imaging.checksum import sha256_file
 from export.locate_onnx import BIOMEDPARSE_MEAN, BIOMEDPARSE_STD, LocateExport, export_locate
 from tests.support import phantom_frame
 from tools.locate import LocateSettings

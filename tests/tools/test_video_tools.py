@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge_agent.selection import select
-from edge_agent.study import load_study
+from imaging.study import load_study
 from tests.videos import FPS, FRAMES, encode, read_index, video_study
 from tools.errors import ToolError
 from tools.toolbox import default_toolbox

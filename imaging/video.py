@@ -17,10 +17,10 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.encaps import generate_fragments
 
-from edge_agent.errors import BadInput
+from imaging.errors import BadInput
 
 if TYPE_CHECKING:
-    from edge_agent.study import Frame
+    from imaging.frame import Frame
 
 # Transfer syntax -> the demuxer for the raw elementary stream DICOM carries.
 _VIDEO = {

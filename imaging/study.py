@@ -18,8 +18,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut
 from pydicom.uid import generate_uid
 
-from edge_agent.errors import NoReadableImages
-from edge_agent.video import (
+from imaging.errors import NoReadableImages
+from imaging.video import (
     VIDEO_SYNTAXES,
     CineTimeline,
     Timeline,
@@ -28,7 +28,8 @@ from edge_agent.video import (
     VideoTimeline,
     frame_rate,
 )
-from edge_agent.windowing import PRESETS, Window, auto_window
+from imaging.frame import Frame, Geometry, ImageRef
+from imaging.windowing import Window
 
 log = logging.getLogger(__name__)
 
@@ -42,78 +43,6 @@ Progress = Callable[[int, int, Path], None]
 VIDEO_FILES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")  # read with `read FILE`
 
 
-@dataclass(frozen=True)
-class ImageRef:
-    """What an SR or SEG cites: one frame of one SOP instance (frames count from 1, as in DICOM)."""
-
-    sop_instance_uid: str
-    frame: int
-    sop_class_uid: str = ""
-    series_instance_uid: str = ""
-    study_instance_uid: str = ""
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Where a frame's pixels lie in millimetres; spacing is (row, column) as in PixelSpacing."""
-
-    pixel_spacing: tuple[float, float] | None = None
-    slice_thickness: float | None = None
-    position: tuple[float, float, float] | None = None
-    orientation: tuple[float, ...] | None = None
-
-    @property
-    def normal(self) -> np.ndarray | None:
-        if self.orientation is None:
-            return None
-        row, col = np.array(self.orientation[:3]), np.array(self.orientation[3:])
-        return np.cross(row, col)
-
-
-@dataclass(frozen=True, eq=False)
-class Frame:
-    """One 2-D image: stored pixels plus what turns them into modality values and millimetres."""
-
-    ref: ImageRef
-    pixels: np.ndarray  # rows x cols (grey) or rows x cols x 3 (RGB, uint8)
-    geometry: Geometry
-    modality: str
-    photometric: str = "MONOCHROME2"
-    slope: float = 1.0
-    intercept: float = 0.0
-    windows: tuple[Window, ...] = ()
-    time_s: float | None = None
-    instance_number: int | None = None
-
-    @property
-    def is_colour(self) -> bool:
-        return self.pixels.ndim == 3
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
-
-    @property
-    def values(self) -> np.ndarray:
-        """Modality values (HU for CT) as float32; RGB frames are returned as stored."""
-        if self.is_colour:
-            return self.pixels
-        return self.pixels.astype(np.float32) * np.float32(self.slope) + np.float32(self.intercept)
-
-    @property
-    def value_unit(self) -> str:
-        """UCUM unit of `values`: Hounsfield units for CT, otherwise unitless signal."""
-        return "[hnsf'U]" if self.modality == "CT" and not self.is_colour else "1"
-
-    @property
-    def default_window(self) -> Window | None:
-        """The file's own window first, then the modality preset, then the value range."""
-        if self.is_colour:
-            return None
-        if self.windows:
-            return self.windows[0]
-        presets = PRESETS.get(self.modality)
-        return presets[0] if presets else auto_window(self.values)
 
 
 @dataclass(frozen=True)
