@@ -9,11 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from imaging.errors import ModelLoadError
+
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(Exception):
-    """A model file could not be loaded by llama.cpp."""
 
 
 def _silence(mtmd) -> None:

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.agent import Decision, PolicyError, ReadContext
-from imaging.checksum import sha256_file
-from imaging.errors import ConfigError
 from edge_agent.formats import format_for
 from edge_agent.formats.chat import decision, turn_text
 from edge_agent.formats.gbnf import FormatError
 from edge_agent.formats.medscope import MedScopeFormat
 from edge_agent.formats.ophiuchus import OphiuchusFormat
+from edge_agent.gguf_model import checked_gguf
 from edge_agent.trajectory import PolicyRecord
+from imaging.errors import ConfigError
 from tools.render import to_rgb
 
 log = logging.getLogger(__name__)
@@ -57,15 +57,17 @@ class LlamaCppPolicy:
             if not path or not Path(path).is_file():
                 raise ConfigError(f"[policy.llama_cpp] {label} = {path!r}: no such GGUF file")
         self.settings = settings
+        files = checked_gguf(Path(settings.model), Path(settings.mmproj))
+        self.profile = files.profile  # the manifest's prompt profile; "" for a bare GGUF
         self._record = PolicyRecord(
             name="llama_cpp",
             label=f"AI model {Path(settings.model).name} (llama.cpp)",
             disclaimer=DISCLAIMER,
             model={
                 "file": Path(settings.model).name,
-                "sha256": sha256_file(settings.model),
+                "sha256": files.sha256,
                 "mmproj": Path(settings.mmproj).name,
-                "mmproj_sha256": sha256_file(settings.mmproj),
+                "mmproj_sha256": files.mmproj_sha256,
             },
         )
 

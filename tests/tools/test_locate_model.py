@@ -12,12 +12,12 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from imaging.checksum import sha256_file
 from export.locate_onnx import BIOMEDPARSE_MEAN, BIOMEDPARSE_STD, LocateExport, export_locate
+from imaging.checksum import sha256_file
+from imaging.errors import ModelLoadError
 from tests.support import phantom_frame
 from tools.locate import LocateSettings
 from tools.locate_model import ImageInput, Thresholds
-from tools.onnx_runtime import ModelLoadError
 from tools.toolbox import ToolSettings, default_toolbox
 from tools.workspace import Workspace
 
@@ -115,7 +115,9 @@ def test_a_corrupt_model_stops_the_toolbox_from_being_built(bright_model, tmp_pa
     broken = shutil.copytree(bright_model, tmp_path / "broken")
     graph = broken / "locate.onnx"
     graph.write_bytes(graph.read_bytes()[:100])
-    with pytest.raises(ModelLoadError, match=r"differs from its manifest.*corrupt or replaced"):
+    with pytest.raises(
+        ModelLoadError, match=r"does not match the SHA-256 in its manifest.*corrupt or replaced"
+    ):
         toolbox_with(broken)
     _rehash(broken)  # a manifest that agrees with the damaged file: ONNX Runtime refuses it
     with pytest.raises(ModelLoadError, match="not a loadable ONNX model"):
