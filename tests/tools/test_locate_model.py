@@ -150,4 +150,5 @@ def _rehash(folder):
     manifest = json.loads((folder / "manifest.json").read_text())
     for entry in manifest["files"]:
         entry["sha256"] = sha256_file(folder / entry["name"])
+        entry["bytes"] = (folder / entry["name"]).stat().st_size
     (folder / "manifest.json").write_text(json.dumps(manifest))
