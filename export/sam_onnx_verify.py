@@ -55,7 +55,7 @@ def verify_sam2(out_dir: Path, encoder: ImageEncoder, decoder: BoxDecoder) -> di
     """Every encoder in the export (fp32, int8 if there) against PyTorch; writes verify.json."""
     export, spec = read_manifest(out_dir)
     image, boxes = probe_image(), probe_boxes()
-    reference = _torch_reference(encoder, decoder, spec, image, boxes)
+    reference = _torch_reference(encoder, decoder, spec.image, image, boxes)
     results = []
     for kind, role in (("fp32", "encoder"), ("int8", "encoder-int8")):
         if any(f.role == role for f in export.manifest.files):

@@ -57,16 +57,23 @@ class SamImage:
     resize: str = ""
 
 
-def read_manifest(path: Path) -> tuple[ModelFolder, SamImage]:
-    """The export (`path` is the folder or its manifest.json) and the input it was made for;
+@dataclass(frozen=True)
+class SamSpec:
+    """The SAM kind's own manifest fields that the runtime opens the model with."""
+
+    model: str  # the SAM2 config it was built from, e.g. "sam2.1_hiera_t"
+    image: SamImage
+
+
+def read_manifest(path: Path) -> tuple[ModelFolder, SamSpec]:
+    """The export (`path` is the folder or its manifest.json) and what it was made for;
     everything the model is opened with is checked before any session exists."""
     folder = ModelFolder.read(path, MANIFEST_FORMAT, what="segment model")
+    fields = {k: v for k, v in folder.manifest.fields.items() if k in ("model", "image")}
     try:
-        image = from_plain(SamImage, folder.manifest.fields.get("image"), "manifest.image")
-        str(folder.manifest.fields["model"])
-    except (KeyError, RecordError) as exc:
+        return folder, from_plain(SamSpec, fields, "manifest")
+    except RecordError as exc:
         raise ModelLoadError(f"{folder.manifest_path} is incomplete or damaged: {exc}") from None
-    return folder, image
 
 
 def preprocess(pixels: np.ndarray, side: int, mean, std) -> np.ndarray:
@@ -94,8 +101,8 @@ class SamOnnx:
     ) -> None:
         if encoder not in ENCODERS:
             raise ModelLoadError(f"segment encoder {encoder!r} is not one of {', '.join(ENCODERS)}")
-        export, image = read_manifest(path)
-        self.folder, self.manifest = export.path, export.manifest
+        export, spec = read_manifest(path)
+        self.folder = export.path
         role = "encoder" if encoder == "fp32" else "encoder-int8"
         encoder_path = export.verified(role)
         decoder_path = export.verified("decoder")
@@ -105,10 +112,9 @@ class SamOnnx:
         except ModelLoadError:
             self._encoder.close()
             raise
-        self.side, self.mean, self.std = image.size, image.mean, image.std
+        self.side, self.mean, self.std = spec.image.size, spec.image.mean, spec.image.std
         provider = self._encoder.provider
-        name = self.manifest.fields["model"]
-        self.method = f"{name} on ONNX Runtime ({encoder} encoder, {provider})"
+        self.method = f"{spec.model} on ONNX Runtime ({encoder} encoder, {provider})"
         # What a report needs to name the model: the export and the files that ran, by hash;
         # "file" / "sha256" (the encoder, the weights that matter) is what the SR statement names.
         self.provenance = {
