@@ -105,7 +105,9 @@ class ModelFolder:
     manifest_name: str = MANIFEST
 
     @classmethod
-    def read(cls, path: Path | str, formats: str | Iterable[str] = (), what: str = "model"):
+    def read(
+        cls, path: Path | str, formats: str | Iterable[str] = (), what: str = "model"
+    ) -> ModelFolder:
         """The folder (or its manifest file) parsed and checked; `formats` are those accepted
         (empty: any). Reads no model file: `verified` hashes the ones a runtime opens."""
         path = Path(path)
@@ -117,7 +119,9 @@ class ModelFolder:
             )
         try:
             manifest = Manifest.from_plain(json.loads(manifest_path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except OSError as exc:
+            raise ModelLoadError(f"{manifest_path} cannot be read: {exc.strerror}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelLoadError(f"{manifest_path} is not valid JSON: {exc}") from None
         except RecordError as exc:
             raise ModelLoadError(f"{manifest_path} is incomplete or damaged: {exc}") from None
