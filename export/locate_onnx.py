@@ -167,7 +167,7 @@ def _compare(module, example: tuple, path: Path) -> float:
     return difference
 
 
-def _write_manifest(request: LocateExport, shape: Sequence[int], difference: float):
+def _write_manifest(request: LocateExport, shape: Sequence[int], difference: float) -> ModelFolder:
     files = sorted(p.name for p in request.out_dir.iterdir() if p.is_file() and p.name != MANIFEST)
     text = TextInput(tokens=int(shape[1]), dim=int(shape[2]), encoder=request.encoder)
     kind = LocateManifest(
