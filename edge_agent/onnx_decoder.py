@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.checksum import sha256_file
 from edge_agent.vision_inputs import VisionSpec, image_inputs
+from imaging.checksum import sha256_file
 from tools.onnx_runtime import ModelLoadError, OnnxModel, RuntimeSettings
 
 log = logging.getLogger(__name__)

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.checksum import sha256_file
 from export.gguf import ExportError, prepare_out_dir
+from imaging.checksum import sha256_file
 from tools.locate_model import FORMAT, MANIFEST, ImageInput, LocateModel, TextInput, Thresholds
 from tools.onnx_runtime import OnnxModel, RuntimeSettings
 

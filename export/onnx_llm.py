@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from imaging.checksum import sha256_file
 from edge_agent.onnx_decoder import FORMAT, DecoderShape
 from export.gguf import ExportError, check_checkpoint, prepare_out_dir, source_record, timed
+from imaging.checksum import sha256_file
 
 log = logging.getLogger(__name__)
 

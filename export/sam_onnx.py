@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from imaging.checksum import sha256_file
 from export.gguf import ExportError, prepare_out_dir, timed
 from export.sam2_model import BoxDecoder, ImageEncoder, build_sam2_model, config_path
 from export.sam_onnx_verify import verify_sam2
+from imaging.checksum import sha256_file
 from tools.sam_onnx import (
     BOXES_INPUT,
     DECODER_OUTPUTS,

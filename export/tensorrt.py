@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.checksum import sha256_file
 from export.gguf import ExportError
+from imaging.checksum import sha256_file
 from tools.locate_model import read_manifest
 from tools.onnx_runtime import ModelLoadError
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.agent import Decision, PolicyError, ReadContext
-from imaging.checksum import sha256_file
-from imaging.errors import ConfigError
 from edge_agent.formats import format_for
 from edge_agent.formats.chat import decision, turn_text
 from edge_agent.formats.gbnf import FormatError
 from edge_agent.formats.medscope import MedScopeFormat
 from edge_agent.formats.ophiuchus import OphiuchusFormat
 from edge_agent.trajectory import PolicyRecord
+from imaging.checksum import sha256_file
+from imaging.errors import ConfigError
 from tools.render import to_rgb
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from imaging.checksum import sha256_file
 from export.locate_onnx import BIOMEDPARSE_MEAN, BIOMEDPARSE_STD, LocateExport, export_locate
+from imaging.checksum import sha256_file
 from tests.support import phantom_frame
 from tools.locate import LocateSettings
 from tools.locate_model import ImageInput, Thresholds
