@@ -13,8 +13,8 @@ from edge_agent.policies import make_policy
 from edge_agent.report.dicom_files import write_dicom
 from edge_agent.report.files import write_evidence, write_reports
 from edge_agent.selection import Selection, select
-from imaging.study import Progress, Study, load_study
 from edge_agent.trajectory import Trajectory
+from imaging.study import Progress, Study, load_study
 from tools.registry import Toolbox
 from tools.toolbox import default_toolbox
 from tools.video import show_overview

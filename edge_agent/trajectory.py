@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imaging.errors import TrajectoryError
-from imaging.records import RecordError, from_plain, to_plain
 from imaging.frame import ImageRef
+from imaging.records import RecordError, from_plain, to_plain
 
 FORMAT_VERSION = 1
 

@@ -19,6 +19,7 @@ from pydicom.pixels import apply_color_lut
 from pydicom.uid import generate_uid
 
 from imaging.errors import NoReadableImages
+from imaging.frame import Frame, Geometry, ImageRef
 from imaging.video import (
     VIDEO_SYNTAXES,
     CineTimeline,
@@ -28,7 +29,6 @@ from imaging.video import (
     VideoTimeline,
     frame_rate,
 )
-from imaging.frame import Frame, Geometry, ImageRef
 from imaging.windowing import Window
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,6 @@ NOT_SOURCE_IMAGES = {
 
 Progress = Callable[[int, int, Path], None]
 VIDEO_FILES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")  # read with `read FILE`
-
-
 
 
 @dataclass(frozen=True)

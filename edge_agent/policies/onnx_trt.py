@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.agent import Decision, PolicyError, ReadContext
-from imaging.errors import ConfigError
 from edge_agent.formats import format_for
 from edge_agent.formats.chat import decision, turn_text
 from edge_agent.formats.gbnf import FormatError
@@ -30,6 +29,7 @@ from edge_agent.onnx_decoder import KvCache, OnnxDecoder, OnnxVision, turn_chunk
 from edge_agent.policies.llama_cpp import DISCLAIMER
 from edge_agent.trajectory import PolicyRecord
 from edge_agent.vision_inputs import mrope_positions
+from imaging.errors import ConfigError
 from tools.onnx_runtime import RuntimeSettings
 from tools.render import to_rgb
 

@@ -8,9 +8,9 @@ also frame_images), and per finding the time_window_s its evidence spans."""
 
 from __future__ import annotations
 
+from edge_agent.trajectory import ClaimRecord, ImageRecord, Trajectory
 from imaging.errors import ReportError
 from imaging.records import to_plain
-from edge_agent.trajectory import ClaimRecord, ImageRecord, Trajectory
 
 
 def build_report(trajectory: Trajectory) -> dict:

@@ -15,8 +15,8 @@ from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import finding_regions
 from edge_agent.report.seg import build_seg
 from edge_agent.report.sr import build_sr
-from imaging.study import Study
 from edge_agent.trajectory import Trajectory
+from imaging.study import Study
 from tools.workspace import Workspace
 
 log = logging.getLogger(__name__)

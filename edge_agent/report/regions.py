@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from imaging.frame import ImageRef
 from edge_agent.trajectory import ClaimRecord
+from imaging.frame import ImageRef
 from tools.workspace import Workspace, WorkspaceImage
 
 UPSAMPLE = 8  # outline resolution, per source pixel

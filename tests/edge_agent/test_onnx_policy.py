@@ -10,10 +10,10 @@ import pytest
 
 from edge_agent.agent import Budget
 from edge_agent.config import Config, PolicySettings, ReportSettings
-from imaging.errors import BadInput
 from edge_agent.policies import make_policy
 from edge_agent.policies.onnx_trt import OnnxTrtSettings
 from edge_agent.read import read_study
+from imaging.errors import BadInput
 from tests.support import decisions, reads_on_one_policy, run_cli
 from tools.onnx_runtime import RuntimeSettings
 

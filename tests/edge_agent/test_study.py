@@ -9,8 +9,8 @@ import pydicom
 import pytest
 from pydicom.encaps import encapsulate
 
-from imaging.errors import NoReadableImages
 from edge_agent.selection import select
+from imaging.errors import NoReadableImages
 from imaging.study import load_study
 from tests.support import bundled
 
