@@ -198,10 +198,6 @@ class MultimodalModel:
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.llama.ctx), True)
         llama_cpp.llama_perf_context_reset(self.llama.ctx)
 
-    def positions(self, chunks) -> int:
-        """KV positions the chunks will take (fewer than tokens for M-RoPE images)."""
-        return int(self._mtmd_lib.mtmd_helper_get_n_pos(chunks))
-
     def free(self, chunks) -> None:
         self._mtmd_lib.mtmd_input_chunks_free(chunks)
 
