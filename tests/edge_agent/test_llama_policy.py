@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from edge_agent.agent import Budget, ReadContext
+from edge_agent.agent import Budget
 from edge_agent.config import Config, PolicySettings, ReportSettings
-from edge_agent.policies import make_policy
 from edge_agent.policies.llama_cpp import LlamaCppSettings
 from edge_agent.read import read_study
-from tests.support import decisions, reads_on_one_policy, run_cli
+from tests.support import decisions, reads_on_one_policy, run_cli, two_turns_with_a_zoom
 from tools.toolbox import ToolSettings, default_toolbox
-from tools.workspace import Workspace
 
 TOOLS = {"zoom_in", "segment", "locate"}
 
@@ -94,21 +91,7 @@ def test_each_turn_evaluates_only_what_it_adds(read):
 
 
 def test_an_image_a_tool_made_enters_the_next_turn_after_the_cache(read, exported):
-    workspace, toolbox = Workspace(), default_toolbox(ToolSettings())
-    for frame in read.selection.frames:
-        workspace.show(frame, max_side=512)
-    policy = make_policy(_config(exported).policy)
-    try:
-        context = ReadContext("Is there a lesion?", workspace, toolbox, Budget(max_new_tokens=512))
-        session = policy.open(context)
-        first = session.step(context).usage
-        zoom = toolbox.call("zoom_in", {"index": 0, "bbox_2d": [100, 100, 300, 260]}, workspace)
-        assert zoom.image is not None and not zoom.error
-        second = session.step(replace(context, observation=zoom)).usage
-        session.close()
-    finally:
-        policy.close()
-        toolbox.close()
+    first, second, _ = two_turns_with_a_zoom(_config(exported).policy, read.selection.frames)
     assert (first.past, first.images, first.image_tokens) == (0, 3, 3 * SHOWN_IMAGE_TOKENS)
     # the zoom, 512 x 410, becomes 504 x 420 for the mmproj: 18 x 15 merged patches; it and its
     # text come after everything the first turn put in the cache, and only they are evaluated

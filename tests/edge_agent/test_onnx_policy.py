@@ -14,7 +14,7 @@ from edge_agent.policies import make_policy
 from edge_agent.policies.onnx_trt import OnnxTrtSettings
 from edge_agent.read import read_study
 from imaging.errors import BadInput
-from tests.support import decisions, reads_on_one_policy, run_cli
+from tests.support import decisions, reads_on_one_policy, run_cli, two_turns_with_a_zoom
 from tools.onnx_runtime import RuntimeSettings
 
 TOOLS = {"zoom_in", "segment", "locate"}
@@ -64,28 +64,11 @@ def test_each_turn_evaluates_only_what_it_adds(read):
 
 
 def test_an_image_a_tool_made_enters_the_next_turn_after_the_cache(read, onnx_llm):
-    from dataclasses import replace
-
-    from edge_agent.agent import ReadContext
-    from tools.toolbox import ToolSettings, default_toolbox
-    from tools.workspace import Workspace
-
-    workspace, toolbox = Workspace(), default_toolbox(ToolSettings())
-    for frame in read.selection.frames:
-        workspace.show(frame, max_side=512)
-    policy = make_policy(_config(onnx_llm).policy)
-    try:
-        context = ReadContext("Is there a lesion?", workspace, toolbox, Budget(max_new_tokens=512))
-        session = policy.open(context)
-        first = session.step(context).usage
-        zoom = toolbox.call("zoom_in", {"index": 0, "bbox_2d": [100, 100, 300, 260]}, workspace)
-        assert zoom.image is not None and not zoom.error
-        second = session.step(replace(context, observation=zoom)).usage
-        cached = session.backend.cache.length  # the decoder's own KV cache, not our count
-        session.close()
-    finally:
-        policy.close()
-        toolbox.close()
+    first, second, cached = two_turns_with_a_zoom(
+        _config(onnx_llm).policy,
+        read.selection.frames,
+        lambda session: session.backend.cache.length,  # the decoder's own KV cache, not our count
+    )
     assert first.images == 3 and first.past == 0
     # the zoom, 512 x 410, becomes 224 x 196 under the tiny processor's 224² pixel limit: 8 x 7
     # tokens; it and its text come after everything the first turn put in the cache
