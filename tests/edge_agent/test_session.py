@@ -150,3 +150,32 @@ def test_an_unparseable_reply_is_a_bug_under_the_grammar_and_the_models_mistake_
     with pytest.raises(PolicyError, match="not grammar-constrained: grammar = false"):
         ModelSession(free, form).step(context)
     assert free.grammars == [None]  # unconstrained: no grammar asked for
+
+
+def test_usage_keeps_the_json_keys_trajectories_had_and_older_ones_still_load():
+    from edge_agent.trajectory import StepRecord
+    from imaging.records import RecordError, from_plain, to_plain
+
+    usage = TurnUsage(past=7, prompt_tokens=5, prompt_evaluated=5, image_tokens=2, images=1)
+    assert list(to_plain(usage)) == [
+        "past",
+        "prompt_tokens",
+        "prompt_evaluated",
+        "image_tokens",
+        "images",
+        "prefill_ms",
+        "generated",
+        "decode_ms",
+    ]
+    assert to_plain(StepRecord(1, "zoom_in", {}))["usage"] is None  # a policy without a model
+    before_past = {k: v for k, v in to_plain(usage).items() if k != "past"}  # llama_cpp's, before
+    step = from_plain(
+        StepRecord, {"number": 1, "tool": "zoom_in", "arguments": {}, "usage": before_past}
+    )
+    assert step.usage == TurnUsage(prompt_tokens=5, prompt_evaluated=5, image_tokens=2, images=1)
+    with pytest.raises(RecordError, match=r"usage\.prompt_tokens: expected int"):
+        from_plain(
+            StepRecord, {"number": 1, "tool": "x", "arguments": {}, "usage": {"prompt_tokens": "5"}}
+        )
+    with pytest.raises(ValueError, match="image_tokens 9 exceed prompt_tokens 5"):
+        TurnUsage(prompt_tokens=5, image_tokens=9)
