@@ -32,4 +32,3 @@ def turn_text(
         observation = context.observation.text if context.observation else ""
         text = f"{pending}<|im_start|>user\nObservation: {observation}\n" + "\n".join(lines)
     return text + "<|im_end|>\n<|im_start|>assistant\n"
-
