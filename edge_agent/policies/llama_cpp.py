@@ -15,13 +15,12 @@ from pathlib import Path
 from edge_agent.agent import Decision, PolicyError, ReadContext
 from imaging.checksum import sha256_file
 from imaging.errors import ConfigError
-from edge_agent.formats import format_for
-from edge_agent.formats.chat import decision, turn_text
+from edge_agent.formats import format_for, load_profile
+from edge_agent.formats.chat import decision, turn_input
 from edge_agent.formats.gbnf import FormatError
 from edge_agent.formats.medscope import MedScopeFormat
 from edge_agent.formats.ophiuchus import OphiuchusFormat
 from edge_agent.trajectory import PolicyRecord
-from tools.render import to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,8 @@ class LlamaCppSettings:
     temperature: float = 0.0  # 0: greedy, deterministic
     top_p: float = 1.0
     seed: int = 0
-    max_think_chars: int = 400
+    max_think_tokens: int = 0  # a reply's thought; 0: the prompt profile's default
+    profile: str = ""  # prompt profile, by name or file; "": the default for the read
     image_size: int = 512  # shown images fit this long side, as the model was trained
 
 
@@ -57,6 +57,7 @@ class LlamaCppPolicy:
             if not path or not Path(path).is_file():
                 raise ConfigError(f"[policy.llama_cpp] {label} = {path!r}: no such GGUF file")
         self.settings = settings
+        self._profile = load_profile(settings.profile) if settings.profile else None
         self._record = PolicyRecord(
             name="llama_cpp",
             label=f"AI model {Path(settings.model).name} (llama.cpp)",
@@ -78,7 +79,7 @@ class LlamaCppPolicy:
         return self.settings.image_size
 
     def open(self, context: ReadContext) -> LlamaSession:
-        form = format_for(context, self.settings.max_think_chars)
+        form = format_for(context, self._profile, self.settings.max_think_tokens or None)
         return LlamaSession(self._loaded(), self.settings, form, self._stream)
 
     def _loaded(self):
@@ -132,19 +133,18 @@ class LlamaSession:
             generated=generated, decode_ms=round((time.perf_counter() - decode_start) * 1000, 1)
         )
         try:
-            reply = self.format.parse(text)
+            reply = self.format.parse(text, len(context.workspace))
         except FormatError as exc:  # the grammar should make this impossible: a bug
             log.error("unparseable reply despite the grammar: %s", exc)
             raise PolicyError(f"model reply did not parse (bug): {exc}") from None
-        return decision(reply, context, usage)
+        return decision(self.format, reply, context, usage)
 
     def _turn_input(self, context: ReadContext) -> tuple[str, list]:
         """Only what this turn adds: the first turn shows the originals, later ones the newest
         observation and any image the tool made."""
-        new = [context.workspace.get(i) for i in range(self.seen, len(context.workspace))]
-        text = turn_text(self.format, context, self.seen, self.model.marker, self.pending)
+        text, images = turn_input(self.format, context, self.seen, self.model.marker, self.pending)
         self.seen = len(context.workspace)
-        return text, [to_rgb(image.pixels) for image in new]
+        return text, images
 
     def _evaluate(self, prompt: str, images: list, max_new_tokens: int) -> dict:
         chunks = self.model.tokenize(prompt, images)

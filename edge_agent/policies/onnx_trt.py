@@ -20,8 +20,8 @@ import numpy as np
 
 from edge_agent.agent import Decision, PolicyError, ReadContext
 from imaging.errors import ConfigError
-from edge_agent.formats import format_for
-from edge_agent.formats.chat import decision, turn_text
+from edge_agent.formats import format_for, load_profile
+from edge_agent.formats.chat import decision, turn_input
 from edge_agent.formats.gbnf import FormatError
 from edge_agent.formats.medscope import MedScopeFormat
 from edge_agent.formats.ophiuchus import OphiuchusFormat
@@ -31,7 +31,6 @@ from edge_agent.policies.llama_cpp import DISCLAIMER
 from edge_agent.trajectory import PolicyRecord
 from edge_agent.vision_inputs import mrope_positions
 from tools.onnx_runtime import RuntimeSettings
-from tools.render import to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,8 @@ class OnnxTrtSettings:
     n_ctx: int = 8192  # capped at the checkpoint's context length
     prefill_chunk: int = 256  # prompt tokens per decoder call: bounds the logits' memory
     grammar: bool = True  # replies constrained to the format; false: free, mistakes end the read
-    max_think_chars: int = 400
+    max_think_tokens: int = 0  # a reply's thought; 0: the prompt profile's default
+    profile: str = ""  # prompt profile, by name or file; "": the default for the read
     image_size: int = 512  # shown images fit this long side, as the model was trained
 
     def __post_init__(self) -> None:
@@ -64,6 +64,7 @@ class OnnxTrtPolicy:
                 "(write one with `edge-agent export onnx-llm`)"
             )
         self.settings = settings
+        self._profile = load_profile(settings.profile) if settings.profile else None
         self._stream = stream
         self._decoder = OnnxDecoder(Path(settings.model_dir), settings.runtime)
         try:
@@ -109,7 +110,7 @@ class OnnxTrtPolicy:
         return OnnxSession(
             self._decoder,
             self._vision,
-            format_for(context, self.settings.max_think_chars),
+            format_for(context, self._profile, self.settings.max_think_tokens or None),
             n_ctx=n_ctx,
             prefill_chunk=self.settings.prefill_chunk,
             grammar=self._grammar,
@@ -150,10 +151,9 @@ class OnnxSession:
 
     def step(self, context: ReadContext) -> Decision:
         started = time.perf_counter()
-        text = turn_text(self.format, context, self.seen, IMAGE, self.pending)
-        images = [context.workspace.get(i) for i in range(self.seen, len(context.workspace))]
+        text, images = turn_input(self.format, context, self.seen, IMAGE, self.pending)
         self.seen = len(context.workspace)
-        ids, embeds, positions = self._turn_input(text, [to_rgb(image.pixels) for image in images])
+        ids, embeds, positions = self._turn_input(text, images)
         self._check_room(len(ids), context.budget.max_new_tokens)
         past = self.cache.length
         logits = self._prefill(ids, embeds, positions)
@@ -255,7 +255,7 @@ class OnnxSession:
 
     def _decision(self, reply: str, context: ReadContext, usage: dict) -> Decision:
         try:
-            parsed = self.format.parse(reply)
+            parsed = self.format.parse(reply, len(context.workspace))
         except FormatError as exc:
             if self.grammar is not None:  # the grammar makes this impossible: a bug
                 log.error("unparseable reply despite the grammar: %s", exc)
@@ -263,7 +263,7 @@ class OnnxSession:
             raise PolicyError(  # unconstrained: the model's mistake
                 f"the model's reply does not follow the prompt format{self._unconstrained()}: {exc}"
             ) from None
-        return decision(parsed, context, usage)
+        return decision(self.format, parsed, context, usage)
 
     def close(self) -> None:
         """The decoder stays loaded; the cache goes with the session."""

@@ -32,7 +32,7 @@ EXPECTED_TOOLS = {  # each case's replies, parsed: our tool (None: the answer)
 
 
 def test_every_golden_case_is_checked():
-    assert CASES == sorted(EXPECTED_TOOLS)
+    assert sorted(EXPECTED_TOOLS) == CASES
 
 
 class Conversation:
@@ -57,7 +57,12 @@ class Conversation:
         pixels = np.zeros((height, width), np.uint8)
         tool = "shown" if number == 0 else "tool"
         self.workspace.add(
-            frame, Affine.identity(), (width, height), None, tool=tool, pixels=pixels,
+            frame,
+            Affine.identity(),
+            (width, height),
+            None,
+            tool=tool,
+            pixels=pixels,
             **self._members(number),
         )
 
