@@ -25,13 +25,16 @@ class Reply:
     option: str | None = None  # the chosen option's text, for a multiple-choice question
 
 
-def bounded(char_class: str, most: int, least: int = 0) -> str:
-    """`char_class` repeated least..most times, in a form llama.cpp accepts for any bound."""
+def bounded(name: str, char_class: str, most: int, least: int = 0) -> dict[str, str]:
+    """Rule `name`: `char_class` repeated least..most times, in a form llama.cpp and llguidance
+    both accept for any bound (a block rule, as neither takes a repetition of a repetition)."""
     if most <= 2 * BLOCK:
-        return f"{char_class}{{{least},{most}}}"
-    blocks = f"({char_class}{{{BLOCK}}}){{0,{(most - least) // BLOCK}}}"
-    rest = f"{blocks} {char_class}{{0,{BLOCK - 1}}}"
-    return f"{char_class}{{{least}}} {rest}" if least else rest
+        return {name: f"{char_class}{{{least},{most}}}"}
+    rest = f"{name}-block{{0,{(most - least) // BLOCK}}} {char_class}{{0,{BLOCK - 1}}}"
+    return {
+        name: f"{char_class}{{{least}}} {rest}" if least else rest,
+        f"{name}-block": f"{char_class}{{{BLOCK}}}",
+    }
 
 
 def json_rules(index_values: Iterable[int]) -> dict[str, str]:

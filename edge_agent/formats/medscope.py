@@ -38,8 +38,8 @@ class MedScopeFormat(ProfileFormat):
             "call": '"<tool_call>" ws "{" ws "\\"name\\":" ws (' + " | ".join(calls) + ') ws "}" '
             'ws "</tool_call>"',
             "answer": '"<answer>" answer-body "</answer>"',
-            "answer-body": bounded("[^<]", ANSWER_CHARS, least=1),
-            "thought": bounded("[^<]", self.think_chars),
+            **bounded("answer-body", "[^<]", ANSWER_CHARS, least=1),
+            **bounded("thought", "[^<]", self.think_chars),
             **json_rules(self.shown(image_count).trained),
         }
         for spec, name in zip(p.tools, calls, strict=True):

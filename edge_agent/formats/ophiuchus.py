@@ -41,8 +41,8 @@ class OphiuchusFormat(ProfileFormat):
             "root": f'"<think>" thought "</think> Action: " (calls{wrapped} | answer)',
             "calls": " | ".join(calls),
             "answer": f'"{p.answer_action}\\n<answer>" answer-body "</answer>"',
-            "answer-body": self._answer_body(),
-            "thought": bounded("[^<]", self.think_chars),
+            **self._answer_body(),
+            **bounded("thought", "[^<]", self.think_chars),
             **json_rules(self.shown(image_count).trained),
         }
         for spec, name in zip(p.tools, calls, strict=True):
@@ -50,12 +50,12 @@ class OphiuchusFormat(ProfileFormat):
             rules[name] = f'"{spec.action}\\n```json\\n" ws "[" ws {body} ws "]\\n```"'
         return gbnf(rules)
 
-    def _answer_body(self) -> str:
+    def _answer_body(self) -> dict[str, str]:
         """An option letter (with the trained spaces around it) when the question has options."""
         letters = self.question.letters
         if letters:
-            return '" "? (' + " | ".join(f'"{k}"' for k in letters) + ') " "?'
-        return bounded("[^<]", ANSWER_CHARS, least=1)
+            return {"answer-body": '" "? (' + " | ".join(f'"{k}"' for k in letters) + ') " "?'}
+        return bounded("answer-body", "[^<]", ANSWER_CHARS, least=1)
 
     def parse(self, reply: str, image_count: int) -> Reply:
         """The reply as our tool call (workspace indices) or an answer."""

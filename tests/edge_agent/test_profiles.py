@@ -76,5 +76,5 @@ def test_a_broken_profile_is_refused_naming_the_key(tmp_path, edit, message):
 
 
 def test_an_unknown_profile_name_lists_the_shipped_ones():
-    with pytest.raises(ProfileError, match="shipped: .*ophiuchus-v1"):
+    with pytest.raises(ProfileError, match=r"shipped: .*ophiuchus-v1"):
         load_profile("ophiuchus-v9")
