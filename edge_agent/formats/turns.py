@@ -13,8 +13,8 @@ import numpy as np
 from edge_agent.formats.calls import to_trained
 from edge_agent.formats.profile import Profile
 from edge_agent.formats.question import Question
+from edge_agent.formats.render import shown_pixels
 from edge_agent.formats.shown import ShownImages
-from tools.render import to_rgb
 
 if TYPE_CHECKING:
     from edge_agent.agent import ReadContext
@@ -55,12 +55,17 @@ class ProfileFormat:
         new = shown.since(first_new)
         if first_new == 0:
             first = workspace.get(new[0])
-            return [Message("system", self.profile.system), self._first_turn(first, shown)]
+            return [
+                Message("system", self.profile.system),
+                self._first_turn(first, shown, workspace),
+            ]
         if new:
-            return [self._tool_result(workspace.get(i), shown) for i in new]
+            return [self._tool_result(workspace.get(i), shown, workspace) for i in new]
         return [Message("user", self._failure(context, shown))]
 
-    def _first_turn(self, image: WorkspaceImage, shown: ShownImages) -> Message:
+    def _first_turn(
+        self, image: WorkspaceImage, shown: ShownImages, workspace: Workspace
+    ) -> Message:
         p = self.profile
         text = p.first_turn.format(
             question=self.question.stem.replace(p.placeholder, ""),
@@ -68,11 +73,13 @@ class ProfileFormat:
             duration=f"{self.duration_s or 0:.2f}",
             **self._image_fields(image, shown),
         )
-        return Message("user", text, (self.pixels(image),))
+        return Message("user", text, (shown_pixels(self.profile, workspace, image),))
 
-    def _tool_result(self, image: WorkspaceImage, shown: ShownImages) -> Message:
+    def _tool_result(
+        self, image: WorkspaceImage, shown: ShownImages, workspace: Workspace
+    ) -> Message:
         text = self.profile.tool_result.format(**self._image_fields(image, shown))
-        return Message("user", text, (self.pixels(image),))
+        return Message("user", text, (shown_pixels(self.profile, workspace, image),))
 
     def _failure(self, context: ReadContext, shown: ShownImages) -> str:
         """The trained error line for a failed call (a call without an image is one)."""
@@ -105,10 +112,6 @@ class ProfileFormat:
             "height": height,
             "what": what,
         }
-
-    def pixels(self, image: WorkspaceImage) -> np.ndarray:
-        """The image as the model is shown it (RGB)."""
-        return to_rgb(image.pixels)
 
     def newest_shown(self, workspace: Workspace) -> int:
         """The workspace index of the image the model saw last (an answer's evidence)."""

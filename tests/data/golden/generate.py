@@ -140,6 +140,22 @@ def rl_case(repo: Path) -> None:
         "replies": replies,
     }
     write("ophiuchus_rl_rollout", case, render(messages))
+    overlay_sample(worker._images[1]["path"], original, mask)
+
+
+def overlay_sample(overlay: str, original: Path, mask: Path) -> None:
+    """The upstream env's BiomedParse overlay (red, alpha 0.5) around the lesion, beside its
+    inputs, to check our rendering against to the last bit."""
+    import numpy as np
+    from PIL import Image
+
+    box = np.s_[280:350, 70:150]
+    np.savez_compressed(
+        HERE / "overlay_biomedparse.npz",
+        image=np.array(Image.open(original).convert("RGB"))[box],
+        mask=(np.array(Image.open(mask).convert("L")) > 127)[box],
+        overlay=np.array(Image.open(overlay).convert("RGB"))[box],
+    )
 
 
 def _load_env(repo: Path) -> types.ModuleType:
