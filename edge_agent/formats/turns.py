@@ -5,6 +5,7 @@ line when the call failed. Grammar and parsing are per syntax (ophiuchus.py, med
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,8 @@ from edge_agent.formats.profile import Profile
 from edge_agent.formats.question import Question
 from edge_agent.formats.render import shown_pixels
 from edge_agent.formats.shown import ShownImages
+
+IMAGE_NUMBER = re.compile(r"#(\d+)")
 
 if TYPE_CHECKING:
     from edge_agent.agent import ReadContext
@@ -92,9 +95,8 @@ class ProfileFormat:
         except KeyError:
             return observation
         payload = to_trained(spec, step.arguments, shown)
-        return self.profile.tool_error.format(
-            action=spec.action, input=payload, error=f"ToolError: {observation}"
-        )
+        error = f"ToolError: {_trained_numbers(observation, shown)}"
+        return self.profile.tool_error.format(action=spec.action, input=payload, error=error)
 
     @staticmethod
     def _image_fields(image: WorkspaceImage, shown: ShownImages) -> dict:
@@ -116,3 +118,13 @@ class ProfileFormat:
     def newest_shown(self, workspace: Workspace) -> int:
         """The workspace index of the image the model saw last (an answer's evidence)."""
         return self.shown(len(workspace)).workspace[-1]
+
+
+def _trained_numbers(text: str, shown: ShownImages) -> str:
+    """Our tools' texts name workspace images `#k`; the model knows them by trained index."""
+
+    def trained(match: re.Match) -> str:
+        index = int(match[1])
+        return f"{shown.trained_index(index)}" if index in shown.workspace else match[0]
+
+    return IMAGE_NUMBER.sub(trained, text)

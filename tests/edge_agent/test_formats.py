@@ -173,3 +173,29 @@ def test_the_grammar_compiles_for_the_onnx_policy_too(form):
 
     grammar = llguidance.grammar_from("gbnf", form.grammar(3))
     assert llguidance.LLMatcher.validate_grammar(grammar) == ""
+
+
+def test_a_failed_call_is_fed_back_as_the_trained_warning_line_with_trained_indices():
+    import numpy as np
+
+    from edge_agent.agent import Budget, ReadContext
+    from edge_agent.trajectory import StepRecord
+    from tests.support import phantom_frame
+    from tools.observation import Observation
+    from tools.workspace import Workspace
+
+    workspace = Workspace()
+    workspace.show(phantom_frame(np.zeros((64, 64))))
+    box = [500, 500, 600, 600]
+    failure = Observation.failure(f"box {box} lies outside image #0, which is 64x64 pixels")
+    step = StepRecord(1, "zoom_in", {"index": 0, "bbox_2d": box}, error=True)
+    context = ReadContext(
+        QUESTION, workspace, default_toolbox(), Budget(), steps=(step,), observation=failure
+    )
+    [message] = ophiuchus().messages(context, 1)
+    assert message.images == ()
+    assert message.text == (
+        "!!(Warning) tool call failed: tool=Zoom-in, input={'index': 1, 'bbox_2d': "
+        "[500, 500, 600, 600]}, error=ToolError: box [500, 500, 600, 600] lies outside image 1, "
+        "which is 64x64 pixels"
+    )
