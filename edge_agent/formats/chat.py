@@ -38,7 +38,9 @@ def turn_input(
 
 
 def decision(form: ProfileFormat, reply: Reply, context: ReadContext, usage: Mapping) -> Decision:
-    """A tool call, or an answer citing the newest image the model looked at."""
+    """A tool call, or an answer citing the newest image the model looked at; each step records
+    the prompt profile it was made under (and says so when the format is provisional)."""
+    usage = {**usage, "prompt_profile": form.profile.label}
     if reply.tool is None:
         text = f"{reply.answer}. {reply.option}" if reply.option else reply.answer
         evidence = (form.newest_shown(context.workspace),)

@@ -75,6 +75,11 @@ class Profile:
     def provisional(self) -> bool:
         return self.status == "provisional"
 
+    @property
+    def label(self) -> str:
+        """The name for records and reports, which must say when a format is provisional."""
+        return f"{self.name} (provisional format)" if self.provisional else self.name
+
     def tool(self, action: str) -> ToolSpec:
         for spec in self.tools:
             if spec.action == action:

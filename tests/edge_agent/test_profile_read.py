@@ -48,3 +48,7 @@ def test_turn_one_shows_one_image_and_every_call_names_a_shown_one(read):
             assert len(step.arguments["captions"]) == 1
         if step.image is not None:
             shown.add(step.image)
+
+
+def test_each_step_records_its_prompt_profile(read):
+    assert {step.usage["prompt_profile"] for step in read.trajectory.steps} == {"ophiuchus-v1"}

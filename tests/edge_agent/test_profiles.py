@@ -78,3 +78,8 @@ def test_a_broken_profile_is_refused_naming_the_key(tmp_path, edit, message):
 def test_an_unknown_profile_name_lists_the_shipped_ones():
     with pytest.raises(ProfileError, match=r"shipped: .*ophiuchus-v1"):
         load_profile("ophiuchus-v9")
+
+
+def test_a_provisional_profile_says_so_in_its_label():
+    assert load_profile("medscope-provisional").label == "medscope-provisional (provisional format)"
+    assert load_profile("ophiuchus-v1").label == "ophiuchus-v1"
