@@ -13,7 +13,7 @@ import llama_cpp
 class GrammarCheck:
     def __init__(self, gguf: Path) -> None:
         self.llama = llama_cpp.Llama(str(gguf), vocab_only=True, verbose=False)
-        self.vocab = self.llama._model.vocab  # the sampler API takes the vocabulary handle
+        self.vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
         self.end = self.llama.token_eos()
 
     def accepts(self, grammar: str, text: str) -> bool:
