@@ -19,6 +19,7 @@ class TurnUsage:
     prefill_ms: float = 0.0  # building, encoding and evaluating the turn's input
     generated: int = 0  # reply tokens, the end-of-reply token not counted
     decode_ms: float = 0.0
+    prompt_profile: str = ""  # the profile the turn was rendered with (says if provisional)
 
     def __post_init__(self) -> None:
         counts = (self.past, self.prompt_tokens, self.prompt_evaluated, self.image_tokens)

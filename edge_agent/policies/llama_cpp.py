@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.agent import PolicyError, ReadContext
-from edge_agent.formats import format_for
+from edge_agent.formats import chosen_profile, format_for
 from edge_agent.gguf_model import checked_gguf
 from edge_agent.llama_sampler import ReplySampler, SamplerError, Sampling
 from edge_agent.policies.session import ModelSession, Prompt, Stream
@@ -39,7 +39,9 @@ class LlamaCppSettings:
     temperature: float = 0.0  # 0: greedy, deterministic
     top_p: float = 1.0
     seed: int = 0
-    max_think_chars: int = 400
+    max_think_tokens: int = 0  # a reply's thought; 0: the prompt profile's default
+    # prompt profile, by name or file; "": the model folder's, else the read's default
+    profile: str = ""
     image_size: int = 512  # shown images fit this long side, as the model was trained
 
 
@@ -53,7 +55,8 @@ class LlamaCppPolicy:
                 raise ConfigError(f"[policy.llama_cpp] {label} = {path!r}: no such GGUF file")
         self.settings = settings
         files = checked_gguf(Path(settings.model), Path(settings.mmproj))
-        self.profile = files.profile  # the manifest's prompt profile; "" for a bare GGUF
+        # the manifest's prompt profile ("" for a bare GGUF), unless the configuration names one
+        self._profile = chosen_profile(settings.profile, files.profile)
         self._record = PolicyRecord(
             name="llama_cpp",
             label=f"AI model {Path(settings.model).name} (llama.cpp)",
@@ -75,7 +78,7 @@ class LlamaCppPolicy:
         return self.settings.image_size
 
     def open(self, context: ReadContext) -> ModelSession:
-        form = format_for(context, self.settings.max_think_chars)
+        form = format_for(context, self._profile, self.settings.max_think_tokens or None)
         return ModelSession(LlamaBackend(self._loaded(), self.settings), form, self._stream)
 
     def _loaded(self):

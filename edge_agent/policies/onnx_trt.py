@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.agent import PolicyError, ReadContext
-from edge_agent.formats import format_for
+from edge_agent.formats import chosen_profile, format_for
 from edge_agent.grammar import Constraint, GrammarError, TokenGrammar
 from edge_agent.onnx_decoder import KvCache, OnnxDecoder, OnnxVision, turn_chunks
 from edge_agent.policies.llama_cpp import DISCLAIMER
@@ -42,7 +42,9 @@ class OnnxTrtSettings:
     n_ctx: int = 8192  # capped at the checkpoint's context length
     prefill_chunk: int = 256  # prompt tokens per decoder call: bounds the logits' memory
     grammar: bool = True  # replies constrained to the format; false: free, mistakes end the read
-    max_think_chars: int = 400
+    max_think_tokens: int = 0  # a reply's thought; 0: the prompt profile's default
+    # prompt profile, by name or file; "": the model folder's, else the read's default
+    profile: str = ""
     image_size: int = 512  # shown images fit this long side, as the model was trained
 
     def __post_init__(self) -> None:
@@ -62,6 +64,7 @@ class OnnxTrtPolicy:
         self._stream = stream
         self._decoder = OnnxDecoder(Path(settings.model_dir), settings.runtime)
         try:
+            self._profile = chosen_profile(settings.profile, self._decoder.profile)
             self._vision = OnnxVision(self._decoder, settings.runtime)
             self._grammar = self._token_grammar() if settings.grammar else None
             self._record = self._policy_record(settings)
@@ -108,7 +111,7 @@ class OnnxTrtPolicy:
             prefill_chunk=self.settings.prefill_chunk,
             grammar=self._grammar,
         )
-        form = format_for(context, self.settings.max_think_chars)
+        form = format_for(context, self._profile, self.settings.max_think_tokens or None)
         return ModelSession(backend, form, self._stream)
 
     def close(self) -> None:

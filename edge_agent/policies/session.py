@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
-from edge_agent.formats.chat import PromptFormat, turn_text
+from edge_agent.formats.chat import turn_input
 from edge_agent.formats.gbnf import FormatError, Reply
+from edge_agent.formats.turns import ProfileFormat
 from edge_agent.usage import TurnUsage
-from tools.render import to_rgb
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,15 +32,6 @@ Stream = Callable[[str], None]
 
 # Ends the assistant's turn in the chat template; the next turn starts with it.
 END_OF_REPLY = "<|im_end|>\n"
-
-
-class ChatFormat(PromptFormat, Protocol):
-    """What the session asks of a prompt format (besides the turn text): the reply grammar for
-    the images that exist, and the parsed reply."""
-
-    def grammar(self, image_count: int) -> str: ...
-
-    def parse(self, reply: str) -> Reply: ...
 
 
 @dataclass(frozen=True)
@@ -87,7 +78,7 @@ class Backend(Protocol):
 class ModelSession:
     """One read on a loaded model: its KV cache and what of the read the model has seen."""
 
-    def __init__(self, backend: Backend, form: ChatFormat, stream: Stream | None = None) -> None:
+    def __init__(self, backend: Backend, form: ProfileFormat, stream: Stream | None = None) -> None:
         """`stream` receives the reply text as it is decoded (the terminal's live view)."""
         self.backend = backend
         self.format = form
@@ -117,16 +108,17 @@ class ModelSession:
             prefill_ms=prefill_ms,
             generated=generated,
             decode_ms=_ms_since(decode_start),
+            prompt_profile=self.format.profile.label,
         )
-        return _decision(self._parse(reply), context, usage)
+        return _decision(self.format, self._parse(reply, context), context, usage)
 
     def _turn_input(self, context: ReadContext) -> tuple[str, list[np.ndarray]]:
         """Only what this turn adds: the first turn shows the originals, later ones the newest
         observation and any image the tool made."""
-        workspace = context.workspace
-        pictures = [to_rgb(workspace.get(i).pixels) for i in range(self.seen, len(workspace))]
-        text = turn_text(self.format, context, self.seen, self.backend.marker, self.pending)
-        self.seen = len(workspace)
+        text, pictures = turn_input(
+            self.format, context, self.seen, self.backend.marker, self.pending
+        )
+        self.seen = len(context.workspace)
         return text, pictures
 
     def _check_room(self, prompt_tokens: int, budget: int) -> None:
@@ -160,9 +152,9 @@ class ModelSession:
             f"{self.backend.detokenize(tokens)[:120]!a}"
         )
 
-    def _parse(self, reply: str) -> Reply:
+    def _parse(self, reply: str, context: ReadContext) -> Reply:
         try:
-            return self.format.parse(reply)
+            return self.format.parse(reply, len(context.workspace))
         except FormatError as exc:
             if self.backend.constrained:  # the grammar makes this impossible: a bug
                 log.error("unparseable reply despite the grammar: %s", exc)
@@ -185,11 +177,15 @@ class ModelSession:
         self.backend.close()
 
 
-def _decision(reply: Reply, context: ReadContext, usage: TurnUsage) -> Decision:
-    """A tool call, or an answer citing the newest image the model looked at."""
+def _decision(
+    form: ProfileFormat, reply: Reply, context: ReadContext, usage: TurnUsage
+) -> Decision:
+    """A tool call, or an answer (with the option letter it chose) citing the newest image the
+    model looked at."""
     if reply.tool is None:
-        evidence = (len(context.workspace) - 1,)
-        return Answer(reply.answer, (Claim(reply.answer, evidence),), reply.thought, usage)
+        text = f"{reply.answer}. {reply.option}" if reply.option else reply.answer
+        evidence = (form.newest_shown(context.workspace),)
+        return Answer(text, (Claim(text, evidence),), reply.thought, usage)
     return ToolCall(reply.tool, reply.arguments, reply.thought, usage)
 
 

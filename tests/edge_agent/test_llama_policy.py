@@ -80,7 +80,8 @@ def test_each_turn_evaluates_only_what_it_adds(read):
         assert usage.prompt_evaluated == usage.prompt_tokens > 0, step.number
         assert usage.generated > 0 and usage.prefill_ms > 0 and usage.decode_ms > 0
     first = steps[0].usage
-    assert (first.past, first.images, first.image_tokens) == (0, 3, 3 * SHOWN_IMAGE_TOKENS)
+    # one image at turn 1, as trained
+    assert (first.past, first.images, first.image_tokens) == (0, 1, SHOWN_IMAGE_TOKENS)
     for before, step in itertools.pairwise(steps):
         # the cache holds every earlier prompt and reply; this turn added only its own input
         added = before.usage.prompt_tokens + before.usage.generated

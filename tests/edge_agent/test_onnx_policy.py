@@ -51,8 +51,9 @@ def test_each_turn_evaluates_only_what_it_adds(read):
     steps = read.trajectory.steps
     first = steps[0].usage
     assert len(steps) >= 2 and first.past == 0
-    # three shown 512x512 images, each resized to 224x224 by the tiny processor: 8x8 tokens
-    assert first.images == 3 and first.image_tokens == 3 * 64
+    # one shown 512x512 image (the central key slice, as trained), resized to 224x224 by the
+    # tiny processor: 8x8 tokens
+    assert first.images == 1 and first.image_tokens == 64
     for before, step in itertools.pairwise(steps):
         # the cache holds every earlier prompt and reply; this turn evaluated only its own input
         added = before.usage.prompt_tokens + before.usage.generated
@@ -69,7 +70,7 @@ def test_an_image_a_tool_made_enters_the_next_turn_after_the_cache(read, onnx_ll
         read.selection.frames,
         lambda session: session.backend.cache.length,  # the decoder's own KV cache, not our count
     )
-    assert first.images == 3 and first.past == 0
+    assert first.images == 1 and first.past == 0
     # the zoom, 512 x 410, becomes 224 x 196 under the tiny processor's 224² pixel limit: 8 x 7
     # tokens; it and its text come after everything the first turn put in the cache
     assert second.images == 1 and second.image_tokens == 56

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge_agent.agent import Answer, Budget, PolicyError, ReadContext, ToolCall
-from edge_agent.formats.ophiuchus import OphiuchusFormat
+from edge_agent.formats import format_for
 from edge_agent.policies.session import END_OF_REPLY, ModelSession, Prompt
 from edge_agent.usage import TurnUsage
 from tests.support import phantom_frame
@@ -90,42 +90,45 @@ def context() -> ReadContext:
 
 def test_each_turn_evaluates_only_what_it_adds_and_counts_the_cache(context):
     backend, streamed = Scripted([ZOOM, ANSWER]), []
-    session = ModelSession(backend, OphiuchusFormat(context.toolbox), streamed.append)
+    form = format_for(context)  # ophiuchus-v1: one image at turn 1, indices from 1
+    session = ModelSession(backend, form, streamed.append)
     first = session.step(context)
-    zoom = context.toolbox.call(
-        "zoom_in", {"index": 1, "bbox_2d": [1, 2, 30, 40]}, context.workspace
-    )
+    zoom = context.toolbox.call("zoom_in", dict(first.arguments), context.workspace)
     assert zoom.image is not None and len(context.workspace) == 3
     second = session.step(replace(context, observation=zoom))
     session.close()
 
     assert isinstance(first, ToolCall) and first.tool == "zoom_in"
-    assert first.arguments == {"index": 1, "bbox_2d": [1, 2, 30, 40]} and first.thought == "look"
+    # trained index 1 is the one image shown at turn 1: workspace image 0 of the two originals
+    assert first.arguments == {"index": 0, "bbox_2d": [1, 2, 30, 40]} and first.thought == "look"
     assert isinstance(second, Answer) and second.text == "no lesion"
     assert second.findings[0].evidence == (2,)  # the newest image the model looked at
     (text1, images1), (text2, images2) = backend.turns
-    assert images1 == 2 and text1.startswith("<|im_start|>system\n")
-    assert text1.count(MARKER) == 2 and "Is there a lesion?" in text1
-    # the second turn: the end of the first reply, the observation and only the new image
-    assert images2 == 1 and text2.startswith(END_OF_REPLY + "<|im_start|>user\nObservation: ")
+    assert images1 == 1 and text1.startswith("<|im_start|>system\n### Guidance:")
+    assert text1.count(MARKER) == 1 and "Is there a lesion?" in text1
+    assert "The index of the given image is 1 (width: 64, height: 64)" in text1
+    # the second turn: the end of the first reply, then only the new image and its sentence
+    assert images2 == 1 and text2.startswith(END_OF_REPLY + "<|im_start|>user\n")
     assert text2.count(MARKER) == 1 and "system" not in text2
+    assert "The index of the given image is 2 (" in text2
     u1, u2 = first.usage, second.usage
     assert isinstance(u1, TurnUsage) and isinstance(u2, TurnUsage)
-    assert (u1.past, u1.images, u1.image_tokens, u1.generated) == (0, 2, 20, len(ZOOM))
-    assert u1.prompt_tokens == u1.prompt_evaluated == len(text1) - 2 * len(MARKER) + 20
+    assert (u1.past, u1.images, u1.image_tokens, u1.generated) == (0, 1, 10, len(ZOOM))
+    assert u1.prompt_tokens == u1.prompt_evaluated == len(text1) - len(MARKER) + 10
     assert u2.past == u1.prompt_tokens + u1.generated
     assert (u2.images, u2.image_tokens, u2.generated) == (1, 10, len(ANSWER))
     assert u1.prefill_ms >= 0 and u1.decode_ms >= 0
+    assert u1.prompt_profile == u2.prompt_profile == "ophiuchus-v1"
     assert backend.fed == [ord(c) for c in ZOOM + ANSWER]  # the end token is never fed
     assert "".join(streamed) == ZOOM + "\n" + ANSWER + "\n"
-    assert backend.grammars[0] == OphiuchusFormat(context.toolbox).grammar(2)
-    assert backend.grammars[1] == OphiuchusFormat(context.toolbox).grammar(3)
+    assert backend.grammars[0] == form.grammar(2)
+    assert backend.grammars[1] == form.grammar(3) != backend.grammars[0]
     assert backend.released == 2 and backend.closed
 
 
 def test_a_turn_that_would_overflow_the_context_is_refused_before_it_is_evaluated(context):
     backend = Scripted([ZOOM], n_ctx=300)
-    session = ModelSession(backend, OphiuchusFormat(context.toolbox))
+    session = ModelSession(backend, format_for(context))
     with pytest.raises(
         PolicyError, match=r"context full: 0 tokens .* plus up to 200 .* n_ctx is 300"
     ):
@@ -135,7 +138,7 @@ def test_a_turn_that_would_overflow_the_context_is_refused_before_it_is_evaluate
 
 def test_a_reply_over_the_token_budget_ends_with_its_beginning(context):
     backend = Scripted([ZOOM])
-    session = ModelSession(backend, OphiuchusFormat(context.toolbox))
+    session = ModelSession(backend, format_for(context))
     with pytest.raises(
         PolicyError, match=r"not finished within 12 tokens; it began '<think>look<'"
     ):
@@ -143,7 +146,7 @@ def test_a_reply_over_the_token_budget_ends_with_its_beginning(context):
 
 
 def test_an_unparseable_reply_is_a_bug_under_the_grammar_and_the_models_mistake_without(context):
-    form = OphiuchusFormat(context.toolbox)
+    form = format_for(context)
     with pytest.raises(PolicyError, match=r"did not parse \(bug\)"):
         ModelSession(Scripted(["hello"]), form).step(context)
     free = Scripted(["hello"], constrained=False)
@@ -166,6 +169,7 @@ def test_usage_keeps_the_json_keys_trajectories_had_and_older_ones_still_load():
         "prefill_ms",
         "generated",
         "decode_ms",
+        "prompt_profile",
     ]
     assert to_plain(StepRecord(1, "zoom_in", {}))["usage"] is None  # a policy without a model
     before_past = {k: v for k, v in to_plain(usage).items() if k != "past"}  # llama_cpp's, before
