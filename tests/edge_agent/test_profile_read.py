@@ -38,7 +38,7 @@ def test_turn_one_shows_one_image_and_every_call_names_a_shown_one(read):
     assert trajectory.end_reason in ("answer", "max_turns"), trajectory.end_detail
     originals = [image for image in trajectory.images if image.tool == "shown"]
     assert trajectory.steps, "the model took at least one turn"
-    assert trajectory.steps[0].usage["images"] == 1
+    assert trajectory.steps[0].usage.images == 1
     central = len(originals) // 2  # trained index 1
     shown = {central}
     for step in trajectory.steps:
