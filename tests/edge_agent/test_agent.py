@@ -6,6 +6,7 @@ import pytest
 
 from edge_agent.agent import Answer, Budget, Claim, PolicyError, ReadContext, ToolCall, run
 from edge_agent.trajectory import PolicyRecord, Trajectory
+from imaging.records import to_plain
 from tests.support import disc, phantom_frame
 from tools.registry import Tool, Toolbox
 from tools.toolbox import default_toolbox
@@ -56,7 +57,7 @@ def test_a_mistaken_call_is_fed_back_and_the_read_goes_on():
     assert first.error and "lies outside image #0" in first.observation
     assert policy.seen[1].observation.error  # the policy read the error before its next step
     assert not second.error and second.image == 1
-    assert third.payload["measurements"][0]["name"] == "area"
+    assert to_plain(third.payload)["measurements"][0]["name"] == "area"
     assert trajectory.end_reason == "answer"
     assert trajectory.answer.findings[0].evidence == (1, 2)
     assert [image.step for image in trajectory.images] == [None, 2, 3]
@@ -154,7 +155,7 @@ def test_protocol_plan_answers_from_tool_results_only(sample_study):
     measured = [s for s in trajectory.steps if s.tool == "measure" and not s.error]
     assert len(trajectory.answer.findings) == len(measured) == 2
     for finding, step in zip(trajectory.answer.findings, measured, strict=True):
-        area = step.payload["measurements"][0]["value"]
+        area = to_plain(step.payload)["measurements"][0]["value"]
         assert f"area {area:g} mm²" in finding.text and step.image in finding.evidence
 
 

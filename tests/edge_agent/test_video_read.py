@@ -14,6 +14,7 @@ from edge_agent.agent import Budget
 from edge_agent.config import Config, PolicySettings, ReportSettings
 from edge_agent.policies.llama_cpp import LlamaCppSettings
 from edge_agent.read import read_study
+from imaging.records import to_plain
 from tests.peers import tool
 from tests.support import bundled, run_cli
 from tests.videos import FPS, encode, read_index, video_study
@@ -45,7 +46,7 @@ def test_the_protocol_finds_when_the_disc_appears_and_goes(read):
     assert any(start <= DISC_OFF <= end for start, end in windows), windows
     steps = read.trajectory.steps
     assert [s.tool for s in steps] == ["crop_video", "get_frame"] * 2
-    fetched = sorted(s.payload["frame"] for s in steps if s.tool == "get_frame")
+    fetched = sorted(to_plain(s.payload)["frame"] for s in steps if s.tool == "get_frame")
     assert fetched == [46, 61]  # the first frame with the disc, the first without it again
     frame = pydicom.dcmread(read.out_dir / "dicom" / "sc_002.dcm")  # the get_frame evidence
     assert read_index(frame.pixel_array) == 45
