@@ -17,6 +17,7 @@ class Scripted:
     """A policy that plays a fixed list of decisions: a stand-in for a model's choices."""
 
     record = PolicyRecord("scripted", "Scripted test policy", "test only")
+    shown_size = 0  # the configured size stands
 
     def __init__(self, decisions) -> None:
         self.decisions = iter(decisions)
@@ -169,3 +170,17 @@ def test_a_finding_without_evidence_goes_back_to_the_policy():
     trajectory = run(workspace(), "q", policy, default_toolbox(), Budget())
     assert "a finding that cites no image" in trajectory.steps[0].observation
     assert trajectory.answer.text == "second"
+
+
+def test_a_read_shows_images_at_the_size_the_policy_declares(sample_study, tmp_path):
+    from edge_agent.config import Config, ReadSettings, ReportSettings
+    from edge_agent.read import read_study
+
+    config = Config(read=ReadSettings(shown_size=100), report=ReportSettings(dicom=False))
+    sized = Scripted([Answer("seen", (Claim("first image", (0,)),))])
+    sized.shown_size = 64
+    declared = read_study(sample_study, tmp_path / "a", config, policy=sized).trajectory
+    plain = Scripted([Answer("seen", (Claim("first image", (0,)),))])
+    configured = read_study(sample_study, tmp_path / "b", config, policy=plain).trajectory
+    assert {max(r.width, r.height) for r in declared.images} == {64}
+    assert {max(r.width, r.height) for r in configured.images} == {100}
