@@ -19,6 +19,7 @@ from pydicom.pixels import apply_color_lut
 from pydicom.uid import generate_uid
 
 from imaging.errors import NoReadableImages
+from imaging.frame import Frame, Geometry, ImageRef
 from imaging.video import (
     VIDEO_SYNTAXES,
     CineTimeline,
@@ -28,7 +29,6 @@ from imaging.video import (
     VideoTimeline,
     frame_rate,
 )
-from imaging.frame import Frame, Geometry, ImageRef
 from imaging.windowing import Window
 
 log = logging.getLogger(__name__)
