@@ -73,7 +73,9 @@ def read_study(
             config.budget,
             on_step=on_step,
         )
-    trajectory = replace(trajectory, selection=selection.reason, source=str(Path(path).resolve()))
+    trajectory = replace(
+        trajectory, selection=selection.reason, source_path=str(Path(path).resolve())
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_evidence(workspace, trajectory, out_dir)
     report = write_reports(trajectory, out_dir)

@@ -50,7 +50,7 @@ def replay(
 
 
 def _recorded_source(trajectory: Trajectory) -> Path | None:
-    return Path(trajectory.source) if trajectory.source else None
+    return Path(trajectory.source_path) if trajectory.source_path else None
 
 
 def _headers(trajectory: Trajectory, folder: Path | None) -> tuple[dict[str, Dataset], str]:

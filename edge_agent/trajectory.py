@@ -12,7 +12,7 @@ from imaging.frame import ImageRef
 from imaging.records import RecordError, from_plain, to_plain
 from tools.observation import NoPayload, Payload
 
-# 2: images keep their mask (mask_file) and the trajectory names its source study (source), so
+# 2: images keep their mask (mask_file) and the trajectory names its source study (source_path), so
 # a replay can write the DICOM objects too. Version 1 still loads; its replay writes no DICOM.
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -109,7 +109,7 @@ class Trajectory:
     started_at: str = ""
     duration_s: float = 0.0
     software: dict = field(default_factory=dict)
-    source: str = ""  # the study folder (or file) read, for a replay that writes DICOM again
+    source_path: str = ""  # the study folder (or file) read: a replay writes DICOM from it
     version: int = FORMAT_VERSION
 
     def to_json(self) -> str:

@@ -71,7 +71,7 @@ def test_replay_rebuilds_the_same_dicom_but_for_uids_and_times(read, tmp_path):
     assert again.dicom_skipped == ""
     assert [p.name for p in again.dicom] == [p.name for p in read.dicom]
     assert len(again.dicom) >= 4  # SR, SEG, captures, KO: the read had findings
-    known, renamed = _study_uids(Path(read.trajectory.source)), {}
+    known, renamed = _study_uids(Path(read.trajectory.source_path)), {}
     for first, second in zip(read.dicom, again.dicom, strict=True):
         a, b = pydicom.dcmread(first), pydicom.dcmread(second)
         assert a.SOPInstanceUID != b.SOPInstanceUID  # a new object, not a copy
@@ -102,7 +102,7 @@ def test_replay_without_the_source_writes_the_reports_and_says_why(read, tmp_pat
 
 
 def test_replay_from_a_folder_without_the_cited_images_names_what_is_missing(read, tmp_path):
-    partial = shutil.copytree(read.trajectory.source, tmp_path / "partial")
+    partial = shutil.copytree(read.trajectory.source_path, tmp_path / "partial")
     findings = read.report["findings"]
     cited = {e["source"]["sop_instance_uid"] for f in findings for e in f["evidence"]}
     for path in partial.rglob("*.dcm"):
