@@ -20,6 +20,7 @@ from edge_agent.report.content import build_report
 from edge_agent.sample import write_sample_study
 from edge_agent.trajectory import Trajectory
 from tests.peers import dciodvfy_errors
+from tests.videos import encode, video_study
 
 VERSION_1 = Path(__file__).parent.parent / "data" / "trajectory_v1"
 GENERATED = ("DA", "TM", "DT")  # content dates and times: when the object was made
@@ -68,9 +69,21 @@ def _compare(a: Dataset, b: Dataset, where: str, known: set[str], renamed: dict[
 
 def test_replay_rebuilds_the_same_dicom_but_for_uids_and_times(read, tmp_path):
     again = replay(read.out_dir / "trajectory.json", tmp_path / "again")
+    assert len(again.dicom) >= 4  # SR, SEG, captures, KO: the read had findings
+    _assert_same_objects(read, again)
+
+
+def test_replay_of_a_video_read_rebuilds_its_time_windows(tmp_path):
+    folder = tmp_path / "video"
+    read = read_study(video_study(folder / "study", encode("h264")), folder / "out", Config())
+    assert any("time_window_s" in finding for finding in read.report["findings"])
+    again = replay(read.out_dir / "trajectory.json", tmp_path / "again")
+    _assert_same_objects(read, again)
+
+
+def _assert_same_objects(read: ReadResult, again) -> None:
     assert again.dicom_skipped == ""
     assert [p.name for p in again.dicom] == [p.name for p in read.dicom]
-    assert len(again.dicom) >= 4  # SR, SEG, captures, KO: the read had findings
     known, renamed = _study_uids(Path(read.trajectory.source_path)), {}
     for first, second in zip(read.dicom, again.dicom, strict=True):
         a, b = pydicom.dcmread(first), pydicom.dcmread(second)
