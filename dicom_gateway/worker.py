@@ -11,9 +11,9 @@ from dicom_gateway.jobs import Job, JobQueue, LeaseLost
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.spool import Spool
 from edge_agent.config import Config
-from imaging.errors import BadInput
 from edge_agent.policies import make_policy
 from edge_agent.read import read_study
+from imaging.errors import BadInput
 from tools.toolbox import default_toolbox
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from edge_agent import __version__
@@ -19,6 +19,7 @@ from edge_agent.trajectory import (
     StepRecord,
     Trajectory,
 )
+from edge_agent.usage import TurnUsage
 from tools.errors import ToolError
 from tools.observation import Observation
 from tools.registry import Toolbox
@@ -43,7 +44,7 @@ class ToolCall:
     tool: str
     arguments: Mapping
     thought: str = ""
-    usage: Mapping = field(default_factory=dict)
+    usage: TurnUsage | None = None  # a model policy's cost of the turn
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Answer:
     text: str
     findings: tuple[Claim, ...] = ()
     thought: str = ""
-    usage: Mapping = field(default_factory=dict)
+    usage: TurnUsage | None = None
 
 
 Decision = ToolCall | Answer
@@ -203,7 +204,7 @@ def _take_step(
             started_s=round(t0 - start - policy_s, 3),
             policy_s=round(policy_s, 3),
             tool_s=round(clock() - t0, 3),
-            usage=dict(decision.usage),
+            usage=decision.usage,
         ),
         observation,
     )
@@ -233,7 +234,7 @@ def _answer_record(answer: Answer) -> AnswerRecord:
         text=answer.text,
         thought=answer.thought,
         findings=tuple(ClaimRecord(c.text, tuple(c.evidence)) for c in answer.findings),
-        usage=dict(answer.usage),
+        usage=answer.usage,
     )
 
 

@@ -25,9 +25,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from dicom_gateway.retrieve import get_study
 from edge_agent import __version__
 from edge_agent.config import Config, load_config
-from imaging.errors import BadInput
 from edge_agent.read import ReadResult, read_study
 from edge_agent.trajectory import StepRecord
+from imaging.errors import BadInput
 
 app = typer.Typer(
     add_completion=False,

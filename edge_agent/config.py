@@ -11,12 +11,12 @@ from pathlib import Path
 
 from dicom_gateway.settings import GatewaySettings
 from edge_agent.agent import Budget
-from imaging.errors import ConfigError
 from edge_agent.policies.llama_cpp import LlamaCppSettings
 from edge_agent.policies.onnx_trt import OnnxTrtSettings
 from edge_agent.policies.protocol import ProtocolSettings
-from imaging.records import RecordError, from_plain
 from edge_agent.selection import DEFAULT_MODALITIES
+from imaging.errors import ConfigError
+from imaging.records import RecordError, from_plain
 from tools.toolbox import ToolSettings
 
 if sys.version_info >= (3, 11):

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_agent.usage import TurnUsage
 from imaging.errors import TrajectoryError
 from imaging.frame import ImageRef
 from imaging.records import RecordError, from_plain, to_plain
@@ -68,7 +69,7 @@ class StepRecord:
     started_s: float = 0.0  # since the read began
     policy_s: float = 0.0
     tool_s: float = 0.0
-    usage: dict = field(default_factory=dict)  # token counts for model policies
+    usage: TurnUsage | None = None  # token counts and timings of a model policy's turn
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class AnswerRecord:
     text: str
     thought: str = ""
     findings: tuple[ClaimRecord, ...] = ()
-    usage: dict = field(default_factory=dict)
+    usage: TurnUsage | None = None
 
 
 @dataclass(frozen=True)

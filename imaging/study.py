@@ -43,8 +43,6 @@ Progress = Callable[[int, int, Path], None]
 VIDEO_FILES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")  # read with `read FILE`
 
 
-
-
 @dataclass(frozen=True)
 class Series:
     uid: str

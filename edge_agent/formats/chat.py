@@ -1,19 +1,13 @@
 """A model policy's side of one turn, for any prompt format: the chat text it adds (Qwen chat
 template: the first turn carries the system prompt, the question and the shown images; a later one
-the end of the last reply, the newest observation and any image the tool made), and what the
-parsed reply decides."""
+the end of the last reply, the newest observation and any image the tool made)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from edge_agent.agent import Answer, Claim, Decision, ToolCall
-
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from edge_agent.agent import ReadContext
-    from edge_agent.formats.gbnf import Reply
     from tools.workspace import WorkspaceImage
 
 
@@ -38,11 +32,3 @@ def turn_text(
         observation = context.observation.text if context.observation else ""
         text = f"{pending}<|im_start|>user\nObservation: {observation}\n" + "\n".join(lines)
     return text + "<|im_end|>\n<|im_start|>assistant\n"
-
-
-def decision(reply: Reply, context: ReadContext, usage: Mapping) -> Decision:
-    """A tool call, or an answer citing the newest image the model looked at."""
-    if reply.tool is None:
-        evidence = (len(context.workspace) - 1,)
-        return Answer(reply.answer, (Claim(reply.answer, evidence),), reply.thought, usage)
-    return ToolCall(reply.tool, reply.arguments, reply.thought, usage)

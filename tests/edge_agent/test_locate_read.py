@@ -73,10 +73,16 @@ def test_a_damaged_model_stops_read_serve_and_doctor_at_start_up(
     out = tmp_path / "out"
     done = run_cli("read", sample_study, "--out", out, "--config", config)
     assert done.returncode == 2
-    assert "locate.onnx differs from its manifest" in done.stderr and "Traceback" not in done.stderr
+    assert (
+        "locate.onnx does not match the SHA-256 in its manifest" in done.stderr
+        and "Traceback" not in done.stderr
+    )
     assert not out.exists()  # nothing of a read was started
     done = run_cli("serve", "--config", config)  # the gateway never starts listening
-    assert done.returncode == 2 and "locate.onnx differs from its manifest" in done.stderr
+    assert (
+        done.returncode == 2
+        and "locate.onnx does not match the SHA-256 in its manifest" in done.stderr
+    )
     assert "edge-agent gateway" not in done.stderr
     done = run_cli("doctor", "--out", tmp_path, "--config", config)
     assert done.returncode == 1

@@ -14,11 +14,11 @@ from onnx import TensorProto, helper
 
 from export.locate_onnx import BIOMEDPARSE_MEAN, BIOMEDPARSE_STD, LocateExport, export_locate
 from imaging.checksum import sha256_file
+from imaging.errors import ModelLoadError
 from imaging.records import to_plain
 from tests.support import phantom_frame
 from tools.locate import LocateSettings
 from tools.locate_model import ImageInput, Thresholds
-from tools.onnx_runtime import ModelLoadError
 from tools.toolbox import ToolSettings, default_toolbox
 from tools.workspace import Workspace
 
@@ -116,7 +116,9 @@ def test_a_corrupt_model_stops_the_toolbox_from_being_built(bright_model, tmp_pa
     broken = shutil.copytree(bright_model, tmp_path / "broken")
     graph = broken / "locate.onnx"
     graph.write_bytes(graph.read_bytes()[:100])
-    with pytest.raises(ModelLoadError, match=r"differs from its manifest.*corrupt or replaced"):
+    with pytest.raises(
+        ModelLoadError, match=r"does not match the SHA-256 in its manifest.*corrupt or replaced"
+    ):
         toolbox_with(broken)
     _rehash(broken)  # a manifest that agrees with the damaged file: ONNX Runtime refuses it
     with pytest.raises(ModelLoadError, match="not a loadable ONNX model"):
@@ -149,4 +151,5 @@ def _rehash(folder):
     manifest = json.loads((folder / "manifest.json").read_text())
     for entry in manifest["files"]:
         entry["sha256"] = sha256_file(folder / entry["name"])
+        entry["bytes"] = (folder / entry["name"]).stat().st_size
     (folder / "manifest.json").write_text(json.dumps(manifest))

@@ -9,9 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
+from imaging.errors import ModelLoadError
 from imaging.records import to_plain
 from tests.support import disc, phantom_frame
-from tools.onnx_runtime import ModelLoadError, RuntimeSettings
+from tools.onnx_runtime import RuntimeSettings
 from tools.sam_onnx import SamOnnx
 from tools.segment import ModelSegmenter, SegmentSettings
 from tools.toolbox import ToolSettings, default_toolbox
