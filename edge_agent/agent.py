@@ -92,6 +92,12 @@ class Policy(Protocol):
     @property
     def record(self) -> PolicyRecord: ...
 
+    @property
+    def shown_size(self) -> int:
+        """Long side, in pixels, of the images the policy was trained to see (the shown images
+        are resized to it); 0 leaves the size to the configuration."""
+        ...
+
     def open(self, context: ReadContext) -> PolicySession:
         """One session per read: model policies keep their KV cache in it."""
         ...
@@ -193,7 +199,7 @@ def _take_step(
             thought=decision.thought,
             observation=observation.text,
             image=observation.image.index if observation.image is not None else None,
-            payload=dict(observation.payload),
+            payload=observation.payload,
             error=observation.error,
             started_s=round(t0 - start - policy_s, 3),
             policy_s=round(policy_s, 3),
@@ -236,6 +242,14 @@ def evidence_file(image: WorkspaceImage) -> str:
     return f"evidence/{image.index:03d}_{image.tool}.png"
 
 
+def mask_file(image: WorkspaceImage) -> str | None:
+    """A tool's mask is kept beside the image, so the SEG and SR outlines can be written again
+    from the output folder alone."""
+    if image.mask is None:
+        return None
+    return evidence_file(image).removesuffix(".png") + "_mask.png"
+
+
 def frame_files(image: WorkspaceImage) -> tuple[str, ...]:
     """A contact sheet's frames are kept as evidence of their own, full size."""
     stem = evidence_file(image).removesuffix(".png")
@@ -259,4 +273,5 @@ def image_record(image: WorkspaceImage, step: int | None) -> ImageRecord:
         frames=tuple(f.ref.frame for f in image.members or (image.frame,)) if timed else (),
         times_s=tuple(round(t, 6) for t in image.times_s),
         frame_files=frame_files(image),
+        mask_file=mask_file(image),
     )
