@@ -106,11 +106,13 @@ def read_cases(path: Path) -> CaseSet:
 
 
 def _rows(path: Path) -> Iterator[tuple[int, object]]:
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".json"):
+        raise CaseFileError(f"{path}: case files are .csv, .jsonl or .json, not {suffix!r}")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise CaseFileError(f"cannot read case file {path}: {exc.strerror}") from None
-    suffix = path.suffix.lower()
     if suffix == ".csv":
         yield from enumerate(csv.DictReader(text.splitlines()), 2)  # row 1 is the header
     elif suffix == ".jsonl":
@@ -125,8 +127,6 @@ def _rows(path: Path) -> Iterator[tuple[int, object]]:
         if not isinstance(data, list):
             raise CaseFileError(f"{path} must hold a JSON list of rows")
         yield from enumerate(data, 1)
-    else:
-        raise CaseFileError(f"{path}: case files are .csv, .jsonl or .json, not {suffix!r}")
 
 
 def _json_line(line: str) -> object:
