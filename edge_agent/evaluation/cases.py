@@ -293,7 +293,9 @@ def _measurement(item: object) -> Measurement:
     try:
         value, tolerance = float(item.get("value")), float(item.get("tolerance", 0))
     except (TypeError, ValueError):
-        raise RowError(f"measurement {item['name']!r}: value and tolerance must be numbers") from None
+        raise RowError(
+            f"measurement {item['name']!r}: value and tolerance must be numbers"
+        ) from None
     if tolerance < 0:
         raise RowError(f"measurement {item['name']!r}: tolerance {tolerance} is negative")
     return Measurement(str(item["name"]), value, str(item.get("unit", "mm")), tolerance)

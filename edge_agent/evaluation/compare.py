@@ -61,11 +61,9 @@ def compare_runs(folders: Sequence[Path]) -> Comparison:
         runs.append(results)
     pairings = tuple(
         pair(Path(folders[0]), runs[0], Path(folder), results)
-        for folder, results in zip(folders[1:], runs[1:])
+        for folder, results in zip(folders[1:], runs[1:], strict=True)
     )
-    return Comparison(
-        tuple(str(f) for f in folders), tuple(compute(r) for r in runs), pairings
-    )
+    return Comparison(tuple(str(f) for f in folders), tuple(compute(r) for r in runs), pairings)
 
 
 def pair(

@@ -79,14 +79,23 @@ def build_insertion_set(folder: Path, seed: int = 16, count: int = len(DIAMETERS
     stored = template.pixel_array.astype(np.float64)
     rows = []
     for lesion in lesions(seed, count):
-        values = stored * slope + intercept + lesion.contrast_hu * _profile(lesion, stored.shape, spacing)
-        _write_study(template, values, slope, intercept, folder / "studies" / lesion.id, lesion, seed)
+        values = (
+            stored * slope
+            + intercept
+            + lesion.contrast_hu * _profile(lesion, stored.shape, spacing)
+        )
+        _write_study(
+            template, values, slope, intercept, folder / "studies" / lesion.id, lesion, seed
+        )
         rows.append(_row(lesion, spacing))
     cases = folder / "cases.jsonl"
     folder.mkdir(parents=True, exist_ok=True)
     cases.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     (folder / "lesions.json").write_text(
-        json.dumps({"source": SOURCE, "seed": seed, "lesions": [asdict(x) for x in lesions(seed, count)]}, indent=2),
+        json.dumps(
+            {"source": SOURCE, "seed": seed, "lesions": [asdict(x) for x in lesions(seed, count)]},
+            indent=2,
+        ),
         encoding="utf-8",
     )
     return cases
@@ -142,3 +151,23 @@ def _row(lesion: Lesion, spacing) -> dict:
             }
         ],
     }
+
+
+def ground_truth_failures(results, must_find_mm: float = 15.0) -> list[str]:
+    """What the pipeline got wrong against the inserted truth: a lesion of at least
+    `must_find_mm` that no finding overlaps, or a found lesion measured outside its tolerance."""
+    failures = []
+    for result in results:
+        if result.status != "done" or result.score is None:
+            failures.append(f"{result.id}: read failed: {result.reason}")
+            continue
+        for measured in result.score.measurements:
+            if not result.score.detected:
+                if measured.expected >= must_find_mm:
+                    failures.append(f"{result.id}: {measured.expected:g} mm lesion not found")
+            elif not measured.within:
+                failures.append(
+                    f"{result.id}: {measured.name} {measured.measured} mm for a "
+                    f"{measured.expected:g} mm lesion (tolerance {measured.tolerance:g} mm)"
+                )
+    return failures

@@ -58,7 +58,7 @@ def compute(results: Sequence[CaseResult]) -> Metrics:
         choice_accuracy=rate("choice", lambda s: s.correct),
         open_exact=rate("open", lambda s: s.correct),
         open_token_recall=spread(
-            [s.token_recall for r, s in zip(done, scores) if r.kind == "open"]
+            [s.token_recall for r, s in zip(done, scores, strict=True) if r.kind == "open"]
         ),
         tool_call_accuracy=wilson(sum(s.valid_calls for s in scores), sum(s.calls for s in scores)),
         tool_calls_per_read=spread([s.calls for s in scores]),

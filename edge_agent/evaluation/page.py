@@ -29,7 +29,7 @@ def _format(value) -> str:
     if isinstance(value, Rate):
         if value.value is None:
             return "n/a (0 cases)"
-        return f"{value.value:.3f} ({value.k}/{value.n}; 95 % CI {value.low:.3f}–{value.high:.3f})"
+        return f"{value.value:.3f} ({value.k}/{value.n}; 95 % CI {value.low:.3f}-{value.high:.3f})"
     if isinstance(value, Spread):
         if value.mean is None:
             return "n/a"
@@ -71,8 +71,9 @@ def _outcome(score) -> str:
     if score.detected is not None:
         parts.append(f"IoU {score.iou:.2f}" + (" (found)" if score.detected else " (missed)"))
     parts += [
-        f"{m.name} {m.measured:g} vs {m.expected:g} {m.unit}" if m.measured is not None else
-        f"{m.name} not measured"
+        f"{m.name} {m.measured:g} vs {m.expected:g} {m.unit}"
+        if m.measured is not None
+        else f"{m.name} not measured"
         for m in score.measurements
     ]
     parts.append(f"{score.valid_calls}/{score.calls} calls ok, {score.latency_s:.1f} s")

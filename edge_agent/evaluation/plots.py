@@ -46,7 +46,7 @@ def rate_plot(names: Sequence[str], metrics: Sequence[Metrics], path: Path) -> P
     ]
     figure, axes = plt.subplots(figsize=(max(4.0, 1.4 * len(shown) + 1), 3.6), dpi=100)
     width = 0.8 / len(metrics)
-    for i, (name, m) in enumerate(zip(names, metrics)):
+    for i, (name, m) in enumerate(zip(names, metrics, strict=True)):
         rates: list[Rate] = [getattr(m, key) for key, _ in shown]
         values = [r.value or 0.0 for r in rates]
         below = [(r.value or 0.0) - (r.low or 0.0) for r in rates]

@@ -33,8 +33,7 @@ log = logging.getLogger(__name__)
 
 RESULT = "result.json"
 NO_TOOLS = (
-    "tools are switched off in this run (the no-second-look baseline): answer from the shown "
-    "images"
+    "tools are switched off in this run (the no-second-look baseline): answer from the shown images"
 )
 
 

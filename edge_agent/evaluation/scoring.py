@@ -66,7 +66,8 @@ def score(case: Case, report: Mapping, trajectory: Mapping, expected_box=None) -
         if expected_box
         else None,
         measurements=tuple(
-            _measurement(m, report.get("findings", []), shown, bool(expected_box)) for m in case.measurements
+            _measurement(m, report.get("findings", []), shown, bool(expected_box))
+            for m in case.measurements
         ),
         latency_s=float(trajectory.get("duration_s", 0.0)),
         tokens_in=tokens_in,
@@ -149,10 +150,7 @@ def _measurement(
 ) -> MeasurementScore:
     """From the finding that shows the expected region (none shows it: not measured); without a
     region, from the first finding that carries a measurement of that name and unit."""
-    if regional:
-        candidates = [findings[shown]] if shown is not None else []
-    else:
-        candidates = findings
+    candidates = findings if not regional else [findings[shown]] if shown is not None else []
     measured = next(
         (
             float(m["value"])

@@ -27,7 +27,9 @@ def wilson(k: int, n: int, z: float = Z95) -> Rate:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Rate(k, n, round(p, 4), round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4))
+    return Rate(
+        k, n, round(p, 4), round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
+    )
 
 
 @dataclass(frozen=True)

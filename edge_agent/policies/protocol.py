@@ -115,7 +115,9 @@ def _asked(question: str, ct: bool) -> tuple[str, ...]:
     """The tissue classes a question names ("is there a hypodense lesion?") as locate captions;
     none named: the configured captions."""
     lowered = question.lower()
-    return tuple(f"{c.name} region" for c in (CT_CLASSES if ct else INTENSITY_CLASSES) if c.matches(lowered))
+    return tuple(
+        f"{c.name} region" for c in (CT_CLASSES if ct else INTENSITY_CLASSES) if c.matches(lowered)
+    )
 
 
 def _examine(workspace: Workspace, located: Observation, candidate: dict, settings) -> Plan:

@@ -42,7 +42,11 @@ def test_multiple_choice_layouts_give_the_correct_letter(tmp_path: Path):
     path.write_text(json.dumps(omni) + "\n" + json.dumps(medxpert) + "\n")
     first, second = read_cases(path).cases
     assert (first.kind, first.answer, first.options) == ("choice", "B", ("CT", "MRI"))
-    assert (second.kind, second.answer, second.options) == ("choice", "C", ("cyst", "mass", "normal"))
+    assert (second.kind, second.answer, second.options) == (
+        "choice",
+        "C",
+        ("cyst", "mass", "normal"),
+    )
 
 
 def test_each_bad_row_is_named_with_its_problem_and_the_rest_are_kept(tmp_path: Path):
@@ -83,7 +87,7 @@ def test_a_site_list_reads_studies_measurements_and_uids(site_list: Path, tmp_pa
 
 
 def test_an_unreadable_case_file_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(CaseFileError, match="case files are .csv, .jsonl or .json"):
+    with pytest.raises(CaseFileError, match=r"case files are \.csv, \.jsonl or \.json"):
         read_cases(tmp_path / "cases.txt")
     with pytest.raises(CaseFileError, match="cannot read case file"):
         read_cases(tmp_path / "absent.csv")

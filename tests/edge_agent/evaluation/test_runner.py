@@ -53,8 +53,12 @@ def test_a_vqa_set_and_a_site_list_run_through_with_failures_marked(
     run = json.loads((tmp_path / "site" / "run.json").read_text())
     assert run["left_out"] == [{"row": "cases.csv:4", "problem": "no question"}]
     for result in (*vqa, site[0]):  # each read is kept for review
-        assert (tmp_path / ("vqa" if result.id.startswith("vqa") else "site") / result.read
-                / "trajectory.json").is_file()
+        assert (
+            tmp_path
+            / ("vqa" if result.id.startswith("vqa") else "site")
+            / result.read
+            / "trajectory.json"
+        ).is_file()
     assert site[0].score.measurements[0].measured is not None  # the protocol measured a region
     metrics = write_run_outputs(tmp_path / "vqa", vqa)
     saved = json.loads((tmp_path / "vqa" / "metrics.json").read_text())
@@ -81,7 +85,9 @@ def test_a_run_killed_halfway_resumes_without_redoing_finished_cases(tmp_path: P
     out = tmp_path / "run"
     command = [sys.executable, "-m", "edge_agent.evaluation", "run", str(cases), "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 60
     while len(list(out.glob("cases/*/result.json"))) < 2 and time.monotonic() < deadline:
         assert process.poll() is None, "the run ended before it could be killed"
