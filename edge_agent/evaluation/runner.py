@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -23,6 +22,7 @@ from edge_agent.evaluation.scoring import Score, score
 from edge_agent.evaluation.sources import expected_box, study_path
 from edge_agent.policies import make_policy
 from edge_agent.read import read_study
+from edge_agent.report.atomic import write_atomic
 from imaging.errors import BadInput
 from imaging.records import from_plain, to_plain
 from tools.observation import Observation
@@ -167,9 +167,4 @@ def load_results(out: Path) -> list[CaseResult]:
 
 def _write_json(path: Path, data) -> None:
     """Complete or absent: a kill during the write leaves no half result behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_atomic(path, json.dumps(data, indent=2).encode("utf-8"))

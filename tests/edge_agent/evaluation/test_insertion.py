@@ -12,6 +12,7 @@ from edge_agent.config import Config, PolicySettings
 from edge_agent.evaluation.cases import read_cases
 from edge_agent.evaluation.compare import compare_runs
 from edge_agent.evaluation.insertion import (
+    SOURCES,
     TOLERANCE_MM,
     build_insertion_set,
     ground_truth_failures,
@@ -25,35 +26,41 @@ from tools.registry import Tool, Toolbox
 from tools.toolbox import default_toolbox
 
 # The protocol zooms, outlines and measures its `candidates` largest located regions; at three,
-# lesions of 15 mm and more outrank the scan's own hypodense structures on this slice.
+# CT lesions of 15 mm and more outrank the scan's own hypodense structures on this slice. On the
+# MR slice smaller lesions can merge with bright liver in `locate` (seed 16's 20 mm one does):
+# the test asks the 25 mm one there.
 CONFIG = Config(policy=PolicySettings(protocol=ProtocolSettings(candidates=3)))
 
 
 @pytest.fixture(scope="module")
 def insertion(tmp_path_factory) -> tuple[Path, list]:
     folder = tmp_path_factory.mktemp("insertion")
-    cases = build_insertion_set(folder / "set", seed=16, count=3)  # 25, 20 and 15 mm
+    cases = build_insertion_set(folder / "set", seed=16, count=3, mr_count=1)
     return folder, run_eval(read_cases(cases), CONFIG, folder / "run")
 
 
 def test_the_set_is_deterministic_and_its_truth_is_written(tmp_path: Path):
-    first = build_insertion_set(tmp_path / "a", seed=7, count=2)
-    second = build_insertion_set(tmp_path / "b", seed=7, count=2)
+    first = build_insertion_set(tmp_path / "a", seed=7, count=2, mr_count=1)
+    second = build_insertion_set(tmp_path / "b", seed=7, count=2, mr_count=1)
     assert first.read_text() == second.read_text()
-    for lesion in lesions(7, 2):
+    for lesion in (*lesions(SOURCES[0], 7, 2), *lesions(SOURCES[1], 7, 1)):
         a = (tmp_path / "a" / "studies" / lesion.id / "slice.dcm").read_bytes()
         assert a == (tmp_path / "b" / "studies" / lesion.id / "slice.dcm").read_bytes()
     truth = json.loads((tmp_path / "a" / "lesions.json").read_text())
-    assert [x["diameter_mm"] for x in truth["lesions"]] == [25.0, 20.0]
-    assert lesions(8, 2) != lesions(7, 2)
+    assert [(x["id"], x["diameter_mm"]) for x in truth["lesions"]] == [
+        ("ct-lesion-01", 25.0),
+        ("ct-lesion-02", 20.0),
+        ("mr-lesion-01", 25.0),
+    ]
+    assert lesions(SOURCES[0], 8, 2) != lesions(SOURCES[0], 7, 2)
 
 
 def test_the_protocol_finds_and_measures_the_inserted_lesions(insertion):
     _, results = insertion
     assert ground_truth_failures(results) == []
     metrics = compute(results)
-    assert metrics.detection.k == metrics.detection.n == 3
-    assert metrics.recall_at_05.k == 3  # the outline's box matches the lesion's, IoU >= 0.5
+    assert metrics.detection.k == metrics.detection.n == 4
+    assert metrics.recall_at_05.k == 4  # the outline's box matches the lesion's, IoU >= 0.5
     assert metrics.measurement_abs_error.mean <= TOLERANCE_MM
     for result in results:
         [measured] = result.score.measurements
@@ -95,6 +102,6 @@ def test_compare_with_tools_against_the_no_tools_baseline(insertion):
     comparison = compare_runs([folder / "run", folder / "no-tools"])
     [pairing] = comparison.pairings
     assert [f.case for f in pairing.flips] == [r.id for r in with_tools]
-    assert (pairing.test.only_a, pairing.test.only_b) == (3, 0)
-    assert pairing.test.p_value == 0.25  # exact binomial: 2 * (1/2)^3
+    assert (pairing.test.only_a, pairing.test.only_b) == (4, 0)
+    assert pairing.test.p_value == 0.125  # exact binomial: 2 * (1/2)^4
     assert all(Path(f.read_a).is_file() and Path(f.read_b).is_file() for f in pairing.flips)
