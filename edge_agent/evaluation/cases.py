@@ -28,6 +28,7 @@ LETTERS = "ABCDEFGHIJ"
 IMAGE_KEYS = ("image", "image_name", "img_name", "image_path", "img_path", "images")
 STUDY_KEYS = ("study", "study_folder", "path")
 ANSWER_KEYS = ("answer", "expected", "expected_answer", "gt_answer")
+GROUP_KEYS = ("group", "modality", "modality_type", "question_type", "content_type")
 LETTER_KEYS = ("label", "answer_letter", "correct", "correct_letter")
 IMAGE_FOLDERS = ("", "images", "imgs", "image", "VQA_RAD Image Folder")
 
@@ -63,6 +64,7 @@ class Case:
     box: tuple[float, float, float, float] | None = None  # expected region, source pixels
     seg: str = ""  # expected region as a DICOM SEG file
     measurements: tuple[Measurement, ...] = ()
+    group: str = ""  # metrics are also given per group (a modality, a question type, a size)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -150,6 +152,7 @@ def case_from_row(row: object, base: Path, number: int) -> Case:
     common = {
         "id": _case_id(row, number, question),
         "question": question,
+        "group": next((_text(row, k) for k in GROUP_KEYS if _text(row, k)), ""),
         **_source(row, base),
     }
     if options:

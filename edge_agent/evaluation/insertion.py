@@ -170,6 +170,7 @@ def _row(lesion: Lesion, spacing, question: str) -> dict:
         "id": lesion.id,
         "study": f"studies/{lesion.id}",
         "question": question,
+        "group": f"{lesion.id.split('-')[0]} {lesion.diameter_mm:g} mm",
         "box": list(lesion.box(spacing)),
         "measurements": [
             {

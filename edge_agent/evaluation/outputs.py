@@ -21,14 +21,19 @@ log = logging.getLogger(__name__)
 def write_run_outputs(out: Path, results: Sequence[CaseResult]) -> Metrics:
     """metrics.json (every rate with its Wilson interval), plots, and metrics.html."""
     metrics = compute(results)
-    (out / "metrics.json").write_text(json.dumps(to_plain(metrics), indent=2), encoding="utf-8")
+    groups = {
+        name: compute([r for r in results if r.group == name])
+        for name in sorted({r.group for r in results if r.group})
+    }
+    saved = {**to_plain(metrics), "groups": {name: to_plain(m) for name, m in groups.items()}}
+    (out / "metrics.json").write_text(json.dumps(saved, indent=2), encoding="utf-8")
     name = out.name or str(out)
     plots = [
         rate_plot([name], [metrics], out / "rates.png"),
         latency_plot([name], [_latencies(results)], out / "latency.png"),
     ]
     (out / "metrics.html").write_text(
-        run_page(f"edge-agent eval: {name}", metrics, results, plots), encoding="utf-8"
+        run_page(f"edge-agent eval: {name}", metrics, groups, results, plots), encoding="utf-8"
     )
     return metrics
 

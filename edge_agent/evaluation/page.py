@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 
@@ -38,16 +38,45 @@ def _format(value) -> str:
 
 
 def run_page(
-    title: str, metrics: Metrics, results: Sequence[CaseResult], plots: Sequence[Path]
+    title: str,
+    metrics: Metrics,
+    groups: Mapping[str, Metrics],
+    results: Sequence[CaseResult],
+    plots: Sequence[Path],
 ) -> str:
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in metric_rows(metrics))
     cases = "".join(_case_row(r) for r in results)
     return _page(
         title,
-        f"<h2>Metrics</h2><table>{rows}</table>{_images(plots)}<h2>Cases</h2><table><tr>"
+        f"<h2>Metrics</h2><table>{rows}</table>{_images(plots)}{_groups(groups)}"
+        "<h2>Cases</h2><table><tr>"
         "<th>case</th><th>kind</th><th>status</th><th>expected</th><th>read as</th><th>outcome</th>"
         f"</tr>{cases}</table>",
     )
+
+
+GROUP_COLUMNS = (
+    "closed_accuracy",
+    "choice_accuracy",
+    "open_exact",
+    "detection",
+    "measurement_abs_error",
+    "tool_call_accuracy",
+)
+
+
+def _groups(groups: Mapping[str, Metrics]) -> str:
+    """The main rates per group (a modality, a question type, a lesion size)."""
+    if not groups:
+        return ""
+    header = "".join(f"<th>{_e(c.replace('_', ' '))}</th>" for c in GROUP_COLUMNS)
+    rows = "".join(
+        f"<tr><th>{_e(name)}</th><td>{m.cases}</td>"
+        + "".join(f"<td>{_e(_format(getattr(m, c)))}</td>" for c in GROUP_COLUMNS)
+        + "</tr>"
+        for name, m in groups.items()
+    )
+    return f"<h2>Per group</h2><table><tr><th>group</th><th>cases</th>{header}</tr>{rows}</table>"
 
 
 def _case_row(result: CaseResult) -> str:

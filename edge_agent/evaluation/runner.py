@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edge_agent.agent import Policy
 from edge_agent.config import Config
-from edge_agent.evaluation.cases import Case, CaseSet
+from edge_agent.evaluation.cases import LETTERS, Case, CaseSet
 from edge_agent.evaluation.scoring import Score, score
 from edge_agent.evaluation.sources import expected_box, study_path
 from edge_agent.policies import make_policy
@@ -47,6 +47,7 @@ class CaseResult:
     reason: str = ""  # why a case failed
     read: str = ""  # the read's folder, relative to RUN/
     score: Score | None = None
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,14 @@ def _run_case(case: Case, config: Config, out: Path, policy, toolbox, pacs) -> C
     folder = out / "cases" / case.id
     read_dir = folder / "read"
     shutil.rmtree(folder, ignore_errors=True)  # a case killed halfway starts again, clean
-    base = CaseResult(case.id, case.kind, case.question, _expected(case), "failed")
+    base = CaseResult(
+        case.id, case.kind, case.question, _expected(case), "failed", group=case.group
+    )
     try:
         source = study_path(case, folder, pacs, config.gateway.ae_title)
         region = expected_box(case)
         read = read_study(
-            source, read_dir, config, question=case.question, policy=policy, toolbox=toolbox
+            source, read_dir, config, question=asked(case), policy=policy, toolbox=toolbox
         )
     except BadInput as exc:
         log.warning("case %s failed: %s", case.id, exc)
@@ -127,6 +130,15 @@ def _run_case(case: Case, config: Config, out: Path, policy, toolbox, pacs) -> C
     trajectory = json.loads((read_dir / "trajectory.json").read_text(encoding="utf-8"))
     scored = score(case, read.report, trajectory, region)
     return replace(base, status="done", read=f"cases/{case.id}/read", score=scored)
+
+
+def asked(case: Case) -> str:
+    """What the policy is asked: a multiple-choice question carries its lettered options (unless
+    its text already lists them, as MedXpertQA's does), so the reply can name a letter."""
+    if case.kind != "choice" or all(option in case.question for option in case.options):
+        return case.question
+    lines = [f"{LETTERS[i]}. {option}" for i, option in enumerate(case.options)]
+    return "\n".join([case.question, "Options:", *lines])
 
 
 def _expected(case: Case) -> str:

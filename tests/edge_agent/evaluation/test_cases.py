@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.evaluation.cases import CaseFileError, read_cases
+from edge_agent.evaluation.runner import asked
 from edge_agent.evaluation.scoring import normalise, option_letter
 from tests.edge_agent.evaluation.conftest import write_image
 
@@ -101,3 +102,28 @@ def test_answers_are_read_back_as_option_letters_and_normal_forms():
     assert option_letter("It is a magnetic resonance image", options) == "B"
     assert option_letter("either", options) == ""
     assert normalise("The  Liver, left lobe.") == "liver left lobe"
+
+
+def test_a_multiple_choice_question_is_asked_with_its_lettered_options(tmp_path: Path):
+    write_image(tmp_path / "a.png", 8)
+    rows = [
+        {
+            "id": "o",
+            "image": "a.png",
+            "question": "Modality?",
+            "options": ["CT", "MRI"],
+            "label": "B",
+        },
+        {
+            "id": "m",
+            "image": "a.png",
+            "question": "Which? Answer Choices: (A) cyst (B) mass",
+            "options": {"A": "cyst", "B": "mass"},
+            "label": "A",
+        },
+    ]
+    path = tmp_path / "mc.json"
+    path.write_text(json.dumps(rows))
+    omni, medxpert = read_cases(path).cases
+    assert asked(omni) == "Modality?\nOptions:\nA. CT\nB. MRI"
+    assert asked(medxpert) == "Which? Answer Choices: (A) cyst (B) mass"  # listed once only

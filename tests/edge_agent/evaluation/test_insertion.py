@@ -19,6 +19,7 @@ from edge_agent.evaluation.insertion import (
     lesions,
 )
 from edge_agent.evaluation.metrics import compute
+from edge_agent.evaluation.outputs import write_run_outputs
 from edge_agent.evaluation.runner import run_eval
 from edge_agent.policies.protocol import ProtocolSettings
 from tools.observation import Observation
@@ -56,8 +57,18 @@ def test_the_set_is_deterministic_and_its_truth_is_written(tmp_path: Path):
 
 
 def test_the_protocol_finds_and_measures_the_inserted_lesions(insertion):
-    _, results = insertion
+    folder, results = insertion
     assert ground_truth_failures(results) == []
+    write_run_outputs(folder / "run", results)
+    groups = json.loads((folder / "run" / "metrics.json").read_text())["groups"]
+    assert sorted(groups) == ["ct 15 mm", "ct 20 mm", "ct 25 mm", "mr 25 mm"]
+    assert groups["ct 15 mm"]["detection"] == {
+        "k": 1,
+        "n": 1,
+        "value": 1.0,
+        "low": 0.2065,
+        "high": 1.0,
+    }
     metrics = compute(results)
     assert metrics.detection.k == metrics.detection.n == 4
     assert metrics.recall_at_05.k == 4  # the outline's box matches the lesion's, IoU >= 0.5
