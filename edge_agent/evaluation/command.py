@@ -92,6 +92,10 @@ def run(
     except BadInput as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        finished = len(list(out.glob("cases/*/result.json")))
+        console.print(f"interrupted: {finished} case(s) finished in {out}; run again to resume")
+        raise typer.Exit(130) from None
     _show([str(out)], [metric_rows(metrics)])
     console.print(f"metrics: {out / 'metrics.json'}  page: {out / 'metrics.html'}")
 

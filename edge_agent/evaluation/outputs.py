@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def write_run_outputs(out: Path, results: Sequence[CaseResult]) -> Metrics:
     metrics = compute(results)
     groups = {
         name: compute([r for r in results if r.group == name])
-        for name in sorted({r.group for r in results if r.group})
+        for name in sorted({r.group for r in results if r.group}, key=_natural)
     }
     saved = {**to_plain(metrics), "groups": {name: to_plain(m) for name, m in groups.items()}}
     (out / "metrics.json").write_text(json.dumps(saved, indent=2), encoding="utf-8")
@@ -51,6 +52,11 @@ def write_comparison(out: Path, comparison: Comparison) -> Path:
     page = out / "compare.html"
     page.write_text(compare_page(comparison, plots), encoding="utf-8")
     return page
+
+
+def _natural(name: str) -> tuple:
+    """'ct 8 mm' before 'ct 10 mm'."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
 def _latencies(results: Sequence[CaseResult]) -> list[float]:
