@@ -23,6 +23,7 @@ class Scripted:
     """Plays fixed decisions per read, as a model might choose them."""
 
     record = PolicyRecord("scripted", "Scripted test policy", "test only")
+    shown_size = 0  # the configured size stands
 
     def __init__(self, decisions) -> None:
         self.decisions = decisions
