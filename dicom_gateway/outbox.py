@@ -15,6 +15,7 @@ from pynetdicom import AE
 from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index, now
 from dicom_gateway.settings import GatewaySettings, Peer
+from dicom_gateway.status import STORED
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class Outbox:
                     self._postpone([row], f"{peer}: {exc}")
                     continue
                 code = getattr(status, "Status", None)
-                if code in (0x0000, 0xB000, 0xB007, 0xB006):
+                if code in STORED:  # a warning still means the PACS stored it
                     self._delivered(row, peer)
                     delivered += 1
                 else:
