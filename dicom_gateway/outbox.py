@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
@@ -20,6 +21,28 @@ from dicom_gateway.status import STORED
 log = logging.getLogger(__name__)
 
 BATCH = 64  # rows per association: well under the 128 presentation contexts one may request
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """One result not yet acknowledged by one destination, as `pacs outbox` lists it."""
+
+    id: int
+    destination: str
+    sop_uid: str
+    state: str  # pending (retried) or failed
+    attempts: int
+    next_try: float  # epoch seconds
+    last_error: str
+
+
+def undelivered(index: Index) -> list[Undelivered]:
+    """Every row still waiting (or given up on), oldest first."""
+    rows = index.read(
+        "SELECT id, destination, sop_uid, state, attempts, next_try, last_error FROM outbox "
+        "WHERE state != 'sent' ORDER BY id"
+    )
+    return [Undelivered(*tuple(row)[:6], last_error=row["last_error"] or "") for row in rows]
 
 
 class Outbox:

@@ -125,7 +125,9 @@ def get_study(calling_ae: str, peer: Peer, study_uid: str, folder: Path) -> int:
             code = getattr(status, "Status", None)
             if code is None:
                 raise PacsError(f"{peer} stopped answering the C-GET")
-            if code == SUB_OPERATIONS_FAILED:  # a partial study must not be read as if it were whole
+            if (
+                code == SUB_OPERATIONS_FAILED
+            ):  # a partial study must not be read as if it were whole
                 failed = status.get("NumberOfFailedSuboperations", "?")
                 raise PacsError(f"{peer} could not send {failed} instance(s) of {study_uid}")
             if code not in (SUCCESS, PENDING):

@@ -17,7 +17,10 @@ def test_store_statuses_match_the_storage_service_class_table():
         "Failure",
         "Refused: Out of Resources",
     )
-    assert STORAGE_SERVICE_CLASS_STATUS[status.CANNOT_UNDERSTAND] == ("Failure", "Cannot Understand")
+    assert STORAGE_SERVICE_CLASS_STATUS[status.CANNOT_UNDERSTAND] == (
+        "Failure",
+        "Cannot Understand",
+    )
     stored = {STORAGE_SERVICE_CLASS_STATUS[code][0] for code in status.STORED}
     assert stored == {"Success", "Warning"}
     assert len(status.STORED) == 4
