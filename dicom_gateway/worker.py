@@ -56,6 +56,7 @@ class Worker:
             return True
         if outcome.study_uid != job.study_uid:  # never send one patient's results as another's
             error = f"the files read are study {outcome.study_uid}, not the job's {job.study_uid}"
+            log.error("job %d: %s; nothing is sent", job.id, error)
             self._end(job, error, permanent=True, stop_beating=stop_beating)
             return True
         try:
