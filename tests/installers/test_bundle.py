@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -37,7 +38,10 @@ else:
 
 
 def offline(*command, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run in a new network namespace: only a loopback that is down, no route anywhere."""
+    """Run in a new network namespace: only a loopback that is down, no route anywhere.
+
+    Without PYTHONPATH, as on a workstation: a source tree on it would make pip take the project
+    as installed already (its egg-info) and the installed command import the tree, not itself."""
     return subprocess.run(
         [tool("unshare", "util-linux"), "-n", "sh", "-c", ONLY_LOOPBACK, "offline"]
         + [str(part) for part in command],
@@ -45,6 +49,7 @@ def offline(*command, cwd: Path | None = None) -> subprocess.CompletedProcess:
         text=True,
         cwd=cwd,
         timeout=600,
+        env={name: value for name, value in os.environ.items() if name != "PYTHONPATH"},
     )
 
 
