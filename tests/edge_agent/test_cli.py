@@ -177,3 +177,10 @@ def test_replay_of_a_damaged_trajectory_exits_2(read_out, tmp_path):
     damaged.write_text("{")
     done = run_cli("replay", damaged, "--out", tmp_path / "r")
     assert done.returncode == 2 and "not JSON" in done.stderr
+
+
+def test_a_path_like_study_uid_for_pacs_is_bad_input_before_any_association(tmp_path):
+    done = run_cli("read", "--pacs", "PACS@127.0.0.1:9", "--study", "../x", "--out", tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Study Instance UID '../x' is not a valid UID" in done.stderr
+    assert "internal error" not in done.stderr
