@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from imaging.frame import Frame, Geometry, ImageRef
 from export.sam2_model import BoxDecoder, ImageEncoder, build_sam2_model
 from export.sam_onnx import Sam2Request, export_sam2
+from imaging.frame import Frame, Geometry, ImageRef
 from tools.onnx_runtime import RuntimeSettings
 from tools.sam_onnx import SamOnnx, preprocess, scale_boxes
 from tools.workspace import Workspace

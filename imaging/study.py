@@ -19,6 +19,7 @@ from pydicom.pixels import apply_color_lut
 from pydicom.uid import generate_uid
 
 from imaging.errors import NoReadableImages
+from imaging.frame import Frame, Geometry, ImageRef
 from imaging.video import (
     VIDEO_SYNTAXES,
     CineTimeline,
@@ -28,7 +29,6 @@ from imaging.video import (
     VideoTimeline,
     frame_rate,
 )
-from imaging.frame import Frame, Geometry, ImageRef
 from imaging.windowing import Window
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,6 @@ NOT_SOURCE_IMAGES = {
 
 Progress = Callable[[int, int, Path], None]
 VIDEO_FILES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")  # read with `read FILE`
-
-
 
 
 @dataclass(frozen=True)
@@ -264,6 +262,12 @@ def _frames(ds: Dataset, pixels: np.ndarray) -> list[Frame]:
             )
         )
     return frames
+
+
+def frame_geometry(ds: Dataset, frame: int) -> Geometry:
+    """Where frame `frame` (from 1) of an instance lies, from its header alone: what a derived
+    object needs when the pixels are not loaded."""
+    return _FrameAttributes(ds, frame - 1).geometry()
 
 
 class _FrameAttributes:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from imaging.errors import ConfigError
 from edge_agent.policies.protocol import ProtocolPolicy
+from imaging.errors import ConfigError
 
 if TYPE_CHECKING:
     from edge_agent.agent import Policy

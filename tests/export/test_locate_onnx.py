@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from imaging.checksum import sha256_file
 from export.gguf import ExportError
 from export.locate_onnx import LocateExport, build_tiny_locate, export_locate
+from imaging.checksum import sha256_file
 from tools.locate_model import FORMAT, ImageInput
 
 

@@ -7,9 +7,9 @@ import json
 import onnx
 import pytest
 
-from imaging.checksum import sha256_file
 from export.gguf import ExportError
 from export.sam2_model import config_path
+from imaging.checksum import sha256_file
 from tests.support import run_cli
 
 
