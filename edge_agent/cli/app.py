@@ -11,6 +11,7 @@ import typer
 from edge_agent import __version__
 from edge_agent.cli.bundle import bundle
 from edge_agent.cli.doctor import doctor
+from edge_agent.cli.eval import eval_app
 from edge_agent.cli.export import export_app
 from edge_agent.cli.gateway import pacs, serve
 from edge_agent.cli.read import demo, read, replay
@@ -26,6 +27,7 @@ for command in (read, replay, demo, doctor, bundle, serve):
     app.command()(command)
 app.add_typer(pacs, name="pacs")
 app.add_typer(export_app, name="export")
+app.add_typer(eval_app, name="eval")
 
 
 @app.callback(invoke_without_command=True)

@@ -141,17 +141,21 @@ def _show_result(result: ReadResult) -> None:
 def replay(
     trajectory: Annotated[Path, typer.Argument(help="A trajectory.json written by read.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the re-rendered reports.")],
+    source: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="The source study, for dicom/ (default: the folder the read names)."),
+    ] = None,
+    config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Re-render the reports of an earlier read from its trajectory alone."""
-    from edge_agent.report.files import copy_evidence, write_reports
-    from edge_agent.trajectory import Trajectory
+    """Re-render the reports of an earlier read from its trajectory; dicom/ too when the source
+    study is at hand."""
+    from edge_agent.replay import replay as replay_read
 
-    setup(None, verbose)
-    recorded = Trajectory.load(trajectory)
-    out.mkdir(parents=True, exist_ok=True)
-    copy_evidence(recorded, trajectory.parent, out)
-    write_reports(recorded, out)
+    settings = setup(config, verbose)
+    result = replay_read(trajectory, out, source, dicom=settings.report.dicom)
+    if result.dicom_skipped:
+        console.print(f"[yellow]no DICOM objects[/]: {result.dicom_skipped}", highlight=False)
     console.print(f"report: {out / 'report.html'}", highlight=False)
 
 
