@@ -24,7 +24,7 @@ def doctor(
     """Versions, decoders, GPU; config, spool, DICOM port, models, a smoke read; red exits 1."""
     from rich.table import Table
 
-    from edge_agent.doctor import checks
+    from edge_agent.cli.readiness import checks
 
     setup(None, False)
     table = Table("check", "", "detail", show_header=False)
