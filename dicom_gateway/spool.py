@@ -17,6 +17,7 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from dicom_gateway.dataset_check import MalformedDataset, check_dataset
 from dicom_gateway.index import Index, now
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,10 @@ class Spool:
 
     def store(self, encoded: bytes, calling_ae: str) -> StoredInstance:
         """`encoded` is the received dataset with its file meta, exactly as sent."""
+        try:
+            check_dataset(encoded)  # a cut or garbled dataset is refused, never acknowledged
+        except MalformedDataset as exc:
+            raise BadInstance(f"malformed dataset: {exc}") from None
         study_uid, series_uid, sop_uid = _identity(encoded)
         if shutil.disk_usage(self.root).free - len(encoded) < self.min_free:
             raise OutOfResources(f"less than {self.min_free >> 20} MiB free in {self.root}")
@@ -146,7 +151,7 @@ def _identity(encoded: bytes) -> tuple[str, str, str]:
         )
     except SpoolError:
         raise
-    except (InvalidDicomError, ValueError, KeyError, EOFError, OSError) as exc:
+    except (InvalidDicomError, ValueError, KeyError, EOFError, OSError, RecursionError) as exc:
         raise BadInstance(f"dataset cannot be parsed: {exc}") from None
 
 
