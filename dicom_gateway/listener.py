@@ -49,6 +49,7 @@ class Listener:
         self.guard = pdu_guard.Guard(
             pdu_guard.Limits(
                 max_pending=settings.max_pending,
+                max_pending_per_address=settings.max_pending_per_address,
                 max_associations=settings.max_associations,
                 handshake_timeout_s=settings.handshake_timeout_s,
                 network_timeout_s=settings.network_timeout_s,

@@ -3,7 +3,8 @@
 pynetdicom 3.0 accepts a connection into a blocking socket, reads a PDU's declared length without
 checking it, and counts a connection that never sends an A-ASSOCIATE-RQ against its association
 limit until the ACSE timeout. Here every accepted connection
-- takes one of `max_pending` slots at accept time (over the cap: closed at once, no thread),
+- takes one of `max_pending` slots at accept time, at most `max_pending_per_address` of them
+  from one address (over either cap: closed at once, no thread),
 - must complete A-ASSOCIATE within `handshake_timeout_s` (TLS handshake included),
 - reads with a timeout, and has every PDU's declared length checked before its body is read:
   the A-ASSOCIATE-RQ against FIRST_PDU_CAP, later PDUs against the maximum PDU size we
@@ -24,6 +25,7 @@ import ssl
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ IDLE_WAIT_S = 0.05
 @dataclass(frozen=True)
 class Limits:
     max_pending: int  # TCP connections not (yet) associated
+    max_pending_per_address: int  # of those, from one source address
     max_associations: int
     handshake_timeout_s: float  # connect to A-ASSOCIATE-AC
     network_timeout_s: float  # silence in the middle of a PDU, or on an idle association
@@ -55,7 +58,7 @@ class Limits:
 
 
 class Guard:
-    """The slots: pending connections and associations, counted under one lock."""
+    """The slots: pending connections (in all, and per source address) and associations."""
 
     def __init__(self, limits: Limits, on_refused: Callable[[str, str], None]) -> None:
         self.limits = limits
@@ -63,31 +66,44 @@ class Guard:
         self._lock = threading.Lock()
         self.pending = 0
         self.associations = 0
+        self._pending_from: Counter[str] = Counter()
 
     def admit(self, address: tuple) -> bool:
         """A pending slot for a new TCP connection, or a refusal that costs no thread."""
+        host, reason = address[0], None
         with self._lock:
-            admitted = self.pending < self.limits.max_pending
-            self.pending += admitted
-        if not admitted:
-            self.refused("pending connection limit reached", address)
-        return admitted
+            if self.pending >= self.limits.max_pending:
+                reason = "pending connection limit reached"
+            elif self._pending_from[host] >= self.limits.max_pending_per_address:
+                reason = "pending connection limit for this address reached"
+            else:
+                self.pending += 1
+                self._pending_from[host] += 1
+        if reason:
+            self.refused(reason, address)
+        return reason is None
 
-    def promote(self) -> bool:
+    def promote(self, host: str) -> bool:
         """Pending -> associated, when an association slot is free."""
         with self._lock:
             if self.associations >= self.limits.max_associations:
                 return False
-            self.pending -= 1
+            self._leave_pending(host)
             self.associations += 1
             return True
 
-    def release(self, associated: bool) -> None:
+    def release(self, associated: bool, host: str) -> None:
         with self._lock:
             if associated:
                 self.associations -= 1
             else:
-                self.pending -= 1
+                self._leave_pending(host)
+
+    def _leave_pending(self, host: str) -> None:
+        self.pending -= 1
+        self._pending_from[host] -= 1
+        if not self._pending_from[host]:
+            del self._pending_from[host]
 
     def refused(self, reason: str, address: tuple) -> None:
         self._on_refused(reason, f"{address[0]}:{address[1]}")
@@ -105,7 +121,7 @@ class Connection:
         self._closed = False
 
     def promote(self) -> bool:
-        self.associated = self.guard.promote()
+        self.associated = self.guard.promote(self.address[0])
         return self.associated
 
     def timeout(self) -> float:
@@ -124,7 +140,7 @@ class Connection:
             self.refuse(HANDSHAKE_TIMEOUT)
         if not self._closed:
             self._closed = True
-            self.guard.release(self.associated)
+            self.guard.release(self.associated, self.address[0])
 
 
 class GuardedSocket(AssociationSocket):

@@ -1,7 +1,8 @@
 """A broken or hostile peer on the hospital network, against a running `edge-agent serve`.
 
-After each traffic pattern, dcmtk's echoscu gets in without waiting for any timeout and a normal
-store is acknowledged; every refusal is in the audit with its real reason."""
+During or after each traffic pattern from one address, dcmtk's echoscu from another gets in
+without waiting for any timeout and a normal store is acknowledged; every refusal is in the audit
+with its real reason."""
 
 from __future__ import annotations
 
@@ -37,7 +38,10 @@ def _serves_at_once(gateway: Gateway, folder: Path) -> None:
 
 
 def _connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=HANDSHAKE_S + SLACK_S)
+    """A connection from 127.0.0.2: the hostile peer; dcmtk and our stores come from 127.0.0.1."""
+    return socket.create_connection(
+        ("127.0.0.1", port), timeout=HANDSHAKE_S + SLACK_S, source_address=("127.0.0.2", 0)
+    )
 
 
 def _closed_by_server(sock: socket.socket) -> bytes:
@@ -114,10 +118,23 @@ def test_connections_closed_without_a_word_cost_nothing(gateway, tmp_path):
     _serves_at_once(gateway, tmp_path)
 
 
-def test_idle_connections_beyond_the_pending_cap_are_refused_and_the_rest_time_out(
-    gateway, tmp_path
-):
-    idle = [_connect(gateway.port) for _ in range(60)]  # the default cap is 32
+def test_idle_connections_from_one_address_leave_room_for_others(gateway, tmp_path):
+    idle = [_connect(gateway.port) for _ in range(60)]  # 16 pending at most from one address
+    _serves_at_once(gateway, tmp_path / "during")
+    started = time.monotonic()
+    for sock in idle:
+        _closed_by_server(sock)
+    assert time.monotonic() - started < HANDSHAKE_S + SLACK_S
+    reasons = _reasons(gateway, "connection_refused")
+    assert "pending connection limit for this address reached" in reasons
+    _serves_at_once(gateway, tmp_path / "after")
+
+
+def test_idle_connections_from_everywhere_free_their_slots_at_the_deadline(gateway, tmp_path):
+    idle = [  # 40 addresses, 2 connections each: over the cap of 32 pending in all
+        socket.create_connection(("127.0.0.1", gateway.port), 30, (f"127.0.1.{i // 2 + 1}", 0))
+        for i in range(80)
+    ]
     started = time.monotonic()
     wait_for(lambda: echo(gateway.port, "EDGEAGENT", "ECHOSCU") == 0, HANDSHAKE_S + SLACK_S, "echo")
     for sock in idle:

@@ -41,7 +41,7 @@ def test_the_pynetdicom_members_the_guard_relies_on_are_unchanged(member, digest
 
 
 def _guard(refused: list, pending: int = 2, associations: int = 1) -> pdu_guard.Guard:
-    limits = pdu_guard.Limits(pending, associations, 1.0, 5.0, 65536)
+    limits = pdu_guard.Limits(pending, pending, associations, 1.0, 5.0, 65536)
     return pdu_guard.Guard(limits, on_refused=lambda reason, address: refused.append(reason))
 
 
@@ -60,6 +60,16 @@ def test_pending_and_association_slots_are_counted_apart():
     assert (guard.pending, guard.associations) == (1, 0)
 
 
+def test_one_address_cannot_take_every_pending_slot():
+    refused: list[str] = []
+    limits = pdu_guard.Limits(4, 2, 4, 1.0, 5.0, 65536)
+    guard = pdu_guard.Guard(limits, on_refused=lambda reason, address: refused.append(reason))
+    scanner, pacs = ("10.0.0.66", 5000), ("10.0.0.2", 104)
+    assert [guard.admit(scanner) for _ in range(3)] == [True, True, False]
+    assert refused == ["pending connection limit for this address reached"]
+    assert guard.admit(pacs) and guard.admit(pacs) and guard.pending == 4
+
+
 def test_a_pending_connection_reads_no_later_than_its_handshake_deadline():
     guard = _guard([])
     connection = pdu_guard.Connection(guard, ("10.0.0.9", 4000))
@@ -74,6 +84,7 @@ def test_a_pending_connection_reads_no_later_than_its_handshake_deadline():
         {"max_pdu": 0},  # "unlimited" would turn the length check off
         {"max_associations": 0},
         {"max_pending": 0},
+        {"max_pending": 8, "max_pending_per_address": 9},
         {"handshake_timeout_s": 0},
         {"handshake_timeout_s": 90.0, "network_timeout_s": 60.0},
     ],
