@@ -31,6 +31,11 @@ PIXEL_DATA = 0x7FE00010
 PIXEL_TAGS = (0x7FE00008, 0x7FE00009, PIXEL_DATA)  # Float, Double Float, Pixel Data
 TRANSFER_SYNTAX = 0x00020010
 # Attributes of the Image Pixel module that say how long native Pixel Data must be.
+IDENTITY_TAGS = {
+    0x0020000D: "StudyInstanceUID",
+    0x0020000E: "SeriesInstanceUID",
+    0x00080018: "SOPInstanceUID",
+}
 IMAGE_TAGS = {
     0x00280002: "SamplesPerPixel",
     0x00280004: "PhotometricInterpretation",
@@ -76,6 +81,7 @@ class _Level:
 
 @dataclass
 class _Found:
+    identity: dict[str, bytes] = field(default_factory=dict)
     image: dict[str, bytes] = field(default_factory=dict)
     pixel_tag: int | None = None
     pixel_length: int = 0
@@ -83,8 +89,10 @@ class _Found:
     fragments: int = 0  # encapsulated: items after the Basic Offset Table
 
 
-def check_dataset(encoded: bytes) -> None:
-    """Raise MalformedDataset unless `encoded` (file meta + dataset, as received) is whole."""
+def check_dataset(encoded: bytes) -> dict[str, str]:
+    """Raise MalformedDataset unless `encoded` (file meta + dataset, as received) is whole;
+    return its top-level Study, Series and SOP Instance UIDs by keyword (as sent, unchecked),
+    so that the spool needs no second parse."""
     transfer_syntax, start = _file_meta(encoded)
     body = memoryview(encoded)[start:]
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
@@ -95,6 +103,7 @@ def check_dataset(encoded: bytes) -> None:
     syntax = _Syntax(little=transfer_syntax != ExplicitVRBigEndian, explicit=explicit)
     found = _walk(body, syntax)
     _check_pixels(found, transfer_syntax)
+    return {k: v.decode("ascii", "replace").strip("\x00 ") for k, v in found.identity.items()}
 
 
 def _file_meta(encoded: bytes) -> tuple[str, int]:
@@ -214,6 +223,8 @@ def _element(buf: memoryview, pos: int, tag: int, stack: list[_Level], found: _F
         return start
     if top and tag in IMAGE_TAGS:
         found.image[IMAGE_TAGS[tag]] = bytes(buf[start:end])
+    elif top and tag in IDENTITY_TAGS:
+        found.identity[IDENTITY_TAGS[tag]] = bytes(buf[start:end])
     elif top and tag in PIXEL_TAGS:
         found.pixel_tag, found.pixel_length = tag, length
     return end

@@ -317,6 +317,11 @@ def test_tls_is_required_when_configured(tmp_path):
     try:
         assert _tls_echo(gateway.port, context)
         assert echo(gateway.port, "EDGEAGENT", "ECHOSCU") != 0  # plain TCP gets nowhere
+        import socket
+
+        silent = socket.create_connection(("127.0.0.1", gateway.port))  # never says hello
+        assert _tls_echo(gateway.port, context)  # the accept loop does not wait for it
+        silent.close()
     finally:
         gateway.stop()
 
