@@ -6,6 +6,7 @@ with its real reason."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -157,6 +158,36 @@ def test_no_thread_is_left_behind_by_dead_connections(gateway, tmp_path):
     _serves_at_once(gateway, tmp_path / "after")
 
 
+def test_memory_stays_bounded_under_a_junk_flood(gateway, tmp_path):
+    """32 pending connections at most, each holding at most a 512 KiB A-ASSOCIATE-RQ: the
+    service's peak RSS grows by well under 64 MiB (the issue measured +170 MiB before)."""
+    _serves_at_once(gateway, tmp_path / "warm")
+    before = _status(gateway.pid, "VmHWM")
+    threads = _status(gateway.pid, "Threads")
+    for _ in range(3):
+        junk = []
+        for i in range(96):  # from 96 addresses: past the per-address cap to the global one
+            sock = socket.create_connection(
+                ("127.0.0.1", gateway.port), 30, (f"127.0.2.{i + 1}", 0)
+            )
+            with contextlib.suppress(OSError):  # refused ones are closed under our feet
+                sock.sendall(_associate_rq_start(510_000) + os.urandom(500_000))
+            junk.append(sock)
+        assert _status(gateway.pid, "Threads") <= threads + 3 * 32
+        for sock in junk:
+            sock.close()
+    grown_mib = (_status(gateway.pid, "VmHWM") - before) / 1024
+    assert grown_mib < 64, f"peak RSS grew by {grown_mib:.0f} MiB"
+    _serves_at_once(gateway, tmp_path / "after")
+
+
 def _threads(pid: int) -> int:
+    return _status(pid, "Threads")
+
+
+def _status(pid: int, field: str) -> int:
+    """A number from /proc/PID/status (kB for memory fields)."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("Threads:")).split()[1])
+    return int(
+        next(line for line in status.splitlines() if line.startswith(f"{field}:")).split()[1]
+    )
