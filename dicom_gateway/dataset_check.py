@@ -14,6 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import pydicom
+from pydicom.datadict import dictionary_VR
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -250,7 +251,7 @@ def _fragments(buf: memoryview, pos: int, level: _Level, found: _Found) -> int:
 
 def _is_sequence(tag: int) -> bool:
     try:
-        return pydicom.datadict.dictionary_VR(tag) == "SQ"
+        return dictionary_VR(tag) == "SQ"
     except KeyError:
         return False
 

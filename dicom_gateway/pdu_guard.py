@@ -17,7 +17,6 @@ here is named in tests/dicom_gateway/test_pdu_guard.py, which fails when pynetdi
 from __future__ import annotations
 
 import contextlib
-import logging
 import select
 import socket
 import socketserver
@@ -32,10 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pynetdicom import evt
-from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
-
-log = logging.getLogger(__name__)
 
 FIRST_PDU_CAP = 512 * 1024  # an A-ASSOCIATE-RQ with 128 contexts of many transfer syntaxes fits
 # A-ABORT PDU: type 7, length 4, source 2 (service provider), reason 6 (invalid PDU parameter).
@@ -255,11 +251,11 @@ class GuardedHandler(RequestHandler):
             self.server.shutdown_request(self.request)
             return False
 
-    def _create_association(self, connection: Connection | None = None):
+    def _create_association(self, connection: Connection):
         """pynetdicom's RequestHandler._create_association, with a GuardedSocket."""
         from pynetdicom.association import Association
 
-        assoc = Association(self.ae, MODE_ACCEPTOR)
+        assoc = Association(self.ae, "acceptor")
         assoc._server = self.server
         assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
         assoc.set_socket(GuardedSocket(assoc, self.request, connection))
@@ -328,6 +324,7 @@ def connection_of(assoc) -> Connection:
 
 def reject(assoc, result: int, source: int, diagnostic: int) -> None:
     """A-ASSOCIATE-RJ from an EVT_REQUESTED handler, ended as pynetdicom ends its own rejects."""
+    connection_of(assoc).refused = True  # audited by the caller: not a handshake timeout
     assoc.acse.send_reject(result, source, diagnostic)
     assoc.kill()  # waits until the reject went out and the connection closed
 
