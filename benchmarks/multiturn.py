@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from edge_agent.llama_sampler import ReplySampler, Sampling
 from edge_agent.mtmd import MultimodalModel
 
 SYSTEM = "You are a medical imaging assistant. Reply with a Zoom-in call."
@@ -39,12 +40,10 @@ def images(count: int, size: int) -> list[np.ndarray]:
 
 def ours(model_dir: Path, pictures: list[np.ndarray]) -> list[tuple[int, float]]:
     """One session: each turn evaluates its own image and text, then decodes the reply."""
-    from llama_cpp import LlamaGrammar
-
     with MultimodalModel(
         model_dir / "model-q8_0.gguf", model_dir / "mmproj-f16.gguf", n_ctx=16384
     ) as model:
-        llama, n_past, pending, out = model.llama, 0, "", []
+        n_past, pending, out = 0, "", []
         for turn, picture in enumerate(pictures):
             start = time.perf_counter()
             head = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" if turn == 0 else pending
@@ -56,15 +55,13 @@ def ours(model_dir: Path, pictures: list[np.ndarray]) -> list[tuple[int, float]]
             added = sum(model.token_counts(chunks))
             n_past = model.eval_chunks(chunks, n_past)
             model.free(chunks)
-            sampler = llama._init_sampler(
-                top_k=0, temp=0.0, grammar=LlamaGrammar.from_string(GRAMMAR, verbose=False)
-            )
-            for _ in range(REPLY_TOKENS):
-                token = sampler.sample(llama._ctx, -1)
-                if model.is_end(token):
-                    break
-                llama.eval([token])
-            n_past, pending = llama.n_tokens, "<|im_end|>\n"
+            with ReplySampler(model.llama, GRAMMAR, Sampling()) as sampler:
+                for _ in range(REPLY_TOKENS):
+                    token = sampler.sample()
+                    if model.is_end(token):
+                        break
+                    n_past = model.eval_token(token, n_past)
+            pending = "<|im_end|>\n"
             out.append((added, time.perf_counter() - start))
         return out
 

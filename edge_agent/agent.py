@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from edge_agent import __version__
@@ -19,6 +19,7 @@ from edge_agent.trajectory import (
     StepRecord,
     Trajectory,
 )
+from edge_agent.usage import TurnUsage
 from tools.errors import ToolError
 from tools.observation import Observation
 from tools.registry import Toolbox
@@ -43,7 +44,7 @@ class ToolCall:
     tool: str
     arguments: Mapping
     thought: str = ""
-    usage: Mapping = field(default_factory=dict)
+    usage: TurnUsage | None = None  # a model policy's cost of the turn
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Answer:
     text: str
     findings: tuple[Claim, ...] = ()
     thought: str = ""
-    usage: Mapping = field(default_factory=dict)
+    usage: TurnUsage | None = None
 
 
 Decision = ToolCall | Answer
@@ -90,6 +91,12 @@ class PolicySession(Protocol):
 class Policy(Protocol):
     @property
     def record(self) -> PolicyRecord: ...
+
+    @property
+    def shown_size(self) -> int:
+        """Long side, in pixels, of the images the policy was trained to see (the shown images
+        are resized to it); 0 leaves the size to the configuration."""
+        ...
 
     def open(self, context: ReadContext) -> PolicySession:
         """One session per read: model policies keep their KV cache in it."""
@@ -192,12 +199,12 @@ def _take_step(
             thought=decision.thought,
             observation=observation.text,
             image=observation.image.index if observation.image is not None else None,
-            payload=dict(observation.payload),
+            payload=observation.payload,
             error=observation.error,
             started_s=round(t0 - start - policy_s, 3),
             policy_s=round(policy_s, 3),
             tool_s=round(clock() - t0, 3),
-            usage=dict(decision.usage),
+            usage=decision.usage,
         ),
         observation,
     )
@@ -227,12 +234,20 @@ def _answer_record(answer: Answer) -> AnswerRecord:
         text=answer.text,
         thought=answer.thought,
         findings=tuple(ClaimRecord(c.text, tuple(c.evidence)) for c in answer.findings),
-        usage=dict(answer.usage),
+        usage=answer.usage,
     )
 
 
 def evidence_file(image: WorkspaceImage) -> str:
     return f"evidence/{image.index:03d}_{image.tool}.png"
+
+
+def mask_file(image: WorkspaceImage) -> str | None:
+    """A tool's mask is kept beside the image, so the SEG and SR outlines can be written again
+    from the output folder alone."""
+    if image.mask is None:
+        return None
+    return evidence_file(image).removesuffix(".png") + "_mask.png"
 
 
 def frame_files(image: WorkspaceImage) -> tuple[str, ...]:
@@ -258,4 +273,5 @@ def image_record(image: WorkspaceImage, step: int | None) -> ImageRecord:
         frames=tuple(f.ref.frame for f in image.members or (image.frame,)) if timed else (),
         times_s=tuple(round(t, 6) for t in image.times_s),
         frame_files=frame_files(image),
+        mask_file=mask_file(image),
     )

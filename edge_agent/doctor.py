@@ -5,7 +5,6 @@ Red means the workstation cannot do its job as configured; the command then exit
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 import shutil
@@ -17,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent import __version__
-from imaging.checksum import sha256_file
-from imaging.errors import BadInput
+from imaging.errors import BadInput, ModelLoadError
+from imaging.model_folder import MANIFEST, ModelFolder
 
 PACKAGES = (
     "pydicom",
@@ -123,24 +122,25 @@ def _model_folders(models: tuple[Path, ...]) -> list[Path]:
     """Each path is a model folder (with manifest.json) or a folder of them."""
     found = []
     for path in models:
-        if (path / "manifest.json").is_file():
-            found.append(path)
-        elif path.is_dir():
-            found += sorted(p.parent for p in path.glob("*/manifest.json"))
+        inside = sorted(p.parent for p in path.glob(f"*/{MANIFEST}")) if path.is_dir() else []
+        # A path that is no model folder (and holds none) is checked, so it shows red.
+        found += inside if inside and not (path / MANIFEST).is_file() else [path]
     return found
 
 
-def _model(folder: Path) -> Check:
-    manifest = json.loads((folder / "manifest.json").read_text())
-    bad = []
-    for entry in manifest.get("files", []):
-        path = folder / entry["name"]
-        if not path.is_file():
-            bad.append(f"{entry['name']} missing")
-        elif sha256_file(path) != entry["sha256"]:
-            bad.append(f"{entry['name']} hash differs")
-    detail = "; ".join(bad) or f"{len(manifest.get('files', []))} file(s) match the manifest"
-    return Check(f"model {folder.name}", not bad, detail)
+def _model(path: Path) -> Check:
+    """The folder's manifest parses and every file it lists matches it (the runtime's check)."""
+    try:
+        folder = ModelFolder.read(path)
+    except ModelLoadError as exc:
+        return Check(f"model {path.name}", False, str(exc))
+    problems = folder.problems()
+    if problems:
+        return Check(f"model {path.name}", False, "; ".join(problems))
+    manifest = folder.manifest
+    profile = f", profile {manifest.profile}" if manifest.profile else ""
+    detail = f"{manifest.format}{profile}: {len(manifest.files)} file(s) match the manifest"
+    return Check(f"model {path.name}", True, detail)
 
 
 def _tool_models(config) -> Check:

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from imaging.errors import ModelLoadError
+
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(Exception):
-    """A model file could not be loaded by llama.cpp."""
 
 
 def _silence(mtmd) -> None:
@@ -41,6 +39,7 @@ class MultimodalModel:
         n_gpu_layers: int = 0,
         flash_attn: bool = False,
     ) -> None:
+        import llama_cpp
         from llama_cpp import Llama
         from llama_cpp import mtmd_cpp as mtmd
 
@@ -67,18 +66,17 @@ class MultimodalModel:
         params.print_timings = False
         params.warmup = False
         params.n_threads = self.llama.n_threads
-        from llama_cpp._utils import suppress_stdout_stderr
-
-        with suppress_stdout_stderr():  # clip prints its whole configuration
-            self._ctx = mtmd.mtmd_init_from_file(
-                str(mmproj_path).encode(), self.llama.model, params
-            )
+        self._batch = None
+        # clip's configuration, mtmd's text parts and image batches go to the log callbacks
+        # `_silence` set, not to stderr: no file-descriptor redirection is needed
+        self._ctx = mtmd.mtmd_init_from_file(str(mmproj_path).encode(), self.llama.model, params)
         if not self._ctx:
             self.llama.close()
             raise ModelLoadError(f"llama.cpp cannot load the mmproj {mmproj_path}")
         if not mtmd.mtmd_support_vision(self._ctx):
             self.close()
             raise ModelLoadError(f"{mmproj_path} has no vision encoder")
+        self._batch = llama_cpp.llama_batch_init(1, 0, 1)  # one reply token at a time
 
     @property
     def marker(self) -> str:
@@ -108,8 +106,6 @@ class MultimodalModel:
 
     def tokenize(self, text: str, images: list[np.ndarray]):
         """Text with one marker per image -> MTMD input chunks (the caller frees them)."""
-        from llama_cpp._utils import suppress_stdout_stderr
-
         mtmd = self._mtmd_lib
         bitmaps = [_bitmap(mtmd, image) for image in images]
         try:
@@ -119,10 +115,7 @@ class MultimodalModel:
                 text=encoded, text_len=len(encoded), add_special=False, parse_special=True
             )
             array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
-            with suppress_stdout_stderr():  # it logs every text part
-                code = mtmd.mtmd_tokenize(
-                    self._ctx, chunks, ctypes.byref(prompt), array, len(bitmaps)
-                )
+            code = mtmd.mtmd_tokenize(self._ctx, chunks, ctypes.byref(prompt), array, len(bitmaps))
             if code != 0:
                 mtmd.mtmd_input_chunks_free(chunks)
                 raise ValueError(f"mtmd_tokenize failed ({code}): markers vs images mismatch?")
@@ -148,24 +141,39 @@ class MultimodalModel:
         """Decode chunks (text and images) into the KV cache after position `n_past`; returns the
         new position. Only what is passed is evaluated: earlier context stays cached."""
         import llama_cpp
-        from llama_cpp._utils import suppress_stdout_stderr
 
         new_past = llama_cpp.llama_pos(0)
-        with suppress_stdout_stderr():  # the helper logs every image batch
-            code = self._mtmd_lib.mtmd_helper_eval_chunks(
-                self._ctx,
-                self.llama.ctx,
-                chunks,
-                n_past,
-                0,
-                self.llama.n_batch,
-                True,
-                ctypes.byref(new_past),
-            )
+        code = self._mtmd_lib.mtmd_helper_eval_chunks(
+            self._ctx,
+            self.llama.ctx,
+            chunks,
+            n_past,
+            0,
+            self.llama.n_batch,
+            True,
+            ctypes.byref(new_past),
+        )
         if code != 0:
             raise RuntimeError(f"evaluating the prompt failed (code {code}); context full?")
-        self.llama.n_tokens = new_past.value  # keep llama-cpp-python's own position in step
         return new_past.value
+
+    def eval_token(self, token: int, n_past: int) -> int:
+        """Decode one token at position `n_past` (its logits become the next sample's); returns
+        the next position. The position is the caller's: after an M-RoPE image it runs behind
+        the number of tokens in the cache, which llama-cpp-python's own `Llama.eval` assumes."""
+        import llama_cpp
+
+        batch = self._batch
+        batch.n_tokens = 1
+        batch.token[0] = token
+        batch.pos[0] = n_past
+        batch.n_seq_id[0] = 1
+        batch.seq_id[0][0] = 0
+        batch.logits[0] = 1
+        code = llama_cpp.llama_decode(self.llama.ctx, batch)
+        if code != 0:
+            raise RuntimeError(f"llama_decode failed (code {code}) at position {n_past}")
+        return n_past + 1
 
     def is_end(self, token: int) -> bool:
         """End of generation: the tokens the grammar allows once a reply is complete."""
@@ -185,13 +193,8 @@ class MultimodalModel:
         """An empty context: no cached tokens, llama.cpp's counters back to zero."""
         import llama_cpp
 
-        self.llama.reset()
-        self.llama._ctx.kv_cache_clear()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.llama.ctx), True)
         llama_cpp.llama_perf_context_reset(self.llama.ctx)
-
-    def positions(self, chunks) -> int:
-        """KV positions the chunks will take (fewer than tokens for M-RoPE images)."""
-        return int(self._mtmd_lib.mtmd_helper_get_n_pos(chunks))
 
     def free(self, chunks) -> None:
         self._mtmd_lib.mtmd_input_chunks_free(chunks)
@@ -209,7 +212,7 @@ class MultimodalModel:
         self.clear()
         chunks = self.tokenize(prompt, images)
         try:
-            self.eval_chunks(chunks, 0)
+            n_past = self.eval_chunks(chunks, 0)
         finally:
             self.free(chunks)
         tokens = []
@@ -218,11 +221,16 @@ class MultimodalModel:
             if self.is_end(token):
                 break
             tokens.append(token)
-            self.llama.eval([token])
+            n_past = self.eval_token(token, n_past)
         return self.llama.detokenize(tokens).decode("utf-8", errors="replace")
 
     def close(self) -> None:
         """Idempotent; the MTMD context goes before the model it points into."""
+        if getattr(self, "_batch", None) is not None:
+            import llama_cpp
+
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
         if self._ctx:
             self._mtmd_lib.mtmd_free(self._ctx)
             self._ctx = None

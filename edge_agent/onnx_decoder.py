@@ -8,7 +8,6 @@ per <|image_pad|> token in input_ids (none for text)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.vision_inputs import VisionSpec, image_inputs
-from imaging.checksum import sha256_file
-from tools.onnx_runtime import ModelLoadError, OnnxModel, RuntimeSettings
+from imaging.errors import ModelLoadError
+from imaging.model_folder import ModelFolder
+from tools.onnx_runtime import OnnxModel, RuntimeSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,11 @@ class OnnxDecoder:
     """Loaded once per policy: checked against its manifest, then kept across reads."""
 
     def __init__(self, model_dir: Path, runtime: RuntimeSettings) -> None:
-        self.dir = Path(model_dir)
-        self.manifest = _manifest(self.dir)
-        spec = self.manifest["decoder"]
+        self.folder = ModelFolder.read(model_dir, FORMAT, what="onnx-llm model folder")
+        self.dir = self.folder.path
+        self.fields = self.folder.manifest.fields  # the kind's own: decoder, vision
+        self.profile = self.folder.manifest.profile
+        spec = self.fields.get("decoder")
         try:
             self.shape = DecoderShape(
                 int(spec["layers"]),
@@ -71,7 +73,8 @@ class OnnxDecoder:
             )
             self.context_length = int(spec.get("context_length") or 0)
             eos = [int(token) for token in spec["eos_token_ids"]]
-            self.sha256 = _check_files(self.dir, self.manifest)
+            self.folder.check_all()
+            self.sha256 = self.folder.named(spec["file"]).sha256
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"{self.dir}/manifest.json is incomplete: {exc!r}") from None
         self.tokenizer = _tokenizer(self.dir / "tokenizer.json")
@@ -88,11 +91,11 @@ class OnnxDecoder:
 
     @property
     def file(self) -> str:
-        return self.manifest["decoder"]["file"]
+        return self.fields["decoder"]["file"]
 
     def sha256_of(self, name: str) -> str:
         """A file's SHA-256 from the manifest (every file was checked against it on load)."""
-        return next(f["sha256"] for f in self.manifest["files"] if f["name"] == name)
+        return self.folder.named(name).sha256
 
     @property
     def provider(self) -> str:
@@ -157,7 +160,7 @@ class OnnxVision:
     """The exported vision encoder: an RGB image in, one embedding per image token out."""
 
     def __init__(self, decoder: OnnxDecoder, runtime: RuntimeSettings) -> None:
-        record = decoder.manifest.get("vision") or {}
+        record = decoder.fields.get("vision") or {}
         try:
             self.spec = VisionSpec.from_record(record["spec"])
             self.image_token_id = int(record["image_token_id"])
@@ -179,40 +182,6 @@ class OnnxVision:
         if getattr(self, "model", None) is not None:
             self.model.close()
             self.model = None
-
-
-def _manifest(model_dir: Path) -> dict:
-    path = model_dir / "manifest.json"
-    if not path.is_file():
-        raise ModelLoadError(
-            f"{model_dir} has no manifest.json: not a folder written by `edge-agent export "
-            "onnx-llm`"
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{path} is not valid JSON: {exc}") from None
-    if (
-        not isinstance(manifest, dict)
-        or manifest.get("format") != FORMAT
-        or not isinstance(manifest.get("decoder"), dict)
-    ):
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise ModelLoadError(f"{path} is format {found!r}, not {FORMAT!r}")
-    return manifest
-
-
-def _check_files(model_dir: Path, manifest: dict) -> str:
-    """Every file is there with the hash the export wrote; returns the decoder graph's hash."""
-    digests = {}
-    for entry in manifest["files"]:
-        path = model_dir / entry["name"]
-        if not path.is_file():
-            raise ModelLoadError(f"{path} is missing (listed in manifest.json)")
-        digests[entry["name"]] = sha256_file(path)
-        if digests[entry["name"]] != entry["sha256"]:
-            raise ModelLoadError(f"{path} does not match the SHA-256 in manifest.json")
-    return digests[manifest["decoder"]["file"]]
 
 
 def _tokenizer(path: Path):

@@ -10,7 +10,7 @@ from pathlib import Path
 from edge_agent.agent import Policy, StepCallback, run
 from edge_agent.config import Config
 from edge_agent.policies import make_policy
-from edge_agent.report.dicom_files import write_dicom
+from edge_agent.report.dicom_files import source_uids, write_dicom
 from edge_agent.report.files import write_evidence, write_reports
 from edge_agent.selection import Selection, select
 from edge_agent.trajectory import Trajectory
@@ -58,7 +58,7 @@ def read_study(
             owned.callback(policy.close)
         # A model sees images at the size it was trained on; the resize is the shown image's
         # affine.
-        shown_size = getattr(policy, "shown_size", 0) or config.read.shown_size
+        shown_size = policy.shown_size or config.read.shown_size
         workspace = Workspace(selection.timeline)
         if selection.timeline:
             size = shown_size or config.tools.video_size
@@ -73,7 +73,9 @@ def read_study(
             config.budget,
             on_step=on_step,
         )
-    trajectory = replace(trajectory, selection=selection.reason)
+    trajectory = replace(
+        trajectory, selection=selection.reason, source_path=str(Path(path).resolve())
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_evidence(workspace, trajectory, out_dir)
     report = write_reports(trajectory, out_dir)
@@ -81,5 +83,6 @@ def read_study(
     if config.report.dicom and not study.files:
         log.info("study %s: no DICOM outputs, the source is not DICOM", study.uid)
     elif config.report.dicom:
-        dicom = write_dicom(trajectory, report, workspace, study, out_dir)
+        headers = {uid: study.header(uid) for uid in source_uids(trajectory)}
+        dicom = write_dicom(trajectory, headers, out_dir)
     return ReadResult(study, selection, trajectory, report, out_dir, tuple(dicom))

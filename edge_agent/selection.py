@@ -68,8 +68,6 @@ def _key_frames(series: Series, count: int) -> tuple[Frame, ...]:
     """A volume shows `count` slices spread over its central part (a cine or video has its
     overview instead)."""
     frames = series.frames
-    if len(frames) == 1:
-        return frames
     if len(frames) <= count:
         return frames
     picks = np.linspace(0.2, 0.8, count) * (len(frames) - 1)

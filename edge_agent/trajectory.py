@@ -7,11 +7,17 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_agent.usage import TurnUsage
 from imaging.errors import TrajectoryError
 from imaging.frame import ImageRef
 from imaging.records import RecordError, from_plain, to_plain
+from tools.observation import NoPayload, Payload
 
-FORMAT_VERSION = 1
+# 2: images keep their mask (mask_file) and the trajectory names its source study (source_path), so
+# a replay can write the DICOM objects too. Version 1 still loads; its replay writes no DICOM.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+EVIDENCE_FILE = r"evidence/[A-Za-z0-9_.-]+\.png"
 
 
 @dataclass(frozen=True)
@@ -32,17 +38,18 @@ class ImageRecord:
     frames: tuple[int, ...] = ()  # frame numbers of a cine / video image (all of a sheet's)
     times_s: tuple[float, ...] = ()  # when those frames were shown, seconds from the start
     frame_files: tuple[str, ...] = ()  # a contact sheet's frames, one PNG each
+    mask_file: str | None = None  # the mask a tool outlined, on the source grid (255 = inside)
 
     def __post_init__(self) -> None:
         # Names are joined to an output folder: never let a trajectory point outside it.
-        for name in (self.file, *self.frame_files):
-            if not re.fullmatch(r"evidence/[A-Za-z0-9_.-]+\.png", name) or ".." in name:
+        for name in self.files:
+            if not re.fullmatch(EVIDENCE_FILE, name) or ".." in name:
                 raise ValueError(f"image file {name!r} is not an evidence/NAME.png path")
 
     @property
     def files(self) -> tuple[str, ...]:
-        """Every PNG behind this image: itself, then a contact sheet's frames."""
-        return (self.file, *self.frame_files)
+        """Every PNG behind this image: itself, a contact sheet's frames, then its mask."""
+        return (self.file, *self.frame_files, *((self.mask_file,) if self.mask_file else ()))
 
     @property
     def time_window_s(self) -> tuple[float, float] | None:
@@ -57,12 +64,12 @@ class StepRecord:
     thought: str = ""
     observation: str = ""
     image: int | None = None
-    payload: dict = field(default_factory=dict)
+    payload: Payload = field(default_factory=NoPayload)
     error: bool = False
     started_s: float = 0.0  # since the read began
     policy_s: float = 0.0
     tool_s: float = 0.0
-    usage: dict = field(default_factory=dict)  # token counts for model policies
+    usage: TurnUsage | None = None  # token counts and timings of a model policy's turn
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ class AnswerRecord:
     text: str
     thought: str = ""
     findings: tuple[ClaimRecord, ...] = ()
-    usage: dict = field(default_factory=dict)
+    usage: TurnUsage | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,7 @@ class Trajectory:
     started_at: str = ""
     duration_s: float = 0.0
     software: dict = field(default_factory=dict)
+    source_path: str = ""  # the study folder (or file) read: a replay writes DICOM from it
     version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -114,11 +122,11 @@ class Trajectory:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise TrajectoryError(f"trajectory is not JSON: {exc}") from None
-        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
-            found = data.get("version") if isinstance(data, dict) else None
+        found = data.get("version") if isinstance(data, dict) else None
+        if found not in READABLE_VERSIONS:
             raise TrajectoryError(
-                f"trajectory format version {found!r} is not {FORMAT_VERSION}, which this "
-                "edge-agent reads"
+                f"trajectory format version {found!r} is not one this edge-agent reads "
+                f"({', '.join(map(str, READABLE_VERSIONS))})"
             )
         try:
             return from_plain(cls, data, "trajectory")

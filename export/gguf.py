@@ -21,8 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from imaging.checksum import sha256_file
+from edge_agent.gguf_model import FORMAT
 from imaging.errors import BadInput
+from imaging.model_folder import ModelFolder, checkpoint_record
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ OUTTYPES = ("f16", "bf16", "f32")
 QUANTS = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0")
 CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 UNKNOWN_PRE_TOKENIZER = "BPE pre-tokenizer was not recognized"
+# The prompt profile the policies speak to a Qwen2.5-VL export unless told otherwise.
+DEFAULT_PROFILE = "ophiuchus-v1"
 
 
 class ExportError(BadInput):
@@ -47,6 +50,7 @@ class GgufRequest:
     llama_cpp_dir: Path | None = None  # a llama.cpp checkout to take the converter from
     force: bool = False
     mmproj_outtype: str = "f16"
+    profile: str = DEFAULT_PROFILE  # the prompt profile the manifest names
 
 
 Stage = Callable[[str], None]
@@ -72,12 +76,11 @@ def export_gguf(request: GgufRequest, stage: Stage = lambda name: None) -> dict:
             timings[f"quantize_{quant}_s"] = timed(lambda q=quant, t=target: quantize(text, t, q))
             files.append(target)
         stage("hashing")
-        manifest = _manifest(request, config, converter, files, timings)
+        folder = _write_manifest(request, config, converter, files, timings)
     except BaseException:
         shutil.rmtree(request.out_dir, ignore_errors=True)  # no partial export is left behind
         raise
-    (request.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return folder.manifest.to_plain()
 
 
 def check_checkpoint(hf_dir: Path) -> dict:
@@ -260,49 +263,35 @@ def quantize(source: Path, target: Path, quant: str) -> None:
         raise ExportError(f"quantizing {source.name} to {quant} failed (code {code})")
 
 
-def _manifest(request, config, converter, files, timings) -> dict:
+def _write_manifest(request, config, converter, files, timings) -> ModelFolder:
     text = config.get("text_config", config)
-    return {
-        "format": "edge-agent gguf export 1",
-        "architecture": config["architectures"][0],
-        "files": [
-            {
-                "name": p.name,
-                "role": "mmproj" if p.name.startswith("mmproj") else "text",
-                "sha256": sha256_file(p),
-                "bytes": p.stat().st_size,
-            }
-            for p in files
-        ],
-        "source": source_record(request.hf_dir),
-        "outtype": request.outtype,
-        "mmproj_outtype": request.mmproj_outtype,
-        "quants": list(request.quants),
-        "pre_tokenizer_override": request.pre_tokenizer or None,
-        "converter": {"path": str(converter), "llama_cpp_python": runtime_version()},
-        "runtime": {"llama_cpp_python": runtime_version()},
-        "context_length": text.get("max_position_embeddings"),
-        "image": {
-            "image_token_id": config.get("image_token_id"),
-            "vision_start_token_id": config.get("vision_start_token_id"),
-            "vision_end_token_id": config.get("vision_end_token_id"),
-            "patch_size": config.get("vision_config", {}).get("patch_size"),
-            "spatial_merge_size": config.get("vision_config", {}).get("spatial_merge_size"),
+    version = runtime_version()
+    return ModelFolder.write(
+        request.out_dir,
+        format=FORMAT,
+        roles={p.name: "mmproj" if p.name.startswith("mmproj") else "text" for p in files},
+        source=checkpoint_record(request.hf_dir),
+        versions={"llama_cpp_python": version},
+        profile=request.profile,
+        fields={
+            "architecture": config["architectures"][0],
+            "outtype": request.outtype,
+            "mmproj_outtype": request.mmproj_outtype,
+            "quants": list(request.quants),
+            "pre_tokenizer_override": request.pre_tokenizer or None,
+            "converter": {"path": str(converter), "llama_cpp_python": version},
+            "runtime": {"llama_cpp_python": version},
+            "context_length": text.get("max_position_embeddings"),
+            "image": {
+                "image_token_id": config.get("image_token_id"),
+                "vision_start_token_id": config.get("vision_start_token_id"),
+                "vision_end_token_id": config.get("vision_end_token_id"),
+                "patch_size": config.get("vision_config", {}).get("patch_size"),
+                "spatial_merge_size": config.get("vision_config", {}).get("spatial_merge_size"),
+            },
+            "timings": {k: round(v, 2) for k, v in timings.items()},
         },
-        "timings": {k: round(v, 2) for k, v in timings.items()},
-    }
-
-
-def source_record(hf_dir: Path) -> dict:
-    """The checkpoint an export came from: every file with its SHA-256."""
-    return {
-        "dir": str(hf_dir),
-        "files": [
-            {"name": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in sorted(hf_dir.iterdir())
-            if p.is_file()
-        ],
-    }
+    )
 
 
 def timed(action: Callable[[], None]) -> float:

@@ -28,18 +28,25 @@ distributions) is post-processing that the `score` threshold stands in for until
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import logging
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from export.gguf import ExportError, prepare_out_dir
-from imaging.checksum import sha256_file
-from tools.locate_model import FORMAT, MANIFEST, ImageInput, LocateModel, TextInput, Thresholds
+from imaging.model_folder import MANIFEST, ModelFolder
+from imaging.records import to_plain
+from tools.locate_model import (
+    FORMAT,
+    ImageInput,
+    LocateManifest,
+    LocateModel,
+    TextInput,
+    Thresholds,
+)
 from tools.onnx_runtime import OnnxModel, RuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -94,13 +101,12 @@ def export_locate(module, embeddings: np.ndarray, request: LocateExport) -> dict
         _export_graph(module, (image, text), request.out_dir / MODEL_FILE)
         np.save(request.out_dir / "prompts.npy", embeddings, allow_pickle=False)
         difference = _compare(module, (image, text), request.out_dir / MODEL_FILE)
-        manifest = _manifest(request, embeddings.shape, difference)
-        (request.out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        folder = _write_manifest(request, embeddings.shape, difference)
         LocateModel(request.out_dir, RuntimeSettings(providers=("cpu",))).close()
     except BaseException:
         shutil.rmtree(request.out_dir, ignore_errors=True)  # no partial export is left behind
         raise
-    return manifest
+    return folder.manifest.to_plain()
 
 
 def _check_outputs(module, example: tuple) -> None:
@@ -161,32 +167,27 @@ def _compare(module, example: tuple, path: Path) -> float:
     return difference
 
 
-def _manifest(request: LocateExport, shape: Sequence[int], difference: float) -> dict:
-    files = sorted(p for p in request.out_dir.iterdir() if p.is_file() and p.name != MANIFEST)
+def _write_manifest(request: LocateExport, shape: Sequence[int], difference: float) -> ModelFolder:
+    files = sorted(p.name for p in request.out_dir.iterdir() if p.is_file() and p.name != MANIFEST)
     text = TextInput(tokens=int(shape[1]), dim=int(shape[2]), encoder=request.encoder)
-    return {
-        "format": FORMAT,
-        "name": request.name,
-        "model": MODEL_FILE,
-        "prompts": list(request.prompts),
-        "files": [
-            {
-                "name": p.name,
-                "role": "model" if p.name.startswith(MODEL_FILE) else "text embeddings",
-                "sha256": sha256_file(p),
-                "bytes": p.stat().st_size,
-            }
-            for p in files
-        ],
-        "image": asdict(request.image),
-        "text": asdict(text),
-        "outputs": {"mask": "mask_logits", "score": "score"},
-        "thresholds": asdict(request.thresholds),
-        "contract": CONTRACT,
-        "source": request.source,
-        "verify": {"max_abs_diff_vs_torch": difference, "tolerance": TOLERANCE},
-        "versions": {name: _version(name) for name in ("torch", "onnx", "onnxruntime")},
-    }
+    kind = LocateManifest(
+        name=request.name,
+        model=MODEL_FILE,
+        prompts=tuple(request.prompts),
+        image=request.image,
+        text=text,
+        thresholds=request.thresholds,
+        contract=CONTRACT,
+        verify={"max_abs_diff_vs_torch": difference, "tolerance": TOLERANCE},
+    )
+    return ModelFolder.write(
+        request.out_dir,
+        format=FORMAT,
+        roles={n: "model" if n.startswith(MODEL_FILE) else "text embeddings" for n in files},
+        source=request.source,
+        versions={name: _version(name) for name in ("torch", "onnx", "onnxruntime")},
+        fields=to_plain(kind),
+    )
 
 
 def _version(package: str) -> str:

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.onnx_decoder import FORMAT, DecoderShape
-from export.gguf import ExportError, check_checkpoint, prepare_out_dir, source_record, timed
-from imaging.checksum import sha256_file
+from export.gguf import DEFAULT_PROFILE, ExportError, check_checkpoint, prepare_out_dir, timed
+from imaging.model_folder import MANIFEST, ModelFolder, checkpoint_record
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class OnnxLlmRequest:
     hf_dir: Path
     out_dir: Path
     force: bool = False
+    profile: str = DEFAULT_PROFILE  # the prompt profile the manifest names
 
 
 def export_onnx_llm(request: OnnxLlmRequest, stage: Stage = lambda name: None) -> dict:
@@ -70,12 +71,11 @@ def export_onnx_llm(request: OnnxLlmRequest, stage: Stage = lambda name: None) -
             if (request.hf_dir / name).is_file():
                 shutil.copy2(request.hf_dir / name, request.out_dir / name)
         stage("hashing")
-        manifest = _manifest(request, config, shape, timings)
+        folder = _write_manifest(request, config, shape, timings)
     except BaseException:
         shutil.rmtree(request.out_dir, ignore_errors=True)  # no partial export is left behind
         raise
-    (request.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return folder.manifest.to_plain()
 
 
 def _load(hf_dir: Path):
@@ -186,41 +186,37 @@ def decoder_shape(text_config) -> DecoderShape:
     )
 
 
-def _manifest(request: OnnxLlmRequest, config: dict, shape: DecoderShape, timings: dict) -> dict:
-    files = sorted(
-        p for p in request.out_dir.iterdir() if p.is_file() and p.name != "manifest.json"
-    )
+def _write_manifest(
+    request: OnnxLlmRequest, config: dict, shape: DecoderShape, timings: dict
+) -> ModelFolder:
+    files = sorted(p.name for p in request.out_dir.iterdir() if p.is_file() and p.name != MANIFEST)
     text = config.get("text_config", config)
-    return {
-        "format": FORMAT,
-        "architecture": config["architectures"][0],
-        "files": [
-            {
-                "name": p.name,
-                "role": _role(p.name),
-                "sha256": sha256_file(p),
-                "bytes": p.stat().st_size,
-            }
-            for p in files
-        ],
-        "source": source_record(request.hf_dir),
-        "decoder": {
-            "file": DECODER,
-            "dtype": "float32",
-            "opset": OPSET,
-            "layers": shape.layers,
-            "kv_heads": shape.kv_heads,
-            "head_dim": shape.head_dim,
-            "vocab": shape.vocab,
-            "hidden_size": text["hidden_size"],
-            "position_ids": "(3, batch, seq): M-RoPE t, h, w; equal rows for text",
-            "eos_token_ids": _as_list(text.get("eos_token_id")),
-            "context_length": text.get("max_position_embeddings"),
+    return ModelFolder.write(
+        request.out_dir,
+        format=FORMAT,
+        roles={name: _role(name) for name in files},
+        source=checkpoint_record(request.hf_dir),
+        versions={name: _version(name) for name in ("torch", "transformers", "onnx")},
+        profile=request.profile,
+        fields={
+            "architecture": config["architectures"][0],
+            "decoder": {
+                "file": DECODER,
+                "dtype": "float32",
+                "opset": OPSET,
+                "layers": shape.layers,
+                "kv_heads": shape.kv_heads,
+                "head_dim": shape.head_dim,
+                "vocab": shape.vocab,
+                "hidden_size": text["hidden_size"],
+                "position_ids": "(3, batch, seq): M-RoPE t, h, w; equal rows for text",
+                "eos_token_ids": _as_list(text.get("eos_token_id")),
+                "context_length": text.get("max_position_embeddings"),
+            },
+            "vision": vision_record(request.hf_dir, config),
+            "timings": {name: round(seconds, 2) for name, seconds in timings.items()},
         },
-        "vision": vision_record(request.hf_dir, config),
-        "versions": {name: _version(name) for name in ("torch", "transformers", "onnx")},
-        "timings": {name: round(seconds, 2) for name, seconds in timings.items()},
-    }
+    )
 
 
 def vision_record(hf_dir: Path, config: dict) -> dict:

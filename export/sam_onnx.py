@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import io
-import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -22,15 +21,8 @@ import torch
 from export.gguf import ExportError, prepare_out_dir, timed
 from export.sam2_model import BoxDecoder, ImageEncoder, build_sam2_model, config_path
 from export.sam_onnx_verify import verify_sam2
-from imaging.checksum import sha256_file
-from tools.sam_onnx import (
-    BOXES_INPUT,
-    DECODER_OUTPUTS,
-    EMBEDDINGS,
-    IMAGE_INPUT,
-    MANIFEST,
-    MANIFEST_FORMAT,
-)
+from imaging.model_folder import ModelFolder, checkpoint_record
+from tools.sam_onnx import BOXES_INPUT, DECODER_OUTPUTS, EMBEDDINGS, IMAGE_INPUT, MANIFEST_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +69,12 @@ def export_sam2(request: Sam2Request, stage: Stage = lambda name: None) -> Sam2E
             stage("quantizing the encoder to int8 (dynamic)")
             timings["int8_s"] = timed(lambda: quantize_encoder(request.out_dir))
         stage("hashing")
-        manifest = _manifest(request, model, timings)
+        folder = _write_manifest(request, model, timings)
     except BaseException:
         shutil.rmtree(request.out_dir, ignore_errors=True)  # no partial export is left behind
         raise
-    (request.out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     stage("verifying against PyTorch on probe inputs")
-    return Sam2Export(manifest, verify_sam2(request.out_dir, encoder, decoder))
+    return Sam2Export(folder.manifest.to_plain(), verify_sam2(request.out_dir, encoder, decoder))
 
 
 def export_encoder(encoder: ImageEncoder, out_dir: Path) -> None:
@@ -139,37 +130,32 @@ def quantize_encoder(out_dir: Path) -> None:
     )
 
 
-def _manifest(request: Sam2Request, model, timings: dict[str, float]) -> dict:
-    files = [
-        {"name": name, "role": role, "sha256": sha256_file(path), "bytes": path.stat().st_size}
-        for role, name in FILES.items()
-        if (path := request.out_dir / name).is_file()
-    ]
-    checkpoint = request.checkpoint
-    return {
-        "format": MANIFEST_FORMAT,
-        "model": config_path(request.config).split("/")[-1].removesuffix(".yaml"),
-        "architecture": "SAM2 (sam2 package): image encoder | prompt encoder + mask decoder",
-        "config": config_path(request.config),
-        "overrides": list(request.overrides),
-        "files": files,
-        "source": {
-            "checkpoint": str(checkpoint) if checkpoint else None,
-            "sha256": sha256_file(checkpoint) if checkpoint else None,
-            "random_weights": checkpoint is None,
-        },
-        "image": {
-            "size": int(model.image_size),
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "resize": "bilinear to size x size (aspect not kept), as SAM2's transforms",
-        },
-        "decoder": {"boxes": f"1..{MAX_BOXES}", "mask_threshold": 0.0},
-        "int8": {"method": "onnxruntime dynamic", "ops": list(INT8_OPS)} if request.int8 else None,
-        "opset": OPSET,
-        "versions": {
+def _write_manifest(request: Sam2Request, model, timings: dict[str, float]) -> ModelFolder:
+    return ModelFolder.write(
+        request.out_dir,
+        format=MANIFEST_FORMAT,
+        roles={name: role for role, name in FILES.items() if (request.out_dir / name).is_file()},
+        source=checkpoint_record(request.checkpoint),
+        versions={
             name: importlib.metadata.version(name)
             for name in ("torch", "onnx", "onnxruntime", "sam2")
         },
-        "timings": {k: round(v, 2) for k, v in timings.items()},
-    }
+        fields={
+            "model": config_path(request.config).split("/")[-1].removesuffix(".yaml"),
+            "architecture": "SAM2 (sam2 package): image encoder | prompt encoder + mask decoder",
+            "config": config_path(request.config),
+            "overrides": list(request.overrides),
+            "image": {
+                "size": int(model.image_size),
+                "mean": list(IMAGENET_MEAN),
+                "std": list(IMAGENET_STD),
+                "resize": "bilinear to size x size (aspect not kept), as SAM2's transforms",
+            },
+            "decoder": {"boxes": f"1..{MAX_BOXES}", "mask_threshold": 0.0},
+            "int8": {"method": "onnxruntime dynamic", "ops": list(INT8_OPS)}
+            if request.int8
+            else None,
+            "opset": OPSET,
+            "timings": {k: round(v, 2) for k, v in timings.items()},
+        },
+    )

@@ -13,7 +13,14 @@ import torch
 
 from export.sam2_model import BoxDecoder, ImageEncoder
 from tools.onnx_runtime import RuntimeSettings
-from tools.sam_onnx import EMBEDDINGS, SamOnnx, preprocess, read_manifest, scale_boxes
+from tools.sam_onnx import (
+    EMBEDDINGS,
+    SamImage,
+    SamOnnx,
+    preprocess,
+    read_manifest,
+    scale_boxes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +53,13 @@ def probe_boxes() -> np.ndarray:
 
 def verify_sam2(out_dir: Path, encoder: ImageEncoder, decoder: BoxDecoder) -> dict:
     """Every encoder in the export (fp32, int8 if there) against PyTorch; writes verify.json."""
-    folder, manifest = read_manifest(out_dir)
+    export, spec = read_manifest(out_dir)
     image, boxes = probe_image(), probe_boxes()
-    reference = _torch_reference(encoder, decoder, manifest, image, boxes)
+    reference = _torch_reference(encoder, decoder, spec.image, image, boxes)
     results = []
     for kind, role in (("fp32", "encoder"), ("int8", "encoder-int8")):
-        if any(f["role"] == role for f in manifest["files"]):
-            model = SamOnnx(folder, RuntimeSettings(("cpu",)), encoder=kind)
+        if any(f.role == role for f in export.manifest.files):
+            model = SamOnnx(export.path, RuntimeSettings(("cpu",)), encoder=kind)
             try:
                 results.append(_compare(kind, model, image, boxes, reference))
             finally:
@@ -63,15 +70,13 @@ def verify_sam2(out_dir: Path, encoder: ImageEncoder, decoder: BoxDecoder) -> di
         "tolerances": TOLERANCES,
         "results": results,
     }
-    (folder / VERIFY).write_text(json.dumps(report, indent=2) + "\n")
+    (export.path / VERIFY).write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
-def _torch_reference(encoder, decoder, manifest, image, boxes) -> dict:
-    side = manifest["image"]["size"]
-    tensor = torch.from_numpy(
-        preprocess(image, side, manifest["image"]["mean"], manifest["image"]["std"])
-    )
+def _torch_reference(encoder, decoder, spec: SamImage, image, boxes) -> dict:
+    side = spec.size
+    tensor = torch.from_numpy(preprocess(image, side, spec.mean, spec.std))
     scaled = torch.from_numpy(scale_boxes(boxes, PROBE_SIZE, side))
     with torch.no_grad():
         embeddings = encoder(tensor)

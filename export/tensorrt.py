@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ctypes
 import importlib.metadata
-import json
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,13 +31,15 @@ import numpy as np
 
 from export.gguf import ExportError
 from imaging.checksum import sha256_file
+from imaging.errors import ModelLoadError
+from imaging.model_folder import ModelFolder
 from tools.locate_model import read_manifest
-from tools.onnx_runtime import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 Dim = int | str  # a fixed size, or the name of a dynamic axis
 Shape = tuple[int, ...]
+PLAN_FORMAT = "edge-agent tensorrt plan 1"
 ONNX_TYPES = {1: "float32", 10: "float16", 11: "float64", 6: "int32", 7: "int64", 9: "bool"}
 
 
@@ -111,7 +112,7 @@ def resolve_model(path: Path) -> tuple[Path, dict[str, tuple[Shape, Shape, Shape
     if not Path(path).is_dir():
         return Path(path), {}
     try:
-        manifest = read_manifest(Path(path))
+        _, manifest = read_manifest(Path(path))
     except ModelLoadError as exc:
         raise ExportError(
             f"{path} is not a locate model folder ({exc}); give the .onnx file to build"
@@ -213,18 +214,30 @@ def default_timing_cache(onnx_path: Path, capability: tuple[int, int]) -> Path:
     return Path(f"{onnx_path}.trt") / f"TensorrtExecutionProvider_cache_sm{major}{minor}.timing"
 
 
-def plan_record(onnx_path: Path, plan: Path, options: BuildOptions, ranges, capability) -> dict:
-    """What `<plan>.json` says about an engine: enough to tell whether it matches a machine."""
-    return {
-        "format": "edge-agent tensorrt plan 1",
-        "onnx": {"file": str(onnx_path), "sha256": sha256_file(onnx_path)},
-        "plan": {"file": plan.name, "sha256": sha256_file(plan), "bytes": plan.stat().st_size},
-        "tensorrt": _version("tensorrt"),
-        "compute_capability": f"{capability[0]}.{capability[1]}",
-        "flags": list(builder_flags(options)),
-        "workspace_mib": options.workspace_mib,
-        "profiles": [asdict(p) for p in ranges],
-    }
+def write_plan_record(
+    onnx_path: Path, plan: Path, options: BuildOptions, ranges, capability, cache: Path
+) -> dict:
+    """`<plan>.json`: the plan's hash and what it was built from and for (TensorRT version, GPU
+    compute capability, profiles), enough to tell whether it matches a machine. Written and read
+    as a model folder manifest, so a changed plan fails its hash like any model file."""
+    record = ModelFolder.write(
+        plan.parent,
+        format=PLAN_FORMAT,
+        roles={plan.name: "plan"},
+        source={"onnx": {"file": str(onnx_path), "sha256": sha256_file(onnx_path)}},
+        versions={"tensorrt": _version("tensorrt")},
+        fields={
+            # the plan's entry as earlier records had it (the CLI prints its size from it)
+            "plan": {"file": plan.name, "sha256": sha256_file(plan), "bytes": plan.stat().st_size},
+            "compute_capability": f"{capability[0]}.{capability[1]}",
+            "flags": list(builder_flags(options)),
+            "workspace_mib": options.workspace_mib,
+            "profiles": [asdict(p) for p in ranges],
+            "timing_cache": str(cache),
+        },
+        manifest_name=plan.name + ".json",
+    )
+    return record.manifest.to_plain()
 
 
 def _version(package: str) -> str:
@@ -330,10 +343,7 @@ def build_engine(source: Path, plan: Path, options: BuildOptions) -> dict:
     partial = plan.with_name(plan.name + ".partial")
     partial.write_bytes(data)
     os.replace(partial, plan)
-    record = plan_record(onnx_path, plan, options, ranges, capability)
-    record["timing_cache"] = str(cache)
-    plan.with_name(plan.name + ".json").write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    return write_plan_record(onnx_path, plan, options, ranges, capability, cache)
 
 
 def _load_onnx(path: Path):

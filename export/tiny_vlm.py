@@ -76,7 +76,7 @@ def build_tiny_vlm(out_dir: Path, seed: int = 0) -> Path:
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         chat_template=CHAT_TEMPLATE,
-        model_max_length=2048,
+        model_max_length=8192,
     )
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     vocab = -(-len(tokenizer) // 64) * 64  # padded, as real checkpoints are
@@ -88,7 +88,7 @@ def build_tiny_vlm(out_dir: Path, seed: int = 0) -> Path:
             "num_key_value_heads": SIZES["kv_heads"],
             "intermediate_size": SIZES["intermediate"],
             "vocab_size": vocab,
-            "max_position_embeddings": 2048,
+            "max_position_embeddings": 8192,  # room for a trained system prompt (ophiuchus-v1)
             "rms_norm_eps": 1e-6,
             "tie_word_embeddings": False,
             "rope_parameters": {

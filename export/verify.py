@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.onnx_decoder import FORMAT as ONNX_LLM_FORMAT
-from export.gguf import ExportError
+from export.gguf import FORMAT as GGUF_FORMAT
+from imaging.model_folder import ModelFolder
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +54,24 @@ class Comparison:
 def verify(gguf_dir: Path, hf_dir: Path) -> dict:
     """Compare every text GGUF in the export against the checkpoint; write verify.json. An ONNX
     decoder export (`export onnx-llm`) is verified by its own module."""
-    manifest_path = gguf_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise ExportError(f"{gguf_dir} has no manifest.json: not an edge-agent export")
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") == ONNX_LLM_FORMAT:
+    folder = ModelFolder.read(gguf_dir, (GGUF_FORMAT, ONNX_LLM_FORMAT), what="export")
+    if folder.manifest.format == ONNX_LLM_FORMAT:
         from export.verify_onnx_llm import verify_onnx_llm
 
         return verify_onnx_llm(gguf_dir, hf_dir)
+    mmproj = folder.verified("mmproj")
+    folder.entry("text")  # none listed: the error names the roles there are
+    texts = [folder.check(f) for f in folder.manifest.files if f.role == "text"]
     model = load_hf(hf_dir)  # once, for the text and the image comparisons
     reference = hf_logits(model, hf_dir)
     results = []
-    for entry in (f for f in manifest["files"] if f["role"] == "text"):
-        kind = entry["name"].removeprefix("model-").removesuffix(".gguf")
-        comparison = compare(
-            kind, _gguf_logits(gguf_dir / entry["name"], reference["ids"]), reference["logits"]
-        )
+    for path in texts:
+        kind = path.name.removeprefix("model-").removesuffix(".gguf")
+        comparison = compare(kind, _gguf_logits(path, reference["ids"]), reference["logits"])
         results.append(
             {**comparison.to_json(), **judge(kind, comparison.cosine, comparison.top1, "text")}
         )
-    mmproj = next(f for f in manifest["files"] if f["role"] == "mmproj")
-    image = _compare_image(gguf_dir / mmproj["name"], model, hf_dir, manifest)
+    image = _compare_image(mmproj, model, hf_dir, texts[0])
     results.append(image)
     report = {"passed": all(r["passed"] for r in results), "results": results}
     (gguf_dir / "verify.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -151,12 +149,11 @@ def compare(name: str, got: list[np.ndarray], want: list[np.ndarray]) -> Compari
     return Comparison(name, float(np.mean(cosines)), agree / total, max_abs)
 
 
-def _compare_image(mmproj: Path, model, hf_dir: Path, manifest: dict) -> dict:
+def _compare_image(mmproj: Path, model, hf_dir: Path, text: Path) -> dict:
     kind = mmproj.stem.removeprefix("mmproj-")
     image = probe_image()
     want = hf_image_embedding(model, hf_dir, image)
-    text_file = next(f["name"] for f in manifest["files"] if f["role"] == "text")
-    got = _gguf_image_embedding(mmproj, mmproj.parent / text_file, image)
+    got = _gguf_image_embedding(mmproj, text, image)
     if got.shape != want.shape:
         return {
             "name": f"image ({kind})",

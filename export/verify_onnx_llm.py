@@ -27,7 +27,8 @@ from export.verify import (
     probe_image,
     row_cosines,
 )
-from tools.onnx_runtime import ModelLoadError, RuntimeSettings
+from imaging.errors import ModelLoadError
+from tools.onnx_runtime import RuntimeSettings
 
 log = logging.getLogger(__name__)
 

@@ -21,3 +21,10 @@ class TrajectoryError(BadInput):
 
 class ReportError(BadInput):
     """A report would state something it cannot back with evidence."""
+
+
+class ModelLoadError(BadInput):
+    """A model file or folder is missing, damaged, not what its manifest says, or cannot run here.
+
+    One type for every model owner (GGUF, ONNX, TensorRT records): the CLI exits 2 with its line,
+    `doctor` shows it red, the gateway fails the job permanently (retrying cannot mend a file)."""

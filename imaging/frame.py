@@ -68,9 +68,10 @@ class Frame:
         return self.pixels.astype(np.float32) * np.float32(self.slope) + np.float32(self.intercept)
 
     @property
-    def value_unit(self) -> str:
-        """UCUM unit of `values`: Hounsfield units for CT, otherwise unitless signal."""
-        return "[hnsf'U]" if self.modality == "CT" and not self.is_colour else "1"
+    def hounsfield(self) -> bool:
+        """Whether `values` are Hounsfield units: a grey CT frame, rescaled by its slope and
+        intercept. Everything else is unitless signal (MR, US, colour)."""
+        return self.modality == "CT" and not self.is_colour
 
     @property
     def default_window(self) -> Window | None:

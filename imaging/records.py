@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from collections.abc import Mapping
@@ -18,12 +19,20 @@ class RecordError(ValueError):
 def to_plain(value: Any) -> Any:
     """JSON/TOML-ready form: dataclasses to dicts, tuples to lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {plain_name(f): to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
     if isinstance(value, Mapping):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     return value
+
+
+def plain_name(field: dataclasses.Field) -> str:
+    """The key a field has in plain data: its name, unless the name is a Python keyword there
+    (`field(metadata={"plain": "class"})`)."""
+    return field.metadata.get("plain", field.name)
 
 
 def from_plain(cls: type[T], data: Any, where: str = "") -> T:
@@ -62,6 +71,12 @@ def _convert(kind: Any, data: Any, where: str) -> Any:
 
 
 def _scalar(kind: Any, data: Any, where: str) -> Any:
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        try:
+            return kind(data)
+        except ValueError:
+            known = ", ".join(repr(member.value) for member in kind)
+            raise RecordError(f"{where}: {data!r} is not one of {known}") from None
     if kind is float and isinstance(data, (int, float)) and not isinstance(data, bool):
         return float(data)
     if kind is int and isinstance(data, bool):
@@ -75,13 +90,13 @@ def _dataclass(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, Mapping):
         raise RecordError(f"{where}: expected a table, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - names)
+    names = {plain_name(f): f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(names))
     if unknown:
         raise RecordError(
             f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
         )
-    values = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    values = {names[k]: _convert(hints[names[k]], v, f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**values)
     except TypeError as exc:  # a required field is missing

@@ -264,6 +264,12 @@ def _frames(ds: Dataset, pixels: np.ndarray) -> list[Frame]:
     return frames
 
 
+def frame_geometry(ds: Dataset, frame: int) -> Geometry:
+    """Where frame `frame` (from 1) of an instance lies, from its header alone: what a derived
+    object needs when the pixels are not loaded."""
+    return _FrameAttributes(ds, frame - 1).geometry()
+
+
 class _FrameAttributes:
     """Attributes of frame i: per-frame functional group, then shared group, then top level."""
 

@@ -53,6 +53,14 @@ def _outside_venv(name: str) -> str | None:
     return shutil.which(name, path=path)
 
 
+def dciodvfy_errors(path: Path) -> list[str]:
+    """What dicom3tools' validator calls an error in one file: none for a valid object."""
+    done = subprocess.run(
+        [tool("dciodvfy", "dicom3tools"), str(path)], capture_output=True, text=True, timeout=60
+    )
+    return [line for line in done.stderr.splitlines() if line.startswith("Error")]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -108,3 +108,36 @@ def reads_on_one_policy(study: Path, config, folder: Path, times: int = 2) -> li
 def decisions(trajectory) -> tuple:
     """What a policy decided in a read: every call with its outcome, and how the read ended."""
     return [(s.tool, s.arguments, s.observation) for s in trajectory.steps], trajectory.end_reason
+
+
+def two_turns_with_a_zoom(policy_settings, frames, inspect=lambda session: None) -> tuple:
+    """Two turns of one model session: the frames shown at 512 px, then a zoom of the first
+    (a box of 200 x 160, shown at 512 x 410) as the observation. The usage of each turn and
+    what `inspect` found in the session before it closed."""
+    from dataclasses import replace
+
+    from edge_agent.agent import Budget, ReadContext
+    from edge_agent.policies import make_policy
+    from tools.toolbox import ToolSettings, default_toolbox
+    from tools.workspace import Workspace
+
+    workspace, toolbox = Workspace(), default_toolbox(ToolSettings())
+    for frame in frames:
+        workspace.show(frame, max_side=512)
+    policy = make_policy(policy_settings)
+    try:
+        context = ReadContext("Is there a lesion?", workspace, toolbox, Budget(max_new_tokens=512))
+        session = policy.open(context)
+        try:
+            first = session.step(context).usage
+            zoom = toolbox.call("zoom_in", {"index": 0, "bbox_2d": [100, 100, 300, 260]}, workspace)
+            assert zoom.image is not None and not zoom.error, zoom.text
+            assert zoom.image.size == (512, 410)
+            second = session.step(replace(context, observation=zoom)).usage
+            found = inspect(session)
+        finally:
+            session.close()
+    finally:
+        policy.close()
+        toolbox.close()
+    return first, second, found

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -18,7 +18,8 @@ import numpy as np
 
 from tools.locate_model import LocateModel
 from tools.masks import fill_holes
-from tools.observation import Observation
+from tools.measurement import Unit
+from tools.observation import Candidate, LocatePayload, ModelUse, Observation
 from tools.onnx_runtime import RuntimeSettings
 from tools.registry import INDEX_SCHEMA, Tool
 from tools.render import draw_boxes
@@ -93,7 +94,7 @@ def locate(
 ) -> Observation:
     """Candidates come from the image as shown, so their boxes are in the policy's coordinates."""
     image = workspace.view(arguments["index"])
-    classes = CT_CLASSES if image.frame.value_unit == "[hnsf'U]" else INTENSITY_CLASSES
+    classes = CT_CLASSES if image.frame.hounsfield else INTENSITY_CLASSES
     prompted, rest = _prompts_for(arguments["captions"], model)
     chosen, unsupported = _classes_for(rest, classes)
     methods = ([model.method] if prompted else []) + ([METHOD] if chosen else [])
@@ -101,7 +102,7 @@ def locate(
         wanted = ", ".join(map(repr, unsupported))
         return Observation(
             text=f"locate cannot find {wanted}; {_known(classes, model)}",
-            payload={"method": _known_methods(model), "candidates": [], "unsupported": unsupported},
+            payload=LocatePayload(_known_methods(model), (), tuple(unsupported)),
         )
     values = _values(image)
     candidates, scores = _model_answers(image, values, model, prompted, settings)
@@ -110,18 +111,18 @@ def locate(
         for caption, tissue in chosen:
             candidates += _candidates(image, values, body, tissue, caption, settings)
     candidates = _ranked(candidates, methods[0], settings.max_candidates)
-    boxes = [(tuple(c["bbox_2d"]), f"{c['rank']} {c['class']}") for c in candidates]
+    boxes = [(tuple(c.bbox_2d), f"{c.rank} {c.tissue}") for c in candidates]
     shown = workspace.derive(image, "locate", pixels=draw_boxes(image.pixels, boxes))
-    payload = {"method": " + ".join(methods), "candidates": candidates, "unsupported": unsupported}
+    payload = LocatePayload(" + ".join(methods), tuple(candidates), tuple(unsupported))
     text = _describe(shown.index, image.index, candidates, unsupported, methods)
     if prompted:
-        payload.update(model=model.record, scores=scores)
+        payload = replace(payload, model=ModelUse.of(model.record), scores=scores)
         listed = ", ".join(f"{p!r} {v:g}" for p, v in scores.items())
         text += f" Model scores: {listed} (threshold {model.manifest.thresholds.score:g})."
     return Observation(text=text, image=shown, payload=payload)
 
 
-def _model_answers(image, values, model, prompted, settings) -> tuple[list[dict], dict]:
+def _model_answers(image, values, model, prompted, settings) -> tuple[list[Candidate], dict]:
     """Candidates for every prompted caption, and each prompt's presence score."""
     candidates, scores = [], {}
     for caption, prompt in prompted:
@@ -130,14 +131,12 @@ def _model_answers(image, values, model, prompted, settings) -> tuple[list[dict]
     return candidates, scores
 
 
-def _ranked(candidates: list[dict], first_method: str, limit: int) -> list[dict]:
+def _ranked(candidates: list[Candidate], first_method: str, limit: int) -> list[Candidate]:
     """The model's candidates first (by score), then the rest by area; numbered from 1."""
     candidates = sorted(
-        candidates, key=lambda c: (c["method"] != first_method, -c.get("score", 0), -c["area"])
+        candidates, key=lambda c: (c.method != first_method, -(c.score or 0), -c.area)
     )[:limit]
-    for rank, candidate in enumerate(candidates, 1):
-        candidate["rank"] = rank
-    return candidates
+    return [replace(candidate, rank=rank) for rank, candidate in enumerate(candidates, 1)]
 
 
 def _prompts_for(captions, model: LocateModel | None) -> tuple[list[tuple[str, str]], list[str]]:
@@ -185,7 +184,7 @@ def _values(image: WorkspaceImage) -> np.ndarray:
 
 def _body(image: WorkspaceImage, values: np.ndarray) -> np.ndarray:
     """The body region on the shown grid (air and table padding excluded)."""
-    if image.frame.value_unit == "[hnsf'U]":
+    if image.frame.hounsfield:
         inside = (values > -500).astype(np.uint8)
     else:
         scaled = cv2.normalize(values, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
@@ -197,7 +196,9 @@ def _body(image: WorkspaceImage, values: np.ndarray) -> np.ndarray:
     return fill_holes(labels == largest)
 
 
-def _candidates(image, values, body, tissue: TissueClass, caption: str, settings) -> list[dict]:
+def _candidates(
+    image, values, body, tissue: TissueClass, caption: str, settings
+) -> list[Candidate]:
     low, high = tissue.low, tissue.high
     if tissue.relative:
         if not body.any():
@@ -208,7 +209,7 @@ def _candidates(image, values, body, tissue: TissueClass, caption: str, settings
         found, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     )
     return [
-        {"caption": caption, "class": tissue.name, **region, "method": METHOD}
+        Candidate(caption, tissue.name, **region, method=METHOD)
         for region, _ in _regions(image, values, found, settings)
     ]
 
@@ -222,24 +223,25 @@ def _model_candidates(image, values, model: LocateModel, caption, prompt, settin
         return [], score
     found = (predicted.probability >= thresholds.mask).astype(np.uint8)
     candidates = [
-        {
-            "caption": caption,
-            "class": prompt,
+        Candidate(
+            caption,
+            prompt,
             **region,
-            "score": score,
-            "probability": round(float(predicted.probability[inside].mean()), 3),
-            "method": model.method,
-        }
+            method=model.method,
+            score=score,
+            probability=round(float(predicted.probability[inside].mean()), 3),
+        )
         for region, inside in _regions(image, values, found, settings)
     ]
     return candidates, score
 
 
 def _regions(image: WorkspaceImage, values, found: np.ndarray, settings):
-    """Connected parts of `found` at least `min_area_mm2` large: box, area, mean value, pixels."""
+    """Connected parts of `found` at least `min_area_mm2` large: a candidate's box, area and mean
+    value, and its pixels."""
     spacing = image.frame.geometry.pixel_spacing
     row_mm, col_mm = image.to_source.mm_per_pixel(spacing or (1.0, 1.0))
-    unit = "mm2" if spacing else "{pixel2}"
+    unit = Unit.SQUARE_MILLIMETRE if spacing else Unit.SQUARE_PIXEL
     count, labels, stats, _ = cv2.connectedComponentsWithStats(found, connectivity=8)
     for k in range(1, count):
         area = float(stats[k, cv2.CC_STAT_AREA]) * row_mm * col_mm
@@ -248,7 +250,7 @@ def _regions(image: WorkspaceImage, values, found: np.ndarray, settings):
         x, y, w, h = (int(v) for v in stats[k, :4])
         inside = labels == k
         region = {
-            "bbox_2d": [x, y, x + w, y + h],
+            "bbox_2d": (x, y, x + w, y + h),
             "area": round(area, 1),
             "area_unit": unit,
             "mean_value": round(float(values[inside].mean()), 1),
@@ -256,11 +258,11 @@ def _regions(image: WorkspaceImage, values, found: np.ndarray, settings):
         yield region, inside
 
 
-def _describe(new_index, index, candidates: list[dict], unsupported, methods) -> str:
+def _describe(new_index, index, candidates: list[Candidate], unsupported, methods) -> str:
     if candidates:
         listed = "; ".join(
-            f"{c['rank']}) {c['class']} box {c['bbox_2d']} area {c['area']:g} {c['area_unit']} "
-            f"mean {c['mean_value']:g}" + (f" score {c['score']:g}" if "score" in c else "")
+            f"{c.rank}) {c.tissue} box {list(c.bbox_2d)} area {c.area:g} {c.area_unit.value} "
+            f"mean {c.mean_value:g}" + (f" score {c.score:g}" if c.score is not None else "")
             for c in candidates
         )
         text = f"Image #{new_index} marks candidates on image #{index}: {listed}."

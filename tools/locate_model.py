@@ -35,7 +35,6 @@ missing, corrupt or mismatched model stops start-up with a clear error, never a 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -44,14 +43,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from imaging.checksum import sha256_file
+from imaging.errors import ModelLoadError
+from imaging.model_folder import ModelFolder, plain_name
 from imaging.records import RecordError, from_plain
-from tools.onnx_runtime import ModelLoadError, OnnxModel, RuntimeSettings
+from tools.onnx_runtime import OnnxModel, RuntimeSettings
 
 log = logging.getLogger(__name__)
 
 FORMAT = "edge-agent locate onnx 1"
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -94,55 +93,36 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
-class FileEntry:
-    name: str
-    role: str
-    sha256: str
-    bytes: int
-
-
-@dataclass(frozen=True)
 class LocateManifest:
-    format: str
+    """The locate kind's own fields of the manifest (files, source, versions: `ModelFolder`)."""
+
     name: str
     model: str  # the ONNX file's name inside the folder
     prompts: tuple[str, ...]
-    files: tuple[FileEntry, ...]
     image: ImageInput
     text: TextInput
     outputs: Outputs = Outputs()
     thresholds: Thresholds = Thresholds()
     contract: str = ""
-    source: dict | None = None
     verify: dict | None = None
-    versions: dict | None = None
 
     def __post_init__(self) -> None:
-        if self.format != FORMAT:
-            raise ValueError(f"format is {self.format!r}, this version reads {FORMAT!r}")
         if not self.prompts or len(set(map(normalise, self.prompts))) != len(self.prompts):
             raise ValueError("prompts must be a non-empty list without duplicates")
-        # Names are joined to the model folder: never let a manifest point outside it.
-        for name in (self.model, self.text.file, *(entry.name for entry in self.files)):
-            if Path(name).name != name or name in ("", ".", ".."):
-                raise ValueError(f"file {name!r} must be a plain name inside the model folder")
+        plain_name(self.model), plain_name(self.text.file)  # never a path outside the folder
 
 
 def normalise(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def read_manifest(folder: Path) -> LocateManifest:
+def read_manifest(path: Path) -> tuple[ModelFolder, LocateManifest]:
     """The folder's manifest, checked against the contract; any defect is a ModelLoadError."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise ModelLoadError(f"locate model folder {folder} has no {MANIFEST}")
+    folder = ModelFolder.read(path, FORMAT, what="locate model folder")
     try:
-        return from_plain(LocateManifest, json.loads(path.read_text()), "manifest")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not valid JSON: {exc}") from None
+        return folder, from_plain(LocateManifest, dict(folder.manifest.fields), "manifest")
     except RecordError as exc:
-        raise ModelLoadError(f"{path}: {exc}") from None
+        raise ModelLoadError(f"{folder.manifest_path}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -155,10 +135,12 @@ class LocateModel:
     """One locate model: its manifest, prompt embeddings and ONNX session; `close()` frees it."""
 
     def __init__(self, folder: Path, runtime: RuntimeSettings | None = None) -> None:
-        self.folder = Path(folder)
-        self.manifest = read_manifest(self.folder)
+        export, self.manifest = read_manifest(Path(folder))
+        self.folder = export.path
         self.file = self.folder / self.manifest.model
-        self.sha256 = _checked_hash(self.folder, self.manifest)
+        export.check_all()
+        self.sha256 = export.named(self.manifest.model).sha256
+        export.named(self.manifest.text.file)  # the embeddings are hashed like the graph
         self._embeddings = _embeddings(self.folder, self.manifest)
         self._prompts = {normalise(p): row for row, p in enumerate(self.manifest.prompts)}
         self._session = OnnxModel(self.file, runtime)
@@ -252,24 +234,6 @@ def preprocess(pixels: np.ndarray, spec: ImageInput) -> np.ndarray:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))).astype(np.float32)
-
-
-def _checked_hash(folder: Path, manifest: LocateManifest) -> str:
-    """Every listed file is present and unchanged; returns the ONNX file's SHA-256."""
-    hashes = {}
-    for entry in manifest.files:
-        path = folder / entry.name
-        if not path.is_file():
-            raise ModelLoadError(f"{path} is listed in {folder / MANIFEST} but missing")
-        hashes[entry.name] = sha256_file(path)
-        if hashes[entry.name] != entry.sha256:
-            raise ModelLoadError(
-                f"{path} differs from its manifest (SHA-256 {hashes[entry.name][:16]}…, "
-                f"expected {entry.sha256[:16]}…): corrupt or replaced"
-            )
-    if manifest.model not in hashes:
-        raise ModelLoadError(f"{folder / MANIFEST} lists no hash for {manifest.model}")
-    return hashes[manifest.model]
 
 
 def _embeddings(folder: Path, manifest: LocateManifest) -> np.ndarray:

@@ -10,7 +10,8 @@ import numpy as np
 
 from tools.errors import ToolError
 from tools.masks import mask_box
-from tools.observation import Observation
+from tools.measurement import Measurement, Quantity, Unit
+from tools.observation import MeasurePayload, Observation
 from tools.registry import BOX_SCHEMA, INDEX_SCHEMA, Tool
 from tools.render import draw_line, draw_mask
 from tools.workspace import Workspace, WorkspaceImage
@@ -32,16 +33,19 @@ def measure(arguments: Mapping, workspace: Workspace) -> Observation:
     if not mask.any():
         raise ToolError(f"the {region} covers no source pixels")
     result = region_measurements(
-        mask, image.frame.values, image.frame.geometry.pixel_spacing, image.frame.value_unit
+        mask,
+        image.frame.values,
+        image.frame.geometry.pixel_spacing,
+        Unit.of_values(image.frame.hounsfield),
     )
     ends = image.to_source.inverse().apply(result.long_axis_px)
     pixels = draw_line(draw_mask(image.pixels, image.mask_here(mask)), ends[0], ends[1])
     measured = workspace.derive(image, "measure", pixels=pixels, mask=mask, roi_px=mask_box(mask))
-    listed = "; ".join(describe(m) for m in result.measurements)
+    listed = "; ".join(m.describe() for m in result.measurements)
     return Observation(
         text=f"Measured the {region} (image #{measured.index}): {listed}.",
         image=measured,
-        payload={"measurements": result.measurements},
+        payload=MeasurePayload(result.measurements),
     )
 
 
@@ -49,7 +53,7 @@ def measure(arguments: Mapping, workspace: Workspace) -> Observation:
 class RegionMeasurements:
     """Area, long axis and value statistics of one source-grid mask."""
 
-    measurements: list[dict]
+    measurements: tuple[Measurement, ...]
     long_axis_px: np.ndarray  # two (x, y) end points in source pixel coordinates
 
 
@@ -57,24 +61,26 @@ def region_measurements(
     mask: np.ndarray,
     values: np.ndarray,
     spacing: tuple[float, float] | None,
-    value_unit: str,
+    value_unit: Unit,
 ) -> RegionMeasurements:
     """Without PixelSpacing the sizes are in pixels, and the unit says so."""
     row_mm, col_mm = spacing or (1.0, 1.0)
-    length_unit, area_unit = ("mm", "mm2") if spacing else ("{pixel}", "{pixel2}")
+    length_unit, area_unit = (
+        (Unit.MILLIMETRE, Unit.SQUARE_MILLIMETRE) if spacing else (Unit.PIXEL, Unit.SQUARE_PIXEL)
+    )
     area = float(mask.sum()) * row_mm * col_mm
     length, ends = _long_axis(mask, row_mm, col_mm)
     measurements = [
-        {"name": "area", "value": round(area, 2), "unit": area_unit},
-        {"name": "long axis", "value": round(length, 2), "unit": length_unit},
+        Measurement(Quantity.AREA, round(area, 2), area_unit),
+        Measurement(Quantity.LONG_AXIS, round(length, 2), length_unit),
     ]
     if values.ndim == 2:
         inside = values[mask]
         measurements += [
-            {"name": "mean", "value": round(float(inside.mean()), 1), "unit": value_unit},
-            {"name": "SD", "value": round(float(inside.std()), 1), "unit": value_unit},
+            Measurement(Quantity.MEAN, round(float(inside.mean()), 1), value_unit),
+            Measurement(Quantity.SD, round(float(inside.std()), 1), value_unit),
         ]
-    return RegionMeasurements(measurements, ends)
+    return RegionMeasurements(tuple(measurements), ends)
 
 
 def _long_axis(mask: np.ndarray, row_mm: float, col_mm: float) -> tuple[float, np.ndarray]:
@@ -92,15 +98,6 @@ def _long_axis(mask: np.ndarray, row_mm: float, col_mm: float) -> tuple[float, n
     # Pixel centres are half a pixel inside the region at each end.
     length = centre_distance + ux * col_mm + uy * row_mm
     return length, np.array([hull[i], hull[j]], dtype=float) + 0.5
-
-
-UNIT_LABELS = {"[hnsf'U]": "HU", "mm2": "mm²", "{pixel}": "pixels", "{pixel2}": "pixels²", "1": ""}
-
-
-def describe(measurement: Mapping) -> str:
-    """'area 12.5 mm²': the UCUM code stays in the data, people read the usual symbol."""
-    unit = UNIT_LABELS.get(measurement["unit"], measurement["unit"])
-    return f"{measurement['name']} {measurement['value']:g} {unit}".rstrip()
 
 
 def _box_mask(image: WorkspaceImage, bbox) -> np.ndarray:

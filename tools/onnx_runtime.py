@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.errors import BadInput
+from imaging.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +22,6 @@ PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
-
-
-class ModelLoadError(BadInput):
-    """A configured model file is missing, corrupt, or cannot run on any configured provider."""
 
 
 @dataclass(frozen=True)

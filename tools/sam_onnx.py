@@ -7,7 +7,6 @@ hash and opened when the toolbox is built, so a damaged model is an error at sta
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +14,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from imaging.checksum import sha256_file
-from tools.onnx_runtime import ModelLoadError, OnnxModel, RuntimeSettings
+from imaging.errors import ModelLoadError
+from imaging.model_folder import ModelFolder
+from imaging.records import RecordError, from_plain
+from tools.onnx_runtime import OnnxModel, RuntimeSettings
 from tools.render import to_rgb
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "edge-agent sam onnx 1"
 ENCODERS = ("fp32", "int8")  # manifest roles "encoder" and "encoder-int8"
 # Names shared by the exporter and this runtime: the ONNX graphs' inputs and outputs.
@@ -47,44 +47,33 @@ class Decoded:
     scores: np.ndarray
 
 
-def read_manifest(path: Path) -> tuple[Path, dict]:
-    """The export folder and its manifest; `path` is the folder or its manifest.json."""
-    path = Path(path)
-    manifest_path = path / MANIFEST if path.is_dir() else path
-    if not manifest_path.is_file():
-        raise ModelLoadError(f"segment model {path}: no {MANIFEST} (expected an `export onnx` dir)")
+@dataclass(frozen=True)
+class SamImage:
+    """The encoder's input: a square of `size` pixels, normalised per channel (0..1 scale)."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: str = ""
+
+
+@dataclass(frozen=True)
+class SamSpec:
+    """The SAM kind's own manifest fields that the runtime opens the model with."""
+
+    model: str  # the SAM2 config it was built from, e.g. "sam2.1_hiera_t"
+    image: SamImage
+
+
+def read_manifest(path: Path) -> tuple[ModelFolder, SamSpec]:
+    """The export (`path` is the folder or its manifest.json) and what it was made for;
+    everything the model is opened with is checked before any session exists."""
+    folder = ModelFolder.read(path, MANIFEST_FORMAT, what="segment model")
+    fields = {k: v for k, v in folder.manifest.fields.items() if k in ("model", "image")}
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"{manifest_path} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ModelLoadError(f"{manifest_path}: format {found!r} is not {MANIFEST_FORMAT!r}")
-    try:  # everything the model is opened with, checked before any session exists
-        image = manifest["image"]
-        int(image["size"]), list(image["mean"]), list(image["std"]), str(manifest["model"])
-        {str(f["role"]): str(f["name"]) for f in manifest["files"]}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelLoadError(f"{manifest_path} is incomplete or damaged: {exc!r}") from None
-    return manifest_path.parent, manifest
-
-
-def checked_file(folder: Path, manifest: dict, role: str) -> Path:
-    """The file the manifest lists for `role`, present and matching its SHA-256."""
-    entry = next((f for f in manifest["files"] if f["role"] == role), None)
-    if entry is None:
-        roles = ", ".join(f["role"] for f in manifest["files"])
-        raise ModelLoadError(f"{folder}: the export has no {role} (it has: {roles})")
-    path = folder / entry["name"]
-    if not path.is_file():
-        raise ModelLoadError(f"model file {path} does not exist")
-    if sha256_file(path) != entry["sha256"]:
-        raise ModelLoadError(f"{path} does not match the SHA-256 in its manifest: damaged?")
-    return path
-
-
-def _listed_hash(manifest: dict, name: str) -> str:
-    return next(f["sha256"] for f in manifest["files"] if f["name"] == name)
+        return folder, from_plain(SamSpec, fields, "manifest")
+    except RecordError as exc:
+        raise ModelLoadError(f"{folder.manifest_path} is incomplete or damaged: {exc}") from None
 
 
 def preprocess(pixels: np.ndarray, side: int, mean, std) -> np.ndarray:
@@ -112,29 +101,27 @@ class SamOnnx:
     ) -> None:
         if encoder not in ENCODERS:
             raise ModelLoadError(f"segment encoder {encoder!r} is not one of {', '.join(ENCODERS)}")
-        self.folder, self.manifest = read_manifest(path)
+        export, spec = read_manifest(path)
+        self.folder = export.path
         role = "encoder" if encoder == "fp32" else "encoder-int8"
-        encoder_path = checked_file(self.folder, self.manifest, role)
-        decoder_path = checked_file(self.folder, self.manifest, "decoder")
+        encoder_path = export.verified(role)
+        decoder_path = export.verified("decoder")
         self._encoder = OnnxModel(encoder_path, settings)
         try:
             self._decoder = OnnxModel(decoder_path, settings)
         except ModelLoadError:
             self._encoder.close()
             raise
-        image = self.manifest["image"]
-        self.side, self.mean, self.std = int(image["size"]), image["mean"], image["std"]
+        self.side, self.mean, self.std = spec.image.size, spec.image.mean, spec.image.std
         provider = self._encoder.provider
-        self.method = f"{self.manifest['model']} on ONNX Runtime ({encoder} encoder, {provider})"
+        self.method = f"{spec.model} on ONNX Runtime ({encoder} encoder, {provider})"
         # What a report needs to name the model: the export and the files that ran, by hash;
         # "file" / "sha256" (the encoder, the weights that matter) is what the SR statement names.
         self.provenance = {
             "file": f"{self.folder.name}/{encoder_path.name}",
-            "sha256": _listed_hash(self.manifest, encoder_path.name),
+            "sha256": export.named(encoder_path.name).sha256,
             "export": str(self.folder),
-            "files": {
-                p.name: _listed_hash(self.manifest, p.name) for p in (encoder_path, decoder_path)
-            },
+            "files": {p.name: export.named(p.name).sha256 for p in (encoder_path, decoder_path)},
         }
         log.info("segment model %s: %s", self.folder, self.method)
 

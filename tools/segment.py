@@ -15,7 +15,7 @@ import numpy as np
 
 from tools.errors import ToolError
 from tools.masks import main_component, mask_box
-from tools.observation import Observation
+from tools.observation import ModelUse, Observation, SegmentPayload
 from tools.registry import BOX_SCHEMA, INDEX_SCHEMA, Tool
 from tools.render import draw_boxes, draw_mask, to_rgb
 from tools.sam_onnx import ENCODERS, Embedding, SamOnnx
@@ -71,11 +71,14 @@ def segment(
     """Segment on the image as shown (the policy's view), then carry the mask to the source grid."""
     image = workspace.view(arguments["index"])
     box = image.clip_box(arguments["bbox_2d"])
-    details: dict = {}
+    score, used = None, None
     if model is not None:
         here, score = model(image, box, workspace)
-        method = model.model.method
-        details = {"score": round(score, 3), "model": model.model.provenance}
+        method, score, used = (
+            model.model.method,
+            round(score, 3),
+            ModelUse.of(model.model.provenance),
+        )
     else:
         method, here = METHOD, grabcut(image.pixels, box)
         if not here.any():
@@ -90,11 +93,7 @@ def segment(
         f"{[round(v, 1) for v in box]} of image #{image.index} "
         f"({int(here.sum())} pixels as shown; method: {method}).",
         image=segmented,
-        payload={
-            "method": method,
-            "bbox_2d": [round(v, 1) for v in box],
-            **details,
-        },
+        payload=SegmentPayload(method, tuple(round(v, 1) for v in box), score, used),
     )
 
 

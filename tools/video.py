@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from imaging.frame import Frame
 from imaging.video import VideoError
 from tools.errors import ToolError
-from tools.observation import Observation
+from tools.observation import FramePayload, Observation, SheetPayload
 from tools.registry import Tool
 from tools.render import contact_sheet
 from tools.workspace import Affine, Workspace, WorkspaceImage
@@ -25,7 +25,7 @@ def get_frame(arguments: Mapping, workspace: Workspace, *, size: int) -> Observa
         text=f"Image #{image.index} is frame {frame.ref.frame} at {frame.time_s:.3f} s "
         f"(asked for {float(arguments['t']):g} s).",
         image=image,
-        payload={"frame": frame.ref.frame, "time_s": round(frame.time_s or 0.0, 6)},
+        payload=FramePayload(frame.ref.frame, round(frame.time_s or 0.0, 6)),
     )
 
 
@@ -39,7 +39,7 @@ def crop_video(arguments: Mapping, workspace: Workspace, *, size: int) -> Observ
         + ", ".join(f"{f.time_s:.2f} s (frame {f.ref.frame})" for f in frames)
         + ".",
         image=image,
-        payload={"frames": [f.ref.frame for f in frames], "times_s": list(image.times_s)},
+        payload=SheetPayload(tuple(f.ref.frame for f in frames), image.times_s),
     )
 
 

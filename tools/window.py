@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from imaging.windowing import Window
 from tools.errors import ToolError
-from tools.observation import Observation
+from tools.observation import Observation, WindowPayload
 from tools.registry import INDEX_SCHEMA, Tool
 from tools.workspace import Workspace
 
@@ -22,7 +22,7 @@ def window(arguments: Mapping, workspace: Workspace) -> Observation:
         text=f"Image #{shown.index} is image #{image.index} shown with window centre "
         f"{new_window.center:g}, width {new_window.width:g}.",
         image=shown,
-        payload={"window": new_window.to_json()},
+        payload=WindowPayload(new_window),
     )
 
 

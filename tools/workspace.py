@@ -65,9 +65,6 @@ class Affine:
             float(spacing[1] * np.hypot(a[0, 0], a[1, 0])),
         )
 
-    def to_json(self) -> list[float]:
-        return list(self.matrix)
-
 
 def sample(
     array: np.ndarray,
@@ -205,18 +202,15 @@ class Workspace:
         frame: Frame,
         *,
         max_side: int = 0,
-        window: Window | None = None,
         tool: str = "shown",
-        parent: int | None = None,
     ) -> WorkspaceImage:
-        """Add a whole frame (an original, or one a video tool fetched), resized to fit
-        `max_side` if set."""
+        """Add a whole frame (an original, or one a video tool fetched) in its default window,
+        resized to fit `max_side` if set."""
         rows, cols = frame.shape
         scale = max_side / max(rows, cols) if max_side else 1.0
         size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
         to_source = Affine.scale_then_shift(cols / size[0], rows / size[1], 0.0, 0.0)
-        window = window or frame.default_window
-        return self.add(frame, to_source, size, window, tool=tool, parent=parent)
+        return self.add(frame, to_source, size, frame.default_window, tool=tool)
 
     def add(
         self,

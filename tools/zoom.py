@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tools.observation import Observation
+from tools.observation import Observation, ZoomPayload
 from tools.registry import BOX_SCHEMA, INDEX_SCHEMA, Tool
 from tools.workspace import Affine, Workspace
 
@@ -31,7 +31,7 @@ def zoom_in(arguments: Mapping, workspace: Workspace, *, size: int) -> Observati
         text=f"Image #{zoomed.index} ({out_size[0]}x{out_size[1]}) is box {shown} of image "
         f"#{image.index}, {out_size[0] / (x2 - x1):.1f}x the source resolution.",
         image=zoomed,
-        payload={"bbox_2d": shown, "source_box_px": [round(v, 2) for v in (x1, y1, x2, y2)]},
+        payload=ZoomPayload(tuple(shown), tuple(round(v, 2) for v in (x1, y1, x2, y2))),
     )
 
 

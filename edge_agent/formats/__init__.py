@@ -1,19 +1,57 @@
-"""Prompt formats, one per model family: how tools are described and replies are written."""
+"""Prompt formats, driven by prompt profiles (profiles/*.toml): what the model is shown each turn,
+the grammar of its reply, and the reply parsed into our tool call or an answer."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from edge_agent.formats.medscope import MedScopeFormat
 from edge_agent.formats.ophiuchus import OphiuchusFormat
+from edge_agent.formats.profile import Profile, ProfileError, load_profile
+from edge_agent.formats.question import Question
 
 if TYPE_CHECKING:
     from edge_agent.agent import ReadContext
 
+log = logging.getLogger(__name__)
 
-def format_for(context: ReadContext, max_think_chars: int) -> OphiuchusFormat | MedScopeFormat:
-    """MedScope (tools in seconds) for a cine or video read, Ophiuchus for images."""
+DEFAULT_PROFILES = {"image": "ophiuchus-v1", "video": "medscope-provisional"}
+SYNTAX = {"action": OphiuchusFormat, "tool_call": MedScopeFormat}
+
+__all__ = ["Profile", "ProfileError", "chosen_profile", "format_for", "load_profile"]
+
+
+def chosen_profile(setting: str, model_profile: str) -> Profile | None:
+    """The profile a policy reads with: the configuration's (`--profile`) first, then the one
+    the model folder's manifest names (the checkpoint's interface); None: each read's default."""
+    name = setting or model_profile
+    return load_profile(name) if name else None
+
+
+def format_for(
+    context: ReadContext, profile: Profile | None = None, think_tokens: int | None = None
+) -> OphiuchusFormat | MedScopeFormat:
+    """The format for a read starting now: `profile` (the model folder's, or `--profile`), else
+    the default for the read (a video or cine: MedScope, provisional; images: Ophiuchus)."""
     timeline = context.workspace.timeline
-    if timeline is not None:
-        return MedScopeFormat(context.toolbox, timeline.duration_s, max_think_chars)
-    return OphiuchusFormat(context.toolbox, max_think_chars)
+    if profile is not None and timeline is not None and not _reads_video(profile):
+        log.warning(
+            "prompt profile %s has no video tools; this cine/video read uses %s",
+            profile.name,
+            DEFAULT_PROFILES["video"],
+        )
+        profile = None
+    if profile is None:
+        profile = load_profile(DEFAULT_PROFILES["video" if timeline is not None else "image"])
+    return SYNTAX[profile.syntax](
+        profile,
+        originals=len(context.workspace),
+        question=Question.parse(context.question),
+        duration_s=timeline.duration_s if timeline is not None else None,
+        think_tokens=think_tokens,
+    )
+
+
+def _reads_video(profile: Profile) -> bool:
+    return any(tool.ours in ("crop_video", "get_frame") for tool in profile.tools)

@@ -1,48 +1,33 @@
-"""A model policy's side of one turn, for any prompt format: the chat text it adds (Qwen chat
-template: the first turn carries the system prompt, the question and the shown images; a later one
-the end of the last reply, the newest observation and any image the tool made), and what the
-parsed reply decides."""
+"""A model policy's side of one turn, for any profile: the chat text it adds (the Qwen2.5-VL chat
+template, as the checkpoint's own `chat_template` renders it: `<|im_start|>role\\n...<|im_end|>\\n`
+per message, then the assistant's generation prompt), and the images in marker order."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
-from edge_agent.agent import Answer, Claim, Decision, ToolCall
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Sequence
+
+    import numpy as np
 
     from edge_agent.agent import ReadContext
-    from edge_agent.formats.gbnf import Reply
-    from tools.workspace import WorkspaceImage
+    from edge_agent.formats.turns import Message, ProfileFormat
 
 
-class PromptFormat(Protocol):
-    def system_prompt(self) -> str: ...
-
-    def image_line(self, image: WorkspaceImage, marker: str) -> str: ...
-
-
-def turn_text(
-    form: PromptFormat, context: ReadContext, first_new: int, marker: str, pending: str
-) -> str:
-    """What turn k adds; `marker` stands for each new image, `pending` ends the last reply."""
-    workspace = context.workspace
-    lines = [form.image_line(workspace.get(i), marker) for i in range(first_new, len(workspace))]
-    if first_new == 0:
-        text = (
-            f"<|im_start|>system\n{form.system_prompt()}<|im_end|>\n"
-            f"<|im_start|>user\n{context.question}\n" + "\n".join(lines)
-        )
-    else:
-        observation = context.observation.text if context.observation else ""
-        text = f"{pending}<|im_start|>user\nObservation: {observation}\n" + "\n".join(lines)
-    return text + "<|im_end|>\n<|im_start|>assistant\n"
+def chat_text(messages: Sequence[Message], placeholder: str, marker: str) -> str:
+    """Messages in the chat template's framing; each image placeholder becomes `marker`."""
+    return "".join(
+        f"<|im_start|>{m.role}\n{m.text.replace(placeholder, marker)}<|im_end|>\n" for m in messages
+    )
 
 
-def decision(reply: Reply, context: ReadContext, usage: Mapping) -> Decision:
-    """A tool call, or an answer citing the newest image the model looked at."""
-    if reply.tool is None:
-        evidence = (len(context.workspace) - 1,)
-        return Answer(reply.answer, (Claim(reply.answer, evidence),), reply.thought, usage)
-    return ToolCall(reply.tool, reply.arguments, reply.thought, usage)
+def turn_input(
+    form: ProfileFormat, context: ReadContext, first_new: int, marker: str, pending: str
+) -> tuple[str, list[np.ndarray]]:
+    """What turn k adds (text and images), from workspace image `first_new` on; `marker` stands
+    for each image, `pending` ends the last reply."""
+    messages = form.messages(context, first_new)
+    text = pending + chat_text(messages, form.profile.placeholder, marker)
+    images = [image for message in messages for image in message.images]
+    return text + "<|im_start|>assistant\n", images

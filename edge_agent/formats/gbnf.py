@@ -1,10 +1,15 @@
-"""What every prompt format shares: the parsed reply, and GBNF rules built from the tools' JSON
-Schemas so a grammar-constrained reply always carries valid arguments."""
+"""What every prompt format shares: the parsed reply, and GBNF rules for the JSON a trained call
+carries, so a grammar-constrained reply always holds a call the model could have made in
+training (pretty-printed or compact JSON alike)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+# llama.cpp refuses a repetition above 2000 (MAX_REPETITION_THRESHOLD); longer bounds are built
+# from blocks, which stays unambiguous (at most two parse stacks at any character).
+BLOCK = 100
 
 
 class FormatError(Exception):
@@ -15,51 +20,45 @@ class FormatError(Exception):
 class Reply:
     thought: str
     tool: str | None  # our tool name, or None for an answer
-    arguments: Mapping | None
-    answer: str | None
+    arguments: Mapping | None  # in our tool's shape, indices in the workspace
+    answer: str | None  # the answer text; for a multiple-choice question, the option letter
+    option: str | None = None  # the chosen option's text, for a multiple-choice question
 
 
-def value_rules(image_count: int, max_think_chars: int) -> dict[str, str]:
-    """The rules `object_rule` refers to; `index` may only name an image that exists."""
+def bounded(name: str, char_class: str, most: int, least: int = 0) -> dict[str, str]:
+    """Rule `name`: `char_class` repeated least..most times, in a form llama.cpp and llguidance
+    both accept for any bound (a block rule, as neither takes a repetition of a repetition)."""
+    if most <= 2 * BLOCK:
+        return {name: f"{char_class}{{{least},{most}}}"}
+    rest = f"{name}-block{{0,{(most - least) // BLOCK}}} {char_class}{{0,{BLOCK - 1}}}"
     return {
-        "thought": f"[^<]{{0,{max_think_chars}}}",
-        "index": " | ".join(f'"{i}"' for i in range(image_count)),
-        "nat": '"0" | [1-9] [0-9]{0,3}',
-        "num": '("0" | [1-9] [0-9]{0,5}) ("." [0-9]{1,3})?',  # seconds of a long video too
-        "text": '"\\"" [a-zA-Z0-9 ,.()-]{1,60} "\\""',
+        name: f"{char_class}{{{least}}} {rest}" if least else rest,
+        f"{name}-block": f"{char_class}{{{BLOCK}}}",
     }
 
 
-def object_rule(schema: Mapping) -> str:
-    """GBNF for a JSON object with the schema's required properties, in order."""
-    parts = []
-    for number, key in enumerate(schema["required"]):
-        separator = ", " if number else ""
-        parts.append(f'"{separator}\\"{key}\\": " {_value_rule(key, schema["properties"][key])}')
-    return '"{" ' + " ".join(parts) + ' "}"'
+def json_rules(index_values: Iterable[int]) -> dict[str, str]:
+    """Values by trained argument kind (profile.KINDS) and JSON's insignificant whitespace."""
+    indices = [f'"{i}"' for i in index_values]
+    return {
+        "ws": "[ \\t\\n]{0,24}",  # pretty-printed (indent 4 or 8) or compact
+        "index": " | ".join(indices) if indices else '"-"',  # no image: no index is valid
+        "int": '"0" | [1-9] [0-9]{0,4}',
+        "box": '"[" ws int ws "," ws int ws "," ws int ws "," ws int ws "]"',
+        "text": '"\\"" [^"\\\\\\n<]{1,200} "\\""',
+        "seconds": '("0" | [1-9] [0-9]{0,5}) ("." [0-9]{1,3})?',
+    }
 
 
-def _value_rule(key: str, schema: Mapping) -> str:
-    kind = schema.get("type")
-    if kind == "integer":
-        if key == "index":
-            return "index"
-        low, high = schema.get("minimum"), schema.get("maximum")
-        if low is not None and high is not None and high - low <= 64:  # only what the tool takes
-            return "(" + " | ".join(f'"{v}"' for v in range(int(low), int(high) + 1)) + ")"
-        return "nat"
-    if kind == "number":
-        return "num"
-    if kind == "string":
-        return "text"
-    if kind == "array":
-        item = _value_rule("", schema["items"])
-        low, high = schema.get("minItems", 1), schema.get("maxItems", 8)
-        if low < 1:
-            raise ValueError(f"arrays must have minItems >= 1 for the grammar ({key})")
-        tail = f'(", " {item}){{{low - 1},{high - 1}}}'
-        return f'"[" {item} {tail} "]"'
-    raise ValueError(f"no grammar for schema type {kind!r} ({key}); extend _value_rule")
+def json_object(arguments: Iterable[tuple[str, str]]) -> str:
+    """GBNF for a JSON object with these (key, kind) members, in order."""
+    members = [f'"\\"{key}\\":" ws {kind}' for key, kind in arguments]
+    return '"{" ws ' + ' ws "," ws '.join(members) + ' ws "}"'
+
+
+def rule_name(text: str) -> str:
+    """A GBNF rule name for a trained action name (`Zoom-in` -> `zoom-in`)."""
+    return "".join(c if c.isalnum() else "-" for c in text.lower())
 
 
 def gbnf(rules: Mapping[str, str]) -> str:

@@ -6,36 +6,31 @@ embeddings in place of their <|image_pad|> tokens, and the new text, at their M-
 after the cache. The prompt format is the same as llama_cpp's (Ophiuchus for images, MedScope for
 a cine or video). Decoding is greedy under the same GBNF grammar (token masks from llguidance), so
 each reply is a valid call or an answer; with `grammar = false` it is unconstrained, and a reply
-that does not follow the format ends the read with a recorded policy error."""
+that does not follow the format ends the read with a recorded policy error. The turn loop is the
+shared `ModelSession`; this module is its ONNX Runtime back end."""
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edge_agent.agent import Decision, PolicyError, ReadContext
-from edge_agent.formats import format_for
-from edge_agent.formats.chat import decision, turn_text
-from edge_agent.formats.gbnf import FormatError
-from edge_agent.formats.medscope import MedScopeFormat
-from edge_agent.formats.ophiuchus import OphiuchusFormat
+from edge_agent.agent import PolicyError, ReadContext
+from edge_agent.formats import chosen_profile, format_for
 from edge_agent.grammar import Constraint, GrammarError, TokenGrammar
 from edge_agent.onnx_decoder import KvCache, OnnxDecoder, OnnxVision, turn_chunks
 from edge_agent.policies.llama_cpp import DISCLAIMER
+from edge_agent.policies.session import ModelSession, Prompt, Stream
 from edge_agent.trajectory import PolicyRecord
 from edge_agent.vision_inputs import mrope_positions
 from imaging.errors import ConfigError
 from tools.onnx_runtime import RuntimeSettings
-from tools.render import to_rgb
 
 log = logging.getLogger(__name__)
-
-Stream = Callable[[str], None]
 
 IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"  # one pad, widened to the image's tokens
 
@@ -47,7 +42,9 @@ class OnnxTrtSettings:
     n_ctx: int = 8192  # capped at the checkpoint's context length
     prefill_chunk: int = 256  # prompt tokens per decoder call: bounds the logits' memory
     grammar: bool = True  # replies constrained to the format; false: free, mistakes end the read
-    max_think_chars: int = 400
+    max_think_tokens: int = 0  # a reply's thought; 0: the prompt profile's default
+    # prompt profile, by name or file; "": the model folder's, else the read's default
+    profile: str = ""
     image_size: int = 512  # shown images fit this long side, as the model was trained
 
     def __post_init__(self) -> None:
@@ -67,6 +64,7 @@ class OnnxTrtPolicy:
         self._stream = stream
         self._decoder = OnnxDecoder(Path(settings.model_dir), settings.runtime)
         try:
+            self._profile = chosen_profile(settings.profile, self._decoder.profile)
             self._vision = OnnxVision(self._decoder, settings.runtime)
             self._grammar = self._token_grammar() if settings.grammar else None
             self._record = self._policy_record(settings)
@@ -104,17 +102,17 @@ class OnnxTrtPolicy:
     def shown_size(self) -> int:
         return self.settings.image_size
 
-    def open(self, context: ReadContext) -> OnnxSession:
+    def open(self, context: ReadContext) -> ModelSession:
         n_ctx = min(self.settings.n_ctx, self._decoder.context_length or self.settings.n_ctx)
-        return OnnxSession(
+        backend = OnnxBackend(
             self._decoder,
             self._vision,
-            format_for(context, self.settings.max_think_chars),
             n_ctx=n_ctx,
             prefill_chunk=self.settings.prefill_chunk,
             grammar=self._grammar,
-            stream=self._stream,
         )
+        form = format_for(context, self._profile, self.settings.max_think_tokens or None)
+        return ModelSession(backend, form, self._stream)
 
     def close(self) -> None:
         """Idempotent: the vision encoder's and the decoder's sessions are released."""
@@ -123,58 +121,32 @@ class OnnxTrtPolicy:
         self._decoder.close()
 
 
-class OnnxSession:
-    """One read: its KV cache and how much of the read the model has already seen."""
+class OnnxBackend:
+    """One read on the loaded decoder: its KV cache, and a turn's ids, image embeddings and
+    M-RoPE positions (the session core does the rest)."""
+
+    marker = IMAGE
 
     def __init__(
         self,
         decoder: OnnxDecoder,
         vision: OnnxVision,
-        form: OphiuchusFormat | MedScopeFormat,
         *,
         n_ctx: int,
         prefill_chunk: int,
         grammar: TokenGrammar | None = None,
-        stream: Stream | None = None,
     ) -> None:
         self.decoder = decoder
         self.vision = vision
-        self.format = form
         self.n_ctx = n_ctx
         self.prefill_chunk = prefill_chunk
         self.grammar = grammar  # a TokenGrammar, or None: unconstrained
-        self.stream = stream
+        self.constrained = grammar is not None
         self.cache = KvCache(decoder.shape)
-        self.seen = 0  # workspace images already in the context
-        self.pending = ""  # text the next turn must start with (the end of the last reply)
+        self.logits: np.ndarray | None = None  # of the last evaluated position
 
-    def step(self, context: ReadContext) -> Decision:
-        started = time.perf_counter()
-        text = turn_text(self.format, context, self.seen, IMAGE, self.pending)
-        images = [context.workspace.get(i) for i in range(self.seen, len(context.workspace))]
-        self.seen = len(context.workspace)
-        ids, embeds, positions = self._turn_input(text, [to_rgb(image.pixels) for image in images])
-        self._check_room(len(ids), context.budget.max_new_tokens)
-        past = self.cache.length
-        logits = self._prefill(ids, embeds, positions)
-        usage = {
-            "past": past,  # positions already in the KV cache: earlier turns, not evaluated again
-            "prompt_tokens": len(ids),
-            "prompt_evaluated": len(ids),
-            "image_tokens": len(embeds),
-            "images": len(images),
-            "prefill_ms": round((time.perf_counter() - started) * 1000, 1),
-        }
-        decode_start = time.perf_counter()
-        reply, generated = self._reply(logits, context)
-        usage.update(
-            generated=generated, decode_ms=round((time.perf_counter() - decode_start) * 1000, 1)
-        )
-        return self._decision(reply, context, usage)
-
-    def _turn_input(
-        self, text: str, pictures: list[np.ndarray]
-    ) -> tuple[list[int], np.ndarray, np.ndarray]:
+    @contextmanager
+    def prompt(self, text: str, pictures: list[np.ndarray]) -> Iterator[Prompt]:
         """Token ids with each image's single pad widened to its embeddings, the embeddings in
         order, and every token's M-RoPE position after the cache."""
         pad = self.vision.image_token_id
@@ -195,76 +167,63 @@ class OnnxSession:
         positions = mrope_positions(
             widened, self.cache.position, pad, grids, self.vision.spec.merge_size
         )
-        return widened, embeds, positions
+        yield Prompt(len(widened), len(embeds), (widened, embeds, positions))
 
-    def _check_room(self, prompt_tokens: int, budget: int) -> None:
-        if self.cache.length + prompt_tokens + budget > self.n_ctx:
-            raise PolicyError(
-                f"context full: {self.cache.length} positions used, this turn needs "
-                f"{prompt_tokens} more plus up to {budget} for the reply, n_ctx is {self.n_ctx}"
-            )
-
-    def _reply(self, logits: np.ndarray, context: ReadContext) -> tuple[str, int]:
-        """The reply under the grammar (for the images that exist now), or free."""
-        try:
-            constraint = None
-            if self.grammar is not None:
-                constraint = self.grammar.start(self.format.grammar(len(context.workspace)))
-            return self._generate(logits, context.budget.max_new_tokens, constraint)
-        except GrammarError as exc:
-            log.error("constrained decoding failed: %s", exc)
-            raise PolicyError(f"constrained decoding failed (bug): {exc}") from None
-
-    def _prefill(self, ids: list[int], embeds: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """The prompt in chunks after the cache; the logits of its last position."""
-        logits = None
+    def evaluate(self, prompt: Prompt) -> int:
+        """The prompt in chunks after the cache (bounds the logits' memory); all of it is new."""
+        ids, embeds, positions = prompt.handle
         pad = self.vision.image_token_id
         for part, rows, where in turn_chunks(ids, embeds, positions, self.prefill_chunk, pad):
-            logits = self.decoder.forward(part, self.cache, rows if len(rows) else None, where)[-1]
-        return logits
+            self.logits = self.decoder.forward(
+                part, self.cache, rows if len(rows) else None, where
+            )[-1]
+        return len(ids)
 
-    def _generate(
-        self, logits: np.ndarray, budget: int, constraint: Constraint | None
-    ) -> tuple[str, int]:
-        """Greedy, under the grammar when there is one: the same context gives the same reply."""
-        tokens: list[int] = []
-        for _ in range(budget):
-            if constraint is not None:
-                logits = constraint.mask(logits)
-            token = int(np.argmax(logits))
-            if token in self.decoder.end_ids:
-                self.pending = "<|im_end|>\n"
-                if self.stream:
-                    self.stream("\n")
-                return self.decoder.detokenize(tokens), len(tokens)
-            if constraint is not None:
-                constraint.accept(token)
-            tokens.append(token)
-            if self.stream:
-                self.stream(self.decoder.detokenize([token]))
-            logits = self.decoder.forward([token], self.cache)[-1]
-        if self.stream:
-            self.stream("\n")
-        raise PolicyError(  # !a: ASCII, the report's DICOM objects carry this text
-            f"reply not finished within {budget} tokens{self._unconstrained()}; it began "
-            f"{self.decoder.detokenize(tokens)[:120]!a}"
-        )
+    @contextmanager
+    def reply(self, gbnf: str | None) -> Iterator[OnnxReply]:
+        with _grammar_bug():
+            constraint = self.grammar.start(gbnf) if self.grammar and gbnf is not None else None
+        yield OnnxReply(self, constraint)
 
-    def _unconstrained(self) -> str:
-        return " (decoding is not grammar-constrained: grammar = false)" if not self.grammar else ""
+    def is_end(self, token: int) -> bool:
+        return token in self.decoder.end_ids
 
-    def _decision(self, reply: str, context: ReadContext, usage: dict) -> Decision:
-        try:
-            parsed = self.format.parse(reply)
-        except FormatError as exc:
-            if self.grammar is not None:  # the grammar makes this impossible: a bug
-                log.error("unparseable reply despite the grammar: %s", exc)
-                raise PolicyError(f"model reply did not parse (bug): {exc}") from None
-            raise PolicyError(  # unconstrained: the model's mistake
-                f"the model's reply does not follow the prompt format{self._unconstrained()}: {exc}"
-            ) from None
-        return decision(parsed, context, usage)
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.decoder.detokenize(list(tokens))
 
     def close(self) -> None:
-        """The decoder stays loaded; the cache goes with the session."""
+        """The decoder stays loaded; the cache goes with the read."""
         self.cache = None
+        self.logits = None
+
+
+class OnnxReply:
+    """One reply, greedy: the same context gives the same reply; masked by the grammar when
+    there is one."""
+
+    def __init__(self, backend: OnnxBackend, constraint: Constraint | None) -> None:
+        self._backend = backend
+        self._constraint = constraint
+
+    def next_token(self) -> int:
+        logits = self._backend.logits
+        if self._constraint is not None:
+            with _grammar_bug():
+                logits = self._constraint.mask(logits)
+        return int(np.argmax(logits))
+
+    def feed(self, token: int) -> None:
+        if self._constraint is not None:
+            with _grammar_bug():
+                self._constraint.accept(token)
+        backend = self._backend
+        backend.logits = backend.decoder.forward([token], backend.cache)[-1]
+
+
+@contextmanager
+def _grammar_bug() -> Iterator[None]:
+    try:
+        yield
+    except GrammarError as exc:
+        log.error("constrained decoding failed: %s", exc)
+        raise PolicyError(f"constrained decoding failed (bug): {exc}") from None

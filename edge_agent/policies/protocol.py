@@ -15,8 +15,8 @@ import numpy as np
 from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
 from edge_agent.trajectory import PolicyRecord
 from imaging.windowing import preset
-from tools.measure import describe
-from tools.observation import Observation
+from tools.locate import CT_CLASSES, INTENSITY_CLASSES
+from tools.observation import Candidate, LocatePayload, Observation, measurements_of
 from tools.render import frame_view
 from tools.workspace import Box, Workspace
 
@@ -53,8 +53,13 @@ class ProtocolPolicy:
             disclaimer=DISCLAIMER,
         )
 
+    @property
+    def shown_size(self) -> int:
+        """The protocol was trained on nothing: the configured size stands."""
+        return 0
+
     def open(self, context: ReadContext) -> _PlanSession:
-        return _PlanSession(_plan(context.workspace, self._settings))
+        return _PlanSession(_plan(context.workspace, self._settings, context.question))
 
     def close(self) -> None:
         """Nothing to free: the protocol holds no model."""
@@ -80,13 +85,13 @@ class _PlanSession:
         self._plan.close()
 
 
-def _plan(workspace: Workspace, settings: ProtocolSettings) -> Plan:
+def _plan(workspace: Workspace, settings: ProtocolSettings, question: str = "") -> Plan:
     if workspace.timeline is not None:
         yield from _video_plan(workspace, settings)
         return
     shown = sum(1 for image in workspace if image.tool == "shown")
     key = workspace.get(shown // 2)
-    ct = key.frame.value_unit == "[hnsf'U]"
+    ct = key.frame.hounsfield
     index = key.index
     if ct:
         soft = preset("CT", "soft tissue")
@@ -95,24 +100,35 @@ def _plan(workspace: Workspace, settings: ProtocolSettings) -> Plan:
             {"index": index, "center": soft.center, "width": soft.width},
             "Show the key slice in a soft-tissue window before looking for candidates.",
         )
-        index = seen.image.index
-    captions = settings.ct_captions if ct else settings.other_captions
+        if not seen.error:
+            index = seen.image.index
+    captions = _asked(question, ct) or (settings.ct_captions if ct else settings.other_captions)
     located = yield ToolCall(
         "locate",
         {"index": index, "captions": list(captions)},
         f"Look for candidate regions: {', '.join(captions)}.",
     )
     findings = []
-    for candidate in located.payload.get("candidates", [])[: settings.candidates]:
+    candidates = located.payload.candidates if isinstance(located.payload, LocatePayload) else ()
+    for candidate in candidates[: settings.candidates]:
         finding = yield from _examine(workspace, located, candidate, settings)
         findings.append(finding)
     yield _answer(located, findings)
 
 
-def _examine(workspace: Workspace, located: Observation, candidate: dict, settings) -> Plan:
+def _asked(question: str, ct: bool) -> tuple[str, ...]:
+    """The tissue classes a question names ("is there a hypodense lesion?") as locate captions;
+    none named: the configured captions."""
+    lowered = question.lower()
+    return tuple(
+        f"{c.name} region" for c in (CT_CLASSES if ct else INTENSITY_CLASSES) if c.matches(lowered)
+    )
+
+
+def _examine(workspace: Workspace, located: Observation, candidate: Candidate, settings) -> Plan:
     """Zoom on one candidate, outline it, measure it; returns the finding it supports."""
-    box = candidate["bbox_2d"]
-    label = f"candidate {candidate['rank']} ({candidate['class']})"
+    box = candidate.bbox_2d
+    label = f"candidate {candidate.rank} ({candidate.tissue})"
     zoom = yield ToolCall(
         "zoom_in",
         {"index": located.image.index, "bbox_2d": _padded(box, settings.zoom_margin)},
@@ -138,7 +154,7 @@ def _examine(workspace: Workspace, located: Observation, candidate: dict, settin
     if measured.error:
         return Claim(f"{label.capitalize()}: not measurable ({measured.text})", tuple(evidence))
     evidence.append(measured.image.index)
-    values = ", ".join(describe(m) for m in measured.payload["measurements"])
+    values = ", ".join(m.describe() for m in measurements_of(measured.payload))
     return Claim(f"{label.capitalize()}: {values}.", tuple(evidence))
 
 

@@ -9,16 +9,16 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
+from edge_agent.report.evidence import EvidenceImage
 from edge_agent.report.provenance import Provenance
 from imaging.study import frame_count
 from tools.render import to_rgb
-from tools.workspace import WorkspaceImage
 
 AXES = {0: ("L", "R"), 1: ("P", "A"), 2: ("H", "F")}  # +x, +y, +z patient directions
 
 
 def build_captures(
-    images: list[WorkspaceImage],
+    images: list[EvidenceImage],
     sources: dict[str, Dataset],
     provenance: Provenance,
     series_number: int,
@@ -27,7 +27,7 @@ def build_captures(
     return [
         _capture(
             image,
-            sources[image.frame.ref.sop_instance_uid],
+            sources[image.record.source.sop_instance_uid],
             provenance,
             series_uid,
             series_number,
@@ -37,14 +37,14 @@ def build_captures(
     ]
 
 
-def _capture(image, source: Dataset, provenance, series_uid, series_number, number):
+def _capture(image: EvidenceImage, source: Dataset, provenance, series_uid, series_number, number):
     capture = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source,
         pixel_array=to_rgb(image.pixels),
         photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
         bits_allocated=8,
         coordinate_system=hd.CoordinateSystemNames.PATIENT,
-        patient_orientation=_orientation(image.frame.geometry.orientation) or ("L", "P"),
+        patient_orientation=_orientation(image.geometry.orientation) or ("L", "P"),
         **provenance.new_object(
             series_number,
             "edge-agent evidence",
@@ -52,26 +52,26 @@ def _capture(image, source: Dataset, provenance, series_uid, series_number, numb
             instance_number=number,
         ),
     )
-    if image.frame.geometry.orientation is None:
+    if image.geometry.orientation is None:
         capture.PatientOrientation = None  # Type 2: unknown stays empty rather than guessed
     capture.Laterality = source.get("Laterality") or None  # Type 2C: the source's, or empty
     capture.BurnedInAnnotation = "YES"
     capture.ImageComments = _comment(image)[:10240]
-    what = "contact sheet of source frames" if image.members else "view of the source image"
-    capture.DerivationDescription = f"edge-agent {image.tool}: {what}, overlay burned in"
+    what = "contact sheet of source frames" if image.is_sheet else "view of the source image"
+    capture.DerivationDescription = f"edge-agent {image.record.tool}: {what}, overlay burned in"
     capture.DerivationCodeSequence = [hd.sr.CodedConcept.from_code(codes.cid7203.SpatialResampling)]
-    frames = [frame.ref.frame for frame in image.members or (image.frame,)]
-    capture.SourceImageSequence = [_source_reference(source, frames)]
+    capture.SourceImageSequence = [_source_reference(source, list(image.frames))]
     return capture
 
 
-def _comment(image) -> str:
+def _comment(image: EvidenceImage) -> str:
     """Which workspace image this is, and for a cine or video when its frames were shown."""
-    comment = f"workspace image #{image.index} ({image.tool})"
-    if image.times_s:
-        frames = image.members or (image.frame,)
+    record = image.record
+    comment = f"workspace image #{record.index} ({record.tool})"
+    if record.times_s:
         comment += "; frames " + ", ".join(
-            f"{frame.ref.frame} at {frame.time_s:.3f} s" for frame in frames
+            f"{frame} at {time:.3f} s"
+            for frame, time in zip(record.frames, record.times_s, strict=True)
         )
     return comment
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from edge_agent.trajectory import ClaimRecord, ImageRecord, Trajectory
 from imaging.errors import ReportError
 from imaging.records import to_plain
+from tools.measurement import Measurement
+from tools.observation import measurements_of
 
 
 def build_report(trajectory: Trajectory) -> dict:
@@ -40,20 +42,26 @@ def _finding(trajectory: Trajectory, claim: ClaimRecord) -> dict:
     missing = [i for i in claim.evidence if not 0 <= i < known]
     if missing:
         raise ReportError(f"finding {claim.text!r} cites image(s) {missing} the read never made")
-    cited = set(claim.evidence)
     times = [t for i in claim.evidence for t in trajectory.image(i).times_s]
     window = {"time_window_s": [min(times), max(times)]} if times else {}
     return {
         "text": claim.text,
         **window,
         "evidence": [_evidence(trajectory, i) for i in claim.evidence],
-        "measurements": [
-            measurement
-            for step in trajectory.steps
-            if step.image in cited and not step.error
-            for measurement in step.payload.get("measurements", ())
-        ],
+        "measurements": [to_plain(m) for m in claim_measurements(trajectory, claim)],
     }
+
+
+def claim_measurements(trajectory: Trajectory, claim: ClaimRecord) -> tuple[Measurement, ...]:
+    """What the steps that made a finding's evidence images measured, in step order: the one
+    list report.json, report.html and the SR all show."""
+    cited = set(claim.evidence)
+    return tuple(
+        measurement
+        for step in trajectory.steps
+        if step.image in cited and not step.error
+        for measurement in measurements_of(step.payload)
+    )
 
 
 def _evidence(trajectory: Trajectory, index: int) -> dict:

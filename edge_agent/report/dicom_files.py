@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import pydicom
 
 from edge_agent.report.atomic import write_atomic
 from edge_agent.report.capture import build_captures, build_key_objects
+from edge_agent.report.evidence import EvidenceImage, load_evidence
 from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import finding_regions
 from edge_agent.report.seg import build_seg
 from edge_agent.report.sr import build_sr
 from edge_agent.trajectory import Trajectory
-from imaging.study import Study
-from tools.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -25,27 +25,42 @@ log = logging.getLogger(__name__)
 SERIES = {"sr": 9001, "seg": 9002, "sc": 9003, "ko": 9004}
 
 
-def write_dicom(
-    trajectory: Trajectory, report: dict, workspace: Workspace, study: Study, out_dir: Path
-) -> list[Path]:
-    """Write every object; returns their paths, SR first."""
-    provenance = Provenance.of(trajectory)
+def source_uids(trajectory: Trajectory) -> tuple[str, ...]:
+    """The source instances the objects reference: those behind the cited images, else (a read
+    without findings) the shown ones. Their headers are all `write_dicom` reads of the study."""
     claims = trajectory.answer.findings if trajectory.answer else ()
-    regions = finding_regions(claims, report["findings"], workspace)
-    cited = [workspace.get(i) for i in dict.fromkeys(i for c in claims for i in c.evidence)]
-    shown = [image for image in workspace if image.tool == "shown"]
-    uids = dict.fromkeys(image.frame.ref.sop_instance_uid for image in (cited or shown))
-    sources = {uid: study.header(uid) for uid in uids}
-    answer = report["answer"] or f"No answer: {trajectory.end_reason} ({trajectory.end_detail})"
+    cited = [trajectory.image(i) for i in dict.fromkeys(i for c in claims for i in c.evidence)]
+    shown = [record for record in trajectory.images if record.tool == "shown"]
+    return tuple(dict.fromkeys(r.source.sop_instance_uid for r in (cited or shown)))
+
+
+def write_dicom(
+    trajectory: Trajectory, headers: Mapping[str, pydicom.Dataset], out_dir: Path
+) -> list[Path]:
+    """Write every object from the trajectory, the evidence files already in `out_dir` and the
+    source `headers` (by SOP Instance UID, at least `source_uids`); returns the paths, SR first.
+    A read and a replay of it write the same objects, but for new UIDs and times."""
+    provenance = Provenance.of(trajectory)
+    sources = {uid: headers[uid] for uid in source_uids(trajectory)}
+    claims = trajectory.answer.findings if trajectory.answer else ()
+    cited = {
+        i: _evidence(trajectory, i, headers, out_dir)
+        for i in dict.fromkeys(i for c in claims for i in c.evidence)
+    }
+    regions = finding_regions(trajectory, cited)
+    answer = (trajectory.answer.text if trajectory.answer else "") or (
+        f"No answer: {trajectory.end_reason} ({trajectory.end_detail})"
+    )
     objects = {"sr.dcm": build_sr(regions, answer, sources, provenance, SERIES["sr"])}
     if regions:
         segmentation = build_seg(regions, sources, provenance, SERIES["seg"])
         if segmentation is not None:
             objects["seg.dcm"] = segmentation
+        images = list(cited.values())
         for capture, image in zip(
-            build_captures(cited, sources, provenance, SERIES["sc"]), cited, strict=True
+            build_captures(images, sources, provenance, SERIES["sc"]), images, strict=True
         ):
-            objects[f"sc_{image.index:03d}.dcm"] = capture
+            objects[f"sc_{image.record.index:03d}.dcm"] = capture
         key_sources = [
             sources[uid] for uid in dict.fromkeys(r.source.sop_instance_uid for r in regions)
         ]
@@ -57,6 +72,11 @@ def write_dicom(
         paths.append(path)
     log.info("study %s: wrote %d DICOM object(s)", trajectory.study_instance_uid, len(paths))
     return paths
+
+
+def _evidence(trajectory: Trajectory, index: int, headers, out_dir: Path) -> EvidenceImage:
+    record = trajectory.image(index)
+    return load_evidence(record, out_dir, headers[record.source.sop_instance_uid])
 
 
 def _encoded(dataset: pydicom.Dataset) -> bytes:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edge_agent.report.atomic import write_atomic
 from edge_agent.report.content import build_report
+from edge_agent.report.evidence import mask_png
 from edge_agent.report.html import render_html
 from edge_agent.trajectory import Trajectory
 from imaging.errors import ReportError
@@ -16,11 +17,14 @@ from tools.workspace import Workspace
 
 
 def write_evidence(workspace: Workspace, trajectory: Trajectory, out_dir: Path) -> None:
+    """Every image the read made, as PNG (a contact sheet's frames and a tool's mask too)."""
     for record in trajectory.images:
         image = workspace.get(record.index)
         write_atomic(out_dir / record.file, png_bytes(image.pixels))
         for name, frame in zip(record.frame_files, image.members, strict=True):
             write_atomic(out_dir / name, png_bytes(frame_view(frame)))
+        if record.mask_file:
+            write_atomic(out_dir / record.mask_file, png_bytes(mask_png(image.mask)))
 
 
 def write_reports(trajectory: Trajectory, out_dir: Path) -> dict:

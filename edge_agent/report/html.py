@@ -7,8 +7,8 @@ import json
 from html import escape
 from pathlib import Path
 
+from edge_agent.report.content import claim_measurements
 from edge_agent.trajectory import ImageRecord, StepRecord, Trajectory
-from tools.measure import UNIT_LABELS
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1b1b1b}
@@ -36,8 +36,8 @@ def render_html(trajectory: Trajectory, report: dict, out_dir: Path) -> str:
         f"{escape(report['disclaimer'])}</p>",
         "<h1>edge-agent report</h1>",
         _summary(trajectory, report),
-        _findings(trajectory, report, images),
-        _measurements(report),
+        _findings(report, images),
+        _measurements(trajectory),
         _trail(trajectory, images),
         f"<p class='muted'>edge-agent {escape(str(trajectory.software.get('edge_agent', '')))}"
         f" &middot; read started {escape(trajectory.started_at)}, "
@@ -67,7 +67,7 @@ def _summary(trajectory: Trajectory, report: dict) -> str:
     return f"<table>{table}</table><h2>Answer</h2><p>{escape(answer)}</p>"
 
 
-def _findings(trajectory: Trajectory, report: dict, images: dict[int, str]) -> str:
+def _findings(report: dict, images: dict[int, str]) -> str:
     if not report["findings"]:
         return "<h2>Findings</h2><p>No findings.</p>"
     timed = any("time_window_s" in finding for finding in report["findings"])
@@ -102,13 +102,13 @@ def _thumbnail(evidence: dict, images: dict[int, str]) -> str:
     )
 
 
-def _measurements(report: dict) -> str:
+def _measurements(trajectory: Trajectory) -> str:
+    claims = trajectory.answer.findings if trajectory.answer else ()
     rows = [
-        f"<tr><td>{number}</td><td>{escape(m['name'])}</td><td>{m['value']:g}</td>"
-        f"<td>{escape(UNIT_LABELS.get(m['unit'], m['unit']))} <code>{escape(m['unit'])}</code>"
-        "</td></tr>"
-        for number, finding in enumerate(report["findings"], 1)
-        for m in finding["measurements"]
+        f"<tr><td>{number}</td><td>{escape(m.name.value)}</td><td>{m.value:g}</td>"
+        f"<td>{escape(m.unit.symbol)} <code>{escape(m.unit.value)}</code></td></tr>"
+        for number, claim in enumerate(claims, 1)
+        for m in claim_measurements(trajectory, claim)
     ]
     if not rows:
         return ""

@@ -9,6 +9,7 @@ from pydicom.uid import generate_uid
 
 from edge_agent import __version__
 from edge_agent.trajectory import Trajectory
+from tools.observation import model_of
 
 MANUFACTURER = "edge-agent"
 
@@ -65,9 +66,7 @@ def _tool_models(trajectory: Trajectory) -> list[str]:
     """Models the tools ran (a step's payload "model": file and SHA-256), each named once."""
     used = {}
     for step in trajectory.steps:
-        model = step.payload.get("model")
-        if isinstance(model, dict) and model.get("file"):
-            used[model["file"]] = (
-                f"{step.tool} model {model['file']} (SHA-256 {model.get('sha256')})"
-            )
+        model = model_of(step.payload)
+        if model is not None and model.file:
+            used[model.file] = f"{step.tool} model {model.file} (SHA-256 {model.sha256})"
     return list(used.values())

@@ -1,18 +1,21 @@
 """Where each finding lies on its source image: the mask (if any), an outline polygon and a box.
 
-DICOM references need source pixels, not the views the policy saw; every workspace image maps back
-to its source frame, so this is read straight off the workspace."""
+DICOM references need source pixels, not the views the policy saw; every evidence image's record
+maps back to its source frame, so this is read off the trajectory and the evidence files."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from edge_agent.trajectory import ClaimRecord
+from edge_agent.report.content import claim_measurements
+from edge_agent.report.evidence import EvidenceImage
+from edge_agent.trajectory import Trajectory
 from imaging.frame import ImageRef
-from tools.workspace import Workspace, WorkspaceImage
+from tools.measurement import Measurement
 
 UPSAMPLE = 8  # outline resolution, per source pixel
 
@@ -25,56 +28,51 @@ class FindingRegion:
     polygon: np.ndarray | None  # (n, 2) closed outline, continuous source (column, row) coords;
     # None when a finding of a cine or video is a time window, not a place on one frame
     mask: np.ndarray | None  # bool on the source grid, when a tool outlined the finding
-    measurements: tuple[dict, ...]
+    measurements: tuple[Measurement, ...]
     evidence: tuple[int, ...]
     frames: tuple[int, ...] = ()  # cine / video frames the evidence shows, in order
     time_window_s: tuple[float, float] | None = None
 
 
 def finding_regions(
-    claims: tuple[ClaimRecord, ...], findings: list[dict], workspace: Workspace
+    trajectory: Trajectory, evidence: Mapping[int, EvidenceImage]
 ) -> list[FindingRegion]:
     """One region per finding: the newest cited image with a mask, else the newest cited ROI;
-    for a cine or video, the time window the cited frames span when no place was marked."""
+    for a cine or video, the time window the cited frames span when no place was marked.
+    `evidence` holds every cited image by its index."""
+    claims = trajectory.answer.findings if trajectory.answer else ()
     regions = []
-    for number, (claim, finding) in enumerate(zip(claims, findings, strict=True), 1):
-        images = [workspace.get(i) for i in claim.evidence]
-        times = [t for image in images for t in image.times_s]
-        frames = [f for image in images for f in image.members or (image.frame,)]
+    for number, claim in enumerate(claims, 1):
+        images = [evidence[i] for i in claim.evidence]
+        times = [t for image in images for t in image.record.times_s]
         image, polygon = _place(images, timed=bool(times))
         regions.append(
             FindingRegion(
                 number=number,
                 text=claim.text,
-                source=image.frame.ref,
+                source=image.record.source,
                 polygon=polygon,
                 mask=image.mask,
-                measurements=tuple(finding["measurements"]),
+                measurements=claim_measurements(trajectory, claim),
                 evidence=claim.evidence,
-                frames=tuple(sorted({f.ref.frame for f in frames})) if times else (),
+                frames=tuple(sorted({f for i in images for f in i.frames})) if times else (),
                 time_window_s=(min(times), max(times)) if times else None,
             )
         )
     return regions
 
 
-def _place(images: list[WorkspaceImage], timed: bool) -> tuple[WorkspaceImage, np.ndarray | None]:
+def _place(images: list[EvidenceImage], timed: bool) -> tuple[EvidenceImage, np.ndarray | None]:
     """The image that says where the finding is, and its outline on the source frame."""
     masked = [image for image in images if image.mask is not None]
     if masked:
         return masked[-1], outline(masked[-1].mask)
-    views = [image for image in images if not image.members]
+    views = [image for image in images if not image.is_sheet]
     if timed:  # a whole video frame or a contact sheet marks a moment, not a place
-        views = [image for image in views if not _whole_frame(image)]
+        views = [image for image in views if not image.covers_whole_frame()]
     if not views:
         return images[-1], None
-    return views[-1], box_polygon(views[-1].source_roi)
-
-
-def _whole_frame(image: WorkspaceImage) -> bool:
-    x1, y1, x2, y2 = image.source_roi
-    rows, cols = image.frame.shape
-    return x1 <= 0.5 and y1 <= 0.5 and x2 >= cols - 0.5 and y2 >= rows - 0.5
+    return views[-1], box_polygon(views[-1].record.roi_px)
 
 
 def outline(mask: np.ndarray) -> np.ndarray:

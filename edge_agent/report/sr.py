@@ -11,19 +11,14 @@ from pydicom.uid import generate_uid
 from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import FindingRegion
 from imaging.study import frame_count
+from tools.measurement import Measurement, Quantity
 
-# Our measurement names -> (concept name, derivation) for TID 1419; units come from the data.
+# What we measure -> (concept name, derivation) for TID 1419; units come from the measurement.
 CONCEPTS = {
-    "area": (codes.SCT.Area, None),
-    "long axis": (codes.SCT.LongAxis, None),
-    "mean": (codes.DCM.AttenuationCoefficient, codes.SCT.Mean),
-    "SD": (codes.DCM.AttenuationCoefficient, codes.SCT.StandardDeviation),
-}
-SOURCE = hd.sr.CodedConcept("260753009", "SCT", "Source")  # the IMAGE a coordinate is read on
-UNITS = {
-    "mm2": codes.UCUM.SquareMillimeter,
-    "mm": codes.UCUM.Millimeter,
-    "[hnsf'U]": codes.UCUM.HounsfieldUnit,
+    Quantity.AREA: (codes.SCT.Area, None),
+    Quantity.LONG_AXIS: (codes.SCT.LongAxis, None),
+    Quantity.MEAN: (codes.DCM.AttenuationCoefficient, codes.SCT.Mean),
+    Quantity.SD: (codes.DCM.AttenuationCoefficient, codes.SCT.StandardDeviation),
 }
 
 
@@ -138,7 +133,7 @@ def _tcoord(region: FindingRegion, sources: dict[str, Dataset]) -> hd.sr.TcoordC
     tcoord.ContentSequence = hd.sr.ContentSequence(
         [
             hd.sr.ImageContentItem(
-                name=SOURCE,
+                name=codes.SCT.Source,  # the IMAGE a coordinate is read on
                 referenced_sop_class_uid=source.SOPClassUID,
                 referenced_sop_instance_uid=source.SOPInstanceUID,
                 referenced_frame_numbers=list(region.frames),
@@ -164,15 +159,13 @@ def _no_findings(algorithm) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     return group
 
 
-def _measurement(measurement: dict) -> hd.sr.Measurement | None:
-    """Only measurements with a coded concept and a physical unit go into the SR."""
-    concept, unit = CONCEPTS.get(measurement["name"]), UNITS.get(measurement["unit"])
-    if concept is None or unit is None:
+def _measurement(measurement: Measurement) -> hd.sr.Measurement | None:
+    """Only measurements with a physical unit go into the SR (not pixel counts or plain signal)."""
+    unit = measurement.unit.concept
+    if unit is None:
         return None
-    name, derivation = concept
-    return hd.sr.Measurement(
-        name=name, value=measurement["value"], unit=unit, derivation=derivation
-    )
+    name, derivation = CONCEPTS[measurement.name]
+    return hd.sr.Measurement(name=name, value=measurement.value, unit=unit, derivation=derivation)
 
 
 def _text(name, value: str) -> hd.sr.TextContentItem:

@@ -6,6 +6,7 @@ import pytest
 
 from edge_agent.agent import Answer, Budget, Claim, PolicyError, ReadContext, ToolCall, run
 from edge_agent.trajectory import PolicyRecord, Trajectory
+from imaging.records import to_plain
 from tests.support import disc, phantom_frame
 from tools.registry import Tool, Toolbox
 from tools.toolbox import default_toolbox
@@ -16,6 +17,7 @@ class Scripted:
     """A policy that plays a fixed list of decisions: a stand-in for a model's choices."""
 
     record = PolicyRecord("scripted", "Scripted test policy", "test only")
+    shown_size = 0  # the configured size stands
 
     def __init__(self, decisions) -> None:
         self.decisions = iter(decisions)
@@ -56,7 +58,7 @@ def test_a_mistaken_call_is_fed_back_and_the_read_goes_on():
     assert first.error and "lies outside image #0" in first.observation
     assert policy.seen[1].observation.error  # the policy read the error before its next step
     assert not second.error and second.image == 1
-    assert third.payload["measurements"][0]["name"] == "area"
+    assert to_plain(third.payload)["measurements"][0]["name"] == "area"
     assert trajectory.end_reason == "answer"
     assert trajectory.answer.findings[0].evidence == (1, 2)
     assert [image.step for image in trajectory.images] == [None, 2, 3]
@@ -154,7 +156,7 @@ def test_protocol_plan_answers_from_tool_results_only(sample_study):
     measured = [s for s in trajectory.steps if s.tool == "measure" and not s.error]
     assert len(trajectory.answer.findings) == len(measured) == 2
     for finding, step in zip(trajectory.answer.findings, measured, strict=True):
-        area = step.payload["measurements"][0]["value"]
+        area = to_plain(step.payload)["measurements"][0]["value"]
         assert f"area {area:g} mm²" in finding.text and step.image in finding.evidence
 
 
@@ -168,3 +170,17 @@ def test_a_finding_without_evidence_goes_back_to_the_policy():
     trajectory = run(workspace(), "q", policy, default_toolbox(), Budget())
     assert "a finding that cites no image" in trajectory.steps[0].observation
     assert trajectory.answer.text == "second"
+
+
+def test_a_read_shows_images_at_the_size_the_policy_declares(sample_study, tmp_path):
+    from edge_agent.config import Config, ReadSettings, ReportSettings
+    from edge_agent.read import read_study
+
+    config = Config(read=ReadSettings(shown_size=100), report=ReportSettings(dicom=False))
+    sized = Scripted([Answer("seen", (Claim("first image", (0,)),))])
+    sized.shown_size = 64
+    declared = read_study(sample_study, tmp_path / "a", config, policy=sized).trajectory
+    plain = Scripted([Answer("seen", (Claim("first image", (0,)),))])
+    configured = read_study(sample_study, tmp_path / "b", config, policy=plain).trajectory
+    assert {max(r.width, r.height) for r in declared.images} == {64}
+    assert {max(r.width, r.height) for r in configured.images} == {100}

@@ -16,7 +16,7 @@ from edge_agent.config import Config
 from edge_agent.read import ReadResult, read_study
 from edge_agent.report.regions import polygon_area
 from edge_agent.sample import write_sample_study
-from tests.peers import Orthanc, storescu, tool
+from tests.peers import Orthanc, dciodvfy_errors, storescu, tool
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +42,8 @@ def test_every_object_is_written(result):
 
 
 def test_dciodvfy_finds_no_errors(result):
-    dciodvfy = tool("dciodvfy", "dicom3tools")
     for path in result.dicom:
-        done = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
-        errors = [line for line in done.stderr.splitlines() if line.startswith("Error")]
-        assert errors == [], f"{path.name}: {errors}"
+        assert dciodvfy_errors(path) == [], path.name
 
 
 def test_dsrdump_renders_the_measurement_report(result):
@@ -175,13 +172,7 @@ def test_a_read_without_findings_still_reports_why_in_a_valid_sr(tmp_path):
     study = write_sample_study(tmp_path / "study")
     short = read_study(study, tmp_path / "out", Config(budget=Budget(max_turns=2)))
     assert [p.name for p in short.dicom] == ["sr.dcm"]  # nothing to segment or capture
-    done = subprocess.run(
-        [tool("dciodvfy", "dicom3tools"), str(short.dicom[0])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert not [line for line in done.stderr.splitlines() if line.startswith("Error")]
+    assert dciodvfy_errors(short.dicom[0]) == []
     dump = subprocess.run(
         [tool("dsrdump", "dcmtk"), "+U8", "+Pl", str(short.dicom[0])],
         capture_output=True,

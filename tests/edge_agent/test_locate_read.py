@@ -10,6 +10,7 @@ from edge_agent.config import Config, PolicySettings, ReportSettings, load_confi
 from edge_agent.policies.protocol import ProtocolSettings
 from edge_agent.read import read_study
 from edge_agent.report.provenance import Provenance
+from imaging.records import to_plain
 from tests.support import run_cli
 from tools.locate import METHOD, LocateSettings
 from tools.onnx_runtime import RuntimeSettings
@@ -31,13 +32,16 @@ def test_a_protocol_read_locates_with_the_onnx_model_and_names_the_method(
 ):
     result = read_study(sample_study, tmp_path / "out", config_with(tiny_locate))
     [step] = [s for s in result.trajectory.steps if s.tool == "locate"]
-    methods = {c["method"] for c in step.payload["candidates"]}
-    assert step.payload["candidates"], step.observation
+    methods = {c["method"] for c in to_plain(step.payload)["candidates"]}
+    assert to_plain(step.payload)["candidates"], step.observation
     assert any(m.startswith("tiny-locate") and "ONNX Runtime cpu" in m for m in methods)
-    assert "tiny-locate" in step.payload["method"] and METHOD in step.payload["method"]
+    assert (
+        "tiny-locate" in to_plain(step.payload)["method"]
+        and METHOD in to_plain(step.payload)["method"]
+    )
     assert "tiny-locate" in step.observation  # the policy reads which method answered
     shown = next(i for i in result.trajectory.images if i.index == step.arguments["index"])
-    for candidate in step.payload["candidates"]:
+    for candidate in to_plain(step.payload)["candidates"]:
         x1, y1, x2, y2 = candidate["bbox_2d"]
         assert 0 <= x1 < x2 <= shown.width and 0 <= y1 < y2 <= shown.height
     saved = json.loads((tmp_path / "out" / "trajectory.json").read_text())
@@ -69,10 +73,16 @@ def test_a_damaged_model_stops_read_serve_and_doctor_at_start_up(
     out = tmp_path / "out"
     done = run_cli("read", sample_study, "--out", out, "--config", config)
     assert done.returncode == 2
-    assert "locate.onnx differs from its manifest" in done.stderr and "Traceback" not in done.stderr
+    assert (
+        "locate.onnx does not match the SHA-256 in its manifest" in done.stderr
+        and "Traceback" not in done.stderr
+    )
     assert not out.exists()  # nothing of a read was started
     done = run_cli("serve", "--config", config)  # the gateway never starts listening
-    assert done.returncode == 2 and "locate.onnx differs from its manifest" in done.stderr
+    assert (
+        done.returncode == 2
+        and "locate.onnx does not match the SHA-256 in its manifest" in done.stderr
+    )
     assert "edge-agent gateway" not in done.stderr
     done = run_cli("doctor", "--out", tmp_path, "--config", config)
     assert done.returncode == 1

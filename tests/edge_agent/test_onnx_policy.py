@@ -14,7 +14,7 @@ from edge_agent.policies import make_policy
 from edge_agent.policies.onnx_trt import OnnxTrtSettings
 from edge_agent.read import read_study
 from imaging.errors import BadInput
-from tests.support import decisions, reads_on_one_policy, run_cli
+from tests.support import decisions, reads_on_one_policy, run_cli, two_turns_with_a_zoom
 from tools.onnx_runtime import RuntimeSettings
 
 TOOLS = {"zoom_in", "segment", "locate"}
@@ -50,46 +50,32 @@ def test_a_read_under_the_grammar_takes_valid_actions(read):
 def test_each_turn_evaluates_only_what_it_adds(read):
     steps = read.trajectory.steps
     first = steps[0].usage
-    assert len(steps) >= 2 and first["past"] == 0
-    # three shown 512x512 images, each resized to 224x224 by the tiny processor: 8x8 tokens
-    assert first["images"] == 3 and first["image_tokens"] == 3 * 64
+    assert len(steps) >= 2 and first.past == 0
+    # one shown 512x512 image (the central key slice, as trained), resized to 224x224 by the
+    # tiny processor: 8x8 tokens
+    assert first.images == 1 and first.image_tokens == 64
     for before, step in itertools.pairwise(steps):
         # the cache holds every earlier prompt and reply; this turn evaluated only its own input
-        added = before.usage["prompt_tokens"] + before.usage["generated"]
-        assert step.usage["past"] == before.usage["past"] + added, step.number
-        assert step.usage["prompt_tokens"] < first["prompt_tokens"]
+        added = before.usage.prompt_tokens + before.usage.generated
+        assert step.usage.past == before.usage.past + added, step.number
+        assert step.usage.prompt_tokens < first.prompt_tokens
         made_image = before.image is not None
-        assert step.usage["images"] == (1 if made_image else 0)
-        assert (step.usage["image_tokens"] > 0) == made_image
+        assert step.usage.images == (1 if made_image else 0)
+        assert (step.usage.image_tokens > 0) == made_image
 
 
 def test_an_image_a_tool_made_enters_the_next_turn_after_the_cache(read, onnx_llm):
-    from dataclasses import replace
-
-    from edge_agent.agent import ReadContext
-    from tools.toolbox import ToolSettings, default_toolbox
-    from tools.workspace import Workspace
-
-    workspace, toolbox = Workspace(), default_toolbox(ToolSettings())
-    for frame in read.selection.frames:
-        workspace.show(frame, max_side=512)
-    policy = make_policy(_config(onnx_llm).policy)
-    try:
-        context = ReadContext("Is there a lesion?", workspace, toolbox, Budget(max_new_tokens=512))
-        session = policy.open(context)
-        first = session.step(context).usage
-        zoom = toolbox.call("zoom_in", {"index": 0, "bbox_2d": [100, 100, 300, 260]}, workspace)
-        assert zoom.image is not None and not zoom.error
-        second = session.step(replace(context, observation=zoom)).usage
-        session.close()
-    finally:
-        policy.close()
-        toolbox.close()
-    assert first["images"] == 3 and first["past"] == 0
+    first, second, cached = two_turns_with_a_zoom(
+        _config(onnx_llm).policy,
+        read.selection.frames,
+        lambda session: session.backend.cache.length,  # the decoder's own KV cache, not our count
+    )
+    assert first.images == 1 and first.past == 0
     # the zoom, 512 x 410, becomes 224 x 196 under the tiny processor's 224² pixel limit: 8 x 7
     # tokens; it and its text come after everything the first turn put in the cache
-    assert second["images"] == 1 and second["image_tokens"] == 56
-    assert second["past"] == first["prompt_tokens"] + first["generated"]
+    assert second.images == 1 and second.image_tokens == 56
+    assert second.past == first.prompt_tokens + first.generated
+    assert cached == second.past + second.prompt_tokens + second.generated
 
 
 def test_without_the_grammar_a_nonsense_reply_is_a_recorded_policy_error(onnx_llm, tmp_path):
@@ -120,7 +106,7 @@ def test_greedy_decoding_is_deterministic_and_the_model_is_reused(read, onnx_llm
     study = next(iter(read.study.files.values())).parent
     again = reads_on_one_policy(study, _config(onnx_llm), tmp_path)
     assert decisions(again[0]) == decisions(again[1]) == decisions(read.trajectory)
-    assert again[1].steps[0].usage["past"] == 0  # the second read started from an empty cache
+    assert again[1].steps[0].usage.past == 0  # the second read started from an empty cache
 
 
 def test_a_turn_that_would_overflow_the_context_is_refused(onnx_llm, sample_study, tmp_path):

@@ -48,7 +48,8 @@ def test_ct_values_are_hounsfield_units():
     frame = load_study(bundled("CT_small.dcm")).series[0].frames[0]
     raw = pydicom.dcmread(bundled("CT_small.dcm")).pixel_array
     np.testing.assert_array_equal(frame.values, raw.astype(np.float32) - 1024)
-    assert frame.value_unit == "[hnsf'U]"
+    assert frame.hounsfield
+    assert not load_study(bundled("MR_small.dcm")).series[0].frames[0].hounsfield
     assert frame.geometry.pixel_spacing == pytest.approx((0.661468, 0.661468))
     assert frame.geometry.slice_thickness == 5.0
 

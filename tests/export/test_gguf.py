@@ -62,7 +62,7 @@ def test_the_gguf_and_mmproj_answer_an_image_prompt(exported):
             f"<|im_start|>user\n{model.marker}What is shown?<|im_end|>\n<|im_start|>assistant\n"
         )
         answer = model.generate(prompt, [probe_image()], max_tokens=8)
-        assert model.llama.n_tokens > 16  # the image's tokens went into the context
+        assert model.prompt_evaluated() > 16  # the image's tokens went into the context
     assert isinstance(answer, str) and answer  # random weights: some text, any text
 
 

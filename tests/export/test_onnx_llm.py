@@ -9,8 +9,9 @@ import shutil
 import pytest
 
 from edge_agent.onnx_decoder import OnnxDecoder
+from imaging.errors import ModelLoadError
 from tests.support import run_cli
-from tools.onnx_runtime import ModelLoadError, RuntimeSettings
+from tools.onnx_runtime import RuntimeSettings
 
 
 def test_the_onnx_models_match_transformers_text_vision_and_an_image_prompt(onnx_llm):

@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.gguf import ExportError
 from export.tensorrt import (
+    PLAN_FORMAT,
     BuildOptions,
     GraphInput,
     _Cuda,
@@ -24,7 +25,10 @@ from export.tensorrt import (
     profiles,
     require_tensorrt,
     resolve_model,
+    write_plan_record,
 )
+from imaging.errors import ModelLoadError
+from imaging.model_folder import ModelFolder
 from tests.support import run_cli
 from tools.onnx_runtime import RuntimeSettings, provider_chain
 
@@ -130,6 +134,23 @@ def test_a_locate_model_folder_is_built_for_the_one_shape_the_tool_feeds(tiny_lo
     }
     with pytest.raises(ExportError, match=r"not a locate model folder.*give the \.onnx file"):
         resolve_model(tmp_path)
+
+
+def test_the_plan_record_is_a_manifest_the_plan_is_checked_against(tmp_path):
+    onnx_path = locate_like_graph(tmp_path / "g.onnx")
+    plan = tmp_path / "engines" / "g.plan"
+    plan.parent.mkdir()
+    plan.write_bytes(b"serialized engine")  # what TensorRT would write; no GPU needed here
+    options = BuildOptions(fp16=True, shapes={"image": ((1, 3, 16, 16),) * 3})
+    ranges = profiles(graph_inputs(onnx.load(onnx_path)), options)
+    record = write_plan_record(onnx_path, plan, options, ranges, (8, 9), tmp_path / "t.timing")
+    assert record["plan"]["bytes"] == len(b"serialized engine")  # what the CLI prints
+    read = ModelFolder.read(plan.with_name("g.plan.json"), PLAN_FORMAT)
+    assert read.verified("plan") == plan and read.manifest.fields["compute_capability"] == "8.9"
+    assert read.manifest.fields["flags"] == ["FP16"]
+    plan.write_bytes(b"serialized engine, then changed")
+    with pytest.raises(ModelLoadError, match=r"g\.plan does not match the SHA-256"):
+        read.verified("plan")
 
 
 @pytest.mark.skipif(_Cuda().available, reason="this machine has an NVIDIA GPU")

@@ -14,10 +14,11 @@ from onnx import TensorProto, helper
 
 from export.locate_onnx import BIOMEDPARSE_MEAN, BIOMEDPARSE_STD, LocateExport, export_locate
 from imaging.checksum import sha256_file
+from imaging.errors import ModelLoadError
+from imaging.records import to_plain
 from tests.support import phantom_frame
 from tools.locate import LocateSettings
 from tools.locate_model import ImageInput, Thresholds
-from tools.onnx_runtime import ModelLoadError
 from tools.toolbox import ToolSettings, default_toolbox
 from tools.workspace import Workspace
 
@@ -72,14 +73,14 @@ def test_the_model_finds_the_bright_disc_in_the_shown_images_coordinates(bright_
     toolbox = toolbox_with(bright_model)
     found = toolbox.call("locate", {"index": 0, "captions": ["Bright  Spot"]}, workspace)
     toolbox.close()
-    [top] = found.payload["candidates"]
+    [top] = to_plain(found.payload)["candidates"]
     x1, y1, x2, y2 = top["bbox_2d"]
     scale = 100 / 256
     assert x1 < 170 * scale < x2 and y1 < 150 * scale < y2
     assert (x2 - x1) == pytest.approx(2 * 8 / SPACING[1] * scale, abs=3)
     assert top["area"] == pytest.approx(math.pi * 8**2, rel=0.35)  # in mm², via the shown grid
     assert top["method"].startswith("bright-finder (locate.onnx, ONNX Runtime cpu)")
-    assert found.payload["model"]["sha256"] == sha256_file(bright_model / "locate.onnx")
+    assert to_plain(found.payload)["model"]["sha256"] == sha256_file(bright_model / "locate.onnx")
     assert found.image.index == 1 and found.image.size == (100, 100)
 
 
@@ -89,8 +90,8 @@ def test_a_low_score_reports_no_candidates_and_says_why(bright_model, abdomen):
     toolbox = toolbox_with(bright_model)
     found = toolbox.call("locate", {"index": 0, "captions": ["dark spot"]}, workspace)
     toolbox.close()
-    assert found.payload["candidates"] == []
-    assert found.payload["scores"] == {"dark spot": 0.0}
+    assert to_plain(found.payload)["candidates"] == []
+    assert to_plain(found.payload)["scores"] == {"dark spot": 0.0}
     assert "'dark spot' 0" in found.text and "No candidate regions" in found.text
 
 
@@ -103,10 +104,10 @@ def test_captions_the_model_lacks_fall_back_to_hu_classes_or_are_refused(bright_
     )
     said = toolbox.call("locate", {"index": 0, "captions": ["pancreas"]}, workspace)
     toolbox.close()
-    methods = [c["method"] for c in found.payload["candidates"]]
+    methods = [c["method"] for c in to_plain(found.payload)["candidates"]]
     assert methods[0].startswith("bright-finder") and "HU / intensity classes" in methods[1]
-    assert [c["class"] for c in found.payload["candidates"]] == ["bright spot", "bone"]
-    assert found.payload["unsupported"] == ["pancreas"]
+    assert [c["class"] for c in to_plain(found.payload)["candidates"]] == ["bright spot", "bone"]
+    assert to_plain(found.payload)["unsupported"] == ["pancreas"]
     assert said.image is None and not said.error
     assert "cannot find 'pancreas'" in said.text and "bright-finder knows: bright spot" in said.text
 
@@ -115,7 +116,9 @@ def test_a_corrupt_model_stops_the_toolbox_from_being_built(bright_model, tmp_pa
     broken = shutil.copytree(bright_model, tmp_path / "broken")
     graph = broken / "locate.onnx"
     graph.write_bytes(graph.read_bytes()[:100])
-    with pytest.raises(ModelLoadError, match=r"differs from its manifest.*corrupt or replaced"):
+    with pytest.raises(
+        ModelLoadError, match=r"does not match the SHA-256 in its manifest.*corrupt or replaced"
+    ):
         toolbox_with(broken)
     _rehash(broken)  # a manifest that agrees with the damaged file: ONNX Runtime refuses it
     with pytest.raises(ModelLoadError, match="not a loadable ONNX model"):
@@ -148,4 +151,5 @@ def _rehash(folder):
     manifest = json.loads((folder / "manifest.json").read_text())
     for entry in manifest["files"]:
         entry["sha256"] = sha256_file(folder / entry["name"])
+        entry["bytes"] = (folder / entry["name"]).stat().st_size
     (folder / "manifest.json").write_text(json.dumps(manifest))

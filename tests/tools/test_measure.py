@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from imaging.records import to_plain
 from tests.support import disc, phantom_frame
 from tools.toolbox import default_toolbox
 from tools.workspace import Workspace
@@ -18,7 +19,7 @@ def test_disc_area_and_diameter_are_within_two_percent(spacing):
     workspace.show(phantom_frame(values, spacing))
     outlined = toolbox.call("segment", {"index": 0, "bbox_2d": [50, 50, 206, 206]}, workspace)
     result = toolbox.call("measure", {"index": outlined.image.index}, workspace)
-    got = {m["name"]: m for m in result.payload["measurements"]}
+    got = {m["name"]: m for m in to_plain(result.payload)["measurements"]}
     assert got["area"]["unit"] == "mm2"
     assert got["area"]["value"] == pytest.approx(math.pi * radius**2, rel=0.02)
     assert got["long axis"]["value"] == pytest.approx(2 * radius, rel=0.02)
@@ -38,7 +39,7 @@ def test_measuring_on_a_zoom_gives_the_source_numbers():
         "measure", {"index": zoom.image.index, "bbox_2d": [128, 128, 384, 384]}, workspace
     )
     assert via_zoom.payload == direct.payload
-    area = next(m for m in direct.payload["measurements"] if m["name"] == "area")
+    area = next(m for m in to_plain(direct.payload)["measurements"] if m["name"] == "area")
     assert area["value"] == pytest.approx(40 * 40 * 0.25)
 
 
@@ -47,7 +48,7 @@ def test_without_pixel_spacing_sizes_are_in_pixels():
     workspace = Workspace()
     workspace.show(phantom_frame(values, spacing=None, modality="MR"))
     result = default_toolbox().call("measure", {"index": 0, "bbox_2d": [0, 0, 10, 20]}, workspace)
-    units = {m["name"]: m["unit"] for m in result.payload["measurements"]}
+    units = {m["name"]: m["unit"] for m in to_plain(result.payload)["measurements"]}
     assert units == {"area": "{pixel2}", "long axis": "{pixel}", "mean": "1", "SD": "1"}
 
 

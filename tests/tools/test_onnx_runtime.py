@@ -7,7 +7,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from tools.onnx_runtime import ModelLoadError, OnnxModel, RuntimeSettings, provider_chain
+from imaging.errors import ModelLoadError
+from tools.onnx_runtime import OnnxModel, RuntimeSettings, provider_chain
 
 
 def doubling_model(path):

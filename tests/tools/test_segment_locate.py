@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from imaging.records import to_plain
 from tests.support import phantom_frame
 from tools.toolbox import default_toolbox
 from tools.workspace import Workspace
@@ -33,7 +34,7 @@ def test_locate_finds_the_hypodense_cyst_first(abdomen):
     found = default_toolbox().call(
         "locate", {"index": 0, "captions": ["hypodense lesion"]}, workspace
     )
-    top = found.payload["candidates"][0]
+    top = to_plain(found.payload)["candidates"][0]
     x1, y1, x2, y2 = top["bbox_2d"]
     assert x1 < 90 < x2 and y1 < 110 < y2
     assert top["area"] == pytest.approx(math.pi * 12**2, rel=0.1)
@@ -44,10 +45,10 @@ def test_locate_bone_and_an_unsupported_caption(abdomen):
     workspace = Workspace()
     workspace.show(abdomen)
     found = default_toolbox().call("locate", {"index": 0, "captions": ["bone", "liver"]}, workspace)
-    [bone] = found.payload["candidates"]
+    [bone] = to_plain(found.payload)["candidates"]
     x1, y1, x2, y2 = bone["bbox_2d"]
     assert x1 < 170 < x2 and y1 < 150 < y2
-    assert found.payload["unsupported"] == ["liver"]
+    assert to_plain(found.payload)["unsupported"] == ["liver"]
     assert "'liver'" in found.text
 
 

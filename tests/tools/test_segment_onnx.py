@@ -9,8 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
+from imaging.errors import ModelLoadError
+from imaging.records import to_plain
 from tests.support import disc, phantom_frame
-from tools.onnx_runtime import ModelLoadError, RuntimeSettings
+from tools.onnx_runtime import RuntimeSettings
 from tools.sam_onnx import SamOnnx
 from tools.segment import ModelSegmenter, SegmentSettings
 from tools.toolbox import ToolSettings, default_toolbox
@@ -43,13 +45,13 @@ def test_segment_runs_the_onnx_model_on_cpu_and_says_so(sam_onnx, workspace):
     finally:
         toolbox.close()
     method = "sam2.1_hiera_t on ONNX Runtime (fp32 encoder, cpu)"
-    assert said.payload["method"] == method and method in said.text
+    assert to_plain(said.payload)["method"] == method and method in said.text
     # The mask is the model's: the same as decoding the box directly, carried to the source grid.
     model = SamOnnx(sam_onnx, CPU)
     image = workspace.get(0)
     masks, scores = model.masks(model.embed(image.pixels), np.array([[80, 60, 160, 140]]))
     model.close()
-    assert masks[0].any() and said.payload["score"] == round(float(scores[0]), 3)
+    assert masks[0].any() and to_plain(said.payload)["score"] == round(float(scores[0]), 3)
     assert np.array_equal(said.image.mask, image.mask_to_source(masks[0]))
 
 
@@ -72,12 +74,12 @@ def test_the_int8_encoder_is_chosen_by_config(sam_onnx, workspace):
     toolbox = default_toolbox(settings(sam_onnx, "int8"))
     said = toolbox.call("segment", {"index": 0, "bbox_2d": [80, 60, 160, 140]}, workspace)
     toolbox.close()
-    assert said.payload["method"] == "sam2.1_hiera_t on ONNX Runtime (int8 encoder, cpu)"
+    assert to_plain(said.payload)["method"] == "sam2.1_hiera_t on ONNX Runtime (int8 encoder, cpu)"
 
 
 def test_without_a_model_the_weight_free_method_runs_and_is_named(workspace):
     said = default_toolbox().call("segment", {"index": 0, "bbox_2d": [80, 60, 160, 140]}, workspace)
-    assert said.payload["method"] in (
+    assert to_plain(said.payload)["method"] in (
         "grabcut (weight-free)",
         "otsu threshold (weight-free fallback)",
     )

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edge_agent.selection import select
+from imaging.records import to_plain
 from imaging.study import load_study
 from tests.videos import FPS, FRAMES, encode, read_index, video_study
 from tools.errors import ToolError
@@ -35,17 +36,21 @@ def test_get_frame_returns_exactly_the_frame_for_t(workspace):
         seen = toolbox.call("get_frame", {"t": float(t)}, workspace)
         expected = int(t * FPS + 1e-6)
         assert read_index(seen.image.pixels) == expected, t
-        assert seen.payload["frame"] == expected + 1
-        assert seen.payload["time_s"] == pytest.approx(expected / FPS, abs=1e-6)
+        assert to_plain(seen.payload)["frame"] == expected + 1
+        assert to_plain(seen.payload)["time_s"] == pytest.approx(expected / FPS, abs=1e-6)
         assert seen.image.frame.ref.frame == expected + 1  # what the SR and SC will reference
         assert f"frame {expected + 1} at {expected / FPS:.3f} s" in seen.text
 
 
 def test_crop_video_returns_the_right_timestamps_and_keeps_each_frame(workspace):
     seen = default_toolbox().call("crop_video", {"start": 1.0, "end": 2.0, "n": 5}, workspace)
-    assert seen.payload["times_s"] == pytest.approx([1.0, 1.2333, 1.5, 1.7333, 2.0], abs=1e-3)
+    assert to_plain(seen.payload)["times_s"] == pytest.approx(
+        [1.0, 1.2333, 1.5, 1.7333, 2.0], abs=1e-3
+    )
     members = seen.image.members
-    assert [f.ref.frame for f in members] == seen.payload["frames"] == [31, 38, 46, 53, 61]
+    assert (
+        [f.ref.frame for f in members] == to_plain(seen.payload)["frames"] == [31, 38, 46, 53, 61]
+    )
     assert [read_index(f.pixels) for f in members] == [30, 37, 45, 52, 60]
     assert "1.50 s (frame 46)" in seen.text
 

@@ -1,0 +1,193 @@
+"""One model session per read, whatever runs the model: the turn loop both LLM back ends share.
+
+Turn k adds only what is new since turn k-1 (the end of the last reply, the newest observation,
+any image a tool made), checks that it fits the context with room for a whole reply, evaluates it
+after the KV cache, decodes the reply token by token under the prompt format's grammar, and turns
+it into a decision with its usage. A back end (llama.cpp, ONNX Runtime) supplies only what is
+model-specific, through `Backend`: tokenize and evaluate a turn, pick and feed reply tokens."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
+from edge_agent.formats.chat import turn_input
+from edge_agent.formats.gbnf import FormatError, Reply
+from edge_agent.formats.turns import ProfileFormat
+from edge_agent.usage import TurnUsage
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+log = logging.getLogger(__name__)
+
+Stream = Callable[[str], None]
+
+# Ends the assistant's turn in the chat template; the next turn starts with it.
+END_OF_REPLY = "<|im_end|>\n"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One turn's input as the back end tokenized it."""
+
+    tokens: int  # what it adds to the KV cache: text and image tokens
+    image_tokens: int
+    handle: object  # the back end's own form of it (MTMD chunks; ids, embeddings, positions)
+
+
+class ReplyDecoder(Protocol):
+    """One reply being decoded: the next token, then that token into the cache."""
+
+    def next_token(self) -> int: ...
+
+    def feed(self, token: int) -> None: ...
+
+
+class Backend(Protocol):
+    """The model-specific half of a session, for one read on a loaded model."""
+
+    marker: str  # what stands for an image in the turn text
+    n_ctx: int  # tokens the KV cache holds
+    constrained: bool  # replies are decoded under the format's grammar
+
+    def prompt(self, text: str, pictures: list[np.ndarray]) -> AbstractContextManager[Prompt]:
+        """The turn tokenized, its images encoded; released when the context ends."""
+
+    def evaluate(self, prompt: Prompt) -> int:
+        """Into the KV cache after what it holds; the prompt tokens the runtime evaluated."""
+
+    def reply(self, gbnf: str | None) -> AbstractContextManager[ReplyDecoder]:
+        """A decoder for one reply, under `gbnf` when given."""
+
+    def is_end(self, token: int) -> bool: ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def close(self) -> None:
+        """This read's cache goes; the model stays loaded for the next read."""
+
+
+class ModelSession:
+    """One read on a loaded model: its KV cache and what of the read the model has seen."""
+
+    def __init__(self, backend: Backend, form: ProfileFormat, stream: Stream | None = None) -> None:
+        """`stream` receives the reply text as it is decoded (the terminal's live view)."""
+        self.backend = backend
+        self.format = form
+        self.stream = stream
+        self.cached = 0  # tokens in the KV cache: every earlier prompt and reply
+        self.seen = 0  # workspace images already in the context
+        self.pending = ""  # text the next turn must start with (the end of the last reply)
+
+    def step(self, context: ReadContext) -> Decision:
+        started = time.perf_counter()
+        past = self.cached
+        text, pictures = self._turn_input(context)
+        with self.backend.prompt(text, pictures) as prompt:
+            self._check_room(prompt.tokens, context.budget.max_new_tokens)
+            evaluated = self.backend.evaluate(prompt)
+        self.cached += prompt.tokens
+        prefill_ms = _ms_since(started)
+        decode_start = time.perf_counter()
+        reply, generated = self._reply(context)
+        self.cached += generated
+        usage = TurnUsage(
+            past=past,
+            prompt_tokens=prompt.tokens,
+            prompt_evaluated=evaluated,
+            image_tokens=prompt.image_tokens,
+            images=len(pictures),
+            prefill_ms=prefill_ms,
+            generated=generated,
+            decode_ms=_ms_since(decode_start),
+            prompt_profile=self.format.profile.label,
+        )
+        return _decision(self.format, self._parse(reply, context), context, usage)
+
+    def _turn_input(self, context: ReadContext) -> tuple[str, list[np.ndarray]]:
+        """Only what this turn adds: the first turn shows the originals, later ones the newest
+        observation and any image the tool made."""
+        text, pictures = turn_input(
+            self.format, context, self.seen, self.backend.marker, self.pending
+        )
+        self.seen = len(context.workspace)
+        return text, pictures
+
+    def _check_room(self, prompt_tokens: int, budget: int) -> None:
+        """A turn that cannot fit with a whole reply ends the read now, with the numbers."""
+        if self.cached + prompt_tokens + budget > self.backend.n_ctx:
+            raise PolicyError(
+                f"context full: {self.cached} tokens in the KV cache, this turn needs "
+                f"{prompt_tokens} more plus up to {budget} for the reply, "
+                f"n_ctx is {self.backend.n_ctx}"
+            )
+
+    def _reply(self, context: ReadContext) -> tuple[str, int]:
+        """The reply text and its token count; the end-of-reply token is not fed to the cache,
+        the next turn starts with its text instead."""
+        budget = context.budget.max_new_tokens
+        gbnf = self.format.grammar(len(context.workspace)) if self.backend.constrained else None
+        tokens: list[int] = []
+        with self.backend.reply(gbnf) as decoder:
+            for _ in range(budget):
+                token = decoder.next_token()
+                if self.backend.is_end(token):
+                    self._write("\n")
+                    self.pending = END_OF_REPLY
+                    return self.backend.detokenize(tokens), len(tokens)
+                tokens.append(token)
+                self._write(self.backend.detokenize([token]))
+                decoder.feed(token)
+        self._write("\n")
+        raise PolicyError(  # !a: ASCII, the report's DICOM objects carry this text
+            f"reply not finished within {budget} tokens{self._unconstrained()}; it began "
+            f"{self.backend.detokenize(tokens)[:120]!a}"
+        )
+
+    def _parse(self, reply: str, context: ReadContext) -> Reply:
+        try:
+            return self.format.parse(reply, len(context.workspace))
+        except FormatError as exc:
+            if self.backend.constrained:  # the grammar makes this impossible: a bug
+                log.error("unparseable reply despite the grammar: %s", exc)
+                raise PolicyError(f"model reply did not parse (bug): {exc}") from None
+            raise PolicyError(  # unconstrained: the model's mistake
+                f"the model's reply does not follow the prompt format{self._unconstrained()}: {exc}"
+            ) from None
+
+    def _unconstrained(self) -> str:
+        if self.backend.constrained:
+            return ""
+        return " (decoding is not grammar-constrained: grammar = false)"
+
+    def _write(self, text: str) -> None:
+        if self.stream:
+            self.stream(text)
+
+    def close(self) -> None:
+        """The model stays loaded for the next read; the back end lets go of this read's cache."""
+        self.backend.close()
+
+
+def _decision(
+    form: ProfileFormat, reply: Reply, context: ReadContext, usage: TurnUsage
+) -> Decision:
+    """A tool call, or an answer (with the option letter it chose) citing the newest image the
+    model looked at."""
+    if reply.tool is None:
+        text = f"{reply.answer}. {reply.option}" if reply.option else reply.answer
+        evidence = (form.newest_shown(context.workspace),)
+        return Answer(text, (Claim(text, evidence),), reply.thought, usage)
+    return ToolCall(reply.tool, reply.arguments, reply.thought, usage)
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 1)

@@ -1,0 +1,102 @@
+"""replay: a read's outputs written again from its trajectory, its evidence files and (for the
+DICOM objects) the source study's headers; no policy, tool or pixel decoding runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom import Dataset
+
+from edge_agent.report.dicom_files import source_uids, write_dicom
+from edge_agent.report.files import copy_evidence, write_reports
+from edge_agent.trajectory import Trajectory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    trajectory: Trajectory
+    report: dict
+    out_dir: Path
+    dicom: tuple[Path, ...] = ()  # SR first, then SEG, Secondary Captures, Key Object Selection
+    dicom_skipped: str = ""  # why no DICOM objects were written; "" when they were
+
+
+def replay(
+    trajectory_path: Path, out_dir: Path, source: Path | None = None, *, dicom: bool = True
+) -> ReplayResult:
+    """Reports from `trajectory_path` (evidence beside it) into `out_dir`; the DICOM objects too
+    when the source study is at hand: `source`, else the folder the trajectory names. Without
+    it the other reports are still written and `dicom_skipped` says why DICOM was not."""
+    trajectory_path = Path(trajectory_path)
+    recorded = Trajectory.load(trajectory_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copy_evidence(recorded, trajectory_path.parent, out_dir)
+    report = write_reports(recorded, out_dir)
+    if not dicom:
+        return ReplayResult(recorded, report, out_dir, dicom_skipped="DICOM outputs are off")
+    folder = Path(source) if source is not None else _recorded_source(recorded)
+    headers, skipped = _headers(recorded, folder)
+    if skipped:
+        log.warning("study %s: no DICOM outputs: %s", recorded.study_instance_uid, skipped)
+        return ReplayResult(recorded, report, out_dir, dicom_skipped=skipped)
+    paths = write_dicom(recorded, headers, out_dir)
+    return ReplayResult(recorded, report, out_dir, tuple(paths))
+
+
+def _recorded_source(trajectory: Trajectory) -> Path | None:
+    return Path(trajectory.source_path) if trajectory.source_path else None
+
+
+def _headers(trajectory: Trajectory, folder: Path | None) -> tuple[dict[str, Dataset], str]:
+    """The source headers the objects need, or why they cannot be had."""
+    if trajectory.version < 2:
+        return {}, (
+            f"trajectory format {trajectory.version} keeps no masks, which the SEG and the SR "
+            "outlines need; read the study again to write DICOM"
+        )
+    if not any(record.source.sop_class_uid for record in trajectory.images):
+        return {}, "the read's source is not DICOM (a plain video file)"
+    if folder is None:
+        return {}, "the trajectory names no source study; pass the study folder to replay"
+    if not folder.exists():
+        return {}, f"the source study {folder} does not exist"
+    wanted = source_uids(trajectory)
+    headers = source_headers(folder, wanted)
+    missing = [uid for uid in wanted if uid not in headers]
+    if missing:
+        return {}, (
+            f"{folder} lacks {len(missing)} of the {len(wanted)} source instance(s) the objects "
+            f"reference (e.g. SOP Instance UID {missing[0]})"
+        )
+    return headers, ""
+
+
+def source_headers(folder: Path, uids: Iterable[str]) -> dict[str, Dataset]:
+    """Headers, without pixel data, of the wanted SOP instances under `folder` (a file or a
+    folder searched recursively). Files that are not DICOM are passed over."""
+    wanted = set(uids)
+    found: dict[str, Dataset] = {}
+    for file in _files(folder):
+        try:
+            header = pydicom.dcmread(file, stop_before_pixels=True)
+        except Exception as exc:  # pydicom raises many types on damaged files; this one is not ours
+            log.debug("replay: %s is not a readable DICOM file: %s", file, exc)
+            continue
+        uid = str(header.get("SOPInstanceUID", ""))
+        if uid in wanted:
+            found[uid] = header
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def _files(folder: Path) -> list[Path]:
+    if folder.is_file():
+        return [folder]
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))

@@ -1,0 +1,25 @@
+"""Report files are durable once written: temp file, fsync, rename, then the folder's fsync."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from edge_agent.report import atomic
+
+
+def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        mode = os.fstat(descriptor).st_mode
+        # What the folder holds when it is synced: the file must already be in its place.
+        listing = sorted(os.listdir(tmp_path / "out")) if stat.S_ISDIR(mode) else None
+        synced.append(("folder" if stat.S_ISDIR(mode) else "file", listing))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    atomic.write_atomic(tmp_path / "out" / "report.json", b"{}")
+    assert synced == [("file", None), ("folder", ["report.json"])]
+    assert (tmp_path / "out" / "report.json").read_bytes() == b"{}"

@@ -1,0 +1,23 @@
+"""`doctor` checks model folders through the shared model folder type: damage is a red line."""
+
+from __future__ import annotations
+
+from imaging.model_folder import ModelFolder
+from tests.support import run_cli
+
+
+def test_doctor_is_red_on_a_damaged_manifest_without_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one table row per check, however long the path
+    good, damaged = tmp_path / "models" / "good", tmp_path / "models" / "damaged"
+    for folder in (good, damaged):
+        folder.mkdir(parents=True)
+        (folder / "graph.onnx").write_bytes(b"graph")
+        ModelFolder.write(folder, format="edge-agent locate onnx 1", roles={"graph.onnx": "model"})
+    (damaged / "manifest.json").write_text('{"format": "edge-agent locate onnx 1", "files": [')
+    done = run_cli("doctor", "--out", tmp_path, "--models", tmp_path / "models")
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+    [red] = [line for line in done.stdout.splitlines() if "│ model damaged" in line]
+    [green] = [line for line in done.stdout.splitlines() if "│ model good" in line]
+    assert "FAIL" in red and "damaged/manifest.json is not valid JSON" in red
+    assert "FAIL" not in green and "1 file(s) match the manifest" in green
+    assert "not ready: model damaged" in done.stdout

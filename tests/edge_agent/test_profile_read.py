@@ -1,0 +1,54 @@
+"""A read with the tiny GGUF under the Ophiuchus profile: one image at turn 1 (the central key
+slice, trained index 1), and every call names an image the model has been shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_agent.agent import Budget
+from edge_agent.config import Config, PolicySettings, ReportSettings
+from edge_agent.policies.llama_cpp import LlamaCppSettings
+from edge_agent.read import read_study
+
+TOOLS = {"zoom_in", "segment", "locate"}
+
+
+@pytest.fixture(scope="module")
+def read(exported, tmp_path_factory):
+    from edge_agent.sample import write_sample_study
+
+    settings = LlamaCppSettings(
+        model=str(exported / "model-q8_0.gguf"),
+        mmproj=str(exported / "mmproj-f16.gguf"),
+        n_ctx=8192,
+        profile="ophiuchus-v1",
+        max_think_tokens=16,  # random weights ramble; a short thought keeps the test quick
+    )
+    config = Config(
+        budget=Budget(max_turns=4, max_new_tokens=400),
+        policy=PolicySettings(name="llama_cpp", llama_cpp=settings),
+        report=ReportSettings(dicom=False),
+    )
+    folder = tmp_path_factory.mktemp("profile-read")
+    return read_study(write_sample_study(folder / "study"), folder / "out", config)
+
+
+def test_turn_one_shows_one_image_and_every_call_names_a_shown_one(read):
+    trajectory = read.trajectory
+    assert trajectory.end_reason in ("answer", "max_turns"), trajectory.end_detail
+    originals = [image for image in trajectory.images if image.tool == "shown"]
+    assert trajectory.steps, "the model took at least one turn"
+    assert trajectory.steps[0].usage.images == 1
+    central = len(originals) // 2  # trained index 1
+    shown = {central}
+    for step in trajectory.steps:
+        assert step.tool in TOOLS  # the grammar allows nothing else
+        assert step.arguments["index"] in shown, (step.number, step.arguments, shown)
+        if step.tool == "locate":  # the trained caption string, as our one-item list
+            assert len(step.arguments["captions"]) == 1
+        if step.image is not None:
+            shown.add(step.image)
+
+
+def test_each_step_records_its_prompt_profile(read):
+    assert {step.usage.prompt_profile for step in read.trajectory.steps} == {"ophiuchus-v1"}

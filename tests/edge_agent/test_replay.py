@@ -1,0 +1,148 @@
+"""replay(): the reports and the DICOM objects written again from a trajectory, its evidence files
+and the source study's headers; the same objects as the read's, but for new UIDs and times."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from edge_agent.config import Config
+from edge_agent.read import ReadResult, read_study
+from edge_agent.replay import replay
+from edge_agent.report.content import build_report
+from edge_agent.sample import write_sample_study
+from edge_agent.trajectory import Trajectory
+from tests.peers import dciodvfy_errors
+from tests.videos import encode, video_study
+
+VERSION_1 = Path(__file__).parent.parent / "data" / "trajectory_v1"
+GENERATED = ("DA", "TM", "DT")  # content dates and times: when the object was made
+
+
+@pytest.fixture(scope="module")
+def read(tmp_path_factory) -> ReadResult:
+    folder = tmp_path_factory.mktemp("read")
+    study = write_sample_study(folder / "study")
+    return read_study(study, folder / "out", Config())
+
+
+def _study_uids(folder: Path) -> set[str]:
+    """Every UID the source study holds: these must come back unchanged."""
+    uids = set()
+    for path in folder.rglob("*.dcm"):
+        _collect_uids(pydicom.dcmread(path, stop_before_pixels=True), uids)
+    return uids
+
+
+def _collect_uids(ds: Dataset, into: set[str]) -> None:
+    for element in ds:
+        if element.VR == "SQ":
+            for item in element.value:
+                _collect_uids(item, into)
+        elif element.VR == "UI" and element.value:
+            into.update(element.value if element.VM > 1 else [element.value])
+
+
+def _compare(a: Dataset, b: Dataset, where: str, known: set[str], renamed: dict[str, str]):
+    """Equal element by element, except that a UID the source does not hold may be a new one
+    (the same new one wherever it recurs) and dates and times may differ."""
+    assert [e.tag for e in a] == [e.tag for e in b], f"{where}: different attributes"
+    for x, y in zip(a, b, strict=True):
+        here = f"{where}/{x.keyword or x.tag}"
+        if x.VR == "SQ":
+            assert len(x.value) == len(y.value), here
+            for i, (p, q) in enumerate(zip(x.value, y.value, strict=True)):
+                _compare(p, q, f"{here}[{i}]", known, renamed)
+        elif x.VR == "UI" and x.value != y.value:
+            assert x.value not in known, f"{here}: a source UID changed"
+            assert renamed.setdefault(x.value, y.value) == y.value, f"{here}: UIDs mixed up"
+        elif x.VR not in GENERATED and x.tag.element != 0:  # group lengths follow UID lengths
+            assert x.value == y.value, here
+
+
+def test_replay_rebuilds_the_same_dicom_but_for_uids_and_times(read, tmp_path):
+    again = replay(read.out_dir / "trajectory.json", tmp_path / "again")
+    assert len(again.dicom) >= 4  # SR, SEG, captures, KO: the read had findings
+    _assert_same_objects(read, again)
+
+
+def test_replay_of_a_video_read_rebuilds_its_time_windows(tmp_path):
+    folder = tmp_path / "video"
+    read = read_study(video_study(folder / "study", encode("h264")), folder / "out", Config())
+    assert any("time_window_s" in finding for finding in read.report["findings"])
+    again = replay(read.out_dir / "trajectory.json", tmp_path / "again")
+    _assert_same_objects(read, again)
+
+
+def _assert_same_objects(read: ReadResult, again) -> None:
+    assert again.dicom_skipped == ""
+    assert [p.name for p in again.dicom] == [p.name for p in read.dicom]
+    known, renamed = _study_uids(Path(read.trajectory.source_path)), {}
+    for first, second in zip(read.dicom, again.dicom, strict=True):
+        a, b = pydicom.dcmread(first), pydicom.dcmread(second)
+        assert a.SOPInstanceUID != b.SOPInstanceUID  # a new object, not a copy
+        _compare(a.file_meta, b.file_meta, first.name, known, renamed)
+        _compare(a, b, first.name, known, renamed)
+    for path in again.dicom:
+        assert dciodvfy_errors(path) == [], path.name
+
+
+def test_the_read_keeps_each_mask_so_the_seg_can_be_written_again(read):
+    masked = [r for r in read.trajectory.images if r.mask_file]
+    assert {r.tool for r in masked} == {"segment", "measure"}
+    mask = cv2.imread(str(read.out_dir / masked[0].mask_file), cv2.IMREAD_UNCHANGED)
+    header = read.study.header(masked[0].source.sop_instance_uid)
+    assert mask.shape == (header.Rows, header.Columns)  # the source grid, not the view
+    assert set(np.unique(mask)) == {0, 255}
+
+
+def test_replay_without_the_source_writes_the_reports_and_says_why(read, tmp_path):
+    gone = tmp_path / "moved-away"
+    again = replay(read.out_dir / "trajectory.json", tmp_path / "again", source=gone)
+    assert again.dicom == ()
+    assert str(gone) in again.dicom_skipped and "does not exist" in again.dicom_skipped
+    assert not (tmp_path / "again" / "dicom").exists()
+    assert (tmp_path / "again" / "report.json").read_bytes() == (
+        read.out_dir / "report.json"
+    ).read_bytes()
+
+
+def test_replay_from_a_folder_without_the_cited_images_names_what_is_missing(read, tmp_path):
+    partial = shutil.copytree(read.trajectory.source_path, tmp_path / "partial")
+    findings = read.report["findings"]
+    cited = {e["source"]["sop_instance_uid"] for f in findings for e in f["evidence"]}
+    for path in partial.rglob("*.dcm"):
+        if pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID in cited:
+            path.unlink()
+    again = replay(read.out_dir / "trajectory.json", tmp_path / "again", source=partial)
+    assert again.dicom == () and f"{partial} lacks {len(cited)} of" in again.dicom_skipped
+    assert any(uid in again.dicom_skipped for uid in cited)
+
+
+def test_a_format_1_trajectory_gives_the_report_main_wrote():
+    recorded = Trajectory.load(VERSION_1 / "trajectory.json")
+    assert recorded.version == 1
+    written = json.dumps(build_report(recorded), indent=2) + "\n"
+    assert written == (VERSION_1 / "report.json").read_text()
+
+
+def test_replaying_a_format_1_trajectory_skips_dicom_and_says_why(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    shutil.copy(VERSION_1 / "trajectory.json", folder)
+    recorded = Trajectory.load(folder / "trajectory.json")
+    for name in (name for record in recorded.images for name in record.files):
+        (folder / name).parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(folder / name), np.zeros((4, 4), np.uint8))  # the PNGs are not kept
+    again = replay(folder / "trajectory.json", tmp_path / "again")
+    assert (tmp_path / "again" / "report.json").read_text() == (
+        VERSION_1 / "report.json"
+    ).read_text()
+    assert again.dicom == () and "format 1 keeps no masks" in again.dicom_skipped

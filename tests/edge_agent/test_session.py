@@ -1,0 +1,185 @@
+"""The LLM session core on a scripted back end: what a turn adds, the context check, the reply
+loop and what the reply decides — with no model, so every number is known in advance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from edge_agent.agent import Answer, Budget, PolicyError, ReadContext, ToolCall
+from edge_agent.formats import format_for
+from edge_agent.policies.session import END_OF_REPLY, ModelSession, Prompt
+from edge_agent.usage import TurnUsage
+from tests.support import phantom_frame
+from tools.toolbox import ToolSettings, default_toolbox
+from tools.workspace import Workspace
+
+END = -1
+MARKER = "<img>"
+ZOOM = (
+    '<think>look</think> Action: Zoom-in\n```json\n[{"index": 1, "bbox_2d": [1, 2, 30, 40]}]\n```'
+)
+ANSWER = "<think>seen</think> Action: Answer\n<answer>no lesion</answer>"
+
+
+class Scripted:
+    """A back end whose replies are given as text, one character a token; each image is 10
+    tokens, each other character of the turn text one."""
+
+    marker = MARKER
+
+    def __init__(self, replies: list[str], *, n_ctx: int = 10_000, constrained: bool = True):
+        self.replies = iter(replies)
+        self.n_ctx = n_ctx
+        self.constrained = constrained
+        self.turns: list[tuple[str, int]] = []  # (text, images) each turn evaluated
+        self.grammars: list[str | None] = []
+        self.fed: list[int] = []
+        self.released = 0
+        self.closed = False
+
+    @contextmanager
+    def prompt(self, text: str, pictures: list[np.ndarray]) -> Iterator[Prompt]:
+        image_tokens = 10 * len(pictures)
+        try:
+            yield Prompt(len(text) - len(MARKER) * len(pictures) + image_tokens, image_tokens, text)
+        finally:
+            self.released += 1
+
+    def evaluate(self, prompt: Prompt) -> int:
+        self.turns.append((prompt.handle, prompt.image_tokens // 10))
+        return prompt.tokens
+
+    @contextmanager
+    def reply(self, gbnf: str | None):
+        self.grammars.append(gbnf)
+        yield _Reply(self, [ord(c) for c in next(self.replies)] + [END])
+
+    def is_end(self, token: int) -> bool:
+        return token == END
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return "".join(chr(t) for t in tokens)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Reply:
+    def __init__(self, backend: Scripted, tokens: list[int]) -> None:
+        self.backend, self.tokens = backend, iter(tokens)
+
+    def next_token(self) -> int:
+        return next(self.tokens)
+
+    def feed(self, token: int) -> None:
+        self.backend.fed.append(token)
+
+
+@pytest.fixture
+def context() -> ReadContext:
+    workspace, toolbox = Workspace(), default_toolbox(ToolSettings())
+    for value in (0, 50):
+        workspace.show(phantom_frame(np.full((64, 64), value)), max_side=64)
+    return ReadContext("Is there a lesion?", workspace, toolbox, Budget(max_new_tokens=200))
+
+
+def test_each_turn_evaluates_only_what_it_adds_and_counts_the_cache(context):
+    backend, streamed = Scripted([ZOOM, ANSWER]), []
+    form = format_for(context)  # ophiuchus-v1: one image at turn 1, indices from 1
+    session = ModelSession(backend, form, streamed.append)
+    first = session.step(context)
+    zoom = context.toolbox.call("zoom_in", dict(first.arguments), context.workspace)
+    assert zoom.image is not None and len(context.workspace) == 3
+    second = session.step(replace(context, observation=zoom))
+    session.close()
+
+    assert isinstance(first, ToolCall) and first.tool == "zoom_in"
+    # trained index 1 is the one image shown at turn 1: workspace image 0 of the two originals
+    assert first.arguments == {"index": 0, "bbox_2d": [1, 2, 30, 40]} and first.thought == "look"
+    assert isinstance(second, Answer) and second.text == "no lesion"
+    assert second.findings[0].evidence == (2,)  # the newest image the model looked at
+    (text1, images1), (text2, images2) = backend.turns
+    assert images1 == 1 and text1.startswith("<|im_start|>system\n### Guidance:")
+    assert text1.count(MARKER) == 1 and "Is there a lesion?" in text1
+    assert "The index of the given image is 1 (width: 64, height: 64)" in text1
+    # the second turn: the end of the first reply, then only the new image and its sentence
+    assert images2 == 1 and text2.startswith(END_OF_REPLY + "<|im_start|>user\n")
+    assert text2.count(MARKER) == 1 and "system" not in text2
+    assert "The index of the given image is 2 (" in text2
+    u1, u2 = first.usage, second.usage
+    assert isinstance(u1, TurnUsage) and isinstance(u2, TurnUsage)
+    assert (u1.past, u1.images, u1.image_tokens, u1.generated) == (0, 1, 10, len(ZOOM))
+    assert u1.prompt_tokens == u1.prompt_evaluated == len(text1) - len(MARKER) + 10
+    assert u2.past == u1.prompt_tokens + u1.generated
+    assert (u2.images, u2.image_tokens, u2.generated) == (1, 10, len(ANSWER))
+    assert u1.prefill_ms >= 0 and u1.decode_ms >= 0
+    assert u1.prompt_profile == u2.prompt_profile == "ophiuchus-v1"
+    assert backend.fed == [ord(c) for c in ZOOM + ANSWER]  # the end token is never fed
+    assert "".join(streamed) == ZOOM + "\n" + ANSWER + "\n"
+    assert backend.grammars[0] == form.grammar(2)
+    assert backend.grammars[1] == form.grammar(3) != backend.grammars[0]
+    assert backend.released == 2 and backend.closed
+
+
+def test_a_turn_that_would_overflow_the_context_is_refused_before_it_is_evaluated(context):
+    backend = Scripted([ZOOM], n_ctx=300)
+    session = ModelSession(backend, format_for(context))
+    with pytest.raises(
+        PolicyError, match=r"context full: 0 tokens .* plus up to 200 .* n_ctx is 300"
+    ):
+        session.step(context)
+    assert backend.turns == [] and backend.released == 1  # nothing evaluated, prompt released
+
+
+def test_a_reply_over_the_token_budget_ends_with_its_beginning(context):
+    backend = Scripted([ZOOM])
+    session = ModelSession(backend, format_for(context))
+    with pytest.raises(
+        PolicyError, match=r"not finished within 12 tokens; it began '<think>look<'"
+    ):
+        session.step(replace(context, budget=Budget(max_new_tokens=12)))
+
+
+def test_an_unparseable_reply_is_a_bug_under_the_grammar_and_the_models_mistake_without(context):
+    form = format_for(context)
+    with pytest.raises(PolicyError, match=r"did not parse \(bug\)"):
+        ModelSession(Scripted(["hello"]), form).step(context)
+    free = Scripted(["hello"], constrained=False)
+    with pytest.raises(PolicyError, match="not grammar-constrained: grammar = false"):
+        ModelSession(free, form).step(context)
+    assert free.grammars == [None]  # unconstrained: no grammar asked for
+
+
+def test_usage_keeps_the_json_keys_trajectories_had_and_older_ones_still_load():
+    from edge_agent.trajectory import StepRecord
+    from imaging.records import RecordError, from_plain, to_plain
+
+    usage = TurnUsage(past=7, prompt_tokens=5, prompt_evaluated=5, image_tokens=2, images=1)
+    assert list(to_plain(usage)) == [
+        "past",
+        "prompt_tokens",
+        "prompt_evaluated",
+        "image_tokens",
+        "images",
+        "prefill_ms",
+        "generated",
+        "decode_ms",
+        "prompt_profile",
+    ]
+    assert to_plain(StepRecord(1, "zoom_in", {}))["usage"] is None  # a policy without a model
+    before_past = {k: v for k, v in to_plain(usage).items() if k != "past"}  # llama_cpp's, before
+    step = from_plain(
+        StepRecord, {"number": 1, "tool": "zoom_in", "arguments": {}, "usage": before_past}
+    )
+    assert step.usage == TurnUsage(prompt_tokens=5, prompt_evaluated=5, image_tokens=2, images=1)
+    with pytest.raises(RecordError, match=r"usage\.prompt_tokens: expected int"):
+        from_plain(
+            StepRecord, {"number": 1, "tool": "x", "arguments": {}, "usage": {"prompt_tokens": "5"}}
+        )
+    with pytest.raises(ValueError, match="image_tokens 9 exceed prompt_tokens 5"):
+        TurnUsage(prompt_tokens=5, image_tokens=9)
