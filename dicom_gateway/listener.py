@@ -15,11 +15,10 @@ from dicom_gateway import pdu_guard
 from dicom_gateway.audit import Audit
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool, SpoolError
+from dicom_gateway.status import PROCESSING_FAILURE, SUCCESS
 
 log = logging.getLogger(__name__)
 
-SUCCESS = 0x0000
-PROCESSING_FAILURE = 0x0110  # our own fault, not the sender's
 # A-ASSOCIATE-RJ (PS3.8 9.3.4): (result, source, diagnostic)
 CALLING_AE_NOT_RECOGNIZED = (0x01, 0x01, 0x03)  # rejected-permanent, by the service user
 LOCAL_LIMIT_EXCEEDED = (0x02, 0x03, 0x02)  # rejected-transient, by the presentation provider

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dicom_gateway.dataset_check import MalformedDataset, check_dataset
 from dicom_gateway.index import Index, now
+from dicom_gateway.status import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +25,15 @@ UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 class SpoolError(Exception):
     """An instance that cannot be stored; `status` is the DIMSE status to answer with."""
 
-    status = 0xC000
+    status = CANNOT_UNDERSTAND
 
 
 class OutOfResources(SpoolError):
-    status = 0xA700
+    status = OUT_OF_RESOURCES
 
 
 class BadInstance(SpoolError):
-    status = 0xC000  # Error: cannot understand
+    status = CANNOT_UNDERSTAND
 
 
 @dataclass(frozen=True)

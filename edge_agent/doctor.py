@@ -74,7 +74,7 @@ def checks(
 
 
 def _config(config_path: Path | None):
-    from edge_agent.config import load_config
+    from edge_agent.cli.config import load_config
 
     try:
         config = load_config(config_path)

@@ -19,7 +19,7 @@ from edge_agent.agent import Policy
 from edge_agent.config import Config
 from edge_agent.evaluation.cases import LETTERS, Case, CaseSet
 from edge_agent.evaluation.scoring import Score, score
-from edge_agent.evaluation.sources import expected_box, study_path
+from edge_agent.evaluation.sources import Retrieve, expected_box, study_path
 from edge_agent.policies import make_policy
 from edge_agent.read import read_study
 from edge_agent.report.atomic import write_atomic
@@ -70,7 +70,7 @@ def run_eval(
     no_tools: bool = False,
     policy: Policy | None = None,
     toolbox: Toolbox | None = None,
-    pacs=None,
+    retrieve: Retrieve | None = None,
     on_case: CaseCallback | None = None,
 ) -> list[CaseResult]:
     """Read every case not finished in `out` yet; return all results in case order."""
@@ -100,7 +100,7 @@ def run_eval(
                 toolbox = default_toolbox(config.tools)
                 owned.callback(toolbox.close)
             used = refusing(toolbox) if no_tools else toolbox
-            result = _run_case(case, config, out, policy, used, pacs)
+            result = _run_case(case, config, out, policy, used, retrieve)
             _write_json(out / "cases" / case.id / RESULT, to_plain(result))
             results.append(result)
             if on_case:
@@ -108,7 +108,9 @@ def run_eval(
     return results
 
 
-def _run_case(case: Case, config: Config, out: Path, policy, toolbox, pacs) -> CaseResult:
+def _run_case(
+    case: Case, config: Config, out: Path, policy, toolbox, retrieve: Retrieve | None
+) -> CaseResult:
     folder = out / "cases" / case.id
     read_dir = folder / "read"
     shutil.rmtree(folder, ignore_errors=True)  # a case killed halfway starts again, clean
@@ -116,7 +118,7 @@ def _run_case(case: Case, config: Config, out: Path, policy, toolbox, pacs) -> C
         case.id, case.kind, case.question, _expected(case), "failed", group=case.group
     )
     try:
-        source = study_path(case, folder, pacs, config.gateway.ae_title)
+        source = study_path(case, folder, retrieve)
         region = expected_box(case)
         read = read_study(
             source, read_dir, config, question=asked(case), policy=policy, toolbox=toolbox

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -18,22 +19,24 @@ from imaging.errors import BadInput
 
 log = logging.getLogger(__name__)
 
+# Retrieves a study by its Study Instance UID into a folder; the number of instances it stored.
+# The CLI composes it from the gateway's C-GET and the configured PACS.
+Retrieve = Callable[[str, Path], int]
+
 
 class SourceError(BadInput):
     """A case's image, study or expected region cannot be used."""
 
 
-def study_path(case: Case, folder: Path, pacs=None, calling_ae: str = "EDGEAGENT") -> Path:
+def study_path(case: Case, folder: Path, retrieve: Retrieve | None = None) -> Path:
     """A path `read_study` reads for this case; `folder` holds anything made for it."""
     if case.study:
         return Path(case.study)
     if case.image:
         return image_study(Path(case.image), folder / "input")
-    if pacs is None:
+    if retrieve is None:
         raise SourceError(f"case {case.id} names study_uid {case.study_uid}; give --pacs")
-    from dicom_gateway.retrieve import get_study
-
-    count = get_study(calling_ae, pacs, case.study_uid, folder / "input")
+    count = retrieve(case.study_uid, folder / "input")
     log.info("case %s: retrieved %d instance(s) of %s", case.id, count, case.study_uid)
     return folder / "input"
 

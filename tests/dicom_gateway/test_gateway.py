@@ -10,6 +10,7 @@ import threading
 import pydicom
 import pytest
 
+from dicom_gateway.status import CANNOT_UNDERSTAND
 from edge_agent.sample import write_sample_study
 from tests.peers import Gateway, Orthanc, echo, free_port, tool, wait_for
 from tests.support import bundled, c_store, ct_copies, run_cli
@@ -227,7 +228,7 @@ def test_malformed_files_do_not_take_the_service_down(tmp_path):
         statuses = dict(c_store(gateway.port, [*bad, headless]))
         assert statuses["1.2.3.4.5"] == 0xC000
         # Pixel Data shorter than its image: refused at the door, so PACS knows we lack it.
-        assert statuses[bad[0].SOPInstanceUID] == 0xC000
+        assert statuses[bad[0].SOPInstanceUID] == CANNOT_UNDERSTAND
         assert not list((gateway.spool / "studies").rglob(f"{bad[0].SOPInstanceUID}.dcm"))
         assert echo(gateway.port, "EDGEAGENT", "ECHOSCU") == 0
 

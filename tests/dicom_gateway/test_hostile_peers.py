@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from dicom_gateway.status import SUCCESS
 from tests.peers import Gateway, echo, wait_for
 from tests.support import c_store, ct_copies
 
@@ -35,7 +36,7 @@ def _serves_at_once(gateway: Gateway, folder: Path) -> None:
     assert echo(gateway.port, "EDGEAGENT", "ECHOSCU") == 0
     assert time.monotonic() - started < HANDSHAKE_S
     [(_, status)] = list(c_store(gateway.port, ct_copies(folder, 1, folder.name)))
-    assert status == 0x0000
+    assert status == SUCCESS
 
 
 def _connect(port: int) -> socket.socket:

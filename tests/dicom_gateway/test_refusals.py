@@ -11,10 +11,9 @@ import pydicom
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from dicom_gateway.status import CANNOT_UNDERSTAND, SUCCESS
 from tests.peers import Gateway, echo, tool, wait_for
 from tests.support import bundled, c_store, ct_copies
-
-CANNOT_UNDERSTAND = 0xC000  # PS3.4 C-STORE failure "Error: Cannot understand"
 
 
 def _send_raw(port: int, files: list[Path]) -> list[int | None]:
@@ -74,7 +73,7 @@ def test_cut_and_garbled_datasets_are_refused_and_nothing_is_kept(tmp_path):
             _deeply_nested(tmp_path / "nested.dcm", 5000),
         ]
         statuses = _send_raw(gateway.port, [*bad, whole])
-        assert statuses == [CANNOT_UNDERSTAND] * 3 + [0x0000]
+        assert statuses == [CANNOT_UNDERSTAND] * 3 + [SUCCESS]
         kept = {p.stem for p in (gateway.spool / "studies").rglob("*.dcm")}
         assert kept == {pydicom.dcmread(whole, stop_before_pixels=True).SOPInstanceUID}
         assert not list(gateway.spool.rglob("*.part"))

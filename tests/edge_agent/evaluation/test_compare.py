@@ -56,7 +56,8 @@ def test_the_compare_command_prints_the_table_and_writes_its_page(tmp_path: Path
         [
             sys.executable,
             "-m",
-            "edge_agent.evaluation",
+            "edge_agent.cli",
+            "eval",
             "compare",
             tmp_path / "A",
             tmp_path / "B",

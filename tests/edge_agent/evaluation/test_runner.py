@@ -84,7 +84,7 @@ def test_a_run_killed_halfway_resumes_without_redoing_finished_cases(tmp_path: P
     cases = tmp_path / "set" / "cases.jsonl"
     cases.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "edge_agent.evaluation", "run", str(cases), "--out", str(out)]
+    command = [sys.executable, "-m", "edge_agent.cli", "eval", "run", str(cases), "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

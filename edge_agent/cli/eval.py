@@ -1,4 +1,5 @@
-"""`edge-agent eval run` and `edge-agent eval compare`: the terminal face of the evaluation."""
+"""`edge-agent eval run` and `edge-agent eval compare`: the terminal face of the evaluation
+(edge_agent/evaluation)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from edge_agent.config import load_config
+from dicom_gateway.retrieve import get_study
+from edge_agent.cli.config import load_config
+from edge_agent.cli.gateway import peer
+from edge_agent.cli.terminal import exit_code
 from edge_agent.evaluation.cases import CaseSet, read_cases
 from edge_agent.evaluation.compare import compare_runs
 from edge_agent.evaluation.insertion import build_insertion_set
 from edge_agent.evaluation.outputs import write_comparison, write_run_outputs
 from edge_agent.evaluation.page import metric_rows
 from edge_agent.evaluation.runner import run_eval
+from edge_agent.evaluation.sources import Retrieve
 from imaging.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,7 @@ eval_app = typer.Typer(
 
 
 @eval_app.command("run")
+@exit_code
 def run(
     cases: Annotated[
         Optional[Path],  # noqa: UP045
@@ -69,7 +75,7 @@ def run(
         typer.Option(help="AE@HOST:PORT to C-GET the rows given by study_uid."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the built-in insertion set.")] = 16,
-) -> None:
+) -> int:
     """Read every case with the same read_study a real read uses; write RUN/metrics.json/.html."""
     try:
         settings = load_config(config)
@@ -86,21 +92,25 @@ def run(
                     bar.console.print(f"[red]case {result.id} failed:[/] {result.reason}")
 
             results = run_eval(
-                case_set, settings, out, no_tools=no_tools, pacs=_peer(pacs), on_case=advance
+                case_set,
+                settings,
+                out,
+                no_tools=no_tools,
+                retrieve=_retrieve(pacs, settings.gateway.ae_title),
+                on_case=advance,
             )
         metrics = write_run_outputs(out, results)
-    except BadInput as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         finished = len(list(out.glob("cases/*/result.json")))
         console.print(f"interrupted: {finished} case(s) finished in {out}; run again to resume")
-        raise typer.Exit(130) from None
+        return 130
     _show([str(out)], [metric_rows(metrics)])
     console.print(f"metrics: {out / 'metrics.json'}  page: {out / 'metrics.html'}")
+    return 0
 
 
 @eval_app.command("compare")
+@exit_code
 def compare(
     runs: Annotated[list[Path], typer.Argument(help="Run folders; the first is the baseline.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for compare.html/.json.")] = (
@@ -108,12 +118,8 @@ def compare(
     ),
 ) -> None:
     """Metrics side by side; accuracy paired per case with McNemar's test; the flipped cases."""
-    try:
-        comparison = compare_runs(runs)
-        page = write_comparison(out, comparison)
-    except BadInput as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+    comparison = compare_runs(runs)
+    page = write_comparison(out, comparison)
     _show(list(comparison.runs), [metric_rows(m) for m in comparison.metrics])
     for pairing in comparison.pairings:
         test = pairing.test
@@ -142,15 +148,12 @@ def _case_set(cases: Path | None, builtin: str | None, out: Path, seed: int) -> 
     return read_cases(build_insertion_set(out / "builtin-insertion", seed))
 
 
-def _peer(text: str | None):
-    if text is None:
+def _retrieve(pacs: str | None, calling_ae: str) -> Retrieve | None:
+    """C-GET from `--pacs` (AE@HOST:PORT) for the rows given by study_uid."""
+    if pacs is None:
         return None
-    from dicom_gateway.settings import Peer
-
-    try:
-        return Peer.parse(text)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    source = peer(pacs)
+    return lambda study_uid, folder: get_study(calling_ae, source, study_uid, folder)
 
 
 def _show_left_out(case_set: CaseSet) -> None:
