@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.peers import Gateway, Orthanc, free_port, wait_for
+from tests.peers import Gateway, Orthanc, free_port, tool, wait_for
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}  # without it dcmtk waits ~40 ms per instance on loopback
 
@@ -53,7 +52,7 @@ def send(port: int, called: str, files: list[Path], associations: int) -> float:
     processes = [
         subprocess.Popen(
             [
-                "storescu",
+                tool("storescu", "dcmtk"),
                 "-aet",
                 "STORESCU",
                 "-aec",
@@ -78,9 +77,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300)
     args = parser.parse_args()
-    for tool in ("storescu", "storescp", "Orthanc"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is missing: apt-get install dcmtk orthanc")
+    for name, package in (("storescu", "dcmtk"), ("storescp", "dcmtk"), ("Orthanc", "orthanc")):
+        tool(name, package)  # dcmtk's own, not the look-alikes an activated venv puts first
     with tempfile.TemporaryDirectory(prefix="edge-agent-bench-") as scratch:
         root = Path(scratch)
         files = make_instances(root / "in", args.count)
@@ -103,7 +101,7 @@ def _receivers(root: Path) -> dict:
     (root / "storescp").mkdir(parents=True)
     storescp = subprocess.Popen(
         [
-            "storescp",
+            tool("storescp", "dcmtk"),
             "--max-pdu",
             "131072",
             "-od",
@@ -118,7 +116,8 @@ def _receivers(root: Path) -> dict:
     wait_for(
         lambda: (
             subprocess.run(
-                ["echoscu", "-aec", "STORESCP", "127.0.0.1", str(port)], capture_output=True
+                [tool("echoscu", "dcmtk"), "-aec", "STORESCP", "127.0.0.1", str(port)],
+                capture_output=True,
             ).returncode
             == 0
         ),

@@ -11,12 +11,24 @@ import ssl
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
+from dicom_gateway import pdu_guard
 from dicom_gateway.audit import Audit
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool, SpoolError
 from dicom_gateway.status import PROCESSING_FAILURE, SUCCESS
 
 log = logging.getLogger(__name__)
+
+# A-ASSOCIATE-RJ (PS3.8 9.3.4): (result, source, diagnostic)
+CALLING_AE_NOT_RECOGNIZED = (0x01, 0x01, 0x03)  # rejected-permanent, by the service user
+LOCAL_LIMIT_EXCEEDED = (0x02, 0x03, 0x02)  # rejected-transient, by the presentation provider
+# Rejections pynetdicom still makes itself, by (source, diagnostic).
+STACK_REJECTIONS = {
+    (0x01, 0x02): "application context name not supported",
+    (0x01, 0x07): "called AE title not recognised",
+    (0x02, 0x02): "protocol version not supported",
+    (0x03, 0x02): "association limit reached",
+}
 
 
 class Listener:
@@ -28,24 +40,39 @@ class Listener:
         self._server = None
         self.ae = AE(ae_title=settings.ae_title)
         self.ae.maximum_pdu_size = settings.max_pdu
-        self.ae.maximum_associations = 16
+        self.ae.acse_timeout = settings.handshake_timeout_s  # waiting for the A-ASSOCIATE-RQ
+        self.ae.network_timeout = settings.network_timeout_s  # an idle association is aborted
+        # The guard counts associations; pynetdicom's own count (pending connections included)
+        # is set where it never decides.
+        self.ae.maximum_associations = settings.max_associations + settings.max_pending
+        self.guard = pdu_guard.Guard(
+            pdu_guard.Limits(
+                max_pending=settings.max_pending,
+                max_pending_per_address=settings.max_pending_per_address,
+                max_associations=settings.max_associations,
+                handshake_timeout_s=settings.handshake_timeout_s,
+                network_timeout_s=settings.network_timeout_s,
+                max_pdu=settings.max_pdu,
+            ),
+            on_refused=self._on_connection_refused,
+        )
         for context in AllStoragePresentationContexts:
             self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         self.ae.add_supported_context(Verification)
-        if self._callers:
-            self.ae.require_calling_aet = list(self._callers)
-        else:
+        if not self._callers:
             log.warning("no [gateway] allowed list: every calling AE title is accepted")
 
     def start(self) -> None:
         address = (self._settings.bind, self._settings.port)
-        self._server = self.ae.start_server(
+        self._server = pdu_guard.start(
+            self.ae,
             address,
-            block=False,
+            self.guard,
             ssl_context=_ssl_context(self._settings),
             evt_handlers=[
                 (evt.EVT_C_STORE, self._on_store),
                 (evt.EVT_C_ECHO, self._on_echo),
+                (evt.EVT_REQUESTED, self._on_requested),
                 (evt.EVT_ACCEPTED, self._on_accepted),
                 (evt.EVT_REJECTED, self._on_rejected),
             ],
@@ -60,25 +87,46 @@ class Listener:
 
     def _peer(self, event) -> dict:
         requestor = event.assoc.requestor
+        request = requestor.primitive  # before negotiation, the AE title is only in the request
         return {
-            "calling_ae": requestor.ae_title,
+            "calling_ae": requestor.ae_title or (request.calling_ae_title if request else ""),
             "address": requestor.address,
             "association": event.assoc.native_id,
         }
 
-    def _on_accepted(self, event) -> None:
+    def _on_requested(self, event) -> None:
+        """Admission, decided here so that every refusal is audited with its real reason."""
         peer = self._peer(event)
-        pinned = self._callers.get(peer["calling_ae"])
+        reason, code = self._caller_refusal(peer), CALLING_AE_NOT_RECOGNIZED
+        if reason is None and not pdu_guard.connection_of(event.assoc).promote():
+            reason, code = "association limit reached", LOCAL_LIMIT_EXCEEDED
+        if reason is not None:
+            self._audit("association_rejected", reason=reason, **peer)
+            pdu_guard.reject(event.assoc, *code)
+
+    def _caller_refusal(self, peer: dict) -> str | None:
+        if not self._callers:
+            return None
+        if peer["calling_ae"] not in self._callers:
+            return "calling AE title not allowed"
+        pinned = self._callers[peer["calling_ae"]]
         if pinned and pinned != peer["address"]:
-            self._audit("association_rejected", reason="address not allowed for AE", **peer)
-            event.assoc.abort()
-            return
-        self._audit("association_accepted", **peer)
+            return "address not allowed for AE"
+        return None
+
+    def _on_accepted(self, event) -> None:
+        self._audit("association_accepted", **self._peer(event))
 
     def _on_rejected(self, event) -> None:
-        self._audit(
-            "association_rejected", reason="calling AE title not allowed", **self._peer(event)
-        )
+        """A rejection pynetdicom made itself (ours are audited in _on_requested)."""
+        answer = event.assoc.acceptor.primitive
+        key = (getattr(answer, "result_source", None), getattr(answer, "diagnostic", None))
+        reason = STACK_REJECTIONS.get(key, f"rejected by the DICOM stack (source, reason) {key}")
+        self._audit("association_rejected", reason=reason, **self._peer(event))
+
+    def _on_connection_refused(self, reason: str, address: str) -> None:
+        """A connection closed before (or instead of) an association: no AE title to name."""
+        self._audit("connection_refused", reason=reason, address=address)
 
     def _on_echo(self, event) -> int:
         return SUCCESS

@@ -30,6 +30,7 @@ class Service:
         # pynetdicom's own debug output can dump whole datasets (patient names included);
         # our audit trail records every network event without them.
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        logging.captureWarnings(True)  # pydicom's warnings become log records, not raw stderr
         self.settings = settings
         root = Path(settings.spool_dir)
         root.mkdir(parents=True, exist_ok=True)

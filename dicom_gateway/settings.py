@@ -32,7 +32,12 @@ class GatewaySettings:
     ae_title: str = "EDGEAGENT"
     bind: str = "127.0.0.1"  # listen on loopback unless IT opens it up
     port: int = 11112
-    max_pdu: int = 65536
+    max_pdu: int = 65536  # the largest PDU we receive; a peer's longer PDU closes its connection
+    max_associations: int = 16  # at once, from all callers (a PACS often opens several per study)
+    max_pending: int = 32  # TCP connections not yet associated (port scans, health checks)
+    max_pending_per_address: int = 16  # of those, from one address: the rest stay for others
+    handshake_timeout_s: float = 10.0  # connect to A-ASSOCIATE (TLS included), or closed
+    network_timeout_s: float = 60.0  # silence mid-PDU, or on an idle association, ends it
     # Calling AE titles allowed to connect, optionally pinned to an IP as "AE@IP".
     # Empty accepts any calling AE (a warning says so at start).
     allowed: tuple[str, ...] = ()
@@ -57,6 +62,14 @@ class GatewaySettings:
             raise ValueError(
                 f"late_instances must be 'ignore' or 'reread', not {self.late_instances!r}"
             )
+        if not 4096 <= self.max_pdu <= 2**26:
+            raise ValueError(f"max_pdu must be between 4096 and {2**26}, not {self.max_pdu}")
+        if self.max_associations < 1 or not 1 <= self.max_pending_per_address <= self.max_pending:
+            raise ValueError(
+                "max_associations must be >= 1, and 1 <= max_pending_per_address <= max_pending"
+            )
+        if not 0 < self.handshake_timeout_s <= self.network_timeout_s:
+            raise ValueError("handshake_timeout_s must be > 0 and at most network_timeout_s")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls_cert and tls_key go together")
         for text in self.destinations:

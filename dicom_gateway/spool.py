@@ -5,7 +5,6 @@ Nothing is acknowledged before all four happened; nothing half-written is ever l
 from __future__ import annotations
 
 import errno
-import io
 import logging
 import os
 import re
@@ -14,9 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import pydicom
-from pydicom.errors import InvalidDicomError
-
+from dicom_gateway.dataset_check import MalformedDataset, check_dataset
 from dicom_gateway.index import Index, now
 from dicom_gateway.status import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
 
@@ -133,22 +130,17 @@ class Spool:
 
 
 def _identity(encoded: bytes) -> tuple[str, str, str]:
-    """The three UIDs from the header only: no pixel data is decoded on the hot path."""
+    """The three UIDs, from the walk that checks the dataset is whole: one pass over its
+    element headers, no pixel data decoded; a cut or garbled dataset is refused, never stored."""
     try:
-        ds = pydicom.dcmread(
-            io.BytesIO(encoded),
-            stop_before_pixels=True,
-            specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
-        )
-        return (
-            checked_uid(ds.get("StudyInstanceUID"), "Study Instance UID"),
-            checked_uid(ds.get("SeriesInstanceUID"), "Series Instance UID"),
-            checked_uid(ds.get("SOPInstanceUID"), "SOP Instance UID"),
-        )
-    except SpoolError:
-        raise
-    except (InvalidDicomError, ValueError, KeyError, EOFError, OSError) as exc:
-        raise BadInstance(f"dataset cannot be parsed: {exc}") from None
+        uids = check_dataset(encoded)
+    except MalformedDataset as exc:
+        raise BadInstance(f"malformed dataset: {exc}") from None
+    return (
+        checked_uid(uids.get("StudyInstanceUID"), "Study Instance UID"),
+        checked_uid(uids.get("SeriesInstanceUID"), "Series Instance UID"),
+        checked_uid(uids.get("SOPInstanceUID"), "SOP Instance UID"),
+    )
 
 
 def _fsync_dir(folder: Path) -> None:

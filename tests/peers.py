@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -18,11 +19,38 @@ import pytest
 
 
 def tool(name: str, package: str) -> str:
-    """A real peer's executable; its absence fails the test with the package to install."""
-    path = shutil.which(name)
+    """A real peer's executable, the one its Debian package installed; its absence fails the test.
+
+    Never whatever PATH finds first: with the virtual environment activated, `storescu`,
+    `echoscu`, `storescp` and `findscu` are pynetdicom's look-alikes in .venv/bin."""
+    path = _packaged(name, package) or _outside_venv(name)
     if path is None:
         pytest.fail(f"{name} is missing: apt-get install {package} (.ci/run does)")
     return path
+
+
+@functools.cache
+def _packaged(name: str, package: str) -> str | None:
+    """`name` from the package's own file list (dpkg), when dpkg knows the package."""
+    try:
+        listed = subprocess.run(
+            ["dpkg-query", "-L", package], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in listed.stdout.splitlines():
+        if Path(line).name == name and "bin/" in line and os.access(line, os.X_OK):
+            return line
+    return None
+
+
+def _outside_venv(name: str) -> str | None:
+    """Without dpkg: PATH, less this interpreter's virtual environment."""
+    venv_bins = {str(Path(sys.prefix) / "bin"), str(Path(sys.executable).parent)}
+    path = os.pathsep.join(
+        d for d in os.environ.get("PATH", "").split(os.pathsep) if d.rstrip("/") not in venv_bins
+    )
+    return shutil.which(name, path=path)
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
@@ -222,6 +250,10 @@ class Gateway:
         if self._process.poll() is not None:
             pytest.fail(f"gateway exited: {(self.folder / 'serve.log').read_text()[-3000:]}")
         return self._probe(self.port)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def kill(self) -> None:
         self._process.kill()  # SIGKILL: no cleanup of any kind

@@ -10,6 +10,7 @@ import threading
 import pydicom
 import pytest
 
+from dicom_gateway.status import CANNOT_UNDERSTAND
 from edge_agent.sample import write_sample_study
 from tests.peers import Gateway, Orthanc, echo, free_port, tool, wait_for
 from tests.support import bundled, c_store, ct_copies, run_cli
@@ -116,6 +117,10 @@ def test_path_like_uids_are_refused_and_nothing_is_written(tmp_path, keyword, ui
         assert echo(gateway.port, "EDGEAGENT", "ECHOSCU") == 0
     finally:
         gateway.stop()
+    printed = (gateway.folder / "serve.log").read_text().splitlines()
+    logged = [line for line in printed if not line.startswith("edge-agent gateway ")]  # banner
+    assert len(logged) == len(printed) - 1
+    assert all(json.loads(line)["message"] for line in logged)  # pydicom's warnings included
 
 
 def test_low_disk_space_answers_out_of_resources(tmp_path):
@@ -222,7 +227,9 @@ def test_malformed_files_do_not_take_the_service_down(tmp_path):
             ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
         statuses = dict(c_store(gateway.port, [*bad, headless]))
         assert statuses["1.2.3.4.5"] == 0xC000
-        assert statuses[bad[0].SOPInstanceUID] == 0  # stored: the read will say what is wrong
+        # Pixel Data shorter than its image: refused at the door, so PACS knows we lack it.
+        assert statuses[bad[0].SOPInstanceUID] == CANNOT_UNDERSTAND
+        assert not list((gateway.spool / "studies").rglob(f"{bad[0].SOPInstanceUID}.dcm"))
         assert echo(gateway.port, "EDGEAGENT", "ECHOSCU") == 0
 
         def settled():
@@ -311,6 +318,11 @@ def test_tls_is_required_when_configured(tmp_path):
     try:
         assert _tls_echo(gateway.port, context)
         assert echo(gateway.port, "EDGEAGENT", "ECHOSCU") != 0  # plain TCP gets nowhere
+        import socket
+
+        silent = socket.create_connection(("127.0.0.1", gateway.port))  # never says hello
+        assert _tls_echo(gateway.port, context)  # the accept loop does not wait for it
+        silent.close()
     finally:
         gateway.stop()
 

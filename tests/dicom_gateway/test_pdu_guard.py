@@ -1,0 +1,94 @@
+"""The guard's slot counting, and the pynetdicom members it overrides or relies on, pinned."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import operator
+
+import pytest
+
+from dicom_gateway import pdu_guard
+from dicom_gateway.settings import GatewaySettings
+
+# Each member dicom_gateway/pdu_guard.py replaces, copies or depends on, with the SHA-256 (first
+# 16 hex digits) of its source in pynetdicom 3.0.4. A new pynetdicom that changes one fails here:
+# re-read that member, adapt pdu_guard.py, then record the new hash.
+PINNED = {
+    "transport.RequestHandler.handle": "034823fb4df3a874",  # replaced: holds the slot
+    "transport.RequestHandler._create_association": "05c8d12b79863cdb",  # copied
+    "transport.AssociationServer.get_request": "925a4f3a3042f6e4",  # replaced: TLS off accept
+    "transport.AssociationServer.shutdown": "e8e2c3a41009886d",  # bypassed: AE bookkeeping
+    "transport.AssociationSocket.recv": "6bc20a33b1b7cfe7",  # replaced: timeouts, PDU caps
+    "transport.AssociationSocket.ready": "3eb58e3d39dc076d",  # wrapped: wait in select
+    "dul.DULServiceProvider._read_pdu_data": "19f2d4e38c13c835",  # recv(6), then the body
+    "association.Association.run_reactor": "ed8bbbe3b3d6ddae",  # a None request ends the wait
+    "association.ServiceUser.writeable": "23590ca1ce9969c3",  # contexts set at EVT_REQUESTED
+}
+
+
+@pytest.mark.parametrize(("member", "digest"), PINNED.items())
+def test_the_pynetdicom_members_the_guard_relies_on_are_unchanged(member, digest):
+    import importlib
+
+    module, path = member.split(".", 1)
+    owner = importlib.import_module(f"pynetdicom.{module}")
+    found = operator.attrgetter(path)(owner)
+    source = inspect.getsource(found.fget if isinstance(found, property) else found)
+    assert hashlib.sha256(source.encode()).hexdigest()[:16] == digest, (
+        f"pynetdicom's {member} changed: re-check dicom_gateway/pdu_guard.py against it"
+    )
+
+
+def _guard(refused: list, pending: int = 2, associations: int = 1) -> pdu_guard.Guard:
+    limits = pdu_guard.Limits(pending, pending, associations, 1.0, 5.0, 65536)
+    return pdu_guard.Guard(limits, on_refused=lambda reason, address: refused.append(reason))
+
+
+def test_pending_and_association_slots_are_counted_apart():
+    refused: list[str] = []
+    guard = _guard(refused)
+    address = ("10.0.0.9", 4000)
+    assert guard.admit(address) and guard.admit(address)
+    assert not guard.admit(address) and refused == ["pending connection limit reached"]
+    first, second = pdu_guard.Connection(guard, address), pdu_guard.Connection(guard, address)
+    assert first.promote() and (guard.pending, guard.associations) == (1, 1)
+    assert guard.admit(address)  # an association leaves its pending slot free
+    assert not second.promote()  # the association limit, not the pending cap
+    for connection in (first, second, first):  # closing twice frees once
+        connection.close()
+    assert (guard.pending, guard.associations) == (1, 0)
+
+
+def test_one_address_cannot_take_every_pending_slot():
+    refused: list[str] = []
+    limits = pdu_guard.Limits(4, 2, 4, 1.0, 5.0, 65536)
+    guard = pdu_guard.Guard(limits, on_refused=lambda reason, address: refused.append(reason))
+    scanner, pacs = ("10.0.0.66", 5000), ("10.0.0.2", 104)
+    assert [guard.admit(scanner) for _ in range(3)] == [True, True, False]
+    assert refused == ["pending connection limit for this address reached"]
+    assert guard.admit(pacs) and guard.admit(pacs) and guard.pending == 4
+
+
+def test_a_pending_connection_reads_no_later_than_its_handshake_deadline():
+    guard = _guard([])
+    connection = pdu_guard.Connection(guard, ("10.0.0.9", 4000))
+    assert 0 < connection.timeout() <= 1.0
+    guard.admit(("10.0.0.9", 4000))
+    assert connection.promote() and connection.timeout() == 5.0
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"max_pdu": 0},  # "unlimited" would turn the length check off
+        {"max_associations": 0},
+        {"max_pending": 0},
+        {"max_pending": 8, "max_pending_per_address": 9},
+        {"handshake_timeout_s": 0},
+        {"handshake_timeout_s": 90.0, "network_timeout_s": 60.0},
+    ],
+)
+def test_limits_that_would_lock_out_or_disarm_the_guard_are_refused(values):
+    with pytest.raises(ValueError):
+        GatewaySettings(**values)
