@@ -118,7 +118,7 @@ def test_seg_has_one_segment_per_finding_on_the_source_grid(result):
     reported = next(
         m["value"] for m in result.report["findings"][0]["measurements"] if m["name"] == "area"
     )
-    assert mask.sum() * spacing == pytest.approx(reported, rel=1e-6)
+    assert mask.sum() * spacing == pytest.approx(reported, abs=0.005)  # reported to 0.01 mm2
 
 
 def test_secondary_captures_carry_the_evidence_pixels_and_their_source(result):
