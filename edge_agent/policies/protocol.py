@@ -6,6 +6,7 @@ and the report says so plainly."""
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Generator
 from dataclasses import dataclass
 
@@ -168,10 +169,11 @@ def _video_plan(workspace: Workspace, settings: ProtocolSettings) -> Plan:
     moments = sorted(i for i in ranked if changes[i] >= settings.min_change)
     findings = []
     for i in moments:
-        start, end = frames[i].time_s or 0.0, frames[i + 1].time_s or 0.0
+        first, last = frames[i], frames[i + 1]
+        start, end = first.time_s or 0.0, last.time_s or 0.0
         window = yield ToolCall(
             "crop_video",
-            {"start": round(start, 3), "end": round(end, 3), "n": settings.window_frames},
+            {"start": _inside(first), "end": _inside(last), "n": settings.window_frames},
             f"The overview changes by {changes[i]:.1f} grey levels between {start:.2f} and "
             f"{end:.2f} s; look at that window frame by frame.",
         )
@@ -183,19 +185,25 @@ def _video_plan(workspace: Workspace, settings: ProtocolSettings) -> Plan:
         sharpest = inner[int(np.argmax(steps)) + 1] if steps else inner[0]
         frame = yield ToolCall(
             "get_frame",
-            {"t": round(sharpest.time_s or 0.0, 3)},
+            {"t": _inside(sharpest)},
             "Fetch the frame where the change is sharpest.",
         )
         evidence = (window.image.index,) + (() if frame.error else (frame.image.index,))
         findings.append(
             Claim(
-                f"Change between {start:.2f} and {end:.2f} s (frames {frames[i].ref.frame}-"
-                f"{frames[i + 1].ref.frame}): mean grey-level difference {changes[i]:.1f}; "
+                f"Change between {start:.2f} and {end:.2f} s (frames {first.ref.frame}-"
+                f"{last.ref.frame}): mean grey-level difference {changes[i]:.1f}; "
                 f"sharpest at {sharpest.time_s:.2f} s (frame {sharpest.ref.frame}).",
                 evidence,
             )
         )
     yield _video_answer(overview, findings)
+
+
+def _inside(frame) -> float:
+    """The frame's start rounded *up* to the millisecond: a time the tools resolve to this frame.
+    Rounded to nearest, 0.6333 s becomes 0.633 s, which is still the frame before."""
+    return math.ceil((frame.time_s or 0.0) * 1000 - 1e-6) / 1000
 
 
 def _changes(frames) -> list[float]:

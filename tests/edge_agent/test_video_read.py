@@ -112,6 +112,22 @@ def test_a_cine_is_read_from_its_overview(tmp_path):
     assert result.trajectory.end_reason == "answer"
 
 
+def test_a_cine_finding_names_the_frames_its_evidence_shows(tmp_path):
+    """Pydicom's cine has frames every 33.3 ms: a time rounded to milliseconds must not fetch the
+    frame before the one the text names."""
+    result = read_study(bundled("examples_ybr_color.dcm"), tmp_path / "out", Config())
+    assert result.report["findings"]
+    for finding in result.report["findings"]:
+        first, last, sharpest = map(
+            int, re.search(r"frames (\d+)-(\d+)\).*\(frame (\d+)\)", finding["text"]).groups()
+        )
+        sheet, fetched = finding["evidence"]
+        assert sheet["frames"][0] == first and sheet["frames"][-1] == last, finding
+        assert fetched["frames"] == [sharpest], finding
+        start, end = re.search(r"between ([\d.]+) and ([\d.]+) s", finding["text"]).groups()
+        assert [f"{t:.2f}" for t in finding["time_window_s"]] == [start, end], finding
+
+
 def test_a_plain_mp4_is_read_from_the_command_line(h264, tmp_path):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(encode("mp4"))
