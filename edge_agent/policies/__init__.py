@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 from edge_agent.policies.protocol import ProtocolPolicy
@@ -11,7 +12,13 @@ if TYPE_CHECKING:
     from edge_agent.agent import Policy
     from edge_agent.config import PolicySettings
 
-AVAILABLE = ("protocol", "llama_cpp", "onnx_trt")
+# As the user types them (`--policy llama-cpp`); the config file's [policy] name may use either.
+AVAILABLE = ("protocol", "llama-cpp", "onnx-trt")
+# What each model policy imports, and the install extra that brings it.
+NEEDS = {
+    "llama_cpp": (("llama_cpp",), "llm"),
+    "onnx_trt": (("onnxruntime", "tokenizers", "llguidance"), "onnx"),
+}
 
 
 def make_policy(settings: PolicySettings, *, stream=None) -> Policy:
@@ -19,6 +26,8 @@ def make_policy(settings: PolicySettings, *, stream=None) -> Policy:
     name = settings.name.replace("-", "_")
     if name == "protocol":
         return ProtocolPolicy(settings.protocol)
+    if name in NEEDS:
+        check_installed(name)
     if name == "llama_cpp":
         from edge_agent.policies.llama_cpp import LlamaCppPolicy
 
@@ -31,3 +40,16 @@ def make_policy(settings: PolicySettings, *, stream=None) -> Policy:
         f"policy {settings.name!r} is not available in this build; available: "
         f"{', '.join(AVAILABLE)}"
     )
+
+
+def check_installed(name: str) -> None:
+    """A model policy whose libraries are not installed is a configuration the user can mend
+    (one line, exit 2), not a traceback in the middle of a read."""
+    modules, extra = NEEDS[name]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"--policy {name.replace('_', '-')} needs {', '.join(missing)}, which is not "
+            f"installed: install the '{extra}' extra (pip install 'edge-agent[{extra}]', or the "
+            "bundle's wheelhouse)"
+        )

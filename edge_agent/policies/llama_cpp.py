@@ -51,7 +51,12 @@ class LlamaCppPolicy:
         self._stream = stream
         self._model = None
         for label, path in (("model", settings.model), ("mmproj", settings.mmproj)):
-            if not path or not Path(path).is_file():
+            if not path:
+                raise ConfigError(
+                    f"--policy llama-cpp needs a {label} file: give --model TEXT.gguf and "
+                    "--mmproj MMPROJ.gguf (or [policy.llama_cpp] model and mmproj in the config)"
+                )
+            if not Path(path).is_file():
                 raise ConfigError(f"[policy.llama_cpp] {label} = {path!r}: no such GGUF file")
         self.settings = settings
         files = checked_gguf(Path(settings.model), Path(settings.mmproj))

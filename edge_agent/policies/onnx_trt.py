@@ -55,7 +55,12 @@ class OnnxTrtSettings:
 class OnnxTrtPolicy:
     def __init__(self, settings: OnnxTrtSettings, stream: Stream | None = None) -> None:
         """The decoder is loaded here (a bad folder is a ConfigError before any read)."""
-        if not settings.model_dir or not Path(settings.model_dir).is_dir():
+        if not settings.model_dir:
+            raise ConfigError(
+                "--policy onnx-trt needs a model folder: give --model FOLDER (written by "
+                "`edge-agent export onnx-llm`), or [policy.onnx_trt] model_dir in the config"
+            )
+        if not Path(settings.model_dir).is_dir():
             raise ConfigError(
                 f"[policy.onnx_trt] model_dir = {settings.model_dir!r}: no such folder "
                 "(write one with `edge-agent export onnx-llm`)"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pydicom
@@ -154,7 +156,27 @@ def test_bad_config_and_unknown_policy_exit_2(sample_study, tmp_path):
     assert done.returncode == 2 and "policy 'gpt' is not available" in done.stderr
     done = run_cli("read", sample_study, "--out", tmp_path / "o", "--policy", "llama-cpp")
     assert done.returncode == 2
-    assert "[policy.llama_cpp] model = '': no such GGUF file" in done.stderr
+    assert "--policy llama-cpp needs a model file: give --model" in done.stderr
+    assert "--mmproj" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("read", sample_study, "--out", tmp_path / "o", "--policy", "onnx-trt")
+    assert done.returncode == 2 and "--policy onnx-trt needs a model folder" in done.stderr
+
+
+def test_a_model_policy_without_its_extra_is_one_line_exit_2(sample_study, tmp_path):
+    """As on an install without the `llm` extra: llama_cpp cannot be imported."""
+    for name in ("model.gguf", "mmproj.gguf"):
+        (tmp_path / name).write_bytes(b"GGUF")
+    argv = ["edge-agent", "read", str(sample_study), "--out", str(tmp_path / "o")]
+    argv += ["--policy", "llama-cpp", "--model", str(tmp_path / "model.gguf")]
+    argv += ["--mmproj", str(tmp_path / "mmproj.gguf")]
+    script = (
+        "import sys; sys.modules['llama_cpp'] = None; "
+        f"sys.argv = {argv!r}; from edge_agent.cli import main; main()"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "--policy llama-cpp needs llama_cpp, which is not installed" in done.stderr
+    assert "edge-agent[llm]" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_config_budget_is_obeyed(sample_study, tmp_path):
