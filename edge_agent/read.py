@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,12 +44,16 @@ def read_study(
     toolbox: Toolbox | None = None,
     progress: Progress | None = None,
     on_step: StepCallback | None = None,
+    on_selected: Callable[[Study, Selection], None] | None = None,
     stream=None,
 ) -> ReadResult:
-    """Load, pick the series, run the agent, write every report into `out_dir`."""
+    """Load, pick the series, run the agent, write every report into `out_dir`.
+    `on_selected` is told once loading is over and the series chosen, before the first step."""
     study = load_study(path, progress)
     selection = select(study, config.read.modalities, config.read.key_frames)
     log.info("study %s: reading %s", study.uid, selection.reason)
+    if on_selected is not None:
+        on_selected(study, selection)
     with ExitStack() as owned:  # what is made here is closed here; a caller's stays loaded
         if toolbox is None:
             toolbox = default_toolbox(config.tools)

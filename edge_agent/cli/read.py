@@ -15,8 +15,10 @@ from edge_agent.cli.config import FileConfig
 from edge_agent.cli.gateway import peer
 from edge_agent.cli.terminal import ConfigOption, VerboseOption, console, errors, exit_code, setup
 from edge_agent.read import ReadResult, read_study
+from edge_agent.selection import Selection
 from edge_agent.trajectory import StepRecord
 from imaging.errors import BadInput
+from imaging.study import Study
 
 
 @exit_code
@@ -89,20 +91,30 @@ def _with_model(settings: FileConfig, model: Path | None, mmproj: Path | None) -
 
 
 def read_and_show(path: Path, out: Path, settings: FileConfig, question: str | None) -> ReadResult:
-    with Progress(
+    """The live trail: a loading bar that is gone before anything else is printed, the series
+    chosen, then each step as it happens, then the answer."""
+    bar = Progress(
         TextColumn("loading"), BarColumn(), MofNCompleteColumn(), console=errors, transient=True
-    ) as bar:
-        task = bar.add_task("load", total=None)
+    )
+    task = bar.add_task("load", total=None)
 
-        def progress(done: int, total: int, _file: Path) -> None:
-            bar.update(task, completed=done, total=total)
+    def progress(done: int, total: int, _file: Path) -> None:
+        bar.update(task, completed=done, total=total)
 
+    def selected(study: Study, selection: Selection) -> None:
+        bar.stop()  # transient: the bar's line is erased, so step 1 starts on a clean line
+        if study.skipped:
+            errors.print(f"[yellow]{len(study.skipped)} file(s) skipped[/] (named above)")
+        console.print(f"[dim]{selection.reason}[/]", highlight=False)
+
+    with bar:
         result = read_study(
             path,
             out,
             settings,
             question=question,
             progress=progress,
+            on_selected=selected,
             on_step=_show_step,
             stream=lambda text: console.print(
                 text, end="", style="dim", markup=False, highlight=False
@@ -125,9 +137,6 @@ def _show_step(step: StepRecord) -> None:
 
 def _show_result(result: ReadResult) -> None:
     trajectory, report = result.trajectory, result.report
-    if result.study.skipped:
-        errors.print(f"[yellow]{len(result.study.skipped)} file(s) skipped[/] (named above)")
-    console.print(f"[dim]{trajectory.selection}[/]", highlight=False)
     console.rule(trajectory.policy.label)
     if report["answer"]:
         console.print(report["answer"], highlight=False)

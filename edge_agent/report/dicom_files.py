@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,6 +41,24 @@ def write_dicom(
     """Write every object from the trajectory, the evidence files already in `out_dir` and the
     source `headers` (by SOP Instance UID, at least `source_uids`); returns the paths, SR first.
     A read and a replay of it write the same objects, but for new UIDs and times."""
+    # highdicom warns about source values it finds odd (a one-part patient name): not the
+    # reader's business mid-trail, and the text quotes patient data, so only where it came from
+    # is logged.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        objects = _objects(trajectory, headers, out_dir)
+    for where in dict.fromkeys(f"{Path(w.filename).name}:{w.lineno}" for w in caught):
+        log.info("study %s: highdicom warned at %s", trajectory.study_instance_uid, where)
+    paths = []
+    for name, dataset in objects.items():
+        path = out_dir / "dicom" / name
+        write_atomic(path, _encoded(dataset))
+        paths.append(path)
+    log.info("study %s: wrote %d DICOM object(s)", trajectory.study_instance_uid, len(paths))
+    return paths
+
+
+def _objects(trajectory: Trajectory, headers, out_dir: Path) -> dict[str, pydicom.Dataset]:
     provenance = Provenance.of(trajectory)
     sources = {uid: headers[uid] for uid in source_uids(trajectory)}
     claims = trajectory.answer.findings if trajectory.answer else ()
@@ -65,13 +84,7 @@ def write_dicom(
             sources[uid] for uid in dict.fromkeys(r.source.sop_instance_uid for r in regions)
         ]
         objects["ko.dcm"] = build_key_objects(key_sources, provenance, SERIES["ko"])
-    paths = []
-    for name, dataset in objects.items():
-        path = out_dir / "dicom" / name
-        write_atomic(path, _encoded(dataset))
-        paths.append(path)
-    log.info("study %s: wrote %d DICOM object(s)", trajectory.study_instance_uid, len(paths))
-    return paths
+    return objects
 
 
 def _evidence(trajectory: Trajectory, index: int, headers, out_dir: Path) -> EvidenceImage:
