@@ -22,7 +22,7 @@ from tools.sam_onnx import ENCODERS, Embedding, SamOnnx
 from tools.workspace import Box, Workspace, WorkspaceImage
 
 METHOD = "grabcut (weight-free)"
-FALLBACK = "otsu threshold (weight-free fallback)"
+FALLBACK = "otsu threshold (weight-free fallback: GrabCut found no foreground)"
 MIN_SHARE = 0.02  # of the box area: smaller parts are specks, not the object
 CACHED_IMAGES = 8  # embeddings kept per read (about 16 MB each for SAM2 at 1024)
 

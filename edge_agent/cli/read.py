@@ -139,7 +139,7 @@ def _show_result(result: ReadResult) -> None:
     trajectory, report = result.trajectory, result.report
     console.rule(trajectory.policy.label)
     if report["answer"]:
-        console.print(report["answer"], highlight=False)
+        console.print(report["answer"], highlight=False, markup=False)
     else:
         console.print(f"[red]no answer[/]: {trajectory.end_reason} ({trajectory.end_detail})")
     console.print(f"[yellow]{report['disclaimer']}[/]", highlight=False)

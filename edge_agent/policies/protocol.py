@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Generator
 from dataclasses import dataclass
 
@@ -88,7 +89,7 @@ class _PlanSession:
 
 def _plan(workspace: Workspace, settings: ProtocolSettings, question: str = "") -> Plan:
     if workspace.timeline is not None:
-        yield from _video_plan(workspace, settings)
+        yield from _video_plan(workspace, settings, question)
         return
     shown = sum(1 for image in workspace if image.tool == "shown")
     key = workspace.get(shown // 2)
@@ -103,7 +104,9 @@ def _plan(workspace: Workspace, settings: ProtocolSettings, question: str = "") 
         )
         if not seen.error:
             index = seen.image.index
-    captions = _asked(question, ct) or (settings.ct_captions if ct else settings.other_captions)
+    classes = CT_CLASSES if ct else INTENSITY_CLASSES
+    asked = _asked(question, classes)
+    captions = asked or (settings.ct_captions if ct else settings.other_captions)
     located = yield ToolCall(
         "locate",
         {"index": index, "captions": list(captions)},
@@ -114,15 +117,57 @@ def _plan(workspace: Workspace, settings: ProtocolSettings, question: str = "") 
     for candidate in candidates[: settings.candidates]:
         finding = yield from _examine(workspace, located, candidate, settings)
         findings.append(finding)
-    yield _answer(located, findings)
+    notes = (_examined(len(candidates), settings.candidates), question_use(question, classes))
+    yield _answer(located, findings, " ".join(n for n in notes if n))
 
 
-def _asked(question: str, ct: bool) -> tuple[str, ...]:
+def _asked(question: str, classes) -> tuple[str, ...]:
     """The tissue classes a question names ("is there a hypodense lesion?") as locate captions;
     none named: the configured captions."""
     lowered = question.lower()
-    return tuple(
-        f"{c.name} region" for c in (CT_CLASSES if ct else INTENSITY_CLASSES) if c.matches(lowered)
+    return tuple(f"{c.name} region" for c in classes if c.matches(lowered))
+
+
+# Words that carry no request of their own; what is left of a question after these and the
+# tissue words the protocol used is what it says it did not use.
+_FILLER_WORDS = (
+    "a an the is are there any this that these on in of and or with to for which what how do does "
+    "show shows study image images it its be they them where see seen "
+    # what the protocol does anyway: find regions that stand out, and measure them
+    "region regions stand stands out large big size sizes measure measured"
+)
+_FILLER = frozenset(_FILLER_WORDS.split())
+
+
+def question_use(question: str, classes=CT_CLASSES) -> str:
+    """What of the question the protocol could use (the tissue classes it names) and, plainly,
+    what it could not (anatomy, sizes, diagnoses: it has no rules for them)."""
+    lowered = question.lower()
+    used = [word for c in classes for word in c.words if c.matches(lowered) and word in lowered]
+    rest = lowered
+    for word in used:
+        rest = re.sub(rf"\b{re.escape(word)}\b", " ", rest)
+    unused = [w for w in re.findall(r"[a-z0-9.]+", rest) if w not in _FILLER]
+    if not unused:
+        return ""
+    head = (
+        f"From the question the protocol used only {', '.join(repr(w) for w in used)} (the "
+        "tissue class it looks for)"
+        if used
+        else "The protocol could not use the question: it looks for its configured tissue classes"
+    )
+    return (
+        f"{head}; it could not use {', '.join(repr(w) for w in dict.fromkeys(unused))}: it has no "
+        "rules for anatomy, size limits or diagnoses."
+    )
+
+
+def _examined(found: int, limit: int) -> str:
+    if found <= limit:
+        return ""
+    return (
+        f"{found} candidates found, {limit} examined (candidates = {limit} in "
+        "[policy.protocol]); the others are marked on the locate image only."
     )
 
 
@@ -143,12 +188,14 @@ def _examine(workspace: Workspace, located: Observation, candidate: Candidate, s
     outline = yield ToolCall(
         "segment", {"index": zoom.image.index, "bbox_2d": inner}, f"Outline {label}."
     )
+    method = "not outlined, its box measured; "
     if outline.error:  # fall back to the candidate's box
         measured = yield ToolCall(
             "measure", {"index": zoom.image.index, "bbox_2d": inner}, f"Measure the box of {label}."
         )
     else:
         evidence.append(outline.image.index)
+        method = f"outlined by {outline.payload.method}; "
         measured = yield ToolCall(
             "measure", {"index": outline.image.index}, f"Measure the outline of {label}."
         )
@@ -156,10 +203,10 @@ def _examine(workspace: Workspace, located: Observation, candidate: Candidate, s
         return Claim(f"{label.capitalize()}: not measurable ({measured.text})", tuple(evidence))
     evidence.append(measured.image.index)
     values = ", ".join(m.describe() for m in measurements_of(measured.payload))
-    return Claim(f"{label.capitalize()}: {values}.", tuple(evidence))
+    return Claim(f"{label.capitalize()}: {method}{values}.", tuple(evidence))
 
 
-def _video_plan(workspace: Workspace, settings: ProtocolSettings) -> Plan:
+def _video_plan(workspace: Workspace, settings: ProtocolSettings, question: str = "") -> Plan:
     """Overview -> the moments where the picture changes most -> a closer window and the frame
     at the sharpest change. Change is the mean grey-level difference between sampled frames."""
     overview = workspace.get(0)
@@ -197,7 +244,7 @@ def _video_plan(workspace: Workspace, settings: ProtocolSettings) -> Plan:
                 evidence,
             )
         )
-    yield _video_answer(overview, findings)
+    yield _video_answer(overview, findings, question)
 
 
 def _inside(frame) -> float:
@@ -217,7 +264,7 @@ def _changes(frames) -> list[float]:
     ]
 
 
-def _video_answer(overview, findings: list[Claim]) -> Answer:
+def _video_answer(overview, findings: list[Claim], question: str = "") -> Answer:
     times = overview.times_s
     span = f"an overview of {len(times)} frames over {times[-1]:.1f} s"
     if not findings:
@@ -227,6 +274,8 @@ def _video_answer(overview, findings: list[Claim]) -> Answer:
             f"The protocol's rules marked {len(findings)} moment(s) of change in {span}. "
             + " ".join(c.text for c in findings)
         )
+    if question_use(question, ()):
+        text += " The protocol did not use the question: for a video it looks only for change."
     return Answer(
         text=f"Protocol demonstration (no AI model). {text}",
         findings=tuple(findings),
@@ -247,7 +296,7 @@ def _box_on(workspace: Workspace, source_index: int, target_index: int, box) -> 
     return [round(v, 2) for v in on_target]
 
 
-def _answer(located: Observation, findings: list[Claim]) -> Answer:
+def _answer(located: Observation, findings: list[Claim], notes: str = "") -> Answer:
     if located.error:
         text = f"The protocol could not look for candidates: {located.text}"
     elif not findings:
@@ -258,7 +307,7 @@ def _answer(located: Observation, findings: list[Claim]) -> Answer:
             "outlined and measured. " + " ".join(c.text for c in findings)
         )
     return Answer(
-        text=f"Protocol demonstration (no AI model). {text}",
+        text=f"Protocol demonstration (no AI model). {text} {notes}".rstrip(),
         findings=tuple(findings),
         thought="Summarise only what the tools measured.",
     )

@@ -81,7 +81,7 @@ def test_without_a_model_the_weight_free_method_runs_and_is_named(workspace):
     said = default_toolbox().call("segment", {"index": 0, "bbox_2d": [80, 60, 160, 140]}, workspace)
     assert to_plain(said.payload)["method"] in (
         "grabcut (weight-free)",
-        "otsu threshold (weight-free fallback)",
+        "otsu threshold (weight-free fallback: GrabCut found no foreground)",
     )
 
 
