@@ -86,6 +86,7 @@ def test_doctor_is_green_on_a_working_setup(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     for text in ("JPEG 2000", "GiB free", "smoke read", "2 finding(s)", "ready"):
         assert text in done.stdout, text
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # a check leaves nothing behind
 
 
 def test_doctor_is_red_on_a_broken_config_or_model(exported, tmp_path):
