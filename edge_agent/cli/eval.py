@@ -24,7 +24,7 @@ from rich.table import Table
 from dicom_gateway.retrieve import get_study
 from edge_agent.cli.config import load_config
 from edge_agent.cli.gateway import peer
-from edge_agent.cli.terminal import exit_code
+from edge_agent.cli.terminal import POLICY_HELP, exit_code
 from edge_agent.evaluation.cases import CaseSet, read_cases
 from edge_agent.evaluation.compare import compare_runs
 from edge_agent.evaluation.insertion import build_insertion_set
@@ -65,7 +65,7 @@ def run(
     ] = None,
     policy: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option(help="Policy name; overrides [policy] name in the config."),
+        typer.Option(help=POLICY_HELP),
     ] = None,
     no_tools: Annotated[
         bool, typer.Option("--no-tools", help="Ablation: tools refuse; answer from the images.")

@@ -13,7 +13,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from dicom_gateway.retrieve import get_study
 from edge_agent.cli.config import FileConfig
 from edge_agent.cli.gateway import peer
-from edge_agent.cli.terminal import ConfigOption, VerboseOption, console, errors, exit_code, setup
+from edge_agent.cli.terminal import (
+    POLICY_HELP,
+    ConfigOption,
+    VerboseOption,
+    console,
+    errors,
+    exit_code,
+    setup,
+)
 from edge_agent.read import ReadResult, read_study
 from edge_agent.selection import Selection
 from edge_agent.trajectory import StepRecord
@@ -33,7 +41,7 @@ def read(
     question: Annotated[Optional[str], typer.Option(help="What to ask.")] = None,  # noqa: UP045
     policy: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option(help="Policy name; overrides [policy] name in the config."),
+        typer.Option(help=POLICY_HELP),
     ] = None,
     pacs: Annotated[
         Optional[str],  # noqa: UP045

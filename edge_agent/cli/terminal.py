@@ -31,6 +31,8 @@ ConfigOption = Annotated[
     Optional[Path],  # noqa: UP045 - typer reads the annotation at runtime on Python 3.10
     typer.Option("--config", "-c", help="edge-agent.toml; defaults apply without one."),
 ]
+# Help text is rich markup: a TOML table name must be escaped, or "[policy]" vanishes.
+POLICY_HELP = "protocol, llama-cpp or onnx-trt; overrides \\[policy] name in the config."
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log each event.")]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -207,3 +208,14 @@ def test_a_path_like_study_uid_for_pacs_is_bad_input_before_any_association(tmp_
     assert done.returncode == 2, done.stderr
     assert "Study Instance UID '../x' is not a valid UID" in done.stderr
     assert "internal error" not in done.stderr
+
+
+def test_read_help_names_the_config_table_and_the_policies():
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "edge-agent"), "read", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "protocol, llama-cpp or onnx-trt; overrides [policy] name in the config" in done.stdout
