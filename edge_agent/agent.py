@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -274,4 +275,21 @@ def image_record(image: WorkspaceImage, step: int | None) -> ImageRecord:
         times_s=tuple(round(t, 6) for t in image.times_s),
         frame_files=frame_files(image),
         mask_file=mask_file(image),
+        instance_number=image.frame.instance_number,
+        slice_position_mm=_rounded(image.frame.geometry.slice_position_mm, 3),
+        mm_per_px=_rounded(_mm_per_px(image), 6),
     )
+
+
+def _mm_per_px(image: WorkspaceImage) -> float | None:
+    """Millimetres per pixel along the image's rows: the source's column spacing times how many
+    source pixels one shown pixel spans."""
+    spacing = image.frame.geometry.pixel_spacing
+    if spacing is None or image.members:  # a contact sheet has no one scale
+        return None
+    a, _, _, d, _, _ = image.to_source.matrix
+    return math.hypot(a, d) * spacing[1]
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)

@@ -79,7 +79,11 @@ def read_study(
             on_step=on_step,
         )
     trajectory = replace(
-        trajectory, selection=selection.reason, source_path=str(Path(path).resolve())
+        trajectory,
+        selection=selection.reason,
+        source_path=str(Path(path).resolve()),
+        series_number=selection.series.number,
+        series_description=selection.series.description,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_evidence(workspace, trajectory, out_dir)

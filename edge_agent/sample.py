@@ -40,6 +40,7 @@ def _stamp(ds: pydicom.Dataset, study_uid: str, series: str, series_number: int,
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=[SEED, series])
     ds.SeriesNumber = series_number
+    ds.SeriesDescription = f"sample {series} (pydicom {series}_small)"
     ds.InstanceNumber = instance
     ds.SOPInstanceUID = generate_uid(entropy_srcs=[SEED, series, str(instance)])
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID

@@ -15,8 +15,10 @@ from tools.observation import NoPayload, Payload
 
 # 2: images keep their mask (mask_file) and the trajectory names its source study (source_path), so
 # a replay can write the DICOM objects too. Version 1 still loads; its replay writes no DICOM.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 3: images say where their frame lies (instance number, slice position, mm per pixel) and the
+# trajectory names its series (number, description), for the reader's report. 2 loads without.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 EVIDENCE_FILE = r"evidence/[A-Za-z0-9_.-]+\.png"
 
 
@@ -39,6 +41,10 @@ class ImageRecord:
     times_s: tuple[float, ...] = ()  # when those frames were shown, seconds from the start
     frame_files: tuple[str, ...] = ()  # a contact sheet's frames, one PNG each
     mask_file: str | None = None  # the mask a tool outlined, on the source grid (255 = inside)
+    # Where the source frame lies, in a reader's terms (None where the file does not say).
+    instance_number: int | None = None
+    slice_position_mm: float | None = None  # along the slice normal
+    mm_per_px: float | None = None  # across this image's columns: its scale bar
 
     def __post_init__(self) -> None:
         # Names are joined to an output folder: never let a trajectory point outside it.
@@ -111,6 +117,8 @@ class Trajectory:
     duration_s: float = 0.0
     software: dict = field(default_factory=dict)
     source_path: str = ""  # the study folder (or file) read: a replay writes DICOM from it
+    series_number: int | None = None
+    series_description: str = ""
     version: int = FORMAT_VERSION
 
     def to_json(self) -> str:

@@ -36,6 +36,15 @@ class Geometry:
         row, col = np.array(self.orientation[:3]), np.array(self.orientation[3:])
         return np.cross(row, col)
 
+    @property
+    def slice_position_mm(self) -> float | None:
+        """Where the slice lies along its normal (mm): what a reader calls the slice position,
+        and the order of a volume's slices."""
+        normal = self.normal
+        if normal is None or self.position is None:
+            return None
+        return float(np.dot(normal, self.position))
+
 
 @dataclass(frozen=True, eq=False)
 class Frame:

@@ -373,13 +373,7 @@ def _group_series(items: Iterable[_Read]) -> tuple[Series, ...]:
 
 def _frame_order(frame: Frame) -> tuple:
     """Slice position along the normal when known, then instance number, then frame number."""
-    geometry = frame.geometry
-    normal = geometry.normal
-    along = (
-        float(np.dot(normal, geometry.position))
-        if normal is not None and geometry.position is not None
-        else None
-    )
+    along = frame.geometry.slice_position_mm
     return (
         along is None,
         along or 0.0,

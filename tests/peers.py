@@ -181,13 +181,15 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def chromium_dom(page: Path, profile: Path) -> str:
-    """The DOM of a local page after its scripts ran, as headless Chromium sees it."""
+def chromium_dom(page: Path, profile: Path, width: int = 1280) -> str:
+    """The DOM of a local page after its scripts ran, as headless Chromium sees it in a window
+    `width` pixels wide."""
     done = subprocess.run(
         [
             tool("chromium", "chromium"),
             *CHROMIUM_FLAGS,
             f"--user-data-dir={profile}",
+            f"--window-size={width},900",
             "--virtual-time-budget=5000",
             "--dump-dom",
             page.as_uri(),
@@ -199,6 +201,27 @@ def chromium_dom(page: Path, profile: Path) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"chromium failed ({done.returncode}): {done.stderr[-2000:]}")
     return done.stdout
+
+
+def chromium_screenshot(page: Path, shot: Path, profile: Path, width: int, height: int) -> Path:
+    """A PNG of a local page as headless Chromium draws it at width x height."""
+    done = subprocess.run(
+        [
+            tool("chromium", "chromium"),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--hide-scrollbars",
+            f"--window-size={width},{height}",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0 or not shot.is_file():
+        raise RuntimeError(f"chromium failed ({done.returncode}): {done.stderr[-2000:]}")
+    return shot
 
 
 def wait_for(condition, timeout: float, what: str, every: float = 0.2):

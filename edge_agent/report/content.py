@@ -4,10 +4,13 @@ Contract kept by later work: study_instance_uid, policy, model, question, answer
 [{text, evidence [{image, source {sop_instance_uid, frame}, bbox_px}], measurements
 [{name, value, unit}]}], disclaimer. Every finding has at least one evidence image.
 Cine and video reads add, per evidence image, frames, times_s and time_window_s (a contact sheet
-also frame_images), and per finding the time_window_s its evidence spans."""
+also frame_images), and per finding the time_window_s its evidence spans.
+For a reader: per finding its key_image and where it is (series number and description, instance
+number, slice position in mm, frame, time), and end.summary, how the read ended in one sentence."""
 
 from __future__ import annotations
 
+from edge_agent.report.location import how_it_ended, key_image, where
 from edge_agent.trajectory import ClaimRecord, ImageRecord, Trajectory
 from imaging.errors import ReportError
 from imaging.records import to_plain
@@ -22,13 +25,19 @@ def build_report(trajectory: Trajectory) -> dict:
         "study_instance_uid": trajectory.study_instance_uid,
         "series_instance_uid": trajectory.series_instance_uid,
         "modality": trajectory.modality,
+        "series_number": trajectory.series_number,
+        "series_description": trajectory.series_description,
         "selection": trajectory.selection,
         "policy": trajectory.policy.name,
         "policy_label": trajectory.policy.label,
         "model": trajectory.policy.model,
         "question": trajectory.question,
         "answer": answer.text if answer else None,
-        "end": {"reason": trajectory.end_reason, "detail": trajectory.end_detail},
+        "end": {
+            "reason": trajectory.end_reason,
+            "detail": trajectory.end_detail,
+            "summary": how_it_ended(trajectory),
+        },
         "findings": [_finding(trajectory, c) for c in (answer.findings if answer else ())],
         "disclaimer": trajectory.policy.disclaimer,
         "software": trajectory.software,
@@ -44,9 +53,12 @@ def _finding(trajectory: Trajectory, claim: ClaimRecord) -> dict:
         raise ReportError(f"finding {claim.text!r} cites image(s) {missing} the read never made")
     times = [t for i in claim.evidence for t in trajectory.image(i).times_s]
     window = {"time_window_s": [min(times), max(times)]} if times else {}
+    key = key_image(trajectory, claim)
     return {
         "text": claim.text,
         **window,
+        "key_image": key.file,
+        "where": where(trajectory, key),
         "evidence": [_evidence(trajectory, i) for i in claim.evidence],
         "measurements": [to_plain(m) for m in claim_measurements(trajectory, claim)],
     }

@@ -71,9 +71,11 @@ def test_demo_reads_the_sample_study(tmp_path):
     report = json.loads((folder / "report.json").read_text())
     page = (folder / "report.html").read_text()
     assert report["findings"], "the demo read found nothing"
-    # What a user checks: each finding in the page's findings table, and measured.
+    # What a user checks: each finding on the page under its number, and measured.
     for number, finding in enumerate(report["findings"], 1):
-        assert f"<td>{number}</td><td>{html.escape(finding['text'])}</td>" in page
+        assert (
+            f"<h3>Finding {number}</h3><p class='text'>{html.escape(finding['text'])}</p>" in page
+        )
         measured = {m["name"]: (m["value"], m["unit"]) for m in finding["measurements"]}
         assert finding["evidence"] and measured["area"][1] == "mm2" and measured["area"][0] > 0
         assert measured["long axis"][1] == "mm" and measured["long axis"][0] > 0
@@ -188,7 +190,14 @@ def test_config_budget_is_obeyed(sample_study, tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["answer"] is None and report["findings"] == []
-    assert report["end"] == {"reason": "max_turns", "detail": "2 tool calls without an answer"}
+    assert report["end"] == {
+        "reason": "max_turns",
+        "detail": "2 tool calls without an answer",
+        "summary": "Stopped before an answer: the limit on tool calls was reached (2 tool calls "
+        "without an answer).",
+    }
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "No answer. Stopped before an answer: the limit on tool calls was reached" in page
 
 
 def test_replay_of_a_damaged_trajectory_exits_2(read_out, tmp_path):

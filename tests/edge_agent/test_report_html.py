@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
 
+import cv2
 import pytest
 
 from edge_agent.config import Config, ReportSettings
 from edge_agent.read import read_study
-from tests.peers import chromium_dom
+from tests.peers import chromium_dom, chromium_screenshot
 
 # Added to a copy of the page only: the report itself carries no script.
 PROBE = """<script>
@@ -44,8 +46,8 @@ def test_chromium_shows_every_image(out, tmp_path):
     report = json.loads((out / "report.json").read_text())
     cited = sum(len(f["evidence"]) for f in report["findings"])
     trajectory = json.loads((out / "trajectory.json").read_text())
-    # Each finding's thumbnails, plus every image of the trail once.
-    assert total == cited + len(trajectory["images"])
+    # Each finding's key image and thumbnails, plus every image of the trail once.
+    assert total == len(report["findings"]) + cited + len(trajectory["images"])
 
 
 def test_each_evidence_thumbnail_links_to_the_step_that_made_it(out):
@@ -57,3 +59,63 @@ def test_each_evidence_thumbnail_links_to_the_step_that_made_it(out):
                 f"step-{evidence['step']}" if evidence["step"] else f"image-{evidence['index']}"
             )
             assert f"href='#{target}'" in html and f"id='{target}'" in html
+
+
+# Added to a copy of the page: how the reader's part is laid out at the window's width.
+LAYOUT = """<script>
+window.addEventListener('load', () => {
+  const keys = [...document.querySelectorAll('a.key img')];
+  document.body.setAttribute('data-layout', JSON.stringify({
+    overflow: document.documentElement.scrollWidth - window.innerWidth,
+    inner: window.innerWidth,
+    keys: keys.map(i => Math.round(i.getBoundingClientRect().width)),
+    trailOpen: document.querySelector('details.trail').open,
+  }));
+});
+</script>"""
+
+
+def test_each_finding_says_where_it_is_in_a_readers_terms(out):
+    report = json.loads((out / "report.json").read_text())
+    page = (out / "report.html").read_text()
+    assert report["end"]["summary"] == "The policy answered after 8 tool call(s)."
+    assert "How the read ended</th><td>The policy answered" in page and "Read ended" not in page
+    for finding in report["findings"]:
+        # the sample study's CT slices: instance 3 at -65.7 mm along the normal
+        assert finding["where"] == {
+            "series_number": 1,
+            "series_description": "sample CT (pydicom CT_small)",
+            "instance_number": 3,
+            "slice_position_mm": -65.7,
+            "frame": 1,
+        }
+        assert finding["key_image"] == finding["evidence"][-1]["image"]
+        assert (
+            "Series 1 (sample CT (pydicom CT_small)), instance 3, slice position -65.7 mm" in page
+        )
+        assert f"<a class='key' href='{finding['key_image']}'" in page  # full size on a click
+    assert "20 mm</text>" in page  # the scale bar of finding 1 (a 51 mm wide zoom)
+    assert "frame 1<" not in page and "source SOP" not in page  # no developer captions
+
+
+@pytest.mark.parametrize("width", [1280, 480])
+def test_the_page_reads_at_a_laptop_and_a_narrow_width(out, tmp_path, width):
+    probed = tmp_path / "layout.html"
+    probed.write_text((out / "report.html").read_text().replace("</body>", LAYOUT + "</body>"))
+    dom = chromium_dom(probed, tmp_path / "profile", width=width)
+    layout = json.loads(html.unescape(re.search(r'data-layout="([^"]*)"', dom).group(1)))
+    assert layout["overflow"] <= 0, layout  # nothing wider than the window
+    # the key image is large: 512 px where there is room, else most of the window's width
+    wanted = min(512, 0.8 * layout["inner"])
+    assert layout["keys"] and all(wanted <= w <= 520 for w in layout["keys"]), layout
+    assert layout["trailOpen"] is False  # the trail starts folded
+    shot = chromium_screenshot(
+        out / "report.html",
+        tmp_path / f"report-{width}.png",
+        tmp_path / "profile-shot",
+        width,
+        1400,
+    )
+    pixels = cv2.imread(str(shot))
+    assert pixels.shape[:2] == (1400, width)
+    assert (pixels < 60).all(axis=2).mean() > 0.05  # the dark CT key images are drawn
