@@ -62,6 +62,9 @@ def read(
         Optional[Path],  # noqa: UP045
         typer.Option(help="GGUF vision projector (mmproj) for --policy llama-cpp."),
     ] = None,
+    pdf: Annotated[
+        bool, typer.Option("--pdf", help="Also print report.pdf (needs Chromium).")
+    ] = False,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -75,11 +78,15 @@ def read(
         raise BadInput("give either PATH, or --pacs AE@HOST:PORT with --study UID")
     if pacs is None:
         read_and_show(path, out, settings, question)
-        return
-    with tempfile.TemporaryDirectory(prefix="edge-agent-get-") as spool:
-        count = get_study(settings.gateway.ae_title, peer(pacs), study, Path(spool))
-        errors.print(f"retrieved {count} instance(s) from {pacs}", highlight=False)
-        read_and_show(Path(spool), out, settings, question)
+    else:
+        with tempfile.TemporaryDirectory(prefix="edge-agent-get-") as spool:
+            count = get_study(settings.gateway.ae_title, peer(pacs), study, Path(spool))
+            errors.print(f"retrieved {count} instance(s) from {pacs}", highlight=False)
+            read_and_show(Path(spool), out, settings, question)
+    if pdf:
+        from edge_agent.report.pdf import write_pdf
+
+        console.print(f"pdf: {write_pdf(out)}", highlight=False)
 
 
 def _with_policy(settings: FileConfig, name: str) -> FileConfig:

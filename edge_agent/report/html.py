@@ -29,8 +29,8 @@ break-inside:avoid}
 .finding .body{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
 .finding .facts{flex:1 1 300px;min-width:0}
 .where{font-weight:600}
-.key{position:relative;display:inline-block;max-width:100%;flex:0 1 512px}
-.key img{display:block;width:512px}
+.key{position:relative;display:block;width:512px;max-width:100%;flex:0 0 auto}
+.key img{display:block;width:100%}
 .key svg{position:absolute;left:0;top:0;width:100%;height:100%;pointer-events:none}
 .thumbs img{width:96px;margin:2px}
 figure img{width:256px}
@@ -40,7 +40,7 @@ figure.sheet img{width:512px}
 summary{cursor:pointer;font-size:1.3rem;font-weight:600;margin:1rem 0}
 code,pre{background:#f6f6f6;padding:.1rem .3rem;white-space:pre-wrap;word-break:break-all}
 .muted{color:#666}
-@media print{body{max-width:none;margin:0}.key img{width:420px}}
+@media print{body{max-width:none;margin:0}.key{width:420px}}
 """
 
 

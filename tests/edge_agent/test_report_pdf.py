@@ -1,0 +1,72 @@
+"""report.pdf: the same report printed by headless Chromium, checked as a reader would see it:
+its pages rendered to PNG (poppler's pdftoppm) and its text extracted (pdftotext)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from tests.peers import tool
+from tests.support import run_cli
+
+
+@pytest.fixture(scope="module")
+def printed(tmp_path_factory) -> Path:
+    from edge_agent.sample import write_sample_study
+
+    folder = tmp_path_factory.mktemp("pdf")
+    study = write_sample_study(folder / "study")
+    done = run_cli("read", study, "--out", folder / "out", "--pdf")
+    assert done.returncode == 0, done.stderr
+    assert f"pdf: {folder / 'out' / 'report.pdf'}" in done.stdout
+    return folder / "out" / "report.pdf"
+
+
+def test_the_pdf_pages_render_on_a4_with_the_key_images(printed, tmp_path):
+    subprocess.run(
+        [tool("pdftoppm", "poppler-utils"), "-r", "40", "-png", printed, tmp_path / "page"],
+        check=True,
+    )
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) >= 2
+    images = [cv2.imread(str(page)) for page in pages]
+    assert all(abs(i.shape[0] / i.shape[1] - 297 / 210) < 0.01 for i in images)  # A4
+    dark = [float((i < 60).all(axis=2).mean()) for i in images]
+    assert max(dark) > 0.05, dark  # a CT key image is drawn, not an empty frame
+
+
+def test_the_pdf_holds_the_report_and_the_unfolded_trail(printed):
+    text = subprocess.run(
+        [tool("pdftotext", "poppler-utils"), "-layout", printed, "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for expected in (
+        "Protocol demonstration (no AI model).",
+        "Finding 1",
+        "Finding 2",
+        "instance 3, slice position -65.7 mm",
+        "The policy answered after 8 tool call(s).",
+        "Step 8: measure",  # the trail, folded on screen, is printed
+        "not for clinical use.",
+    ):
+        assert expected in text, expected
+
+
+def test_without_chromium_pdf_is_one_line_exit_2(sample_study, tmp_path):
+    script = Path(sys.executable).parent / "edge-agent"
+    done = subprocess.run(
+        [script, "read", sample_study, "--out", tmp_path / "o", "--pdf"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": str(tmp_path)},  # no browser anywhere on it
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--pdf needs Chromium" in done.stderr and "Traceback" not in done.stderr
+    assert (tmp_path / "o" / "report.html").is_file()  # the read itself is kept
