@@ -16,7 +16,8 @@ from tools.observation import NoPayload, Payload
 # 2: images keep their mask (mask_file) and the trajectory names its source study (source_path), so
 # a replay can write the DICOM objects too. Version 1 still loads; its replay writes no DICOM.
 # 3: images say where their frame lies (instance number, slice position, mm per pixel) and the
-# trajectory names its series (number, description), for the reader's report. 2 loads without.
+# trajectory names its series (number, description), for the reader's report, and keeps the
+# follow-up questions asked after the answer. 2 loads without.
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 EVIDENCE_FILE = r"evidence/[A-Za-z0-9_.-]+\.png"
@@ -93,6 +94,16 @@ class AnswerRecord:
 
 
 @dataclass(frozen=True)
+class FollowUpRecord:
+    """A question asked after the answer, about the same read, and what was answered."""
+
+    question: str
+    answer: str
+    findings: tuple[ClaimRecord, ...] = ()
+    asked_at: str = ""
+
+
+@dataclass(frozen=True)
 class PolicyRecord:
     name: str
     label: str
@@ -119,6 +130,7 @@ class Trajectory:
     source_path: str = ""  # the study folder (or file) read: a replay writes DICOM from it
     series_number: int | None = None
     series_description: str = ""
+    follow_ups: tuple[FollowUpRecord, ...] = ()  # `edge-agent ask`, in the order asked
     version: int = FORMAT_VERSION
 
     def to_json(self) -> str:

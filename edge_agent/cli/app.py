@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from edge_agent import __version__
+from edge_agent.cli.ask import ask
 from edge_agent.cli.bundle import bundle
 from edge_agent.cli.doctor import doctor
 from edge_agent.cli.eval import eval_app
@@ -23,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="On-prem medical imaging agent that thinks with images.",
 )
-for command in (read, replay, demo, doctor, bundle, serve):
+for command in (read, ask, replay, demo, doctor, bundle, serve):
     app.command()(command)
 app.add_typer(pacs, name="pacs")
 app.add_typer(export_app, name="export")

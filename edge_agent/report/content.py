@@ -6,7 +6,8 @@ Contract kept by later work: study_instance_uid, policy, model, question, answer
 Cine and video reads add, per evidence image, frames, times_s and time_window_s (a contact sheet
 also frame_images), and per finding the time_window_s its evidence spans.
 For a reader: per finding its key_image and where it is (series number and description, instance
-number, slice position in mm, frame, time), and end.summary, how the read ended in one sentence."""
+number, slice position in mm, frame, time), and end.summary, how the read ended in one sentence.
+After `edge-agent ask`: follow_ups [{question, answer, asked_at, findings (as above)}]."""
 
 from __future__ import annotations
 
@@ -41,7 +42,21 @@ def build_report(trajectory: Trajectory) -> dict:
         "findings": [_finding(trajectory, c) for c in (answer.findings if answer else ())],
         "disclaimer": trajectory.policy.disclaimer,
         "software": trajectory.software,
+        **({"follow_ups": _follow_ups(trajectory)} if trajectory.follow_ups else {}),
     }
+
+
+def _follow_ups(trajectory: Trajectory) -> list[dict]:
+    """Questions asked after the answer (`edge-agent ask`), each with its answer and findings."""
+    return [
+        {
+            "question": f.question,
+            "answer": f.answer,
+            "asked_at": f.asked_at,
+            "findings": [_finding(trajectory, c) for c in f.findings],
+        }
+        for f in trajectory.follow_ups
+    ]
 
 
 def _finding(trajectory: Trajectory, claim: ClaimRecord) -> dict:

@@ -70,6 +70,8 @@ def _objects(trajectory: Trajectory, headers, out_dir: Path) -> dict[str, pydico
     answer = (trajectory.answer.text if trajectory.answer else "") or (
         f"No answer: {trajectory.end_reason} ({trajectory.end_detail})"
     )
+    # follow-up questions (`edge-agent ask`) join the answer: each ask writes a new SR instance
+    answer += "".join(f" Follow-up: {f.question} Answer: {f.answer}" for f in trajectory.follow_ups)
     objects = {"sr.dcm": build_sr(regions, answer, sources, provenance, SERIES["sr"])}
     if regions:
         segmentation = build_seg(regions, sources, provenance, SERIES["seg"])

@@ -57,6 +57,7 @@ def render_html(trajectory: Trajectory, report: dict, out_dir: Path) -> str:
         f"<h1>Report: {escape(_series(trajectory))}</h1>",
         _summary(trajectory, report),
         _findings(trajectory, report, claims, images),
+        _follow_ups(report, images),
         _trail(trajectory, images),
         _identifiers(trajectory),
         f"<p class='muted'>edge-agent {escape(str(trajectory.software.get('edge_agent', '')))}"
@@ -125,6 +126,26 @@ def _finding(number: int, trajectory: Trajectory, finding: dict, claim: ClaimRec
         + f"{table}<p class='muted'>All evidence (click for the step that made it):</p>"
         f"<p class='thumbs'>{thumbs}</p></div></div></section>"
     )
+
+
+def _follow_ups(report: dict, images: dict[int, str]) -> str:
+    """Questions asked after the answer, in the order asked, each with its evidence."""
+    if not report.get("follow_ups"):
+        return ""
+    parts = ["<h2>Follow-up questions</h2>"]
+    for number, follow_up in enumerate(report["follow_ups"], 1):
+        cited = "".join(
+            f"<li>{escape(f['text'])} <span class='muted'>{escape(describe(f['where']))}</span>"
+            f"<br>{' '.join(_thumbnail(e, images) for e in f['evidence'])}</li>"
+            for f in follow_up["findings"]
+        )
+        parts.append(
+            f"<section class='finding' id='follow-up-{number}'><h3>Q{number}: "
+            f"{escape(follow_up['question'])}</h3><p>{escape(follow_up['answer'])}</p>"
+            + (f"<ul class='thumbs'>{cited}</ul>" if cited else "")
+            + f"<p class='muted'>asked {escape(follow_up['asked_at'])}</p></section>"
+        )
+    return "".join(parts)
 
 
 def _key_image(record: ImageRecord, images: dict[int, str], label: str) -> str:

@@ -1,0 +1,133 @@
+"""Follow-up questions about a finished read (`edge-agent ask RESULT_DIR "question"`).
+
+The protocol answers what its measurements can: which measured candidates are larger or smaller
+than a length or an area, and how many it measured; anything else it says plainly it cannot
+answer. Each question and answer is appended to the trajectory, and every report is written
+again from it (report.json, report.html, and a new SR instance when the source study is at hand).
+A model policy's follow-up needs its session (the KV cache of the read): not built yet, and said
+so instead of guessing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from edge_agent.report.content import claim_measurements
+from edge_agent.report.location import key_image
+from edge_agent.trajectory import ClaimRecord, FollowUpRecord, Trajectory
+from imaging.errors import BadInput
+
+_MORE = r"larger|bigger|greater|longer|wider|more|over|above|exceed(?:s|ing)?"
+_LESS = r"smaller|shorter|less|under|below"
+_COMPARISON = re.compile(
+    rf"\b(?P<way>{_MORE}|{_LESS})\b(?:\s+than)?\s*(?P<value>\d+(?:\.\d+)?)\s*"
+    r"(?P<unit>mm2|mm²|mm\^2|cm2|cm²|cm\^2|mm|cm)\b",
+    re.IGNORECASE,
+)
+CANNOT = (
+    "The protocol cannot answer this follow-up: it has no model, and answers only about the "
+    'candidates it measured, by size ("which candidates are larger than 20 mm?", "smaller than '
+    '300 mm2?") or count ("how many candidates?").'
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """ "larger than 2 cm" as: long axis > 20 mm."""
+
+    larger: bool
+    value: float  # mm, or mm2 for an area
+    area: bool
+
+    @property
+    def measurement(self) -> str:
+        return "area" if self.area else "long axis"
+
+    @property
+    def unit(self) -> str:
+        return "mm²" if self.area else "mm"
+
+    def holds(self, measured: float) -> bool:
+        return measured > self.value if self.larger else measured < self.value
+
+    def describe(self) -> str:
+        way = "larger" if self.larger else "smaller"
+        return f"{self.measurement} {way} than {self.value:g} {self.unit}"
+
+
+def parse_comparison(question: str) -> Comparison | None:
+    found = _COMPARISON.search(question)
+    if found is None:
+        return None
+    unit = found["unit"].lower()
+    area = unit[2:] in ("2", "²", "^2")
+    scale = (100.0 if area else 10.0) if unit.startswith("cm") else 1.0
+    larger = re.fullmatch(_MORE, found["way"].lower()) is not None
+    return Comparison(larger, float(found["value"]) * scale, area)
+
+
+def protocol_follow_up(trajectory: Trajectory, question: str) -> FollowUpRecord:
+    """The protocol's answer to a follow-up: from the read's measurements only."""
+    claims = trajectory.answer.findings if trajectory.answer else ()
+    asked_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    comparison = parse_comparison(question)
+    if comparison is not None:
+        return _compared(trajectory, claims, question, comparison, asked_at)
+    if re.search(r"\bhow many\b|\bnumber of\b|\bcount\b", question, re.IGNORECASE):
+        text = f"The protocol measured {len(claims)} candidate region(s) in this read."
+        return FollowUpRecord(
+            question, f"Protocol demonstration (no AI model). {text}", (), asked_at
+        )
+    return FollowUpRecord(question, f"Protocol demonstration (no AI model). {CANNOT}", (), asked_at)
+
+
+def _compared(trajectory, claims, question, comparison: Comparison, asked_at) -> FollowUpRecord:
+    values = []
+    for number, claim in enumerate(claims, 1):
+        found = [
+            m.value
+            for m in claim_measurements(trajectory, claim)
+            if m.name.value == comparison.measurement
+        ]
+        if found:
+            values.append((number, claim, found[0]))
+    matching = [(n, c, v) for n, c, v in values if comparison.holds(v)]
+    listed = "; ".join(f"finding {n}: {v:g} {comparison.unit}" for n, _, v in values)
+    if not values:
+        text = f"No finding of this read has a {comparison.measurement} measured."
+    else:
+        text = (
+            f"{len(matching)} of the {len(values)} measured finding(s) have "
+            f"{'an' if comparison.area else 'a'} {comparison.describe()}"
+            + (f": finding(s) {', '.join(str(n) for n, _, _ in matching)}" if matching else "")
+            + f". Measured: {listed}."
+        )
+    findings = tuple(
+        ClaimRecord(
+            f"Finding {n}: {comparison.measurement} {v:g} {comparison.unit} "
+            f"({comparison.describe()}).",
+            (key_image(trajectory, claim).index,),
+        )
+        for n, claim, v in matching
+    )
+    return FollowUpRecord(
+        question, f"Protocol demonstration (no AI model). {text}", findings, asked_at
+    )
+
+
+def ask(result_dir: Path, question: str) -> Trajectory:
+    """Answer `question` about the read in `result_dir`; returns the trajectory with it
+    appended (the caller writes the reports again)."""
+    if not question.strip():
+        raise BadInput("ask needs a question")
+    trajectory = Trajectory.load(Path(result_dir) / "trajectory.json")
+    if trajectory.policy.name != "protocol":
+        raise BadInput(
+            f"follow-up questions about a {trajectory.policy.label} read need its model session "
+            "(the read's KV cache), which this version cannot reopen; only protocol reads "
+            "take follow-ups for now"
+        )
+    follow_up = protocol_follow_up(trajectory, question)
+    return replace(trajectory, follow_ups=(*trajectory.follow_ups, follow_up))

@@ -1,0 +1,97 @@
+"""`edge-agent ask`: follow-up questions about a finished protocol read, answered from its
+measurements, appended to the trajectory, report.json, report.html and a new SR instance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from edge_agent.followup import Comparison, parse_comparison
+from tests.support import run_cli
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory) -> Path:
+    from edge_agent.sample import write_sample_study
+
+    folder = tmp_path_factory.mktemp("ask")
+    study = write_sample_study(folder / "study")
+    done = run_cli("read", study, "--out", folder / "out")
+    assert done.returncode == 0, done.stderr
+    return folder / "out"
+
+
+def _sr_text(path: Path) -> str:
+    """Every TEXT value of the SR tree, joined."""
+
+    def texts(items):
+        for item in items:
+            if "TextValue" in item:
+                yield str(item.TextValue)
+            yield from texts(item.get("ContentSequence", []))
+
+    return " ".join(texts(pydicom.dcmread(path).ContentSequence))
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Which are larger than 2 cm?", Comparison(True, 20.0, False)),
+        ("any lesion smaller than 1.5cm", Comparison(False, 15.0, False)),
+        ("Which exceed 300 mm2?", Comparison(True, 300.0, True)),
+        ("Larger than 4 cm²?", Comparison(True, 400.0, True)),
+        ("Is it malignant?", None),
+    ],
+)
+def test_a_size_comparison_is_read_from_the_question(question, expected):
+    assert parse_comparison(question) == expected
+
+
+def test_a_size_question_is_answered_from_the_measurements_and_joins_every_report(result):
+    sop_before = pydicom.dcmread(result / "dicom" / "sr.dcm").SOPInstanceUID
+    done = run_cli("ask", result, "Which candidates are larger than 25 mm?")
+    assert done.returncode == 0, done.stderr
+    answer = (
+        "1 of the 2 measured finding(s) have a long axis larger than 25 mm: finding(s) 1. "
+        "Measured: finding 1: 30.49 mm; finding 2: 24.9 mm."
+    )
+    assert answer in done.stdout
+    report = json.loads((result / "report.json").read_text())
+    (follow_up,) = report["follow_ups"]
+    assert follow_up["question"] == "Which candidates are larger than 25 mm?"
+    assert answer in follow_up["answer"]
+    (cited,) = follow_up["findings"]
+    assert cited["key_image"] == report["findings"][0]["key_image"]
+    assert cited["measurements"] == report["findings"][0]["measurements"]
+    trajectory = json.loads((result / "trajectory.json").read_text())
+    assert [f["question"] for f in trajectory["follow_ups"]] == [follow_up["question"]]
+    page = (result / "report.html").read_text()
+    assert "Q1: Which candidates are larger than 25 mm?" in page
+    sr = pydicom.dcmread(result / "dicom" / "sr.dcm")
+    assert sr.SOPInstanceUID != sop_before  # a new SR instance, the follow-up in its text
+    assert "Follow-up: Which candidates are larger than 25 mm?" in _sr_text(
+        result / "dicom" / "sr.dcm"
+    )
+
+
+def test_what_the_protocol_cannot_answer_it_says_and_questions_accumulate(result):
+    done = run_cli("ask", result, "Is it malignant?")
+    assert done.returncode == 0, done.stderr
+    assert "The protocol cannot answer this follow-up" in done.stdout
+    report = json.loads((result / "report.json").read_text())
+    assert [f["question"] for f in report["follow_ups"]][-1] == "Is it malignant?"
+    assert report["follow_ups"][-1]["findings"] == []
+
+
+def test_a_model_read_takes_no_follow_up_yet_and_says_why(result, tmp_path):
+    copy = tmp_path / "model-read"
+    copy.mkdir()
+    trajectory = json.loads((result / "trajectory.json").read_text())
+    trajectory["policy"] = {**trajectory["policy"], "name": "llama_cpp", "label": "AI model m"}
+    (copy / "trajectory.json").write_text(json.dumps(trajectory))
+    done = run_cli("ask", copy, "Which are larger than 1 cm?")
+    assert done.returncode == 2
+    assert "need its model session" in done.stderr and "Traceback" not in done.stderr
