@@ -23,16 +23,45 @@ def _thickness(image: np.ndarray) -> int:
 
 
 def draw_boxes(pixels: np.ndarray, boxes: Iterable[tuple[Box, str]], colour=YELLOW) -> np.ndarray:
-    """Boxes with labels; `pixels` stays untouched."""
+    """Boxes with labels that do not cover one another; `pixels` stays untouched."""
+    boxes = list(boxes)
     image = to_rgb(pixels)
     t = _thickness(image)
-    for (x1, y1, x2, y2), label in boxes:
-        p1, p2 = (round(x1), round(y1)), (round(x2) - 1, round(y2) - 1)
+    taken: list[tuple[int, int, int, int]] = []
+    corners = [
+        ((round(x1), round(y1)), (round(x2) - 1, round(y2) - 1)) for (x1, y1, x2, y2), _ in boxes
+    ]
+    for p1, p2 in corners:
         cv2.rectangle(image, p1, p2, colour, t)
+    for (p1, p2), (_, label) in zip(corners, boxes, strict=True):  # labels over every box
         if label:
-            origin = (p1[0] + t, max(p1[1] - 2 * t, 8 * t))
-            cv2.putText(image, label, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.3 * t, colour, t)
+            (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.3 * t, t)
+            x, y = label_origin((p1, p2), (w, h + base), image.shape[:2], taken, t)
+            taken.append((x, y - h, x + w, y + base))
+            cv2.rectangle(image, (x - 1, y - h - 1), (x + w, y + base), (0, 0, 0), cv2.FILLED)
+            cv2.putText(image, label, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.3 * t, colour, t)
     return image
+
+
+def label_origin(box, size, shape, taken, t: int = 1) -> tuple[int, int]:
+    """Where a label's baseline starts: above its box, else inside its top, else below it, the
+    first place inside the image that covers no label drawn before; else the lowest free row."""
+    (x1, y1), (_, y2) = box
+    w, h = size
+    rows, cols = shape
+    x = min(max(0, x1 + t), max(0, cols - w))
+
+    def free(y: int) -> bool:
+        rect = (x, y - h, x + w, y)
+        inside = rect[1] >= 0 and rect[3] <= rows
+        return inside and not any(
+            rect[0] < o[2] and o[0] < rect[2] and rect[1] < o[3] and o[1] < rect[3] for o in taken
+        )
+
+    for y in (y1 - 2 * t, y1 + h + 2 * t, y2 + h + 2 * t):
+        if free(y):
+            return x, y
+    return x, next((y for y in range(h, rows + 1) if free(y)), max(h, y1 - 2 * t))
 
 
 def draw_mask(pixels: np.ndarray, mask: np.ndarray, colour=GREEN) -> np.ndarray:
