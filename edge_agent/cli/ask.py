@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from edge_agent.cli.terminal import ConfigOption, VerboseOption, console, exit_code, setup
+from edge_agent.cli.config import FileConfig
+from edge_agent.cli.terminal import (
+    ConfigOption,
+    VerboseOption,
+    console,
+    errors,
+    exit_code,
+    setup,
+)
+from imaging.errors import BadInput
 
 
 @exit_code
@@ -20,11 +31,15 @@ def ask(
 ) -> None:
     """Ask a further question about the same read (e.g. "which candidates are larger than 20
     mm?"); the answer is appended to trajectory.json and the reports (and a new SR instance)."""
+    answer_and_show(result, question, setup(config, verbose), pdf=pdf)
+
+
+def answer_and_show(result: Path, question: str, settings: FileConfig, *, pdf: bool) -> None:
+    """One follow-up: answered, appended to every report, printed (`ask`, `read --interactive`)."""
     from edge_agent.followup import ask as answer
     from edge_agent.replay import replay
     from edge_agent.report.files import write_reports
 
-    settings = setup(config, verbose)
     trajectory = answer(result, question)
     write_reports(trajectory, result)  # trajectory.json first: the replay below reads it
     done = replay(result / "trajectory.json", result, dicom=settings.report.dicom)
@@ -39,3 +54,19 @@ def ask(
 
         console.print(f"pdf: {write_pdf(result)}", highlight=False)
     console.print(f"report: {result / 'report.html'}", highlight=False)
+
+
+def follow_ups(result: Path, settings: FileConfig, *, pdf: bool) -> None:
+    """`read --interactive`: questions from the terminal until an empty line or end of input."""
+    while True:
+        console.print("[bold]follow-up question[/] (empty line to end): ", end="")
+        line = sys.stdin.readline()
+        if not sys.stdin.isatty():  # a terminal echoes the line and its Enter; a pipe does not
+            console.print()
+        if not line.strip():
+            return
+        try:
+            answer_and_show(result, line.strip(), settings, pdf=pdf)
+        except BadInput as exc:  # the read stands; say why no follow-up, and stop asking
+            errors.print(f"[yellow]no follow-up[/]: {escape(str(exc))}", highlight=False)
+            return

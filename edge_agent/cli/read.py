@@ -65,6 +65,14 @@ def read(
     pdf: Annotated[
         bool, typer.Option("--pdf", help="Also print report.pdf (needs Chromium).")
     ] = False,
+    interactive: Annotated[
+        bool,
+        typer.Option(
+            "--interactive",
+            "-i",
+            help="After the answer, take follow-up questions from the terminal.",
+        ),
+    ] = False,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -87,6 +95,10 @@ def read(
         from edge_agent.report.pdf import write_pdf
 
         console.print(f"pdf: {write_pdf(out)}", highlight=False)
+    if interactive:
+        from edge_agent.cli.ask import follow_ups
+
+        follow_ups(out, settings, pdf=pdf)
 
 
 def _with_policy(settings: FileConfig, name: str) -> FileConfig:

@@ -4,6 +4,8 @@ measurements, appended to the trajectory, report.json, report.html and a new SR 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pydicom
@@ -95,3 +97,24 @@ def test_a_model_read_takes_no_follow_up_yet_and_says_why(result, tmp_path):
     done = run_cli("ask", copy, "Which are larger than 1 cm?")
     assert done.returncode == 2
     assert "need its model session" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_read_interactive_takes_follow_ups_until_an_empty_line(tmp_path):
+    from edge_agent.sample import write_sample_study
+
+    study = write_sample_study(tmp_path / "study")
+    script = Path(sys.executable).parent / "edge-agent"
+    done = subprocess.run(
+        [script, "read", study, "--out", tmp_path / "out", "--interactive"],
+        input="Which candidates are larger than 25 mm?\nHow many candidates?\n\nnot asked\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [f["question"] for f in report["follow_ups"]] == [
+        "Which candidates are larger than 25 mm?",
+        "How many candidates?",
+    ]
+    assert done.stdout.index("report: ") < done.stdout.index("Q1: Which candidates")
