@@ -278,6 +278,8 @@ def image_record(image: WorkspaceImage, step: int | None) -> ImageRecord:
         instance_number=image.frame.instance_number,
         slice_position_mm=_rounded(image.frame.geometry.slice_position_mm, 3),
         mm_per_px=_rounded(_mm_per_px(image), 6),
+        # a zoom or resize keeps the axes (the affine only scales and shifts); a sheet has many
+        edges=() if image.members else tuple(image.frame.geometry.edge_letters),
     )
 
 

@@ -46,6 +46,7 @@ class ImageRecord:
     instance_number: int | None = None
     slice_position_mm: float | None = None  # along the slice normal
     mm_per_px: float | None = None  # across this image's columns: its scale bar
+    edges: tuple[str, ...] = ()  # patient directions at the left, right, top, bottom edges
 
     def __post_init__(self) -> None:
         # Names are joined to an output folder: never let a trajectory point outside it.

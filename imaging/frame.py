@@ -37,6 +37,17 @@ class Geometry:
         return np.cross(row, col)
 
     @property
+    def edge_letters(self) -> tuple[str, str, str, str]:
+        """The patient directions at the image's left, right, top and bottom edges (R/L, A/P,
+        H/F), the markers a reader expects on a key image; empty without an orientation. The
+        dominant axis of each direction cosine names it (an oblique slice gets its nearest)."""
+        if self.orientation is None:
+            return ("", "", "", "")
+        row, col = self.orientation[:3], self.orientation[3:]
+        right, bottom = _letter(row), _letter(col)
+        return (_OPPOSITE[right], right, _OPPOSITE[bottom], bottom)
+
+    @property
     def slice_position_mm(self) -> float | None:
         """Where the slice lies along its normal (mm): what a reader calls the slice position,
         and the order of a volume's slices."""
@@ -44,6 +55,19 @@ class Geometry:
         if normal is None or self.position is None:
             return None
         return float(np.dot(normal, self.position))
+
+
+# DICOM patient axes (LPS): +x toward the patient's left, +y posterior, +z head.
+_POSITIVE, _NEGATIVE = "LPH", "RAF"
+_OPPOSITE = {
+    **dict(zip(_POSITIVE, _NEGATIVE, strict=True)),
+    **dict(zip(_NEGATIVE, _POSITIVE, strict=True)),
+}
+
+
+def _letter(cosines) -> str:
+    axis = max(range(3), key=lambda i: abs(cosines[i]))
+    return (_POSITIVE if cosines[axis] > 0 else _NEGATIVE)[axis]
 
 
 @dataclass(frozen=True, eq=False)

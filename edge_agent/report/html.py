@@ -172,6 +172,15 @@ def _key_image(record: ImageRecord, images: dict[int, str], label: str) -> str:
             f"<text x='{x:.1f}' y='{y - size * 0.5:.1f}' font-size='{size:.1f}' fill='#fff'>"
             f"{mm:g} mm</text>"
         )
+    if any(record.edges):  # R / L, A / P markers at the edges, as on a viewing station
+        left, right, top, _ = record.edges
+        style = f"font-size='{size * 1.2:.1f}' font-weight='bold' fill='#fff' stroke='#000' "
+        style += "stroke-width='0.8' paint-order='stroke'"
+        marks.append(
+            f"<text x='{size * 0.3:.1f}' y='{h / 2:.1f}' {style}>{left}</text>"
+            f"<text x='{w - size * 1.2:.1f}' y='{h / 2:.1f}' {style}>{right}</text>"
+            f"<text x='{w / 2:.1f}' y='{size * 3:.1f}' {style}>{top}</text>"
+        )
     svg = f"<svg viewBox='0 0 {w} {h}' aria-hidden='true'>{''.join(marks)}</svg>"
     return (
         f"<a class='key' href='{escape(record.file)}' title='open full size'>"

@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from edge_agent.trajectory import ClaimRecord, ImageRecord, Trajectory
 
+_SIDES = {
+    "L": "patient's left",
+    "R": "patient's right",
+    "A": "anterior",
+    "P": "posterior",
+    "H": "head",
+    "F": "feet",
+}
 ENDINGS = {
     "answer": "The policy answered after {steps} tool call(s).",
     "max_turns": "Stopped before an answer: the limit on tool calls was reached ({detail}).",
@@ -37,6 +45,8 @@ def where(trajectory: Trajectory, image: ImageRecord) -> dict:
         "instance_number": image.instance_number,
         "slice_position_mm": image.slice_position_mm,
     }
+    if any(image.edges):
+        place["image_right"] = _SIDES[image.edges[1]]
     if image.times_s and len(image.frames) == 1:
         place |= {"frame": image.frames[0], "time_s": image.times_s[0]}
     elif image.times_s:
@@ -64,4 +74,6 @@ def describe(place: dict) -> str:
         parts.append(f"frames {place['frames'][0]}-{place['frames'][-1]} ({start:.3f}-{end:.3f} s)")
     elif place.get("frame", 1) != 1:  # a single-frame image has only frame 1: not worth saying
         parts.append(f"frame {place['frame']}")
+    if "image_right" in place:
+        parts.append(f"image right = {place['image_right']}")
     return ", ".join(parts) or "the shown image"

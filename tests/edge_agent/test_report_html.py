@@ -87,6 +87,7 @@ def test_each_finding_says_where_it_is_in_a_readers_terms(out):
             "series_description": "sample CT (pydicom CT_small)",
             "instance_number": 3,
             "slice_position_mm": -65.7,
+            "image_right": "patient's left",
             "frame": 1,
         }
         assert finding["key_image"] == finding["evidence"][-1]["image"]

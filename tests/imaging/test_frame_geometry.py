@@ -1,0 +1,31 @@
+"""Where a frame lies, in the terms a reader uses: its edges' patient directions and its slice
+position along the normal."""
+
+from __future__ import annotations
+
+import pytest
+
+from imaging.frame import Geometry
+
+
+@pytest.mark.parametrize(
+    ("orientation", "edges"),
+    [
+        ((1, 0, 0, 0, 1, 0), ("R", "L", "A", "P")),  # axial, as displayed by convention
+        ((1, 0, 0, 0, 0, -1), ("R", "L", "H", "F")),  # coronal
+        ((0, 1, 0, 0, 0, -1), ("A", "P", "H", "F")),  # sagittal
+        ((0.98, 0.2, 0, 0, 0.1, -0.99), ("R", "L", "H", "F")),  # oblique: the nearest axis
+    ],
+)
+def test_the_edges_name_the_patient_directions(orientation, edges):
+    assert Geometry(orientation=tuple(map(float, orientation))).edge_letters == edges
+
+
+def test_without_an_orientation_no_edge_is_named_and_no_slice_position_is_given():
+    assert Geometry().edge_letters == ("", "", "", "")
+    assert Geometry(position=(0.0, 0.0, 5.0)).slice_position_mm is None
+
+
+def test_the_slice_position_is_along_the_normal():
+    axial = Geometry(position=(-10.0, 20.0, -65.7), orientation=(1.0, 0, 0, 0, 1.0, 0))
+    assert axial.slice_position_mm == pytest.approx(-65.7)
