@@ -23,7 +23,7 @@ from edge_agent.usage import TurnUsage
 from tools.errors import ToolError
 from tools.observation import Observation
 from tools.registry import Toolbox
-from tools.workspace import Workspace, WorkspaceImage
+from tools.workspace import ShownSize, Workspace, WorkspaceImage
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,9 @@ class Policy(Protocol):
     def record(self) -> PolicyRecord: ...
 
     @property
-    def shown_size(self) -> int:
-        """Long side, in pixels, of the images the policy was trained to see (the shown images
-        are resized to it); 0 leaves the size to the configuration."""
+    def shown_size(self) -> ShownSize:
+        """How large the images the policy was trained to see are (the shown images are
+        resized to it); empty leaves the size to the configuration."""
         ...
 
     def open(self, context: ReadContext) -> PolicySession:

@@ -21,6 +21,7 @@ IMAGE_NUMBER = re.compile(r"#(\d+)")
 
 if TYPE_CHECKING:
     from edge_agent.agent import ReadContext
+    from tools.observation import Payload
     from tools.workspace import Workspace, WorkspaceImage
 
 
@@ -63,7 +64,8 @@ class ProfileFormat:
                 self._first_turn(first, shown, workspace),
             ]
         if new:
-            return [self._tool_result(workspace.get(i), shown, workspace) for i in new]
+            made = {step.image: step.payload for step in context.steps}
+            return [self._tool_result(workspace.get(i), shown, workspace, made.get(i)) for i in new]
         return [Message("user", self._failure(context, shown))]
 
     def _first_turn(
@@ -79,10 +81,10 @@ class ProfileFormat:
         return Message("user", text, (shown_pixels(self.profile, workspace, image),))
 
     def _tool_result(
-        self, image: WorkspaceImage, shown: ShownImages, workspace: Workspace
+        self, image: WorkspaceImage, shown: ShownImages, workspace: Workspace, payload: Payload
     ) -> Message:
         text = self.profile.tool_result.format(**self._image_fields(image, shown))
-        return Message("user", text, (shown_pixels(self.profile, workspace, image),))
+        return Message("user", text, (shown_pixels(self.profile, workspace, image, payload),))
 
     def _failure(self, context: ReadContext, shown: ShownImages) -> str:
         """The trained error line for a failed call (a call without an image is one)."""

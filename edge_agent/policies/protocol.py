@@ -17,7 +17,7 @@ from edge_agent.trajectory import PolicyRecord
 from imaging.windowing import preset
 from tools.observation import Candidate, LocatePayload, Observation, measurements_of
 from tools.render import frame_view
-from tools.workspace import Box, Workspace
+from tools.workspace import Box, ShownSize, Workspace
 
 DISCLAIMER = (
     "Demonstration without an AI model: a fixed rule-based protocol (HU / intensity thresholds, "
@@ -53,9 +53,9 @@ class ProtocolPolicy:
         )
 
     @property
-    def shown_size(self) -> int:
+    def shown_size(self) -> ShownSize:
         """The protocol was trained on nothing: the configured size stands."""
-        return 0
+        return ShownSize()
 
     def open(self, context: ReadContext) -> _PlanSession:
         return _PlanSession(_plan(context.workspace, self._settings))

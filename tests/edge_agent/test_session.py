@@ -100,7 +100,9 @@ def test_each_turn_evaluates_only_what_it_adds_and_counts_the_cache(context):
 
     assert isinstance(first, ToolCall) and first.tool == "zoom_in"
     # trained index 1 is the one image shown at turn 1: workspace image 0 of the two originals
-    assert first.arguments == {"index": 0, "bbox_2d": [1, 2, 30, 40]} and first.thought == "look"
+    # the raw crop the model was trained on: our zoom_in at the named image's own resolution
+    assert first.arguments == {"index": 0, "bbox_2d": [1, 2, 30, 40], "scale": 1}
+    assert first.thought == "look"
     assert isinstance(second, Answer) and second.text == "no lesion"
     assert second.findings[0].evidence == (2,)  # the newest image the model looked at
     (text1, images1), (text2, images2) = backend.turns
