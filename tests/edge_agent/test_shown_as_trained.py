@@ -6,7 +6,6 @@ every box the model draws on any of them maps back to the right source pixels.""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from edge_agent.agent import Budget, ReadContext, run
 from edge_agent.formats import format_for, load_profile, shown_size
