@@ -47,10 +47,17 @@ class ProfileFormat:
         p = self.profile
         return ShownImages.of(image_count, self.originals, p.first_turn_images, p.index_base)
 
+    thought_start, thought_end = "<think>", "</think>"  # both syntaxes
+
+    @property
+    def thought_tokens(self) -> int:
+        """The thought's bound in tokens (the session core ends a thought there)."""
+        return self.think_tokens or self.profile.think_tokens
+
     @property
     def think_chars(self) -> int:
-        """The thought's bound in characters, for back ends that cannot count its tokens."""
-        return (self.think_tokens or self.profile.think_tokens) * self.profile.chars_per_token
+        """The thought's bound in characters: the grammar's, where tokens cannot be counted."""
+        return self.thought_tokens * self.profile.chars_per_token
 
     def messages(self, context: ReadContext, first_new: int) -> list[Message]:
         """The messages turn k adds, from workspace image `first_new` on."""

@@ -145,6 +145,9 @@ class LlamaBackend:
     def is_end(self, token: int) -> bool:
         return self.model.is_end(token)
 
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.model.llama.tokenize(text.encode(), add_bos=False, special=True))
+
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self.model.llama.detokenize(list(tokens), special=True).decode("utf-8", "replace")
 
@@ -165,3 +168,7 @@ class LlamaReply:
     def feed(self, token: int) -> None:
         backend = self._backend
         backend.n_past = backend.model.eval_token(token, backend.n_past)
+
+    def force(self, token: int) -> None:
+        self._sampler.accept(token)  # the grammar follows the token as if it had sampled it
+        self.feed(token)

@@ -190,6 +190,9 @@ class OnnxBackend:
     def is_end(self, token: int) -> bool:
         return token in self.decoder.end_ids
 
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.decoder.tokenize(text))
+
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self.decoder.detokenize(list(tokens))
 
@@ -220,6 +223,9 @@ class OnnxReply:
                 self._constraint.accept(token)
         backend = self._backend
         backend.logits = backend.decoder.forward([token], backend.cache)[-1]
+
+    def force(self, token: int) -> None:
+        self.feed(token)  # the constraint accepts it (and refuses one the grammar forbids)
 
 
 @contextmanager

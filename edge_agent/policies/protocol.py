@@ -67,6 +67,8 @@ class ProtocolPolicy:
 class _PlanSession:
     """Feeds each observation into the plan generator and returns its next decision."""
 
+    profile = None  # the protocol speaks no prompt format
+
     def __init__(self, plan: Plan) -> None:
         self._plan = plan
         self._started = False

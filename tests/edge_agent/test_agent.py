@@ -18,6 +18,7 @@ class Scripted:
 
     record = PolicyRecord("scripted", "Scripted test policy", "test only")
     shown_size = ShownSize()  # the configured size stands
+    profile = None  # no prompt format: the budget stands
 
     def __init__(self, decisions) -> None:
         self.decisions = iter(decisions)
