@@ -35,14 +35,7 @@ def get_frame(arguments: Mapping, workspace: Workspace, *, size: int) -> Observa
 
 def _nearest_sheet(workspace: Workspace, t: float, count: int, size: int) -> Observation:
     frames = _timeline(workspace, lambda timeline: nearest_frames(timeline, t, count))
-    image = add_sheet(workspace, frames, tool="get_frame", size=size)
-    return Observation(
-        text=f"Image #{image.index} shows the {len(frames)} frames nearest {t:g} s: "
-        + ", ".join(f"{f.time_s:.3f} s (frame {f.ref.frame})" for f in frames)
-        + ".",
-        image=image,
-        payload=SheetPayload(tuple(f.ref.frame for f in frames), image.times_s),
-    )
+    return _sheet(workspace, frames, "get_frame", size, f"the {len(frames)} frames nearest {t:g} s")
 
 
 def nearest_frames(timeline: Timeline, t: float, count: int) -> list[Frame]:
@@ -64,9 +57,15 @@ def crop_video(arguments: Mapping, workspace: Workspace, *, size: int) -> Observ
     """n frames of a time window as one contact sheet; each frame is kept as evidence."""
     start, end, count = float(arguments["start"]), float(arguments["end"]), int(arguments["n"])
     frames = _timeline(workspace, lambda timeline: timeline.frames_between(start, end, count))
-    image = add_sheet(workspace, frames, tool="crop_video", size=size)
+    what = f"{len(frames)} frames from {start:g} to {end:g} s"
+    return _sheet(workspace, frames, "crop_video", size, what)
+
+
+def _sheet(workspace: Workspace, frames: Sequence[Frame], tool: str, size: int, what: str):
+    """One contact sheet of `frames` as a tool's observation, each frame named with its time."""
+    image = add_sheet(workspace, frames, tool=tool, size=size)
     return Observation(
-        text=f"Image #{image.index} shows {len(frames)} frames from {start:g} to {end:g} s: "
+        text=f"Image #{image.index} shows {what}: "
         + ", ".join(f"{f.time_s:.2f} s (frame {f.ref.frame})" for f in frames)
         + ".",
         image=image,
