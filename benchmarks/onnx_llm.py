@@ -73,7 +73,7 @@ def main() -> None:
         ours = onnx_turn(decoder, ids, args.new)
     finally:
         decoder.close()
-    from export.verify import load_hf
+    from export.reference import load_hf
 
     model = load_hf(args.hf_dir)
     torch_turn(model, ids[:16], 2)  # warm-up, as on the ONNX side

@@ -61,6 +61,11 @@ MIGRATIONS = (
 )
 
 
+def index_path(spool_dir: str | Path) -> Path:
+    """Where a spool keeps its index: the service writes it, `pacs outbox` reads it."""
+    return Path(spool_dir) / "index.sqlite"
+
+
 class Index:
     """One SQLite file; one connection per thread; write transactions are BEGIN IMMEDIATE."""
 

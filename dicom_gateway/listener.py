@@ -14,11 +14,9 @@ from pynetdicom.sop_class import Verification
 from dicom_gateway.audit import Audit
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool, SpoolError
+from dicom_gateway.status import PROCESSING_FAILURE, SUCCESS
 
 log = logging.getLogger(__name__)
-
-SUCCESS = 0x0000
-PROCESSING_FAILURE = 0x0110  # our own fault, not the sender's
 
 
 class Listener:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
@@ -15,10 +16,33 @@ from pynetdicom import AE
 from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index, now
 from dicom_gateway.settings import GatewaySettings, Peer
+from dicom_gateway.status import STORED
 
 log = logging.getLogger(__name__)
 
 BATCH = 64  # rows per association: well under the 128 presentation contexts one may request
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """One result not yet acknowledged by one destination, as `pacs outbox` lists it."""
+
+    id: int
+    destination: str
+    sop_uid: str
+    state: str  # pending (retried) or failed
+    attempts: int
+    next_try: float  # epoch seconds
+    last_error: str
+
+
+def undelivered(index: Index) -> list[Undelivered]:
+    """Every row still waiting (or given up on), oldest first."""
+    rows = index.read(
+        "SELECT id, destination, sop_uid, state, attempts, next_try, last_error FROM outbox "
+        "WHERE state != 'sent' ORDER BY id"
+    )
+    return [Undelivered(*tuple(row)[:6], last_error=row["last_error"] or "") for row in rows]
 
 
 class Outbox:
@@ -94,7 +118,7 @@ class Outbox:
                     self._postpone([row], f"{peer}: {exc}")
                     continue
                 code = getattr(status, "Status", None)
-                if code in (0x0000, 0xB000, 0xB007, 0xB006):
+                if code in STORED:  # a warning still means the PACS stored it
                     self._delivered(row, peer)
                     delivered += 1
                 else:

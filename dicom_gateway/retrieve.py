@@ -17,7 +17,8 @@ from pynetdicom.sop_class import (
 )
 
 from dicom_gateway.settings import Peer
-from dicom_gateway.spool import checked_uid
+from dicom_gateway.spool import SpoolError, checked_uid
+from dicom_gateway.status import PENDING, PENDING_WARNING, SUB_OPERATIONS_FAILED, SUCCESS
 from imaging.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,11 @@ def find_studies(
             query, StudyRootQueryRetrieveInformationModelFind
         ):
             code = getattr(status, "Status", None)
-            if code in (0xFF00, 0xFF01) and identifier is not None:
+            if code in (PENDING, PENDING_WARNING) and identifier is not None:
                 found.append(FoundStudy({k: str(identifier.get(k, "")) for k in FIND_KEYS}))
             elif code is None:
                 raise PacsError(f"{peer} stopped answering the C-FIND")
-            elif code != 0x0000:
+            elif code != SUCCESS:
                 raise PacsError(f"{peer} answered C-FIND with status 0x{code:04X}")
     finally:
         assoc.release()
@@ -91,21 +92,24 @@ def find_studies(
 
 def get_study(calling_ae: str, peer: Peer, study_uid: str, folder: Path) -> int:
     """C-GET every instance of the study into `folder`; returns how many arrived."""
-    study_uid = checked_uid(study_uid, "Study Instance UID")
+    try:
+        study_uid = checked_uid(study_uid, "Study Instance UID")
+    except SpoolError as exc:  # the user typed it: bad input, not our crash
+        raise BadInput(str(exc)) from None
     folder.mkdir(parents=True, exist_ok=True)
     received = []
 
     def store(event) -> int:
         try:
             sop_uid = checked_uid(event.request.AffectedSOPInstanceUID, "SOP Instance UID")
-        except BadInput:
-            return 0xC000
+        except SpoolError as exc:
+            return exc.status
         target = folder / f"{sop_uid}.dcm"
         partial = target.with_suffix(".part")
         partial.write_bytes(event.encoded_dataset(include_meta=True))
         partial.replace(target)
         received.append(sop_uid)
-        return 0x0000
+        return SUCCESS
 
     ae = _ae(calling_ae)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
@@ -121,10 +125,12 @@ def get_study(calling_ae: str, peer: Peer, study_uid: str, folder: Path) -> int:
             code = getattr(status, "Status", None)
             if code is None:
                 raise PacsError(f"{peer} stopped answering the C-GET")
-            if code == 0xB000:  # a partial study must not be read as if it were whole
+            if (
+                code == SUB_OPERATIONS_FAILED
+            ):  # a partial study must not be read as if it were whole
                 failed = status.get("NumberOfFailedSuboperations", "?")
                 raise PacsError(f"{peer} could not send {failed} instance(s) of {study_uid}")
-            if code not in (0x0000, 0xFF00):
+            if code not in (SUCCESS, PENDING):
                 raise PacsError(f"{peer} answered C-GET with status 0x{code:04X}")
     finally:
         assoc.release()

@@ -1,37 +1,39 @@
 """`edge-agent serve`: listener, assembler, worker and outbox in one process, one thread each.
 
-Stopping (SIGTERM) closes the listener, lets the read in progress finish, then returns."""
+Stopping (SIGTERM) closes the listener, lets the read in progress finish, then returns. The read
+itself is the `Reader` the caller opens (`open_reader`), after everything else is in place."""
 
 from __future__ import annotations
 
 import logging
 import platform
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from dicom_gateway.assembler import promote_stable_studies
 from dicom_gateway.audit import Audit
-from dicom_gateway.index import Index
+from dicom_gateway.index import Index, index_path
 from dicom_gateway.jobs import SqliteJobQueue
 from dicom_gateway.listener import Listener
 from dicom_gateway.outbox import Outbox
+from dicom_gateway.reader import Reader
+from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
 from dicom_gateway.worker import Worker
-from edge_agent.config import Config
 
 log = logging.getLogger(__name__)
 
 
 class Service:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, settings: GatewaySettings, open_reader: Callable[[], Reader]) -> None:
         # pynetdicom's own debug output can dump whole datasets (patient names included);
         # our audit trail records every network event without them.
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-        settings = config.gateway
         self.settings = settings
         root = Path(settings.spool_dir)
         root.mkdir(parents=True, exist_ok=True)
-        self.index = Index(root / "index.sqlite")
+        self.index = Index(index_path(root))
         self.audit = Audit(root / "audit.jsonl")
         self.spool = Spool(root, self.index, settings.min_free_mb)
         self.queue = SqliteJobQueue(self.index, settings.max_attempts)
@@ -42,7 +44,7 @@ class Service:
             self.queue,
             self.spool,
             self.outbox,
-            config,
+            open_reader(),  # models load once, here, before anything listens
             self.audit,
             settings.lease_s,
         )

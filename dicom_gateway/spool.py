@@ -18,6 +18,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from dicom_gateway.index import Index, now
+from dicom_gateway.status import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +28,15 @@ UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 class SpoolError(Exception):
     """An instance that cannot be stored; `status` is the DIMSE status to answer with."""
 
-    status = 0xC000
+    status = CANNOT_UNDERSTAND
 
 
 class OutOfResources(SpoolError):
-    status = 0xA700
+    status = OUT_OF_RESOURCES
 
 
 class BadInstance(SpoolError):
-    status = 0xC000  # Error: cannot understand
+    status = CANNOT_UNDERSTAND
 
 
 @dataclass(frozen=True)

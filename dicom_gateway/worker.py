@@ -1,5 +1,8 @@
 """The worker: takes a read job under a lease, reads the study, queues the results for sending
-and marks the job done in one transaction."""
+and marks the job done in one transaction.
+
+A read is whatever `Reader` the service was given; the worker checks that the study it read is
+the job's study before anything is queued for sending."""
 
 from __future__ import annotations
 
@@ -9,12 +12,9 @@ import threading
 from dicom_gateway.audit import Audit
 from dicom_gateway.jobs import Job, JobQueue, LeaseLost
 from dicom_gateway.outbox import Outbox
+from dicom_gateway.reader import Reader
 from dicom_gateway.spool import Spool
-from edge_agent.config import Config
-from edge_agent.policies import make_policy
-from edge_agent.read import read_study
 from imaging.errors import BadInput
-from tools.toolbox import default_toolbox
 
 log = logging.getLogger(__name__)
 
@@ -26,24 +26,17 @@ class Worker:
         queue: JobQueue,
         spool: Spool,
         outbox: Outbox,
-        config: Config,
+        reader: Reader,
         audit: Audit,
         lease_s: float,
     ) -> None:
         self.name = name
         self._queue, self._spool, self._outbox = queue, spool, outbox
-        self._config, self._audit, self._lease_s = config, audit, lease_s
-        # Models are loaded once and used for every read.
-        self.toolbox = default_toolbox(config.tools)
-        try:
-            self.policy = make_policy(config.policy)
-        except BaseException:
-            self.toolbox.close()
-            raise
+        self._reader, self._audit, self._lease_s = reader, audit, lease_s
 
     def close(self) -> None:
-        self.policy.close()
-        self.toolbox.close()
+        """The worker owns its reader (and the models it keeps loaded)."""
+        self._reader.close()
 
     def run_once(self) -> bool:
         """Read one job if there is one; True when a job was taken."""
@@ -53,13 +46,7 @@ class Worker:
         out_dir = self._spool.root / "results" / job.study_uid / f"job{job.id}-try{job.attempt}"
         stop_beating = _heartbeat(self._queue, job, self.name, self._lease_s)
         try:
-            result = read_study(
-                self._spool.study_dir(job.study_uid),
-                out_dir,
-                self._config,
-                policy=self.policy,
-                toolbox=self.toolbox,
-            )
+            outcome = self._reader.read(self._spool.study_dir(job.study_uid), out_dir)
         except BadInput as exc:  # retrying cannot help
             self._end(job, f"bad input: {exc}", permanent=True, stop_beating=stop_beating)
             return True
@@ -67,8 +54,13 @@ class Worker:
             log.exception("job %d for study %s failed", job.id, job.study_uid)
             self._end(job, f"{type(exc).__name__}: {exc}", stop_beating=stop_beating)
             return True
+        if outcome.study_uid != job.study_uid:  # never send one patient's results as another's
+            error = f"the files read are study {outcome.study_uid}, not the job's {job.study_uid}"
+            log.error("job %d: %s; nothing is sent", job.id, error)
+            self._end(job, error, permanent=True, stop_beating=stop_beating)
+            return True
         try:
-            objects = self._outbox.identify(result.dicom)  # outside the transaction
+            objects = self._outbox.identify(outcome.dicom)  # outside the transaction
         except Exception as exc:
             log.exception("job %d: results unreadable", job.id)
             self._end(job, f"results unreadable: {exc}", stop_beating=stop_beating)
@@ -89,8 +81,8 @@ class Worker:
             study_uid=job.study_uid,
             job=job.id,
             attempt=job.attempt,
-            findings=len(result.report["findings"]),
-            end=result.trajectory.end_reason,
+            findings=outcome.findings,
+            end=outcome.end_reason,
             out_dir=str(out_dir),
         )
         return True

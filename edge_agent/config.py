@@ -1,28 +1,19 @@
-"""One TOML file (`edge-agent.toml`) parsed into frozen dataclasses at start-up and checked once.
+"""The agent's configuration: what a read needs, as frozen dataclasses checked once.
 
-Every option has a default that works on a laptop; an unknown key or a wrong type is an error, never
-a silent default."""
+These are the agent's tables of `edge-agent.toml`; the file itself (these plus [gateway]) is read by
+the CLI (`edge_agent/cli/config.py`). Every option has a default that works on a laptop; an unknown
+key or a wrong type is an error, never a silent default."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from dicom_gateway.settings import GatewaySettings
 from edge_agent.agent import Budget
 from edge_agent.policies.llama_cpp import LlamaCppSettings
 from edge_agent.policies.onnx_trt import OnnxTrtSettings
 from edge_agent.policies.protocol import ProtocolSettings
 from edge_agent.selection import DEFAULT_MODALITIES
-from imaging.errors import ConfigError
-from imaging.records import RecordError, from_plain
 from tools.toolbox import ToolSettings
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -55,25 +46,10 @@ class ReportSettings:
 
 @dataclass(frozen=True)
 class Config:
+    """What one read needs; the CLI's `FileConfig` adds the gateway's table to it."""
+
     read: ReadSettings = field(default_factory=ReadSettings)
     budget: Budget = field(default_factory=Budget)
     tools: ToolSettings = field(default_factory=ToolSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     report: ReportSettings = field(default_factory=ReportSettings)
-    gateway: GatewaySettings = field(default_factory=GatewaySettings)
-
-
-def load_config(path: Path | None) -> Config:
-    """Defaults when no file is given; otherwise the file must exist and be fully valid."""
-    if path is None:
-        return Config()
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-    try:
-        return from_plain(Config, data, "config")
-    except RecordError as exc:
-        raise ConfigError(f"config {path}: {exc}") from None

@@ -79,7 +79,7 @@ def export_onnx_llm(request: OnnxLlmRequest, stage: Stage = lambda name: None) -
 
 
 def _load(hf_dir: Path):
-    from export.verify import load_hf
+    from export.reference import load_hf
 
     try:
         return load_hf(hf_dir)

@@ -18,7 +18,7 @@ import numpy as np
 from edge_agent.onnx_decoder import KvCache, OnnxDecoder, OnnxVision, turn_chunks
 from edge_agent.vision_inputs import mrope_positions
 from export.gguf import ExportError
-from export.verify import (
+from export.reference import (
     compare,
     hf_image_embedding,
     hf_logits,

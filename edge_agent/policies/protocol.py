@@ -15,6 +15,7 @@ import numpy as np
 from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
 from edge_agent.trajectory import PolicyRecord
 from imaging.windowing import preset
+from tools.locate import CT_CLASSES, INTENSITY_CLASSES
 from tools.observation import Candidate, LocatePayload, Observation, measurements_of
 from tools.render import frame_view
 from tools.workspace import Box, ShownSize, Workspace
@@ -58,7 +59,7 @@ class ProtocolPolicy:
         return ShownSize()
 
     def open(self, context: ReadContext) -> _PlanSession:
-        return _PlanSession(_plan(context.workspace, self._settings))
+        return _PlanSession(_plan(context.workspace, self._settings, context.question))
 
     def close(self) -> None:
         """Nothing to free: the protocol holds no model."""
@@ -86,7 +87,7 @@ class _PlanSession:
         self._plan.close()
 
 
-def _plan(workspace: Workspace, settings: ProtocolSettings) -> Plan:
+def _plan(workspace: Workspace, settings: ProtocolSettings, question: str = "") -> Plan:
     if workspace.timeline is not None:
         yield from _video_plan(workspace, settings)
         return
@@ -101,8 +102,9 @@ def _plan(workspace: Workspace, settings: ProtocolSettings) -> Plan:
             {"index": index, "center": soft.center, "width": soft.width},
             "Show the key slice in a soft-tissue window before looking for candidates.",
         )
-        index = seen.image.index
-    captions = settings.ct_captions if ct else settings.other_captions
+        if not seen.error:
+            index = seen.image.index
+    captions = _asked(question, ct) or (settings.ct_captions if ct else settings.other_captions)
     located = yield ToolCall(
         "locate",
         {"index": index, "captions": list(captions)},
@@ -114,6 +116,15 @@ def _plan(workspace: Workspace, settings: ProtocolSettings) -> Plan:
         finding = yield from _examine(workspace, located, candidate, settings)
         findings.append(finding)
     yield _answer(located, findings)
+
+
+def _asked(question: str, ct: bool) -> tuple[str, ...]:
+    """The tissue classes a question names ("is there a hypodense lesion?") as locate captions;
+    none named: the configured captions."""
+    lowered = question.lower()
+    return tuple(
+        f"{c.name} region" for c in (CT_CLASSES if ct else INTENSITY_CLASSES) if c.matches(lowered)
+    )
 
 
 def _examine(workspace: Workspace, located: Observation, candidate: Candidate, settings) -> Plan:

@@ -7,7 +7,7 @@ from pathlib import Path
 from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index
 from dicom_gateway.jobs import SqliteJobQueue
-from dicom_gateway.outbox import Outbox
+from dicom_gateway.outbox import Outbox, Undelivered, undelivered
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
 from tests.peers import Orthanc
@@ -47,3 +47,22 @@ def test_a_backlog_larger_than_one_association_is_delivered(tmp_path):
         assert index.read("SELECT COUNT(*) FROM outbox WHERE state = 'sent'")[0][0] == 150
     finally:
         orthanc.stop()
+
+
+def test_the_undelivered_list_holds_pending_and_failed_rows_oldest_first(tmp_path):
+    index = Index(tmp_path / "index.sqlite")
+    with index.write() as db:
+        for sop, state, error in (
+            ("1.1", "sent", None),
+            ("1.2", "failed", "refused"),
+            ("1.3", "pending", None),
+        ):
+            db.execute(
+                "INSERT INTO outbox (destination, path, sop_uid, state, next_try, last_error) "
+                "VALUES ('PACS@h:104', '/r.dcm', ?, ?, 5.0, ?)",
+                (sop, state, error),
+            )
+    assert undelivered(index) == [
+        Undelivered(2, "PACS@h:104", "1.2", "failed", 0, 5.0, "refused"),
+        Undelivered(3, "PACS@h:104", "1.3", "pending", 0, 5.0, ""),
+    ]

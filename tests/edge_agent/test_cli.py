@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 from pathlib import Path
@@ -62,8 +63,20 @@ def test_replay_reproduces_an_identical_report(read_out, tmp_path):
 def test_demo_reads_the_sample_study(tmp_path):
     done = run_cli("demo", "--out", tmp_path / "demo")
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "demo" / "report" / "report.html").is_file()
-    assert "report.html" in done.stdout
+    folder = tmp_path / "demo" / "report"
+    assert f"report: {folder / 'report.html'}" in done.stdout
+    report = json.loads((folder / "report.json").read_text())
+    page = (folder / "report.html").read_text()
+    assert report["findings"], "the demo read found nothing"
+    # What a user checks: each finding in the page's findings table, and measured.
+    for number, finding in enumerate(report["findings"], 1):
+        assert f"<td>{number}</td><td>{html.escape(finding['text'])}</td>" in page
+        measured = {m["name"]: (m["value"], m["unit"]) for m in finding["measurements"]}
+        assert finding["evidence"] and measured["area"][1] == "mm2" and measured["area"][0] > 0
+        assert measured["long axis"][1] == "mm" and measured["long axis"][0] > 0
+        assert all(unit for _, unit in measured.values())
+        assert f"<td>area</td><td>{measured['area'][0]:g}</td>" in page
+    assert html.escape(report["disclaimer"]) in page
 
 
 def test_doctor_is_green_on_a_working_setup(tmp_path):
@@ -164,3 +177,10 @@ def test_replay_of_a_damaged_trajectory_exits_2(read_out, tmp_path):
     damaged.write_text("{")
     done = run_cli("replay", damaged, "--out", tmp_path / "r")
     assert done.returncode == 2 and "not JSON" in done.stderr
+
+
+def test_a_path_like_study_uid_for_pacs_is_bad_input_before_any_association(tmp_path):
+    done = run_cli("read", "--pacs", "PACS@127.0.0.1:9", "--study", "../x", "--out", tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Study Instance UID '../x' is not a valid UID" in done.stderr
+    assert "internal error" not in done.stderr

@@ -4,14 +4,25 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import Config, load_config
+from dicom_gateway.settings import GatewaySettings
+from edge_agent.cli.config import FileConfig, load_config
+from edge_agent.config import Config
 from imaging.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "edge-agent.example.toml"
 
 
 def test_the_example_file_states_the_defaults():
-    assert load_config(EXAMPLE) == Config()
+    assert load_config(EXAMPLE) == FileConfig()
+
+
+def test_the_file_is_the_agents_config_plus_the_gateway_table(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[read]\nkey_frames = 2\n[gateway]\nae_title = 'READER'\nport = 104\n")
+    config = load_config(path)
+    assert isinstance(config, Config)  # what read_study takes, as it is
+    assert config.read.key_frames == 2
+    assert config.gateway == GatewaySettings(ae_title="READER", port=104)
 
 
 def test_nested_values_are_typed(tmp_path):
@@ -27,6 +38,7 @@ def test_nested_values_are_typed(tmp_path):
         ("[read]\nkey_frames = 0\n", "key_frames >= 1"),
         ("[read]\nmodalities = 'CT'\n", "config.read.modalities: expected a list"),
         ("[nope]\n", "unknown key(s) nope"),
+        ("[gateway]\nport = 'x'\n", "config.gateway.port"),
         ("[budget\n", "not valid TOML"),
     ],
 )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from edge_agent.config import Config, PolicySettings, ReportSettings, load_config
+from edge_agent.cli.config import load_config
+from edge_agent.config import Config, PolicySettings, ReportSettings
 from edge_agent.policies.protocol import ProtocolSettings
 from edge_agent.read import read_study
 from edge_agent.report.provenance import Provenance

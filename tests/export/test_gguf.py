@@ -52,7 +52,7 @@ def test_verify_fails_against_a_different_checkpoint(exported, tmp_path):
 
 def test_the_gguf_and_mmproj_answer_an_image_prompt(exported):
     from edge_agent.mtmd import MultimodalModel
-    from export.verify import probe_image
+    from export.reference import probe_image
 
     with MultimodalModel(
         exported / "model-q8_0.gguf", exported / "mmproj-f16.gguf", n_ctx=1024

@@ -134,7 +134,7 @@ def test_image_positions_follow_transformers_rope_index(tiny):
     import torch
 
     from edge_agent.vision_inputs import mrope_positions
-    from export.verify import load_hf
+    from export.reference import load_hf
 
     model = load_hf(tiny)
     pad = model.config.image_token_id

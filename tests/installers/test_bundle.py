@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -13,15 +14,42 @@ from edge_agent.sample import write_sample_study
 from tests.peers import tool
 from tests.support import run_cli
 
+# Run first inside the namespace: the command starts only if the loopback is the one interface
+# there (/proc/net/dev is per network namespace), so no test passes on a network it was not meant
+# to have, and an unshare that fails is a failed command, never a quiet pass.
+ONLY_LOOPBACK = (
+    'test "$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " ")" = lo '
+    '|| { echo "offline: the namespace has a network interface besides lo" >&2; exit 97; }; '
+    'exec "$@"'
+)
+# From inside: the interfaces, then a connection to a literal address (TEST-NET-1, no DNS
+# involved). With no route at all it fails at once with ENETUNREACH; on a real network it would
+# time out or connect instead.
+PROBE = """
+import errno, socket
+print(*[name for _, name in socket.if_nameindex()])
+try:
+    socket.create_connection(("192.0.2.1", 443), 3)
+except OSError as exc:
+    print("unreachable" if exc.errno == errno.ENETUNREACH else f"other:{exc!r}")
+else:
+    print("connected")
+"""
+
 
 def offline(*command, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run in a new network namespace: only a loopback that is down, no route anywhere."""
+    """Run in a new network namespace: only a loopback that is down, no route anywhere.
+
+    Without PYTHONPATH, as on a workstation: a source tree on it would make pip take the project
+    as installed already (its egg-info) and the installed command import the tree, not itself."""
     return subprocess.run(
-        [tool("unshare", "util-linux"), "-n", *map(str, command)],
+        [tool("unshare", "util-linux"), "-n", "sh", "-c", ONLY_LOOPBACK, "offline"]
+        + [str(part) for part in command],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=600,
+        env={name: value for name, value in os.environ.items() if name != "PYTHONPATH"},
     )
 
 
@@ -55,10 +83,9 @@ def install(root: Path, prefix: Path, *extra) -> subprocess.CompletedProcess:
 
 
 def test_no_network_inside_the_namespace():
-    probe = offline(
-        "python3", "-c", "import socket; socket.create_connection(('pypi.org', 443), 3)"
-    )
-    assert probe.returncode != 0
+    probe = offline("python3", "-c", PROBE)
+    assert probe.returncode == 0, probe.stderr  # unshare itself worked, and so did the probe
+    assert probe.stdout.split() == ["lo", "unreachable"]
 
 
 def test_the_bundle_installs_offline_and_reads(bundle, keys, tmp_path):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent import __version__
+from edge_agent.cli.config import load_config
 from imaging.errors import BadInput, ModelLoadError
 from imaging.model_folder import MANIFEST, ModelFolder
 
@@ -74,8 +75,6 @@ def checks(
 
 
 def _config(config_path: Path | None):
-    from edge_agent.config import load_config
-
     try:
         config = load_config(config_path)
     except BadInput as exc:

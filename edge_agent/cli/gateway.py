@@ -1,0 +1,131 @@
+"""`serve` and `pacs find|outbox`: the DICOM gateway, composed with the agent's read here."""
+
+from __future__ import annotations
+
+import datetime
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from dicom_gateway.settings import Peer
+from edge_agent.cli.terminal import (
+    ConfigOption,
+    VerboseOption,
+    console,
+    errors,
+    exit_code,
+    print_table,
+    setup,
+)
+from imaging.errors import BadInput
+
+
+@exit_code
+def serve(config: ConfigOption = None, verbose: VerboseOption = False) -> None:
+    """Run the DICOM gateway: receive studies, read each complete one, send results back."""
+    from dicom_gateway.service import Service
+    from edge_agent.cli.gateway_reader import AgentReader
+
+    settings = setup(config, verbose, json_logs=True)
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    service = Service(settings.gateway, lambda: AgentReader(settings))
+    gateway = settings.gateway
+    title = (
+        f"edge-agent gateway {gateway.ae_title} on {gateway.bind}:{gateway.port}, "
+        f"spool {service.spool.root}"
+    )
+    errors.print(title, highlight=False)
+    if not console.is_terminal:
+        service.run(stop)
+        return
+    from rich.live import Live
+
+    with Live(_status_panel(title, {}), console=console, refresh_per_second=2) as live:
+        service.run(stop, on_tick=lambda status: live.update(_status_panel(title, status)))
+
+
+def _status_panel(title: str, status: dict[str, int]):
+    from rich.panel import Panel
+    from rich.table import Table
+
+    table = Table.grid(padding=(0, 2))
+    for name, count in sorted(status.items()):
+        table.add_row(name, str(count))
+    return Panel(table, title=title, subtitle="Ctrl-C or SIGTERM stops after the current read")
+
+
+pacs = typer.Typer(
+    no_args_is_help=True, help="Talk to PACS: find studies, see what waits to be sent."
+)
+
+
+@pacs.command("find")
+@exit_code
+def pacs_find(
+    pacs_node: Annotated[str, typer.Option("--pacs", help="AE@HOST:PORT of the PACS.")],
+    patient_id: Annotated[str, typer.Option(help="Patient ID to match.")] = "",
+    date: Annotated[str, typer.Option(help="Study date, YYYYMMDD or a range.")] = "",
+    modality: Annotated[str, typer.Option(help="A modality in the study, e.g. CT.")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Find studies on a PACS (C-FIND, study level) and list them."""
+    from dicom_gateway.retrieve import FIND_KEYS, find_studies
+
+    settings = setup(config, False)
+    found = find_studies(
+        settings.gateway.ae_title,
+        peer(pacs_node),
+        patient_id=patient_id,
+        date=date,
+        modality=modality,
+    )
+    print_table(FIND_KEYS, [[s.attributes[k] for k in FIND_KEYS] for s in found])
+    console.print(f"{len(found)} stud{'y' if len(found) == 1 else 'ies'}")
+
+
+@pacs.command("outbox")
+@exit_code
+def pacs_outbox(config: ConfigOption = None) -> None:
+    """List results not yet delivered (pending, with the last error, or failed)."""
+    from dicom_gateway.index import Index, index_path
+    from dicom_gateway.outbox import undelivered
+
+    settings = setup(config, False)
+    path = index_path(settings.gateway.spool_dir)
+    if not path.is_file():
+        raise BadInput(f"no spool index at {path}: has the gateway run here?")
+    rows = undelivered(Index(path))
+    if not rows:
+        console.print("outbox empty: everything was delivered")
+        return
+    print_table(
+        ("id", "destination", "SOP Instance UID", "state", "attempts", "next try", "error"),
+        [
+            [
+                str(r.id),
+                r.destination,
+                r.sop_uid,
+                r.state,
+                str(r.attempts),
+                _when(r.next_try),
+                r.last_error,
+            ]
+            for r in rows
+        ],
+    )
+
+
+def peer(text: str) -> Peer:
+    """AE@HOST:PORT from the command line; a typo is bad input."""
+    try:
+        return Peer.parse(text)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _when(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")

@@ -1,0 +1,176 @@
+"""`read`, `replay` and `demo`: one study read with its reasoning shown live, or re-rendered."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from dicom_gateway.retrieve import get_study
+from edge_agent.cli.config import FileConfig
+from edge_agent.cli.gateway import peer
+from edge_agent.cli.terminal import ConfigOption, VerboseOption, console, errors, exit_code, setup
+from edge_agent.read import ReadResult, read_study
+from edge_agent.trajectory import StepRecord
+from imaging.errors import BadInput
+
+
+@exit_code
+def read(
+    path: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Argument(help="A study folder (searched recursively) or a file."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports.")] = Path(
+        "edge-agent-read"
+    ),
+    question: Annotated[Optional[str], typer.Option(help="What to ask.")] = None,  # noqa: UP045
+    policy: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Policy name; overrides [policy] name in the config."),
+    ] = None,
+    pacs: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Retrieve the study from AE@HOST:PORT (C-GET) instead of PATH."),
+    ] = None,
+    study: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Study Instance UID to retrieve with --pacs."),
+    ] = None,
+    model: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            help="GGUF text model for --policy llama-cpp; for --policy onnx-trt the folder "
+            "written by `export onnx-llm`."
+        ),
+    ] = None,
+    mmproj: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="GGUF vision projector (mmproj) for --policy llama-cpp."),
+    ] = None,
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Read one study and write report.json, report.html, trajectory.json, evidence/, dicom/."""
+    settings = setup(config, verbose)
+    if policy:
+        settings = _with_policy(settings, policy)
+    if model or mmproj:
+        settings = _with_model(settings, model, mmproj)
+    if (path is None) == (pacs is None) or bool(pacs) != bool(study):
+        raise BadInput("give either PATH, or --pacs AE@HOST:PORT with --study UID")
+    if pacs is None:
+        read_and_show(path, out, settings, question)
+        return
+    with tempfile.TemporaryDirectory(prefix="edge-agent-get-") as spool:
+        count = get_study(settings.gateway.ae_title, peer(pacs), study, Path(spool))
+        errors.print(f"retrieved {count} instance(s) from {pacs}", highlight=False)
+        read_and_show(Path(spool), out, settings, question)
+
+
+def _with_policy(settings: FileConfig, name: str) -> FileConfig:
+    return replace(settings, policy=replace(settings.policy, name=name))
+
+
+def _with_model(settings: FileConfig, model: Path | None, mmproj: Path | None) -> FileConfig:
+    """--model / --mmproj go to the settings of the chosen model policy."""
+    policy = settings.policy
+    if policy.name.replace("-", "_") == "onnx_trt":
+        if mmproj:
+            raise BadInput("--mmproj is for --policy llama-cpp; the ONNX folder has its vision")
+        onnx = replace(policy.onnx_trt, model_dir=str(model or ""))
+        return replace(settings, policy=replace(policy, onnx_trt=onnx))
+    llm = replace(policy.llama_cpp, model=str(model or ""), mmproj=str(mmproj or ""))
+    return replace(settings, policy=replace(policy, llama_cpp=llm))
+
+
+def read_and_show(path: Path, out: Path, settings: FileConfig, question: str | None) -> ReadResult:
+    with Progress(
+        TextColumn("loading"), BarColumn(), MofNCompleteColumn(), console=errors, transient=True
+    ) as bar:
+        task = bar.add_task("load", total=None)
+
+        def progress(done: int, total: int, _file: Path) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = read_study(
+            path,
+            out,
+            settings,
+            question=question,
+            progress=progress,
+            on_step=_show_step,
+            stream=lambda text: console.print(
+                text, end="", style="dim", markup=False, highlight=False
+            ),
+        )
+    _show_result(result)
+    return result
+
+
+def _show_step(step: StepRecord) -> None:
+    style = "red" if step.error else "cyan"
+    arguments = ", ".join(f"{k}={v}" for k, v in step.arguments.items())
+    console.print(
+        f"[bold]{step.number:>2}[/] [{style}]{step.tool}[/]({arguments})", highlight=False
+    )
+    if step.thought:
+        console.print(f"    [dim]{step.thought}[/]", highlight=False)
+    console.print(f"    {step.observation}", highlight=False, soft_wrap=True)
+
+
+def _show_result(result: ReadResult) -> None:
+    trajectory, report = result.trajectory, result.report
+    if result.study.skipped:
+        errors.print(f"[yellow]{len(result.study.skipped)} file(s) skipped[/] (named above)")
+    console.print(f"[dim]{trajectory.selection}[/]", highlight=False)
+    console.rule(trajectory.policy.label)
+    if report["answer"]:
+        console.print(report["answer"], highlight=False)
+    else:
+        console.print(f"[red]no answer[/]: {trajectory.end_reason} ({trajectory.end_detail})")
+    console.print(f"[yellow]{report['disclaimer']}[/]", highlight=False)
+    console.print(f"report: {result.out_dir / 'report.html'}", highlight=False)
+
+
+@exit_code
+def replay(
+    trajectory: Annotated[Path, typer.Argument(help="A trajectory.json written by read.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the re-rendered reports.")],
+    source: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="The source study, for dicom/ (default: the folder the read names)."),
+    ] = None,
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Re-render the reports of an earlier read from its trajectory; dicom/ too when the source
+    study is at hand."""
+    from edge_agent.replay import replay as replay_read
+
+    settings = setup(config, verbose)
+    result = replay_read(trajectory, out, source, dicom=settings.report.dicom)
+    if result.dicom_skipped:
+        console.print(f"[yellow]no DICOM objects[/]: {result.dicom_skipped}", highlight=False)
+    console.print(f"report: {out / 'report.html'}", highlight=False)
+
+
+@exit_code
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the study and reports.")] = (
+        Path("edge-agent-demo")
+    ),
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Assemble a sample study from files that ship with pydicom and read it (no model needed)."""
+    from edge_agent.sample import write_sample_study
+
+    settings = setup(config, verbose)
+    study = write_sample_study(out / "study")
+    console.print(f"sample study: {study}", highlight=False)
+    read_and_show(study, out / "report", settings, None)

@@ -1,0 +1,105 @@
+"""What every command shares with the terminal: the consoles, the logging set-up, the common
+options, and the one place where an outcome becomes an exit code.
+
+Exit codes: 0 success, 2 bad input (one line, no traceback), 1 internal error (with a trace), 130
+interrupted; a command may also return 1 itself (a red check, a failed threshold)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+
+from edge_agent.cli.config import FileConfig, load_config
+from imaging.errors import BadInput
+
+# soft_wrap: paths and UIDs stay on one line, so output can be grepped and copied.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+log = logging.getLogger("edge_agent")
+
+ConfigOption = Annotated[
+    Optional[Path],  # noqa: UP045 - typer reads the annotation at runtime on Python 3.10
+    typer.Option("--config", "-c", help="edge-agent.toml; defaults apply without one."),
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log each event.")]
+
+
+def exit_code(command: Callable[..., int | None]) -> Callable[..., None]:
+    """The command returns its exit code (None is 0); the user's mistakes end in one line (2),
+    our bugs with a trace (1)."""
+
+    @functools.wraps(command)
+    def guarded(*args, **kwargs) -> None:
+        try:
+            code = command(*args, **kwargs)
+        except BadInput as exc:
+            errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            errors.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception:
+            log.exception("internal error")
+            errors.print("[bold red]internal error[/]: see the trace above; please report it.")
+            raise typer.Exit(1) from None
+        if code:
+            raise typer.Exit(code)
+
+    return guarded
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per event, for a service whose logs go to a collector."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["trace"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup(config_path: Path | None, verbose: bool, *, json_logs: bool = False) -> FileConfig:
+    """Logging for this run, then the configuration (defaults without a file)."""
+    if errors.is_terminal:
+        handler: logging.Handler = RichHandler(console=errors, show_path=False, show_time=verbose)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:  # one line per event for log files and pipes
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            JsonLines()
+            if json_logs
+            else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True
+    )
+    return load_config(config_path)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A table on a terminal; tab-separated lines for scripts and pipes (nothing cut short)."""
+    if console.is_terminal:
+        from rich.table import Table
+
+        table = Table(*headers)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:
+        for line in [headers, *rows]:
+            sys.stdout.write("\t".join(line) + "\n")

@@ -1,0 +1,1 @@
+"""Evaluation: measure what a policy reads correctly, on a site's cases or public VQA sets."""

@@ -1,0 +1,121 @@
+"""The worker against the gateway's own `Reader` contract: a real spool, index, queue and outbox,
+and readers that stand in for the agent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dicom_gateway.audit import Audit
+from dicom_gateway.index import Index
+from dicom_gateway.jobs import SqliteJobQueue
+from dicom_gateway.outbox import Outbox
+from dicom_gateway.reader import ReadOutcome
+from dicom_gateway.settings import GatewaySettings
+from dicom_gateway.spool import Spool
+from dicom_gateway.worker import Worker
+from imaging.errors import BadInput
+from tests.support import ct_copies
+
+
+class Reader:
+    """Answers every read with what it is given: an outcome, or an exception to raise."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.read_dirs: list[Path] = []
+        self.closed = False
+
+    def read(self, study_dir: Path, out_dir: Path) -> ReadOutcome:
+        self.read_dirs.append(study_dir)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _gateway(tmp_path: Path, reader: Reader) -> tuple[Worker, Index, str]:
+    """One study of two CT slices in the spool, its read queued; the worker to take it."""
+    index = Index(tmp_path / "index.sqlite")
+    spool = Spool(tmp_path / "spool", index, min_free_mb=1)
+    study = [spool.store(p.read_bytes(), "PACS") for p in ct_copies(tmp_path / "ct", 2, "w")]
+    queue = SqliteJobQueue(index, max_attempts=3)
+    queue.enqueue(study[0].study_uid)
+    settings = GatewaySettings(destinations=("PACS@127.0.0.1:104",))
+    audit = Audit(tmp_path / "audit.jsonl")
+    outbox = Outbox(index, settings, audit)
+    return Worker("w", queue, spool, outbox, reader, audit, 60), index, study[0].study_uid
+
+
+def _job(index: Index):
+    [row] = index.read("SELECT state, error FROM jobs")
+    return row["state"], row["error"]
+
+
+def _queued_results(index: Index) -> int:
+    return index.read("SELECT COUNT(*) FROM outbox")[0][0]
+
+
+def test_a_read_of_another_study_fails_the_job_for_good_and_sends_nothing(tmp_path):
+    sr = tmp_path / "sr.dcm"
+    reader = Reader(ReadOutcome("1.2.3.999", (sr,), findings=1, end_reason="answer"))
+    worker, index, study_uid = _gateway(tmp_path, reader)
+    assert worker.run_once()
+    state, error = _job(index)
+    assert state == "failed"
+    assert error == f"the files read are study 1.2.3.999, not the job's {study_uid}"
+    assert _queued_results(index) == 0
+    assert not worker.run_once()  # not retried
+    assert len(reader.read_dirs) == 1 and reader.read_dirs[0].name == study_uid
+
+
+def test_bad_input_fails_the_job_for_good(tmp_path):
+    worker, index, _ = _gateway(tmp_path, Reader(BadInput("no readable images")))
+    assert worker.run_once()
+    assert _job(index) == ("failed", "bad input: no readable images")
+    assert not worker.run_once()
+
+
+def test_another_error_is_retried_until_the_attempts_run_out(tmp_path):
+    reader = Reader(RuntimeError("GPU out of memory"))
+    worker, index, _ = _gateway(tmp_path, reader)
+    assert worker.run_once()
+    assert _job(index) == ("queued", "RuntimeError: GPU out of memory")
+    assert worker.run_once() and worker.run_once()
+    assert _job(index) == ("failed", "RuntimeError: GPU out of memory")
+    assert len(reader.read_dirs) == 3 and not worker.run_once()
+
+
+def test_the_results_of_the_jobs_study_are_queued_sr_first(tmp_path):
+    results = [tmp_path / "ct" / f"000{i}.dcm" for i in range(2)]  # any DICOM files will do
+    reader = Reader(None)
+    worker, index, study_uid = _gateway(tmp_path, reader)
+    reader.answer = ReadOutcome(study_uid, tuple(results), findings=2, end_reason="answer")
+    assert worker.run_once()
+    assert _job(index) == ("done", None)
+    rows = index.read("SELECT path FROM outbox ORDER BY id")
+    assert [row["path"] for row in rows] == [str(p) for p in results]
+
+
+def test_closing_the_worker_closes_its_reader(tmp_path):
+    reader = Reader(None)
+    worker, _, _ = _gateway(tmp_path, reader)
+    worker.close()
+    assert reader.closed
+
+
+@pytest.mark.parametrize("module", ["reader", "worker", "service", "retrieve", "outbox"])
+def test_the_gateway_imports_nothing_from_the_agent(module):
+    import subprocess
+    import sys
+
+    probe = (
+        f"import sys, dicom_gateway.{module}; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('edge_agent', 'tools')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

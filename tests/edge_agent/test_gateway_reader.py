@@ -1,0 +1,59 @@
+"""The agent's read as the gateway's Reader, composed as `serve` composes it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pydicom
+
+from dicom_gateway.audit import Audit
+from dicom_gateway.index import Index
+from dicom_gateway.jobs import SqliteJobQueue
+from dicom_gateway.outbox import Outbox
+from dicom_gateway.settings import GatewaySettings
+from dicom_gateway.spool import Spool
+from dicom_gateway.worker import Worker
+from edge_agent.cli.config import FileConfig
+from edge_agent.cli.gateway_reader import AgentReader
+from tests.support import ct_copies
+
+
+def test_the_reader_reports_the_study_it_read_and_its_dicom_results_sr_first(tmp_path):
+    files = ct_copies(tmp_path / "study", 3, "reader")
+    reader = AgentReader(FileConfig())
+    try:
+        outcome = reader.read(tmp_path / "study", tmp_path / "out")
+    finally:
+        reader.close()
+    assert outcome.study_uid == str(pydicom.dcmread(files[0]).StudyInstanceUID)
+    assert outcome.dicom[0] == tmp_path / "out" / "dicom" / "sr.dcm"
+    assert pydicom.dcmread(outcome.dicom[0]).Modality == "SR"
+    assert outcome.findings > 0 and outcome.end_reason == "answer"
+
+
+def test_a_spool_folder_holding_another_studys_files_is_not_read_as_the_job(tmp_path):
+    index = Index(tmp_path / "index.sqlite")
+    spool = Spool(tmp_path / "spool", index, min_free_mb=1)
+    job_study = spool.store(ct_copies(tmp_path / "a", 1, "job")[0].read_bytes(), "PACS")
+    folder = spool.study_dir(job_study.study_uid)
+    job_study.path.unlink()  # the folder now holds another study's files only
+    for path in ct_copies(tmp_path / "b", 3, "other"):
+        shutil.copy(path, folder)
+    other_uid = str(pydicom.dcmread(next(folder.iterdir())).StudyInstanceUID)
+    queue = SqliteJobQueue(index, max_attempts=3)
+    queue.enqueue(job_study.study_uid)
+    settings = GatewaySettings(destinations=("PACS@127.0.0.1:104",))
+    audit = Audit(tmp_path / "audit.jsonl")
+    worker = Worker(
+        "w", queue, spool, Outbox(index, settings, audit), AgentReader(FileConfig()), audit, 60
+    )
+    try:
+        assert worker.run_once()
+    finally:
+        worker.close()
+    [job] = index.read("SELECT state, error FROM jobs")
+    assert job["state"] == "failed"
+    assert job["error"] == (
+        f"the files read are study {other_uid}, not the job's {job_study.study_uid}"
+    )
+    assert index.read("SELECT COUNT(*) FROM outbox")[0][0] == 0  # nothing goes to the PACS
