@@ -60,6 +60,7 @@ def _summary(trajectory: Trajectory, report: dict) -> str:
         ("Series Instance UID", f"{trajectory.series_instance_uid} ({trajectory.modality})"),
         ("Policy", trajectory.policy.label),
         ("Model", json.dumps(trajectory.policy.model) if trajectory.policy.model else "none"),
+        *((("Prompt format", report["prompt_profile"]),) if "prompt_profile" in report else ()),
         ("Question", trajectory.question),
         ("Read ended", f"{trajectory.end_reason} {trajectory.end_detail}".strip()),
     ]

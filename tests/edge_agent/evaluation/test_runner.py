@@ -15,6 +15,7 @@ from edge_agent.evaluation.outputs import write_run_outputs
 from edge_agent.evaluation.runner import load_results, run_eval
 from edge_agent.trajectory import PolicyRecord
 from tests.edge_agent.evaluation.conftest import write_image
+from tools.workspace import ShownSize
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -23,7 +24,8 @@ class Scripted:
     """Plays fixed decisions per read, as a model might choose them."""
 
     record = PolicyRecord("scripted", "Scripted test policy", "test only")
-    shown_size = 0  # the configured size stands
+    shown_size = ShownSize()  # the configured size stands
+    profile = None  # no prompt format: the budget stands
 
     def __init__(self, decisions) -> None:
         self.decisions = decisions
