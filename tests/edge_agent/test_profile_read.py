@@ -88,3 +88,27 @@ def test_a_thought_at_its_token_bound_is_closed_by_the_session_under_the_grammar
     assert trajectory.end_reason in ("answer", "max_turns"), trajectory.end_detail
     assert forced, "the thought reached its bound and was closed by the session"
     assert all(len(step.thought) <= 8 for step in trajectory.steps)  # one token's worth
+
+
+def test_the_profile_flag_overrides_the_model_folders_and_a_wrong_one_is_refused(
+    exported, tmp_path
+):
+    from edge_agent.sample import write_sample_study
+    from edge_agent.trajectory import Trajectory
+    from tests.support import run_cli
+
+    study = write_sample_study(tmp_path / "study")
+    model = ("--model", exported / "model-q8_0.gguf", "--mmproj", exported / "mmproj-f16.gguf")
+    config = tmp_path / "edge-agent.toml"
+    config.write_text(
+        "[budget]\nmax_turns = 1\n[report]\ndicom = false\n"
+        "[policy.llama_cpp]\nmax_think_tokens = 16\n"
+    )
+    args = ("read", study, "--policy", "llama-cpp", *model, "--config", config)
+    done = run_cli(*args, "--out", tmp_path / "out", "--profile", "ophiuchus-v1-sft")
+    assert done.returncode == 0, done.stderr
+    steps = Trajectory.load(tmp_path / "out" / "trajectory.json").steps
+    assert steps and {step.usage.prompt_profile for step in steps} == {"ophiuchus-v1-sft"}
+    wrong = run_cli(*args, "--out", tmp_path / "wrong", "--profile", "ophiuchus-v9")
+    assert wrong.returncode == 2 and "no profile named 'ophiuchus-v9'" in wrong.stderr
+    assert "Traceback" not in wrong.stderr and not (tmp_path / "wrong").exists()
