@@ -70,6 +70,9 @@ class LlamaCppPolicy:
                 "mmproj_sha256": files.mmproj_sha256,
             },
         )
+        # Loaded now, not at the first read: a model llama.cpp cannot load (or no room for its
+        # context) stops `read`/`serve` at start-up instead of failing every study it is given.
+        self._loaded()
 
     @property
     def record(self) -> PolicyRecord:

@@ -126,3 +126,16 @@ def test_malformed_and_invalid_calls_count_as_wrong_tool_calls(vqa_set: Path, tm
     broken = run_eval(read_cases(vqa_set), Config(), tmp_path / "run2", policy=unparseable)
     assert [(r.score.calls, r.score.valid_calls) for r in broken] == [(1, 0)] * 3
     assert broken[0].score.ended == "policy_error"
+
+
+def test_a_damaged_result_in_a_run_folder_is_bad_input_naming_the_file(tmp_path):
+    import pytest
+
+    from edge_agent.evaluation.runner import RunFolderError, load_result
+
+    result = tmp_path / "cases" / "c1" / "result.json"
+    result.parent.mkdir(parents=True)
+    for damage in ("{not json", '{"id": "c1", "from_a_later_version": 1}'):
+        result.write_text(damage)
+        with pytest.raises(RunFolderError, match=r"c1/result\.json is not a case result"):
+            load_result(tmp_path, "c1")
