@@ -22,7 +22,7 @@ from edge_agent.evaluation.scoring import Score, score
 from edge_agent.evaluation.sources import Retrieve, expected_box, study_path
 from edge_agent.policies import make_policy
 from edge_agent.read import read_study
-from edge_agent.report.atomic import write_atomic
+from imaging.atomic import write_atomic
 from imaging.errors import BadInput
 from imaging.records import from_plain, to_plain
 from tools.observation import Observation
