@@ -24,7 +24,10 @@ from pydicom.uid import (
 )
 
 MAX_DEPTH = 32  # nested sequences; real objects (SR, RT, SEG) stay well under 10
-MAX_INFLATED = 1 << 30  # a deflated dataset that grows beyond 1 GiB is refused, not inflated
+# A deflated dataset that grows beyond this is refused, not inflated: with max_associations at
+# 16 a deflate bomb could otherwise hold 16 GiB. Deflate is a transfer syntax for small objects
+# (SR, presentation states); images travel uncompressed or as JPEG/JPEG 2000.
+MAX_INFLATED = 256 << 20
 
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 UNDEFINED = 0xFFFFFFFF
@@ -116,13 +119,18 @@ def _file_meta(encoded: bytes) -> tuple[str, int]:
     while pos + 8 <= len(encoded) and encoded[pos : pos + 2] == b"\x02\x00":
         tag = meta.tag(encoded, pos)
         if bytes(encoded[pos + 4 : pos + 6]) in LONG_VRS:
+            if pos + 12 > len(encoded):
+                raise MalformedDataset(f"file meta element {_name(tag)} is cut short")
             length, pos = meta.u32(encoded, pos + 8), pos + 12
         else:
             length, pos = meta.u16(encoded, pos + 6), pos + 8
         if pos + length > len(encoded):
             raise MalformedDataset(f"file meta element {_name(tag)} is cut short")
         if tag == TRANSFER_SYNTAX:
-            transfer_syntax = bytes(encoded[pos : pos + length]).strip(b"\x00 ").decode("ascii")
+            value = bytes(encoded[pos : pos + length]).strip(b"\x00 ")
+            if not value.isascii():
+                raise MalformedDataset("the Transfer Syntax UID is not a UID")
+            transfer_syntax = value.decode("ascii")
         pos += length
     if not transfer_syntax:
         raise MalformedDataset("no Transfer Syntax UID in the file meta information")

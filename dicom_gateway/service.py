@@ -30,7 +30,12 @@ class Service:
         # pynetdicom's own debug output can dump whole datasets (patient names included);
         # our audit trail records every network event without them.
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-        logging.captureWarnings(True)  # pydicom's warnings become log records, not raw stderr
+        # pydicom's and highdicom's warnings quote the value they warn about (a one-part patient
+        # name, a malformed birth date): captured, so nothing prints raw beside the JSON lines,
+        # and dropped, so no header value reaches the log. The audit names what went wrong.
+        logging.captureWarnings(True)
+        for library in ("py.warnings", "pydicom", "highdicom"):
+            logging.getLogger(library).setLevel(logging.ERROR)
         self.settings = settings
         root = Path(settings.spool_dir)
         root.mkdir(parents=True, exist_ok=True)

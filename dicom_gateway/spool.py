@@ -16,6 +16,7 @@ from pathlib import Path
 from dicom_gateway.dataset_check import MalformedDataset, check_dataset
 from dicom_gateway.index import Index, now
 from dicom_gateway.status import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
+from imaging.atomic import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class Spool:
                 os.fsync(handle.fileno())
             target.parent.mkdir(exist_ok=True)
             os.replace(temporary, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         except OSError as exc:
             temporary.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -141,11 +142,3 @@ def _identity(encoded: bytes) -> tuple[str, str, str]:
         checked_uid(uids.get("SeriesInstanceUID"), "Series Instance UID"),
         checked_uid(uids.get("SOPInstanceUID"), "SOP Instance UID"),
     )
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -14,7 +14,7 @@ from dicom_gateway.jobs import Job, JobQueue, LeaseLost
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.reader import Reader
 from dicom_gateway.spool import Spool
-from imaging.errors import BadInput
+from imaging.errors import BadInput, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,13 @@ class Worker:
         stop_beating = _heartbeat(self._queue, job, self.name, self._lease_s)
         try:
             outcome = self._reader.read(self._spool.study_dir(job.study_uid), out_dir)
-        except BadInput as exc:  # retrying cannot help
+        except ModelLoadError as exc:  # the service's model, not the study: keep the job
+            log.error(
+                "job %d: the model cannot be used: %s; the study will be retried", job.id, exc
+            )
+            self._end(job, f"model: {exc}", stop_beating=stop_beating)
+            return True
+        except BadInput as exc:  # the study itself: retrying cannot help
             self._end(job, f"bad input: {exc}", permanent=True, stop_beating=stop_beating)
             return True
         except Exception as exc:  # our bug or a resource problem: retried under the lease rules

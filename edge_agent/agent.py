@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from edge_agent import __version__
 from edge_agent.trajectory import (
@@ -24,7 +24,10 @@ from edge_agent.usage import TurnUsage
 from tools.errors import ToolError
 from tools.observation import Observation
 from tools.registry import Toolbox
-from tools.workspace import Workspace, WorkspaceImage
+from tools.workspace import ShownSize, Workspace, WorkspaceImage
+
+if TYPE_CHECKING:
+    from edge_agent.formats.profile import Profile
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,9 @@ log = logging.getLogger(__name__)
 class Budget:
     max_turns: int = 16  # tool calls before the read ends without an answer
     time_limit_s: float = 300.0
-    max_new_tokens: int = 1024  # per turn, for model policies
+    # per turn, for model policies: room for a whole thought (1 024 tokens in the shipped
+    # profiles) and the call or answer after it
+    max_new_tokens: int = 2048
 
     def __post_init__(self) -> None:
         if self.max_turns < 1 or self.time_limit_s <= 0 or self.max_new_tokens < 1:
@@ -84,6 +89,10 @@ class ReadContext:
 
 
 class PolicySession(Protocol):
+    # the prompt profile a model session speaks (its max_steps caps the read's turns); None for
+    # a policy without one
+    profile: Profile | None
+
     def step(self, context: ReadContext) -> Decision: ...
 
     def close(self) -> None: ...
@@ -94,9 +103,9 @@ class Policy(Protocol):
     def record(self) -> PolicyRecord: ...
 
     @property
-    def shown_size(self) -> int:
-        """Long side, in pixels, of the images the policy was trained to see (the shown images
-        are resized to it); 0 leaves the size to the configuration."""
+    def shown_size(self) -> ShownSize:
+        """How large the images the policy was trained to see are (the shown images are
+        resized to it); empty leaves the size to the configuration."""
         ...
 
     def open(self, context: ReadContext) -> PolicySession:
@@ -129,6 +138,8 @@ def run(
     context = ReadContext(question, workspace, toolbox, budget)
     answer = None
     session = policy.open(context)
+    record, budget = _under_profile(policy.record, budget, session.profile)
+    context = replace(context, budget=budget)
     try:
         while (end := _budget_end(budget, len(context.steps), clock() - start)) is None:
             t0 = clock()
@@ -157,7 +168,7 @@ def run(
         series_instance_uid=workspace.get(0).frame.ref.series_instance_uid,
         modality=workspace.get(0).frame.modality,
         question=question,
-        policy=policy.record,
+        policy=record,
         images=tuple(image_record(image, made_by.get(image.index)) for image in workspace),
         steps=context.steps,
         answer=answer,
@@ -167,6 +178,17 @@ def run(
         duration_s=round(clock() - start, 3),
         software={"edge_agent": __version__},
     )
+
+
+def _under_profile(
+    record: PolicyRecord, budget: Budget, profile: Profile | None
+) -> tuple[PolicyRecord, Budget]:
+    """A model read takes at most the turns its checkpoint was trained for (the profile's
+    max_steps) and records its profile, so a provisional format says so in the record."""
+    if profile is None:
+        return record, budget
+    budget = replace(budget, max_turns=min(budget.max_turns, profile.max_steps))
+    return replace(record, prompt_profile=profile.label, max_turns=budget.max_turns), budget
 
 
 def _budget_end(budget: Budget, steps: int, elapsed: float) -> tuple[str, str] | None:

@@ -52,6 +52,10 @@ class ReplySampler:
         """The next token from the last evaluated position; the grammar accepts it."""
         return int(self._lib.llama_sampler_sample(self._chain, self._ctx, -1))
 
+    def accept(self, token: int) -> None:
+        """A token chosen outside the sampler: the grammar's state follows it."""
+        self._lib.llama_sampler_accept(self._chain, token)
+
     def close(self) -> None:
         """Idempotent; frees the chain and every sampler in it."""
         if self._chain:

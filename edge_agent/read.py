@@ -19,7 +19,7 @@ from imaging.study import Progress, Study, load_study
 from tools.registry import Toolbox
 from tools.toolbox import default_toolbox
 from tools.video import show_overview
-from tools.workspace import Workspace
+from tools.workspace import ShownSize, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,13 @@ def read_study(
             owned.callback(policy.close)
         # A model sees images at the size it was trained on; the resize is the shown image's
         # affine.
-        shown_size = policy.shown_size or config.read.shown_size
+        shown = policy.shown_size or ShownSize(max_side=config.read.shown_size)
         workspace = Workspace(selection.timeline)
         if selection.timeline:
-            size = shown_size or config.tools.video_size
+            size = shown.max_side or config.tools.video_size
             show_overview(workspace, config.read.overview_frames, size)
         for frame in selection.frames:
-            workspace.show(frame, max_side=shown_size)
+            workspace.show(frame, max_side=shown.max_side, max_pixels=shown.max_pixels)
         trajectory = run(
             workspace,
             question or config.read.question,

@@ -14,6 +14,7 @@ from pydicom import Dataset
 from edge_agent.report.dicom_files import source_uids, write_dicom
 from edge_agent.report.files import copy_evidence, write_reports
 from edge_agent.trajectory import Trajectory
+from imaging.study import candidate_files
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def source_headers(folder: Path, uids: Iterable[str]) -> dict[str, Dataset]:
     folder searched recursively). Files that are not DICOM are passed over."""
     wanted = set(uids)
     found: dict[str, Dataset] = {}
-    for file in _files(folder):
+    for file in candidate_files(folder):
         try:
             header = pydicom.dcmread(file, stop_before_pixels=True)
         except Exception as exc:  # pydicom raises many types on damaged files; this one is not ours
@@ -94,9 +95,3 @@ def source_headers(folder: Path, uids: Iterable[str]) -> dict[str, Dataset]:
             if len(found) == len(wanted):
                 break
     return found
-
-
-def _files(folder: Path) -> list[Path]:
-    if folder.is_file():
-        return [folder]
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))

@@ -65,10 +65,12 @@ def _is_axial(series: Series) -> bool:
 
 
 def _key_frames(series: Series, count: int) -> tuple[Frame, ...]:
-    """A volume shows `count` slices spread over its central part (a cine or video has its
-    overview instead)."""
+    """A volume shows `count` slices spread over its central part, symmetric about the centre:
+    one slice is the central one, which is what a profile showing one image shows of `count`
+    (formats/shown.py picks the central key slices). A cine or video has its overview instead."""
     frames = series.frames
     if len(frames) <= count:
         return frames
-    picks = np.linspace(0.2, 0.8, count) * (len(frames) - 1)
+    spread = np.linspace(0.2, 0.8, count) if count > 1 else np.array([0.5])
+    picks = spread * (len(frames) - 1)
     return tuple(frames[i] for i in sorted({round(float(p)) for p in picks}))

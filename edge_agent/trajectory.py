@@ -110,6 +110,10 @@ class PolicyRecord:
     label: str
     disclaimer: str
     model: dict | None = None  # file name and SHA-256 of a model policy's weights
+    # A model read's prompt profile, by label ("... (provisional format)" when provisional), and
+    # the tool calls the read allowed: the budget's max_turns, capped by the profile's max_steps.
+    prompt_profile: str = ""
+    max_turns: int | None = None
 
 
 @dataclass(frozen=True)

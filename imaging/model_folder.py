@@ -11,13 +11,13 @@ name outside the folder, a missing or changed file) is one ModelLoadError with o
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imaging.atomic import write_atomic
 from imaging.checksum import sha256_file
 from imaging.errors import ModelLoadError
 from imaging.records import RecordError, from_plain, to_plain
@@ -155,9 +155,7 @@ class ModelFolder:
         )
         manifest = Manifest(format, files, source, versions or {}, profile, fields or {})
         target = path / manifest_name
-        partial = target.with_name(target.name + ".partial")
-        partial.write_text(json.dumps(manifest.to_plain(), indent=2) + "\n", encoding="utf-8")
-        os.replace(partial, target)
+        write_atomic(target, (json.dumps(manifest.to_plain(), indent=2) + "\n").encode())
         return cls(path, manifest, manifest_name)
 
     @property

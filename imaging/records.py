@@ -11,6 +11,9 @@ from typing import Any, Union
 
 T = typing.TypeVar("T")
 
+# A field's metadata for what lives only in memory (pixels): not written, not read.
+NOT_RECORDED = {"record": False}
+
 
 class RecordError(ValueError):
     """Data does not fit the record type; the message names the path to the bad value."""
@@ -19,7 +22,7 @@ class RecordError(ValueError):
 def to_plain(value: Any) -> Any:
     """JSON/TOML-ready form: dataclasses to dicts, tuples to lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {plain_name(f): to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {plain_name(f): to_plain(getattr(value, f.name)) for f in recorded_fields(value)}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Mapping):
@@ -27,6 +30,11 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     return value
+
+
+def recorded_fields(cls_or_value: Any) -> list[dataclasses.Field]:
+    """The fields plain data holds: all but those marked NOT_RECORDED."""
+    return [f for f in dataclasses.fields(cls_or_value) if f.metadata.get("record", True)]
 
 
 def plain_name(field: dataclasses.Field) -> str:
@@ -90,7 +98,7 @@ def _dataclass(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, Mapping):
         raise RecordError(f"{where}: expected a table, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {plain_name(f): f.name for f in dataclasses.fields(cls) if f.init}
+    names = {plain_name(f): f.name for f in recorded_fields(cls) if f.init}
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise RecordError(

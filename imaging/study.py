@@ -96,7 +96,7 @@ def load_study(path: Path, progress: Progress | None = None) -> Study:
     A plain video file (MP4 and the like) is read as a study of its own."""
     if Path(path).is_file() and Path(path).suffix.lower() in VIDEO_FILES:
         return _video_file_study(Path(path))
-    files = list(_candidate_files(Path(path)))
+    files = list(candidate_files(Path(path)))
     per_study: dict[str, list[_Read]] = {}
     skipped: list[SkippedFile] = []
     paths: dict[str, Path] = {}
@@ -152,7 +152,9 @@ def _nothing_readable_message(path: Path, files: list[Path], skipped: list[Skipp
     return f"no readable DICOM images under {path}: {reasons}{more}"
 
 
-def _candidate_files(path: Path) -> Iterator[Path]:
+def candidate_files(path: Path) -> Iterator[Path]:
+    """The files a study path holds, in a stable order: the file itself, or every file below
+    the folder but hidden ones."""
     if path.is_file():
         yield path
         return

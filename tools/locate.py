@@ -26,6 +26,7 @@ from tools.render import draw_boxes
 from tools.workspace import Workspace, WorkspaceImage
 
 METHOD = "HU / intensity classes (weight-free)"
+Found = tuple[Candidate, np.ndarray]  # a candidate and its pixels on the located image's grid
 
 
 @dataclass(frozen=True)
@@ -105,15 +106,19 @@ def locate(
             payload=LocatePayload(_known_methods(model), (), tuple(unsupported)),
         )
     values = _values(image)
-    candidates, scores = _model_answers(image, values, model, prompted, settings)
+    found, scores = _model_answers(image, values, model, prompted, settings)
     if chosen:
         body = _body(image, values)
         for caption, tissue in chosen:
-            candidates += _candidates(image, values, body, tissue, caption, settings)
-    candidates = _ranked(candidates, methods[0], settings.max_candidates)
+            found += _candidates(image, values, body, tissue, caption, settings)
+    found = _ranked(found, methods[0], settings.max_candidates)
+    candidates = [candidate for candidate, _ in found]
     boxes = [(tuple(c.bbox_2d), f"{c.rank} {c.tissue}") for c in candidates]
     shown = workspace.derive(image, "locate", pixels=draw_boxes(image.pixels, boxes))
-    payload = LocatePayload(" + ".join(methods), tuple(candidates), tuple(unsupported))
+    union = np.zeros(values.shape, bool)
+    for _, inside in found:
+        union |= inside
+    payload = LocatePayload(" + ".join(methods), tuple(candidates), tuple(unsupported), mask=union)
     text = _describe(shown.index, image.index, candidates, unsupported, methods)
     if prompted:
         payload = replace(payload, model=ModelUse.of(model.record), scores=scores)
@@ -122,7 +127,7 @@ def locate(
     return Observation(text=text, image=shown, payload=payload)
 
 
-def _model_answers(image, values, model, prompted, settings) -> tuple[list[Candidate], dict]:
+def _model_answers(image, values, model, prompted, settings) -> tuple[list[Found], dict]:
     """Candidates for every prompted caption, and each prompt's presence score."""
     candidates, scores = [], {}
     for caption, prompt in prompted:
@@ -131,12 +136,13 @@ def _model_answers(image, values, model, prompted, settings) -> tuple[list[Candi
     return candidates, scores
 
 
-def _ranked(candidates: list[Candidate], first_method: str, limit: int) -> list[Candidate]:
+def _ranked(found: list[Found], first_method: str, limit: int) -> list[Found]:
     """The model's candidates first (by score), then the rest by area; numbered from 1."""
-    candidates = sorted(
-        candidates, key=lambda c: (c.method != first_method, -(c.score or 0), -c.area)
+    found = sorted(
+        found,
+        key=lambda pair: (pair[0].method != first_method, -(pair[0].score or 0), -pair[0].area),
     )[:limit]
-    return [replace(candidate, rank=rank) for rank, candidate in enumerate(candidates, 1)]
+    return [(replace(c, rank=rank), inside) for rank, (c, inside) in enumerate(found, 1)]
 
 
 def _prompts_for(captions, model: LocateModel | None) -> tuple[list[tuple[str, str]], list[str]]:
@@ -196,9 +202,7 @@ def _body(image: WorkspaceImage, values: np.ndarray) -> np.ndarray:
     return fill_holes(labels == largest)
 
 
-def _candidates(
-    image, values, body, tissue: TissueClass, caption: str, settings
-) -> list[Candidate]:
+def _candidates(image, values, body, tissue: TissueClass, caption: str, settings) -> list[Found]:
     low, high = tissue.low, tissue.high
     if tissue.relative:
         if not body.any():
@@ -209,8 +213,8 @@ def _candidates(
         found, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     )
     return [
-        Candidate(caption, tissue.name, **region, method=METHOD)
-        for region, _ in _regions(image, values, found, settings)
+        (Candidate(caption, tissue.name, **region, method=METHOD), inside)
+        for region, inside in _regions(image, values, found, settings)
     ]
 
 
@@ -223,13 +227,16 @@ def _model_candidates(image, values, model: LocateModel, caption, prompt, settin
         return [], score
     found = (predicted.probability >= thresholds.mask).astype(np.uint8)
     candidates = [
-        Candidate(
-            caption,
-            prompt,
-            **region,
-            method=model.method,
-            score=score,
-            probability=round(float(predicted.probability[inside].mean()), 3),
+        (
+            Candidate(
+                caption,
+                prompt,
+                **region,
+                method=model.method,
+                score=score,
+                probability=round(float(predicted.probability[inside].mean()), 3),
+            ),
+            inside,
         )
         for region, inside in _regions(image, values, found, settings)
     ]

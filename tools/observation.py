@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from imaging.records import from_plain, to_plain
+import numpy as np
+
+from imaging.records import NOT_RECORDED, from_plain, to_plain
 from imaging.windowing import Window
 from tools.measurement import Measurement, Unit
 from tools.workspace import WorkspaceImage
@@ -72,6 +74,10 @@ class LocatePayload:
     unsupported: tuple[str, ...]  # captions no method knows
     model: ModelUse | None = None
     scores: Mapping[str, float] | None = None  # presence score per prompt the model answered
+    # The union of the candidates' regions, on the grid of the image locate was called on: what a
+    # model trained on BiomedParse's output is shown painted in. Pixels, not a record: the
+    # trajectory keeps the candidates' boxes, not this.
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False, metadata=NOT_RECORDED)
 
 
 @dataclass(frozen=True)

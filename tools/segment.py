@@ -109,6 +109,9 @@ def grabcut(pixels: np.ndarray, box: Box, iterations: int = 5) -> np.ndarray:
     if (x2 - x1, y2 - y1) == (w, h):  # GrabCut needs some certain background
         labels[[0, -1], :] = labels[:, [0, -1]] = cv2.GC_BGD
     background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
+    # GrabCut starts its colour models from OpenCV's global random state: seeded here (0 is the
+    # state a fresh process starts in), the same box gives the same mask whatever ran before.
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(
             to_rgb(pixels), labels, None, background, foreground, iterations, cv2.GC_INIT_WITH_MASK

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from imaging.frame import Frame
-from imaging.video import VideoError
+from imaging.video import Timeline, VideoError
 from tools.errors import ToolError
 from tools.observation import FramePayload, Observation, SheetPayload
 from tools.registry import Tool
@@ -18,7 +18,11 @@ SECONDS = {"type": "number", "minimum": 0, "description": "seconds from the star
 
 
 def get_frame(arguments: Mapping, workspace: Workspace, *, size: int) -> Observation:
-    """The frame at t, as a new image the pixel tools (zoom, segment, measure) can work on."""
+    """The frame at t, as a new image the pixel tools (zoom, segment, measure) can work on; with
+    `nearest` > 1, the frames nearest t as one contact sheet (MedScope's get_frame shows three)."""
+    count = int(arguments.get("nearest", 1))
+    if count > 1:
+        return _nearest_sheet(workspace, float(arguments["t"]), count, size)
     frame = _timeline(workspace, lambda timeline: timeline.frame_at(float(arguments["t"])))
     image = workspace.show(frame, max_side=min(size, max(frame.shape)), tool="get_frame")
     return Observation(
@@ -29,13 +33,39 @@ def get_frame(arguments: Mapping, workspace: Workspace, *, size: int) -> Observa
     )
 
 
+def _nearest_sheet(workspace: Workspace, t: float, count: int, size: int) -> Observation:
+    frames = _timeline(workspace, lambda timeline: nearest_frames(timeline, t, count))
+    return _sheet(workspace, frames, "get_frame", size, f"the {len(frames)} frames nearest {t:g} s")
+
+
+def nearest_frames(timeline: Timeline, t: float, count: int) -> list[Frame]:
+    """The `count` distinct frames whose times are nearest `t`, in time order (at either end of
+    the video, the ones after or before it)."""
+    timeline.check_time(t)
+    step = timeline.duration_s / max(1, timeline.frame_count)
+    near: dict[int, Frame] = {}
+    for k in range(-count, count + 1):
+        at = t + k * step
+        if 0 <= at < timeline.duration_s:
+            frame = timeline.frame_at(at)
+            near.setdefault(frame.ref.frame, frame)
+    chosen = sorted(near.values(), key=lambda f: (abs((f.time_s or 0.0) - t), f.time_s))[:count]
+    return sorted(chosen, key=lambda f: f.time_s or 0.0)
+
+
 def crop_video(arguments: Mapping, workspace: Workspace, *, size: int) -> Observation:
     """n frames of a time window as one contact sheet; each frame is kept as evidence."""
     start, end, count = float(arguments["start"]), float(arguments["end"]), int(arguments["n"])
     frames = _timeline(workspace, lambda timeline: timeline.frames_between(start, end, count))
-    image = add_sheet(workspace, frames, tool="crop_video", size=size)
+    what = f"{len(frames)} frames from {start:g} to {end:g} s"
+    return _sheet(workspace, frames, "crop_video", size, what)
+
+
+def _sheet(workspace: Workspace, frames: Sequence[Frame], tool: str, size: int, what: str):
+    """One contact sheet of `frames` as a tool's observation, each frame named with its time."""
+    image = add_sheet(workspace, frames, tool=tool, size=size)
     return Observation(
-        text=f"Image #{image.index} shows {len(frames)} frames from {start:g} to {end:g} s: "
+        text=f"Image #{image.index} shows {what}: "
         + ", ".join(f"{f.time_s:.2f} s (frame {f.ref.frame})" for f in frames)
         + ".",
         image=image,
@@ -85,7 +115,15 @@ def tools(size: int) -> list[Tool]:
             description="The video frame at t seconds, as a new image.",
             parameters={
                 "type": "object",
-                "properties": {"t": SECONDS},
+                "properties": {
+                    "t": SECONDS,
+                    "nearest": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_SHEET_FRAMES,
+                        "description": "how many frames nearest t (more than 1: one sheet)",
+                    },
+                },
                 "required": ["t"],
                 "additionalProperties": False,
             },

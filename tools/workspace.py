@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,6 +18,29 @@ if TYPE_CHECKING:
     from imaging.video import Timeline
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in continuous pixel coordinates
+
+
+@dataclass(frozen=True)
+class ShownSize:
+    """How large a shown image is: its long side fits `max_side`, or its area `max_pixels` (what
+    a vision-language model was trained on, e.g. Qwen2.5-VL's `max_pixels`); 0 keeps the size."""
+
+    max_side: int = 0
+    max_pixels: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.max_side or self.max_pixels)
+
+    def fit(self, cols: int, rows: int) -> tuple[int, int]:
+        """(width, height) for a `cols` x `rows` image, its aspect kept. An area limit is filled
+        (up or down), truncating as LLaMA-Factory's `image_max_pixels` resize does."""
+        if self.max_side:
+            scale = self.max_side / max(rows, cols)
+            return max(1, round(cols * scale)), max(1, round(rows * scale))
+        if self.max_pixels:
+            scale = math.sqrt(self.max_pixels / (rows * cols))
+            return max(1, math.floor(cols * scale)), max(1, math.floor(rows * scale))
+        return cols, rows
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,11 @@ class Affine:
     def inverse(self) -> Affine:
         inv = np.linalg.inv(self.array)
         return Affine(tuple(float(v) for v in inv[:2].ravel()))
+
+    def after(self, inner: Affine) -> Affine:
+        """`inner` then this map: an image derived from one mapped by `self` (a crop of it)."""
+        product = self.array @ inner.array
+        return Affine(tuple(float(v) for v in product[:2].ravel()))
 
     def map_box(self, box: Box) -> Box:
         """The axis-aligned box around the mapped corners (exact for scale + shift maps)."""
@@ -202,13 +231,13 @@ class Workspace:
         frame: Frame,
         *,
         max_side: int = 0,
+        max_pixels: int = 0,
         tool: str = "shown",
     ) -> WorkspaceImage:
         """Add a whole frame (an original, or one a video tool fetched) in its default window,
-        resized to fit `max_side` if set."""
+        resized to fit `max_side` or `max_pixels` if set (see ShownSize)."""
         rows, cols = frame.shape
-        scale = max_side / max(rows, cols) if max_side else 1.0
-        size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+        size = ShownSize(max_side, max_pixels).fit(cols, rows)
         to_source = Affine.scale_then_shift(cols / size[0], rows / size[1], 0.0, 0.0)
         return self.add(frame, to_source, size, frame.default_window, tool=tool)
 

@@ -73,6 +73,13 @@ def read(
             help="After the answer, take follow-up questions from the terminal.",
         ),
     ] = False,
+    profile: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Prompt profile (a name such as ophiuchus-v1, or a .toml file) for a model "
+            "policy; default: the model folder's manifest, else the read's."
+        ),
+    ] = None,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -82,6 +89,8 @@ def read(
         settings = _with_policy(settings, policy)
     if model or mmproj:
         settings = _with_model(settings, model, mmproj)
+    if profile:
+        settings = _with_profile(settings, profile)
     if (path is None) == (pacs is None) or bool(pacs) != bool(study):
         raise BadInput("give either PATH, or --pacs AE@HOST:PORT with --study UID")
     if pacs is None:
@@ -115,6 +124,22 @@ def _with_model(settings: FileConfig, model: Path | None, mmproj: Path | None) -
         return replace(settings, policy=replace(policy, onnx_trt=onnx))
     llm = replace(policy.llama_cpp, model=str(model or ""), mmproj=str(mmproj or ""))
     return replace(settings, policy=replace(policy, llama_cpp=llm))
+
+
+def _with_profile(settings: FileConfig, profile: str) -> FileConfig:
+    """--profile goes to both model policies; the one that runs uses it (unknown: exit 2)."""
+    from edge_agent.formats import load_profile
+
+    load_profile(profile)  # checked now, whichever policy runs
+    policy = settings.policy
+    return replace(
+        settings,
+        policy=replace(
+            policy,
+            llama_cpp=replace(policy.llama_cpp, profile=profile),
+            onnx_trt=replace(policy.onnx_trt, profile=profile),
+        ),
+    )
 
 
 def read_and_show(path: Path, out: Path, settings: FileConfig, question: str | None) -> ReadResult:

@@ -22,7 +22,7 @@ from edge_agent.evaluation.scoring import Score, score
 from edge_agent.evaluation.sources import Retrieve, expected_box, study_path
 from edge_agent.policies import make_policy
 from edge_agent.read import read_study
-from edge_agent.report.atomic import write_atomic
+from imaging.atomic import write_atomic
 from imaging.errors import BadInput
 from imaging.records import from_plain, to_plain
 from tools.observation import Observation
@@ -166,11 +166,18 @@ def refusing(toolbox: Toolbox) -> Toolbox:
     )
 
 
+class RunFolderError(BadInput):
+    """A run folder holds a result file that is damaged or from another version."""
+
+
 def load_result(out: Path, case_id: str) -> CaseResult | None:
     path = out / "cases" / case_id / RESULT
     if not path.exists():
         return None
-    return from_plain(CaseResult, json.loads(path.read_text(encoding="utf-8")), str(path))
+    try:
+        return from_plain(CaseResult, json.loads(path.read_text(encoding="utf-8")), str(path))
+    except (ValueError, UnicodeDecodeError) as exc:  # JSON or record errors: a damaged run
+        raise RunFolderError(f"{path} is not a case result this version reads: {exc}") from None
 
 
 def load_results(out: Path) -> list[CaseResult]:

@@ -10,6 +10,7 @@ from edge_agent.formats.medscope import MedScopeFormat
 from edge_agent.formats.ophiuchus import OphiuchusFormat
 from edge_agent.formats.profile import Profile, ProfileError, load_profile
 from edge_agent.formats.question import Question
+from tools.workspace import ShownSize
 
 if TYPE_CHECKING:
     from edge_agent.agent import ReadContext
@@ -19,7 +20,14 @@ log = logging.getLogger(__name__)
 DEFAULT_PROFILES = {"image": "ophiuchus-v1", "video": "medscope-provisional"}
 SYNTAX = {"action": OphiuchusFormat, "tool_call": MedScopeFormat}
 
-__all__ = ["Profile", "ProfileError", "chosen_profile", "format_for", "load_profile"]
+__all__ = [
+    "Profile",
+    "ProfileError",
+    "chosen_profile",
+    "format_for",
+    "load_profile",
+    "shown_size",
+]
 
 
 def chosen_profile(setting: str, model_profile: str) -> Profile | None:
@@ -27,6 +35,16 @@ def chosen_profile(setting: str, model_profile: str) -> Profile | None:
     the model folder's manifest names (the checkpoint's interface); None: each read's default."""
     name = setting or model_profile
     return load_profile(name) if name else None
+
+
+def shown_size(profile: Profile | None, max_side: int = 0) -> ShownSize:
+    """How large the shown images are: `max_side` when a configuration sets one, else at most
+    the profile's `max_pixels` (the image reads' default profile when none is chosen), the
+    size the checkpoint saw its images at in training."""
+    if max_side:
+        return ShownSize(max_side=max_side)
+    profile = profile or load_profile(DEFAULT_PROFILES["image"])
+    return ShownSize(max_pixels=profile.max_pixels)
 
 
 def format_for(

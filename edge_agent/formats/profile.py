@@ -56,6 +56,7 @@ class Profile:
     sources: Mapping[str, str]
     index_base: int
     max_pixels: int
+    min_pixels: int  # smaller images are enlarged for the vision encoder; the turn states the size
     first_turn_images: int
     placeholder: str
     max_steps: int
@@ -195,6 +196,7 @@ class _Reader:
             sources=self.get("sources", dict),
             index_base=self.get("index_base", int, "images"),
             max_pixels=self.get("max_pixels", int, "images"),
+            min_pixels=self.get("min_pixels", int, "images", default=0),
             first_turn_images=self.get("first_turn", int, "images"),
             placeholder=placeholder,
             max_steps=self.get("max_steps", int, "budget"),

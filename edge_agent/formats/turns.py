@@ -21,6 +21,7 @@ IMAGE_NUMBER = re.compile(r"#(\d+)")
 
 if TYPE_CHECKING:
     from edge_agent.agent import ReadContext
+    from tools.observation import Payload
     from tools.workspace import Workspace, WorkspaceImage
 
 
@@ -46,10 +47,17 @@ class ProfileFormat:
         p = self.profile
         return ShownImages.of(image_count, self.originals, p.first_turn_images, p.index_base)
 
+    thought_start, thought_end = "<think>", "</think>"  # both syntaxes
+
+    @property
+    def thought_tokens(self) -> int:
+        """The thought's bound in tokens (the session core ends a thought there)."""
+        return self.think_tokens or self.profile.think_tokens
+
     @property
     def think_chars(self) -> int:
-        """The thought's bound in characters, for back ends that cannot count its tokens."""
-        return (self.think_tokens or self.profile.think_tokens) * self.profile.chars_per_token
+        """The thought's bound in characters: the grammar's, where tokens cannot be counted."""
+        return self.thought_tokens * self.profile.chars_per_token
 
     def messages(self, context: ReadContext, first_new: int) -> list[Message]:
         """The messages turn k adds, from workspace image `first_new` on."""
@@ -63,7 +71,8 @@ class ProfileFormat:
                 self._first_turn(first, shown, workspace),
             ]
         if new:
-            return [self._tool_result(workspace.get(i), shown, workspace) for i in new]
+            made = {step.image: step.payload for step in context.steps}
+            return [self._tool_result(workspace.get(i), shown, workspace, made.get(i)) for i in new]
         return [Message("user", self._failure(context, shown))]
 
     def _first_turn(
@@ -79,10 +88,10 @@ class ProfileFormat:
         return Message("user", text, (shown_pixels(self.profile, workspace, image),))
 
     def _tool_result(
-        self, image: WorkspaceImage, shown: ShownImages, workspace: Workspace
+        self, image: WorkspaceImage, shown: ShownImages, workspace: Workspace, payload: Payload
     ) -> Message:
         text = self.profile.tool_result.format(**self._image_fields(image, shown))
-        return Message("user", text, (shown_pixels(self.profile, workspace, image),))
+        return Message("user", text, (shown_pixels(self.profile, workspace, image, payload),))
 
     def _failure(self, context: ReadContext, shown: ShownImages) -> str:
         """The trained error line for a failed call (a call without an image is one)."""

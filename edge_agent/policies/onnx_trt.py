@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.agent import PolicyError, ReadContext
-from edge_agent.formats import chosen_profile, format_for
+from edge_agent.formats import chosen_profile, format_for, shown_size
 from edge_agent.grammar import Constraint, GrammarError, TokenGrammar
 from edge_agent.onnx_decoder import KvCache, OnnxDecoder, OnnxVision, turn_chunks
 from edge_agent.policies.llama_cpp import DISCLAIMER
@@ -29,6 +29,7 @@ from edge_agent.trajectory import PolicyRecord
 from edge_agent.vision_inputs import mrope_positions
 from imaging.errors import ConfigError
 from tools.onnx_runtime import RuntimeSettings
+from tools.workspace import ShownSize
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ class OnnxTrtSettings:
     max_think_tokens: int = 0  # a reply's thought; 0: the prompt profile's default
     # prompt profile, by name or file; "": the model folder's, else the read's default
     profile: str = ""
-    image_size: int = 512  # shown images fit this long side, as the model was trained
+    # shown images fit this long side; 0: at most the prompt profile's max_pixels (as trained)
+    image_size: int = 0
 
     def __post_init__(self) -> None:
         if self.n_ctx < 1 or self.prefill_chunk < 1:
@@ -104,8 +106,8 @@ class OnnxTrtPolicy:
         return self._record
 
     @property
-    def shown_size(self) -> int:
-        return self.settings.image_size
+    def shown_size(self) -> ShownSize:
+        return shown_size(self._profile, self.settings.image_size)
 
     def open(self, context: ReadContext) -> ModelSession:
         n_ctx = min(self.settings.n_ctx, self._decoder.context_length or self.settings.n_ctx)
@@ -193,6 +195,9 @@ class OnnxBackend:
     def is_end(self, token: int) -> bool:
         return token in self.decoder.end_ids
 
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.decoder.tokenize(text))
+
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self.decoder.detokenize(list(tokens))
 
@@ -223,6 +228,9 @@ class OnnxReply:
                 self._constraint.accept(token)
         backend = self._backend
         backend.logits = backend.decoder.forward([token], backend.cache)[-1]
+
+    def force(self, token: int) -> None:
+        self.feed(token)  # the constraint accepts it (and refuses one the grammar forbids)
 
 
 @contextmanager

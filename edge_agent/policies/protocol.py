@@ -20,7 +20,7 @@ from imaging.windowing import preset
 from tools.locate import CT_CLASSES, INTENSITY_CLASSES
 from tools.observation import Candidate, LocatePayload, Observation, measurements_of
 from tools.render import frame_view
-from tools.workspace import Box, Workspace
+from tools.workspace import Box, ShownSize, Workspace
 
 DISCLAIMER = (
     "Demonstration without an AI model: a fixed rule-based protocol (HU / intensity thresholds, "
@@ -56,9 +56,9 @@ class ProtocolPolicy:
         )
 
     @property
-    def shown_size(self) -> int:
+    def shown_size(self) -> ShownSize:
         """The protocol was trained on nothing: the configured size stands."""
-        return 0
+        return ShownSize()
 
     def open(self, context: ReadContext) -> _PlanSession:
         return _PlanSession(_plan(context.workspace, self._settings, context.question))
@@ -69,6 +69,8 @@ class ProtocolPolicy:
 
 class _PlanSession:
     """Feeds each observation into the plan generator and returns its next decision."""
+
+    profile = None  # the protocol speaks no prompt format
 
     def __init__(self, plan: Plan) -> None:
         self._plan = plan

@@ -26,12 +26,17 @@ from edge_agent.usage import TurnUsage
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from edge_agent.formats.profile import Profile
+
 log = logging.getLogger(__name__)
 
 Stream = Callable[[str], None]
 
 # Ends the assistant's turn in the chat template; the next turn starts with it.
 END_OF_REPLY = "<|im_end|>\n"
+# Tokens a reply needs after its thought: a call (~60) or an answer (600 characters at most);
+# a small max_new_tokens keeps half of itself for them.
+AFTER_THOUGHT = 256
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,11 @@ class ReplyDecoder(Protocol):
 
     def next_token(self) -> int: ...
 
-    def feed(self, token: int) -> None: ...
+    def feed(self, token: int) -> None:
+        """The token `next_token` picked into the cache."""
+
+    def force(self, token: int) -> None:
+        """A token the session chose (a thought's end) into the cache, the grammar following."""
 
 
 class Backend(Protocol):
@@ -69,6 +78,9 @@ class Backend(Protocol):
 
     def is_end(self, token: int) -> bool: ...
 
+    def tokenize(self, text: str) -> list[int]:
+        """Reply text as the model's tokens (special tokens parsed)."""
+
     def detokenize(self, tokens: Sequence[int]) -> str: ...
 
     def close(self) -> None:
@@ -86,6 +98,10 @@ class ModelSession:
         self.cached = 0  # tokens in the KV cache: every earlier prompt and reply
         self.seen = 0  # workspace images already in the context
         self.pending = ""  # text the next turn must start with (the end of the last reply)
+
+    @property
+    def profile(self) -> Profile:
+        return self.format.profile
 
     def step(self, context: ReadContext) -> Decision:
         started = time.perf_counter()
@@ -135,9 +151,13 @@ class ModelSession:
         the next turn starts with its text instead."""
         budget = context.budget.max_new_tokens
         gbnf = self.format.grammar(len(context.workspace)) if self.backend.constrained else None
+        thought = Thought(self.format, budget)
         tokens: list[int] = []
         with self.backend.reply(gbnf) as decoder:
-            for _ in range(budget):
+            while len(tokens) < budget:
+                if thought.over(tokens, self.backend):
+                    self._force(decoder, tokens, thought.end)
+                    continue
                 token = decoder.next_token()
                 if self.backend.is_end(token):
                     self._write("\n")
@@ -151,6 +171,13 @@ class ModelSession:
             f"reply not finished within {budget} tokens{self._unconstrained()}; it began "
             f"{self.backend.detokenize(tokens)[:120]!a}"
         )
+
+    def _force(self, decoder: ReplyDecoder, tokens: list[int], text: str) -> None:
+        """End the thought now: its closing tag goes in as if the model had written it."""
+        for token in self.backend.tokenize(text):
+            tokens.append(token)
+            decoder.force(token)
+        self._write(text)
 
     def _parse(self, reply: str, context: ReadContext) -> Reply:
         try:
@@ -175,6 +202,29 @@ class ModelSession:
     def close(self) -> None:
         """The model stays loaded for the next read; the back end lets go of this read's cache."""
         self.backend.close()
+
+
+class Thought:
+    """A reply's thought, bounded in tokens: at the profile's `think_tokens` (or fewer, so the
+    call or answer still fits `max_new_tokens`) the session writes the closing tag itself. The
+    grammar's character bound stays as the back end's own limit."""
+
+    def __init__(self, form: ProfileFormat, max_new_tokens: int) -> None:
+        self.start, self.end = form.thought_start, form.thought_end
+        room = min(AFTER_THOUGHT, max_new_tokens // 2)
+        self.limit = min(form.thought_tokens, max_new_tokens - room)
+        self.closed = False
+
+    def over(self, tokens: Sequence[int], backend: Backend) -> bool:
+        """True once, when the thought reaches its bound unclosed and may still be closed."""
+        if self.closed or len(tokens) < self.limit:
+            return False
+        text = backend.detokenize(tokens)
+        if self.start.startswith(text):  # still writing its opening tag
+            return False
+        self.closed = True
+        # started closing itself (`</th`), or done: the grammar lets it finish
+        return "<" not in text.removeprefix(self.start)
 
 
 def _decision(

@@ -1,6 +1,7 @@
 """report.json: the findings of a read, each tied to evidence images and measurements.
 
-Contract kept by later work: study_instance_uid, policy, model, question, answer, findings
+Contract kept by later work: study_instance_uid, policy, model, (a model read's prompt_profile,)
+question, answer, findings
 [{text, evidence [{image, source {sop_instance_uid, frame}, bbox_px}], measurements
 [{name, value, unit}]}], disclaimer. Every finding has at least one evidence image.
 Cine and video reads add, per evidence image, frames, times_s and time_window_s (a contact sheet
@@ -32,6 +33,7 @@ def build_report(trajectory: Trajectory) -> dict:
         "policy": trajectory.policy.name,
         "policy_label": trajectory.policy.label,
         "model": trajectory.policy.model,
+        **_prompt_profile(trajectory),
         "question": trajectory.question,
         "answer": answer.text if answer else None,
         "end": {
@@ -57,6 +59,13 @@ def _follow_ups(trajectory: Trajectory) -> list[dict]:
         }
         for f in trajectory.follow_ups
     ]
+
+
+def _prompt_profile(trajectory: Trajectory) -> dict:
+    """A model read names the prompt format it spoke (a provisional one says so); reads without
+    one, and trajectories written before profiles, add nothing, so their reports are unchanged."""
+    profile = trajectory.policy.prompt_profile
+    return {"prompt_profile": profile} if profile else {}
 
 
 def _finding(trajectory: Trajectory, claim: ClaimRecord) -> dict:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pydicom
 
-from edge_agent.report.atomic import write_atomic
 from edge_agent.report.capture import build_captures, build_key_objects
 from edge_agent.report.evidence import EvidenceImage, load_evidence
 from edge_agent.report.provenance import Provenance
@@ -19,6 +18,7 @@ from edge_agent.report.regions import finding_regions
 from edge_agent.report.seg import build_seg
 from edge_agent.report.sr import build_sr
 from edge_agent.trajectory import Trajectory
+from imaging.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

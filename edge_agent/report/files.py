@@ -6,11 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
-from edge_agent.report.atomic import write_atomic
 from edge_agent.report.content import build_report
 from edge_agent.report.evidence import mask_png
 from edge_agent.report.html import render_html
 from edge_agent.trajectory import Trajectory
+from imaging.atomic import write_atomic
 from imaging.errors import ReportError
 from tools.render import frame_view, png_bytes
 from tools.workspace import Workspace

@@ -85,6 +85,7 @@ def _summary(trajectory: Trajectory, report: dict) -> str:
         ("How the read ended", how_it_ended(trajectory)),
         ("Series read", trajectory.selection),
         ("Read by", trajectory.policy.label),
+        *((("Prompt format", report["prompt_profile"]),) if "prompt_profile" in report else ()),
         ("Model", json.dumps(trajectory.policy.model) if trajectory.policy.model else "none"),
     ]
     table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)

@@ -78,3 +78,15 @@ def test_nesting_is_bounded_without_recursion():
         else:
             with pytest.raises(MalformedDataset, match=f"nested deeper than {MAX_DEPTH}"):
                 check_dataset(nested)
+
+
+@pytest.mark.parametrize(
+    ("meta", "reason"),
+    [
+        (b"\x02\x00\x01\x00OB\x00\x00\x02", "cut short"),  # a long-VR header stops after 9 bytes
+        (b"\x02\x00\x10\x00UI\x04\x00\xff\xfe12", "not a UID"),
+    ],
+)
+def test_damaged_file_meta_is_malformed_not_a_crash(meta, reason):
+    with pytest.raises(MalformedDataset, match=reason):
+        check_dataset(b"\x00" * 128 + b"DICM" + meta)

@@ -357,3 +357,23 @@ def _walk(dataset):
     for item in dataset.get("ContentSequence", []):
         yield item
         yield from _walk(item)
+
+
+def test_header_values_quoted_by_library_warnings_never_reach_the_log(tmp_path):
+    # pydicom and highdicom warn with the offending value: a one-part patient name, a birth date
+    # written with dots. The service turns warnings into log lines, so it must drop those.
+    datasets = []
+    for path in ct_copies(tmp_path / "ct", 2, "phi-in-warnings"):
+        ds = pydicom.dcmread(path)
+        ds.PatientName, ds.PatientBirthDate = "Zeta", "1970.01.31"
+        datasets.append(ds)
+    gateway = Gateway(tmp_path / "gw")
+    try:
+        assert [status for _, status in c_store(gateway.port, datasets)] == [0, 0]
+        wait_for(lambda: [j["state"] for j in gateway.jobs()] == ["done"], 90, "the read done")
+    finally:
+        gateway.stop()
+    logs = gateway.logs()
+    assert logs.strip(), "the service logged nothing at all"
+    for phi in ("Zeta", "1970.01.31", "19700131"):
+        assert phi not in logs, "patient identifiers must never reach the logs"

@@ -15,7 +15,7 @@ from dicom_gateway.reader import ReadOutcome
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
 from dicom_gateway.worker import Worker
-from imaging.errors import BadInput
+from imaging.errors import BadInput, ModelLoadError
 from tests.support import ct_copies
 
 
@@ -79,6 +79,14 @@ def test_bad_input_fails_the_job_for_good(tmp_path):
     assert not worker.run_once()
 
 
+def test_a_model_that_cannot_be_used_keeps_the_study_for_a_retry(tmp_path):
+    # a ModelLoadError is bad input to `read`, but in the service it is the service's fault, not
+    # the study's: the study must not be failed for good
+    worker, index, _ = _gateway(tmp_path, Reader(ModelLoadError("model.gguf: no room on the GPU")))
+    assert worker.run_once()
+    assert _job(index) == ("queued", "model: model.gguf: no room on the GPU")
+
+
 def test_another_error_is_retried_until_the_attempts_run_out(tmp_path):
     reader = Reader(RuntimeError("GPU out of memory"))
     worker, index, _ = _gateway(tmp_path, reader)
@@ -89,7 +97,7 @@ def test_another_error_is_retried_until_the_attempts_run_out(tmp_path):
     assert len(reader.read_dirs) == 3 and not worker.run_once()
 
 
-def test_the_results_of_the_jobs_study_are_queued_sr_first(tmp_path):
+def test_the_results_of_the_jobs_study_are_queued_in_the_readers_order(tmp_path):
     results = [tmp_path / "ct" / f"000{i}.dcm" for i in range(2)]  # any DICOM files will do
     reader = Reader(None)
     worker, index, study_uid = _gateway(tmp_path, reader)

@@ -10,14 +10,15 @@ from imaging.records import to_plain
 from tests.support import disc, phantom_frame
 from tools.registry import Tool, Toolbox
 from tools.toolbox import default_toolbox
-from tools.workspace import Workspace
+from tools.workspace import ShownSize, Workspace
 
 
 class Scripted:
     """A policy that plays a fixed list of decisions: a stand-in for a model's choices."""
 
     record = PolicyRecord("scripted", "Scripted test policy", "test only")
-    shown_size = 0  # the configured size stands
+    shown_size = ShownSize()  # the configured size stands
+    profile = None  # no prompt format: the budget stands
 
     def __init__(self, decisions) -> None:
         self.decisions = iter(decisions)
@@ -178,7 +179,7 @@ def test_a_read_shows_images_at_the_size_the_policy_declares(sample_study, tmp_p
 
     config = Config(read=ReadSettings(shown_size=100), report=ReportSettings(dicom=False))
     sized = Scripted([Answer("seen", (Claim("first image", (0,)),))])
-    sized.shown_size = 64
+    sized.shown_size = ShownSize(max_side=64)
     declared = read_study(sample_study, tmp_path / "a", config, policy=sized).trajectory
     plain = Scripted([Answer("seen", (Claim("first image", (0,)),))])
     configured = read_study(sample_study, tmp_path / "b", config, policy=plain).trajectory

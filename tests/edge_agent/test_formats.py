@@ -157,7 +157,8 @@ def test_medscope_calls_take_seconds_as_in_its_figure(reply, check):
 def test_medscope_maps_its_calls_to_our_video_tools():
     crop, frame, _ = (medscope().parse(reply, 1) for reply in MEDSCOPE_GOOD)
     assert (crop.tool, crop.arguments) == ("crop_video", {"start": 87.0, "end": 88.0, "n": 8})
-    assert (frame.tool, frame.arguments) == ("get_frame", {"t": 12})
+    # MedScope's get_frame returns the three nearest frames: our get_frame's sheet of them
+    assert (frame.tool, frame.arguments) == ("get_frame", {"t": 12, "nearest": 3})
 
 
 @pytest.mark.parametrize("reply", MEDSCOPE_BAD)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 # Every module that calls into llama-cpp-python, with how it names each library.
 USERS = ("edge_agent/mtmd.py", "edge_agent/llama_sampler.py", "edge_agent/policies/llama_cpp.py")
@@ -35,7 +33,7 @@ def _used() -> dict[str, dict[str, str]]:
 
 
 def test_every_native_name_we_call_exists_in_the_installed_llama_cpp_python():
-    llama_cpp = pytest.importorskip("llama_cpp")
+    import llama_cpp  # the test extra installs it: a missing one must fail, not skip
     from llama_cpp import mtmd_cpp
 
     used = _used()

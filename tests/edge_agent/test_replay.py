@@ -127,8 +127,11 @@ def test_replay_from_a_folder_without_the_cited_images_names_what_is_missing(rea
 
 
 def test_a_format_1_trajectory_gives_the_report_main_wrote():
+    """Written at 50a9650, before prompt profiles: no profile, no turn cap in its policy record,
+    and the report main wrote then, byte for byte (a prompt_profile key only for model reads)."""
     recorded = Trajectory.load(VERSION_1 / "trajectory.json")
     assert recorded.version == 1
+    assert (recorded.policy.prompt_profile, recorded.policy.max_turns) == ("", None)
     written = json.dumps(build_report(recorded), indent=2) + "\n"
     assert written == (VERSION_1 / "report.json").read_text()
 

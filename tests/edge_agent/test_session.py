@@ -12,7 +12,7 @@ import pytest
 
 from edge_agent.agent import Answer, Budget, PolicyError, ReadContext, ToolCall
 from edge_agent.formats import format_for
-from edge_agent.policies.session import END_OF_REPLY, ModelSession, Prompt
+from edge_agent.policies.session import AFTER_THOUGHT, END_OF_REPLY, ModelSession, Prompt
 from edge_agent.usage import TurnUsage
 from tests.support import phantom_frame
 from tools.toolbox import ToolSettings, default_toolbox
@@ -39,6 +39,7 @@ class Scripted:
         self.turns: list[tuple[str, int]] = []  # (text, images) each turn evaluated
         self.grammars: list[str | None] = []
         self.fed: list[int] = []
+        self.forced: list[int] = []
         self.released = 0
         self.closed = False
 
@@ -65,6 +66,9 @@ class Scripted:
     def detokenize(self, tokens: Sequence[int]) -> str:
         return "".join(chr(t) for t in tokens)
 
+    def tokenize(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
     def close(self) -> None:
         self.closed = True
 
@@ -78,6 +82,10 @@ class _Reply:
 
     def feed(self, token: int) -> None:
         self.backend.fed.append(token)
+
+    def force(self, token: int) -> None:
+        self.backend.forced.append(token)
+        self.feed(token)
 
 
 @pytest.fixture
@@ -100,7 +108,9 @@ def test_each_turn_evaluates_only_what_it_adds_and_counts_the_cache(context):
 
     assert isinstance(first, ToolCall) and first.tool == "zoom_in"
     # trained index 1 is the one image shown at turn 1: workspace image 0 of the two originals
-    assert first.arguments == {"index": 0, "bbox_2d": [1, 2, 30, 40]} and first.thought == "look"
+    # the raw crop the model was trained on: our zoom_in at the named image's own resolution
+    assert first.arguments == {"index": 0, "bbox_2d": [1, 2, 30, 40], "scale": 1}
+    assert first.thought == "look"
     assert isinstance(second, Answer) and second.text == "no lesion"
     assert second.findings[0].evidence == (2,)  # the newest image the model looked at
     (text1, images1), (text2, images2) = backend.turns
@@ -139,8 +149,9 @@ def test_a_turn_that_would_overflow_the_context_is_refused_before_it_is_evaluate
 def test_a_reply_over_the_token_budget_ends_with_its_beginning(context):
     backend = Scripted([ZOOM])
     session = ModelSession(backend, format_for(context))
+    # the session ended the thought after one character (half of the 12 is kept for the rest)
     with pytest.raises(
-        PolicyError, match=r"not finished within 12 tokens; it began '<think>look<'"
+        PolicyError, match=r"not finished within 12 tokens; it began '<think>l</think>'"
     ):
         session.step(replace(context, budget=Budget(max_new_tokens=12)))
 
@@ -183,3 +194,55 @@ def test_usage_keeps_the_json_keys_trajectories_had_and_older_ones_still_load():
         )
     with pytest.raises(ValueError, match="image_tokens 9 exceed prompt_tokens 5"):
         TurnUsage(prompt_tokens=5, image_tokens=9)
+
+
+class Rambling(Scripted):
+    """A model that thinks until it is stopped: `a` after `a`, then, once the session has closed
+    its thought, the rest of `after`."""
+
+    def __init__(self, after: str) -> None:
+        super().__init__([])
+        self.after = after
+
+    @contextmanager
+    def reply(self, gbnf: str | None):
+        self.grammars.append(gbnf)
+        yield _Rambler(self)
+
+
+class _Rambler(_Reply):
+    def __init__(self, backend: Rambling) -> None:
+        super().__init__(backend, [ord(c) for c in "<think>"])
+        self.thinking = True
+        self.rest = iter([ord(c) for c in backend.after] + [END])
+
+    def next_token(self) -> int:
+        if self.thinking:
+            return next(self.tokens, ord("a"))
+        return next(self.rest)
+
+    def force(self, token: int) -> None:
+        super().force(token)
+        self.thinking = False
+
+
+def test_a_long_thought_is_ended_at_the_token_bound_and_the_reply_still_finishes(context):
+    after = " Action: Answer\n<answer>no lesion</answer>"
+    backend = Rambling(after)
+    form = format_for(context, think_tokens=40)
+    decision = ModelSession(backend, form).step(context)  # max_new_tokens 200: room for it
+    assert isinstance(decision, Answer) and decision.text == "no lesion"
+    assert backend.forced == [ord(c) for c in "</think>"]
+    assert decision.usage.generated == 40 + len("</think>") + len(after)
+
+
+def test_the_thought_bound_leaves_room_for_the_reply_within_max_new_tokens(context):
+    """A default thought bound (1 024 tokens) under a small max_new_tokens: the thought ends
+    early enough that the answer still fits, instead of the read ending unfinished."""
+    after = " Action: Answer\n<answer>no lesion</answer>"
+    backend = Rambling(after)
+    budget = Budget(max_new_tokens=300)  # under 2 x AFTER_THOUGHT: half is kept for the reply
+    decision = ModelSession(backend, format_for(context)).step(replace(context, budget=budget))
+    assert isinstance(decision, Answer)
+    assert decision.usage.generated == 300 - 150 + len("</think>") + len(after)  # half of it
+    assert Budget().max_new_tokens >= format_for(context).thought_tokens + AFTER_THOUGHT

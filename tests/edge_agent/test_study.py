@@ -168,6 +168,19 @@ def test_selection_prefers_the_ct_volume_and_shows_central_slices(sample_study: 
     assert select(study, ("MR", "CT"), key_frames=3).series.modality == "MR"
 
 
+def test_one_key_slice_is_the_central_slice_the_profile_shows(sample_study: Path):
+    """A profile that shows one image at turn 1 shows the central key slice (formats/shown.py);
+    selecting one key slice picks that same central slice, not the one at 20 %."""
+    from edge_agent.formats.shown import ShownImages
+
+    study = load_study(sample_study)
+    one, three = select(study, ("CT",), key_frames=1), select(study, ("CT",), key_frames=3)
+    frames = one.series.frames
+    assert [frames.index(f) for f in one.frames] == [len(frames) // 2]
+    shown_of_three = ShownImages.of(3, 3, 1, 1).workspace
+    assert [frames.index(three.frames[i]) for i in shown_of_three] == [len(frames) // 2]
+
+
 def test_a_cine_is_read_as_a_timeline_from_its_frame_times():
     study = load_study(bundled("examples_ybr_color.dcm"))  # 30 US frames, Frame Time 33.33 ms
     chosen = select(study, ("US",), key_frames=3)

@@ -42,7 +42,7 @@ def test_an_unknown_tool_is_answered_with_the_valid_names():
         ({"index": 0}, "'bbox_2d' is a required property"),
         ({"index": 0, "bbox_2d": [1, 2, 3]}, "bbox_2d: .* is too short"),
         ({"index": -1, "bbox_2d": [1, 2, 3, 4]}, "index: -1 is less than the minimum of 0"),
-        ({"index": 0, "bbox_2d": [1, 2, 3, 4], "scale": 2}, "'scale' was unexpected"),
+        ({"index": 0, "bbox_2d": [1, 2, 3, 4], "factor": 2}, "'factor' was unexpected"),
         ({"index": "0", "bbox_2d": [1, 2, 3, 4]}, "index: '0' is not of type 'integer'"),
     ],
 )

@@ -15,6 +15,7 @@ from edge_agent.evaluation.outputs import write_run_outputs
 from edge_agent.evaluation.runner import load_results, run_eval
 from edge_agent.trajectory import PolicyRecord
 from tests.edge_agent.evaluation.conftest import write_image
+from tools.workspace import ShownSize
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -23,7 +24,8 @@ class Scripted:
     """Plays fixed decisions per read, as a model might choose them."""
 
     record = PolicyRecord("scripted", "Scripted test policy", "test only")
-    shown_size = 0  # the configured size stands
+    shown_size = ShownSize()  # the configured size stands
+    profile = None  # no prompt format: the budget stands
 
     def __init__(self, decisions) -> None:
         self.decisions = decisions
@@ -124,3 +126,16 @@ def test_malformed_and_invalid_calls_count_as_wrong_tool_calls(vqa_set: Path, tm
     broken = run_eval(read_cases(vqa_set), Config(), tmp_path / "run2", policy=unparseable)
     assert [(r.score.calls, r.score.valid_calls) for r in broken] == [(1, 0)] * 3
     assert broken[0].score.ended == "policy_error"
+
+
+def test_a_damaged_result_in_a_run_folder_is_bad_input_naming_the_file(tmp_path):
+    import pytest
+
+    from edge_agent.evaluation.runner import RunFolderError, load_result
+
+    result = tmp_path / "cases" / "c1" / "result.json"
+    result.parent.mkdir(parents=True)
+    for damage in ("{not json", '{"id": "c1", "from_a_later_version": 1}'):
+        result.write_text(damage)
+        with pytest.raises(RunFolderError, match=r"c1/result\.json is not a case result"):
+            load_result(tmp_path, "c1")

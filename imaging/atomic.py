@@ -1,4 +1,5 @@
-"""Output files are either complete or absent: written beside their place, then renamed over."""
+"""Files are either complete or absent: written beside their place, fsynced, renamed over, and
+the folder fsynced (reports, manifests, evaluation results; the spool fsyncs its folders too)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ def write_atomic(path: Path, data: bytes) -> None:
     except OSError:
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """A rename or a new file in `folder` survives a crash only once the folder is synced."""
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)

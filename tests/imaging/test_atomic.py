@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from edge_agent.report import atomic
+from imaging import atomic
 
 
 def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
