@@ -10,14 +10,7 @@ import typer
 from rich.markup import escape
 
 from edge_agent.cli.config import FileConfig
-from edge_agent.cli.terminal import (
-    ConfigOption,
-    VerboseOption,
-    console,
-    errors,
-    exit_code,
-    setup,
-)
+from edge_agent.cli.terminal import ConfigOption, VerboseOption, console, errors, exit_code, setup
 from imaging.errors import BadInput
 
 
