@@ -139,3 +139,29 @@ def test_a_damaged_result_in_a_run_folder_is_bad_input_naming_the_file(tmp_path)
         result.write_text(damage)
         with pytest.raises(RunFolderError, match=r"c1/result\.json is not a case result"):
             load_result(tmp_path, "c1")
+
+
+def test_a_tiny_random_model_without_its_grammar_scores_no_valid_call(onnx_llm, vqa_set, tmp_path):
+    # the real model path: unconstrained replies from random weights never follow the format,
+    # and each such reply is a wrong tool call, not a read left out of the count
+    from edge_agent.agent import Budget
+    from edge_agent.config import PolicySettings, ReportSettings
+    from edge_agent.policies.onnx_trt import OnnxTrtSettings
+    from tools.onnx_runtime import RuntimeSettings
+
+    settings = OnnxTrtSettings(
+        model_dir=str(onnx_llm),
+        runtime=RuntimeSettings(providers=("cpu",)),
+        grammar=False,
+        max_think_tokens=16,
+    )
+    config = Config(
+        budget=Budget(max_turns=2, max_new_tokens=64),
+        policy=PolicySettings(name="onnx_trt", onnx_trt=settings),
+        report=ReportSettings(dicom=False),
+    )
+    results = run_eval(read_cases(vqa_set), config, tmp_path / "free")
+    assert [r.status for r in results] == ["done"] * 3, [r.reason for r in results]
+    metrics = write_run_outputs(tmp_path / "free", results)
+    rate = metrics.tool_call_accuracy
+    assert (rate.k, rate.n) == (0, 3)  # one unparseable reply per read, each counted wrong
