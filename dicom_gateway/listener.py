@@ -97,18 +97,19 @@ class Listener:
     def _on_requested(self, event) -> None:
         """Admission, decided here so that every refusal is audited with its real reason. It
         fails closed: pynetdicom logs and swallows a notification handler's error and would
-        go on to accept, so the refusal comes before anything else that could raise."""
+        go on to accept, so any error here (an audit write that fails) refuses the association."""
         try:
             peer = self._peer(event)
             reason, code = self._caller_refusal(peer), CALLING_AE_NOT_RECOGNIZED
             if reason is None and not pdu_guard.connection_of(event.assoc).promote():
                 reason, code = "association limit reached", LOCAL_LIMIT_EXCEEDED
+            if reason is not None:  # audited before the peer hears of it
+                self._audit("association_rejected", reason=reason, **peer)
         except Exception:
             pdu_guard.reject(event.assoc, *LOCAL_LIMIT_EXCEEDED)
             raise
         if reason is not None:
             pdu_guard.reject(event.assoc, *code)
-            self._audit("association_rejected", reason=reason, **peer)
 
     def _caller_refusal(self, peer: dict) -> str | None:
         if not self._callers:

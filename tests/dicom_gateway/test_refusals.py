@@ -149,3 +149,40 @@ def _echoscu(port: int, calling: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=60,
     )
+
+
+def test_admission_fails_closed_when_the_audit_cannot_be_written(tmp_path):
+    # pynetdicom logs and swallows an error in the admission handler and would go on to accept:
+    # a caller that is not allowed must still be refused when the audit write fails
+    from dicom_gateway.index import Index
+    from dicom_gateway.listener import Listener
+    from dicom_gateway.settings import GatewaySettings
+    from dicom_gateway.spool import Spool
+    from tests.peers import free_port
+
+    def broken_audit(event: str, **fields) -> None:
+        raise OSError(28, "No space left on device")
+
+    settings = GatewaySettings(port=free_port(), allowed=("STORESCU",))
+    listener = Listener(settings, Spool(tmp_path, Index(tmp_path / "i.sqlite"), 1), broken_audit)
+    listener.start()
+    try:
+        assert _associate(settings.port, "INTRUDER") == "rejected"  # an A-ASSOCIATE-RJ
+        assert echo(settings.port, "EDGEAGENT", "STORESCU") == 0  # an allowed caller gets in
+    finally:
+        listener.stop()
+
+
+def _associate(port: int, calling: str) -> str:
+    """How an association request from `calling` ends: established, rejected or aborted."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.network_timeout = 10
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="EDGEAGENT")
+    if assoc.is_established:
+        assoc.release()
+        return "established"
+    return "rejected" if assoc.is_rejected else "aborted"
