@@ -5,6 +5,7 @@ the key."""
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -112,12 +113,20 @@ def load_profile(name_or_path: str | Path) -> Profile:
             raise ProfileError(f"profile {str(path)!r}: {exc.strerror}") from None
         where = str(path)
     else:
-        if str(name_or_path) not in available():
-            raise ProfileError(
-                f"no profile named {str(name_or_path)!r}; shipped: {', '.join(available())}"
-            )
-        resource = resources.files("edge_agent.formats") / "profiles" / f"{name_or_path}.toml"
-        raw, where = resource.read_bytes(), f"{name_or_path}.toml"
+        return _shipped(str(name_or_path))
+    return _parsed(raw, where)
+
+
+@functools.cache
+def _shipped(name: str) -> Profile:
+    """A shipped profile, read and checked once per process: every read asks for one."""
+    if name not in available():
+        raise ProfileError(f"no profile named {name!r}; shipped: {', '.join(available())}")
+    resource = resources.files("edge_agent.formats") / "profiles" / f"{name}.toml"
+    return _parsed(resource.read_bytes(), f"{name}.toml")
+
+
+def _parsed(raw: bytes, where: str) -> Profile:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
