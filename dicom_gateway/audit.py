@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 
 
 class Audit:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, node: str = "") -> None:
+        """`node`: host:pid of the process, on every line (several share one trail)."""
+        self._node = node
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._lock = threading.Lock()
@@ -23,6 +25,7 @@ class Audit:
         record = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
             "event": event,
+            **({"node": self._node} if self._node else {}),
             **fields,
         }
         line = json.dumps(record, sort_keys=False)

@@ -41,7 +41,10 @@ class GatewaySettings:
     # Calling AE titles allowed to connect, optionally pinned to an IP as "AE@IP".
     # Empty accepts any calling AE (a warning says so at start).
     allowed: tuple[str, ...] = ()
-    spool_dir: str = "edge-agent-spool"
+    spool_dir: str = "edge-agent-spool"  # on a shared mount when roles run on several machines
+    # Empty: the spool's own SQLite index (one machine). postgresql://user@host/db: one
+    # PostgreSQL index that every listener, worker and outbox of a site shares.
+    database: str = ""
     min_free_mb: int = 512  # below this, C-STORE answers 0xA700 (out of resources)
     stable_after_s: float = 30.0  # a study is complete when nothing arrived for this long
     late_instances: str = "ignore"  # after a read started: "ignore" or "reread" (once)
@@ -72,6 +75,10 @@ class GatewaySettings:
             raise ValueError("handshake_timeout_s must be > 0 and at most network_timeout_s")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls_cert and tls_key go together")
+        if self.database and not self.database.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                f"database must be empty or a postgresql:// URL, not {self.database!r}"
+            )
         for text in self.destinations:
             Peer.parse(text)
         for entry in self.allowed:

@@ -33,6 +33,7 @@ class Worker:
         self.name = name
         self._queue, self._spool, self._outbox = queue, spool, outbox
         self._reader, self._audit, self._lease_s = reader, audit, lease_s
+        self.current: Job | None = None  # the job being read, for the node's heartbeat
 
     def close(self) -> None:
         """The worker owns its reader (and the models it keeps loaded)."""
@@ -43,6 +44,13 @@ class Worker:
         job = self._queue.claim(self.name, self._lease_s)
         if job is None:
             return False
+        self.current = job
+        try:
+            return self._read(job)
+        finally:
+            self.current = None
+
+    def _read(self, job: Job) -> bool:
         out_dir = self._spool.root / "results" / job.study_uid / f"job{job.id}-try{job.attempt}"
         stop_beating = _heartbeat(self._queue, job, self.name, self._lease_s)
         try:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dicom_gateway.audit import Audit
-from dicom_gateway.index import Index
-from dicom_gateway.jobs import SqliteJobQueue
+from dicom_gateway.index import Index, SqliteIndex
+from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import Outbox, Undelivered, undelivered
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
@@ -14,16 +12,12 @@ from tests.peers import Orthanc
 from tests.support import ct_copies
 
 
-def _spool(tmp_path: Path) -> Spool:
-    return Spool(tmp_path / "spool", Index(tmp_path / "index.sqlite"), min_free_mb=1)
-
-
-def test_only_new_instances_after_the_read_started_are_late(tmp_path):
-    spool = _spool(tmp_path)
+def test_only_new_instances_after_the_read_started_are_late(tmp_path, open_store):
+    spool = Spool(tmp_path / "spool", open_store(), min_free_mb=1)
     first, second = (p.read_bytes() for p in ct_copies(tmp_path / "ct", 2, "late"))
     stored = spool.store(first, "A")
     assert stored.late is False
-    queue = SqliteJobQueue(spool.index, max_attempts=1)
+    queue = IndexJobQueue(spool.index, max_attempts=1)
     queue.enqueue(stored.study_uid)
     job = queue.claim("w", 60)
     assert spool.store(first, "A").late is False  # a re-send of what the read has
@@ -37,7 +31,7 @@ def test_a_backlog_larger_than_one_association_is_delivered(tmp_path):
     orthanc = Orthanc(tmp_path / "orthanc")
     try:
         settings = GatewaySettings(destinations=(f"ORTHANC@127.0.0.1:{orthanc.dicom_port}",))
-        index = Index(tmp_path / "index.sqlite")
+        index = SqliteIndex(tmp_path / "index.sqlite")
         outbox = Outbox(index, settings, Audit(tmp_path / "audit.jsonl"))
         files = ct_copies(tmp_path / "ct", 150, "backlog")  # more than 128 contexts' worth
         with index.write() as db:
@@ -49,8 +43,8 @@ def test_a_backlog_larger_than_one_association_is_delivered(tmp_path):
         orthanc.stop()
 
 
-def test_the_undelivered_list_holds_pending_and_failed_rows_oldest_first(tmp_path):
-    index = Index(tmp_path / "index.sqlite")
+def test_the_undelivered_list_holds_pending_and_failed_rows_oldest_first(open_store):
+    index: Index = open_store()
     with index.write() as db:
         for sop, state, error in (
             ("1.1", "sent", None),
