@@ -1,6 +1,9 @@
-"""Spool and outbox in-process, against a real SQLite index and a real Orthanc."""
+"""Spool and outbox in-process, against a real index (SQLite, PostgreSQL) and a real Orthanc."""
 
 from __future__ import annotations
+
+import json
+import threading
 
 from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index, SqliteIndex
@@ -60,3 +63,34 @@ def test_the_undelivered_list_holds_pending_and_failed_rows_oldest_first(open_st
         Undelivered(2, "PACS@h:104", "1.2", "failed", 0, 5.0, "refused"),
         Undelivered(3, "PACS@h:104", "1.3", "pending", 0, 5.0, ""),
     ]
+
+
+def test_two_outbox_processes_send_each_result_once(tmp_path, open_store):
+    orthanc = Orthanc(tmp_path / "orthanc")
+    try:
+        settings = GatewaySettings(destinations=(f"ORTHANC@127.0.0.1:{orthanc.dicom_port}",))
+        audit = Audit(tmp_path / "audit.jsonl")
+        indexes = [open_store(), open_store()]  # each process opens the index itself
+        outboxes = [Outbox(i, settings, audit, node=f"n{n}") for n, i in enumerate(indexes)]
+        files = ct_copies(tmp_path / "ct", 40, "two-outboxes")
+        with indexes[0].write() as db:
+            outboxes[0].add_in(db, None, outboxes[0].identify(files))
+        start = threading.Barrier(2)
+
+        def send(outbox: Outbox) -> None:
+            start.wait()
+            while outbox.send_due():
+                pass
+
+        threads = [threading.Thread(target=send, args=(o,)) for o in outboxes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        audit.close()
+        lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+        sent = [json.loads(line)["sop_uid"] for line in lines]
+        assert len(sent) == 40 == len(set(sent))
+        assert len(orthanc.get("/instances")) == 40
+    finally:
+        orthanc.stop()
