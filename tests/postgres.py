@@ -33,7 +33,9 @@ def bindir() -> Path:
 class Postgres:
     """One PostgreSQL server; `database()` hands each test a fresh, empty database."""
 
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False) -> None:
+        """`fsync` off for tests (a throw-away server); on where timing should be realistic."""
+        self._fsync = fsync
         self._bin = bindir()
         # PostgreSQL refuses to run as root: then it runs as the package's own user, in a folder
         # that user owns (pytest's temporary folders are private to root).
@@ -61,7 +63,7 @@ class Postgres:
     def start(self) -> None:
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c max_connections=200"
+            f"-c fsync={'on' if self._fsync else 'off'} -c max_connections=200"
         )
         self._run(
             "pg_ctl", "-D", self.data, "-o", options, "-l", f"{self.folder}/log", "-w", "start"
