@@ -8,8 +8,9 @@ import logging
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -108,10 +109,11 @@ class Transaction:
         return self._now
 
 
-class Index:
+class Index(ABC):
     """The engine-independent part: migrations, the clock, retries over a broken connection."""
 
     dialect: Dialect
+    transient: tuple[type[Exception], ...] = ()  # errors after which a transaction may be rerun
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self._clock = clock  # tests set the time; None: the engine's clock
@@ -124,12 +126,13 @@ class Index:
                     db.execute(statement)
                 self.dialect.set_version(db, number)
 
-    @contextmanager
-    def write(self) -> Iterator[Transaction]:
-        raise NotImplementedError
+    @abstractmethod
+    def write(self) -> AbstractContextManager[Transaction]:
+        """A write transaction: committed when the block ends, rolled back when it raises."""
 
+    @abstractmethod
     def read(self, sql: str, *args) -> list:
-        raise NotImplementedError
+        """Rows of one query outside any write transaction."""
 
     def now(self) -> float:
         with self.write() as db:
@@ -148,10 +151,8 @@ class Index:
                 log.warning("%s: the index is out of reach (%s); retrying", what, exc)
                 time.sleep(1.0)
 
-    transient: tuple[type[Exception], ...] = ()
-
-    def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None: ...
 
 
 class SqliteIndex(Index):

@@ -151,3 +151,31 @@ def test_a_study_is_judged_quiet_on_the_databases_clock_not_the_nodes(postgres, 
         assert promote_stable_studies(index, 30, "ignore") == []
     finally:
         index.close()
+
+
+def test_a_completion_cut_by_a_lost_connection_is_committed_once_on_a_new_one(postgres):
+    from dicom_gateway.index import open_index
+
+    index = open_index(postgres.database(), "unused")
+    try:
+        queue = IndexJobQueue(index, max_attempts=3)
+        receive(index, "1.2.3", index.now())
+        queue.enqueue("1.2.3")
+        job = queue.claim("w", lease_s=60)
+        cuts = []
+
+        def outbox_rows(db) -> None:
+            if not cuts:  # the server ends this session mid-transaction, as a restart does
+                cuts.append(1)
+                db.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            db.execute(
+                "INSERT INTO outbox (job_id, destination, path, sop_uid, next_try) "
+                "VALUES (?, 'PACS@h:104', '/r.dcm', '1.2.3.4', 0)",
+                (job.id,),
+            )
+
+        queue.complete(job, "w", "/out", then=outbox_rows)
+        assert index.read("SELECT state FROM jobs")[0]["state"] == "done"
+        assert index.read("SELECT COUNT(*) FROM outbox")[0][0] == 1
+    finally:
+        index.close()
