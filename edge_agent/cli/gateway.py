@@ -4,6 +4,7 @@ here."""
 from __future__ import annotations
 
 import datetime
+import logging
 import signal
 import threading
 from typing import Annotated
@@ -168,7 +169,9 @@ def _index(config):
     path = index_path(gateway.spool_dir)
     if not gateway.database and not path.is_file():
         raise BadInput(f"no spool index at {path}: has the gateway run here?")
-    return open_index(gateway.database, gateway.spool_dir)
+    # An unreachable server is the one-line error below, not a warning per connection attempt.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    return open_index(gateway.database, gateway.spool_dir, connect_timeout_s=10)
 
 
 def peer(text: str) -> Peer:

@@ -204,3 +204,14 @@ def test_a_role_without_a_shared_index_is_refused_in_one_line(tmp_path, role):
     done = run_cli("serve", "--role", role, "--config", config)
     assert done.returncode == 2
     assert "needs the shared index" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_an_index_database_that_does_not_answer_is_one_line(tmp_path):
+    port = free_port()  # nothing listens there
+    config = tmp_path / "edge-agent.toml"
+    config.write_text(f'[gateway]\ndatabase = "postgresql://edge@127.0.0.1:{port}/site"\n')
+    done = run_cli("pacs", "status", "--config", config)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: the index database site on 127.0.0.1:{port} did not answer within 10 s"
+    ]
