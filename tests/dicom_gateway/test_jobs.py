@@ -10,8 +10,10 @@ import pytest
 
 from dicom_gateway import index as index_module
 from dicom_gateway.assembler import promote_stable_studies
-from dicom_gateway.index import Index
+from dicom_gateway.index import Index, open_index
 from dicom_gateway.jobs import IndexJobQueue, LeaseLost
+from dicom_gateway.spool import Spool
+from tests.support import ct_copies
 
 
 class Clock:
@@ -142,8 +144,6 @@ def test_each_job_is_claimed_by_exactly_one_of_many_workers(open_store):
 
 
 def test_a_study_is_judged_quiet_on_the_databases_clock_not_the_nodes(postgres, monkeypatch):
-    from dicom_gateway.index import open_index
-
     index = open_index(postgres.database(), "unused")
     try:
         receive(index, "1.2.3", index.now())
@@ -154,8 +154,6 @@ def test_a_study_is_judged_quiet_on_the_databases_clock_not_the_nodes(postgres, 
 
 
 def test_a_completion_cut_by_a_lost_connection_is_committed_once_on_a_new_one(postgres):
-    from dicom_gateway.index import open_index
-
     index = open_index(postgres.database(), "unused")
     try:
         queue = IndexJobQueue(index, max_attempts=3)
@@ -179,3 +177,16 @@ def test_a_completion_cut_by_a_lost_connection_is_committed_once_on_a_new_one(po
         assert index.read("SELECT COUNT(*) FROM outbox")[0][0] == 1
     finally:
         index.close()
+
+
+def test_a_study_still_arriving_on_another_listener_is_not_read_early(tmp_path, open_store, clock):
+    first, second = (p.read_bytes() for p in ct_copies(tmp_path / "ct", 2, "two-listeners"))
+    listeners = [Spool(tmp_path / "spool", open_store(clock=clock), 1) for _ in range(2)]
+    worker = open_store(clock=clock)
+    study = listeners[0].store(first, "PACS").study_uid
+    clock.t += 20
+    listeners[1].store(second, "PACS")  # the same study, through the other listener
+    clock.t += 11  # 31 s after the first instance, 11 s after the last
+    assert promote_stable_studies(worker, 30, "ignore") == []
+    clock.t += 20
+    assert promote_stable_studies(worker, 30, "ignore") == [study]
