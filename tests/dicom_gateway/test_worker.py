@@ -121,7 +121,9 @@ def test_closing_the_worker_closes_its_reader(tmp_path, index):
     assert reader.closed
 
 
-@pytest.mark.parametrize("module", ["reader", "worker", "service", "retrieve", "outbox"])
+@pytest.mark.parametrize(
+    "module", ["reader", "worker", "service", "retrieve", "outbox", "postgres_index", "overview"]
+)
 def test_the_gateway_imports_nothing_from_the_agent(module):
     import subprocess
     import sys
