@@ -149,7 +149,10 @@ def test_two_listeners_three_workers_one_outbox_read_and_deliver_each_study_once
         )
         os.kill(site.processes[victim].pid, signal.SIGKILL)
         site.processes[victim].wait()
+        done_before = site.rows("SELECT COUNT(*) FROM jobs WHERE state = 'done'")[0][0]
+        sent_before = sum(e["event"] == "object_sent" for e in site.audit())
         postgres.restart()  # every role loses its connections mid-run
+        assert done_before < 10 and sent_before < 10  # reads and sends were left to do
 
         # Second wave, after the restart: the listeners reconnected.
         _push_all(orthanc, [("edge0", studies[10:15]), ("edge1", studies[15:20])])
