@@ -67,16 +67,21 @@ class Service:
         """Serve until `stop` is set; `on_tick(status)` is called every second meanwhile."""
         if self.listener is not None:
             self.listener.start()
-        steps = {"beat": self._beat}
+        poll = self.settings.poll_s
+        steps = {}
         if self.worker is not None:
-            steps["reader"] = self._read_step
+            steps["reader"] = (self._read_step, poll)
         if self.node.role in ("all", "outbox"):
-            steps["outbox"] = self.outbox.send_due
+            steps["outbox"] = (self.outbox.send_due, poll)
         threads = [
-            threading.Thread(target=self._loop, args=(stop, step), name=name)
+            threading.Thread(target=self._loop, args=(stop, *step), name=name)
             for name, step in steps.items()
         ]
-        for thread in threads:
+        drained = threading.Event()  # the node beats on while its last read finishes
+        beat = threading.Thread(
+            target=self._loop, args=(drained, self._beat, nodes.BEAT_S), name="beat"
+        )
+        for thread in [*threads, beat]:
             thread.start()
         self.audit(
             "service_started",
@@ -91,6 +96,8 @@ class Service:
             self.listener.stop()
         for thread in threads:
             thread.join()
+        drained.set()
+        beat.join()
         if self.worker is not None:
             self.worker.close()
         self.index.retrying(lambda: nodes.beat(self.index, self.node, "stopped"), "last beat", 10)
@@ -120,15 +127,14 @@ class Service:
         )
         return self.worker.run_once()
 
-    def _loop(self, stop: threading.Event, step) -> None:
-        """Run `step` until stopped; an error is logged and the loop goes on."""
-        name = threading.current_thread().name
-        pause = nodes.BEAT_S if name == "beat" else self.settings.poll_s
+    def _loop(self, stop: threading.Event, step, pause: float) -> None:
+        """Run `step` until stopped, `pause` seconds apart while it finds nothing to do; an error
+        is logged and the loop goes on."""
         while not stop.is_set():
             try:
                 busy = step()
             except Exception:
-                log.exception("%s step failed; continuing", name)
+                log.exception("%s step failed; continuing", threading.current_thread().name)
                 busy = False
             if not busy:
                 stop.wait(pause)
