@@ -1,4 +1,5 @@
-"""The outbox: results wait here until each destination acknowledged them (C-STORE).
+"""The outbox: results wait here until each destination acknowledged them (C-STORE, or STOW-RS
+for a dicomweb+https:// destination).
 
 Rows persist in the index, so a PACS that is down delays delivery, never drops it."""
 
@@ -13,10 +14,12 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pynetdicom import AE
 
+from dicom_gateway import dicomweb_out
 from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index, now
 from dicom_gateway.settings import GatewaySettings, Peer
 from dicom_gateway.status import STORED
+from dicom_gateway.web_settings import WebPeer, is_web
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +82,26 @@ class Outbox:
         for row in due:
             by_destination.setdefault(row["destination"], []).append(row)
         return sum(
-            self._send(Peer.parse(destination), rows[start : start + BATCH])
+            self._send_to(destination, rows[start : start + BATCH])
             for destination, rows in by_destination.items()
             for start in range(0, len(rows), BATCH)
         )
+
+    def _send_to(self, destination: str, rows: list) -> int:
+        """The one place a destination's scheme picks how it is sent to."""
+        if is_web(destination):
+            return self._stow(WebPeer.parse(destination), rows)
+        return self._send(Peer.parse(destination), rows)
+
+    def _stow(self, peer: WebPeer, rows: list) -> int:
+        """STOW-RS to a DICOMweb server: delivered or postponed row by row, as with C-STORE."""
+        deliveries = dicomweb_out.stow(self._settings.web.server(peer), rows)
+        for delivery in deliveries:
+            if delivery.error:
+                self._postpone([delivery.row], delivery.error)
+            else:
+                self._delivered(delivery.row, peer)
+        return sum(1 for d in deliveries if not d.error)
 
     def _send(self, peer: Peer, rows: list) -> int:
         ae = AE(ae_title=self._settings.ae_title)
@@ -128,7 +147,7 @@ class Outbox:
                 assoc.release()
         return delivered
 
-    def _delivered(self, row, peer: Peer) -> None:
+    def _delivered(self, row, peer: Peer | WebPeer) -> None:
         with self._index.write() as db:
             db.execute(
                 "UPDATE outbox SET state = 'sent', sent = ?, attempts = attempts + 1 WHERE id = ?",

@@ -20,6 +20,7 @@ from dicom_gateway.outbox import Outbox
 from dicom_gateway.reader import Reader
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
+from dicom_gateway.stow import WebListener
 from dicom_gateway.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Service:
         self.queue = SqliteJobQueue(self.index, settings.max_attempts)
         self.outbox = Outbox(self.index, settings, self.audit)
         self.listener = Listener(settings, self.spool, self.audit)
+        self.web = WebListener(settings.web, self.spool, self.audit) if settings.web.port else None
         self.worker = Worker(
             f"{platform.node()}-worker",
             self.queue,
@@ -53,11 +55,14 @@ class Service:
             open_reader(),  # models load once, here, before anything listens
             self.audit,
             settings.lease_s,
+            settings.routing,
         )
 
     def run(self, stop: threading.Event, on_tick=None) -> None:
         """Serve until `stop` is set; `on_tick(status)` is called every second meanwhile."""
         self.listener.start()
+        if self.web is not None:  # STOW-RS beside C-STORE, into the same spool
+            self.web.start()
         threads = [
             threading.Thread(target=self._loop, args=(stop, self._read_step), name="reader"),
             threading.Thread(target=self._loop, args=(stop, self.outbox.send_due), name="outbox"),
@@ -69,6 +74,8 @@ class Service:
             if on_tick:
                 on_tick(self.status())
         self.listener.stop()
+        if self.web is not None:
+            self.web.stop()
         for thread in threads:
             thread.join()
         self.worker.close()
