@@ -26,7 +26,6 @@ def find_studies(
         found = connect(server).search_for_studies(
             fields=list(FIND_KEYS),
             search_filters={k: v for k, v in filters.items() if v},
-            get_remaining=True,
         )
     except requests.HTTPError as exc:
         raise PacsError(f"{server.url} answered QIDO-RS with HTTP {_status(exc)}") from None
@@ -59,7 +58,9 @@ def get_study(server: WebServer, study_uid: str, folder: Path) -> int:
             partial.replace(target)
             count += 1
     except requests.HTTPError as exc:
-        raise PacsError(f"{server.url} answered WADO-RS with HTTP {_status(exc)}") from None
+        raise PacsError(
+            f"{server.url} answered WADO-RS for study {study_uid} with HTTP {_status(exc)}"
+        ) from None
     except (requests.RequestException, OSError) as exc:
         raise PacsError(f"could not reach {server.url}: {type(exc).__name__}") from None
     if not count:

@@ -12,6 +12,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 DICOM = "application/dicom"
+MAX_BOUNDARY = 200
 
 # The parser logs the malformed bytes' position at WARNING; our answer (400) already says it.
 logging.getLogger("python_multipart").setLevel(logging.ERROR)
@@ -43,8 +44,9 @@ def boundary_of(content_type: str) -> bytes:
     if kind != DICOM:
         raise UnsupportedMedia(f"multipart/related of {kind!r}: only {DICOM} parts are stored")
     boundary = options.get(b"boundary", b"")
-    if not 1 <= len(boundary) <= 70:
-        raise MalformedMultipart("Content-Type has no boundary (or one over 70 characters)")
+    # RFC 2046 allows 70 characters; Orthanc's STOW client sends two UUIDs (73): be lenient.
+    if not 1 <= len(boundary) <= MAX_BOUNDARY:
+        raise MalformedMultipart(f"Content-Type has no boundary (or one over {MAX_BOUNDARY})")
     return boundary
 
 

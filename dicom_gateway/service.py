@@ -60,9 +60,9 @@ class Service:
 
     def run(self, stop: threading.Event, on_tick=None) -> None:
         """Serve until `stop` is set; `on_tick(status)` is called every second meanwhile."""
-        self.listener.start()
         if self.web is not None:  # STOW-RS beside C-STORE, into the same spool
             self.web.start()
+        self.listener.start()
         threads = [
             threading.Thread(target=self._loop, args=(stop, self._read_step), name="reader"),
             threading.Thread(target=self._loop, args=(stop, self.outbox.send_due), name="outbox"),

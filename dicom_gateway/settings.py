@@ -87,11 +87,6 @@ class GatewaySettings:
     def peers(self) -> tuple[Peer | WebPeer, ...]:
         return tuple(destination(text) for text in self.destinations)
 
-
-def destination(text: str) -> Peer | WebPeer:
-    """A DIMSE node (AE@HOST:PORT) or a DICOMweb server (dicomweb+https://HOST/PATH)."""
-    return WebPeer.parse(text) if is_web(text) else Peer.parse(text)
-
     @property
     def allowed_callers(self) -> dict[str, str | None]:
         """Calling AE title -> required source IP (None: any address)."""
@@ -103,3 +98,8 @@ def _allowed_entry(entry: str) -> tuple[str, str | None]:
     if not AE_TITLE.match(ae):
         raise ValueError(f"allowed entry {entry!r}: {ae!r} is not an AE title")
     return ae, ip or None
+
+
+def destination(text: str) -> Peer | WebPeer:
+    """A DIMSE node (AE@HOST:PORT) or a DICOMweb server (dicomweb+https://HOST/PATH)."""
+    return WebPeer.parse(text) if is_web(text) else Peer.parse(text)
