@@ -137,6 +137,11 @@ def _summary(instances: list[InstanceFacts]) -> str:
     )
 
 
+def route(routing: Routing, index, study_uid: str) -> Decision:
+    """The decision for a stored study; without rules no file is opened."""
+    return decide(routing, study_instances(index, study_uid) if routing.rule else [])
+
+
 def study_instances(index, study_uid: str) -> list[InstanceFacts]:
     """The facts of every stored instance of a study, with who sent it."""
     rows = index.read("SELECT path, calling_ae FROM instances WHERE study_uid = ?", study_uid)

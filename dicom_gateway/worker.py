@@ -13,7 +13,7 @@ from dicom_gateway.audit import Audit
 from dicom_gateway.jobs import Job, JobQueue, LeaseLost
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.reader import Reader
-from dicom_gateway.routing import Routing, decide, study_instances
+from dicom_gateway.routing import Routing, route
 from dicom_gateway.spool import Spool
 from imaging.errors import BadInput, ModelLoadError
 
@@ -49,7 +49,7 @@ class Worker:
         out_dir = self._spool.root / "results" / job.study_uid / f"job{job.id}-try{job.attempt}"
         stop_beating = _heartbeat(self._queue, job, self.name, self._lease_s)
         try:
-            decision = decide(self._routing, study_instances(self._spool.index, job.study_uid))
+            decision = route(self._routing, self._spool.index, job.study_uid)
             if not decision.read:  # routed away: stored, recorded, never read
                 self._not_read(job, decision, stop_beating)
                 return True

@@ -29,8 +29,9 @@ class AgentReader:
         self._default = _key(config.policy.name)
         self._policies = {}
         try:
-            for name in dict.fromkeys([self._default, *map(_key, policies)]):
-                self._policies[name] = make_policy(replace(config.policy, name=name))
+            for name in [config.policy.name, *policies]:
+                if _key(name) not in self._policies:
+                    self._policies[_key(name)] = make_policy(replace(config.policy, name=name))
         except BaseException:
             self.close()
             raise
