@@ -14,7 +14,6 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pynetdicom import AE
 
-from dicom_gateway import dicomweb_out
 from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index, now
 from dicom_gateway.settings import GatewaySettings, Peer
@@ -95,6 +94,8 @@ class Outbox:
 
     def _stow(self, peer: WebPeer, rows: list) -> int:
         """STOW-RS to a DICOMweb server: delivered or postponed row by row, as with C-STORE."""
+        from dicom_gateway import dicomweb_out  # the dicomweb extra, checked at service start
+
         deliveries = dicomweb_out.stow(self._settings.web.server(peer), rows)
         for delivery in deliveries:
             if delivery.error:

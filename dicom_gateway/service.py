@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dicom_gateway.assembler import promote_stable_studies
 from dicom_gateway.audit import Audit
+from dicom_gateway.dicomweb_extra import web_listener
 from dicom_gateway.index import Index, index_path
 from dicom_gateway.jobs import SqliteJobQueue
 from dicom_gateway.listener import Listener
@@ -20,7 +21,6 @@ from dicom_gateway.outbox import Outbox
 from dicom_gateway.reader import Reader
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
-from dicom_gateway.stow import WebListener
 from dicom_gateway.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class Service:
         self.queue = SqliteJobQueue(self.index, settings.max_attempts)
         self.outbox = Outbox(self.index, settings, self.audit)
         self.listener = Listener(settings, self.spool, self.audit)
-        self.web = WebListener(settings.web, self.spool, self.audit) if settings.web.port else None
+        self.web = web_listener(settings, self.spool, self.audit)  # STOW-RS, when configured
         self.worker = Worker(
             f"{platform.node()}-worker",
             self.queue,

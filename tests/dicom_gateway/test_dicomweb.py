@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import uuid
 from pathlib import Path
 
@@ -218,3 +219,14 @@ def test_find_and_read_a_study_over_dicomweb(tmp_path):
     assert gone.returncode == 2 and "could not reach" in gone.stderr
     typo = run_cli("pacs", "find", "--pacs", "dicomweb+http://pacs.example.org/dicom-web")
     assert typo.returncode == 2 and "plain http is allowed to loopback only" in typo.stderr
+
+
+def test_dicomweb_without_its_extra_installed_is_a_clear_config_error(monkeypatch):
+    from dicom_gateway.remote import node
+    from dicom_gateway.web_settings import WebSettings
+    from imaging.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "dicomweb_client", None)  # as if never installed
+    with pytest.raises(ConfigError, match=r"dicomweb-client package: pip install 'edge-agent\["):
+        node("dicomweb+http://127.0.0.1:8042/dicom-web", WebSettings())
+    assert node("PACS@127.0.0.1:104", WebSettings()).ae_title == "PACS"  # DIMSE needs none
