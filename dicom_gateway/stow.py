@@ -121,7 +121,8 @@ class StowApp:
             f'299 edge-agent "{o.sop_uid or "?"}: {o.reason}"' for o in outcomes if o.failure
         ]
         if warnings:  # one header, comma-joined, as HTTP folds repeated headers
-            headers["Warning"] = ", ".join(w.replace("\\", "/") for w in warnings[:20])
+            text = ", ".join(w.replace("\\", "/") for w in warnings[:20])
+            headers["Warning"] = text.encode("ascii", "replace").decode("ascii")
         return JSONResponse(
             _answer(outcomes).to_json_dict(), status, headers=headers, media_type=DICOM_JSON
         )

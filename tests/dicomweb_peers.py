@@ -65,14 +65,16 @@ def web_gateway(
     key: Path | None,
     rules: str = "",
     web_port: int | None = None,
+    web: str = "",
     **gateway,
 ) -> tuple[Gateway, int]:
     """`edge-agent serve` with STOW-RS on a free port (HTTPS when given a certificate) for the
-    client "orthanc" with TOKEN, and `rules` (TOML) appended; returns it and its web port."""
+    client "orthanc" with TOKEN, `web` (TOML) added to [gateway.web] and `rules` (TOML)
+    appended; returns it and its web port."""
     web_port = web_port or free_port()
     tls = f'tls_cert = "{cert}"\ntls_key = "{key}"\n' if cert else ""
     tables = (
-        f"[gateway.web]\nport = {web_port}\n{tls}"
+        f"[gateway.web]\nport = {web_port}\n{tls}{web}\n"
         f'[[gateway.web.clients]]\nname = "orthanc"\ntoken = "{TOKEN}"\n{rules}'
     )
     return Gateway(folder, tables=tables, **gateway), web_port

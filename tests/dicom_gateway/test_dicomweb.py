@@ -230,3 +230,43 @@ def test_dicomweb_without_its_extra_installed_is_a_clear_config_error(monkeypatc
     with pytest.raises(ConfigError, match=r"dicomweb-client package: pip install 'edge-agent\["):
         node("dicomweb+http://127.0.0.1:8042/dicom-web", WebSettings())
     assert node("PACS@127.0.0.1:104", WebSettings()).ae_title == "PACS"  # DIMSE needs none
+
+
+def test_stow_out_sends_the_servers_token_and_reports_each_row(stow_gateway, tmp_path):
+    from dicom_gateway.dicomweb_out import stow
+    from dicom_gateway.web_settings import WebServer
+
+    gateway, url = stow_gateway
+    files = ct_copies(tmp_path / "ct", 2, "stow-out")
+    rows = [{"path": str(p), "sop_uid": str(pydicom.dcmread(p).SOPInstanceUID)} for p in files]
+    rows.append({"path": str(tmp_path / "gone.dcm"), "sop_uid": "1.2.3"})
+    target = f"dicomweb+{url}"
+    delivered = stow(WebServer(target, token=TOKEN), rows)
+    assert [d.error for d in delivered[1:]] == ["", ""]  # the unreadable row comes first
+    assert delivered[0].row["sop_uid"] == "1.2.3" and "unreadable" in delivered[0].error
+    assert {r["sop_uid"] for r in rows[:2]} <= _stored_sops(gateway)
+    refused = stow(WebServer(target, token="wrong"), rows[:1])
+    assert [d.error for d in refused] == [f"{target} answered HTTP 401"]
+    down = stow(WebServer(f"dicomweb+http://127.0.0.1:{free_port()}"), rows[:1])
+    assert "unreachable" in down[0].error  # the outbox postpones it with this reason
+
+
+def test_client_certificates_are_required_when_a_ca_is_configured(tmp_path):
+    cert, key = self_signed(tmp_path / "server")
+    client = self_signed(tmp_path / "client")  # self-signed: its own CA
+    gateway, web_port = web_gateway(tmp_path / "gw", cert, key, web=f'tls_ca = "{client[0]}"')
+    try:
+        [path] = ct_copies(tmp_path / "ct", 1, "client-cert")
+        body, content_type = multipart([("application/dicom", path.read_bytes())])
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": content_type}
+        url = f"https://127.0.0.1:{web_port}/studies"
+        with pytest.raises(requests.ConnectionError):  # SSLError, or aborted (TLS 1.3)
+            requests.post(url, data=body, headers=headers, verify=str(cert), timeout=30)
+        assert str(pydicom.dcmread(path).SOPInstanceUID) not in _stored_sops(gateway)
+        with_cert = requests.post(
+            url, data=body, headers=headers, verify=str(cert), cert=tuple(map(str, client))
+        )
+        assert with_cert.status_code == 200
+        assert str(pydicom.dcmread(path).SOPInstanceUID) in _stored_sops(gateway)
+    finally:
+        gateway.stop()
