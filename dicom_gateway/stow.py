@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dicom_gateway.audit import Audit
+from dicom_gateway.audit import Audit, stored_fields
 from dicom_gateway.dataset_check import MalformedDataset, check_dataset
 from dicom_gateway.multipart import (
     DICOM,
@@ -158,15 +158,7 @@ class StowApp:
         except Exception:  # our bug: this instance fails, the endpoint keeps serving
             log.exception("storing a STOW instance from %s failed", client.name)
             return self._failed(sop_class, sop_uid, PROCESSING_FAILURE, "processing failure", peer)
-        self._audit(
-            "instance_stored",
-            study_uid=stored.study_uid,
-            series_uid=stored.series_uid,
-            sop_uid=stored.sop_uid,
-            bytes=stored.size,
-            late=stored.late,
-            **peer,
-        )
+        self._audit("instance_stored", **stored_fields(stored), **peer)
         return Outcome(sop_class, stored.sop_uid)
 
     def _failed(self, sop_class: str, sop_uid: str, code: int, reason: str, peer) -> Outcome:
