@@ -50,7 +50,7 @@ DICOM_JSON = "application/dicom+json"
 # An instance not of the study in the URL: 0xA900 ("Error: Data Set does not match SOP Class"),
 # the closest C-STORE failure code PS3.4 defines for "not what this request is for".
 STUDY_MISMATCH = 0xA900
-GRACE_S = 10
+GRACE_S = 5
 
 
 class TooLarge(ValueError):
