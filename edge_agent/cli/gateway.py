@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dicom_gateway.settings import GatewaySettings, Peer
+from dicom_gateway.settings import GatewaySettings
 from edge_agent.cli.terminal import (
     ConfigOption,
     VerboseOption,
@@ -125,14 +125,6 @@ def pacs_outbox(config: ConfigOption = None) -> None:
             for r in rows
         ],
     )
-
-
-def peer(text: str) -> Peer:
-    """AE@HOST:PORT from the command line; a typo is bad input."""
-    try:
-        return Peer.parse(text)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
 
 
 def archive(text: str, gateway: GatewaySettings) -> Node:

@@ -211,6 +211,12 @@ def test_find_and_read_a_study_over_dicomweb(tmp_path):
         assert "retrieved 6 instance(s)" in done.stderr
         report = json.loads((tmp_path / "out" / "report.json").read_text())
         assert report["study_instance_uid"] == study_uid and report["findings"]
+        cases = tmp_path / "cases.csv"
+        cases.write_text(f"study_uid,question,expected\n{study_uid},Is there a lesion?,yes\n")
+        evaluated = run_cli("eval", "run", cases, "--pacs", node, "--out", tmp_path / "run")
+        assert evaluated.returncode == 0, evaluated.stderr
+        [result] = (tmp_path / "run" / "cases").glob("*/result.json")
+        assert json.loads(result.read_text())["status"] == "done"  # retrieved by WADO-RS, read
         unknown = run_cli("read", "--pacs", node, "--study", "1.2.3.4", "--out", tmp_path / "x")
         assert unknown.returncode == 2 and "1.2.3.4" in unknown.stderr
     finally:
