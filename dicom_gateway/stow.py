@@ -113,21 +113,16 @@ class StowApp:
         outcomes = [
             await run_in_threadpool(self._store, part, client, study, peer) for part in parts
         ]
+        response = _response(outcomes)
         failed = sum(1 for o in outcomes if o.failure)
-        status = 200 if not failed else 409 if failed == len(outcomes) else 202
         self._audit(
-            "stow_request", status=status, stored=len(outcomes) - failed, failed=failed, **peer
+            "stow_request",
+            status=response.status_code,
+            stored=len(outcomes) - failed,
+            failed=failed,
+            **peer,
         )
-        headers = {}
-        warnings = [
-            f'299 edge-agent "{o.sop_uid or "?"}: {o.reason}"' for o in outcomes if o.failure
-        ]
-        if warnings:  # one header, comma-joined, as HTTP folds repeated headers
-            text = ", ".join(w.replace("\\", "/") for w in warnings[:20])
-            headers["Warning"] = text.encode("ascii", "replace").decode("ascii")
-        return JSONResponse(
-            _answer(outcomes).to_json_dict(), status, headers=headers, media_type=DICOM_JSON
-        )
+        return response
 
     def _refuse(self, status: int, reason: str, peer: dict) -> Response:
         self._audit("stow_refused", status=status, reason=reason, **peer)
@@ -203,6 +198,25 @@ def _study_of(data: bytes) -> str | None:
         return check_dataset(data).get("StudyInstanceUID")
     except MalformedDataset:
         return None
+
+
+def _response(outcomes: list[Outcome]) -> Response:
+    """200 when every instance was stored, 202 when some were, 409 when none; the DICOM JSON
+    answer, and a `Warning` (299) that says in words why each failure failed."""
+    failed = [o for o in outcomes if o.failure]
+    status = 200 if not failed else 409 if len(failed) == len(outcomes) else 202
+    headers = {}
+    if failed:  # one header, comma-joined, as HTTP folds repeated headers
+        text = ", ".join(
+            f'299 edge-agent "{o.sop_uid or "?"}: {_quotable(o.reason)}"' for o in failed[:20]
+        )
+        headers["Warning"] = text.encode("ascii", "replace").decode("ascii")
+    answer = _answer(outcomes).to_json_dict()
+    return JSONResponse(answer, status, headers=headers, media_type=DICOM_JSON)
+
+
+def _quotable(text: str) -> str:
+    return text.replace("\\", "/").replace('"', "'")
 
 
 def _answer(outcomes: list[Outcome]) -> Dataset:

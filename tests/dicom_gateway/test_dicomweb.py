@@ -101,9 +101,12 @@ def test_orthanc_stows_a_study_over_https_and_the_results_come_back_by_stow(tmp_
 
 @pytest.fixture(scope="module")
 def stow_gateway(tmp_path_factory):
-    """One gateway with STOW-RS on plain loopback HTTP, for the refusal tests."""
+    """One gateway with STOW-RS on plain loopback HTTP taking bodies up to 1 MiB, for the
+    refusal tests."""
     folder = tmp_path_factory.mktemp("stow")
-    gateway, web_port = web_gateway(folder / "gw", None, None, stable_after_s=600.0)
+    gateway, web_port = web_gateway(
+        folder / "gw", None, None, web="max_request_mb = 1", stable_after_s=600.0
+    )
     yield gateway, f"http://127.0.0.1:{web_port}"
     gateway.stop()
 
@@ -149,6 +152,24 @@ def test_a_malformed_request_is_a_clear_error_and_nothing_is_stored(
     assert answer.status_code == status and says in answer.text
     assert str(pydicom.dcmread(path).SOPInstanceUID) not in _stored_sops(gateway)
     assert not list(gateway.spool.rglob(f"{pydicom.dcmread(path).SOPInstanceUID}.dcm"))
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_limit_is_refused_with_413_and_nothing_is_stored(
+    stow_gateway, tmp_path, chunked
+):
+    gateway, url = stow_gateway
+    files = ct_copies(tmp_path / "ct", 30, f"too-large-{chunked}")  # 30 x 39 KB > 1 MiB
+    body, content_type = multipart([("application/dicom", p.read_bytes()) for p in files])
+    data = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    answer = requests.post(
+        f"{url}/studies",
+        data=data,  # an iterator goes chunked, without a Content-Length to refuse early
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": content_type},
+        timeout=30,
+    )
+    assert answer.status_code == 413 and "over 1 MiB" in answer.text
+    assert not {str(pydicom.dcmread(p).SOPInstanceUID) for p in files} & _stored_sops(gateway)
 
 
 def test_each_instance_fails_on_its_own_with_its_reason(stow_gateway, tmp_path):
