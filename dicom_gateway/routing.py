@@ -17,7 +17,9 @@ import pydicom
 from dicom_gateway.reader import DEFAULT_REQUEST, ReadRequest
 
 ACTIONS = ("read", "store")
-STOW_SENDER = "stow:"  # the spool records a STOW client as "stow:NAME", a DIMSE caller by AE
+# The spool records a DIMSE caller by its AE title and a STOW-RS client as stow\NAME: a
+# backslash, which no AE title may hold (PS3.5, VR AE), so no DIMSE caller passes for a client.
+STOW_SENDER = "stow\\"
 HEADER_TAGS = ("Modality", "SOPClassUID", "BodyPartExamined", "SeriesDescription")
 
 
@@ -85,7 +87,7 @@ class Routing:
 
 @dataclass(frozen=True)
 class InstanceFacts:
-    sender: str  # calling AE title, or "stow:NAME"
+    sender: str  # calling AE title, or STOW_SENDER + client name
     modality: str
     sop_class: str
     body_part: str

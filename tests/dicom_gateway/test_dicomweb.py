@@ -15,6 +15,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom import Dataset
 
+from dicom_gateway.routing import STOW_SENDER
 from edge_agent.sample import write_sample_study
 from tests.dicomweb_peers import TOKEN, dicomweb_url, orthanc_web, self_signed, web_gateway
 from tests.peers import Gateway, Orthanc, free_port, wait_for
@@ -86,7 +87,7 @@ def test_orthanc_stows_a_study_over_https_and_the_results_come_back_by_stow(tmp_
         with gateway.db() as db:
             senders = {r[0] for r in db.execute("SELECT calling_ae FROM instances")}
             destinations = {r[0] for r in db.execute("SELECT destination FROM outbox")}
-        assert senders == {"stow:orthanc"} and destinations == {dicomweb_url(orthanc)}
+        assert senders == {STOW_SENDER + "orthanc"} and destinations == {dicomweb_url(orthanc)}
         sent = [e for e in audit if e["event"] == "object_sent"]
         assert len(sent) >= 4  # SR, SEG, KO and Secondary Captures, each to Orthanc
         assert gateway.stop() == 0

@@ -15,7 +15,13 @@ from dicom_gateway.index import Index
 from dicom_gateway.jobs import SqliteJobQueue
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.reader import ReadOutcome, ReadRequest
-from dicom_gateway.routing import InstanceFacts, Routing, decide, study_instances
+from dicom_gateway.routing import (
+    STOW_SENDER,
+    InstanceFacts,
+    Routing,
+    decide,
+    study_instances,
+)
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
 from dicom_gateway.worker import Worker
@@ -58,14 +64,17 @@ def test_rules_from_toml_pick_exactly_the_intended_studies(tmp_path):
     chest = decide(routing, [_facts()])
     assert (chest.read, chest.rule) == (True, "chest-ct")
     assert chest.request == ReadRequest("Is there a hypodense lesion?", "", "chest-ct")
-    knee = decide(routing, [_facts("stow:orthanc", "MR", MR, "KNEE", "Right KNEE sag PD")])
+    knee = decide(routing, [_facts(STOW_SENDER + "orthanc", "MR", MR, "KNEE", "Right KNEE sag PD")])
     assert (knee.read, knee.rule, knee.reason) == (False, "knee-mr", "rule knee-mr: store only")
     for other in (
         _facts(sender="OTHERCT"),  # another sender
         _facts(body="ABDOMEN"),  # another body part
-        _facts("stow:orthanc", "MR", MR, "KNEE", "Lumbar spine"),  # another series description
+        _facts(
+            STOW_SENDER + "orthanc", "MR", MR, "KNEE", "Lumbar spine"
+        ),  # another series description
         _facts("CTSCANNER", "MR", MR, "CHEST"),  # another modality
-        _facts("stow:CTSCANNER"),  # a STOW client is not the DIMSE AE of the same name
+        _facts(STOW_SENDER + "CTSCANNER"),  # a STOW client is not the DIMSE AE of the same name
+        _facts("orthanc", "MR", MR, "KNEE", "knee"),  # nor a DIMSE AE the STOW client's namesake
     ):
         missed = decide(routing, [other])
         assert (missed.read, missed.rule) == (False, "")
