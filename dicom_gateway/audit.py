@@ -37,3 +37,15 @@ class Audit:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+def stored_fields(stored) -> dict:
+    """What the audit records of an instance the spool stored (a `spool.StoredInstance`), the
+    same whether it came by C-STORE or STOW-RS."""
+    return {
+        "study_uid": stored.study_uid,
+        "series_uid": stored.series_uid,
+        "sop_uid": stored.sop_uid,
+        "bytes": stored.size,
+        "late": stored.late,
+    }

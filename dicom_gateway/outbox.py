@@ -1,4 +1,5 @@
-"""The outbox: results wait here until each destination acknowledged them (C-STORE).
+"""The outbox: results wait here until each destination acknowledged them (C-STORE, or STOW-RS
+for a dicomweb+https:// destination).
 
 Rows persist in the index, so a PACS that is down delays delivery, never drops it. An outbox
 process claims the rows it sends (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL), so two of them
@@ -20,6 +21,7 @@ from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index
 from dicom_gateway.settings import GatewaySettings, Peer
 from dicom_gateway.status import STORED
+from dicom_gateway.web_settings import WebPeer, is_web
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ class Outbox:
         for row in due:
             by_destination.setdefault(row["destination"], []).append(row)
         return sum(
-            self._send(Peer.parse(destination), rows[start : start + BATCH])
+            self._send_to(destination, rows[start : start + BATCH])
             for destination, rows in by_destination.items()
             for start in range(0, len(rows), BATCH)
         )
@@ -104,6 +106,24 @@ class Outbox:
                     (self._node, db.now() + CLAIM_S, row["id"]),
                 )
         return due
+
+    def _send_to(self, destination: str, rows: list) -> int:
+        """The one place a destination's scheme picks how it is sent to."""
+        if is_web(destination):
+            return self._stow(WebPeer.parse(destination), rows)
+        return self._send(Peer.parse(destination), rows)
+
+    def _stow(self, peer: WebPeer, rows: list) -> int:
+        """STOW-RS to a DICOMweb server: delivered or postponed row by row, as with C-STORE."""
+        from dicom_gateway import dicomweb_out  # the dicomweb extra, checked at service start
+
+        deliveries = dicomweb_out.stow(self._settings.web.server(peer), rows)
+        for delivery in deliveries:
+            if delivery.error:
+                self._postpone([delivery.row], delivery.error)
+            else:
+                self._delivered(delivery.row, peer)
+        return sum(1 for d in deliveries if not d.error)
 
     def _send(self, peer: Peer, rows: list) -> int:
         ae = AE(ae_title=self._settings.ae_title)
@@ -149,7 +169,7 @@ class Outbox:
                 assoc.release()
         return delivered
 
-    def _delivered(self, row, peer: Peer) -> None:
+    def _delivered(self, row, peer: Peer | WebPeer) -> None:
         def record() -> None:
             with self._index.write() as db:
                 db.execute(

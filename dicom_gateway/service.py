@@ -15,6 +15,7 @@ from pathlib import Path
 from dicom_gateway import nodes
 from dicom_gateway.assembler import promote_stable_studies
 from dicom_gateway.audit import Audit
+from dicom_gateway.dicomweb_extra import web_listener
 from dicom_gateway.index import open_index
 from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.listener import Listener
@@ -49,9 +50,10 @@ class Service:
         self.spool = Spool(root, self.index, settings.min_free_mb)
         self.queue = IndexJobQueue(self.index, settings.max_attempts)
         self.outbox = Outbox(self.index, settings, self.audit, node=self.node.name)
-        self.listener = self.worker = None
+        self.listener = self.worker = self.web = None
         if role in ("all", "listener"):
             self.listener = Listener(settings, self.spool, self.audit)
+            self.web = web_listener(settings, self.spool, self.audit)  # STOW-RS, when configured
         if role in ("all", "worker"):
             self.worker = Worker(
                 self.node.name,
@@ -61,10 +63,13 @@ class Service:
                 open_reader(),  # models load once, here, before anything listens
                 self.audit,
                 settings.lease_s,
+                settings.routing,
             )
 
     def run(self, stop: threading.Event, on_tick=None) -> None:
         """Serve until `stop` is set; `on_tick(status)` is called every second meanwhile."""
+        if self.web is not None:  # STOW-RS beside C-STORE, into the same spool
+            self.web.start()
         if self.listener is not None:
             self.listener.start()
         poll = self.settings.poll_s
@@ -94,6 +99,8 @@ class Service:
                 on_tick(self.status())
         if self.listener is not None:
             self.listener.stop()
+        if self.web is not None:
+            self.web.stop()
         for thread in threads:
             thread.join()
         drained.set()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
-from dicom_gateway.reader import ReadOutcome
+from dicom_gateway.reader import DEFAULT_REQUEST, ReadOutcome, ReadRequest
 
 RESULT_SERIES_NUMBER = 999
 
@@ -26,7 +26,9 @@ class FixedTimeReader:
     def __init__(self, read_s: float) -> None:
         self.read_s = read_s
 
-    def read(self, study_dir: Path, out_dir: Path) -> ReadOutcome:
+    def read(
+        self, study_dir: Path, out_dir: Path, request: ReadRequest = DEFAULT_REQUEST
+    ) -> ReadOutcome:
         time.sleep(self.read_s)
         source = pydicom.dcmread(min(study_dir.glob("*.dcm")))
         study_uid = str(source.StudyInstanceUID)

@@ -7,11 +7,11 @@ import datetime
 import logging
 import signal
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dicom_gateway.settings import Peer
+from dicom_gateway.settings import GatewaySettings
 from edge_agent.cli.terminal import (
     ConfigOption,
     VerboseOption,
@@ -32,6 +32,9 @@ RoleOption = Annotated[
     ),
 ]
 
+if TYPE_CHECKING:
+    from dicom_gateway.remote import Node
+
 
 @exit_code
 def serve(config: ConfigOption = None, verbose: VerboseOption = False, role: RoleOption = "all"):
@@ -51,7 +54,8 @@ def serve(config: ConfigOption = None, verbose: VerboseOption = False, role: Rol
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
-    service = Service(gateway, lambda: AgentReader(settings), role)
+    routed = gateway.routing.policies  # each rule's policy, opened once at start
+    service = Service(gateway, lambda: AgentReader(settings, routed), role)
     where = f" on {gateway.bind}:{gateway.port}" if service.listener else ""
     title = f"edge-agent gateway {gateway.ae_title} {role}{where}, spool {service.spool.root}"
     errors.print(title, highlight=False)
@@ -82,19 +86,23 @@ pacs = typer.Typer(
 @pacs.command("find")
 @exit_code
 def pacs_find(
-    pacs_node: Annotated[str, typer.Option("--pacs", help="AE@HOST:PORT of the PACS.")],
+    pacs_node: Annotated[
+        str,
+        typer.Option("--pacs", help="AE@HOST:PORT of the PACS, or dicomweb+https://HOST/PATH."),
+    ],
     patient_id: Annotated[str, typer.Option(help="Patient ID to match.")] = "",
     date: Annotated[str, typer.Option(help="Study date, YYYYMMDD or a range.")] = "",
     modality: Annotated[str, typer.Option(help="A modality in the study, e.g. CT.")] = "",
     config: ConfigOption = None,
 ) -> None:
-    """Find studies on a PACS (C-FIND, study level) and list them."""
-    from dicom_gateway.retrieve import FIND_KEYS, find_studies
+    """Find studies on a PACS (C-FIND, or QIDO-RS for a DICOMweb server) and list them."""
+    from dicom_gateway.remote import find_studies
+    from dicom_gateway.retrieve import FIND_KEYS
 
     settings = setup(config, False)
     found = find_studies(
         settings.gateway.ae_title,
-        peer(pacs_node),
+        archive(pacs_node, settings.gateway),
         patient_id=patient_id,
         date=date,
         modality=modality,
@@ -174,10 +182,13 @@ def _index(config):
     return open_index(gateway.database, gateway.spool_dir, connect_timeout_s=10)
 
 
-def peer(text: str) -> Peer:
-    """AE@HOST:PORT from the command line; a typo is bad input."""
+def archive(text: str, gateway: GatewaySettings) -> Node:
+    """AE@HOST:PORT or dicomweb+https://HOST/PATH (its token from [gateway.web]); a typo is bad
+    input."""
+    from dicom_gateway.remote import node
+
     try:
-        return Peer.parse(text)
+        return node(text, gateway.web)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
 

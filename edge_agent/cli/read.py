@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from dicom_gateway.retrieve import get_study
+from dicom_gateway.remote import get_study
 from edge_agent.cli.config import FileConfig
-from edge_agent.cli.gateway import peer
+from edge_agent.cli.gateway import archive
 from edge_agent.cli.terminal import (
     POLICY_HELP,
     ConfigOption,
@@ -45,7 +45,10 @@ def read(
     ] = None,
     pacs: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option(help="Retrieve the study from AE@HOST:PORT (C-GET) instead of PATH."),
+        typer.Option(
+            help="Retrieve the study from AE@HOST:PORT (C-GET) or dicomweb+https://HOST/PATH "
+            "(WADO-RS) instead of PATH."
+        ),
     ] = None,
     study: Annotated[
         Optional[str],  # noqa: UP045
@@ -92,12 +95,13 @@ def read(
     if profile:
         settings = _with_profile(settings, profile)
     if (path is None) == (pacs is None) or bool(pacs) != bool(study):
-        raise BadInput("give either PATH, or --pacs AE@HOST:PORT with --study UID")
+        raise BadInput("give either PATH, or --pacs with --study UID")
     if pacs is None:
         read_and_show(path, out, settings, question)
     else:
         with tempfile.TemporaryDirectory(prefix="edge-agent-get-") as spool:
-            count = get_study(settings.gateway.ae_title, peer(pacs), study, Path(spool))
+            remote = archive(pacs, settings.gateway)
+            count = get_study(settings.gateway.ae_title, remote, study, Path(spool))
             errors.print(f"retrieved {count} instance(s) from {pacs}", highlight=False)
             read_and_show(Path(spool), out, settings, question)
     if pdf:

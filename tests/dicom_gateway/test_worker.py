@@ -11,7 +11,7 @@ from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index
 from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import Outbox
-from dicom_gateway.reader import ReadOutcome
+from dicom_gateway.reader import ReadOutcome, ReadRequest
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
 from dicom_gateway.worker import Worker
@@ -27,7 +27,7 @@ class Reader:
         self.read_dirs: list[Path] = []
         self.closed = False
 
-    def read(self, study_dir: Path, out_dir: Path) -> ReadOutcome:
+    def read(self, study_dir: Path, out_dir: Path, request: ReadRequest) -> ReadOutcome:
         self.read_dirs.append(study_dir)
         if isinstance(self.answer, Exception):
             raise self.answer
