@@ -11,8 +11,7 @@ import pytest
 import requests
 
 from dicom_gateway.audit import Audit
-from dicom_gateway.index import Index
-from dicom_gateway.jobs import SqliteJobQueue
+from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.reader import ReadOutcome, ReadRequest
 from dicom_gateway.routing import (
@@ -119,11 +118,13 @@ class Recorder:
         pass
 
 
-def test_the_worker_reads_what_a_rule_picks_with_its_question_and_stores_the_rest(tmp_path):
+def test_the_worker_reads_what_a_rule_picks_with_its_question_and_stores_the_rest(
+    tmp_path, open_store
+):
     routing = _routing(tmp_path, RULES.replace('question = "', 'policy = "protocol"\nquestion = "'))
-    index = Index(tmp_path / "index.sqlite")
+    index = open_store()
     spool = Spool(tmp_path / "spool", index, min_free_mb=1)
-    queue, audit, reader = SqliteJobQueue(index, 3), Audit(tmp_path / "audit.jsonl"), Recorder()
+    queue, audit, reader = IndexJobQueue(index, 3), Audit(tmp_path / "audit.jsonl"), Recorder()
     outbox = Outbox(index, GatewaySettings(), audit)
     worker = Worker("w", queue, spool, outbox, reader, audit, 60, routing)
     studies = {}
