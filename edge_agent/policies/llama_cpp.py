@@ -123,8 +123,14 @@ class LlamaBackend:
         self.sampling = Sampling(settings.temperature, settings.top_p, settings.seed)
         self.n_ctx = settings.n_ctx
         self.marker = model.marker
-        model.clear()  # nothing of an earlier read stays in the context
         self.n_past = 0  # the next KV position; after an M-RoPE image, fewer than the tokens
+        self._counting = False  # llama.cpp's counter has counted a prompt since it was reset
+
+    def start(self, prefix: str) -> tuple[int, int]:
+        """Nothing of an earlier read stays in the context but the prefix all reads share."""
+        tokens, evaluated = self.model.keep_prefix(prefix)
+        self.n_past, self._counting = tokens, False
+        return tokens, evaluated
 
     @contextmanager
     def prompt(self, text: str, pictures: list[np.ndarray]) -> Iterator[Prompt]:
@@ -136,9 +142,10 @@ class LlamaBackend:
             self.model.free(chunks)
 
     def evaluate(self, prompt: Prompt) -> int:
-        # llama.cpp reports max(1, count): a fresh context has evaluated nothing.
-        before = self.model.prompt_evaluated() if self.n_past else 0
+        # llama.cpp reports max(1, count): a counter just reset has counted nothing.
+        before = self.model.prompt_evaluated() if self._counting else 0
         self.n_past = self.model.eval_chunks(prompt.handle, self.n_past)
+        self._counting = True
         return self.model.prompt_evaluated() - before
 
     @contextmanager

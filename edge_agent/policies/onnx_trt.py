@@ -54,6 +54,15 @@ class OnnxTrtSettings:
             raise ValueError("n_ctx and prefill_chunk must be >= 1")
 
 
+@dataclass
+class KeptPrefix:
+    """The KV cache of the reads' shared head (the system prompt), kept across reads."""
+
+    text: str = ""
+    tensors: list[np.ndarray] = field(default_factory=list)
+    position: int = 0
+
+
 class OnnxTrtPolicy:
     def __init__(self, settings: OnnxTrtSettings, stream: Stream | None = None) -> None:
         """The decoder is loaded here (a bad folder is a ConfigError before any read)."""
@@ -69,6 +78,7 @@ class OnnxTrtPolicy:
             )
         self.settings = settings
         self._stream = stream
+        self._kept = KeptPrefix()
         self._decoder = OnnxDecoder(Path(settings.model_dir), settings.runtime)
         try:
             self._profile = chosen_profile(settings.profile, self._decoder.profile)
@@ -117,6 +127,7 @@ class OnnxTrtPolicy:
             n_ctx=n_ctx,
             prefill_chunk=self.settings.prefill_chunk,
             grammar=self._grammar,
+            kept=self._kept,
         )
         form = format_for(context, self._profile, self.settings.max_think_tokens or None)
         return ModelSession(backend, form, self._stream)
@@ -142,8 +153,10 @@ class OnnxBackend:
         n_ctx: int,
         prefill_chunk: int,
         grammar: TokenGrammar | None = None,
+        kept: KeptPrefix | None = None,
     ) -> None:
         self.decoder = decoder
+        self.kept = kept if kept is not None else KeptPrefix()
         self.vision = vision
         self.n_ctx = n_ctx
         self.prefill_chunk = prefill_chunk
@@ -151,6 +164,20 @@ class OnnxBackend:
         self.constrained = grammar is not None
         self.cache = KvCache(decoder.shape)
         self.logits: np.ndarray | None = None  # of the last evaluated position
+
+    def start(self, prefix: str) -> tuple[int, int]:
+        """A fresh cache that starts with the kept prefix's keys and values (the decoder never
+        writes into them: each call returns new arrays), or with the prefix evaluated now."""
+        kept, self.cache = self.kept, KvCache(self.decoder.shape)
+        if prefix and kept.text == prefix:
+            self.cache.tensors, self.cache.position = list(kept.tensors), kept.position
+            return self.cache.length, 0
+        if not prefix:
+            return 0, 0
+        with self.prompt(prefix, []) as head:
+            evaluated = self.evaluate(head)
+        kept.text, kept.tensors, kept.position = prefix, list(self.cache.tensors), head.tokens
+        return evaluated, evaluated
 
     @contextmanager
     def prompt(self, text: str, pictures: list[np.ndarray]) -> Iterator[Prompt]:

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
-from edge_agent.formats.chat import turn_input
+from edge_agent.formats.chat import chat_text, turn_input
 from edge_agent.formats.gbnf import FormatError, Reply
-from edge_agent.formats.turns import ProfileFormat
+from edge_agent.formats.turns import Message, ProfileFormat
 from edge_agent.usage import TurnUsage
 
 if TYPE_CHECKING:
@@ -70,6 +70,10 @@ class Backend(Protocol):
     def prompt(self, text: str, pictures: list[np.ndarray]) -> AbstractContextManager[Prompt]:
         """The turn tokenized, its images encoded; released when the context ends."""
 
+    def start(self, prefix: str) -> tuple[int, int]:
+        """A read begins: the KV cache holds `prefix` (text only) and nothing after it. Kept
+        from the last read when it began with the same prefix; (its tokens, those evaluated)."""
+
     def evaluate(self, prompt: Prompt) -> int:
         """Into the KV cache after what it holds; the prompt tokens the runtime evaluated."""
 
@@ -105,11 +109,14 @@ class ModelSession:
 
     def step(self, context: ReadContext) -> Decision:
         started = time.perf_counter()
-        past = self.cached
         text, pictures = self._turn_input(context)
+        fresh = 0  # of the prefix, the tokens evaluated now (none when kept from the last read)
+        if self.cached == 0:
+            text, fresh = self._start(text, context.budget.max_new_tokens)
+        past = self.cached - fresh
         with self.backend.prompt(text, pictures) as prompt:
             self._check_room(prompt.tokens, context.budget.max_new_tokens)
-            evaluated = self.backend.evaluate(prompt)
+            evaluated = self.backend.evaluate(prompt) + fresh
         self.cached += prompt.tokens
         prefill_ms = _ms_since(started)
         decode_start = time.perf_counter()
@@ -117,7 +124,7 @@ class ModelSession:
         self.cached += generated
         usage = TurnUsage(
             past=past,
-            prompt_tokens=prompt.tokens,
+            prompt_tokens=prompt.tokens + fresh,
             prompt_evaluated=evaluated,
             image_tokens=prompt.image_tokens,
             images=len(pictures),
@@ -127,6 +134,22 @@ class ModelSession:
             prompt_profile=self.format.profile.label,
         )
         return _decision(self.format, self._parse(reply, context), context, usage)
+
+    def _start(self, text: str, budget: int) -> tuple[str, int]:
+        """The first turn's fixed head (the system prompt, the same for every read under this
+        profile) is evaluated once per loaded model: the back end keeps it in the KV cache and
+        each read continues after it. Returns the rest of the turn and the prefix tokens
+        evaluated now."""
+        prefix = chat_text(
+            [Message("system", self.format.system_prompt())],
+            self.profile.placeholder,
+            self.backend.marker,
+        )
+        if not text.startswith(prefix):  # a format whose first turn has another head
+            prefix = ""
+        self._check_room(len(self.backend.tokenize(prefix)), budget)  # before any is evaluated
+        self.cached, fresh = self.backend.start(prefix)
+        return text[len(prefix) :], fresh
 
     def _turn_input(self, context: ReadContext) -> tuple[str, list[np.ndarray]]:
         """Only what this turn adds: the first turn shows the originals, later ones the newest
