@@ -206,11 +206,15 @@ class MultimodalModel:
 
         kept = self._prefix
         memory = llama_cpp.llama_get_memory(self.llama.ctx)
-        if text and kept is not None and kept[0] == text:
-            # positions from the prefix's end on; seq 0 is the only sequence a read uses
-            if llama_cpp.llama_memory_seq_rm(memory, 0, kept[1], -1):
-                self._reset_counters()
-                return kept[1], 0
+        # positions from the prefix's end on; seq 0 is the only sequence a read uses
+        if (
+            text
+            and kept is not None
+            and kept[0] == text
+            and llama_cpp.llama_memory_seq_rm(memory, 0, kept[1], -1)
+        ):
+            self._reset_counters()
+            return kept[1], 0
         self.clear()
         if not text:
             return 0, 0
