@@ -235,12 +235,40 @@ class MultimodalModel:
         llama_cpp.llama_synchronize(self.llama.ctx)
         llama_cpp.llama_perf_context_reset(self.llama.ctx)
 
-    def next_position(self) -> int:
-        """The position after the last one in the cache (seq 0): where the next token goes."""
+    def resume(self) -> int:
+        """The cache as it is (the last read's, or one loaded): counters start again; returns
+        the position after its last one (seq 0), where the next token goes."""
         import llama_cpp
 
+        self._reset_counters()
         memory = llama_cpp.llama_get_memory(self.llama.ctx)
         return int(llama_cpp.llama_memory_seq_pos_max(memory, 0)) + 1
+
+    def save_state(self, path: Path) -> int:
+        """The KV cache of seq 0 into `path` (llama.cpp's own file format); its size in bytes."""
+        import llama_cpp
+
+        llama_cpp.llama_synchronize(self.llama.ctx)
+        none = (llama_cpp.llama_token * 1)()
+        written = llama_cpp.llama_state_seq_save_file(
+            self.llama.ctx, str(path).encode(), 0, none, 0
+        )
+        if written == 0:
+            raise RuntimeError(f"llama.cpp could not save the session to {path}")
+        return int(written)
+
+    def load_state(self, path: Path) -> None:
+        """A KV cache `save_state` wrote, as this context's seq 0 (what it held goes)."""
+        import llama_cpp
+
+        self.clear()
+        tokens, count = (llama_cpp.llama_token * 1)(), ctypes.c_size_t(0)
+        read = llama_cpp.llama_state_seq_load_file(
+            self.llama.ctx, str(path).encode(), 0, tokens, 1, ctypes.byref(count)
+        )
+        if read == 0:
+            self.clear()
+            raise ModelLoadError(f"llama.cpp cannot load the session {path} into this model")
 
     def free(self, chunks) -> None:
         self._mtmd_lib.mtmd_input_chunks_free(chunks)

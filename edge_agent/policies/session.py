@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
-from edge_agent.formats.chat import chat_text, turn_input
+from edge_agent.formats.chat import chat_text, question_input, turn_input
 from edge_agent.formats.gbnf import FormatError, Reply
 from edge_agent.formats.turns import Message, ProfileFormat
 from edge_agent.usage import TurnUsage
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from edge_agent.formats.profile import Profile
+    from edge_agent.trajectory import Trajectory
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,31 @@ class Prompt:
     tokens: int  # what it adds to the KV cache: text and image tokens
     image_tokens: int
     handle: object  # the back end's own form of it (MTMD chunks; ids, embeddings, positions)
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """Where a finished read left its session, from its trajectory: what a follow-up needs."""
+
+    cached: int  # tokens in the KV cache
+    seen: int  # workspace images the model has been shown
+    originals: int  # workspace images before any tool ran
+
+    @classmethod
+    def of(cls, trajectory: Trajectory) -> SessionState:
+        """The last turn holds the most: every earlier prompt and reply, then its own. When it
+        was a tool call, the image that tool made was never shown."""
+        answers = [trajectory.answer] if trajectory.answer else []
+        turns = [(s.usage, s.image) for s in trajectory.steps if s.usage] + [
+            (a.usage, None) for a in (*answers, *trajectory.follow_ups) if a.usage
+        ]
+        originals = sum(1 for image in trajectory.images if image.step is None)
+        if not turns:
+            return cls(0, 0, originals)
+        last, unseen = max(turns, key=lambda turn: turn[0].past)
+        cached = last.past + last.prompt_tokens + last.generated
+        seen = sum(1 for image in trajectory.images if image.index != unseen)
+        return cls(cached, seen, originals)
 
 
 class ReplyDecoder(Protocol):
@@ -102,6 +128,22 @@ class ModelSession:
         self.cached = 0  # tokens in the KV cache: every earlier prompt and reply
         self.seen = 0  # workspace images already in the context
         self.pending = ""  # text the next turn must start with (the end of the last reply)
+        self.asked: str | None = None  # a follow-up question: the next turn's input
+
+    @classmethod
+    def resumed(
+        cls, backend: Backend, form: ProfileFormat, cached: int, seen: int, stream=None
+    ) -> ModelSession:
+        """A read's session again, its KV cache in the back end (kept in memory, or loaded
+        from the read's saved state): `cached` tokens, `seen` workspace images, the last reply
+        ended."""
+        session = cls(backend, form, stream)
+        session.cached, session.seen, session.pending = cached, seen, END_OF_REPLY
+        return session
+
+    def ask(self, question: str) -> None:
+        """The next turn is `question` as a new user turn after the cache (a follow-up)."""
+        self.asked = question
 
     @property
     def profile(self) -> Profile:
@@ -153,7 +195,11 @@ class ModelSession:
 
     def _turn_input(self, context: ReadContext) -> tuple[str, list[np.ndarray]]:
         """Only what this turn adds: the first turn shows the originals, later ones the newest
-        observation and any image the tool made."""
+        observation and any image the tool made; a follow-up, its question."""
+        if self.asked is not None:
+            text = question_input(self.format, self.asked, self.backend.marker, self.pending)
+            self.asked = None
+            return text, []
         text, pictures = turn_input(
             self.format, context, self.seen, self.backend.marker, self.pending
         )

@@ -72,7 +72,8 @@ def _objects(trajectory: Trajectory, headers, out_dir: Path) -> dict[str, pydico
     )
     # follow-up questions (`edge-agent ask`) join the answer: each ask writes a new SR instance
     answer += "".join(f" Follow-up: {f.question} Answer: {f.answer}" for f in trajectory.follow_ups)
-    objects = {"sr.dcm": build_sr(regions, answer, sources, provenance, SERIES["sr"])}
+    previous = _previous_sr(trajectory, out_dir)
+    objects = {"sr.dcm": build_sr(regions, answer, sources, provenance, SERIES["sr"], previous)}
     if regions:
         segmentation = build_seg(regions, sources, provenance, SERIES["seg"])
         if segmentation is not None:
@@ -87,6 +88,19 @@ def _objects(trajectory: Trajectory, headers, out_dir: Path) -> dict[str, pydico
         ]
         objects["ko.dcm"] = build_key_objects(key_sources, provenance, SERIES["ko"])
     return objects
+
+
+def _previous_sr(trajectory: Trajectory, out_dir: Path) -> pydicom.Dataset | None:
+    """After a follow-up, the SR it replaces (the one in OUT/dicom of the same study): the new
+    instance names it as its predecessor, so a PACS shows the two as versions of one report."""
+    path = out_dir / "dicom" / "sr.dcm"
+    if not trajectory.follow_ups or not path.is_file():
+        return None
+    previous = pydicom.dcmread(path, stop_before_pixels=True)
+    if previous.get("StudyInstanceUID") != trajectory.study_instance_uid:
+        log.warning("study %s: %s belongs to another study", trajectory.study_instance_uid, path)
+        return None
+    return previous
 
 
 def _evidence(trajectory: Trajectory, index: int, headers, out_dir: Path) -> EvidenceImage:
