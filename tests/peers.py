@@ -238,7 +238,8 @@ def wait_for(condition, timeout: float, what: str, every: float = 0.2):
 class Gateway:
     """`edge-agent serve` as a real process with its own spool and configuration."""
 
-    def __init__(self, folder: Path, probe=None, **gateway) -> None:
+    def __init__(self, folder: Path, probe=None, tables: dict | None = None, **gateway) -> None:
+        """`gateway`: the [gateway] table's keys; `tables`: other tables, e.g. {"report": {}}."""
         self.folder = folder
         self._probe = probe or (lambda port: echo(port, "EDGEAGENT", "ECHOSCU") == 0)
         self.port = gateway.pop("port", None) or free_port()
@@ -252,7 +253,9 @@ class Gateway:
             "poll_s": 0.2,
             **gateway,
         }
-        lines = ["[gateway]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+        lines = []
+        for table, keys in {"gateway": settings, **(tables or {})}.items():
+            lines += [f"[{table}]"] + [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
         folder.mkdir(parents=True, exist_ok=True)
         self.config = folder / "edge-agent.toml"
         self.config.write_text("\n".join(lines) + "\n")

@@ -10,13 +10,17 @@ from pathlib import Path
 from dicom_gateway.reader import ReadOutcome
 from edge_agent.config import Config
 from edge_agent.policies import make_policy
-from edge_agent.read import read_study
+from edge_agent.read import ReadResult, read_study
 from tools.toolbox import default_toolbox
 
 
 class AgentReader:
     def __init__(self, config: Config) -> None:
         self._config = config
+        if config.report.pdf:
+            from edge_agent.report.pdf import find_browser
+
+            find_browser("[report] pdf = true")  # no Chromium: stop before listening
         self._toolbox = default_toolbox(config.tools)
         try:
             self._policy = make_policy(config.policy)
@@ -30,10 +34,27 @@ class AgentReader:
         )
         return ReadOutcome(
             study_uid=result.study.uid,
-            dicom=result.dicom,
+            dicom=(*result.dicom, *self._pdf(result)),
             findings=len(result.report["findings"]),
             end_reason=result.trajectory.end_reason,
         )
+
+    def _pdf(self, result: ReadResult) -> tuple[Path, ...]:
+        """report.pdf when the site wants it; as an Encapsulated PDF too, to send with the
+        other results."""
+        if not self._config.report.pdf:
+            return ()
+        from edge_agent.report.pdf import write_pdf
+
+        write_pdf(result.out_dir)
+        if not (self._config.report.pdf_dicom and result.dicom):
+            return ()
+        from edge_agent.report.dicom_files import source_uids
+        from edge_agent.report.pdf_dicom import write_pdf_document
+
+        uids = source_uids(result.trajectory)
+        headers = {uid: result.study.header(uid) for uid in uids}
+        return (write_pdf_document(result.trajectory, headers, result.out_dir),)
 
     def close(self) -> None:
         self._policy.close()  # the model session before the tools it may still reference

@@ -256,6 +256,9 @@ def replay(
         Optional[Path],  # noqa: UP045
         typer.Option(help="The source study, for dicom/ (default: the folder the read names)."),
     ] = None,
+    pdf: Annotated[
+        bool, typer.Option("--pdf", help="Also print report.pdf (needs Chromium).")
+    ] = False,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -267,6 +270,10 @@ def replay(
     result = replay_read(trajectory, out, source, dicom=settings.report.dicom)
     if result.dicom_skipped:
         console.print(f"[yellow]no DICOM objects[/]: {result.dicom_skipped}", highlight=False)
+    if pdf:
+        from edge_agent.report.pdf import write_pdf
+
+        console.print(f"pdf: {write_pdf(out)}", highlight=False)
     console.print(f"report: {out / 'report.html'}", highlight=False)
 
 

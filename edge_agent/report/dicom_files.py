@@ -23,7 +23,7 @@ from imaging.atomic import write_atomic
 log = logging.getLogger(__name__)
 
 # Series numbers of what we add to a study; high, so they sort after the acquired series.
-SERIES = {"sr": 9001, "seg": 9002, "sc": 9003, "ko": 9004}
+SERIES = {"sr": 9001, "seg": 9002, "sc": 9003, "ko": 9004, "pdf": 9005}
 
 
 def source_uids(trajectory: Trajectory) -> tuple[str, ...]:
@@ -52,7 +52,7 @@ def write_dicom(
     paths = []
     for name, dataset in objects.items():
         path = out_dir / "dicom" / name
-        write_atomic(path, _encoded(dataset))
+        write_atomic(path, encoded(dataset))
         paths.append(path)
     log.info("study %s: wrote %d DICOM object(s)", trajectory.study_instance_uid, len(paths))
     return paths
@@ -108,7 +108,8 @@ def _evidence(trajectory: Trajectory, index: int, headers, out_dir: Path) -> Evi
     return load_evidence(record, out_dir, headers[record.source.sop_instance_uid])
 
 
-def _encoded(dataset: pydicom.Dataset) -> bytes:
+def encoded(dataset: pydicom.Dataset) -> bytes:
+    """The dataset as a DICOM file (preamble, file meta), in memory."""
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
