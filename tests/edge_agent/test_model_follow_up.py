@@ -151,3 +151,32 @@ def test_a_session_saved_for_another_model_is_refused_in_one_line(interactive, t
     done = run_cli("ask", copy, SECOND, "--config", interactive["config"])
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "saved for another model than the read's" in done.stderr
+
+
+def test_the_onnx_back_end_continues_its_kept_cache_for_a_follow_up(onnx_llm, tmp_path):
+    from edge_agent.model_followup import OpenRead
+    from edge_agent.policies import make_policy
+    from edge_agent.read import read_study
+    from edge_agent.sample import write_sample_study
+    from tests.edge_agent.test_onnx_policy import _config
+    from tools.toolbox import default_toolbox
+
+    config = _config(onnx_llm)
+    policy, toolbox = make_policy(config.policy), default_toolbox(config.tools)
+    try:
+        study = write_sample_study(tmp_path / "study")
+        result = read_study(study, tmp_path / "out", config, policy=policy, toolbox=toolbox)
+        opened = OpenRead(policy, result.trajectory, result.workspace, toolbox, config.budget)
+        trajectory = opened.ask(FIRST)
+        usage = _first_turn(trajectory, 0)
+        turn = f"{END_OF_REPLY}<|im_start|>user\n{FIRST}<|im_end|>\n<|im_start|>assistant\n"
+    finally:
+        policy.close()
+        toolbox.close()
+    # the checkpoint's own tokenizer, as the export copied it beside the graphs
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(onnx_llm / "tokenizer.json"))
+    expected = len(tokenizer.encode(turn, add_special_tokens=False).ids)
+    assert usage.past == _cached_before(trajectory, usage) > 100
+    assert usage.prompt_evaluated == usage.prompt_tokens == expected
