@@ -10,16 +10,7 @@ import typer
 from rich.markup import escape
 
 from edge_agent.cli.config import FileConfig
-from edge_agent.cli.terminal import (
-    ConfigOption,
-    VerboseOption,
-    console,
-    errors,
-    exit_code,
-    setup,
-    show_step,
-    stream,
-)
+from edge_agent.cli.terminal import ConfigOption, VerboseOption, console, errors, exit_code, setup
 from imaging.errors import BadInput
 
 if TYPE_CHECKING:
@@ -43,6 +34,7 @@ def ask(
     if Trajectory.load(result / "trajectory.json").policy.name == "protocol":
         answer_and_show(result, question, settings, pdf=pdf)
         return
+    from edge_agent.cli.terminal import stream
     from edge_agent.model_followup import reopen, save_session
 
     opened, _ = reopen(result, settings, stream=stream)
@@ -67,6 +59,8 @@ def answer_and_show(
 
         trajectory = answer(result, question)
     else:
+        from edge_agent.cli.terminal import show_step
+
         console.rule(f"Q{len(opened.trajectory.follow_ups) + 1}: {question}", style="dim")
         trajectory = opened.ask(question, on_step=show_step)
         write_evidence(opened.workspace, trajectory, result)

@@ -12,7 +12,13 @@ from edge_agent.agent import Budget
 from edge_agent.config import Config, PolicySettings, ReportSettings
 from edge_agent.policies.llama_cpp import LlamaCppSettings
 from edge_agent.read import read_study
-from tests.support import decisions, reads_on_one_policy, run_cli, two_turns_with_a_zoom
+from tests.support import (
+    decisions,
+    model_options,
+    reads_on_one_policy,
+    run_cli,
+    two_turns_with_a_zoom,
+)
 from tools.toolbox import ToolSettings, default_toolbox
 
 TOOLS = {"zoom_in", "segment", "locate"}
@@ -140,18 +146,7 @@ def test_running_out_of_context_ends_the_read_with_the_reason(exported, tmp_path
 
 
 def test_the_cli_reads_with_a_model(exported, sample_study, tmp_path):
-    done = run_cli(
-        "read",
-        sample_study,
-        "--out",
-        tmp_path / "out",
-        "--policy",
-        "llama-cpp",
-        "--model",
-        exported / "model-q8_0.gguf",
-        "--mmproj",
-        exported / "mmproj-f16.gguf",
-    )
+    done = run_cli("read", sample_study, "--out", tmp_path / "out", *model_options(exported))
     assert done.returncode == 0, done.stderr
     assert "AI model model-q8_0.gguf" in done.stdout
     assert "<think>" in done.stdout and "Action: " in done.stdout  # streamed live

@@ -15,7 +15,7 @@ import pytest
 from edge_agent.policies.session import END_OF_REPLY
 from edge_agent.trajectory import Trajectory
 from tests.peers import dciodvfy_errors
-from tests.support import run_cli
+from tests.support import model_options, run_cli
 
 FIRST = "And the left kidney?"
 SECOND = "Measure the second one again."
@@ -24,17 +24,6 @@ CONFIG = """
 max_turns = 2
 max_new_tokens = 256
 """
-
-
-def _model_args(exported: Path) -> list:
-    return [
-        "--policy",
-        "llama-cpp",
-        "--model",
-        exported / "model-q8_0.gguf",
-        "--mmproj",
-        exported / "mmproj-f16.gguf",
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +37,7 @@ def interactive(exported, tmp_path_factory) -> dict:
     config.write_text(CONFIG)
     out = folder / "out"
     script = Path(sys.executable).parent / "edge-agent"
-    command = [script, "read", study, "--out", out, "--config", config, *_model_args(exported)]
+    command = [script, "read", study, "--out", out, "--config", config, *model_options(exported)]
     done = subprocess.run(
         [str(c) for c in [*command, "--interactive", "--keep-session"]],
         input=f"{FIRST}\n\n",

@@ -44,14 +44,6 @@ def test_replay_pdf_prints_the_report_with_its_answer(tmp_path):
     assert " ".join(answer.split())[:80] in text
 
 
-def _pdf_in_orthanc(orthanc: Orthanc, study_uid: str) -> list[dict] | None:
-    try:
-        series = orthanc.series_of_study(study_uid)
-    except ValueError:
-        return None
-    return [s for s in series if s["MainDicomTags"].get("Modality") == "DOC"] or None
-
-
 def test_the_gateway_delivers_report_pdf_as_an_encapsulated_pdf_in_the_study(tmp_path):
     port = free_port()
     orthanc = Orthanc(tmp_path / "orthanc", {"edge": ["EDGEAGENT", "127.0.0.1", port]})
@@ -63,15 +55,8 @@ def test_the_gateway_delivers_report_pdf_as_an_encapsulated_pdf_in_the_study(tmp
         tables={"report": {"pdf": True, "pdf_dicom": True}},
     )
     try:
-        study = write_sample_study(tmp_path / "study")
-        for path in sorted(study.iterdir()):
-            orthanc.post("/instances", path.read_bytes())
-        study_uid = str(pydicom.dcmread(next(study.iterdir())).StudyInstanceUID)
-        [match] = orthanc.post("/tools/lookup", study_uid)
-        orthanc.post(
-            "/modalities/edge/store", json.dumps({"Resources": [match["ID"]], "Synchronous": True})
-        )
-        [series] = wait_for(lambda: _pdf_in_orthanc(orthanc, study_uid), 120, "the PDF in Orthanc")
+        study_uid = orthanc.push(write_sample_study(tmp_path / "study"), "edge")
+        [series] = wait_for(lambda: orthanc.series_of(study_uid, "DOC"), 120, "the PDF in Orthanc")
         [instance] = series["Instances"]
         tags = orthanc.get(f"/instances/{instance}/simplified-tags")
         assert tags["SOPClassUID"] == PDF_CLASS and tags["StudyInstanceUID"] == study_uid
