@@ -56,6 +56,14 @@ class OpenRead:
         if not question.strip():
             raise BadInput("ask needs a question")
         done = self.trajectory
+        last = done.follow_ups[-1].end_reason if done.follow_ups else done.end_reason
+        if (
+            last == "policy_error"
+        ):  # a reply cut off, or no room left: the cache is not a turn's end
+            raise BadInput(
+                "the session ended with a policy error, so it cannot take a follow-up: "
+                f"{done.follow_ups[-1].answer if done.follow_ups else done.end_detail}"
+            )
         budget = replace(self.budget, max_turns=done.policy.max_turns or self.budget.max_turns)
         context = ReadContext(done.question, self.workspace, self.toolbox, budget, done.steps)
         session = self.policy.resume(context, SessionState.of(done))
@@ -137,9 +145,12 @@ def reopen(result: Path, config: Config, stream=None) -> tuple[OpenRead, SavedSe
     from tools.toolbox import default_toolbox
 
     trajectory = Trajectory.load(result / "trajectory.json")
+    if trajectory.policy.name != "llama_cpp":
+        raise BadInput(
+            f"a {trajectory.policy.label} read keeps its session only in the process that read "
+            "it: ask follow-ups in `read --interactive`"
+        )
     saved = SavedSession.read(result)
-    if saved.policy != "llama_cpp" or trajectory.policy.name != "llama_cpp":
-        raise BadInput(f"a saved session of a {trajectory.policy.label} read cannot be reopened")
     if saved.sha256 != (trajectory.policy.model or {}).get("sha256"):
         raise BadInput(f"{result}/{SESSION_DIR} was saved for another model than the read's")
     llm = replace(config.policy.llama_cpp, model=saved.model, mmproj=saved.mmproj)

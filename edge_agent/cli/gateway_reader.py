@@ -5,13 +5,17 @@ damaged model stops `serve` before it listens; every study is then read with the
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from dicom_gateway.reader import ReadOutcome
 from edge_agent.config import Config
 from edge_agent.policies import make_policy
 from edge_agent.read import ReadResult, read_study
+from imaging.errors import BadInput
 from tools.toolbox import default_toolbox
+
+log = logging.getLogger(__name__)
 
 
 class AgentReader:
@@ -46,7 +50,11 @@ class AgentReader:
             return ()
         from edge_agent.report.pdf import write_pdf
 
-        write_pdf(result.out_dir)
+        try:
+            write_pdf(result.out_dir)
+        except BadInput as exc:  # the read's other results still go out
+            log.warning("study %s: no report.pdf: %s", result.study.uid, exc)
+            return ()
         if not (self._config.report.pdf_dicom and result.dicom):
             return ()
         from edge_agent.report.dicom_files import source_uids

@@ -169,3 +169,37 @@ def test_the_onnx_back_end_continues_its_kept_cache_for_a_follow_up(onnx_llm, tm
     expected = len(tokenizer.encode(turn, add_special_tokens=False).ids)
     assert usage.past == _cached_before(trajectory, usage) > 100
     assert usage.prompt_evaluated == usage.prompt_tokens == expected
+
+
+def test_an_onnx_read_in_another_process_is_sent_to_read_interactive(interactive, tmp_path):
+    copy = tmp_path / "onnx-read"
+    copy.mkdir()
+    trajectory = json.loads((interactive["out"] / "trajectory.json").read_text())
+    trajectory["policy"] = {**trajectory["policy"], "name": "onnx_trt", "label": "AI model m"}
+    (copy / "trajectory.json").write_text(json.dumps(trajectory))
+    done = run_cli("ask", copy, SECOND)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "read --interactive" in done.stderr
+
+
+def test_a_read_that_ended_in_a_policy_error_takes_no_follow_up(exported, tmp_path):
+    from edge_agent.model_followup import OpenRead
+    from edge_agent.policies import make_policy
+    from edge_agent.read import read_study
+    from edge_agent.sample import write_sample_study
+    from imaging.errors import BadInput
+    from tests.edge_agent.test_llama_policy import _config
+    from tools.toolbox import default_toolbox
+
+    config = _config(exported, n_ctx=768)  # the first turn does not fit
+    policy, toolbox = make_policy(config.policy), default_toolbox(config.tools)
+    try:
+        study = write_sample_study(tmp_path / "study")
+        result = read_study(study, tmp_path / "out", config, policy=policy, toolbox=toolbox)
+        assert result.trajectory.end_reason == "policy_error"
+        opened = OpenRead(policy, result.trajectory, result.workspace, toolbox, config.budget)
+        with pytest.raises(BadInput, match=r"ended with a policy error.*context full"):
+            opened.ask(FIRST)
+    finally:
+        policy.close()
+        toolbox.close()
