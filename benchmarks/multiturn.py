@@ -167,9 +167,13 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--reads", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="ours and stock, interleaved")
     args = parser.parse_args()
     pictures = images(args.turns, args.size)
-    a, b = ours(args.gguf_dir, pictures), stock(args.gguf_dir, pictures)
+    ratios = []
+    for _ in range(args.rounds):
+        a, b = ours(args.gguf_dir, pictures), stock(args.gguf_dir, pictures)
+        ratios.append(sum(s for _, s, _ in b) / sum(s for _, s in a))
     print(f"{args.turns} turns, one {args.size}x{args.size} image each, reply <= {REPLY_TOKENS}")
     print("prompt tokens evaluated: llama.cpp's counter (n_p_eval) per turn, images included")
     print(f"{'turn':>4}{'ours: eval':>12}{'s':>8}{'stock: eval':>13}{'s':>8}{'(stock says)':>14}")
@@ -178,19 +182,20 @@ def main() -> None:
     total_a, total_b = sum(s for _, s in a), sum(s for _, s, _ in b)
     tokens_a, tokens_b = sum(t for t, _ in a), sum(t for t, _, _ in b)
     print(
-        f"total: ours {total_a:.2f} s, stock {total_b:.2f} s, stock/ours {total_b / total_a:.1f}x;"
-        f" evaluated: ours {tokens_a}, stock {tokens_b}, stock/ours {tokens_b / tokens_a:.1f}x"
+        f"last round: ours {total_a:.2f} s, stock {total_b:.2f} s; evaluated: ours {tokens_a}, "
+        f"stock {tokens_b}, stock/ours {tokens_b / tokens_a:.1f}x"
     )
+    print(f"stock/ours wall time over {args.rounds} rounds (min/median/max): {_spread(ratios)}x")
     first = first_turns(args.gguf_dir, pictures[0], args.reads)
     print(f"\nfirst turn of a read, trained system prompt, {args.reads} reads (min/median/max)")
     for way, runs in first.items():
         tokens = sorted({t for t, _ in runs})
         print(f"{way:>12}: evaluated {tokens} tokens, prefill s {_spread([s for _, s in runs])}")
-    ratios = [
+    prefill = [
         every / kept
         for (_, every), (_, kept) in zip(first["every read"], first["kept prefix"], strict=True)
     ]
-    print(f"every read / kept prefix: {_spread(ratios)}x")
+    print(f"every read / kept prefix: {_spread(prefill)}x")
 
 
 if __name__ == "__main__":
