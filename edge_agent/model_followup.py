@@ -57,9 +57,8 @@ class OpenRead:
             raise BadInput("ask needs a question")
         done = self.trajectory
         last = done.follow_ups[-1].end_reason if done.follow_ups else done.end_reason
-        if (
-            last == "policy_error"
-        ):  # a reply cut off, or no room left: the cache is not a turn's end
+        # a reply cut off, or no room left: the cache does not end at a turn's end
+        if last == "policy_error":
             raise BadInput(
                 "the session ended with a policy error, so it cannot take a follow-up: "
                 f"{done.follow_ups[-1].answer if done.follow_ups else done.end_detail}"
