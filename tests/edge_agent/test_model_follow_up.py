@@ -97,6 +97,17 @@ def test_a_follow_up_in_the_reading_process_evaluates_only_its_question(interact
     assert FIRST in (interactive["out"] / "report.html").read_text()
 
 
+def test_how_the_read_ended_counts_only_the_reads_own_steps(interactive):
+    from dataclasses import replace
+
+    from edge_agent.report.location import how_it_ended
+
+    trajectory = Trajectory.load(interactive["out"] / "trajectory.json")
+    assert len(trajectory.steps) == 4  # the read's 2, then the follow-up's
+    answered = replace(trajectory, end_reason="answer")
+    assert how_it_ended(answered) == "The policy answered after 2 tool call(s)."
+
+
 def test_the_session_is_saved_beside_the_result(interactive, exported):
     saved = json.loads((interactive["out"] / "session" / "session.json").read_text())
     state = interactive["out"] / "session" / saved["state"]
