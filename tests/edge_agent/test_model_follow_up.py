@@ -94,7 +94,10 @@ def test_a_follow_up_in_the_reading_process_evaluates_only_its_question(interact
     assert [f["question"] for f in report["follow_ups"]] == [FIRST]
     assert report["follow_ups"][0]["answer"] == follow_up.answer
     assert f"Q1: {FIRST}" in interactive["done"].stdout
-    assert FIRST in (interactive["out"] / "report.html").read_text()
+    page = (interactive["out"] / "report.html").read_text()
+    assert FIRST in page
+    number = follow_up.steps[0]  # the trail says which question a step was taken for
+    assert f"Step {number}: <code>zoom_in</code> (for follow-up Q1)</h3>" in page
 
 
 def test_how_the_read_ended_counts_only_the_reads_own_steps(interactive):
