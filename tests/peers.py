@@ -141,6 +141,27 @@ class Orthanc:
         [match] = self.post("/tools/lookup", study_uid)
         return [self.get(f"/series/{s}") for s in self.get(match["Path"])["Series"]]
 
+    def series_of(self, study_uid: str, modality: str) -> list[dict] | None:
+        """The study's series of one modality; None until there is one (for `wait_for`)."""
+        try:
+            series = self.series_of_study(study_uid)
+        except ValueError:
+            return None
+        return [s for s in series if s["MainDicomTags"].get("Modality") == modality] or None
+
+    def push(self, study: Path, modality: str) -> str:
+        """Upload a study folder, then have Orthanc C-STORE it to `modality` (as a PACS
+        forwards a study to a reader); its Study Instance UID."""
+        import pydicom
+
+        for path in sorted(study.iterdir()):
+            self.post("/instances", path.read_bytes())
+        study_uid = str(pydicom.dcmread(next(study.iterdir())).StudyInstanceUID)
+        [match] = self.post("/tools/lookup", study_uid)
+        body = json.dumps({"Resources": [match["ID"]], "Synchronous": True})
+        self.post(f"/modalities/{modality}/store", body)
+        return study_uid
+
     def stop(self) -> None:
         self._process.terminate()
         try:
@@ -242,7 +263,8 @@ class Gateway:
     """`edge-agent serve` as a real process with its own spool and configuration."""
 
     def __init__(self, folder: Path, probe=None, tables: str = "", **gateway) -> None:
-        """`gateway`: [gateway] keys; `tables`: TOML of its sub-tables, appended as written."""
+        """`gateway`: [gateway] keys; `tables`: TOML of other tables ([report], [[gateway.…]]),
+        appended as written."""
         self.folder = folder
         self._probe = probe or (lambda port: echo(port, "EDGEAGENT", "ECHOSCU") == 0)
         self.port = gateway.pop("port", None) or free_port()

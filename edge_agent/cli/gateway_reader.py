@@ -6,6 +6,7 @@ may name another policy than [policy] name: each one named is opened at start to
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -13,9 +14,11 @@ from pathlib import Path
 from dicom_gateway.reader import DEFAULT_REQUEST, ReadOutcome, ReadRequest
 from edge_agent.config import Config
 from edge_agent.policies import make_policy
-from edge_agent.read import read_study
-from imaging.errors import ConfigError
+from edge_agent.read import ReadResult, read_study
+from imaging.errors import BadInput, ConfigError
 from tools.toolbox import default_toolbox
+
+log = logging.getLogger(__name__)
 
 
 def _key(name: str) -> str:
@@ -25,6 +28,10 @@ def _key(name: str) -> str:
 class AgentReader:
     def __init__(self, config: Config, policies: Iterable[str] = ()) -> None:
         self._config = config
+        if config.report.pdf:
+            from edge_agent.report.pdf import find_browser
+
+            find_browser("[report] pdf = true")  # no Chromium: stop before listening
         self._toolbox = default_toolbox(config.tools)
         self._default = _key(config.policy.name)
         self._policies = {}
@@ -52,10 +59,31 @@ class AgentReader:
         )
         return ReadOutcome(
             study_uid=result.study.uid,
-            dicom=result.dicom,
+            dicom=(*result.dicom, *self._pdf(result)),
             findings=len(result.report["findings"]),
             end_reason=result.trajectory.end_reason,
         )
+
+    def _pdf(self, result: ReadResult) -> tuple[Path, ...]:
+        """report.pdf when the site wants it; as an Encapsulated PDF too, to send with the
+        other results."""
+        if not self._config.report.pdf:
+            return ()
+        from edge_agent.report.pdf import write_pdf
+
+        try:
+            write_pdf(result.out_dir)
+        except BadInput as exc:  # the read's other results still go out
+            log.warning("study %s: no report.pdf: %s", result.study.uid, exc)
+            return ()
+        if not (self._config.report.pdf_dicom and result.dicom):
+            return ()
+        from edge_agent.report.dicom_files import source_uids
+        from edge_agent.report.pdf_dicom import write_pdf_document
+
+        uids = source_uids(result.trajectory)
+        headers = {uid: result.study.header(uid) for uid in uids}
+        return (write_pdf_document(result.trajectory, headers, result.out_dir),)
 
     def close(self) -> None:
         for policy in self._policies.values():  # model sessions before the tools they use
