@@ -6,6 +6,7 @@ it durable and indexed it; every failure becomes a DIMSE status, and the listene
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
@@ -124,7 +125,8 @@ class Listener:
         return None
 
     def _on_accepted(self, event) -> None:
-        self._audit("association_accepted", **self._peer(event))
+        # Which listener process took it: with several on one port, the kernel chose.
+        self._audit("association_accepted", listener=os.getpid(), **self._peer(event))
 
     def _on_rejected(self, event) -> None:
         """A rejection pynetdicom made itself (ours are audited in _on_requested)."""

@@ -264,6 +264,7 @@ class StreamingAssociation(Association):
     def _ended(self) -> bool:
         """Release, abort, a dead DUL or the network timeout: as pynetdicom ends each."""
         if self.is_established and self.acse.is_release_requested():
+            self.discard_unfinished()  # the spare file: gone before the peer hears we are done
             self.acse.send_release(is_response=True)
             self.is_released = True
             self.is_established = False

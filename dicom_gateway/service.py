@@ -12,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dicom_gateway.assembler import promote_stable_studies
-from dicom_gateway.audit import Audit
+from dicom_gateway.audit import Audit, keep_phi_out_of_logs
 from dicom_gateway.index import Index, index_path
 from dicom_gateway.jobs import SqliteJobQueue
 from dicom_gateway.listener import Listener
+from dicom_gateway.listeners import ListenerProcesses
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.reader import Reader
 from dicom_gateway.settings import GatewaySettings
@@ -27,15 +28,7 @@ log = logging.getLogger(__name__)
 
 class Service:
     def __init__(self, settings: GatewaySettings, open_reader: Callable[[], Reader]) -> None:
-        # pynetdicom's own debug output can dump whole datasets (patient names included);
-        # our audit trail records every network event without them.
-        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-        # pydicom's and highdicom's warnings quote the value they warn about (a one-part patient
-        # name, a malformed birth date): captured, so nothing prints raw beside the JSON lines,
-        # and dropped, so no header value reaches the log. The audit names what went wrong.
-        logging.captureWarnings(True)
-        for library in ("py.warnings", "pydicom", "highdicom"):
-            logging.getLogger(library).setLevel(logging.ERROR)
+        keep_phi_out_of_logs()
         self.settings = settings
         root = Path(settings.spool_dir)
         root.mkdir(parents=True, exist_ok=True)
@@ -45,6 +38,7 @@ class Service:
         self.queue = SqliteJobQueue(self.index, settings.max_attempts)
         self.outbox = Outbox(self.index, settings, self.audit)
         self.listener = Listener(settings, self.spool, self.audit)
+        self.more_listeners = ListenerProcesses(settings, settings.listener_processes - 1)
         self.worker = Worker(
             f"{platform.node()}-worker",
             self.queue,
@@ -57,6 +51,7 @@ class Service:
 
     def run(self, stop: threading.Event, on_tick=None) -> None:
         """Serve until `stop` is set; `on_tick(status)` is called every second meanwhile."""
+        self.more_listeners.start()  # all listening before the service answers
         self.listener.start()
         threads = [
             threading.Thread(target=self._loop, args=(stop, self._read_step), name="reader"),
@@ -69,6 +64,7 @@ class Service:
             if on_tick:
                 on_tick(self.status())
         self.listener.stop()
+        self.more_listeners.stop()
         for thread in threads:
             thread.join()
         self.worker.close()

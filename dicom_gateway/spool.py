@@ -123,7 +123,7 @@ class Spool:
         if clean:
             for leftover in (root / "tmp").iterdir():
                 leftover.unlink()
-        self._commit = GroupCommit(self._commit_group)
+        self.commits = GroupCommit(self._commit_group)  # its counts: instances per commit
         # Listener processes sharing the index take turns through this lock (the kernel wakes
         # the next), never through SQLite's busy handler, which sleeps 1 ms, 2 ms, 5 ms...
         self._turns = os.open(root / "ingest.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -155,7 +155,7 @@ class Spool:
             received.close()
             size = os.stat(received.name).st_size
             target = self.study_dir(study_uid) / f"{sop_uid}.dcm"
-            late = self._commit(
+            late = self.commits(
                 _Arrival(
                     Path(received.name), target, study_uid, series_uid, sop_uid, size, calling_ae
                 )

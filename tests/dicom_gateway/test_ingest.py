@@ -1,0 +1,141 @@
+"""The receive path: data sets streamed to disk, acknowledged only once durable and indexed,
+committed in groups across associations, received by several processes on one port."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+from contextlib import closing
+from io import BytesIO
+from pathlib import Path
+
+import pydicom
+
+from dicom_gateway.index import Index
+from dicom_gateway.listener import Listener
+from dicom_gateway.settings import GatewaySettings
+from dicom_gateway.spool import Spool
+from dicom_gateway.status import SUCCESS
+from tests.peers import Gateway, free_port, tool, wait_for
+from tests.support import c_store, ct_copies
+
+COMMIT_S = 0.2  # a slow disk: long enough for other associations to queue behind a commit
+
+
+class SlowDiskSpool(Spool):
+    """The spool on a disk whose commits take COMMIT_S."""
+
+    def _commit_group(self, group):
+        time.sleep(COMMIT_S)
+        return super()._commit_group(group)
+
+
+def _listening(tmp_path: Path, spool_class=Spool) -> tuple[Listener, Spool, int]:
+    root = tmp_path / "spool"
+    root.mkdir()
+    spool = spool_class(root, Index(root / "index.sqlite"), min_free_mb=1)
+    settings = GatewaySettings(port=free_port(), spool_dir=str(root))
+    listener = Listener(settings, spool, lambda event, **fields: None)
+    listener.start()
+    return listener, spool, settings.port
+
+
+def test_each_store_is_acknowledged_only_once_its_file_and_row_are_there(tmp_path):
+    listener, spool, port = _listening(tmp_path, SlowDiskSpool)
+    problems: list[str] = []
+
+    def sender(number: int) -> None:
+        files = ct_copies(tmp_path / f"ct{number}", 3, f"ack-{number}")
+        for (sop_uid, status), sent in zip(c_store(port, files), files, strict=True):
+            with closing(sqlite3.connect(spool.index.path)) as db:
+                row = db.execute(
+                    "SELECT path FROM instances WHERE sop_uid = ?", (sop_uid,)
+                ).fetchone()
+            if status != SUCCESS or row is None:
+                problems.append(f"{sop_uid}: status {status}, row {row}")
+                continue
+            kept, original = pydicom.dcmread(row[0]), pydicom.dcmread(sent)
+            if kept.PixelData != original.PixelData or kept.SOPInstanceUID != sop_uid:
+                problems.append(f"{sop_uid}: acknowledged before its file was whole")
+
+    try:
+        threads = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        listener.stop()
+    assert problems == []
+    assert spool.index.read("SELECT COUNT(*) FROM instances")[0][0] == 12
+    # Four associations, one commit at a time: those that waited shared the next transaction.
+    assert spool.commits.items == 12 and spool.commits.groups < 12
+    assert not list((spool.root / "tmp").iterdir())
+
+
+def test_a_data_set_cut_off_by_an_abort_leaves_nothing_behind(tmp_path):
+    from pynetdicom import AE
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_STORE
+
+    listener, spool, port = _listening(tmp_path)
+    [path] = ct_copies(tmp_path / "ct", 1, "aborted")
+    ds = pydicom.dcmread(path)
+    ae = AE(ae_title="STORESCU")
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="EDGEAGENT")
+    try:
+        assert assoc.is_established
+        request = C_STORE()
+        request.MessageID, request.Priority = 1, 2
+        request.AffectedSOPClassUID, request.AffectedSOPInstanceUID = (
+            ds.SOPClassUID,
+            ds.SOPInstanceUID,
+        )
+        whole = path.read_bytes()
+        request.DataSet = BytesIO(whole[whole.index(b"\x08\x00\x05\x00") :])  # after the meta
+        message = C_STORE_RQ()
+        message.primitive_to_message(request)
+        [context] = assoc.accepted_contexts
+        fragments = list(message.encode_msg(context.context_id, 8192))
+        for fragment in fragments[: len(fragments) // 2]:  # the command, half the data set
+            assoc.dul.send_pdu(fragment)
+        tmp = spool.root / "tmp"
+        wait_for(lambda: list(tmp.glob("*.part")), 10, "the data set to reach the spool")
+        assoc.abort()
+        wait_for(lambda: not list(tmp.iterdir()), 10, "the cut-off data set to be removed")
+        assert not list((spool.root / "studies").rglob("*.dcm"))
+        assert [status for _, status in c_store(port, [path])] == [SUCCESS]  # still serving
+    finally:
+        listener.stop()
+
+
+def test_two_listener_processes_on_one_port_both_accept_and_lose_nothing(tmp_path):
+    files = ct_copies(tmp_path / "ct", 32, "two-processes")
+    gateway = Gateway(tmp_path / "gw", listener_processes=2, stable_after_s=3600.0)
+    try:
+        senders = [
+            subprocess.Popen(
+                [tool("storescu", "dcmtk"), "-aec", "EDGEAGENT", "127.0.0.1", str(gateway.port)]
+                + [str(f) for f in files[i::16]],
+                env={**os.environ, "TCP_NODELAY": "1"},
+                stderr=subprocess.PIPE,
+            )
+            for i in range(16)
+        ]
+        for sender in senders:
+            _, stderr = sender.communicate(timeout=120)
+            assert sender.returncode == 0, stderr.decode()[-500:]
+        with closing(gateway.db()) as db:
+            paths = [row[0] for row in db.execute("SELECT path FROM instances")]
+        assert len(paths) == 32 and all(Path(p).is_file() for p in paths)
+        accepted = [e for e in gateway.audit() if e["event"] == "association_accepted"]
+        stores = [e for e in accepted if e["calling_ae"] == "STORESCU"]
+        assert len(stores) == 16
+        assert len({e["listener"] for e in stores}) == 2  # 16 connections, both processes
+    finally:
+        assert gateway.stop() == 0
+    assert not list((gateway.spool / "tmp").iterdir())
