@@ -293,6 +293,9 @@ class GuardedServer(ThreadedAssociationServer):
 
     def get_request(self) -> tuple[socket.socket, tuple]:
         client, address = self.socket.accept()
+        # Every PDU goes out in one write: Nagle's algorithm could only hold a response back
+        # until the peer's delayed ACK (~40 ms on Linux).
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.settimeout(self.guard.limits.handshake_timeout_s)
         if self.ssl_context:  # the handshake happens in the connection's thread, with a deadline
             client = self.ssl_context.wrap_socket(

@@ -31,6 +31,7 @@ from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 
@@ -62,6 +63,29 @@ class _Signalling(queue.Queue):
         super().put(item, block, timeout)
         if threading.current_thread() is not self._owner:
             self._wake()
+
+
+class _ServedHere(queue.Queue):
+    """The DIMSE message queue, except that a C-STORE or C-ECHO request is served as soon as it
+    is complete, in the DUL's thread: no hand-over to the association's thread and back for
+    its response (two thread wake-ups an instance, each a wait for a core on a busy machine).
+    The peer waits for that response anyway; everything else still goes through the queue."""
+
+    def __init__(self, assoc: StreamingAssociation) -> None:
+        super().__init__()
+        self._assoc = assoc
+
+    def put(self, item, block: bool = True, timeout: float | None = None) -> None:
+        context_id, primitive = item
+        if (
+            isinstance(primitive, (C_STORE, C_ECHO))
+            and primitive.is_valid_request
+            and self._assoc.is_established  # else the association's thread, once it is
+        ):
+            self._assoc.serve(primitive, context_id)
+            return
+        super().put(item, block, timeout)
+        self._assoc.arrived.set()
 
 
 class WakingDUL(DULServiceProvider):
@@ -136,6 +160,7 @@ class WakingDUL(DULServiceProvider):
 
     def _wait(self) -> None:
         """Until the peer sends, a primitive is queued, or TICK_S passes."""
+        self.assoc.dimse.prepare()
         watched = [self._woken]
         raw = self.socket.socket if self.socket is not None else None
         if raw is not None and self.socket._is_connected:
@@ -158,18 +183,22 @@ class StreamingDIMSE(DIMSEServiceProvider):
         super().__init__(assoc)
         self._open_file = open_file
         self._spare: Receiving | None = None
+        self._streamed = False
 
     def receive_primitive(self, primitive) -> None:
         super().receive_primitive(primitive)
         message = self.message
-        if message is None and self._spare is None and self.assoc.receiving:
-            self._spare = self._take_file()  # a data set was streamed: more are likely
-        elif (
+        if (
             isinstance(message, C_STORE_RQ)
             and message._data_set_file is None
             and message.command_set.CommandDataSetType != NO_DATA_SET
         ):
             self._stream(message)
+
+    def prepare(self) -> None:
+        """While the DUL waits for the peer: the next file, once one data set was streamed."""
+        if self._spare is None and self._streamed:
+            self._spare = self._take_file()
 
     def _take_file(self) -> Receiving:
         target = self._open_file()
@@ -191,6 +220,7 @@ class StreamingDIMSE(DIMSEServiceProvider):
         target.write(message.data_set.getvalue())
         message._data_set_file = target
         message._data_set_path = Path(target.name)
+        self._streamed = True
 
 
 def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
@@ -229,13 +259,15 @@ class StreamingAssociation(Association):
 
     def __init__(self, ae, mode: str, open_file: Callable[[], Receiving]) -> None:
         super().__init__(ae, mode)
-        self._arrived = threading.Event()
+        self.arrived = threading.Event()
         # Data sets being written or handled, by file name; the C-STORE handler takes its own.
         self.receiving: dict[str, Receiving] = {}
         self.dul = WakingDUL(self)
-        self.dul.to_user_queue = _Signalling(self._arrived.set)
+        # Association.__init__ gave the replaced DUL its timers: the new one takes them too.
+        self.acse_timeout, self.network_timeout = self.acse_timeout, self.network_timeout
+        self.dul.to_user_queue = _Signalling(self.arrived.set)
         self.dimse = StreamingDIMSE(self, open_file)
-        self.dimse.msg_queue = _Signalling(self._arrived.set)
+        self.dimse.msg_queue = _ServedHere(self)
 
     def discard_unfinished(self) -> None:
         """A data set cut off by an abort or a closed connection: its file goes."""
@@ -244,20 +276,24 @@ class StreamingAssociation(Association):
             unfinished.close()
             Path(unfinished.name).unlink(missing_ok=True)
 
+    def serve(self, msg, context_id: int) -> None:
+        """pynetdicom's service for the request; its data set's file is the handler's now."""
+        self._serve_request(msg, context_id)
+        self.receiving.pop(str(getattr(msg, "_dataset_path", None)), None)
+
     def _run_reactor(self) -> None:
         """pynetdicom's Association._run_reactor, waiting for a message instead of polling."""
         self._is_paused = False
         while not self._kill:
-            self._arrived.clear()
+            self.arrived.clear()
             if self.dimse.msg_queue.empty() and self.dul.to_user_queue.empty():
-                self._arrived.wait(TICK_S)
+                self.arrived.wait(TICK_S)
             self._is_paused = True
             self._reactor_checkpoint.wait()
             self._is_paused = False
             context_id, msg = self.dimse.get_msg(block=False)
             if msg:
-                self._serve_request(msg, context_id)
-                self.receiving.pop(str(getattr(msg, "_dataset_path", None)), None)
+                self.serve(msg, context_id)
             if self._ended():
                 return
 

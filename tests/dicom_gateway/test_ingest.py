@@ -139,3 +139,28 @@ def test_two_listener_processes_on_one_port_both_accept_and_lose_nothing(tmp_pat
     finally:
         assert gateway.stop() == 0
     assert not list((gateway.spool / "tmp").iterdir())
+
+
+def test_an_idle_association_is_ended_after_the_network_timeout(tmp_path):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    root = tmp_path / "spool"
+    root.mkdir()
+    settings = GatewaySettings(
+        port=free_port(), spool_dir=str(root), handshake_timeout_s=1.0, network_timeout_s=2.0
+    )
+    listener = Listener(
+        settings, Spool(root, Index(root / "index.sqlite"), 1), lambda event, **fields: None
+    )
+    listener.start()
+    try:
+        ae = AE(ae_title="IDLE")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", settings.port, ae_title="EDGEAGENT")
+        assert assoc.is_established
+        started = time.monotonic()
+        wait_for(lambda: not assoc.is_established, 15, "the idle association to be ended")
+        assert 2.0 <= time.monotonic() - started < 10.0
+    finally:
+        listener.stop()

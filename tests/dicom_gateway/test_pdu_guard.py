@@ -41,6 +41,9 @@ PINNED.update(
         "dimse_messages.DIMSEMessage.message_to_primitive": "f8f43d34e43450ef",  # path handed on
         "service_class.StorageServiceClass.SCP": "63afca7fc6c6e7ee",  # closes, unlinks after
         "events.Event.dataset_path": "7eba7552ff800249",  # where the handler finds the file
+        # C-STORE and C-ECHO are served in the DUL's thread: neither may wait for the DUL.
+        "association.Association._serve_request": "2f24c1759cdf6c8c",
+        "service_class.VerificationServiceClass.SCP": "d30d511f87d0268d",
     }
 )
 
