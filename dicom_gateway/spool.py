@@ -71,14 +71,18 @@ class ReceivedFile:
         self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self.file = self  # pynetdicom flushes `file.file` after each fragment: nothing to flush
         self.error: OSError | None = None
+        self.size = 0
 
     def write(self, data) -> None:
         view = memoryview(data)
         while view and self.error is None and self._fd >= 0:
             try:
-                view = view[os.write(self._fd, view) :]
+                written = os.write(self._fd, view)
             except OSError as exc:
                 self.error = exc
+                return
+            self.size += written
+            view = view[written:]
 
     def flush(self) -> None:
         pass
@@ -153,7 +157,7 @@ class Spool:
             self._check_free_space(0)
             received.sync()
             received.close()
-            size = os.stat(received.name).st_size
+            size = received.size
             target = self.study_dir(study_uid) / f"{sop_uid}.dcm"
             late = self.commits(
                 _Arrival(
