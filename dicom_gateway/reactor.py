@@ -5,11 +5,13 @@ nothing to do, and the association reactor sleeps 1 ms on every turn. A C-STORE 
 sleeps on its way in and its response on its way out: ~3 ms an instance, more than the work.
 Here the DUL waits in `select` on its socket and on a wake-up socket written when a primitive is
 queued for it, and the association waits on a `threading.Event` set when a DIMSE message or an
-ACSE primitive arrives; both still wake every TICK_S for their timers.
+ACSE primitive arrives; both still wake every TICK_S for their timers. A complete C-STORE or
+C-ECHO request is served right in the DUL's thread, so an instance costs no thread hand-over.
 
-A C-STORE's data set is written to a file opened as soon as its command set is decoded (the file
-meta first, as pynetdicom's own STORE_RECV_CHUNKED_DATASET does, but into the spool's folder and
-for this association only), so the handler finds it at `event.dataset_path`, never in memory.
+A C-STORE's data set is written to a file as it arrives (the file meta first, as pynetdicom's own
+STORE_RECV_CHUNKED_DATASET does, but into the spool's folder and for this association only), so
+the handler finds it at `event.dataset_path`, never in memory. After the first, each next file
+is created while the DUL waits for the peer, off the instance's path.
 Every pynetdicom member copied or relied on here is pinned in tests/dicom_gateway/
 test_pdu_guard.py, which fails when pynetdicom changes one."""
 
