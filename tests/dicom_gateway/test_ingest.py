@@ -76,32 +76,68 @@ def test_each_store_is_acknowledged_only_once_its_file_and_row_are_there(tmp_pat
     assert not list((spool.root / "tmp").iterdir())
 
 
-def test_a_data_set_cut_off_by_an_abort_leaves_nothing_behind(tmp_path):
+def _associated(port: int, path: Path):
+    """A pynetdicom association for the file's SOP class, and the P-DATA of its C-STORE
+    (command first, then the data set) in PDUs of at most `max_pdu` bytes."""
     from pynetdicom import AE
-    from pynetdicom.dimse_messages import C_STORE_RQ
-    from pynetdicom.dimse_primitives import C_STORE
 
-    listener, spool, port = _listening(tmp_path)
-    [path] = ct_copies(tmp_path / "ct", 1, "aborted")
     ds = pydicom.dcmread(path)
     ae = AE(ae_title="STORESCU")
     ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
     assoc = ae.associate("127.0.0.1", port, ae_title="EDGEAGENT")
-    try:
-        assert assoc.is_established
+    assert assoc.is_established
+
+    def fragments(max_pdu: int) -> list:
+        from pynetdicom.dimse_messages import C_STORE_RQ
+        from pynetdicom.dimse_primitives import C_STORE
+
         request = C_STORE()
         request.MessageID, request.Priority = 1, 2
-        request.AffectedSOPClassUID, request.AffectedSOPInstanceUID = (
-            ds.SOPClassUID,
-            ds.SOPInstanceUID,
-        )
+        request.AffectedSOPClassUID = ds.SOPClassUID
+        request.AffectedSOPInstanceUID = ds.SOPInstanceUID
         whole = path.read_bytes()
         request.DataSet = BytesIO(whole[whole.index(b"\x08\x00\x05\x00") :])  # after the meta
         message = C_STORE_RQ()
         message.primitive_to_message(request)
         [context] = assoc.accepted_contexts
-        fragments = list(message.encode_msg(context.context_id, 8192))
-        for fragment in fragments[: len(fragments) // 2]:  # the command, half the data set
+        return list(message.encode_msg(context.context_id, max_pdu))
+
+    return assoc, fragments
+
+
+def test_a_data_set_that_comes_whole_with_its_command_is_stored_too(tmp_path):
+    # One P-DATA-TF with the command and the whole data set: complete before it could be
+    # streamed, so it is stored from memory, through the same checks.
+    listener, spool, port = _listening(tmp_path)
+    [path] = ct_copies(tmp_path / "ct", 1, "one-pdu")
+    assoc, fragments = _associated(port, path)
+    try:
+        command, data = fragments(2**20)
+        command.presentation_data_value_list = [
+            list(pdv) for pdv in command.presentation_data_value_list
+        ] + [list(pdv) for pdv in data.presentation_data_value_list]
+        assoc._reactor_checkpoint.clear()  # the response is ours to read, as send_c_store does
+        wait_for(lambda: assoc._is_paused, 10, "the requestor's reactor to pause", every=0.01)
+        assoc.dul.send_pdu(command)
+        _, response = assoc.dimse.get_msg(block=True)
+        assoc._reactor_checkpoint.set()
+        assert response.Status == SUCCESS
+    finally:
+        assoc.release()
+        listener.stop()
+    [row] = spool.index.read("SELECT path FROM instances")
+    stored, sent = pydicom.dcmread(row["path"]), pydicom.dcmread(path)
+    assert stored.PixelData == sent.PixelData and stored.SOPInstanceUID == sent.SOPInstanceUID
+    assert not list((spool.root / "tmp").iterdir())
+
+
+def test_a_data_set_cut_off_by_an_abort_leaves_nothing_behind(tmp_path):
+    listener, spool, port = _listening(tmp_path)
+    [path] = ct_copies(tmp_path / "ct", 1, "aborted")
+    assoc, fragments = _associated(port, path)
+    try:
+        sent = fragments(8192)
+        for fragment in sent[: len(sent) // 2]:  # the command, half the data set
             assoc.dul.send_pdu(fragment)
         tmp = spool.root / "tmp"
         wait_for(lambda: list(tmp.glob("*.part")), 10, "the data set to reach the spool")
