@@ -1,5 +1,5 @@
 """Ingest speed: CT instances (512x512, 16-bit) sent by dcmtk storescu to our durable listener,
-dcmtk storescp (which never fsyncs) and Orthanc (which does), at 1 and 4 associations.
+dcmtk storescp (which never fsyncs) and Orthanc, at 1 and 4 associations.
 
     .venv/bin/python benchmarks/ingest.py [--count 300] [--rounds 3] [--processes 1 2]
         [--baseline ../main]
