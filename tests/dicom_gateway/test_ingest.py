@@ -13,6 +13,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pydicom
+import pytest
 
 from dicom_gateway.index import Index
 from dicom_gateway.listener import Listener
@@ -200,3 +201,31 @@ def test_an_idle_association_is_ended_after_the_network_timeout(tmp_path):
         assert 2.0 <= time.monotonic() - started < 10.0
     finally:
         listener.stop()
+
+
+def test_listener_processes_do_not_outlive_a_killed_service(tmp_path):
+    gateway = Gateway(tmp_path / "gw", listener_processes=3)
+    children = [pid for pid in _pids() if _stat(pid)[1] == gateway.pid]
+    listening = [pid for pid in children if _stat(pid)[0] != "Z"]
+    assert len(listening) >= 2  # the two extra listeners (spawn may add its own helper)
+    gateway.kill()  # SIGKILL: the service cannot tell them to stop
+    wait_for(lambda: all(_stat(pid)[0] in ("Z", "gone") for pid in listening), 30, "their end")
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _stat(pid: int) -> tuple[str, int]:
+    """(state, parent pid) of a process; ("gone", 0) once it is reaped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return "gone", 0
+    return fields[0], int(fields[1])
+
+
+@pytest.mark.parametrize("count", [0, -1, 65])
+def test_a_listener_process_count_out_of_range_is_refused(count):
+    with pytest.raises(ValueError, match="listener_processes"):
+        GatewaySettings(listener_processes=count)
