@@ -1,18 +1,27 @@
-"""Ingest speed: 300 CT instances (512x512, 16-bit) sent by dcmtk storescu to our durable listener,
-dcmtk storescp and Orthanc, in one run, same files; then 4 simultaneous associations.
+"""Ingest speed: CT instances (512x512, 16-bit) sent by dcmtk storescu to our durable listener,
+dcmtk storescp (which never fsyncs) and Orthanc, at 1 and 4 associations.
 
-    .venv/bin/python benchmarks/ingest.py [--count 300]
+    .venv/bin/python benchmarks/ingest.py [--count 300] [--rounds 3] [--processes 1 2]
+        [--baseline ../main]
 
-Prints instances/s and MB/s per receiver and the ratios to storescp. Not a test."""
+Every peer runs with TCP_NODELAY (dcmtk and Orthanc's DICOM side read the TCP_NODELAY variable;
+our listener sets it on every connection). Rounds are interleaved (each round runs every
+receiver once per association count, each on a fresh store) so that a machine shared with other
+work loads every receiver alike; ratios are throughput ratios per round, shown min/median/max.
+The per-instance budget is storescp's time per instance: what ours must fit in to keep up,
+beside what durability alone (write, fsync, rename, folder fsync) costs on this disk. Not a test."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +30,13 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from imaging.atomic import fsync_dir
 from tests.peers import Gateway, Orthanc, free_port, tool, wait_for
 
-ENV = {**os.environ, "TCP_NODELAY": "1"}  # without it dcmtk waits ~40 ms per instance on loopback
+# Without it dcmtk (storescu, storescp, and Orthanc's DICOM server, built on dcmtk) leaves
+# Nagle's algorithm on and waits for delayed ACKs, ~40 ms per instance on loopback.
+os.environ["TCP_NODELAY"] = "1"
+ASSOCIATIONS = (1, 4)
 
 
 def make_instances(folder: Path, count: int) -> list[Path]:
@@ -48,20 +61,12 @@ def make_instances(folder: Path, count: int) -> list[Path]:
 def send(port: int, called: str, files: list[Path], associations: int) -> float:
     """Seconds for `associations` storescu processes to send their share of `files`."""
     shares = [files[i::associations] for i in range(associations)]
+    command = [tool("storescu", "dcmtk"), "-aet", "STORESCU", "-aec", called, "127.0.0.1"]
+    command.append(str(port))
     start = time.perf_counter()
     processes = [
         subprocess.Popen(
-            [
-                tool("storescu", "dcmtk"),
-                "-aet",
-                "STORESCU",
-                "-aec",
-                called,
-                "127.0.0.1",
-                str(port),
-                *map(str, share),
-            ],
-            env=ENV,
+            [*command, *map(str, share)],
             stderr=subprocess.PIPE,
         )
         for share in shares
@@ -73,75 +78,146 @@ def send(port: int, called: str, files: list[Path], associations: int) -> float:
     return time.perf_counter() - start
 
 
+class StoreSCP:
+    """dcmtk's storescp writing every instance to a folder (no fsync)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True)
+        self.port = free_port()
+        command = [tool("storescp", "dcmtk"), "--max-pdu", "131072", "-od", str(folder)]
+        self._process = subprocess.Popen(
+            [*command, "-aet", "STORESCP", str(self.port)],
+            stderr=subprocess.DEVNULL,
+        )
+        echo = [tool("echoscu", "dcmtk"), "-aec", "STORESCP", "127.0.0.1", str(self.port)]
+        wait_for(lambda: subprocess.run(echo, capture_output=True).returncode == 0, 30, "storescp")
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait()
+
+
+def _start(name: str, folder: Path):
+    """A fresh receiver: (port, called AE title, stop)."""
+    if name == "storescp":
+        scp = StoreSCP(folder)
+        return scp.port, "STORESCP", scp.stop
+    if name == "Orthanc":
+        orthanc = Orthanc(folder)
+        return orthanc.dicom_port, orthanc.aet, orthanc.stop
+    settings = {
+        "stable_after_s": 3600.0,
+        "min_free_mb": 64,
+        "max_pdu": 131072,  # what storescp is given: storescu never sends larger PDUs
+    }
+    if name.startswith("baseline"):  # another checkout's gateway, as it was
+        checkout = name.split(" ", 1)[1]
+        with _pythonpath(checkout):
+            ours = Gateway(folder, **settings)
+    else:
+        processes = int(name.rsplit(" ", 1)[1].strip("p"))
+        ours = Gateway(folder, listener_processes=processes, **settings)
+    return ours.port, "EDGEAGENT", ours.stop
+
+
+@contextlib.contextmanager
+def _pythonpath(checkout: str):
+    """The gateway process imports from `checkout` instead of this one."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = checkout
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+def durable_write_ms(folder: Path, size: int, times: int = 30) -> float:
+    """Median ms to make one instance durable on this disk: write, fsync, rename, folder fsync."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data, spent = os.urandom(size), []
+    for i in range(times):
+        started = time.perf_counter()
+        temporary = folder / f"{i}.part"
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, folder / f"{i}.dcm")
+        fsync_dir(folder)
+        spent.append(time.perf_counter() - started)
+    return 1e3 * statistics.median(spent)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--processes", type=int, nargs="+", default=[1], help="listener_processes to measure"
+    )
+    parser.add_argument(
+        "--baseline", help="another checkout whose gateway runs beside (e.g. the main branch)"
+    )
     args = parser.parse_args()
     for name, package in (("storescu", "dcmtk"), ("storescp", "dcmtk"), ("Orthanc", "orthanc")):
         tool(name, package)  # dcmtk's own, not the look-alikes an activated venv puts first
+    ours = [f"edge-agent {n}p" for n in args.processes]
+    baseline = [f"baseline {args.baseline}"] if args.baseline else []
+    receivers = [*ours, *baseline, "storescp", "Orthanc"]
     with tempfile.TemporaryDirectory(prefix="edge-agent-bench-") as scratch:
         root = Path(scratch)
         files = make_instances(root / "in", args.count)
+        seconds: dict[tuple[str, int], list[float]] = defaultdict(list)
+        floor = []
+        for round_ in range(args.rounds):
+            for associations in ASSOCIATIONS:
+                for name in receivers:
+                    folder = root / f"r{round_}-{associations}-{name.replace(' ', '-')}"
+                    port, called, stop = _start(name, folder)
+                    try:
+                        seconds[name, associations].append(send(port, called, files, associations))
+                    finally:
+                        stop()
+            floor.append(durable_write_ms(root / f"floor{round_}", files[0].stat().st_size))
         megabytes = sum(p.stat().st_size for p in files) / 1e6
-        results: dict[str, dict[int, float]] = {}
-        for associations in (1, 4):
-            for name, (port, called, stop) in _receivers(root / f"run{associations}").items():
-                try:
-                    results.setdefault(name, {})[associations] = send(
-                        port, called, files, associations
+        _report(seconds, ours + baseline, args.count, megabytes, statistics.median(floor))
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.2f}/{statistics.median(values):.2f}/{max(values):.2f}"
+
+
+def _report(seconds, ours: list[str], count: int, megabytes: float, floor_ms: float) -> None:
+    rounds = len(seconds[ours[0], 1])
+    print(f"{count} CT instances, {megabytes:.0f} MB, loopback, TCP_NODELAY everywhere, ", end="")
+    print(f"{rounds} interleaved rounds; min/median/max over rounds")
+    width = max(len(name) for name, _ in seconds) + 2
+    print(f"{'receiver':<{width}}{'assoc':>6}{'inst/s':>22}{'ms/instance':>20}")
+    for (name, associations), runs in seconds.items():
+        rates = [count / s for s in runs]
+        per_instance = [1e3 * s / count for s in runs]
+        print(f"{name:<{width}}{associations:>6}{_spread(rates):>22}{_spread(per_instance):>20}")
+    print(f"\n{'ratio (throughput)':<{width + 12}}{'assoc':>6}{'min/median/max':>20}")
+    for name in ours:
+        for peer in ("storescp", "Orthanc"):
+            for associations in ASSOCIATIONS:
+                ratios = [
+                    theirs / mine
+                    for mine, theirs in zip(
+                        seconds[name, associations], seconds[peer, associations], strict=True
                     )
-                finally:
-                    stop()
-        _report(results, args.count, megabytes)
-
-
-def _receivers(root: Path) -> dict:
-    ours = Gateway(root / "edge", stable_after_s=3600.0, min_free_mb=64)
-    port = free_port()
-    (root / "storescp").mkdir(parents=True)
-    storescp = subprocess.Popen(
-        [
-            tool("storescp", "dcmtk"),
-            "--max-pdu",
-            "131072",
-            "-od",
-            str(root / "storescp"),
-            "-aet",
-            "STORESCP",
-            str(port),
-        ],
-        env=ENV,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(
-        lambda: (
-            subprocess.run(
-                [tool("echoscu", "dcmtk"), "-aec", "STORESCP", "127.0.0.1", str(port)],
-                capture_output=True,
-            ).returncode
-            == 0
-        ),
-        30,
-        "storescp",
-    )
-    orthanc = Orthanc(root / "orthanc")
-    return {
-        "edge-agent (fsync)": (ours.port, "EDGEAGENT", ours.stop),
-        "dcmtk storescp": (port, "STORESCP", lambda: (storescp.terminate(), storescp.wait())),
-        "Orthanc": (orthanc.dicom_port, orthanc.aet, orthanc.stop),
-    }
-
-
-def _report(results: dict, count: int, megabytes: float) -> None:
-    base = results["dcmtk storescp"]
-    print(f"{count} CT instances, {megabytes:.0f} MB, loopback, TCP_NODELAY=1")
-    print(f"{'receiver':<22}{'assoc':>6}{'inst/s':>10}{'MB/s':>9}{'vs storescp':>13}")
-    for name, runs in results.items():
-        for associations, seconds in runs.items():
-            print(
-                f"{name:<22}{associations:>6}{count / seconds:>10.1f}{megabytes / seconds:>9.1f}"
-                f"{base[associations] / seconds:>12.2f}x"
-            )
+                ]
+                label = f"{name} / {peer}"
+                print(f"{label:<{width + 12}}{associations:>6}{_spread(ratios):>20}")
+    budget = 1e3 * statistics.median(seconds["storescp", 1]) / count
+    print(f"\nper-instance budget at 1 association (storescp's time): {budget:.2f} ms")
+    print(f"durability alone on this disk (write+fsync+rename+dir fsync): {floor_ms:.2f} ms")
+    for name in ours:
+        mine = 1e3 * statistics.median(seconds[name, 1]) / count
+        print(f"{name} at 1 association: {mine:.2f} ms an instance")
 
 
 if __name__ == "__main__":

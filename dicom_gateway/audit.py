@@ -13,6 +13,17 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+def keep_phi_out_of_logs() -> None:
+    """pynetdicom's own debug output can dump whole datasets (patient names included), and
+    pydicom's and highdicom's warnings quote the value they warn about (a one-part patient name,
+    a malformed birth date): captured, so nothing prints raw beside the JSON lines, and dropped,
+    so no header value reaches the log. The audit names what went wrong."""
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    for library in ("py.warnings", "pydicom", "highdicom"):
+        logging.getLogger(library).setLevel(logging.ERROR)
+
+
 class Audit:
     def __init__(self, path: Path, node: str = "") -> None:
         """`node`: host:pid of the process, on every line (several share one trail)."""

@@ -1,11 +1,12 @@
 """The DICOM listener (SCP): C-ECHO and C-STORE of every storage SOP class and transfer syntax.
 
-A C-STORE is acknowledged only after the spool made the bytes durable; every failure becomes a
-DIMSE status, and the listener keeps serving."""
+A C-STORE's data set is written to disk as it arrives and acknowledged only after the spool made
+it durable and indexed it; every failure becomes a DIMSE status, and the listener keeps serving."""
 
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
@@ -69,6 +70,8 @@ class Listener:
             address,
             self.guard,
             ssl_context=_ssl_context(self._settings),
+            open_file=self._spool.open_received,
+            reuse_port=self._settings.listener_processes > 1,
             evt_handlers=[
                 (evt.EVT_C_STORE, self._on_store),
                 (evt.EVT_C_ECHO, self._on_echo),
@@ -122,7 +125,8 @@ class Listener:
         return None
 
     def _on_accepted(self, event) -> None:
-        self._audit("association_accepted", **self._peer(event))
+        # Which listener process took it: with several on one port, the kernel chose.
+        self._audit("association_accepted", listener=os.getpid(), **self._peer(event))
 
     def _on_rejected(self, event) -> None:
         """A rejection pynetdicom made itself (ours are audited in _on_requested)."""
@@ -141,7 +145,7 @@ class Listener:
     def _on_store(self, event) -> int:
         peer = self._peer(event)
         try:
-            stored = self._spool.store(event.encoded_dataset(include_meta=True), peer["calling_ae"])
+            stored = self._store(event, peer["calling_ae"])
         except SpoolError as exc:
             self._audit("instance_refused", status=f"0x{exc.status:04X}", reason=str(exc), **peer)
             return exc.status
@@ -158,6 +162,14 @@ class Listener:
             **peer,
         )
         return SUCCESS
+
+    def _store(self, event, calling_ae: str):
+        """The data set as it was streamed to disk; one that came whole with its command (a
+        single PDU) was not streamed and is stored from memory."""
+        path = event.dataset_path
+        if path is None:
+            return self._spool.store(event.encoded_dataset(include_meta=True), calling_ae)
+        return self._spool.store_received(event.assoc.receiving.pop(str(path)), calling_ae)
 
 
 def _ssl_context(settings: GatewaySettings) -> ssl.SSLContext | None:

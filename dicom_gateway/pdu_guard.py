@@ -11,13 +11,12 @@ limit until the ACSE timeout. Here every accepted connection
   negotiated; a PDU over its cap is answered with A-ABORT and the connection closed (dcmtk's way),
 - leaves its pending slot for one of `max_associations` only when its association is accepted.
 Junk costs no copy of our presentation contexts (made only once an A-ASSOCIATE-RQ arrived) and
-no CPU while it waits (its reactor sleeps in select). Every pynetdicom member overridden or copied
-here is named in tests/dicom_gateway/test_pdu_guard.py, which fails when pynetdicom changes one."""
+no CPU while it waits (its reactor waits in select: reactor.py). Every pynetdicom member
+overridden or copied here is named in tests/dicom_gateway/test_pdu_guard.py, which fails when
+pynetdicom changes one."""
 
 from __future__ import annotations
 
-import contextlib
-import select
 import socket
 import socketserver
 import ssl
@@ -33,14 +32,14 @@ from datetime import datetime
 from pynetdicom import evt
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from dicom_gateway.reactor import StreamingAssociation
+
 FIRST_PDU_CAP = 512 * 1024  # an A-ASSOCIATE-RQ with 128 contexts of many transfer syntaxes fits
 # A-ABORT PDU: type 7, length 4, source 2 (service provider), reason 6 (invalid PDU parameter).
 ABORT_INVALID_PDU = struct.pack(">BBLBBBB", 0x07, 0, 4, 0, 0, 0x02, 0x06)
 PDU_HEADER = struct.Struct(">BBL")
 HANDSHAKE_TIMEOUT = "A-ASSOCIATE not completed within the handshake timeout"
-# While a connection waits for its A-ASSOCIATE-RQ its reactor has nothing else to do: it waits
-# in select this long instead of pynetdicom's 1 ms spin, so pending connections cost no CPU.
-IDLE_WAIT_S = 0.05
+READ_CHUNK = 1 << 20  # the most one recv asks for (a PDU body is read in a few such reads)
 
 
 @dataclass(frozen=True)
@@ -149,35 +148,31 @@ class GuardedSocket(AssociationSocket):
         self._body_left = 0
         self._pdus = 0
 
-    @property
-    def ready(self) -> bool:
-        if self._pdus == 0 and self.socket is not None:
-            with contextlib.suppress(OSError, ValueError):  # closed: pynetdicom's check says so
-                select.select([self.socket], [], [], IDLE_WAIT_S)
-        return super().ready
-
     def recv(self, nr_bytes: int) -> bytearray:
-        data = bytearray()
-        while len(data) < nr_bytes:
-            chunk = self._read(min(4096, nr_bytes - len(data)))
-            if not chunk:
-                return data  # closed: pynetdicom sees a short read and ends the connection
+        """pynetdicom reads a PDU header (6 bytes), then its body: the header is checked
+        before a byte of the body is read; the body arrives in as few reads as the kernel allows."""
+        data = bytearray(nr_bytes)
+        view, got = memoryview(data), 0
+        while got < nr_bytes:
+            count = self._read_into(view[got : got + READ_CHUNK])
+            if not count:
+                return data[:got]  # closed: pynetdicom sees a short read and ends the connection
             try:
-                self._track(chunk)
+                self._track(view[got : got + count])
             except ValueError as exc:
                 self._refuse(str(exc), ABORT_INVALID_PDU)
                 return bytearray()
-            data.extend(chunk)
+            got += count
         return data
 
-    def _read(self, size: int) -> bytes:
+    def _read_into(self, buffer: memoryview) -> int:
         timeout = self.connection.timeout()
         if timeout <= 0:
             self._refuse(HANDSHAKE_TIMEOUT)
-            return b""
+            return 0
         try:
             self.socket.settimeout(timeout)
-            return self.socket.recv(size)
+            return self.socket.recv_into(buffer)
         except TimeoutError:
             if self.connection.associated:
                 self._refuse("no data within the network timeout in the middle of a PDU")
@@ -185,7 +180,7 @@ class GuardedSocket(AssociationSocket):
                 self._refuse(HANDSHAKE_TIMEOUT)
         except (OSError, AttributeError):  # reset by the peer, or closed by pynetdicom meanwhile
             pass
-        return b""
+        return 0
 
     def _track(self, chunk: bytes) -> None:
         """Follow the PDU framing of everything read; raise before a PDU over its cap is read."""
@@ -229,6 +224,7 @@ class GuardedHandler(RequestHandler):
 
     def handle(self) -> None:
         connection = Connection(self.server.guard, self.client_address)
+        assoc = None
         try:
             if not self._tls_handshake(connection):
                 return
@@ -237,6 +233,8 @@ class GuardedHandler(RequestHandler):
             assoc.start()
             assoc.join()  # this thread holds the slot until the association's threads are gone
         finally:
+            if assoc is not None:
+                assoc.discard_unfinished()
             connection.close()
 
     def _tls_handshake(self, connection: Connection) -> bool:
@@ -252,10 +250,9 @@ class GuardedHandler(RequestHandler):
             return False
 
     def _create_association(self, connection: Connection):
-        """pynetdicom's RequestHandler._create_association, with a GuardedSocket."""
-        from pynetdicom.association import Association
-
-        assoc = Association(self.ae, "acceptor")
+        """pynetdicom's RequestHandler._create_association, with a GuardedSocket and the
+        waking, streaming association of reactor.py."""
+        assoc = StreamingAssociation(self.ae, "acceptor", self.server.open_file)
         assoc._server = self.server
         assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
         assoc.set_socket(GuardedSocket(assoc, self.request, connection))
@@ -279,14 +276,26 @@ class GuardedHandler(RequestHandler):
 class GuardedServer(ThreadedAssociationServer):
     """pynetdicom's threaded server with a pending cap at accept and no blocking TLS accept."""
 
-    def __init__(self, *args, guard: Guard, **kwargs) -> None:
+    def __init__(self, *args, guard: Guard, open_file, reuse_port: bool, **kwargs) -> None:
         self.guard = guard
+        self.open_file = open_file  # where a C-STORE's data set is written as it arrives
+        self.reuse_port = reuse_port
         # The kernel's accept queue: a burst of connections waits there, not in SYN retries.
         self.request_queue_size = guard.limits.max_pending + guard.limits.max_associations
         super().__init__(*args, request_handler=GuardedHandler, **kwargs)
 
+    def server_bind(self) -> None:
+        """SO_REUSEPORT when several listener processes share the port (the kernel spreads
+        new connections over them)."""
+        if self.reuse_port:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
     def get_request(self) -> tuple[socket.socket, tuple]:
         client, address = self.socket.accept()
+        # Every PDU goes out in one write: Nagle's algorithm could only hold a response back
+        # until the peer's delayed ACK (~40 ms on Linux).
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.settimeout(self.guard.limits.handshake_timeout_s)
         if self.ssl_context:  # the handshake happens in the connection's thread, with a deadline
             client = self.ssl_context.wrap_socket(
@@ -304,14 +313,19 @@ class GuardedServer(ThreadedAssociationServer):
         self.server_close()
 
 
-def start(ae, address: tuple, guard: Guard, ssl_context, evt_handlers) -> GuardedServer:
-    """`AE.start_server(..., block=False)` with the guarded server class."""
+def start(
+    ae, address: tuple, guard: Guard, ssl_context, evt_handlers, open_file, reuse_port=False
+) -> GuardedServer:
+    """`AE.start_server(..., block=False)` with the guarded server class; C-STORE data sets
+    are written to `open_file()` as they arrive."""
     server = ae.make_server(
         address,
         ssl_context=ssl_context,
         evt_handlers=evt_handlers,
         server_class=GuardedServer,
         guard=guard,
+        open_file=open_file,
+        reuse_port=reuse_port,
     )
     thread = threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True)
     thread.start()

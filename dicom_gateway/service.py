@@ -14,11 +14,12 @@ from pathlib import Path
 
 from dicom_gateway import nodes
 from dicom_gateway.assembler import promote_stable_studies
-from dicom_gateway.audit import Audit
+from dicom_gateway.audit import Audit, keep_phi_out_of_logs
 from dicom_gateway.dicomweb_extra import web_listener
 from dicom_gateway.index import open_index
 from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.listener import Listener
+from dicom_gateway.listeners import ListenerProcesses
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.reader import Reader
 from dicom_gateway.settings import GatewaySettings
@@ -32,15 +33,7 @@ class Service:
     def __init__(
         self, settings: GatewaySettings, open_reader: Callable[[], Reader], role: str = "all"
     ) -> None:
-        # pynetdicom's own debug output can dump whole datasets (patient names included);
-        # our audit trail records every network event without them.
-        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-        # pydicom's and highdicom's warnings quote the value they warn about (a one-part patient
-        # name, a malformed birth date): captured, so nothing prints raw beside the JSON lines,
-        # and dropped, so no header value reaches the log. The audit names what went wrong.
-        logging.captureWarnings(True)
-        for library in ("py.warnings", "pydicom", "highdicom"):
-            logging.getLogger(library).setLevel(logging.ERROR)
+        keep_phi_out_of_logs()
         self.settings = settings
         self.node = nodes.Node.this_process(role)
         root = Path(settings.spool_dir)
@@ -50,9 +43,10 @@ class Service:
         self.spool = Spool(root, self.index, settings.min_free_mb)
         self.queue = IndexJobQueue(self.index, settings.max_attempts)
         self.outbox = Outbox(self.index, settings, self.audit, node=self.node.name)
-        self.listener = self.worker = self.web = None
+        self.listener = self.worker = self.web = self.more_listeners = None
         if role in ("all", "listener"):
             self.listener = Listener(settings, self.spool, self.audit)
+            self.more_listeners = ListenerProcesses(settings, settings.listener_processes - 1)
             self.web = web_listener(settings, self.spool, self.audit)  # STOW-RS, when configured
         if role in ("all", "worker"):
             self.worker = Worker(
@@ -71,6 +65,7 @@ class Service:
         if self.web is not None:  # STOW-RS beside C-STORE, into the same spool
             self.web.start()
         if self.listener is not None:
+            self.more_listeners.start()  # all listening before the service answers
             self.listener.start()
         poll = self.settings.poll_s
         steps = {}
@@ -99,6 +94,7 @@ class Service:
                 on_tick(self.status())
         if self.listener is not None:
             self.listener.stop()
+            self.more_listeners.stop()
         if self.web is not None:
             self.web.stop()
         for thread in threads:

@@ -58,6 +58,9 @@ class GatewaySettings:
     retry_first_s: float = 5.0
     retry_max_s: float = 900.0
     poll_s: float = 1.0
+    # Processes that accept associations on the port (SO_REUSEPORT): past one core for many
+    # associations at once. The limits above (associations, pending) hold for each process.
+    listener_processes: int = 1
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""  # when set, peers must present a certificate signed by it
@@ -79,6 +82,10 @@ class GatewaySettings:
             )
         if not 0 < self.handshake_timeout_s <= self.network_timeout_s:
             raise ValueError("handshake_timeout_s must be > 0 and at most network_timeout_s")
+        if not 1 <= self.listener_processes <= 64:
+            raise ValueError(
+                f"listener_processes must be between 1 and 64, not {self.listener_processes}"
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls_cert and tls_key go together")
         if self.database and not self.database.startswith(("postgresql://", "postgres://")):

@@ -1,11 +1,16 @@
-"""Durable storage of received instances: temp file -> fsync -> rename -> index row.
+"""Durable storage of received instances: temp file -> fsync -> rename -> dir fsync -> index row.
 
-Nothing is acknowledged before all four happened; nothing half-written is ever left behind."""
+Nothing is acknowledged before all of them happened; nothing half-written is ever left behind.
+A data set is written into its temporary file as it arrives; the rename, the folder's fsync and
+the index row are committed in groups across concurrent associations (group_commit.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import logging
+import mmap
 import os
 import re
 import shutil
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicom_gateway.dataset_check import MalformedDataset, check_dataset
+from dicom_gateway.group_commit import GroupCommit
 from dicom_gateway.index import Index
 from dicom_gateway.status import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
 from imaging.atomic import fsync_dir
@@ -56,85 +62,209 @@ def checked_uid(value: object, keyword: str) -> str:
     return text
 
 
+class ReceivedFile:
+    """A data set on its way into the spool, written as it arrives (no buffer, no copy kept).
+    A write that fails (disk full) is remembered, not raised: the data set is then refused
+    with the right status once it is complete, and the association goes on."""
+
+    def __init__(self, folder: Path) -> None:
+        self.name = str(folder / f"{uuid.uuid4().hex}.part")
+        self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self.file = self  # pynetdicom flushes `file.file` after each fragment: nothing to flush
+        self.error: OSError | None = None
+        self.size = 0
+
+    def write(self, data) -> None:
+        view = memoryview(data)
+        while view and self.error is None and self._fd >= 0:
+            try:
+                written = os.write(self._fd, view)
+            except OSError as exc:
+                self.error = exc
+                return
+            self.size += written
+            view = view[written:]
+
+    def flush(self) -> None:
+        pass
+
+    def sync(self) -> None:
+        if self.error is not None:
+            raise self.error
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def discard(self) -> None:
+        self.close()
+        Path(self.name).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    """An instance whose bytes are durable in the temporary folder, waiting for its place."""
+
+    temporary: Path
+    target: Path
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    size: int
+    calling_ae: str
+
+
 class Spool:
-    def __init__(self, root: Path, index: Index, min_free_mb: int) -> None:
+    def __init__(self, root: Path, index: Index, min_free_mb: int, clean: bool = True) -> None:
+        """`clean`: remove what a crash left in the temporary folder (never acknowledged); only
+        the first process of a service does, the others' files there are in flight."""
         self.root = root
         self.index = index
         self.min_free = min_free_mb * 2**20
         (root / "tmp").mkdir(parents=True, exist_ok=True)
         (root / "studies").mkdir(parents=True, exist_ok=True)
-        for leftover in (root / "tmp").iterdir():  # from a crash before rename: never acknowledged
-            # A shared spool has other listeners writing here now: only what no C-STORE can
-            # still be writing goes.
-            if not index.dialect.shared or leftover.stat().st_mtime < time.time() - 3600:
-                leftover.unlink(missing_ok=True)
+        if clean:  # from a crash before rename: never acknowledged
+            for leftover in (root / "tmp").iterdir():
+                # A shared spool has other listeners writing here now: only what no C-STORE can
+                # still be writing goes.
+                if not index.dialect.shared or leftover.stat().st_mtime < time.time() - 3600:
+                    leftover.unlink(missing_ok=True)
+        self.commits = GroupCommit(self._commit_group)  # its counts: instances per commit
+        # Listener processes sharing the index take turns through this lock (the kernel wakes
+        # the next), never through SQLite's busy handler, which sleeps 1 ms, 2 ms, 5 ms...
+        self._turns = os.open(root / "ingest.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def study_dir(self, study_uid: str) -> Path:
         return self.root / "studies" / checked_uid(study_uid, "Study Instance UID")
 
+    def open_received(self) -> ReceivedFile:
+        """A new temporary file for a data set about to arrive."""
+        return ReceivedFile(self.root / "tmp")
+
     def store(self, encoded: bytes, calling_ae: str) -> StoredInstance:
         """`encoded` is the received dataset with its file meta, exactly as sent."""
-        study_uid, series_uid, sop_uid = _identity(encoded)
-        if shutil.disk_usage(self.root).free - len(encoded) < self.min_free:
-            raise OutOfResources(f"less than {self.min_free >> 20} MiB free in {self.root}")
-        target = self.study_dir(study_uid) / f"{sop_uid}.dcm"
-        self._write_durably(target, encoded)
-        late = self._record(study_uid, series_uid, sop_uid, target, len(encoded), calling_ae)
-        return StoredInstance(study_uid, series_uid, sop_uid, target, len(encoded), late)
+        _identity(encoded)  # a malformed dataset is refused before anything is written
+        self._check_free_space(len(encoded))
+        received = self.open_received()
+        received.write(encoded)
+        return self.store_received(received, calling_ae)
 
-    def _write_durably(self, target: Path, data: bytes) -> None:
-        temporary = self.root / "tmp" / f"{uuid.uuid4().hex}.part"
+    def store_received(self, received: ReceivedFile, calling_ae: str) -> StoredInstance:
+        """A data set written into `received` as it arrived: checked whole, made durable,
+        renamed into its study and indexed, then acknowledged; refused, nothing of it stays."""
         try:
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            target.parent.mkdir(exist_ok=True)
-            os.replace(temporary, target)
-            fsync_dir(target.parent)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OutOfResources(f"disk full writing {target.name}") from None
-            raise
-
-    def _record(self, study_uid, series_uid, sop_uid, path, size, calling_ae) -> bool:
-        """Index row for a stored file; True when it arrived after the study's read started."""
-        with self.index.write() as db:
-            received = db.now()
-            db.execute(
-                "INSERT INTO studies (study_uid, first_received, last_received) VALUES (?, ?, ?) "
-                "ON CONFLICT(study_uid) DO UPDATE SET last_received = excluded.last_received",
-                (study_uid, received, received),
-            )
-            known = db.execute(
-                "SELECT study_uid, path FROM instances WHERE sop_uid = ?", (sop_uid,)
-            ).fetchone()
-            reading = db.execute(
-                "SELECT 1 FROM jobs WHERE study_uid = ? AND state IN ('running', 'done') LIMIT 1",
-                (study_uid,),
-            ).fetchone()
-            late = known is None and reading is not None  # a re-send adds nothing new
-            if late:
-                db.execute(
-                    "UPDATE studies SET late_instances = late_instances + 1 WHERE study_uid = ?",
-                    (study_uid,),
+            if received.error is not None:
+                raise received.error
+            study_uid, series_uid, sop_uid = _identity_of_file(received.name)
+            self._check_free_space(0)
+            received.sync()
+            received.close()
+            size = received.size
+            target = self.study_dir(study_uid) / f"{sop_uid}.dcm"
+            late = self.commits(
+                _Arrival(
+                    Path(received.name), target, study_uid, series_uid, sop_uid, size, calling_ae
                 )
-            db.execute(
-                "INSERT INTO instances (sop_uid, study_uid, series_uid, path, size, received, "
-                "calling_ae, late) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sop_uid) DO UPDATE "
-                "SET study_uid = excluded.study_uid, series_uid = excluded.series_uid, "
-                "path = excluded.path, size = excluded.size, received = excluded.received",
-                (sop_uid, study_uid, series_uid, str(path), size, received, calling_ae, int(late)),
             )
-        if known is not None and known["path"] != str(path):
-            # The same instance re-sent under another study: only the newest copy counts.
-            log.warning("SOP %s moved from study %s to %s", sop_uid, known["study_uid"], study_uid)
-            Path(known["path"]).unlink(missing_ok=True)
-        return late
+        except OSError as exc:
+            received.discard()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OutOfResources(f"disk full writing {Path(received.name).name}") from None
+            raise
+        except BaseException:
+            received.discard()
+            raise
+        return StoredInstance(study_uid, series_uid, sop_uid, target, size, late)
+
+    def _check_free_space(self, needed: int) -> None:
+        if shutil.disk_usage(self.root).free - needed < self.min_free:
+            raise OutOfResources(f"less than {self.min_free >> 20} MiB free in {self.root}")
+
+    def _commit_group(self, group: list[_Arrival]) -> list[bool]:
+        """Rename each, fsync each study folder once, one index transaction for all."""
+        for arrival in group:
+            arrival.target.parent.mkdir(exist_ok=True)
+            os.replace(arrival.temporary, arrival.target)
+        for folder in dict.fromkeys(arrival.target.parent for arrival in group):
+            fsync_dir(folder)
+        fcntl.flock(self._turns, fcntl.LOCK_EX)
+        try:
+            with self.index.write() as db:
+                received = db.now()  # the index's clock: the database server's when shared
+                recorded = [self._record(db, arrival, received) for arrival in group]
+        finally:
+            fcntl.flock(self._turns, fcntl.LOCK_UN)
+        for arrival, (_, known) in zip(group, recorded, strict=True):
+            if known is not None and known["path"] != str(arrival.target):
+                # The same instance re-sent under another study: only the newest copy counts.
+                log.warning(
+                    "SOP %s moved from study %s to %s",
+                    arrival.sop_uid,
+                    known["study_uid"],
+                    arrival.study_uid,
+                )
+                Path(known["path"]).unlink(missing_ok=True)
+        return [late for late, _ in recorded]
+
+    @staticmethod
+    def _record(db, arrival: _Arrival, received: float):
+        """Index row for a stored file: (True when it arrived after the study's read started,
+        the row it replaces)."""
+        study_uid, sop_uid = arrival.study_uid, arrival.sop_uid
+        db.execute(
+            "INSERT INTO studies (study_uid, first_received, last_received) VALUES (?, ?, ?) "
+            "ON CONFLICT(study_uid) DO UPDATE SET last_received = excluded.last_received",
+            (study_uid, received, received),
+        )
+        known = db.execute(
+            "SELECT study_uid, path FROM instances WHERE sop_uid = ?", (sop_uid,)
+        ).fetchone()
+        reading = db.execute(
+            "SELECT 1 FROM jobs WHERE study_uid = ? AND state IN ('running', 'done') LIMIT 1",
+            (study_uid,),
+        ).fetchone()
+        late = known is None and reading is not None  # a re-send adds nothing new
+        if late:
+            db.execute(
+                "UPDATE studies SET late_instances = late_instances + 1 WHERE study_uid = ?",
+                (study_uid,),
+            )
+        db.execute(
+            "INSERT INTO instances (sop_uid, study_uid, series_uid, path, size, received, "
+            "calling_ae, late) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sop_uid) DO UPDATE "
+            "SET study_uid = excluded.study_uid, series_uid = excluded.series_uid, "
+            "path = excluded.path, size = excluded.size, received = excluded.received",
+            (
+                sop_uid,
+                study_uid,
+                arrival.series_uid,
+                str(arrival.target),
+                arrival.size,
+                received,
+                arrival.calling_ae,
+                int(late),
+            ),
+        )
+        return late, known
 
 
-def _identity(encoded: bytes) -> tuple[str, str, str]:
+def _identity_of_file(path: str) -> tuple[str, str, str]:
+    """The UIDs of a received file, from the walk over its element headers on a memory map:
+    pixel pages are never touched, nothing is copied."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return _identity(b"")
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        return _identity(mapped)
+    finally:
+        with contextlib.suppress(BufferError):  # a view kept by a traceback: closed when freed
+            mapped.close()
+
+
+def _identity(encoded) -> tuple[str, str, str]:
     """The three UIDs, from the walk that checks the dataset is whole: one pass over its
     element headers, no pixel data decoded; a cut or garbled dataset is refused, never stored."""
     try:

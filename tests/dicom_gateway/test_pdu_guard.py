@@ -1,4 +1,5 @@
-"""The guard's slot counting, and the pynetdicom members it overrides or relies on, pinned."""
+"""The guard's slot counting, and the pynetdicom members it and reactor.py override or rely on,
+pinned."""
 
 from __future__ import annotations
 
@@ -20,11 +21,31 @@ PINNED = {
     "transport.AssociationServer.get_request": "925a4f3a3042f6e4",  # replaced: TLS off accept
     "transport.AssociationServer.shutdown": "e8e2c3a41009886d",  # bypassed: AE bookkeeping
     "transport.AssociationSocket.recv": "6bc20a33b1b7cfe7",  # replaced: timeouts, PDU caps
-    "transport.AssociationSocket.ready": "3eb58e3d39dc076d",  # wrapped: wait in select
+    "transport.AssociationSocket.ready": "3eb58e3d39dc076d",  # relied on before reactor's select
     "dul.DULServiceProvider._read_pdu_data": "19f2d4e38c13c835",  # recv(6), then the body
     "association.Association.run_reactor": "ed8bbbe3b3d6ddae",  # a None request ends the wait
     "association.ServiceUser.writeable": "23590ca1ce9969c3",  # contexts set at EVT_REQUESTED
 }
+# The same for dicom_gateway/reactor.py: the waking loops and the streamed C-STORE data set.
+PINNED.update(
+    {
+        "dul.DULServiceProvider.__init__": "c82dafa9438ddf70",  # its queues, replaced
+        "dul.DULServiceProvider.run_reactor": "e3a10eb3a0931e48",  # copied, select for sleep
+        "dul.DULServiceProvider.stop_dul": "28a7e0be126e7b30",  # sets _kill_thread: wakes us
+        "dul.DULServiceProvider.kill_dul": "5ceccf8dd01c2072",  # sets _kill_thread: wakes us
+        "dul.DULServiceProvider._is_transport_event": "8725ed03bb8fbdef",  # reads when ready
+        "association.Association.__init__": "eb07516b8009ad8f",  # dul and dimse, replaced
+        "association.Association._run_reactor": "f28838c5559e462a",  # copied, wait for sleep
+        "dimse.DIMSEServiceProvider.receive_primitive": "5f99c86b14a15cef",  # wrapped
+        "dimse_messages.DIMSEMessage.decode_msg": "f51c777e841a76be",  # writes _data_set_file
+        "dimse_messages.DIMSEMessage.message_to_primitive": "f8f43d34e43450ef",  # path handed on
+        "service_class.StorageServiceClass.SCP": "63afca7fc6c6e7ee",  # closes, unlinks after
+        "events.Event.dataset_path": "7eba7552ff800249",  # where the handler finds the file
+        # C-STORE and C-ECHO are served in the DUL's thread: neither may wait for the DUL.
+        "association.Association._serve_request": "2f24c1759cdf6c8c",
+        "service_class.VerificationServiceClass.SCP": "d30d511f87d0268d",
+    }
+)
 
 
 @pytest.mark.parametrize(("member", "digest"), PINNED.items())
@@ -92,3 +113,25 @@ def test_a_pending_connection_reads_no_later_than_its_handshake_deadline():
 def test_limits_that_would_lock_out_or_disarm_the_guard_are_refused(values):
     with pytest.raises(ValueError):
         GatewaySettings(**values)
+
+
+@pytest.mark.parametrize(
+    ("sop_class", "sop_instance", "transfer_syntax"),
+    [
+        ("1.2.840.10008.5.1.4.1.1.2", "1.2.3.45", "1.2.840.10008.1.2.1"),  # odd: padded
+        ("1.2.840.10008.5.1.4.1.1.77.1.1.1", "1.2.3.4", "1.2.840.10008.1.2.4.50"),
+    ],
+)
+def test_the_streamed_file_meta_is_pynetdicoms_byte_for_byte(
+    sop_class, sop_instance, transfer_syntax
+):
+    from pynetdicom.dsutils import create_file_meta, encode_file_meta
+
+    from dicom_gateway.reactor import file_meta
+
+    theirs = encode_file_meta(
+        create_file_meta(
+            sop_class_uid=sop_class, sop_instance_uid=sop_instance, transfer_syntax=transfer_syntax
+        )
+    )
+    assert file_meta(sop_class, sop_instance, transfer_syntax) == b"\x00" * 128 + b"DICM" + theirs

@@ -1,0 +1,231 @@
+"""The receive path: data sets streamed to disk, acknowledged only once durable and indexed,
+committed in groups across associations, received by several processes on one port."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+from contextlib import closing
+from io import BytesIO
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from dicom_gateway.index import SqliteIndex
+from dicom_gateway.listener import Listener
+from dicom_gateway.settings import GatewaySettings
+from dicom_gateway.spool import Spool
+from dicom_gateway.status import SUCCESS
+from tests.peers import Gateway, free_port, tool, wait_for
+from tests.support import c_store, ct_copies
+
+COMMIT_S = 0.2  # a slow disk: long enough for other associations to queue behind a commit
+
+
+class SlowDiskSpool(Spool):
+    """The spool on a disk whose commits take COMMIT_S."""
+
+    def _commit_group(self, group):
+        time.sleep(COMMIT_S)
+        return super()._commit_group(group)
+
+
+def _listening(tmp_path: Path, spool_class=Spool) -> tuple[Listener, Spool, int]:
+    root = tmp_path / "spool"
+    root.mkdir()
+    spool = spool_class(root, SqliteIndex(root / "index.sqlite"), min_free_mb=1)
+    settings = GatewaySettings(port=free_port(), spool_dir=str(root))
+    listener = Listener(settings, spool, lambda event, **fields: None)
+    listener.start()
+    return listener, spool, settings.port
+
+
+def test_each_store_is_acknowledged_only_once_its_file_and_row_are_there(tmp_path):
+    listener, spool, port = _listening(tmp_path, SlowDiskSpool)
+    problems: list[str] = []
+
+    def sender(number: int) -> None:
+        files = ct_copies(tmp_path / f"ct{number}", 3, f"ack-{number}")
+        for (sop_uid, status), sent in zip(c_store(port, files), files, strict=True):
+            with closing(sqlite3.connect(spool.index.path)) as db:
+                row = db.execute(
+                    "SELECT path FROM instances WHERE sop_uid = ?", (sop_uid,)
+                ).fetchone()
+            if status != SUCCESS or row is None:
+                problems.append(f"{sop_uid}: status {status}, row {row}")
+                continue
+            kept, original = pydicom.dcmread(row[0]), pydicom.dcmread(sent)
+            if kept.PixelData != original.PixelData or kept.SOPInstanceUID != sop_uid:
+                problems.append(f"{sop_uid}: acknowledged before its file was whole")
+
+    try:
+        threads = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        listener.stop()
+    assert problems == []
+    assert spool.index.read("SELECT COUNT(*) FROM instances")[0][0] == 12
+    # Four associations, one commit at a time: those that waited shared the next transaction.
+    assert spool.commits.items == 12 and spool.commits.groups < 12
+    assert not list((spool.root / "tmp").iterdir())
+
+
+def _associated(port: int, path: Path):
+    """A pynetdicom association for the file's SOP class, and the P-DATA of its C-STORE
+    (command first, then the data set) in PDUs of at most `max_pdu` bytes."""
+    from pynetdicom import AE
+
+    ds = pydicom.dcmread(path)
+    ae = AE(ae_title="STORESCU")
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="EDGEAGENT")
+    assert assoc.is_established
+
+    def fragments(max_pdu: int) -> list:
+        from pynetdicom.dimse_messages import C_STORE_RQ
+        from pynetdicom.dimse_primitives import C_STORE
+
+        request = C_STORE()
+        request.MessageID, request.Priority = 1, 2
+        request.AffectedSOPClassUID = ds.SOPClassUID
+        request.AffectedSOPInstanceUID = ds.SOPInstanceUID
+        whole = path.read_bytes()
+        request.DataSet = BytesIO(whole[whole.index(b"\x08\x00\x05\x00") :])  # after the meta
+        message = C_STORE_RQ()
+        message.primitive_to_message(request)
+        [context] = assoc.accepted_contexts
+        return list(message.encode_msg(context.context_id, max_pdu))
+
+    return assoc, fragments
+
+
+def test_a_data_set_that_comes_whole_with_its_command_is_stored_too(tmp_path):
+    # One P-DATA-TF with the command and the whole data set: complete before it could be
+    # streamed, so it is stored from memory, through the same checks.
+    listener, spool, port = _listening(tmp_path)
+    [path] = ct_copies(tmp_path / "ct", 1, "one-pdu")
+    assoc, fragments = _associated(port, path)
+    try:
+        command, data = fragments(2**20)
+        command.presentation_data_value_list = [
+            list(pdv) for pdv in command.presentation_data_value_list
+        ] + [list(pdv) for pdv in data.presentation_data_value_list]
+        assoc._reactor_checkpoint.clear()  # the response is ours to read, as send_c_store does
+        wait_for(lambda: assoc._is_paused, 10, "the requestor's reactor to pause", every=0.01)
+        assoc.dul.send_pdu(command)
+        _, response = assoc.dimse.get_msg(block=True)
+        assoc._reactor_checkpoint.set()
+        assert response.Status == SUCCESS
+    finally:
+        assoc.release()
+        listener.stop()
+    [row] = spool.index.read("SELECT path FROM instances")
+    stored, sent = pydicom.dcmread(row["path"]), pydicom.dcmread(path)
+    assert stored.PixelData == sent.PixelData and stored.SOPInstanceUID == sent.SOPInstanceUID
+    assert not list((spool.root / "tmp").iterdir())
+
+
+def test_a_data_set_cut_off_by_an_abort_leaves_nothing_behind(tmp_path):
+    listener, spool, port = _listening(tmp_path)
+    [path] = ct_copies(tmp_path / "ct", 1, "aborted")
+    assoc, fragments = _associated(port, path)
+    try:
+        sent = fragments(8192)
+        for fragment in sent[: len(sent) // 2]:  # the command, half the data set
+            assoc.dul.send_pdu(fragment)
+        tmp = spool.root / "tmp"
+        wait_for(lambda: list(tmp.glob("*.part")), 10, "the data set to reach the spool")
+        assoc.abort()
+        wait_for(lambda: not list(tmp.iterdir()), 10, "the cut-off data set to be removed")
+        assert not list((spool.root / "studies").rglob("*.dcm"))
+        assert [status for _, status in c_store(port, [path])] == [SUCCESS]  # still serving
+    finally:
+        listener.stop()
+
+
+def test_two_listener_processes_on_one_port_both_accept_and_lose_nothing(tmp_path):
+    files = ct_copies(tmp_path / "ct", 32, "two-processes")
+    gateway = Gateway(tmp_path / "gw", listener_processes=2, stable_after_s=3600.0)
+    try:
+        senders = [
+            subprocess.Popen(
+                [tool("storescu", "dcmtk"), "-aec", "EDGEAGENT", "127.0.0.1", str(gateway.port)]
+                + [str(f) for f in files[i::16]],
+                env={**os.environ, "TCP_NODELAY": "1"},
+                stderr=subprocess.PIPE,
+            )
+            for i in range(16)
+        ]
+        for sender in senders:
+            _, stderr = sender.communicate(timeout=120)
+            assert sender.returncode == 0, stderr.decode()[-500:]
+        with closing(gateway.db()) as db:
+            paths = [row[0] for row in db.execute("SELECT path FROM instances")]
+        assert len(paths) == 32 and all(Path(p).is_file() for p in paths)
+        accepted = [e for e in gateway.audit() if e["event"] == "association_accepted"]
+        stores = [e for e in accepted if e["calling_ae"] == "STORESCU"]
+        assert len(stores) == 16
+        assert len({e["listener"] for e in stores}) == 2  # 16 connections, both processes
+    finally:
+        assert gateway.stop() == 0
+    assert not list((gateway.spool / "tmp").iterdir())
+
+
+def test_an_idle_association_is_ended_after_the_network_timeout(tmp_path):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    root = tmp_path / "spool"
+    root.mkdir()
+    settings = GatewaySettings(
+        port=free_port(), spool_dir=str(root), handshake_timeout_s=1.0, network_timeout_s=2.0
+    )
+    listener = Listener(
+        settings, Spool(root, SqliteIndex(root / "index.sqlite"), 1), lambda event, **fields: None
+    )
+    listener.start()
+    try:
+        ae = AE(ae_title="IDLE")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", settings.port, ae_title="EDGEAGENT")
+        assert assoc.is_established
+        started = time.monotonic()
+        wait_for(lambda: not assoc.is_established, 15, "the idle association to be ended")
+        assert 2.0 <= time.monotonic() - started < 10.0
+    finally:
+        listener.stop()
+
+
+def test_listener_processes_do_not_outlive_a_killed_service(tmp_path):
+    gateway = Gateway(tmp_path / "gw", listener_processes=3)
+    children = [pid for pid in _pids() if _stat(pid)[1] == gateway.pid]
+    listening = [pid for pid in children if _stat(pid)[0] != "Z"]
+    assert len(listening) >= 2  # the two extra listeners (spawn may add its own helper)
+    gateway.kill()  # SIGKILL: the service cannot tell them to stop
+    wait_for(lambda: all(_stat(pid)[0] in ("Z", "gone") for pid in listening), 30, "their end")
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _stat(pid: int) -> tuple[str, int]:
+    """(state, parent pid) of a process; ("gone", 0) once it is reaped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return "gone", 0
+    return fields[0], int(fields[1])
+
+
+@pytest.mark.parametrize("count", [0, -1, 65])
+def test_a_listener_process_count_out_of_range_is_refused(count):
+    with pytest.raises(ValueError, match="listener_processes"):
+        GatewaySettings(listener_processes=count)
