@@ -10,7 +10,6 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from dicom_gateway.retrieve import get_study
 from edge_agent.cli.config import FileConfig
 from edge_agent.cli.gateway import peer
 from edge_agent.cli.terminal import (
@@ -96,6 +95,8 @@ def read(
     if pacs is None:
         read_and_show(path, out, settings, question)
     else:
+        from dicom_gateway.retrieve import get_study  # pynetdicom: only when it is used
+
         with tempfile.TemporaryDirectory(prefix="edge-agent-get-") as spool:
             count = get_study(settings.gateway.ae_title, peer(pacs), study, Path(spool))
             errors.print(f"retrieved {count} instance(s) from {pacs}", highlight=False)
