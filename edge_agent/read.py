@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -95,3 +97,18 @@ def read_study(
         headers = {uid: study.header(uid) for uid in source_uids(trajectory)}
         dicom = write_dicom(trajectory, headers, out_dir)
     return ReadResult(study, selection, trajectory, report, out_dir, tuple(dicom))
+
+
+def warm_up(config: Config, toolbox: Toolbox) -> None:
+    """A read of the built-in sample study with the protocol and `toolbox`, into a folder that
+    is then removed: what a process pays once, on its first read (modules imported on first use,
+    highdicom's tables of the standard, the tools' models), is paid here, and what it made is
+    kept out of the collector's way. The service calls it when it opens its reader, so the
+    first study it receives costs what every later one does."""
+    from edge_agent.sample import write_sample_study
+
+    protocol = replace(config, policy=replace(config.policy, name="protocol"))
+    with tempfile.TemporaryDirectory(prefix="edge-agent-warm-up-") as scratch:
+        study = write_sample_study(Path(scratch) / "study")
+        read_study(study, Path(scratch) / "out", protocol, toolbox=toolbox)
+    gc.freeze()

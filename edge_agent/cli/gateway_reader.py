@@ -1,7 +1,8 @@
 """The gateway's `Reader`, made of the agent's read: the one place the two packages meet.
 
 The models (policy and tool models) are opened once, when the service starts, so a missing or
-damaged model stops `serve` before it listens; every study is then read with them."""
+damaged model stops `serve` before it listens; every study is then read with them. A warm-up read
+of the sample study then pays what a process's first read pays, before the first study comes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from dicom_gateway.reader import ReadOutcome
 from edge_agent.config import Config
 from edge_agent.policies import make_policy
-from edge_agent.read import read_study
+from edge_agent.read import read_study, warm_up
 from tools.toolbox import default_toolbox
 
 
@@ -22,6 +23,11 @@ class AgentReader:
             self._policy = make_policy(config.policy)
         except BaseException:
             self._toolbox.close()
+            raise
+        try:
+            warm_up(config, self._toolbox)
+        except BaseException:
+            self.close()
             raise
 
     def read(self, study_dir: Path, out_dir: Path) -> ReadOutcome:
