@@ -108,6 +108,7 @@ def warm_up(config: Config, toolbox: Toolbox) -> None:
     from edge_agent.sample import write_sample_study
 
     protocol = replace(config, policy=replace(config.policy, name="protocol"))
+    log.info("warm-up: a protocol read of the sample study")
     with tempfile.TemporaryDirectory(prefix="edge-agent-warm-up-") as scratch:
         study = write_sample_study(Path(scratch) / "study")
         read_study(study, Path(scratch) / "out", protocol, toolbox=toolbox)
