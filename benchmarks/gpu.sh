@@ -12,7 +12,8 @@
 # --cpu-only) only the CPU half runs, which is what tests/benchmarks/test_gpu_script.py checks.
 # The GPU machine has no internet: the CUDA build of llama-cpp-python compiles from the sdist in
 # .gpu-cache/ (or $LLAMA_SDIST), with scikit-build-core from the same folder; `--prepare` puts both
-# there on a machine with the package registry. The GPU half also needs nvcc, cmake >= 3.21, the
+# there (13 MB: the sdist without its git pack, test vocabularies and docs) on a machine with the
+# package registry. The GPU half also needs nvcc, cmake >= 3.21, the
 # `gpu` extra (onnxruntime-gpu, tensorrt) in this Python. Not a test; exit 0 when every step ran.
 set -euo pipefail
 
@@ -45,9 +46,14 @@ quiet() { # a step's output only when it fails
 }
 
 if ((PREPARE)); then
-    mkdir -p "$CACHE"
-    "$PY" -m pip download --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$CACHE"
+    mkdir -p "$CACHE/sdist"
+    "$PY" -m pip download --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" \
+        -d "$CACHE/sdist"
+    "${CHECK[@]}" slim-sdist "$CACHE/sdist/llama_cpp_python-$LLAMA_VERSION.tar.gz" \
+        "$CACHE/llama_cpp_python-$LLAMA_VERSION.tar.gz"
+    rm -rf "$CACHE/sdist"
     "$PY" -m pip download "scikit-build-core[pyproject]>=0.9.2" -d "$CACHE"
+    du -sh "$CACHE"
     echo "prepared $CACHE; carry it with the checkout to the GPU machine"
     exit 0
 fi
