@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 
 
 class Audit:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, node: str = "") -> None:
+        """`node`: host:pid of the process, on every line (several share one trail)."""
+        self._node = node
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._lock = threading.Lock()
@@ -23,6 +25,7 @@ class Audit:
         record = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
             "event": event,
+            **({"node": self._node} if self._node else {}),
             **fields,
         }
         line = json.dumps(record, sort_keys=False)
@@ -34,3 +37,15 @@ class Audit:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+def stored_fields(stored) -> dict:
+    """What the audit records of an instance the spool stored (a `spool.StoredInstance`), the
+    same whether it came by C-STORE or STOW-RS."""
+    return {
+        "study_uid": stored.study_uid,
+        "series_uid": stored.series_uid,
+        "sop_uid": stored.sop_uid,
+        "bytes": stored.size,
+        "late": stored.late,
+    }

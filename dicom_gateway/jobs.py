@@ -1,7 +1,8 @@
 """The read queue: claim with a lease, heartbeat, complete, fail.
 
-`JobQueue` is the whole contract the worker relies on; `SqliteJobQueue` is the embedded default.
-A distributed back end (Redis/Celery, Ray) implements the same five calls."""
+`JobQueue` is the whole contract the worker relies on; `IndexJobQueue` keeps it in the spool
+index, on either engine. On PostgreSQL many workers claim at once: `SELECT … FOR UPDATE SKIP
+LOCKED` hands each job to exactly one of them, and leases are judged by the server's clock."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from dicom_gateway.index import Index, now
+from dicom_gateway.index import Index
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class JobQueue(Protocol):
     def fail(self, job: Job, worker: str, error: str, *, permanent: bool = False) -> None: ...
 
 
-class SqliteJobQueue:
+class IndexJobQueue:
     def __init__(self, index: Index, max_attempts: int) -> None:
         self._index = index
         self._max_attempts = max_attempts
@@ -55,23 +56,23 @@ class SqliteJobQueue:
             self._give_up_on_exhausted(db)
             row = db.execute(
                 "SELECT id, study_uid, attempts FROM jobs WHERE state = 'queued' "
-                "OR (state = 'running' AND lease_expires < ?) ORDER BY id LIMIT 1",
-                (now(),),
+                "OR (state = 'running' AND lease_expires < ?) ORDER BY id LIMIT 1" + db.skip_locked,
+                (db.now(),),
             ).fetchone()
             if row is None:
                 return None
             db.execute(
                 "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?, "
                 "attempts = attempts + 1 WHERE id = ?",
-                (worker, now() + lease_s, row["id"]),
+                (worker, db.now() + lease_s, row["id"]),
             )
         return Job(row["id"], row["study_uid"], row["attempts"] + 1)
 
     def _give_up_on_exhausted(self, db) -> None:
         expired = db.execute(
             "SELECT id, study_uid FROM jobs WHERE state = 'running' AND lease_expires < ? "
-            "AND attempts >= ?",
-            (now(), self._max_attempts),
+            "AND attempts >= ?" + db.skip_locked,
+            (db.now(), self._max_attempts),
         ).fetchall()
         for row in expired:
             error = f"lease expired {self._max_attempts} times (the worker died each time)"
@@ -81,38 +82,56 @@ class SqliteJobQueue:
     def heartbeat(self, job: Job, worker: str, lease_s: float) -> None:
         with self._index.write() as db:
             _own(db, job, worker)
-            db.execute("UPDATE jobs SET lease_expires = ? WHERE id = ?", (now() + lease_s, job.id))
+            db.execute(
+                "UPDATE jobs SET lease_expires = ? WHERE id = ?", (db.now() + lease_s, job.id)
+            )
 
     def complete(self, job: Job, worker: str, out_dir: str, then: Callable | None = None) -> None:
-        with self._index.write() as db:
-            _own(db, job, worker)
-            if then is not None:
-                then(db)
-            _finish(db, job.id, job.study_uid, "done", out_dir=out_dir)
+        """A read's end is not lost to a database restart: tried again while the lease lasts."""
+
+        def commit() -> None:
+            with self._index.write() as db:
+                _own(db, job, worker)
+                if then is not None:
+                    then(db)
+                _finish(db, job.id, job.study_uid, "done", out_dir=out_dir)
+
+        self._index.retrying(commit, f"job {job.id} completion")
 
     def fail(self, job: Job, worker: str, error: str, *, permanent: bool = False) -> None:
         """A read that raised: retried until max_attempts (or never, if `permanent`), then
         failed with the reason."""
-        with self._index.write() as db:
-            _own(db, job, worker)
-            if permanent or job.attempt >= self._max_attempts:
-                _finish(db, job.id, job.study_uid, "failed", error=error)
-            else:
-                db.execute(
-                    "UPDATE jobs SET state = 'queued', lease_owner = NULL, error = ? WHERE id = ?",
-                    (error, job.id),
-                )
+
+        def commit() -> None:
+            with self._index.write() as db:
+                _own(db, job, worker)
+                if permanent or job.attempt >= self._max_attempts:
+                    _finish(db, job.id, job.study_uid, "failed", error=error)
+                else:
+                    db.execute(
+                        "UPDATE jobs SET state = 'queued', lease_owner = NULL, error = ? "
+                        "WHERE id = ?",
+                        (error, job.id),
+                    )
+
+        self._index.retrying(commit, f"job {job.id} failure")
 
 
 def enqueue_in(db, study_uid: str) -> int:
     """Queue a read of the study inside the caller's transaction."""
-    cursor = db.execute("INSERT INTO jobs (study_uid, created) VALUES (?, ?)", (study_uid, now()))
+    [job_id] = db.execute(
+        "INSERT INTO jobs (study_uid, created) VALUES (?, ?) RETURNING id", (study_uid, db.now())
+    ).fetchone()
     db.execute("UPDATE studies SET state = 'queued' WHERE study_uid = ?", (study_uid,))
-    return int(cursor.lastrowid)
+    return int(job_id)
 
 
 def _own(db, job: Job, worker: str) -> None:
-    row = db.execute("SELECT state, lease_owner FROM jobs WHERE id = ?", (job.id,)).fetchone()
+    """The job is still this worker's; its row stays locked until the transaction ends."""
+    row = db.execute(
+        "SELECT state, lease_owner FROM jobs WHERE id = ?" + db.for_update,
+        (job.id,),
+    ).fetchone()
     if row is None or row["state"] != "running" or row["lease_owner"] != worker:
         raise LeaseLost(f"job {job.id} is no longer leased to {worker}")
 
@@ -121,6 +140,6 @@ def _finish(db, job_id: int, study_uid: str, state: str, *, error=None, out_dir=
     db.execute(
         "UPDATE jobs SET state = ?, error = ?, out_dir = ?, finished = ?, lease_owner = NULL "
         "WHERE id = ?",
-        (state, error, out_dir, now(), job_id),
+        (state, error, out_dir, db.now(), job_id),
     )
     db.execute("UPDATE studies SET state = ? WHERE study_uid = ?", (state, study_uid))

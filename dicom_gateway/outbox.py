@@ -1,6 +1,10 @@
-"""The outbox: results wait here until each destination acknowledged them (C-STORE).
+"""The outbox: results wait here until each destination acknowledged them (C-STORE, or STOW-RS
+for a dicomweb+https:// destination).
 
-Rows persist in the index, so a PACS that is down delays delivery, never drops it."""
+Rows persist in the index, so a PACS that is down delays delivery, never drops it. An outbox
+process claims the rows it sends (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL), so two of them
+never send the same result to the same destination; a claim left by a process that died runs out
+after CLAIM_S and the rows are sent again."""
 
 from __future__ import annotations
 
@@ -14,13 +18,16 @@ from pydicom.errors import InvalidDicomError
 from pynetdicom import AE
 
 from dicom_gateway.audit import Audit
-from dicom_gateway.index import Index, now
+from dicom_gateway.index import Index
 from dicom_gateway.settings import GatewaySettings, Peer
 from dicom_gateway.status import STORED
+from dicom_gateway.web_settings import WebPeer, is_web
 
 log = logging.getLogger(__name__)
 
 BATCH = 64  # rows per association: well under the 128 presentation contexts one may request
+CLAIM_ROWS = 4 * BATCH  # rows one process takes at a time
+CLAIM_S = 600.0  # how long a claim keeps other outbox processes off the rows it holds
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,13 @@ def undelivered(index: Index) -> list[Undelivered]:
 
 
 class Outbox:
-    def __init__(self, index: Index, settings: GatewaySettings, audit: Audit) -> None:
+    def __init__(
+        self, index: Index, settings: GatewaySettings, audit: Audit, node: str = "outbox"
+    ) -> None:
         self._index = index
         self._settings = settings
         self._audit = audit
+        self._node = node  # host:pid, on the rows this process claims
 
     @staticmethod
     def identify(paths: Iterable[Path]) -> list[tuple[Path, str]]:
@@ -64,7 +74,7 @@ class Outbox:
                 db.execute(
                     "INSERT INTO outbox (job_id, destination, path, sop_uid, next_try) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (job_id, str(peer), str(path), sop_uid, now()),
+                    (job_id, str(peer), str(path), sop_uid, db.now()),
                 )
                 count += 1
         return count
@@ -72,17 +82,48 @@ class Outbox:
     def send_due(self) -> int:
         """Due rows, per destination, at most BATCH per association; returns how many were
         delivered."""
-        due = self._index.read(
-            "SELECT * FROM outbox WHERE state = 'pending' AND next_try <= ? ORDER BY id", now()
-        )
+        due = self._claim()
         by_destination: dict[str, list] = {}
         for row in due:
             by_destination.setdefault(row["destination"], []).append(row)
         return sum(
-            self._send(Peer.parse(destination), rows[start : start + BATCH])
+            self._send_to(destination, rows[start : start + BATCH])
             for destination, rows in by_destination.items()
             for start in range(0, len(rows), BATCH)
         )
+
+    def _claim(self) -> list:
+        """Due rows, oldest first, held for this process until CLAIM_S from now."""
+        with self._index.write() as db:
+            due = db.execute(
+                "SELECT * FROM outbox WHERE state = 'pending' AND next_try <= ? ORDER BY id "
+                "LIMIT ?" + db.skip_locked,
+                (db.now(), CLAIM_ROWS),
+            ).fetchall()
+            for row in due:
+                db.execute(
+                    "UPDATE outbox SET claimed_by = ?, next_try = ? WHERE id = ?",
+                    (self._node, db.now() + CLAIM_S, row["id"]),
+                )
+        return due
+
+    def _send_to(self, destination: str, rows: list) -> int:
+        """The one place a destination's scheme picks how it is sent to."""
+        if is_web(destination):
+            return self._stow(WebPeer.parse(destination), rows)
+        return self._send(Peer.parse(destination), rows)
+
+    def _stow(self, peer: WebPeer, rows: list) -> int:
+        """STOW-RS to a DICOMweb server: delivered or postponed row by row, as with C-STORE."""
+        from dicom_gateway import dicomweb_out  # the dicomweb extra, checked at service start
+
+        deliveries = dicomweb_out.stow(self._settings.web.server(peer), rows)
+        for delivery in deliveries:
+            if delivery.error:
+                self._postpone([delivery.row], delivery.error)
+            else:
+                self._delivered(delivery.row, peer)
+        return sum(1 for d in deliveries if not d.error)
 
     def _send(self, peer: Peer, rows: list) -> int:
         ae = AE(ae_title=self._settings.ae_title)
@@ -128,24 +169,33 @@ class Outbox:
                 assoc.release()
         return delivered
 
-    def _delivered(self, row, peer: Peer) -> None:
-        with self._index.write() as db:
-            db.execute(
-                "UPDATE outbox SET state = 'sent', sent = ?, attempts = attempts + 1 WHERE id = ?",
-                (now(), row["id"]),
-            )
+    def _delivered(self, row, peer: Peer | WebPeer) -> None:
+        def record() -> None:
+            with self._index.write() as db:
+                db.execute(
+                    "UPDATE outbox SET state = 'sent', sent = ?, attempts = attempts + 1 "
+                    "WHERE id = ?",
+                    (db.now(), row["id"]),
+                )
+
+        self._index.retrying(record, f"outbox row {row['id']} sent")
         self._audit("object_sent", destination=str(peer), sop_uid=row["sop_uid"], job=row["job_id"])
 
     def _postpone(self, rows: list, reason: str) -> None:
         """Exponential back-off, capped; the row stays pending until it goes through."""
-        with self._index.write() as db:
-            for row in rows:
-                delay = min(
-                    self._settings.retry_first_s * 2 ** row["attempts"], self._settings.retry_max_s
-                )
-                db.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, next_try = ?, last_error = ? "
-                    "WHERE id = ?",
-                    (now() + delay, reason, row["id"]),
-                )
+
+        def record() -> None:
+            with self._index.write() as db:
+                for row in rows:
+                    delay = min(
+                        self._settings.retry_first_s * 2 ** row["attempts"],
+                        self._settings.retry_max_s,
+                    )
+                    db.execute(
+                        "UPDATE outbox SET attempts = attempts + 1, next_try = ?, last_error = ? "
+                        "WHERE id = ?",
+                        (db.now() + delay, reason, row["id"]),
+                    )
+
+        self._index.retrying(record, "outbox retry recorded")
         log.warning("%d object(s) not delivered: %s; will retry", len(rows), reason)

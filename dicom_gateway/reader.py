@@ -12,6 +12,18 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class ReadRequest:
+    """What a routing rule asks of one read; empty strings leave the reader's own defaults."""
+
+    question: str = ""
+    policy: str = ""  # a policy name the reader opened at start
+    rule: str = ""  # the routing rule that chose this read, for the reader's records
+
+
+DEFAULT_REQUEST = ReadRequest()
+
+
+@dataclass(frozen=True)
 class ReadOutcome:
     study_uid: str  # the Study Instance UID of the files actually read
     dicom: tuple[Path, ...]  # results to send: SR first, then SEG, Secondary Captures, KO
@@ -20,8 +32,11 @@ class ReadOutcome:
 
 
 class Reader(Protocol):
-    def read(self, study_dir: Path, out_dir: Path) -> ReadOutcome:
-        """Read the one study in `study_dir`, writing every result into `out_dir`.
+    def read(
+        self, study_dir: Path, out_dir: Path, request: ReadRequest = DEFAULT_REQUEST
+    ) -> ReadOutcome:
+        """Read the one study in `study_dir`, writing every result into `out_dir`, asking
+        `request`'s question with its policy when it names them.
 
         Raises `imaging.errors.BadInput` when the files (or the models) cannot be used as they
         are, so retrying cannot help; any other exception is retried under the lease rules."""

@@ -1,20 +1,23 @@
-"""`edge-agent serve`: listener, assembler, worker and outbox in one process, one thread each.
+"""`edge-agent serve`: listener, assembler, worker and outbox, one thread each; in one process
+(role "all"), or one role per process, on as many machines as share the index and the spool.
 
-Stopping (SIGTERM) closes the listener, lets the read in progress finish, then returns. The read
-itself is the `Reader` the caller opens (`open_reader`), after everything else is in place."""
+Stopping (SIGTERM) closes the listener, lets the read in progress finish (a worker drains), then
+returns. The read itself is the `Reader` the caller opens (`open_reader`), after everything else
+is in place, and only where a worker runs."""
 
 from __future__ import annotations
 
 import logging
-import platform
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from dicom_gateway import nodes
 from dicom_gateway.assembler import promote_stable_studies
 from dicom_gateway.audit import Audit
-from dicom_gateway.index import Index, index_path
-from dicom_gateway.jobs import SqliteJobQueue
+from dicom_gateway.dicomweb_extra import web_listener
+from dicom_gateway.index import open_index
+from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.listener import Listener
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.reader import Reader
@@ -26,7 +29,9 @@ log = logging.getLogger(__name__)
 
 
 class Service:
-    def __init__(self, settings: GatewaySettings, open_reader: Callable[[], Reader]) -> None:
+    def __init__(
+        self, settings: GatewaySettings, open_reader: Callable[[], Reader], role: str = "all"
+    ) -> None:
         # pynetdicom's own debug output can dump whole datasets (patient names included);
         # our audit trail records every network event without them.
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
@@ -37,43 +42,75 @@ class Service:
         for library in ("py.warnings", "pydicom", "highdicom"):
             logging.getLogger(library).setLevel(logging.ERROR)
         self.settings = settings
+        self.node = nodes.Node.this_process(role)
         root = Path(settings.spool_dir)
         root.mkdir(parents=True, exist_ok=True)
-        self.index = Index(index_path(root))
-        self.audit = Audit(root / "audit.jsonl")
+        self.index = open_index(settings.database, root)
+        self.audit = Audit(root / "audit.jsonl", node=self.node.name)
         self.spool = Spool(root, self.index, settings.min_free_mb)
-        self.queue = SqliteJobQueue(self.index, settings.max_attempts)
-        self.outbox = Outbox(self.index, settings, self.audit)
-        self.listener = Listener(settings, self.spool, self.audit)
-        self.worker = Worker(
-            f"{platform.node()}-worker",
-            self.queue,
-            self.spool,
-            self.outbox,
-            open_reader(),  # models load once, here, before anything listens
-            self.audit,
-            settings.lease_s,
-        )
+        self.queue = IndexJobQueue(self.index, settings.max_attempts)
+        self.outbox = Outbox(self.index, settings, self.audit, node=self.node.name)
+        self.listener = self.worker = self.web = None
+        if role in ("all", "listener"):
+            self.listener = Listener(settings, self.spool, self.audit)
+            self.web = web_listener(settings, self.spool, self.audit)  # STOW-RS, when configured
+        if role in ("all", "worker"):
+            self.worker = Worker(
+                self.node.name,
+                self.queue,
+                self.spool,
+                self.outbox,
+                open_reader(),  # models load once, here, before anything listens
+                self.audit,
+                settings.lease_s,
+                settings.routing,
+            )
 
     def run(self, stop: threading.Event, on_tick=None) -> None:
         """Serve until `stop` is set; `on_tick(status)` is called every second meanwhile."""
-        self.listener.start()
+        if self.web is not None:  # STOW-RS beside C-STORE, into the same spool
+            self.web.start()
+        if self.listener is not None:
+            self.listener.start()
+        poll = self.settings.poll_s
+        steps = {}
+        if self.worker is not None:
+            steps["reader"] = (self._read_step, poll)
+        if self.node.role in ("all", "outbox"):
+            steps["outbox"] = (self.outbox.send_due, poll)
         threads = [
-            threading.Thread(target=self._loop, args=(stop, self._read_step), name="reader"),
-            threading.Thread(target=self._loop, args=(stop, self.outbox.send_due), name="outbox"),
+            threading.Thread(target=self._loop, args=(stop, *step), name=name)
+            for name, step in steps.items()
         ]
-        for thread in threads:
+        drained = threading.Event()  # the node beats on while its last read finishes
+        beat = threading.Thread(
+            target=self._loop, args=(drained, self._beat, nodes.BEAT_S), name="beat"
+        )
+        for thread in [*threads, beat]:
             thread.start()
-        self.audit("service_started", ae_title=self.settings.ae_title, port=self.settings.port)
+        self.audit(
+            "service_started",
+            role=self.node.role,
+            ae_title=self.settings.ae_title,
+            port=self.settings.port,
+        )
         while not stop.wait(1.0):
             if on_tick:
                 on_tick(self.status())
-        self.listener.stop()
+        if self.listener is not None:
+            self.listener.stop()
+        if self.web is not None:
+            self.web.stop()
         for thread in threads:
             thread.join()
-        self.worker.close()
-        self.audit("service_stopped")
+        drained.set()
+        beat.join()
+        if self.worker is not None:
+            self.worker.close()
+        self.index.retrying(lambda: nodes.beat(self.index, self.node, "stopped"), "last beat", 10)
+        self.audit("service_stopped", role=self.node.role)
         self.audit.close()
+        self.index.close()
 
     def status(self) -> dict[str, int]:
         """Counts for the status panel: studies, jobs and outbox rows by state."""
@@ -84,14 +121,22 @@ class Service:
         counts["instances"] = self.index.read("SELECT COUNT(*) FROM instances")[0][0]
         return counts
 
+    def _beat(self) -> bool:
+        """This node is alive, and reading which job; then a pause of BEAT_S."""
+        job = self.worker.current if self.worker is not None else None
+        state = "reading" if job is not None else "idle"
+        nodes.beat(self.index, self.node, state, job.id if job else None)
+        return False
+
     def _read_step(self) -> bool:
         promote_stable_studies(
             self.index, self.settings.stable_after_s, self.settings.late_instances
         )
         return self.worker.run_once()
 
-    def _loop(self, stop: threading.Event, step) -> None:
-        """Run `step` until stopped; an error is logged and the loop goes on."""
+    def _loop(self, stop: threading.Event, step, pause: float) -> None:
+        """Run `step` until stopped, `pause` seconds apart while it finds nothing to do; an error
+        is logged and the loop goes on."""
         while not stop.is_set():
             try:
                 busy = step()
@@ -99,4 +144,4 @@ class Service:
                 log.exception("%s step failed; continuing", threading.current_thread().name)
                 busy = False
             if not busy:
-                stop.wait(self.settings.poll_s)
+                stop.wait(pause)

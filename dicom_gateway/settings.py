@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from dicom_gateway.routing import Routing
+from dicom_gateway.web_settings import WebPeer, WebSettings, is_web
 
 AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # 16 chars of the default repertoire, no '\'
 
@@ -41,19 +44,25 @@ class GatewaySettings:
     # Calling AE titles allowed to connect, optionally pinned to an IP as "AE@IP".
     # Empty accepts any calling AE (a warning says so at start).
     allowed: tuple[str, ...] = ()
-    spool_dir: str = "edge-agent-spool"
+    spool_dir: str = "edge-agent-spool"  # on a shared mount when roles run on several machines
+    # Empty: the spool's own SQLite index (one machine). postgresql://user@host/db: one
+    # PostgreSQL index that every listener, worker and outbox of a site shares.
+    database: str = ""
     min_free_mb: int = 512  # below this, C-STORE answers 0xA700 (out of resources)
     stable_after_s: float = 30.0  # a study is complete when nothing arrived for this long
     late_instances: str = "ignore"  # after a read started: "ignore" or "reread" (once)
     lease_s: float = 900.0
     max_attempts: int = 3
-    destinations: tuple[str, ...] = ()  # AE@HOST:PORT that receive our DICOM results
+    # AE@HOST:PORT or dicomweb+https://HOST/PATH that receive our DICOM results
+    destinations: tuple[str, ...] = ()
     retry_first_s: float = 5.0
     retry_max_s: float = 900.0
     poll_s: float = 1.0
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""  # when set, peers must present a certificate signed by it
+    web: WebSettings = field(default_factory=WebSettings)  # STOW-RS in, DICOMweb servers
+    routing: Routing = field(default_factory=Routing)  # which studies are read, and how
 
     def __post_init__(self) -> None:
         if not AE_TITLE.match(self.ae_title):
@@ -72,14 +81,18 @@ class GatewaySettings:
             raise ValueError("handshake_timeout_s must be > 0 and at most network_timeout_s")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls_cert and tls_key go together")
+        if self.database and not self.database.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                f"database must be empty or a postgresql:// URL, not {self.database!r}"
+            )
         for text in self.destinations:
-            Peer.parse(text)
+            destination(text)
         for entry in self.allowed:
             _allowed_entry(entry)
 
     @property
-    def peers(self) -> tuple[Peer, ...]:
-        return tuple(Peer.parse(text) for text in self.destinations)
+    def peers(self) -> tuple[Peer | WebPeer, ...]:
+        return tuple(destination(text) for text in self.destinations)
 
     @property
     def allowed_callers(self) -> dict[str, str | None]:
@@ -92,3 +105,8 @@ def _allowed_entry(entry: str) -> tuple[str, str | None]:
     if not AE_TITLE.match(ae):
         raise ValueError(f"allowed entry {entry!r}: {ae!r} is not an AE title")
     return ae, ip or None
+
+
+def destination(text: str) -> Peer | WebPeer:
+    """A DIMSE node (AE@HOST:PORT) or a DICOMweb server (dicomweb+https://HOST/PATH)."""
+    return WebPeer.parse(text) if is_web(text) else Peer.parse(text)

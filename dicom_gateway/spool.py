@@ -9,12 +9,13 @@ import logging
 import os
 import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from dicom_gateway.dataset_check import MalformedDataset, check_dataset
-from dicom_gateway.index import Index, now
+from dicom_gateway.index import Index
 from dicom_gateway.status import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
 from imaging.atomic import fsync_dir
 
@@ -63,7 +64,10 @@ class Spool:
         (root / "tmp").mkdir(parents=True, exist_ok=True)
         (root / "studies").mkdir(parents=True, exist_ok=True)
         for leftover in (root / "tmp").iterdir():  # from a crash before rename: never acknowledged
-            leftover.unlink()
+            # A shared spool has other listeners writing here now: only what no C-STORE can
+            # still be writing goes.
+            if not index.dialect.shared or leftover.stat().st_mtime < time.time() - 3600:
+                leftover.unlink(missing_ok=True)
 
     def study_dir(self, study_uid: str) -> Path:
         return self.root / "studies" / checked_uid(study_uid, "Study Instance UID")
@@ -96,8 +100,8 @@ class Spool:
 
     def _record(self, study_uid, series_uid, sop_uid, path, size, calling_ae) -> bool:
         """Index row for a stored file; True when it arrived after the study's read started."""
-        received = now()
         with self.index.write() as db:
+            received = db.now()
             db.execute(
                 "INSERT INTO studies (study_uid, first_received, last_received) VALUES (?, ?, ?) "
                 "ON CONFLICT(study_uid) DO UPDATE SET last_received = excluded.last_received",

@@ -13,6 +13,7 @@ from dicom_gateway.audit import Audit
 from dicom_gateway.jobs import Job, JobQueue, LeaseLost
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.reader import Reader
+from dicom_gateway.routing import Routing, route
 from dicom_gateway.spool import Spool
 from imaging.errors import BadInput, ModelLoadError
 
@@ -29,10 +30,13 @@ class Worker:
         reader: Reader,
         audit: Audit,
         lease_s: float,
+        routing: Routing | None = None,
     ) -> None:
         self.name = name
         self._queue, self._spool, self._outbox = queue, spool, outbox
         self._reader, self._audit, self._lease_s = reader, audit, lease_s
+        self.current: Job | None = None  # the job being read, for the node's heartbeat
+        self._routing = routing or Routing()
 
     def close(self) -> None:
         """The worker owns its reader (and the models it keeps loaded)."""
@@ -43,10 +47,22 @@ class Worker:
         job = self._queue.claim(self.name, self._lease_s)
         if job is None:
             return False
+        self.current = job
+        try:
+            return self._read(job)
+        finally:
+            self.current = None
+
+    def _read(self, job: Job) -> bool:
         out_dir = self._spool.root / "results" / job.study_uid / f"job{job.id}-try{job.attempt}"
         stop_beating = _heartbeat(self._queue, job, self.name, self._lease_s)
         try:
-            outcome = self._reader.read(self._spool.study_dir(job.study_uid), out_dir)
+            decision = route(self._routing, self._spool.index, job.study_uid)
+            if not decision.read:  # routed away: stored, recorded, never read
+                self._not_read(job, decision, stop_beating)
+                return True
+            study_dir = self._spool.study_dir(job.study_uid)
+            outcome = self._reader.read(study_dir, out_dir, decision.request)
         except ModelLoadError as exc:  # the service's model, not the study: keep the job
             log.error(
                 "job %d: the model cannot be used: %s; the study will be retried", job.id, exc
@@ -90,8 +106,23 @@ class Worker:
             findings=outcome.findings,
             end=outcome.end_reason,
             out_dir=str(out_dir),
+            rule=decision.rule,
         )
         return True
+
+    def _not_read(self, job: Job, decision, stop_beating) -> None:
+        stop_beating()
+        try:
+            self._queue.complete(job, self.name, "")
+        except LeaseLost:
+            return
+        self._audit(
+            "study_not_read",
+            study_uid=job.study_uid,
+            job=job.id,
+            rule=decision.rule,
+            reason=decision.reason,
+        )
 
     def _end(self, job: Job, error: str, *, stop_beating, permanent: bool = False) -> None:
         stop_beating()

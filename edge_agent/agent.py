@@ -136,27 +136,11 @@ def run(
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     start = clock()
     context = ReadContext(question, workspace, toolbox, budget)
-    answer = None
     session = policy.open(context)
     record, budget = _under_profile(policy.record, budget, session.profile)
     context = replace(context, budget=budget)
     try:
-        while (end := _budget_end(budget, len(context.steps), clock() - start)) is None:
-            t0 = clock()
-            try:
-                decision = session.step(context)
-            except PolicyError as exc:
-                end = ("policy_error", str(exc))
-                log.warning("policy %s gave up: %s", policy.record.name, exc)
-                break
-            policy_s = clock() - t0
-            if isinstance(decision, Answer) and not _missing_evidence(decision, workspace):
-                answer, end = _answer_record(decision), ("answer", "")
-                break
-            step, observation = _take_step(decision, context, start, policy_s, clock)
-            context = replace(context, steps=(*context.steps, step), observation=observation)
-            if on_step:
-                on_step(step)
+        context, answer, end = turns(session, context, on_step=on_step, clock=clock, start=start)
     finally:
         session.close()
     end_reason, end_detail = end
@@ -178,6 +162,35 @@ def run(
         duration_s=round(clock() - start, 3),
         software={"edge_agent": __version__},
     )
+
+
+def turns(
+    session: PolicySession,
+    context: ReadContext,
+    *,
+    on_step: StepCallback | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    start: float | None = None,
+) -> tuple[ReadContext, AnswerRecord | None, tuple[str, str]]:
+    """Steps of one session until an answer or the budget ends them (the budget counts the
+    steps taken here: a follow-up after a read gets its own); the context with every step, the
+    answer, and why it ended. `start`: when the read began (its time limit counts from it)."""
+    start, first = clock() if start is None else start, len(context.steps)
+    while (end := _budget_end(context.budget, len(context.steps) - first, clock() - start)) is None:
+        t0 = clock()
+        try:
+            decision = session.step(context)
+        except PolicyError as exc:
+            log.warning("policy gave up: %s", exc)
+            return context, None, ("policy_error", str(exc))
+        policy_s = clock() - t0
+        if isinstance(decision, Answer) and not _missing_evidence(decision, context.workspace):
+            return context, _answer_record(decision), ("answer", "")
+        step, observation = _take_step(decision, context, start, policy_s, clock)
+        context = replace(context, steps=(*context.steps, step), observation=observation)
+        if on_step:
+            on_step(step)
+    return context, None, end
 
 
 def _under_profile(

@@ -42,6 +42,12 @@ class PolicySettings:
 @dataclass(frozen=True)
 class ReportSettings:
     dicom: bool = True  # SR, SEG, Secondary Captures and Key Object Selection in OUT/dicom/
+    pdf: bool = False  # the gateway prints report.pdf per read (needs Chromium)
+    pdf_dicom: bool = False  # and sends it as an Encapsulated PDF with the other results
+
+    def __post_init__(self) -> None:
+        if self.pdf_dicom and not (self.pdf and self.dicom):
+            raise ValueError("pdf_dicom = true needs pdf = true and dicom = true")
 
 
 @dataclass(frozen=True)

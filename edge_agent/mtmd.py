@@ -77,6 +77,7 @@ class MultimodalModel:
             self.close()
             raise ModelLoadError(f"{mmproj_path} has no vision encoder")
         self._batch = llama_cpp.llama_batch_init(1, 0, 1)  # one reply token at a time
+        self._prefix: tuple[str, int] | None = None  # the text at the head of the cache, tokens
 
     @property
     def marker(self) -> str:
@@ -195,6 +196,79 @@ class MultimodalModel:
 
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.llama.ctx), True)
         llama_cpp.llama_perf_context_reset(self.llama.ctx)
+        self._prefix = None
+
+    def keep_prefix(self, text: str) -> tuple[int, int]:
+        """The cache holds `text` (no images) and nothing after it: what followed it is removed
+        when it is already at the head of the cache, else it is evaluated into an empty one.
+        Returns (its tokens, the tokens evaluated now); llama.cpp's counters start again."""
+        import llama_cpp
+
+        kept = self._prefix
+        memory = llama_cpp.llama_get_memory(self.llama.ctx)
+        # positions from the prefix's end on; seq 0 is the only sequence a read uses
+        if (
+            text
+            and kept is not None
+            and kept[0] == text
+            and llama_cpp.llama_memory_seq_rm(memory, 0, kept[1], -1)
+        ):
+            self._reset_counters()
+            return kept[1], 0
+        self.clear()
+        if not text:
+            return 0, 0
+        chunks = self.tokenize(text, [])
+        try:
+            count = self.eval_chunks(chunks, 0)
+        finally:
+            self.free(chunks)
+        self._prefix = (text, count)
+        self._reset_counters()
+        return count, count
+
+    def _reset_counters(self) -> None:
+        """llama.cpp adds what it evaluated to its counters on synchronize: first that, then
+        the reset, or the prefix would be counted again by the next turn."""
+        import llama_cpp
+
+        llama_cpp.llama_synchronize(self.llama.ctx)
+        llama_cpp.llama_perf_context_reset(self.llama.ctx)
+
+    def resume(self) -> int:
+        """The cache as it is (the last read's, or one loaded): counters start again; returns
+        the position after its last one (seq 0), where the next token goes."""
+        import llama_cpp
+
+        self._reset_counters()
+        memory = llama_cpp.llama_get_memory(self.llama.ctx)
+        return int(llama_cpp.llama_memory_seq_pos_max(memory, 0)) + 1
+
+    def save_state(self, path: Path) -> int:
+        """The KV cache of seq 0 into `path` (llama.cpp's own file format); its size in bytes."""
+        import llama_cpp
+
+        llama_cpp.llama_synchronize(self.llama.ctx)
+        none = (llama_cpp.llama_token * 1)()
+        written = llama_cpp.llama_state_seq_save_file(
+            self.llama.ctx, str(path).encode(), 0, none, 0
+        )
+        if written == 0:
+            raise RuntimeError(f"llama.cpp could not save the session to {path}")
+        return int(written)
+
+    def load_state(self, path: Path) -> None:
+        """A KV cache `save_state` wrote, as this context's seq 0 (what it held goes)."""
+        import llama_cpp
+
+        self.clear()
+        tokens, count = (llama_cpp.llama_token * 1)(), ctypes.c_size_t(0)
+        read = llama_cpp.llama_state_seq_load_file(
+            self.llama.ctx, str(path).encode(), 0, tokens, 1, ctypes.byref(count)
+        )
+        if read == 0:
+            self.clear()
+            raise ModelLoadError(f"llama.cpp cannot load the session {path} into this model")
 
     def free(self, chunks) -> None:
         self._mtmd_lib.mtmd_input_chunks_free(chunks)

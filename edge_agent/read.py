@@ -34,6 +34,7 @@ class ReadResult:
     report: dict
     out_dir: Path
     dicom: tuple[Path, ...] = ()  # SR first, then SEG, Secondary Captures, Key Object Selection
+    workspace: Workspace | None = None  # every image of the read: follow-ups continue on it
 
 
 def read_study(
@@ -63,15 +64,7 @@ def read_study(
         if policy is None:
             policy = make_policy(config.policy, stream=stream)
             owned.callback(policy.close)
-        # A model sees images at the size it was trained on; the resize is the shown image's
-        # affine.
-        shown = policy.shown_size or ShownSize(max_side=config.read.shown_size)
-        workspace = Workspace(selection.timeline)
-        if selection.timeline:
-            size = shown.max_side or config.tools.video_size
-            show_overview(workspace, config.read.overview_frames, size)
-        for frame in selection.frames:
-            workspace.show(frame, max_side=shown.max_side, max_pixels=shown.max_pixels)
+        workspace = shown_workspace(selection, policy, config)
         trajectory = run(
             workspace,
             question or config.read.question,
@@ -96,7 +89,20 @@ def read_study(
     elif config.report.dicom:
         headers = {uid: study.header(uid) for uid in source_uids(trajectory)}
         dicom = write_dicom(trajectory, headers, out_dir)
-    return ReadResult(study, selection, trajectory, report, out_dir, tuple(dicom))
+    return ReadResult(study, selection, trajectory, report, out_dir, tuple(dicom), workspace)
+
+
+def shown_workspace(selection: Selection, policy: Policy, config: Config) -> Workspace:
+    """What the policy is shown at the start of a read: a cine's overview, the key frames."""
+    # A model sees images at the size it was trained on; the resize is the shown image's affine.
+    shown = policy.shown_size or ShownSize(max_side=config.read.shown_size)
+    workspace = Workspace(selection.timeline)
+    if selection.timeline:
+        size = shown.max_side or config.tools.video_size
+        show_overview(workspace, config.read.overview_frames, size)
+    for frame in selection.frames:
+        workspace.show(frame, max_side=shown.max_side, max_pixels=shown.max_pixels)
+    return workspace
 
 
 def warm_up(config: Config, toolbox: Toolbox) -> None:

@@ -102,6 +102,11 @@ class FollowUpRecord:
     answer: str
     findings: tuple[ClaimRecord, ...] = ()
     asked_at: str = ""
+    # a model's follow-up continues the read's session: the steps it took (tool calls, appended
+    # to the trajectory's steps), its answer turn's usage, and why it ended
+    steps: tuple[int, ...] = ()
+    usage: TurnUsage | None = None
+    end_reason: str = "answer"
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,9 @@ class Orthanc:
         folder: Path,
         modalities: dict[str, list] | None = None,
         ports: tuple[int, int] | None = None,
+        extra: dict | None = None,
     ) -> None:
+        """`extra`: more configuration (plugins and their tables) over the defaults below."""
         self.http_port, self.dicom_port = ports or (free_port(), free_port())
         self.aet = "ORTHANC"
         folder.mkdir(parents=True, exist_ok=True)
@@ -95,6 +97,7 @@ class Orthanc:
             "DicomAlwaysAllowStore": True,
             "DicomAlwaysAllowFind": True,
             "DicomAlwaysAllowGet": True,
+            **(extra or {}),
         }
         (folder / "orthanc.json").write_text(json.dumps(config))
         self._log = open(folder / "orthanc.log", "wb")  # noqa: SIM115 - closed in stop()
@@ -137,6 +140,27 @@ class Orthanc:
     def series_of_study(self, study_uid: str) -> list[dict]:
         [match] = self.post("/tools/lookup", study_uid)
         return [self.get(f"/series/{s}") for s in self.get(match["Path"])["Series"]]
+
+    def series_of(self, study_uid: str, modality: str) -> list[dict] | None:
+        """The study's series of one modality; None until there is one (for `wait_for`)."""
+        try:
+            series = self.series_of_study(study_uid)
+        except ValueError:
+            return None
+        return [s for s in series if s["MainDicomTags"].get("Modality") == modality] or None
+
+    def push(self, study: Path, modality: str) -> str:
+        """Upload a study folder, then have Orthanc C-STORE it to `modality` (as a PACS
+        forwards a study to a reader); its Study Instance UID."""
+        import pydicom
+
+        for path in sorted(study.iterdir()):
+            self.post("/instances", path.read_bytes())
+        study_uid = str(pydicom.dcmread(next(study.iterdir())).StudyInstanceUID)
+        [match] = self.post("/tools/lookup", study_uid)
+        body = json.dumps({"Resources": [match["ID"]], "Synchronous": True})
+        self.post(f"/modalities/{modality}/store", body)
+        return study_uid
 
     def stop(self) -> None:
         self._process.terminate()
@@ -238,7 +262,9 @@ def wait_for(condition, timeout: float, what: str, every: float = 0.2):
 class Gateway:
     """`edge-agent serve` as a real process with its own spool and configuration."""
 
-    def __init__(self, folder: Path, probe=None, **gateway) -> None:
+    def __init__(self, folder: Path, probe=None, tables: str = "", **gateway) -> None:
+        """`gateway`: [gateway] keys; `tables`: TOML of other tables ([report], [[gateway.…]]),
+        appended as written."""
         self.folder = folder
         self._probe = probe or (lambda port: echo(port, "EDGEAGENT", "ECHOSCU") == 0)
         self.port = gateway.pop("port", None) or free_port()
@@ -255,7 +281,7 @@ class Gateway:
         lines = ["[gateway]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
         folder.mkdir(parents=True, exist_ok=True)
         self.config = folder / "edge-agent.toml"
-        self.config.write_text("\n".join(lines) + "\n")
+        self.config.write_text("\n".join(lines) + "\n" + tables)
         self._process: subprocess.Popen | None = None
         self.start()
 

@@ -141,3 +141,15 @@ def two_turns_with_a_zoom(policy_settings, frames, inspect=lambda session: None)
         policy.close()
         toolbox.close()
     return first, second, found
+
+
+def model_options(exported: Path) -> list:
+    """`read`'s options for the llama-cpp policy on an `export gguf` folder."""
+    return [
+        "--policy",
+        "llama-cpp",
+        "--model",
+        exported / "model-q8_0.gguf",
+        "--mmproj",
+        exported / "mmproj-f16.gguf",
+    ]

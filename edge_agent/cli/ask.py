@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -12,6 +12,9 @@ from rich.markup import escape
 from edge_agent.cli.config import FileConfig
 from edge_agent.cli.terminal import ConfigOption, VerboseOption, console, errors, exit_code, setup
 from imaging.errors import BadInput
+
+if TYPE_CHECKING:
+    from edge_agent.model_followup import OpenRead
 
 
 @exit_code
@@ -23,20 +26,48 @@ def ask(
     verbose: VerboseOption = False,
 ) -> None:
     """Ask a further question about the same read (e.g. "which candidates are larger than 20
-    mm?"); the answer is appended to trajectory.json and the reports (and a new SR instance)."""
-    answer_and_show(result, question, setup(config, verbose), pdf=pdf)
+    mm?"); the answer is appended to trajectory.json and the reports (and a new SR instance).
+    A model read continues its saved session (`read --keep-session`)."""
+    from edge_agent.trajectory import Trajectory
+
+    settings = setup(config, verbose)
+    if Trajectory.load(result / "trajectory.json").policy.name == "protocol":
+        answer_and_show(result, question, settings, pdf=pdf)
+        return
+    from edge_agent.cli.terminal import stream
+    from edge_agent.model_followup import reopen, save_session
+
+    opened, _ = reopen(result, settings, stream=stream)
+    try:
+        answer_and_show(result, question, settings, pdf=pdf, opened=opened)
+        save_session(opened.policy, opened.trajectory, result)  # the next ask continues this one
+    finally:
+        opened.policy.close()
+        opened.toolbox.close()
 
 
-def answer_and_show(result: Path, question: str, settings: FileConfig, *, pdf: bool) -> None:
-    """One follow-up: answered, appended to every report, printed (`ask`, `read --interactive`)."""
-    from edge_agent.followup import ask as answer
+def answer_and_show(
+    result: Path, question: str, settings: FileConfig, *, pdf: bool, opened: OpenRead | None = None
+) -> None:
+    """One follow-up: answered (by the protocol from the read's measurements, or by the model
+    continuing its session), appended to every report, printed (`ask`, `read --interactive`)."""
     from edge_agent.replay import replay
-    from edge_agent.report.files import write_reports
+    from edge_agent.report.files import write_evidence, write_reports
 
-    trajectory = answer(result, question)
+    if opened is None:
+        from edge_agent.followup import ask as answer
+
+        trajectory = answer(result, question)
+    else:
+        from edge_agent.cli.terminal import show_step
+
+        console.rule(f"Q{len(opened.trajectory.follow_ups) + 1}: {question}", style="dim")
+        trajectory = opened.ask(question, on_step=show_step)
+        write_evidence(opened.workspace, trajectory, result)
     write_reports(trajectory, result)  # trajectory.json first: the replay below reads it
     done = replay(result / "trajectory.json", result, dicom=settings.report.dicom)
-    console.rule(f"Q{len(trajectory.follow_ups)}: {question}", style="dim")
+    if opened is None:
+        console.rule(f"Q{len(trajectory.follow_ups)}: {question}", style="dim")
     console.print(trajectory.follow_ups[-1].answer, highlight=False, markup=False)
     if done.dicom:
         console.print(f"SR (new instance): {done.dicom[0]}", highlight=False)
@@ -49,8 +80,11 @@ def answer_and_show(result: Path, question: str, settings: FileConfig, *, pdf: b
     console.print(f"report: {result / 'report.html'}", highlight=False)
 
 
-def follow_ups(result: Path, settings: FileConfig, *, pdf: bool) -> None:
-    """`read --interactive`: questions from the terminal until an empty line or end of input."""
+def follow_ups(
+    result: Path, settings: FileConfig, *, pdf: bool, opened: OpenRead | None = None
+) -> None:
+    """`read --interactive`: questions from the terminal until an empty line or end of input;
+    `opened`: a model read's session, continued by each question."""
     while True:
         console.print("[bold]follow-up question[/] (empty line to end): ", end="")
         line = sys.stdin.readline()
@@ -59,7 +93,7 @@ def follow_ups(result: Path, settings: FileConfig, *, pdf: bool) -> None:
         if not line.strip():
             return
         try:
-            answer_and_show(result, line.strip(), settings, pdf=pdf)
+            answer_and_show(result, line.strip(), settings, pdf=pdf, opened=opened)
         except BadInput as exc:  # the read stands; say why no follow-up, and stop asking
             errors.print(f"[yellow]no follow-up[/]: {escape(str(exc))}", highlight=False)
             return

@@ -21,9 +21,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from dicom_gateway.retrieve import get_study
+from dicom_gateway.remote import get_study
+from dicom_gateway.settings import GatewaySettings
 from edge_agent.cli.config import load_config
-from edge_agent.cli.gateway import peer
+from edge_agent.cli.gateway import archive
 from edge_agent.cli.terminal import POLICY_HELP, exit_code
 from edge_agent.evaluation.cases import CaseSet, read_cases
 from edge_agent.evaluation.compare import compare_runs
@@ -72,7 +73,10 @@ def run(
     ] = False,
     pacs: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option(help="AE@HOST:PORT to C-GET the rows given by study_uid."),
+        typer.Option(
+            help="AE@HOST:PORT (C-GET) or dicomweb+https://HOST/PATH (WADO-RS) for the rows "
+            "given by study_uid."
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the built-in insertion set.")] = 16,
 ) -> int:
@@ -96,7 +100,7 @@ def run(
                 settings,
                 out,
                 no_tools=no_tools,
-                retrieve=_retrieve(pacs, settings.gateway.ae_title),
+                retrieve=_retrieve(pacs, settings.gateway),
                 on_case=advance,
             )
         metrics = write_run_outputs(out, results)
@@ -148,12 +152,12 @@ def _case_set(cases: Path | None, builtin: str | None, out: Path, seed: int) -> 
     return read_cases(build_insertion_set(out / "builtin-insertion", seed))
 
 
-def _retrieve(pacs: str | None, calling_ae: str) -> Retrieve | None:
-    """C-GET from `--pacs` (AE@HOST:PORT) for the rows given by study_uid."""
+def _retrieve(pacs: str | None, gateway: GatewaySettings) -> Retrieve | None:
+    """C-GET or WADO-RS from `--pacs` for the rows given by study_uid."""
     if pacs is None:
         return None
-    source = peer(pacs)
-    return lambda study_uid, folder: get_study(calling_ae, source, study_uid, folder)
+    source = archive(pacs, gateway)
+    return lambda study_uid, folder: get_study(gateway.ae_title, source, study_uid, folder)
 
 
 def _show_left_out(case_set: CaseSet) -> None:

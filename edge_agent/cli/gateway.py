@@ -1,15 +1,17 @@
-"""`serve` and `pacs find|outbox`: the DICOM gateway, composed with the agent's read here."""
+"""`serve` and `pacs find|outbox|status`: the DICOM gateway, composed with the agent's read
+here."""
 
 from __future__ import annotations
 
 import datetime
+import logging
 import signal
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dicom_gateway.settings import Peer
+from dicom_gateway.settings import GatewaySettings
 from edge_agent.cli.terminal import (
     ConfigOption,
     VerboseOption,
@@ -21,23 +23,41 @@ from edge_agent.cli.terminal import (
 )
 from imaging.errors import BadInput
 
+RoleOption = Annotated[
+    str,
+    typer.Option(
+        "--role",
+        help="all (one machine), or one role of a site that shares a PostgreSQL index: "
+        "listener, worker or outbox.",
+    ),
+]
+
+if TYPE_CHECKING:
+    from dicom_gateway.remote import Node
+
 
 @exit_code
-def serve(config: ConfigOption = None, verbose: VerboseOption = False) -> None:
+def serve(config: ConfigOption = None, verbose: VerboseOption = False, role: RoleOption = "all"):
     """Run the DICOM gateway: receive studies, read each complete one, send results back."""
+    from dicom_gateway.nodes import ROLES
     from dicom_gateway.service import Service
     from edge_agent.cli.gateway_reader import AgentReader
 
+    if role not in ROLES:
+        raise BadInput(f"--role {role!r} is not one of {', '.join(ROLES)}")
     settings = setup(config, verbose, json_logs=True)
+    gateway = settings.gateway
+    if role != "all" and not gateway.database:
+        raise BadInput(
+            f"--role {role} needs the shared index: set [gateway] database = 'postgresql://…'"
+        )
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
-    service = Service(settings.gateway, lambda: AgentReader(settings))
-    gateway = settings.gateway
-    title = (
-        f"edge-agent gateway {gateway.ae_title} on {gateway.bind}:{gateway.port}, "
-        f"spool {service.spool.root}"
-    )
+    routed = gateway.routing.policies  # each rule's policy, opened once at start
+    service = Service(gateway, lambda: AgentReader(settings, routed), role)
+    where = f" on {gateway.bind}:{gateway.port}" if service.listener else ""
+    title = f"edge-agent gateway {gateway.ae_title} {role}{where}, spool {service.spool.root}"
     errors.print(title, highlight=False)
     if not console.is_terminal:
         service.run(stop)
@@ -66,19 +86,23 @@ pacs = typer.Typer(
 @pacs.command("find")
 @exit_code
 def pacs_find(
-    pacs_node: Annotated[str, typer.Option("--pacs", help="AE@HOST:PORT of the PACS.")],
+    pacs_node: Annotated[
+        str,
+        typer.Option("--pacs", help="AE@HOST:PORT of the PACS, or dicomweb+https://HOST/PATH."),
+    ],
     patient_id: Annotated[str, typer.Option(help="Patient ID to match.")] = "",
     date: Annotated[str, typer.Option(help="Study date, YYYYMMDD or a range.")] = "",
     modality: Annotated[str, typer.Option(help="A modality in the study, e.g. CT.")] = "",
     config: ConfigOption = None,
 ) -> None:
-    """Find studies on a PACS (C-FIND, study level) and list them."""
-    from dicom_gateway.retrieve import FIND_KEYS, find_studies
+    """Find studies on a PACS (C-FIND, or QIDO-RS for a DICOMweb server) and list them."""
+    from dicom_gateway.remote import find_studies
+    from dicom_gateway.retrieve import FIND_KEYS
 
     settings = setup(config, False)
     found = find_studies(
         settings.gateway.ae_title,
-        peer(pacs_node),
+        archive(pacs_node, settings.gateway),
         patient_id=patient_id,
         date=date,
         modality=modality,
@@ -91,14 +115,9 @@ def pacs_find(
 @exit_code
 def pacs_outbox(config: ConfigOption = None) -> None:
     """List results not yet delivered (pending, with the last error, or failed)."""
-    from dicom_gateway.index import Index, index_path
     from dicom_gateway.outbox import undelivered
 
-    settings = setup(config, False)
-    path = index_path(settings.gateway.spool_dir)
-    if not path.is_file():
-        raise BadInput(f"no spool index at {path}: has the gateway run here?")
-    rows = undelivered(Index(path))
+    rows = undelivered(_index(config))
     if not rows:
         console.print("outbox empty: everything was delivered")
         return
@@ -119,10 +138,57 @@ def pacs_outbox(config: ConfigOption = None) -> None:
     )
 
 
-def peer(text: str) -> Peer:
-    """AE@HOST:PORT from the command line; a typo is bad input."""
+@pacs.command("status")
+@exit_code
+def pacs_status(config: ConfigOption = None) -> None:
+    """The site at a glance: queue depth, workers and their last heartbeat, reads per hour."""
+    from dicom_gateway.overview import overview
+
+    seen = overview(_index(config))
+    print_table(
+        ("node", "role", "state", "job", "last heartbeat"),
+        [
+            [n.name, n.role, n.state if n.alive else f"gone ({n.state})", str(n.job_id or ""),
+             f"{n.seen_s_ago:.0f} s ago"]
+            for n in seen.nodes
+        ],
+    )  # fmt: skip
+    oldest = (
+        f"{seen.oldest_waiting} (waiting {seen.oldest_waiting_s:.0f} s)"
+        if seen.oldest_waiting
+        else "none"
+    )
+    for name, value in (
+        ("studies receiving", seen.receiving),
+        ("queue depth", f"{seen.queued} queued, {seen.running} reading"),
+        ("workers alive", seen.workers_alive),
+        ("reads in the last hour", f"{seen.reads_last_hour} ({seen.failed_last_hour} failed)"),
+        ("oldest waiting study", oldest),
+        ("results waiting to be sent", seen.outbox_pending),
+    ):
+        console.print(f"{name}: {value}", highlight=False)
+
+
+def _index(config):
+    """The index the site's gateway writes: its PostgreSQL, or the spool's SQLite file."""
+    from dicom_gateway.index import index_path, open_index
+
+    gateway = setup(config, False).gateway
+    path = index_path(gateway.spool_dir)
+    if not gateway.database and not path.is_file():
+        raise BadInput(f"no spool index at {path}: has the gateway run here?")
+    # An unreachable server is the one-line error below, not a warning per connection attempt.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    return open_index(gateway.database, gateway.spool_dir, connect_timeout_s=10)
+
+
+def archive(text: str, gateway: GatewaySettings) -> Node:
+    """AE@HOST:PORT or dicomweb+https://HOST/PATH (its token from [gateway.web]); a typo is bad
+    input."""
+    from dicom_gateway.remote import node
+
     try:
-        return Peer.parse(text)
+        return node(text, gateway.web)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
 

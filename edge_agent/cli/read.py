@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,8 +11,9 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from dicom_gateway.remote import get_study
 from edge_agent.cli.config import FileConfig
-from edge_agent.cli.gateway import peer
+from edge_agent.cli.gateway import archive
 from edge_agent.cli.terminal import (
     POLICY_HELP,
     ConfigOption,
@@ -20,10 +22,11 @@ from edge_agent.cli.terminal import (
     errors,
     exit_code,
     setup,
+    show_step,
+    stream,
 )
 from edge_agent.read import ReadResult, read_study
 from edge_agent.selection import Selection
-from edge_agent.trajectory import StepRecord
 from imaging.errors import BadInput
 from imaging.study import Study
 
@@ -44,7 +47,10 @@ def read(
     ] = None,
     pacs: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option(help="Retrieve the study from AE@HOST:PORT (C-GET) instead of PATH."),
+        typer.Option(
+            help="Retrieve the study from AE@HOST:PORT (C-GET) or dicomweb+https://HOST/PATH "
+            "(WADO-RS) instead of PATH."
+        ),
     ] = None,
     study: Annotated[
         Optional[str],  # noqa: UP045
@@ -72,6 +78,13 @@ def read(
             help="After the answer, take follow-up questions from the terminal.",
         ),
     ] = False,
+    keep_session: Annotated[
+        bool,
+        typer.Option(
+            "--keep-session",
+            help="Save a model read's KV cache in OUT/session/, so `ask` continues it later.",
+        ),
+    ] = False,
     profile: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -91,24 +104,73 @@ def read(
     if profile:
         settings = _with_profile(settings, profile)
     if (path is None) == (pacs is None) or bool(pacs) != bool(study):
-        raise BadInput("give either PATH, or --pacs AE@HOST:PORT with --study UID")
-    if pacs is None:
-        read_and_show(path, out, settings, question)
-    else:
-        from dicom_gateway.retrieve import get_study  # pynetdicom: only when it is used
-
-        with tempfile.TemporaryDirectory(prefix="edge-agent-get-") as spool:
-            count = get_study(settings.gateway.ae_title, peer(pacs), study, Path(spool))
+        raise BadInput("give either PATH, or --pacs with --study UID")
+    with ExitStack() as kept:
+        # a model read taking follow-ups keeps its model (and KV cache), workspace and tools
+        held = _held(settings, kept) if interactive or keep_session else {}
+        if pacs is None:
+            result = read_and_show(path, out, settings, question, **held)
+        else:
+            spool = Path(kept.enter_context(tempfile.TemporaryDirectory(prefix="edge-agent-")))
+            remote = archive(pacs, settings.gateway)
+            count = get_study(settings.gateway.ae_title, remote, study, spool)
             errors.print(f"retrieved {count} instance(s) from {pacs}", highlight=False)
-            read_and_show(Path(spool), out, settings, question)
-    if pdf:
-        from edge_agent.report.pdf import write_pdf
+            result = read_and_show(spool, out, settings, question, **held)
+        if pdf:
+            from edge_agent.report.pdf import write_pdf
 
-        console.print(f"pdf: {write_pdf(out)}", highlight=False)
+            console.print(f"pdf: {write_pdf(out)}", highlight=False)
+        _follow_ups(result, settings, held, interactive=interactive, keep=keep_session, pdf=pdf)
+
+
+def _held(settings: FileConfig, kept: ExitStack) -> dict:
+    """A model policy and the tools, opened here so they outlive the read; none for protocol."""
+    if settings.policy.name.replace("-", "_") == "protocol":
+        return {}
+    from edge_agent.policies import make_policy
+    from tools.toolbox import default_toolbox
+
+    toolbox = default_toolbox(settings.tools)
+    kept.callback(toolbox.close)
+    policy = make_policy(settings.policy, stream=stream)
+    kept.callback(policy.close)  # closed first: the model session before the tools
+    return {"policy": policy, "toolbox": toolbox}
+
+
+def _follow_ups(
+    result: ReadResult,
+    settings: FileConfig,
+    held: dict,
+    *,
+    interactive: bool,
+    keep: bool,
+    pdf: bool,
+) -> None:
+    """Questions after the answer (a model read continues its session), then the session saved
+    for `ask` when asked to keep it."""
+    from edge_agent.cli.ask import follow_ups
+
+    opened = None
+    if held and hasattr(held["policy"], "resume"):
+        from edge_agent.model_followup import OpenRead
+
+        opened = OpenRead(
+            held["policy"], result.trajectory, result.workspace, held["toolbox"], settings.budget
+        )
     if interactive:
-        from edge_agent.cli.ask import follow_ups
+        follow_ups(result.out_dir, settings, pdf=pdf, opened=opened)
+    if keep and opened is None:
+        errors.print("[yellow]--keep-session[/]: the protocol has no model session to keep")
+    elif keep and not hasattr(opened.policy, "save_session"):
+        errors.print("[yellow]--keep-session[/]: only a llama-cpp session can be saved")
+    elif keep:
+        from edge_agent.model_followup import save_session
 
-        follow_ups(out, settings, pdf=pdf)
+        saved = save_session(opened.policy, opened.trajectory, result.out_dir)
+        console.print(
+            f"session: {result.out_dir / 'session'} ({saved.bytes / 2**20:.1f} MiB)",
+            highlight=False,
+        )
 
 
 def _with_policy(settings: FileConfig, name: str) -> FileConfig:
@@ -143,7 +205,9 @@ def _with_profile(settings: FileConfig, profile: str) -> FileConfig:
     )
 
 
-def read_and_show(path: Path, out: Path, settings: FileConfig, question: str | None) -> ReadResult:
+def read_and_show(
+    path: Path, out: Path, settings: FileConfig, question: str | None, *, policy=None, toolbox=None
+) -> ReadResult:
     """The live trail: a loading bar that is gone before anything else is printed, the series
     chosen, then each step as it happens, then the answer."""
     bar = Progress(
@@ -166,26 +230,15 @@ def read_and_show(path: Path, out: Path, settings: FileConfig, question: str | N
             out,
             settings,
             question=question,
+            policy=policy,
+            toolbox=toolbox,
             progress=progress,
             on_selected=selected,
-            on_step=_show_step,
-            stream=lambda text: console.print(
-                text, end="", style="dim", markup=False, highlight=False
-            ),
+            on_step=show_step,
+            stream=stream,
         )
     _show_result(result)
     return result
-
-
-def _show_step(step: StepRecord) -> None:
-    style = "red" if step.error else "cyan"
-    arguments = ", ".join(f"{k}={v}" for k, v in step.arguments.items())
-    console.print(
-        f"[bold]{step.number:>2}[/] [{style}]{step.tool}[/]({arguments})", highlight=False
-    )
-    if step.thought:
-        console.print(f"    [dim]{step.thought}[/]", highlight=False)
-    console.print(f"    {step.observation}", highlight=False, soft_wrap=True)
 
 
 def _show_result(result: ReadResult) -> None:
@@ -207,6 +260,9 @@ def replay(
         Optional[Path],  # noqa: UP045
         typer.Option(help="The source study, for dicom/ (default: the folder the read names)."),
     ] = None,
+    pdf: Annotated[
+        bool, typer.Option("--pdf", help="Also print report.pdf (needs Chromium).")
+    ] = False,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -218,6 +274,10 @@ def replay(
     result = replay_read(trajectory, out, source, dicom=settings.report.dicom)
     if result.dicom_skipped:
         console.print(f"[yellow]no DICOM objects[/]: {result.dicom_skipped}", highlight=False)
+    if pdf:
+        from edge_agent.report.pdf import write_pdf
+
+        console.print(f"pdf: {write_pdf(out)}", highlight=False)
     console.print(f"report: {out / 'report.html'}", highlight=False)
 
 

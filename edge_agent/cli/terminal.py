@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.markup import escape
 
 from edge_agent.cli.config import FileConfig, load_config
 from imaging.errors import BadInput
+
+if TYPE_CHECKING:
+    from edge_agent.trajectory import StepRecord
 
 # soft_wrap: paths and UIDs stay on one line, so output can be grepped and copied.
 console = Console(soft_wrap=True)
@@ -105,3 +108,20 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     else:
         for line in [headers, *rows]:
             sys.stdout.write("\t".join(line) + "\n")
+
+
+def show_step(step: StepRecord) -> None:
+    """One step of the live trail: the call, the thought, what the tool observed."""
+    style = "red" if step.error else "cyan"
+    arguments = ", ".join(f"{k}={v}" for k, v in step.arguments.items())
+    console.print(
+        f"[bold]{step.number:>2}[/] [{style}]{step.tool}[/]({arguments})", highlight=False
+    )
+    if step.thought:
+        console.print(f"    [dim]{step.thought}[/]", highlight=False)
+    console.print(f"    {step.observation}", highlight=False, soft_wrap=True)
+
+
+def stream(text: str) -> None:
+    """A model's reply as it is decoded, dim, on the live trail."""
+    console.print(text, end="", style="dim", markup=False, highlight=False)

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from edge_agent.formats.turns import Message
+
+GENERATION_PROMPT = "<|im_start|>assistant\n"  # the template's add_generation_prompt
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     import numpy as np
 
     from edge_agent.agent import ReadContext
-    from edge_agent.formats.turns import Message, ProfileFormat
+    from edge_agent.formats.turns import ProfileFormat
 
 
 def chat_text(messages: Sequence[Message], placeholder: str, marker: str) -> str:
@@ -30,4 +34,12 @@ def turn_input(
     messages = form.messages(context, first_new)
     text = pending + chat_text(messages, form.profile.placeholder, marker)
     images = [image for message in messages for image in message.images]
-    return text + "<|im_start|>assistant\n", images
+    return text + GENERATION_PROMPT, images
+
+
+def question_input(form: ProfileFormat, question: str, marker: str, pending: str) -> str:
+    """A question asked after the answer: a user turn holding the question as typed (no profile
+    has a trained string for it; an image placeholder or marker in it is dropped)."""
+    text = question.replace(marker, "").replace(form.profile.placeholder, "").strip()
+    message = Message("user", text)
+    return pending + chat_text([message], form.profile.placeholder, marker) + GENERATION_PROMPT

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ from edge_agent.agent import PolicyError, ReadContext
 from edge_agent.formats import chosen_profile, format_for, shown_size
 from edge_agent.gguf_model import checked_gguf
 from edge_agent.llama_sampler import ReplySampler, SamplerError, Sampling
-from edge_agent.policies.session import ModelSession, Prompt, Stream
+from edge_agent.policies.session import ModelSession, Prompt, SessionState, Stream
 from edge_agent.trajectory import PolicyRecord
 from imaging.errors import ConfigError
 from tools.workspace import ShownSize
@@ -91,6 +91,28 @@ class LlamaCppPolicy:
         form = format_for(context, self._profile, self.settings.max_think_tokens or None)
         return ModelSession(LlamaBackend(self._loaded(), self.settings), form, self._stream)
 
+    def resume(self, context: ReadContext, state: SessionState) -> ModelSession:
+        """The last read's session again, its KV cache still in the model (nothing ran since)
+        or loaded with `load_session`: a follow-up question continues after it."""
+        model = self._loaded()
+        form = format_for(context, self._profile, self.settings.max_think_tokens or None)
+        backend = LlamaBackend(model, self.settings)
+        backend.n_past = model.resume()
+        return ModelSession.resumed(
+            backend,
+            replace(form, originals=state.originals),
+            state.cached,
+            state.seen,
+            self._stream,
+        )
+
+    def save_session(self, path: Path) -> int:
+        """The read's KV cache into `path`, for a follow-up in another process; bytes written."""
+        return self._loaded().save_state(path)
+
+    def load_session(self, path: Path) -> None:
+        self._loaded().load_state(path)
+
     def _loaded(self):
         """The model is loaded once and kept across reads (a 7B takes seconds to load)."""
         from edge_agent.mtmd import MultimodalModel
@@ -123,8 +145,14 @@ class LlamaBackend:
         self.sampling = Sampling(settings.temperature, settings.top_p, settings.seed)
         self.n_ctx = settings.n_ctx
         self.marker = model.marker
-        model.clear()  # nothing of an earlier read stays in the context
         self.n_past = 0  # the next KV position; after an M-RoPE image, fewer than the tokens
+        self._counting = False  # llama.cpp's counter has counted a prompt since it was reset
+
+    def start(self, prefix: str) -> tuple[int, int]:
+        """Nothing of an earlier read stays in the context but the prefix all reads share."""
+        tokens, evaluated = self.model.keep_prefix(prefix)
+        self.n_past, self._counting = tokens, False
+        return tokens, evaluated
 
     @contextmanager
     def prompt(self, text: str, pictures: list[np.ndarray]) -> Iterator[Prompt]:
@@ -136,9 +164,10 @@ class LlamaBackend:
             self.model.free(chunks)
 
     def evaluate(self, prompt: Prompt) -> int:
-        # llama.cpp reports max(1, count): a fresh context has evaluated nothing.
-        before = self.model.prompt_evaluated() if self.n_past else 0
+        # llama.cpp reports max(1, count): a counter just reset has counted nothing.
+        before = self.model.prompt_evaluated() if self._counting else 0
         self.n_past = self.model.eval_chunks(prompt.handle, self.n_past)
+        self._counting = True
         return self.model.prompt_evaluated() - before
 
     @contextmanager

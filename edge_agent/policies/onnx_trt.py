@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +24,10 @@ from edge_agent.formats import chosen_profile, format_for, shown_size
 from edge_agent.grammar import Constraint, GrammarError, TokenGrammar
 from edge_agent.onnx_decoder import KvCache, OnnxDecoder, OnnxVision, turn_chunks
 from edge_agent.policies.llama_cpp import DISCLAIMER
-from edge_agent.policies.session import ModelSession, Prompt, Stream
+from edge_agent.policies.session import ModelSession, Prompt, SessionState, Stream
 from edge_agent.trajectory import PolicyRecord
 from edge_agent.vision_inputs import mrope_positions
-from imaging.errors import ConfigError
+from imaging.errors import BadInput, ConfigError
 from tools.onnx_runtime import RuntimeSettings
 from tools.workspace import ShownSize
 
@@ -54,6 +54,16 @@ class OnnxTrtSettings:
             raise ValueError("n_ctx and prefill_chunk must be >= 1")
 
 
+@dataclass
+class KeptPrefix:
+    """The KV cache of the reads' shared head (the system prompt), kept across reads."""
+
+    text: str = ""
+    tensors: list[np.ndarray] = field(default_factory=list)
+    position: int = 0
+    last: KvCache | None = None  # the last read's whole cache: a follow-up continues it
+
+
 class OnnxTrtPolicy:
     def __init__(self, settings: OnnxTrtSettings, stream: Stream | None = None) -> None:
         """The decoder is loaded here (a bad folder is a ConfigError before any read)."""
@@ -69,6 +79,7 @@ class OnnxTrtPolicy:
             )
         self.settings = settings
         self._stream = stream
+        self._kept = KeptPrefix()
         self._decoder = OnnxDecoder(Path(settings.model_dir), settings.runtime)
         try:
             self._profile = chosen_profile(settings.profile, self._decoder.profile)
@@ -110,16 +121,29 @@ class OnnxTrtPolicy:
         return shown_size(self._profile, self.settings.image_size)
 
     def open(self, context: ReadContext) -> ModelSession:
+        form = format_for(context, self._profile, self.settings.max_think_tokens or None)
+        return ModelSession(self._backend(), form, self._stream)
+
+    def resume(self, context: ReadContext, state: SessionState) -> ModelSession:
+        """The last read's session again, its cache kept since: a follow-up continues it."""
+        if self._kept.last is None:
+            raise BadInput("no read of this model to continue")
+        backend = self._backend()
+        backend.cache = self._kept.last
+        form = format_for(context, self._profile, self.settings.max_think_tokens or None)
+        form = replace(form, originals=state.originals)
+        return ModelSession.resumed(backend, form, state.cached, state.seen, self._stream)
+
+    def _backend(self) -> OnnxBackend:
         n_ctx = min(self.settings.n_ctx, self._decoder.context_length or self.settings.n_ctx)
-        backend = OnnxBackend(
+        return OnnxBackend(
             self._decoder,
             self._vision,
             n_ctx=n_ctx,
             prefill_chunk=self.settings.prefill_chunk,
             grammar=self._grammar,
+            kept=self._kept,
         )
-        form = format_for(context, self._profile, self.settings.max_think_tokens or None)
-        return ModelSession(backend, form, self._stream)
 
     def close(self) -> None:
         """Idempotent: the vision encoder's and the decoder's sessions are released."""
@@ -142,8 +166,10 @@ class OnnxBackend:
         n_ctx: int,
         prefill_chunk: int,
         grammar: TokenGrammar | None = None,
+        kept: KeptPrefix | None = None,
     ) -> None:
         self.decoder = decoder
+        self.kept = kept if kept is not None else KeptPrefix()
         self.vision = vision
         self.n_ctx = n_ctx
         self.prefill_chunk = prefill_chunk
@@ -151,6 +177,20 @@ class OnnxBackend:
         self.constrained = grammar is not None
         self.cache = KvCache(decoder.shape)
         self.logits: np.ndarray | None = None  # of the last evaluated position
+
+    def start(self, prefix: str) -> tuple[int, int]:
+        """A fresh cache that starts with the kept prefix's keys and values (the decoder never
+        writes into them: each call returns new arrays), or with the prefix evaluated now."""
+        kept, self.cache = self.kept, KvCache(self.decoder.shape)
+        if prefix and kept.text == prefix:
+            self.cache.tensors, self.cache.position = list(kept.tensors), kept.position
+            return self.cache.length, 0
+        if not prefix:
+            return 0, 0
+        with self.prompt(prefix, []) as head:
+            evaluated = self.evaluate(head)
+        kept.text, kept.tensors, kept.position = prefix, list(self.cache.tensors), head.tokens
+        return evaluated, evaluated
 
     @contextmanager
     def prompt(self, text: str, pictures: list[np.ndarray]) -> Iterator[Prompt]:
@@ -202,8 +242,8 @@ class OnnxBackend:
         return self.decoder.detokenize(list(tokens))
 
     def close(self) -> None:
-        """The decoder stays loaded; the cache goes with the read."""
-        self.cache = None
+        """The decoder stays loaded; the cache is kept until the next read (for follow-ups)."""
+        self.kept.last, self.cache = self.cache, None
         self.logits = None
 
 

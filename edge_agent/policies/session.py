@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from edge_agent.agent import Answer, Claim, Decision, PolicyError, ReadContext, ToolCall
-from edge_agent.formats.chat import turn_input
+from edge_agent.formats.chat import chat_text, question_input, turn_input
 from edge_agent.formats.gbnf import FormatError, Reply
-from edge_agent.formats.turns import ProfileFormat
+from edge_agent.formats.turns import Message, ProfileFormat
 from edge_agent.usage import TurnUsage
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from edge_agent.formats.profile import Profile
+    from edge_agent.trajectory import Trajectory
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,31 @@ class Prompt:
     tokens: int  # what it adds to the KV cache: text and image tokens
     image_tokens: int
     handle: object  # the back end's own form of it (MTMD chunks; ids, embeddings, positions)
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """Where a finished read left its session, from its trajectory: what a follow-up needs."""
+
+    cached: int  # tokens in the KV cache
+    seen: int  # workspace images the model has been shown
+    originals: int  # workspace images before any tool ran
+
+    @classmethod
+    def of(cls, trajectory: Trajectory) -> SessionState:
+        """The last turn holds the most: every earlier prompt and reply, then its own. When it
+        was a tool call, the image that tool made was never shown."""
+        answers = [trajectory.answer] if trajectory.answer else []
+        turns = [(s.usage, s.image) for s in trajectory.steps if s.usage] + [
+            (a.usage, None) for a in (*answers, *trajectory.follow_ups) if a.usage
+        ]
+        originals = sum(1 for image in trajectory.images if image.step is None)
+        if not turns:
+            return cls(0, 0, originals)
+        last, unseen = max(turns, key=lambda turn: turn[0].past)
+        cached = last.past + last.prompt_tokens + last.generated
+        seen = sum(1 for image in trajectory.images if image.index != unseen)
+        return cls(cached, seen, originals)
 
 
 class ReplyDecoder(Protocol):
@@ -69,6 +95,10 @@ class Backend(Protocol):
 
     def prompt(self, text: str, pictures: list[np.ndarray]) -> AbstractContextManager[Prompt]:
         """The turn tokenized, its images encoded; released when the context ends."""
+
+    def start(self, prefix: str) -> tuple[int, int]:
+        """A read begins: the KV cache holds `prefix` (text only) and nothing after it. Kept
+        from the last read when it began with the same prefix; (its tokens, those evaluated)."""
 
     def evaluate(self, prompt: Prompt) -> int:
         """Into the KV cache after what it holds; the prompt tokens the runtime evaluated."""
@@ -98,6 +128,22 @@ class ModelSession:
         self.cached = 0  # tokens in the KV cache: every earlier prompt and reply
         self.seen = 0  # workspace images already in the context
         self.pending = ""  # text the next turn must start with (the end of the last reply)
+        self.asked: str | None = None  # a follow-up question: the next turn's input
+
+    @classmethod
+    def resumed(
+        cls, backend: Backend, form: ProfileFormat, cached: int, seen: int, stream=None
+    ) -> ModelSession:
+        """A read's session again, its KV cache in the back end (kept in memory, or loaded
+        from the read's saved state): `cached` tokens, `seen` workspace images, the last reply
+        ended."""
+        session = cls(backend, form, stream)
+        session.cached, session.seen, session.pending = cached, seen, END_OF_REPLY
+        return session
+
+    def ask(self, question: str) -> None:
+        """The next turn is `question` as a new user turn after the cache (a follow-up)."""
+        self.asked = question
 
     @property
     def profile(self) -> Profile:
@@ -105,11 +151,14 @@ class ModelSession:
 
     def step(self, context: ReadContext) -> Decision:
         started = time.perf_counter()
-        past = self.cached
         text, pictures = self._turn_input(context)
+        fresh = 0  # of the prefix, the tokens evaluated now (none when kept from the last read)
+        if self.cached == 0:
+            text, fresh = self._start(text, context.budget.max_new_tokens)
+        past = self.cached - fresh
         with self.backend.prompt(text, pictures) as prompt:
             self._check_room(prompt.tokens, context.budget.max_new_tokens)
-            evaluated = self.backend.evaluate(prompt)
+            evaluated = self.backend.evaluate(prompt) + fresh
         self.cached += prompt.tokens
         prefill_ms = _ms_since(started)
         decode_start = time.perf_counter()
@@ -117,7 +166,7 @@ class ModelSession:
         self.cached += generated
         usage = TurnUsage(
             past=past,
-            prompt_tokens=prompt.tokens,
+            prompt_tokens=prompt.tokens + fresh,
             prompt_evaluated=evaluated,
             image_tokens=prompt.image_tokens,
             images=len(pictures),
@@ -128,9 +177,29 @@ class ModelSession:
         )
         return _decision(self.format, self._parse(reply, context), context, usage)
 
+    def _start(self, text: str, budget: int) -> tuple[str, int]:
+        """The first turn's fixed head (the system prompt, the same for every read under this
+        profile) is evaluated once per loaded model: the back end keeps it in the KV cache and
+        each read continues after it. Returns the rest of the turn and the prefix tokens
+        evaluated now."""
+        prefix = chat_text(
+            [Message("system", self.format.system_prompt())],
+            self.profile.placeholder,
+            self.backend.marker,
+        )
+        if not text.startswith(prefix):  # a format whose first turn has another head
+            prefix = ""
+        self._check_room(len(self.backend.tokenize(prefix)), budget)  # before any is evaluated
+        self.cached, fresh = self.backend.start(prefix)
+        return text[len(prefix) :], fresh
+
     def _turn_input(self, context: ReadContext) -> tuple[str, list[np.ndarray]]:
         """Only what this turn adds: the first turn shows the originals, later ones the newest
-        observation and any image the tool made."""
+        observation and any image the tool made; a follow-up, its question."""
+        if self.asked is not None:
+            text = question_input(self.format, self.asked, self.backend.marker, self.pending)
+            self.asked = None
+            return text, []
         text, pictures = turn_input(
             self.format, context, self.seen, self.backend.marker, self.pending
         )

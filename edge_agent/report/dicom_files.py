@@ -23,7 +23,7 @@ from imaging.atomic import write_atomic
 log = logging.getLogger(__name__)
 
 # Series numbers of what we add to a study; high, so they sort after the acquired series.
-SERIES = {"sr": 9001, "seg": 9002, "sc": 9003, "ko": 9004}
+SERIES = {"sr": 9001, "seg": 9002, "sc": 9003, "ko": 9004, "pdf": 9005}
 
 
 def source_uids(trajectory: Trajectory) -> tuple[str, ...]:
@@ -52,7 +52,7 @@ def write_dicom(
     paths = []
     for name, dataset in objects.items():
         path = out_dir / "dicom" / name
-        write_atomic(path, _encoded(dataset))
+        write_atomic(path, encoded(dataset))
         paths.append(path)
     log.info("study %s: wrote %d DICOM object(s)", trajectory.study_instance_uid, len(paths))
     return paths
@@ -72,7 +72,8 @@ def _objects(trajectory: Trajectory, headers, out_dir: Path) -> dict[str, pydico
     )
     # follow-up questions (`edge-agent ask`) join the answer: each ask writes a new SR instance
     answer += "".join(f" Follow-up: {f.question} Answer: {f.answer}" for f in trajectory.follow_ups)
-    objects = {"sr.dcm": build_sr(regions, answer, sources, provenance, SERIES["sr"])}
+    previous = _previous_sr(trajectory, out_dir)
+    objects = {"sr.dcm": build_sr(regions, answer, sources, provenance, SERIES["sr"], previous)}
     if regions:
         segmentation = build_seg(regions, sources, provenance, SERIES["seg"])
         if segmentation is not None:
@@ -89,12 +90,26 @@ def _objects(trajectory: Trajectory, headers, out_dir: Path) -> dict[str, pydico
     return objects
 
 
+def _previous_sr(trajectory: Trajectory, out_dir: Path) -> pydicom.Dataset | None:
+    """After a follow-up, the SR it replaces (the one in OUT/dicom of the same study): the new
+    instance names it as its predecessor, so a PACS shows the two as versions of one report."""
+    path = out_dir / "dicom" / "sr.dcm"
+    if not trajectory.follow_ups or not path.is_file():
+        return None
+    previous = pydicom.dcmread(path, stop_before_pixels=True)
+    if previous.get("StudyInstanceUID") != trajectory.study_instance_uid:
+        log.warning("study %s: %s belongs to another study", trajectory.study_instance_uid, path)
+        return None
+    return previous
+
+
 def _evidence(trajectory: Trajectory, index: int, headers, out_dir: Path) -> EvidenceImage:
     record = trajectory.image(index)
     return load_evidence(record, out_dir, headers[record.source.sop_instance_uid])
 
 
-def _encoded(dataset: pydicom.Dataset) -> bytes:
+def encoded(dataset: pydicom.Dataset) -> bytes:
+    """The dataset as a DICOM file (preamble, file meta), in memory."""
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()

@@ -238,9 +238,11 @@ def _trail(trajectory: Trajectory, images: dict[int, str]) -> str:
 def _step(trajectory: Trajectory, step: StepRecord, image: ImageRecord | None, images) -> str:
     css = "step error" if step.error else "step"
     call = escape(json.dumps(step.arguments))
+    asked = [n for n, f in enumerate(trajectory.follow_ups, 1) if step.number in f.steps]
+    during = f" (for follow-up Q{asked[0]})" if asked else ""
     return (
         f"<div class='{css}' id='step-{step.number}'><h3>Step {step.number}: "
-        f"<code>{escape(step.tool)}</code></h3>"
+        f"<code>{escape(step.tool)}</code>{during}</h3>"
         f"<p class='muted'>{escape(step.thought)}</p><pre>{call}</pre>"
         f"<p>{escape(step.observation)}</p>"
         f"{_figure(trajectory, image, images) if image else ''}"

@@ -24,8 +24,9 @@ ENDINGS = {
 def how_it_ended(trajectory: Trajectory) -> str:
     """One sentence for "Read ended: answer"."""
     template = ENDINGS.get(trajectory.end_reason, "Ended: {reason} ({detail}).")
+    asked_later = sum(len(f.steps) for f in trajectory.follow_ups)  # a model's follow-up steps
     return template.format(
-        steps=len(trajectory.steps),
+        steps=len(trajectory.steps) - asked_later,
         detail=trajectory.end_detail,
         reason=trajectory.end_reason,
     )

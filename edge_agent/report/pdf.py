@@ -21,12 +21,18 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 PRINT_CSS = "<style>@page{size:A4;margin:12mm}</style></head>"
 
 
+def find_browser(needed_by: str = "--pdf") -> str:
+    """Chromium's path; a one-line error naming what needs it (a service checks at start)."""
+    browser = next((found for name in BROWSERS if (found := shutil.which(name))), None)
+    if browser is None:
+        raise BadInput(f"{needed_by} needs Chromium ({' or '.join(BROWSERS[:2])}) on the PATH")
+    return browser
+
+
 def write_pdf(out_dir: Path, *, timeout_s: float = 120) -> Path:
     """Print OUT/report.html to OUT/report.pdf, the reasoning trail unfolded (paper cannot
     unfold it)."""
-    browser = next((found for name in BROWSERS if (found := shutil.which(name))), None)
-    if browser is None:
-        raise BadInput(f"--pdf needs Chromium ({' or '.join(BROWSERS[:2])}) on the PATH")
+    browser = find_browser()
     page = (out_dir / "report.html").read_text(encoding="utf-8")
     printable = page.replace("<details class='trail'", "<details class='trail' open", 1)
     printable = printable.replace("</head>", PRINT_CSS, 1)

@@ -28,8 +28,10 @@ def build_sr(
     sources: dict[str, Dataset],
     provenance: Provenance,
     series_number: int,
+    previous: Dataset | None = None,
 ) -> hd.sr.Comprehensive3DSR:
-    """`sources` maps SOP Instance UID to the source header; every reference is built from it."""
+    """`sources` maps SOP Instance UID to the source header; every reference is built from it.
+    `previous`: the SR this one is a new version of (Predecessor Documents Sequence)."""
     algorithm = hd.sr.AlgorithmIdentification(
         name=provenance.model_name,
         version=provenance.software_version,
@@ -52,6 +54,7 @@ def build_sr(
         is_complete=True,
         is_final=False,  # unverified machine output, never a final report
         is_verified=False,
+        previous_versions=[previous] if previous is not None else None,
     )
 
 

@@ -16,14 +16,6 @@ from tests.peers import Gateway, Orthanc, echo, free_port, tool, wait_for
 from tests.support import bundled, c_store, ct_copies, run_cli
 
 
-def _sr_in_orthanc(orthanc: Orthanc, study_uid: str):
-    try:
-        series = orthanc.series_of_study(study_uid)
-    except ValueError:
-        return None
-    return [s for s in series if s["MainDicomTags"].get("Modality") == "SR"]
-
-
 def _pacs_and_gateway(tmp_path, caller: str) -> tuple[Orthanc, Gateway]:
     """Orthanc that knows the gateway, and a gateway that takes `caller` and sends to Orthanc."""
     gw_port = free_port()
@@ -40,15 +32,8 @@ def _pacs_and_gateway(tmp_path, caller: str) -> tuple[Orthanc, Gateway]:
 def test_orthanc_pushes_a_study_and_gets_the_results_back(tmp_path):
     orthanc, gateway = _pacs_and_gateway(tmp_path, "ORTHANC")
     try:
-        study = write_sample_study(tmp_path / "study")
-        for path in sorted(study.iterdir()):
-            orthanc.post("/instances", path.read_bytes())
-        study_uid = str(pydicom.dcmread(next(study.iterdir())).StudyInstanceUID)
-        [match] = orthanc.post("/tools/lookup", study_uid)
-        orthanc.post(
-            "/modalities/edge/store", json.dumps({"Resources": [match["ID"]], "Synchronous": True})
-        )
-        [sr_series] = wait_for(lambda: _sr_in_orthanc(orthanc, study_uid), 90, "the SR in Orthanc")
+        study_uid = orthanc.push(write_sample_study(tmp_path / "study"), "edge")
+        [sr_series] = wait_for(lambda: orthanc.series_of(study_uid, "SR"), 90, "the SR in Orthanc")
         wait_for(lambda: _all_sent(gateway), 30, "every result delivered")
         sr = orthanc.get(f"/instances/{sr_series['Instances'][0]}/simplified-tags")
         assert sr["StudyInstanceUID"] == study_uid
@@ -199,9 +184,15 @@ def test_results_wait_for_a_pacs_that_is_down(tmp_path):
         wait_for(retried, 30, "a failed delivery attempt")
         listing = run_cli("pacs", "outbox", "--config", gateway.config)
         assert listing.returncode == 0 and "pending" in listing.stdout
+        status = run_cli("pacs", "status", "--config", gateway.config)
+        with gateway.db() as db:
+            waiting = db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()
+        assert waiting[0] > 0 and f"results waiting to be sent: {waiting[0]}" in status.stdout
+        assert "reads in the last hour: 1 (0 failed)" in status.stdout
+        assert "workers alive: 1" in status.stdout
         orthanc = Orthanc(tmp_path / "orthanc-again", ports=ports)  # PACS back
         study_uid = str(pydicom.dcmread(next(study.iterdir())).StudyInstanceUID)
-        wait_for(lambda: _sr_in_orthanc(orthanc, study_uid), 60, "delivery after PACS is back")
+        wait_for(lambda: orthanc.series_of(study_uid, "SR"), 60, "delivery after PACS is back")
         wait_for(lambda: _all_sent(gateway), 30, "every row sent")
     finally:
         gateway.stop()
@@ -343,7 +334,7 @@ def test_an_endoscopy_video_from_the_scope_gets_a_time_stamped_sr_back(tmp_path)
         )
         assert sent.returncode == 0, sent.stderr
         study_uid = str(pydicom.dcmread(video, stop_before_pixels=True).StudyInstanceUID)
-        [sr_series] = wait_for(lambda: _sr_in_orthanc(orthanc, study_uid), 90, "the SR in Orthanc")
+        [sr_series] = wait_for(lambda: orthanc.series_of(study_uid, "SR"), 90, "the SR in Orthanc")
         [instance] = sr_series["Instances"]
         sr = pydicom.dcmread(io.BytesIO(orthanc.get_bytes(f"/instances/{instance}/file")))
         tcoords = [item for item in _walk(sr) if item.ValueType == "TCOORD"]

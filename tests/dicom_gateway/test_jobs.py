@@ -1,13 +1,19 @@
-"""The read queue's rules on a real SQLite index: leases, retries, late instances."""
+"""The read queue's rules on both engines of the index (SQLite, a real PostgreSQL): leases,
+retries, late instances, one claim per job however many workers ask at once."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import pytest
 
 from dicom_gateway import index as index_module
 from dicom_gateway.assembler import promote_stable_studies
-from dicom_gateway.index import Index
-from dicom_gateway.jobs import LeaseLost, SqliteJobQueue
+from dicom_gateway.index import Index, open_index
+from dicom_gateway.jobs import IndexJobQueue, LeaseLost
+from dicom_gateway.spool import Spool
+from tests.support import ct_copies
 
 
 class Clock:
@@ -19,16 +25,13 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch) -> Clock:
-    clock = Clock()
-    for module in ("dicom_gateway.index", "dicom_gateway.jobs", "dicom_gateway.assembler"):
-        monkeypatch.setattr(f"{module}.now", clock)
-    return clock
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
-def index(tmp_path) -> Index:
-    return Index(tmp_path / "index.sqlite")
+def index(open_store, clock) -> Index:
+    return open_store(clock=clock)
 
 
 def receive(index: Index, study: str, at: float, state: str = "receiving") -> None:
@@ -50,7 +53,7 @@ def test_a_study_is_queued_only_once_it_has_been_quiet(index, clock):
 
 
 def test_an_expired_lease_is_taken_over_and_the_old_worker_cannot_finish(index, clock):
-    queue = SqliteJobQueue(index, max_attempts=3)
+    queue = IndexJobQueue(index, max_attempts=3)
     receive(index, "1.2.3", clock.t)
     queue.enqueue("1.2.3")
     first = queue.claim("a", lease_s=10)
@@ -66,7 +69,7 @@ def test_an_expired_lease_is_taken_over_and_the_old_worker_cannot_finish(index, 
 
 
 def test_a_job_whose_worker_keeps_dying_fails_with_the_reason(index, clock):
-    queue = SqliteJobQueue(index, max_attempts=2)
+    queue = IndexJobQueue(index, max_attempts=2)
     receive(index, "1.2.3", clock.t)
     queue.enqueue("1.2.3")
     for _ in range(2):
@@ -79,7 +82,7 @@ def test_a_job_whose_worker_keeps_dying_fails_with_the_reason(index, clock):
 
 
 def test_a_read_error_is_retried_then_failed(index, clock):
-    queue = SqliteJobQueue(index, max_attempts=2)
+    queue = IndexJobQueue(index, max_attempts=2)
     receive(index, "1.2.3", clock.t)
     queue.enqueue("1.2.3")
     queue.fail(queue.claim("w", 60), "w", "MemoryError")
@@ -89,7 +92,7 @@ def test_a_read_error_is_retried_then_failed(index, clock):
 
 
 def test_late_instances_trigger_one_reread_under_that_policy(index, clock):
-    queue = SqliteJobQueue(index, max_attempts=2)
+    queue = IndexJobQueue(index, max_attempts=2)
     receive(index, "1.2.3", clock.t)
     clock.t += 31
     promote_stable_studies(index, 30, "reread")
@@ -107,7 +110,83 @@ def test_late_instances_trigger_one_reread_under_that_policy(index, clock):
     assert len(index.read("SELECT id FROM jobs")) == 2
 
 
-def test_migrations_run_once(tmp_path):
-    Index(tmp_path / "i.sqlite")
-    again = Index(tmp_path / "i.sqlite")
-    assert again.read("PRAGMA user_version")[0][0] == len(index_module.MIGRATIONS)
+def test_migrations_run_once(open_store):
+    open_store()
+    again = open_store()
+    with again.write() as db:
+        assert again.dialect.version(db) == len(index_module.MIGRATIONS)
+
+
+def test_each_job_is_claimed_by_exactly_one_of_many_workers(open_store):
+    index = open_store()
+    queue = IndexJobQueue(index, max_attempts=3)
+    for number in range(40):
+        receive(index, f"1.2.{number}", 0.0)
+        queue.enqueue(f"1.2.{number}")
+    claimed: dict[str, list[int]] = {}
+    start = threading.Barrier(4)
+
+    def work(name: str) -> None:
+        mine = claimed.setdefault(name, [])
+        start.wait()
+        while (job := queue.claim(name, lease_s=60)) is not None:
+            mine.append(job.id)
+            queue.complete(job, name, "/out")
+
+    workers = [threading.Thread(target=work, args=(f"w{n}",)) for n in range(4)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    every = sorted(j for ids in claimed.values() for j in ids)
+    assert every == sorted(r["id"] for r in index.read("SELECT id FROM jobs"))
+    assert len(every) == 40 == len(set(every))
+
+
+def test_a_study_is_judged_quiet_on_the_databases_clock_not_the_nodes(postgres, monkeypatch):
+    index = open_index(postgres.database(), "unused")
+    try:
+        receive(index, "1.2.3", index.now())
+        monkeypatch.setattr(time, "time", lambda: index.now() + 3600)  # a node an hour ahead
+        assert promote_stable_studies(index, 30, "ignore") == []
+    finally:
+        index.close()
+
+
+def test_a_completion_cut_by_a_lost_connection_is_committed_once_on_a_new_one(postgres):
+    index = open_index(postgres.database(), "unused")
+    try:
+        queue = IndexJobQueue(index, max_attempts=3)
+        receive(index, "1.2.3", index.now())
+        queue.enqueue("1.2.3")
+        job = queue.claim("w", lease_s=60)
+        cuts = []
+
+        def outbox_rows(db) -> None:
+            if not cuts:  # the server ends this session mid-transaction, as a restart does
+                cuts.append(1)
+                db.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            db.execute(
+                "INSERT INTO outbox (job_id, destination, path, sop_uid, next_try) "
+                "VALUES (?, 'PACS@h:104', '/r.dcm', '1.2.3.4', 0)",
+                (job.id,),
+            )
+
+        queue.complete(job, "w", "/out", then=outbox_rows)
+        assert index.read("SELECT state FROM jobs")[0]["state"] == "done"
+        assert index.read("SELECT COUNT(*) FROM outbox")[0][0] == 1
+    finally:
+        index.close()
+
+
+def test_a_study_still_arriving_on_another_listener_is_not_read_early(tmp_path, open_store, clock):
+    first, second = (p.read_bytes() for p in ct_copies(tmp_path / "ct", 2, "two-listeners"))
+    listeners = [Spool(tmp_path / "spool", open_store(clock=clock), 1) for _ in range(2)]
+    worker = open_store(clock=clock)
+    study = listeners[0].store(first, "PACS").study_uid
+    clock.t += 20
+    listeners[1].store(second, "PACS")  # the same study, through the other listener
+    clock.t += 11  # 31 s after the first instance, 11 s after the last
+    assert promote_stable_studies(worker, 30, "ignore") == []
+    clock.t += 20
+    assert promote_stable_studies(worker, 30, "ignore") == [study]

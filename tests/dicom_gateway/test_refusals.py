@@ -154,7 +154,7 @@ def _echoscu(port: int, calling: str) -> subprocess.CompletedProcess:
 def test_admission_fails_closed_when_the_audit_cannot_be_written(tmp_path):
     # pynetdicom logs and swallows an error in the admission handler and would go on to accept:
     # a caller that is not allowed must still be refused when the audit write fails
-    from dicom_gateway.index import Index
+    from dicom_gateway.index import SqliteIndex
     from dicom_gateway.listener import Listener
     from dicom_gateway.settings import GatewaySettings
     from dicom_gateway.spool import Spool
@@ -164,7 +164,9 @@ def test_admission_fails_closed_when_the_audit_cannot_be_written(tmp_path):
         raise OSError(28, "No space left on device")
 
     settings = GatewaySettings(port=free_port(), allowed=("STORESCU",))
-    listener = Listener(settings, Spool(tmp_path, Index(tmp_path / "i.sqlite"), 1), broken_audit)
+    listener = Listener(
+        settings, Spool(tmp_path, SqliteIndex(tmp_path / "i.sqlite"), 1), broken_audit
+    )
     listener.start()
     try:
         assert _associate(settings.port, "INTRUDER") == "rejected"  # an A-ASSOCIATE-RJ

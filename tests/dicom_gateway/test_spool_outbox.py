@@ -1,12 +1,13 @@
-"""Spool and outbox in-process, against a real SQLite index and a real Orthanc."""
+"""Spool and outbox in-process, against a real index (SQLite, PostgreSQL) and a real Orthanc."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import threading
 
 from dicom_gateway.audit import Audit
-from dicom_gateway.index import Index
-from dicom_gateway.jobs import SqliteJobQueue
+from dicom_gateway.index import Index, SqliteIndex
+from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import Outbox, Undelivered, undelivered
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
@@ -14,16 +15,12 @@ from tests.peers import Orthanc
 from tests.support import ct_copies
 
 
-def _spool(tmp_path: Path) -> Spool:
-    return Spool(tmp_path / "spool", Index(tmp_path / "index.sqlite"), min_free_mb=1)
-
-
-def test_only_new_instances_after_the_read_started_are_late(tmp_path):
-    spool = _spool(tmp_path)
+def test_only_new_instances_after_the_read_started_are_late(tmp_path, open_store):
+    spool = Spool(tmp_path / "spool", open_store(), min_free_mb=1)
     first, second = (p.read_bytes() for p in ct_copies(tmp_path / "ct", 2, "late"))
     stored = spool.store(first, "A")
     assert stored.late is False
-    queue = SqliteJobQueue(spool.index, max_attempts=1)
+    queue = IndexJobQueue(spool.index, max_attempts=1)
     queue.enqueue(stored.study_uid)
     job = queue.claim("w", 60)
     assert spool.store(first, "A").late is False  # a re-send of what the read has
@@ -37,7 +34,7 @@ def test_a_backlog_larger_than_one_association_is_delivered(tmp_path):
     orthanc = Orthanc(tmp_path / "orthanc")
     try:
         settings = GatewaySettings(destinations=(f"ORTHANC@127.0.0.1:{orthanc.dicom_port}",))
-        index = Index(tmp_path / "index.sqlite")
+        index = SqliteIndex(tmp_path / "index.sqlite")
         outbox = Outbox(index, settings, Audit(tmp_path / "audit.jsonl"))
         files = ct_copies(tmp_path / "ct", 150, "backlog")  # more than 128 contexts' worth
         with index.write() as db:
@@ -49,8 +46,8 @@ def test_a_backlog_larger_than_one_association_is_delivered(tmp_path):
         orthanc.stop()
 
 
-def test_the_undelivered_list_holds_pending_and_failed_rows_oldest_first(tmp_path):
-    index = Index(tmp_path / "index.sqlite")
+def test_the_undelivered_list_holds_pending_and_failed_rows_oldest_first(open_store):
+    index: Index = open_store()
     with index.write() as db:
         for sop, state, error in (
             ("1.1", "sent", None),
@@ -66,3 +63,44 @@ def test_the_undelivered_list_holds_pending_and_failed_rows_oldest_first(tmp_pat
         Undelivered(2, "PACS@h:104", "1.2", "failed", 0, 5.0, "refused"),
         Undelivered(3, "PACS@h:104", "1.3", "pending", 0, 5.0, ""),
     ]
+
+
+def test_two_outbox_processes_send_each_result_once(tmp_path, open_store):
+    orthanc = Orthanc(tmp_path / "orthanc")
+    try:
+        settings = GatewaySettings(destinations=(f"ORTHANC@127.0.0.1:{orthanc.dicom_port}",))
+        audit = Audit(tmp_path / "audit.jsonl")
+        indexes = [open_store(), open_store()]  # each process opens the index itself
+        outboxes = [Outbox(i, settings, audit, node=f"n{n}") for n, i in enumerate(indexes)]
+        files = ct_copies(tmp_path / "ct", 40, "two-outboxes")
+        with indexes[0].write() as db:
+            outboxes[0].add_in(db, None, outboxes[0].identify(files))
+        start = threading.Barrier(2)
+
+        def send(outbox: Outbox) -> None:
+            start.wait()
+            while outbox.send_due():
+                pass
+
+        threads = [threading.Thread(target=send, args=(o,)) for o in outboxes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        audit.close()
+        lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+        sent = [json.loads(line)["sop_uid"] for line in lines]
+        assert len(sent) == 40 == len(set(sent))
+        assert len(orthanc.get("/instances")) == 40
+    finally:
+        orthanc.stop()
+
+
+def test_a_shared_spool_keeps_the_temporary_files_other_listeners_are_writing(tmp_path, open_store):
+    index = open_store()
+    writing = tmp_path / "spool" / "tmp" / "another-listener.part"
+    writing.parent.mkdir(parents=True)
+    writing.write_bytes(b"half an instance")
+    Spool(tmp_path / "spool", index, min_free_mb=1)
+    # One machine: a leftover is from a crash of this very service. Shared: maybe a C-STORE now.
+    assert writing.exists() == index.dialect.shared

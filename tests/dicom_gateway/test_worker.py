@@ -1,5 +1,5 @@
-"""The worker against the gateway's own `Reader` contract: a real spool, index, queue and outbox,
-and readers that stand in for the agent."""
+"""The worker against the gateway's own `Reader` contract: a real spool, index (on both engines),
+queue and outbox, and readers that stand in for the agent."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 
 from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index
-from dicom_gateway.jobs import SqliteJobQueue
+from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import Outbox
-from dicom_gateway.reader import ReadOutcome
+from dicom_gateway.reader import ReadOutcome, ReadRequest
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
 from dicom_gateway.worker import Worker
@@ -27,7 +27,7 @@ class Reader:
         self.read_dirs: list[Path] = []
         self.closed = False
 
-    def read(self, study_dir: Path, out_dir: Path) -> ReadOutcome:
+    def read(self, study_dir: Path, out_dir: Path, request: ReadRequest) -> ReadOutcome:
         self.read_dirs.append(study_dir)
         if isinstance(self.answer, Exception):
             raise self.answer
@@ -37,12 +37,16 @@ class Reader:
         self.closed = True
 
 
-def _gateway(tmp_path: Path, reader: Reader) -> tuple[Worker, Index, str]:
+@pytest.fixture
+def index(open_store) -> Index:
+    return open_store()
+
+
+def _gateway(tmp_path: Path, reader: Reader, index: Index) -> tuple[Worker, Index, str]:
     """One study of two CT slices in the spool, its read queued; the worker to take it."""
-    index = Index(tmp_path / "index.sqlite")
     spool = Spool(tmp_path / "spool", index, min_free_mb=1)
     study = [spool.store(p.read_bytes(), "PACS") for p in ct_copies(tmp_path / "ct", 2, "w")]
-    queue = SqliteJobQueue(index, max_attempts=3)
+    queue = IndexJobQueue(index, max_attempts=3)
     queue.enqueue(study[0].study_uid)
     settings = GatewaySettings(destinations=("PACS@127.0.0.1:104",))
     audit = Audit(tmp_path / "audit.jsonl")
@@ -59,10 +63,10 @@ def _queued_results(index: Index) -> int:
     return index.read("SELECT COUNT(*) FROM outbox")[0][0]
 
 
-def test_a_read_of_another_study_fails_the_job_for_good_and_sends_nothing(tmp_path):
+def test_a_read_of_another_study_fails_the_job_for_good_and_sends_nothing(tmp_path, index):
     sr = tmp_path / "sr.dcm"
     reader = Reader(ReadOutcome("1.2.3.999", (sr,), findings=1, end_reason="answer"))
-    worker, index, study_uid = _gateway(tmp_path, reader)
+    worker, index, study_uid = _gateway(tmp_path, reader, index)
     assert worker.run_once()
     state, error = _job(index)
     assert state == "failed"
@@ -72,24 +76,26 @@ def test_a_read_of_another_study_fails_the_job_for_good_and_sends_nothing(tmp_pa
     assert len(reader.read_dirs) == 1 and reader.read_dirs[0].name == study_uid
 
 
-def test_bad_input_fails_the_job_for_good(tmp_path):
-    worker, index, _ = _gateway(tmp_path, Reader(BadInput("no readable images")))
+def test_bad_input_fails_the_job_for_good(tmp_path, index):
+    worker, index, _ = _gateway(tmp_path, Reader(BadInput("no readable images")), index)
     assert worker.run_once()
     assert _job(index) == ("failed", "bad input: no readable images")
     assert not worker.run_once()
 
 
-def test_a_model_that_cannot_be_used_keeps_the_study_for_a_retry(tmp_path):
+def test_a_model_that_cannot_be_used_keeps_the_study_for_a_retry(tmp_path, index):
     # a ModelLoadError is bad input to `read`, but in the service it is the service's fault, not
     # the study's: the study must not be failed for good
-    worker, index, _ = _gateway(tmp_path, Reader(ModelLoadError("model.gguf: no room on the GPU")))
+    worker, index, _ = _gateway(
+        tmp_path, Reader(ModelLoadError("model.gguf: no room on the GPU")), index
+    )
     assert worker.run_once()
     assert _job(index) == ("queued", "model: model.gguf: no room on the GPU")
 
 
-def test_another_error_is_retried_until_the_attempts_run_out(tmp_path):
+def test_another_error_is_retried_until_the_attempts_run_out(tmp_path, index):
     reader = Reader(RuntimeError("GPU out of memory"))
-    worker, index, _ = _gateway(tmp_path, reader)
+    worker, index, _ = _gateway(tmp_path, reader, index)
     assert worker.run_once()
     assert _job(index) == ("queued", "RuntimeError: GPU out of memory")
     assert worker.run_once() and worker.run_once()
@@ -97,10 +103,10 @@ def test_another_error_is_retried_until_the_attempts_run_out(tmp_path):
     assert len(reader.read_dirs) == 3 and not worker.run_once()
 
 
-def test_the_results_of_the_jobs_study_are_queued_in_the_readers_order(tmp_path):
+def test_the_results_of_the_jobs_study_are_queued_in_the_readers_order(tmp_path, index):
     results = [tmp_path / "ct" / f"000{i}.dcm" for i in range(2)]  # any DICOM files will do
     reader = Reader(None)
-    worker, index, study_uid = _gateway(tmp_path, reader)
+    worker, index, study_uid = _gateway(tmp_path, reader, index)
     reader.answer = ReadOutcome(study_uid, tuple(results), findings=2, end_reason="answer")
     assert worker.run_once()
     assert _job(index) == ("done", None)
@@ -108,14 +114,16 @@ def test_the_results_of_the_jobs_study_are_queued_in_the_readers_order(tmp_path)
     assert [row["path"] for row in rows] == [str(p) for p in results]
 
 
-def test_closing_the_worker_closes_its_reader(tmp_path):
+def test_closing_the_worker_closes_its_reader(tmp_path, index):
     reader = Reader(None)
-    worker, _, _ = _gateway(tmp_path, reader)
+    worker, _, _ = _gateway(tmp_path, reader, index)
     worker.close()
     assert reader.closed
 
 
-@pytest.mark.parametrize("module", ["reader", "worker", "service", "retrieve", "outbox"])
+@pytest.mark.parametrize(
+    "module", ["reader", "worker", "service", "retrieve", "outbox", "postgres_index", "overview"]
+)
 def test_the_gateway_imports_nothing_from_the_agent(module):
     import subprocess
     import sys

@@ -12,6 +12,7 @@ import pydicom
 import pytest
 
 from edge_agent.followup import Comparison, parse_comparison
+from tests.peers import dciodvfy_errors
 from tests.support import run_cli
 
 
@@ -88,7 +89,23 @@ def test_what_the_protocol_cannot_answer_it_says_and_questions_accumulate(result
     assert report["follow_ups"][-1]["findings"] == []
 
 
-def test_a_model_read_takes_no_follow_up_yet_and_says_why(result, tmp_path):
+def test_the_new_sr_names_the_one_it_replaces_as_its_predecessor(result):
+    before = pydicom.dcmread(result / "dicom" / "sr.dcm")
+    done = run_cli("ask", result, "How many candidates?")
+    assert done.returncode == 0, done.stderr
+    after = pydicom.dcmread(result / "dicom" / "sr.dcm")
+    assert after.SOPInstanceUID != before.SOPInstanceUID
+    (study,) = after.PredecessorDocumentsSequence
+    assert study.StudyInstanceUID == before.StudyInstanceUID == after.StudyInstanceUID
+    (series,) = study.ReferencedSeriesSequence
+    assert series.SeriesInstanceUID == before.SeriesInstanceUID
+    (instance,) = series.ReferencedSOPSequence
+    assert instance.ReferencedSOPInstanceUID == before.SOPInstanceUID
+    assert instance.ReferencedSOPClassUID == before.SOPClassUID
+    assert dciodvfy_errors(result / "dicom" / "sr.dcm") == []
+
+
+def test_a_model_read_without_its_saved_session_takes_no_follow_up_and_says_why(result, tmp_path):
     copy = tmp_path / "model-read"
     copy.mkdir()
     trajectory = json.loads((result / "trajectory.json").read_text())
@@ -96,7 +113,8 @@ def test_a_model_read_takes_no_follow_up_yet_and_says_why(result, tmp_path):
     (copy / "trajectory.json").write_text(json.dumps(trajectory))
     done = run_cli("ask", copy, "Which are larger than 1 cm?")
     assert done.returncode == 2
-    assert "need its model session" in done.stderr and "Traceback" not in done.stderr
+    assert "keeps no model session" in done.stderr and "--keep-session" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_read_interactive_takes_follow_ups_until_an_empty_line(tmp_path):

@@ -7,8 +7,8 @@ import shutil
 import pydicom
 
 from dicom_gateway.audit import Audit
-from dicom_gateway.index import Index
-from dicom_gateway.jobs import SqliteJobQueue
+from dicom_gateway.index import SqliteIndex
+from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
@@ -32,7 +32,7 @@ def test_the_reader_reports_the_study_it_read_and_its_dicom_results_sr_first(tmp
 
 
 def test_a_spool_folder_holding_another_studys_files_is_not_read_as_the_job(tmp_path):
-    index = Index(tmp_path / "index.sqlite")
+    index = SqliteIndex(tmp_path / "index.sqlite")
     spool = Spool(tmp_path / "spool", index, min_free_mb=1)
     job_study = spool.store(ct_copies(tmp_path / "a", 1, "job")[0].read_bytes(), "PACS")
     folder = spool.study_dir(job_study.study_uid)
@@ -40,7 +40,7 @@ def test_a_spool_folder_holding_another_studys_files_is_not_read_as_the_job(tmp_
     for path in ct_copies(tmp_path / "b", 3, "other"):
         shutil.copy(path, folder)
     other_uid = str(pydicom.dcmread(next(folder.iterdir())).StudyInstanceUID)
-    queue = SqliteJobQueue(index, max_attempts=3)
+    queue = IndexJobQueue(index, max_attempts=3)
     queue.enqueue(job_study.study_uid)
     settings = GatewaySettings(destinations=("PACS@127.0.0.1:104",))
     audit = Audit(tmp_path / "audit.jsonl")

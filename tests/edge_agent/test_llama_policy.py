@@ -12,7 +12,13 @@ from edge_agent.agent import Budget
 from edge_agent.config import Config, PolicySettings, ReportSettings
 from edge_agent.policies.llama_cpp import LlamaCppSettings
 from edge_agent.read import read_study
-from tests.support import decisions, reads_on_one_policy, run_cli, two_turns_with_a_zoom
+from tests.support import (
+    decisions,
+    model_options,
+    reads_on_one_policy,
+    run_cli,
+    two_turns_with_a_zoom,
+)
 from tools.toolbox import ToolSettings, default_toolbox
 
 TOOLS = {"zoom_in", "segment", "locate"}
@@ -109,9 +115,23 @@ def test_the_same_seed_gives_the_same_trajectory_also_on_a_reused_model(read, ex
     runs = reads_on_one_policy(study, _config(exported), tmp_path)
     assert len(runs) == 2 and len(runs[1].steps) == len(read.trajectory.steps) == 5
     assert decisions(runs[0]) == decisions(runs[1]) == decisions(read.trajectory)
-    assert runs[1].steps[0].usage.past == 0  # the second read started from an empty context
-    for step in runs[1].steps:  # and llama.cpp evaluated each turn's input once
+    for step in runs[1].steps:  # llama.cpp evaluated each turn's input once
         assert step.usage.prompt_evaluated == step.usage.prompt_tokens > 0
+
+
+def test_the_system_prompt_is_evaluated_once_per_model_load(read, exported, tmp_path):
+    study = next(iter(read.study.files.values())).parent
+    first, second = (
+        run.steps[0].usage for run in reads_on_one_policy(study, _config(exported), tmp_path)
+    )
+    # the first read of a loaded model evaluates its whole first turn, the system prompt too
+    assert first.past == 0 and first.prompt_evaluated == first.prompt_tokens
+    # the second starts after the kept system prompt: only the rest of its first turn (the
+    # question and the image) is evaluated
+    assert second.past > 1000  # the trained system prompt, ~2200 tiny-tokenizer tokens
+    assert second.past + second.prompt_tokens == first.prompt_tokens
+    assert second.prompt_evaluated == second.prompt_tokens == first.prompt_evaluated - second.past
+    assert second.image_tokens == first.image_tokens == SHOWN_IMAGE_TOKENS
 
 
 def test_running_out_of_context_ends_the_read_with_the_reason(exported, tmp_path):
@@ -126,18 +146,7 @@ def test_running_out_of_context_ends_the_read_with_the_reason(exported, tmp_path
 
 
 def test_the_cli_reads_with_a_model(exported, sample_study, tmp_path):
-    done = run_cli(
-        "read",
-        sample_study,
-        "--out",
-        tmp_path / "out",
-        "--policy",
-        "llama-cpp",
-        "--model",
-        exported / "model-q8_0.gguf",
-        "--mmproj",
-        exported / "mmproj-f16.gguf",
-    )
+    done = run_cli("read", sample_study, "--out", tmp_path / "out", *model_options(exported))
     assert done.returncode == 0, done.stderr
     assert "AI model model-q8_0.gguf" in done.stdout
     assert "<think>" in done.stdout and "Action: " in done.stdout  # streamed live

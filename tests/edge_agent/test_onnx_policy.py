@@ -106,7 +106,11 @@ def test_greedy_decoding_is_deterministic_and_the_model_is_reused(read, onnx_llm
     study = next(iter(read.study.files.values())).parent
     again = reads_on_one_policy(study, _config(onnx_llm), tmp_path)
     assert decisions(again[0]) == decisions(again[1]) == decisions(read.trajectory)
-    assert again[1].steps[0].usage.past == 0  # the second read started from an empty cache
+    first, second = (run.steps[0].usage for run in again)
+    # the system prompt is evaluated once per loaded model; the second read starts after it
+    assert first.past == 0 and first.prompt_evaluated == first.prompt_tokens
+    assert second.past > 100 and second.past + second.prompt_tokens == first.prompt_tokens
+    assert second.prompt_evaluated == second.prompt_tokens == first.prompt_evaluated - second.past
 
 
 def test_a_turn_that_would_overflow_the_context_is_refused(onnx_llm, sample_study, tmp_path):

@@ -42,6 +42,11 @@ class Scripted:
         self.forced: list[int] = []
         self.released = 0
         self.closed = False
+        self.prefixes: list[str] = []  # each read's fixed head, evaluated (none kept here)
+
+    def start(self, prefix: str) -> tuple[int, int]:
+        self.prefixes.append(prefix)
+        return len(prefix), len(prefix)
 
     @contextmanager
     def prompt(self, text: str, pictures: list[np.ndarray]) -> Iterator[Prompt]:
@@ -114,6 +119,9 @@ def test_each_turn_evaluates_only_what_it_adds_and_counts_the_cache(context):
     assert isinstance(second, Answer) and second.text == "no lesion"
     assert second.findings[0].evidence == (2,)  # the newest image the model looked at
     (text1, images1), (text2, images2) = backend.turns
+    # the system prompt is the read's fixed head: the back end starts from it, then the rest
+    assert backend.prefixes == ["<|im_start|>system\n" + form.system_prompt() + "<|im_end|>\n"]
+    text1 = backend.prefixes[0] + text1
     assert images1 == 1 and text1.startswith("<|im_start|>system\n### Guidance:")
     assert text1.count(MARKER) == 1 and "Is there a lesion?" in text1
     assert "The index of the given image is 1 (width: 64, height: 64)" in text1
@@ -143,7 +151,8 @@ def test_a_turn_that_would_overflow_the_context_is_refused_before_it_is_evaluate
         PolicyError, match=r"context full: 0 tokens .* plus up to 200 .* n_ctx is 300"
     ):
         session.step(context)
-    assert backend.turns == [] and backend.released == 1  # nothing evaluated, prompt released
+    # nothing evaluated, not even the system prompt (its tokens alone overflow)
+    assert backend.turns == [] and backend.prefixes == []
 
 
 def test_a_reply_over_the_token_budget_ends_with_its_beginning(context):

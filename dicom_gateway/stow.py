@@ -1,0 +1,288 @@
+"""STOW-RS in: `POST /studies` (and `/studies/{StudyInstanceUID}`) over HTTPS, each client with
+its bearer token, each instance stored exactly as a C-STORE is (the spool: fsync, then index row)
+before the answer names it stored.
+
+Starlette (routing, requests, responses) on uvicorn (HTTP/1.1 with h11, TLS from the standard
+`ssl` module): both small, widely used and maintained, and uvicorn serves in a thread beside the
+DIMSE listener with a clean shutdown. The body is read and split whole before anything is stored,
+so a malformed message stores nothing; each instance then succeeds or fails on its own, and the
+answer lists the failures with their reason (DICOM JSON, FailedSOPSequence/FailureReason, plus
+one `Warning` header per failure that says why in words)."""
+
+from __future__ import annotations
+
+import hmac
+import io
+import logging
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import pydicom
+import uvicorn
+from pydicom import Dataset
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dicom_gateway.audit import Audit, stored_fields
+from dicom_gateway.dataset_check import MalformedDataset, check_dataset
+from dicom_gateway.multipart import (
+    DICOM,
+    MalformedMultipart,
+    Part,
+    UnsupportedMedia,
+    boundary_of,
+    split,
+)
+from dicom_gateway.routing import STOW_SENDER
+from dicom_gateway.spool import Spool, SpoolError, checked_uid
+from dicom_gateway.status import CANNOT_UNDERSTAND, PROCESSING_FAILURE
+from dicom_gateway.web_settings import WebClient, WebSettings
+
+log = logging.getLogger(__name__)
+
+DICOM_JSON = "application/dicom+json"
+# An instance not of the study in the URL: 0xA900 ("Error: Data Set does not match SOP Class"),
+# the closest C-STORE failure code PS3.4 defines for "not what this request is for".
+STUDY_MISMATCH = 0xA900
+GRACE_S = 5
+
+
+class TooLarge(ValueError):
+    """The body is over `max_request_mb`: answered with 413, nothing stored."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One part of a STOW request: stored, or the failure code and its reason."""
+
+    sop_class: str
+    sop_uid: str
+    failure: int = 0  # 0: stored; else the FailureReason (the C-STORE status it would get)
+    reason: str = ""
+
+
+class StowApp:
+    """The HTTP side of STOW-RS: admission, body, per-instance storing, the answer."""
+
+    def __init__(self, web: WebSettings, spool: Spool, audit: Audit) -> None:
+        self._spool, self._audit = spool, audit
+        self._max_bytes = web.max_request_mb << 20
+        self._clients = [(client, client.secret().encode()) for client in web.clients]
+        routes = [
+            Route("/studies", self.stow, methods=["POST"]),
+            Route("/studies/{study}", self.stow, methods=["POST"]),
+        ]
+        self.app = Starlette(routes=routes)
+
+    def _client(self, request: Request) -> WebClient | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        offered = token.strip().encode()
+        found = None
+        for client, secret in self._clients:  # every token compared: no timing tells which
+            if hmac.compare_digest(offered, secret):
+                found = client
+        return found
+
+    async def stow(self, request: Request) -> Response:
+        peer = {"address": request.client.host if request.client else "", "request": _id()}
+        client = self._client(request)
+        if client is None:
+            self._audit("stow_refused", status=401, reason="no valid bearer token", **peer)
+            return _error(401, "a valid bearer token is required", bearer=True)
+        peer["client"] = client.name
+        try:
+            study = request.path_params.get("study")
+            if study is not None:
+                study = checked_uid(study, "Study Instance UID")
+            boundary = boundary_of(request.headers.get("content-type", ""))
+            parts = split(await self._body(request), boundary)
+        except (MalformedMultipart, SpoolError) as exc:
+            return self._refuse(400, str(exc), peer)
+        except UnsupportedMedia as exc:
+            return self._refuse(415, str(exc), peer)
+        except TooLarge as exc:
+            return self._refuse(413, str(exc), peer)
+        outcomes = [
+            await run_in_threadpool(self._store, part, client, study, peer) for part in parts
+        ]
+        response = _response(outcomes)
+        failed = sum(1 for o in outcomes if o.failure)
+        self._audit(
+            "stow_request",
+            status=response.status_code,
+            stored=len(outcomes) - failed,
+            failed=failed,
+            **peer,
+        )
+        return response
+
+    def _refuse(self, status: int, reason: str, peer: dict) -> Response:
+        self._audit("stow_refused", status=status, reason=reason, **peer)
+        return _error(status, reason)
+
+    async def _body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            raise TooLarge(f"body of {declared} bytes is over {self._max_bytes >> 20} MiB")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self._max_bytes:
+                raise TooLarge(f"body is over {self._max_bytes >> 20} MiB")
+        return bytes(body)
+
+    def _store(self, part: Part, client: WebClient, study: str | None, peer: dict) -> Outcome:
+        """One instance, as the DIMSE listener stores one: durable before it is counted."""
+        sop_class, sop_uid = _uids(part.data)
+        if part.content_type != DICOM:
+            reason = f"part of type {part.content_type or 'none'!r}, not {DICOM}"
+            return self._failed(sop_class, sop_uid, CANNOT_UNDERSTAND, reason, peer)
+        if study is not None and _study_of(part.data) not in (None, study):
+            reason = "Study Instance UID differs from the study in the URL"
+            return self._failed(sop_class, sop_uid, STUDY_MISMATCH, reason, peer)
+        try:
+            stored = self._spool.store(part.data, STOW_SENDER + client.name)
+        except SpoolError as exc:
+            return self._failed(sop_class, sop_uid, exc.status, str(exc), peer)
+        except Exception:  # our bug: this instance fails, the endpoint keeps serving
+            log.exception("storing a STOW instance from %s failed", client.name)
+            return self._failed(sop_class, sop_uid, PROCESSING_FAILURE, "processing failure", peer)
+        self._audit("instance_stored", **stored_fields(stored), **peer)
+        return Outcome(sop_class, stored.sop_uid)
+
+    def _failed(self, sop_class: str, sop_uid: str, code: int, reason: str, peer) -> Outcome:
+        self._audit(
+            "instance_refused", status=f"0x{code:04X}", reason=reason, sop_uid=sop_uid, **peer
+        )
+        return Outcome(sop_class, sop_uid, code, reason)
+
+
+def _id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _error(status: int, reason: str, *, bearer: bool = False) -> Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="edge-agent"'} if bearer else None
+    return Response(f"{reason}\n", status, headers=headers, media_type="text/plain")
+
+
+def _uids(data: bytes) -> tuple[str, str]:
+    """SOP Class and Instance UID of a part, as far as it can be read (for the answer only)."""
+    try:
+        header = pydicom.dcmread(
+            io.BytesIO(data), force=True, specific_tags=["SOPClassUID", "SOPInstanceUID"]
+        )
+        values = (header.get("SOPClassUID", ""), header.get("SOPInstanceUID", ""))
+    except Exception:  # any unreadable part: its failure is reported without UIDs
+        return "", ""
+    uids = []
+    for value in values:
+        try:
+            uids.append(checked_uid(value, "UID"))
+        except SpoolError:
+            uids.append("")
+    return uids[0], uids[1]
+
+
+def _study_of(data: bytes) -> str | None:
+    """The part's Study Instance UID (None when the spool's own check will refuse the part)."""
+    try:
+        return check_dataset(data).get("StudyInstanceUID")
+    except MalformedDataset:
+        return None
+
+
+def _response(outcomes: list[Outcome]) -> Response:
+    """200 when every instance was stored, 202 when some were, 409 when none; the DICOM JSON
+    answer, and a `Warning` (299) that says in words why each failure failed."""
+    failed = [o for o in outcomes if o.failure]
+    status = 200 if not failed else 409 if len(failed) == len(outcomes) else 202
+    headers = {}
+    if failed:  # one header, comma-joined, as HTTP folds repeated headers
+        text = ", ".join(
+            f'299 edge-agent "{o.sop_uid or "?"}: {_quotable(o.reason)}"' for o in failed[:20]
+        )
+        headers["Warning"] = text.encode("ascii", "replace").decode("ascii")
+    answer = _answer(outcomes).to_json_dict()
+    return JSONResponse(answer, status, headers=headers, media_type=DICOM_JSON)
+
+
+def _quotable(text: str) -> str:
+    return text.replace("\\", "/").replace('"', "'")
+
+
+def _answer(outcomes: list[Outcome]) -> Dataset:
+    """The STOW-RS response (PS3.18 10.5.3): referenced and failed SOP instances."""
+    answer = Dataset()
+    stored, failed = [], []
+    for outcome in outcomes:
+        item = Dataset()
+        if outcome.sop_class:
+            item.ReferencedSOPClassUID = outcome.sop_class
+        if outcome.sop_uid:
+            item.ReferencedSOPInstanceUID = outcome.sop_uid
+        if outcome.failure:
+            item.FailureReason = outcome.failure
+            failed.append(item)
+        else:
+            stored.append(item)
+    if stored:
+        answer.ReferencedSOPSequence = stored
+    if failed:
+        answer.FailedSOPSequence = failed
+    return answer
+
+
+class WebListener:
+    """The STOW-RS endpoint served by uvicorn in its own thread; `stop` finishes the requests
+    in flight."""
+
+    def __init__(self, web: WebSettings, spool: Spool, audit: Audit) -> None:
+        self._web = web
+        self.app = StowApp(web, spool, audit).app
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        web = self._web
+        config = uvicorn.Config(
+            self.app,
+            host=web.bind,
+            port=web.port,
+            http="h11",
+            lifespan="off",
+            log_config=None,  # our JSON logging stays as it is
+            access_log=False,  # the audit records every request, without its URL
+            server_header=False,
+            # Requests in flight get this long at SIGTERM: a client's closed HTTPS connection
+            # otherwise holds the shutdown for 30 s (seen with uvicorn 0.54 on asyncio's TLS).
+            timeout_graceful_shutdown=GRACE_S,
+            ssl_certfile=web.tls_cert or None,
+            ssl_keyfile=web.tls_key or None,
+            ssl_ca_certs=web.tls_ca or None,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if web.tls_ca else ssl.CERT_NONE,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="stow-rs", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise OSError(f"STOW-RS did not start on {web.bind}:{web.port}: see the log")
+            time.sleep(0.05)
+        scheme = "https" if web.tls_cert else "http"
+        log.info("STOW-RS on %s://%s:%d/studies", scheme, web.bind, web.port)
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join()
+            self._server = self._thread = None

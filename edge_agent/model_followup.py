@@ -1,0 +1,199 @@
+"""Follow-up questions about a model read: its session continued, not a new read.
+
+The question is a new user turn after the read's KV cache, so only its tokens (and any image a
+tool then makes) are evaluated; the model may call tools again on the read's workspace, and its
+answer, steps, images and measurements join the trajectory. In the process that read the study
+the cache is still in the model; another process (`edge-agent ask`) loads the state the read
+saved beside its results (`read --keep-session`) and rebuilds the workspace by showing the same
+frames and running the recorded tool calls again (tools are deterministic; no model runs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from edge_agent.agent import Budget, ReadContext, StepCallback, image_record, turns
+from edge_agent.policies.session import ModelSession, SessionState
+from edge_agent.trajectory import FollowUpRecord, Trajectory
+from imaging.atomic import write_atomic
+from imaging.errors import BadInput
+
+if TYPE_CHECKING:
+    from edge_agent.config import Config
+    from tools.registry import Toolbox
+    from tools.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+SESSION_DIR = "session"  # beside the reports: the saved KV cache and what it was made with
+SESSION_FILE = "session.json"
+STATE_FILE = "kv-seq0.bin"
+
+
+class ResumablePolicy(Protocol):
+    """A model policy whose last read's session can be taken up again."""
+
+    def resume(self, context: ReadContext, state: SessionState) -> ModelSession: ...
+
+
+@dataclass
+class OpenRead:
+    """A finished model read kept open for follow-ups: the loaded policy, whose model holds the
+    read's KV cache, and the read's workspace and tools."""
+
+    policy: ResumablePolicy
+    trajectory: Trajectory
+    workspace: Workspace
+    toolbox: Toolbox
+    budget: Budget
+
+    def ask(self, question: str, on_step: StepCallback | None = None) -> Trajectory:
+        """The model's answer to `question`, appended (with any steps and images it took)."""
+        if not question.strip():
+            raise BadInput("ask needs a question")
+        done = self.trajectory
+        last = done.follow_ups[-1].end_reason if done.follow_ups else done.end_reason
+        # a reply cut off, or no room left: the cache does not end at a turn's end
+        if last == "policy_error":
+            raise BadInput(
+                "the session ended with a policy error, so it cannot take a follow-up: "
+                f"{done.follow_ups[-1].answer if done.follow_ups else done.end_detail}"
+            )
+        budget = replace(self.budget, max_turns=done.policy.max_turns or self.budget.max_turns)
+        context = ReadContext(done.question, self.workspace, self.toolbox, budget, done.steps)
+        session = self.policy.resume(context, SessionState.of(done))
+        session.ask(question)
+        asked_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        try:
+            context, answer, (reason, detail) = turns(session, context, on_step=on_step)
+        finally:
+            session.close()
+        taken = context.steps[len(done.steps) :]
+        made_by = {s.image: s.number for s in context.steps if s.image is not None}
+        images = done.images + tuple(
+            image_record(image, made_by.get(image.index))
+            for image in self.workspace
+            if image.index >= len(done.images)
+        )
+        record = FollowUpRecord(
+            question,
+            answer.text if answer else f"No answer: {reason} ({detail})",
+            answer.findings if answer else (),
+            asked_at,
+            steps=tuple(step.number for step in taken),
+            usage=answer.usage if answer else None,
+            end_reason=reason,
+        )
+        self.trajectory = replace(
+            done, steps=context.steps, images=images, follow_ups=(*done.follow_ups, record)
+        )
+        return self.trajectory
+
+
+@dataclass(frozen=True)
+class SavedSession:
+    """What `session/session.json` records: the model files the state belongs to."""
+
+    policy: str
+    model: str
+    mmproj: str
+    sha256: str
+    state: str = STATE_FILE
+    bytes: int = 0
+
+    @classmethod
+    def read(cls, result: Path) -> SavedSession:
+        path = result / SESSION_DIR / SESSION_FILE
+        if not path.is_file():
+            raise BadInput(
+                f"{result} keeps no model session: follow-ups on a model read need the read's "
+                "KV cache, saved with `read --keep-session` (or ask them in `read --interactive`)"
+            )
+        try:
+            return cls(**json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as exc:
+            raise BadInput(f"{path} is damaged: {exc}") from None
+
+
+def save_session(policy, trajectory: Trajectory, result: Path) -> SavedSession:
+    """The read's KV cache and the model files it belongs to, into RESULT/session/."""
+    folder = result / SESSION_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    written = policy.save_session(folder / STATE_FILE)
+    settings = policy.settings
+    saved = SavedSession(
+        policy=trajectory.policy.name,
+        model=str(Path(settings.model).resolve()),
+        mmproj=str(Path(settings.mmproj).resolve()),
+        sha256=trajectory.policy.model["sha256"],
+        bytes=written,
+    )
+    write_atomic(folder / SESSION_FILE, json.dumps(saved.__dict__, indent=2).encode())
+    log.info("study %s: session saved (%d bytes)", trajectory.study_instance_uid, written)
+    return saved
+
+
+def reopen(result: Path, config: Config, stream=None) -> tuple[OpenRead, SavedSession]:
+    """A model read in RESULT opened again in this process: its model loaded, the saved KV
+    cache loaded into it, its workspace rebuilt. The caller closes `.policy` and `.toolbox`."""
+    from edge_agent.policies import make_policy
+    from tools.toolbox import default_toolbox
+
+    trajectory = Trajectory.load(result / "trajectory.json")
+    if trajectory.policy.name != "llama_cpp":
+        raise BadInput(
+            f"a {trajectory.policy.label} read keeps its session only in the process that read "
+            "it: ask follow-ups in `read --interactive`"
+        )
+    saved = SavedSession.read(result)
+    if saved.sha256 != (trajectory.policy.model or {}).get("sha256"):
+        raise BadInput(f"{result}/{SESSION_DIR} was saved for another model than the read's")
+    llm = replace(config.policy.llama_cpp, model=saved.model, mmproj=saved.mmproj)
+    policy = make_policy(replace(config.policy, name="llama_cpp", llama_cpp=llm), stream=stream)
+    toolbox = None
+    try:
+        if policy.record.model["sha256"] != saved.sha256:
+            raise BadInput(
+                f"{saved.model} has changed since the read (SHA-256 differs): its saved session "
+                "belongs to the model that made the read"
+            )
+        policy.load_session(result / SESSION_DIR / saved.state)
+        toolbox = default_toolbox(config.tools)
+        workspace = rebuilt_workspace(trajectory, policy, toolbox, config)
+    except BaseException:
+        if toolbox is not None:
+            toolbox.close()
+        policy.close()
+        raise
+    return OpenRead(policy, trajectory, workspace, toolbox, config.budget), saved
+
+
+def rebuilt_workspace(trajectory: Trajectory, policy, toolbox: Toolbox, config: Config):
+    """The read's workspace again: the study loaded, the same frames shown, each recorded tool
+    call that made an image run again; any difference from the record is refused."""
+    from edge_agent.read import shown_workspace
+    from edge_agent.selection import select
+    from imaging.study import load_study
+
+    if not trajectory.source_path or not Path(trajectory.source_path).exists():
+        raise BadInput(f"the read's study {trajectory.source_path!r} is not there any more")
+    study = load_study(Path(trajectory.source_path))
+    selection = select(study, config.read.modalities, config.read.key_frames)
+    workspace = shown_workspace(selection, policy, config)
+    for step in trajectory.steps:
+        if step.image is None:
+            continue
+        made = toolbox.call(step.tool, step.arguments, workspace).image
+        if made is None or made.index != step.image:
+            raise BadInput(f"step {step.number} ({step.tool}) does not make the same image again")
+    for record in trajectory.images:
+        if record.index >= len(workspace) or workspace.get(record.index).size != (
+            record.width,
+            record.height,
+        ):
+            raise BadInput(f"the study no longer gives image {record.index} of the read")
+    return workspace
