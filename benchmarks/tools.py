@@ -6,9 +6,10 @@ Runtime int8 (dynamic), the box decoder per box, and zoom_in; one process, same 
 
 Without --checkpoint the model has random weights (latency does not depend on them). Without
 --export the model is exported (with --int8) into a temporary folder first. Each round runs every
-encoder once, in turn, so load from other processes falls on all of them alike; the medians and
-their ratios to PyTorch are printed with the goals (ORT fp32 <= 0.6x, int8 <= 0.4x,
-zoom <= 20 ms). On a shared machine `--threads 1` gives the steadier ratio. Not a test."""
+encoder once, in turn, so load from other processes falls on all of them alike; each encoder's
+min/median/max and its per-round ratio to PyTorch (min/median/max) are printed with the goals
+(median ORT fp32 <= 0.6x, int8 <= 0.4x, zoom <= 20 ms). On a shared machine `--threads 1`
+gives the steadier ratio. Not a test."""
 
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def run(model, folder: Path, runs: int, threads: int) -> None:
     print(
         f"CPU: {os.cpu_count()} cores; torch {torch.__version__} threads {torch.get_num_threads()}"
         f", onnxruntime threads {threads or 'default'}; {model.image_size}x{model.image_size} "
-        f"input; median of {runs} runs after 1 warm-up"
+        f"input; {runs} interleaved rounds after 1 warm-up"
     )
     samples: dict[str, list[float]] = {name: [] for name in timers}
     for action in timers.values():
@@ -116,19 +117,29 @@ def run(model, folder: Path, runs: int, threads: int) -> None:
     for _ in range(runs):
         for name, action in timers.items():
             samples[name].append(timed(action))
-    medians = {name: statistics.median(values) for name, values in samples.items()}
-    eager = medians["pytorch eager"]
-    for name, value in medians.items():
+    eager = samples["pytorch eager"]
+    print(f"{'encoder':<22}{'min/median/max ms':>22}   ratio to PyTorch min/median/max")
+    for name, values in samples.items():
+        # Each round's ratio against the PyTorch run of the same round: load from other
+        # processes falls on both alike, so the spread is the encoder's, not the machine's.
+        ratios = [value / base for value, base in zip(values, eager, strict=True)]
         goal = GOALS.get(name)
-        verdict = (
-            "" if goal is None else (" goal met" if value / eager <= goal else " goal NOT met")
-        )
+        median = statistics.median(ratios)
+        verdict = "" if goal is None else (" goal met" if median <= goal else " goal NOT met")
         limit = "" if goal is None else f" (goal <= {goal}x)"
-        print(f"encoder {name:<14} {value:8.0f} ms  {value / eager:5.2f}x PyTorch{limit}{verdict}")
+        print(
+            f"encoder {name:<14}{_spread(values, '.0f'):>22}   {_spread(ratios, '.2f')}x"
+            f"{limit}{verdict}"
+        )
     decoders(model, onnx["fp32"], pixels, runs)
     zoom(runs)
     for session in onnx.values():
         session.close()
+
+
+def _spread(values: list[float], form: str) -> str:
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"{low:{form}}/{mid:{form}}/{high:{form}}"
 
 
 def decoders(model, onnx: SamOnnx, pixels: np.ndarray, runs: int) -> None:

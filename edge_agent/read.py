@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -101,3 +103,19 @@ def shown_workspace(selection: Selection, policy: Policy, config: Config) -> Wor
     for frame in selection.frames:
         workspace.show(frame, max_side=shown.max_side, max_pixels=shown.max_pixels)
     return workspace
+
+
+def warm_up(config: Config, toolbox: Toolbox) -> None:
+    """A read of the built-in sample study with the protocol and `toolbox`, into a folder that
+    is then removed: what a process pays once, on its first read (modules imported on first use,
+    highdicom's tables of the standard, the tools' models), is paid here, and what it made is
+    kept out of the collector's way. The service calls it when it opens its reader, so the
+    first study it receives costs what every later one does."""
+    from edge_agent.sample import write_sample_study
+
+    protocol = replace(config, policy=replace(config.policy, name="protocol"))
+    log.info("warm-up: a protocol read of the sample study")
+    with tempfile.TemporaryDirectory(prefix="edge-agent-warm-up-") as scratch:
+        study = write_sample_study(Path(scratch) / "study")
+        read_study(study, Path(scratch) / "out", protocol, toolbox=toolbox)
+    gc.freeze()

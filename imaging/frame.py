@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,12 +71,37 @@ def _letter(cosines) -> str:
     return (_POSITIVE if cosines[axis] > 0 else _NEGATIVE)[axis]
 
 
+PixelSource = Callable[[], np.ndarray]
+
+
+class _Decoded:
+    """`Frame.pixels`: the array given, or one decoded from the PixelSource given, on first use
+    and then kept. A study's frames are made from headers alone; only the frames a read shows
+    or a tool asks for are ever decoded."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}"
+
+    def __get__(self, frame: Frame | None, owner: type | None = None) -> np.ndarray:
+        if frame is None:  # a field without a default
+            raise AttributeError(self._slot[1:])
+        value = frame.__dict__[self._slot]
+        if not isinstance(value, np.ndarray):
+            value = value()
+            frame.__dict__[self._slot] = value
+        return value
+
+    def __set__(self, frame: Frame, value: np.ndarray | PixelSource) -> None:
+        frame.__dict__[self._slot] = value
+
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     """One 2-D image: stored pixels plus what turns them into modality values and millimetres."""
 
     ref: ImageRef
-    pixels: np.ndarray  # rows x cols (grey) or rows x cols x 3 (RGB, uint8)
+    # rows x cols (grey) or rows x cols x 3 (RGB, uint8); a PixelSource is decoded on first use
+    pixels: np.ndarray = _Decoded()  # type: ignore[assignment]
     geometry: Geometry
     modality: str
     photometric: str = "MONOCHROME2"

@@ -2,7 +2,8 @@
 
 The models (policy and tool models) are opened once, when the service starts, so a missing or
 damaged model stops `serve` before it listens; every study is then read with them. A routing rule
-may name another policy than [policy] name: each one named is opened at start too."""
+may name another policy than [policy] name: each one named is opened at start too. A warm-up read
+of the sample study then pays what a process's first read pays, before the first study comes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from dicom_gateway.reader import DEFAULT_REQUEST, ReadOutcome, ReadRequest
 from edge_agent.config import Config
 from edge_agent.policies import make_policy
-from edge_agent.read import ReadResult, read_study
+from edge_agent.read import ReadResult, read_study, warm_up
 from imaging.errors import BadInput, ConfigError
 from tools.toolbox import default_toolbox
 
@@ -39,6 +40,11 @@ class AgentReader:
             for name in [config.policy.name, *policies]:
                 if _key(name) not in self._policies:
                     self._policies[_key(name)] = make_policy(replace(config.policy, name=name))
+        except BaseException:
+            self.close()
+            raise
+        try:
+            warm_up(config, self._toolbox)
         except BaseException:
             self.close()
             raise

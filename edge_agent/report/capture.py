@@ -11,7 +11,7 @@ from pydicom.uid import generate_uid
 
 from edge_agent.report.evidence import EvidenceImage
 from edge_agent.report.provenance import Provenance
-from imaging.study import frame_count
+from imaging.instance import frame_count
 from tools.render import to_rgb
 
 AXES = {0: ("L", "R"), 1: ("P", "A"), 2: ("H", "F")}  # +x, +y, +z patient directions

@@ -16,7 +16,7 @@ from pydicom import Dataset
 from edge_agent.trajectory import ImageRecord
 from imaging.errors import ReportError
 from imaging.frame import Geometry
-from imaging.study import frame_geometry
+from imaging.instance import frame_geometry
 
 
 @dataclass(frozen=True, eq=False)

@@ -77,7 +77,13 @@ def _place(images: list[EvidenceImage], timed: bool) -> tuple[EvidenceImage, np.
 
 def outline(mask: np.ndarray) -> np.ndarray:
     """The outer boundary of the mask's largest part, along the 0.5 level between pixel centres,
-    so the polygon's area matches the pixel count the measurement used."""
+    so the polygon's area matches the pixel count the measurement used. Only the mask's box and
+    a pixel around it are upsampled (the same outline as the whole frame's, where a 512 x 512
+    frame would be 4096 x 4096 floats)."""
+    rows, cols = np.nonzero(mask)
+    top, left = (max(int(rows.min()) - 1, 0), max(int(cols.min()) - 1, 0)) if rows.size else (0, 0)
+    if rows.size:
+        mask = mask[top : rows.max() + 2, left : cols.max() + 2]
     up = cv2.resize(
         mask.astype(np.float32), None, fx=UPSAMPLE, fy=UPSAMPLE, interpolation=cv2.INTER_LINEAR
     )
@@ -85,7 +91,7 @@ def outline(mask: np.ndarray) -> np.ndarray:
         (up >= 0.5).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
     )
     largest = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(float)
-    points = (largest + 0.5) / UPSAMPLE
+    points = (largest + 0.5) / UPSAMPLE + (left, top)
     return np.vstack([points, points[:1]])  # a closed SCOORD POLYLINE repeats its first point
 
 

@@ -11,7 +11,7 @@ from pydicom.sr.codedict import codes
 
 from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import FindingRegion
-from imaging.study import frame_count, int_or_none
+from imaging.instance import frame_count, int_or_none
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pydicom.uid import generate_uid
 
 from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import FindingRegion
-from imaging.study import frame_count
+from imaging.instance import frame_count
 from tools.measurement import Measurement, Quantity
 
 # What we measure -> (concept name, derivation) for TID 1419; units come from the measurement.

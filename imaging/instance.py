@@ -1,0 +1,314 @@
+"""One DICOM instance becomes its frames, from its header alone: each frame's pixels are read and
+decoded from the file when something first looks at them (a read shows a few slices of hundreds)."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from imaging.errors import NoReadableImages
+from imaging.frame import Frame, Geometry, ImageRef
+from imaging.video import VIDEO_SYNTAXES, Timeline, Video, VideoError, VideoTimeline, frame_rate
+from imaging.windowing import Window
+
+# Objects that carry Pixel Data but are not images to read: derived results and dose grids.
+NOT_SOURCE_IMAGES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose Storage",
+}
+
+
+class UnreadableFile(Exception):
+    """One file cannot contribute frames; the reason is what the user sees."""
+
+
+@dataclass(frozen=True)
+class InstanceRead:
+    ds: Dataset
+    frames: list[Frame]
+    video: Timeline | None = None
+
+
+# Values larger than this (the pixel data) stay in the file until something asks for them.
+DEFER_BYTES = 16 * 1024
+
+
+def read_instance(file: Path) -> InstanceRead:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(file, defer_size=DEFER_BYTES)
+            if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+                ds = pydicom.dcmread(file)  # offsets in an inflated stream: nothing to defer
+    except InvalidDicomError:
+        raise UnreadableFile("not a DICOM Part 10 file (no 'DICM' preamble / file meta)") from None
+    except Exception as exc:  # pydicom raises many types on damaged files
+        raise UnreadableFile(f"unreadable DICOM: {_one_line(exc)}") from None
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        name = getattr(ds.get("SOPClassUID"), "name", sop_class) or "unknown SOP class"
+        raise UnreadableFile(f"no pixel data ({name}), not an image")
+    if sop_class in NOT_SOURCE_IMAGES:
+        raise UnreadableFile(f"{NOT_SOURCE_IMAGES[sop_class]} is not a source image")
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        if not ds.get(keyword):
+            raise UnreadableFile(f"missing {keyword}")
+    if ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES:
+        return _read_video(ds)
+    _check_decodable(ds, file)
+    return InstanceRead(ds, _frames(ds, _StoredPixels(file, ds).frame))
+
+
+def _check_decodable(ds: Dataset, file: Path) -> None:
+    """What decoding would refuse, found from the header alone: a transfer syntax without a
+    decoder here, or native pixel data shorter than its rows, columns and frames need."""
+    syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError as exc:
+        raise UnreadableFile(
+            f"transfer syntax {syntax} has no available decoder ({_one_line(exc)})"
+        ) from None
+    if not decoder.is_available:
+        missing = "; ".join(f"{k}: {v}" for k, v in decoder.missing_dependencies.items())
+        raise UnreadableFile(f"transfer syntax {syntax} has no available decoder ({missing})")
+    if not decoder.is_native or "PixelData" not in ds:
+        return
+    try:
+        expected = get_expected_length(ds)
+    except Exception as exc:  # Rows, Columns or Bits Allocated missing or damaged
+        raise UnreadableFile(f"pixel data cannot be decoded ({syntax}): {_one_line(exc)}") from None
+    element = ds.get_item("PixelData", keep_deferred=True)
+    if element.value is not None:
+        present = len(element.value)
+    else:  # a deferred value: what the file really holds of its stated length
+        present = min(element.length, file.stat().st_size - element.value_tell)
+    if present < expected:
+        raise UnreadableFile(
+            f"pixel data cannot be decoded ({syntax}): The number of bytes of pixel data is "
+            f"less than expected ({present} vs {expected} bytes)"
+        )
+
+
+class _StoredPixels:
+    """One file's pixel data, read and decoded when one of its frames is first looked at; all of
+    a multi-frame object's frames come from that one decode."""
+
+    def __init__(self, file: Path, ds: Dataset) -> None:
+        self._file = file
+        self._ds: Dataset | None = ds
+        self._array: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def frame(self, index: int) -> np.ndarray:
+        with self._lock:
+            if self._array is None:
+                self._array = self._decoded()
+                self._ds = None  # the header's part in the frames is done; its bytes can go
+        return self._array[index]
+
+    def _decoded(self) -> np.ndarray:
+        ds = self._ds
+        try:
+            pixels = _decode(ds)
+        except UnreadableFile as exc:  # a damaged compressed frame, found when shown
+            raise NoReadableImages(f"{self._file}: {exc}") from None
+        colour = _is_colour(ds)
+        if frame_count(ds) == 1 or pixels.ndim == (3 if colour else 2):
+            pixels = pixels[np.newaxis]
+        return pixels
+
+
+def _read_video(ds: Dataset) -> InstanceRead:
+    """A DICOM video is demuxed now and decoded frame by frame when a tool asks for a time."""
+    try:
+        video = Video.from_dicom(ds)
+        blank = np.zeros((int(ds.Rows), int(ds.Columns), 3), np.uint8)
+        # One pattern frame for references and geometry; its pixels come from the video.
+        [pattern] = _frames(ds, lambda _: blank, count=1)
+        timeline = VideoTimeline.open(video, pattern)
+    except VideoError as exc:
+        raise UnreadableFile(f"video: {exc}") from None
+    except Exception as exc:  # broken encapsulation, missing Rows/Columns, ...
+        raise UnreadableFile(f"video: unreadable ({_one_line(exc)})") from None
+    del ds.PixelData  # the video holds the stream; keep one copy of a long video in memory
+    return InstanceRead(ds, [timeline.first], timeline)
+
+
+def _decode(ds: Dataset) -> np.ndarray:
+    syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pixels = pixel_array(ds)
+    except NotImplementedError as exc:
+        raise UnreadableFile(
+            f"transfer syntax {syntax} has no available decoder ({_one_line(exc)})"
+        ) from None
+    except Exception as exc:
+        raise UnreadableFile(f"pixel data cannot be decoded ({syntax}): {_one_line(exc)}") from None
+    if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
+        pixels = apply_color_lut(pixels, ds)
+        pixels = (pixels >> 8).astype(np.uint8) if pixels.dtype != np.uint8 else pixels
+    return pixels
+
+
+def _is_colour(ds: Dataset) -> bool:
+    return int(ds.get("SamplesPerPixel", 1)) == 3 or ds.get("PhotometricInterpretation") == (
+        "PALETTE COLOR"
+    )
+
+
+def _frames(ds: Dataset, pixels: Callable[[int], np.ndarray], count: int = 0) -> list[Frame]:
+    """The first `count` frames of one instance (default: all), from its header; frame i's
+    pixels are `pixels(i)`, asked for when something first looks at them."""
+    count = count or frame_count(ds)
+    colour = _is_colour(ds)
+    times = _frame_times(ds, count)
+    photometric = "RGB" if colour else str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    frames = []
+    for i in range(count):
+        attrs = _FrameAttributes(ds, i)
+        frames.append(
+            Frame(
+                ref=ImageRef(
+                    sop_instance_uid=str(ds.SOPInstanceUID),
+                    frame=i + 1,
+                    sop_class_uid=str(ds.get("SOPClassUID", "")),
+                    series_instance_uid=str(ds.SeriesInstanceUID),
+                    study_instance_uid=str(ds.StudyInstanceUID),
+                ),
+                pixels=partial(pixels, i),
+                geometry=attrs.geometry(),
+                modality=str(ds.get("Modality", "OT")),
+                photometric=photometric,
+                slope=attrs.float("PixelValueTransformationSequence", "RescaleSlope", 1.0),
+                intercept=attrs.float("PixelValueTransformationSequence", "RescaleIntercept", 0.0),
+                windows=() if colour else attrs.windows(),
+                time_s=times[i] if times else None,
+                instance_number=int_or_none(ds.get("InstanceNumber")),
+            )
+        )
+    return frames
+
+
+def frame_geometry(ds: Dataset, frame: int) -> Geometry:
+    """Where frame `frame` (from 1) of an instance lies, from its header alone: what a derived
+    object needs when the pixels are not loaded."""
+    return _FrameAttributes(ds, frame - 1).geometry()
+
+
+class _FrameAttributes:
+    """Attributes of frame i: per-frame functional group, then shared group, then top level."""
+
+    def __init__(self, ds: Dataset, index: int) -> None:
+        self._ds = ds
+        self._groups: list[Dataset] = []
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+        if per_frame and index < len(per_frame):
+            self._groups.append(per_frame[index])
+        shared = ds.get("SharedFunctionalGroupsSequence")
+        if shared:
+            self._groups.append(shared[0])
+
+    def get(self, sequence: str, keyword: str):
+        for group in self._groups:
+            items = group.get(sequence)
+            if items and keyword in items[0]:
+                return items[0][keyword].value
+        return self._ds.get(keyword)
+
+    def float(self, sequence: str, keyword: str, default: float) -> float:
+        value = self.get(sequence, keyword)
+        return float(value) if value not in (None, "") else default
+
+    def geometry(self) -> Geometry:
+        spacing = self.get("PixelMeasuresSequence", "PixelSpacing") or _detector_spacing(self._ds)
+        position = self.get("PlanePositionSequence", "ImagePositionPatient")
+        orientation = self.get("PlaneOrientationSequence", "ImageOrientationPatient")
+        thickness = self.get("PixelMeasuresSequence", "SliceThickness")
+        return Geometry(
+            pixel_spacing=_floats(spacing, 2),
+            slice_thickness=float(thickness) if thickness not in (None, "") else None,
+            position=_floats(position, 3),
+            orientation=_floats(orientation, 6),
+        )
+
+    def windows(self) -> tuple[Window, ...]:
+        centers = as_list(self.get("FrameVOILUTSequence", "WindowCenter"))
+        widths = as_list(self.get("FrameVOILUTSequence", "WindowWidth"))
+        explanations = as_list(self._ds.get("WindowCenterWidthExplanation"))
+        found = []
+        for i, (center, width) in enumerate(zip(centers, widths, strict=False)):
+            if float(width) >= 1:
+                name = str(explanations[i]) if i < len(explanations) else "file"
+                found.append(Window(float(center), float(width), name))
+        return tuple(found)
+
+
+def _detector_spacing(ds: Dataset) -> list[float] | None:
+    """Projection images: ImagerPixelSpacing is at the detector; it is a patient size only once
+    divided by the estimated magnification. Without that factor, sizes stay in pixels."""
+    spacing = _floats(ds.get("ImagerPixelSpacing"), 2)
+    factor = ds.get("EstimatedRadiographicMagnificationFactor")
+    if spacing is None or not factor:
+        return None
+    return [v / float(factor) for v in spacing]
+
+
+def _frame_times(ds: Dataset, count: int) -> list[float] | None:
+    """Seconds from the first frame, from Frame Time Vector, Frame Time or Cine Rate."""
+    if count < 2:
+        return None
+    vector = ds.get("FrameTimeVector")
+    if vector and len(vector) == count:  # increments in ms; the first should be 0 (often is not)
+        times = np.cumsum([float(v) for v in vector]) / 1000
+        return [float(t - times[0]) for t in times]
+    rate = frame_rate(ds)
+    return [i / rate for i in range(count)] if rate else None
+
+
+def _one_line(exc: Exception) -> str:
+    return " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def as_list(value) -> list:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return list(value)
+    return [value]
+
+
+def _floats(value, count: int) -> tuple | None:
+    values = as_list(value)
+    if len(values) != count:
+        return None
+    try:
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+
+
+def frame_count(ds: Dataset) -> int:
+    """Number of Frames, 1 when absent or empty (single-frame objects)."""
+    return int_or_none(ds.get("NumberOfFrames")) or 1
+
+
+def int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,72 @@
+"""A study loads from its headers: pixel data is read and decoded only for the frames looked at."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.encaps import encapsulate
+from pydicom.uid import generate_uid
+
+from edge_agent.selection import select
+from imaging.errors import NoReadableImages
+from imaging.study import load_study
+from tests.support import bundled
+
+SLICES = 20
+
+
+def j2k_series(folder: Path, count: int = SLICES) -> list[Path]:
+    """`count` 512x512 JPEG 2000 CT slices of one series, 1 mm apart."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = pydicom.dcmread(bundled("693_J2KI.dcm"))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    paths = []
+    for i in range(count):
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.InstanceNumber = i + 1
+        ds.ImagePositionPatient = [0.0, 0.0, float(i)]
+        paths.append(folder / f"{i:03d}.dcm")
+        ds.save_as(paths[-1], enforce_file_format=True)
+    return paths
+
+
+def test_loading_a_series_decodes_none_of_its_slices(tmp_path: Path):
+    j2k_series(tmp_path)
+    load_study(tmp_path)  # first-use imports and decoder plugins are not the study's memory
+    tracemalloc.start()
+    try:
+        study = load_study(tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    decoded = SLICES * 512 * 512 * 2
+    assert len(study.series[0].frames) == SLICES
+    # decoding every slice would hold all of them; headers alone are a small part of that
+    assert peak < decoded / 4, f"loading took {peak / 1e6:.1f} MB"
+
+
+def test_a_shown_slice_decodes_to_its_file_pixels_once(tmp_path: Path):
+    paths = j2k_series(tmp_path)
+    study = load_study(tmp_path)
+    [central] = select(study, ("CT",), 1).frames
+    expected = pydicom.dcmread(paths[SLICES // 2]).pixel_array
+    assert central.ref.sop_instance_uid == str(pydicom.dcmread(paths[SLICES // 2]).SOPInstanceUID)
+    np.testing.assert_array_equal(central.pixels, expected)
+    assert central.pixels is central.pixels  # decoded once, then kept
+
+
+def test_a_damaged_slice_is_named_when_shown_and_the_others_still_read(tmp_path: Path):
+    paths = j2k_series(tmp_path, 3)
+    ds = pydicom.dcmread(paths[0])
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(60)])  # a J2K header, then nothing
+    ds.save_as(paths[0])
+    study = load_study(tmp_path)
+    frames = study.series[0].frames
+    assert not study.skipped and len(frames) == 3
+    assert frames[1].pixels.shape == (512, 512)
+    with pytest.raises(NoReadableImages, match=r"000\.dcm: pixel data cannot be decoded"):
+        _ = frames[0].pixels
