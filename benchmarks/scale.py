@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dicom_gateway.audit import Audit
-from dicom_gateway.index import Index, SqliteIndex, open_index
+from dicom_gateway.engines import open_index
+from dicom_gateway.index import Index, SqliteIndex
 from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.settings import GatewaySettings

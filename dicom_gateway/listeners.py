@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicom_gateway.audit import Audit, keep_phi_out_of_logs
-from dicom_gateway.index import open_index
+from dicom_gateway.engines import open_index
 from dicom_gateway.listener import Listener
 from dicom_gateway.nodes import Node
 from dicom_gateway.settings import GatewaySettings

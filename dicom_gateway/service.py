@@ -16,7 +16,7 @@ from dicom_gateway import nodes
 from dicom_gateway.assembler import promote_stable_studies
 from dicom_gateway.audit import Audit, keep_phi_out_of_logs
 from dicom_gateway.dicomweb_extra import web_listener
-from dicom_gateway.index import open_index
+from dicom_gateway.engines import open_index
 from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.listener import Listener
 from dicom_gateway.listeners import ListenerProcesses

@@ -171,7 +171,8 @@ def pacs_status(config: ConfigOption = None) -> None:
 
 def _index(config):
     """The index the site's gateway writes: its PostgreSQL, or the spool's SQLite file."""
-    from dicom_gateway.index import index_path, open_index
+    from dicom_gateway.engines import open_index
+    from dicom_gateway.index import index_path
 
     gateway = setup(config, False).gateway
     path = index_path(gateway.spool_dir)

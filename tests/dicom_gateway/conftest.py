@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dicom_gateway.index import Index, SqliteIndex, open_index
+from dicom_gateway.engines import open_index
+from dicom_gateway.index import Index, SqliteIndex
 from tests.postgres import Postgres
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from dicom_gateway import index as index_module
 from dicom_gateway.assembler import promote_stable_studies
-from dicom_gateway.index import Index, open_index
+from dicom_gateway.engines import open_index
+from dicom_gateway.index import Index
 from dicom_gateway.jobs import IndexJobQueue, LeaseLost
 from dicom_gateway.spool import Spool
 from tests.support import ct_copies

@@ -1,0 +1,26 @@
+"""Which engine holds the spool index: SQLite in the spool (one machine), or a shared PostgreSQL
+(several). Kept apart from both engines so neither imports the other."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from dicom_gateway.index import Index, SqliteIndex, index_path
+
+
+def open_index(
+    database: str,
+    spool_dir: str | Path,
+    clock: Callable[[], float] | None = None,
+    connect_timeout_s: float = 30.0,
+) -> Index:
+    """`database` empty: SQLite in the spool; postgresql://…: the shared PostgreSQL index, which
+    must answer within `connect_timeout_s`."""
+    if database.startswith(("postgresql://", "postgres://")):
+        from dicom_gateway.postgres_index import PostgresIndex  # psycopg only where it is used
+
+        return PostgresIndex(database, clock, connect_timeout_s=connect_timeout_s)
+    if database:
+        raise ValueError(f"database {database!r} is not a postgresql:// URL (empty: SQLite)")
+    return SqliteIndex(index_path(spool_dir), clock)
