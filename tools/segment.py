@@ -24,6 +24,8 @@ from tools.workspace import Box, Workspace, WorkspaceImage
 METHOD = "grabcut (weight-free)"
 FALLBACK = "otsu threshold (weight-free fallback: GrabCut found no foreground)"
 MIN_SHARE = 0.02  # of the box area: smaller parts are specks, not the object
+GRABCUT_PIXELS = 256 * 256  # the most pixels handed to GrabCut, whatever the box
+CONTEXT = 0.5  # background around the box GrabCut learns from, as a fraction of its long side
 CACHED_IMAGES = 8  # embeddings kept per read (about 16 MB each for SAM2 at 1024)
 
 
@@ -98,41 +100,74 @@ def segment(
 
 
 def grabcut(pixels: np.ndarray, box: Box, iterations: int = 5) -> np.ndarray:
-    """Foreground inside `box`: the connected part nearest its centre; empty if none stands out."""
+    """Foreground inside `box`: the connected part nearest its centre; empty if none stands out.
+
+    GrabCut's cost grows with every pixel it is handed, so it runs on the box and its context
+    (half the box's long side around it, as the protocol zooms) resampled to at most
+    GRABCUT_PIXELS; the mask comes back to full resolution by interpolation."""
     h, w = pixels.shape[:2]
-    x1, y1 = int(np.floor(box[0])), int(np.floor(box[1]))
-    x2, y2 = min(int(np.ceil(box[2])), w), min(int(np.ceil(box[3])), h)
+    x1, y1, x2, y2 = _pixel_box(box, (w, h))
     if x2 - x1 < 3 or y2 - y1 < 3:
         raise ToolError(f"box {list(box)} is too small to segment (under 3 pixels a side)")
-    labels = np.full((h, w), cv2.GC_BGD, np.uint8)
-    labels[y1:y2, x1:x2] = cv2.GC_PR_FGD
-    if (x2 - x1, y2 - y1) == (w, h):  # GrabCut needs some certain background
+    margin = round(CONTEXT * max(x2 - x1, y2 - y1))
+    cx1, cy1 = max(x1 - margin, 0), max(y1 - margin, 0)
+    cx2, cy2 = min(x2 + margin, w), min(y2 + margin, h)
+    crop_w, crop_h = cx2 - cx1, cy2 - cy1
+    scale = min(1.0, (GRABCUT_PIXELS / (crop_w * crop_h)) ** 0.5)
+    size = (max(3, int(crop_w * scale)), max(3, int(crop_h * scale)))
+    fx, fy = size[0] / crop_w, size[1] / crop_h
+    # Bilinear, not area, resampling: it keeps the grey-level spread GrabCut's colour models
+    # learn from; averaging smooths it away and small objects then vanish at coarse scales.
+    work = cv2.resize(to_rgb(pixels[cy1:cy2, cx1:cx2]), size, interpolation=cv2.INTER_LINEAR)
+    labels = np.full(size[::-1], cv2.GC_BGD, np.uint8)
+    inner = (
+        slice(int(np.floor((y1 - cy1) * fy)), int(np.ceil((y2 - cy1) * fy))),
+        slice(int(np.floor((x1 - cx1) * fx)), int(np.ceil((x2 - cx1) * fx))),
+    )
+    labels[inner] = cv2.GC_PR_FGD
+    if labels.all():  # the box is the whole image: GrabCut needs some certain background
         labels[[0, -1], :] = labels[:, [0, -1]] = cv2.GC_BGD
+    _run_grabcut(work, labels, iterations, box)
+    found = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
+    back = cv2.resize(found, (crop_w, crop_h), interpolation=cv2.INTER_LINEAR) >= 0.5
+    return _placed(back[y1 - cy1 : y2 - cy1, x1 - cx1 : x2 - cx1], (x1, y1), (h, w))
+
+
+def _run_grabcut(image: np.ndarray, labels: np.ndarray, iterations: int, box: Box) -> None:
+    """cv2.grabCut on `labels` in place, from a fixed random state."""
     background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
     # GrabCut starts its colour models from OpenCV's global random state: seeded here (0 is the
     # state a fresh process starts in), the same box gives the same mask whatever ran before.
     cv2.setRNGSeed(0)
     try:
-        cv2.grabCut(
-            to_rgb(pixels), labels, None, background, foreground, iterations, cv2.GC_INIT_WITH_MASK
-        )
+        cv2.grabCut(image, labels, None, background, foreground, iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error as exc:  # e.g. a box of one uniform grey
         raise ToolError(f"nothing to separate inside box {list(box)}: {exc.err}") from None
-    found = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
-    return main_component(found, ((x1 + x2) / 2, (y1 + y2) / 2), MIN_SHARE * (x2 - x1) * (y2 - y1))
+
+
+def _pixel_box(box: Box, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The whole pixels a box touches, inside an image of `size` (width, height)."""
+    x1, y1 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
+    return x1, y1, min(int(np.ceil(box[2])), size[0]), min(int(np.ceil(box[3])), size[1])
 
 
 def otsu(pixels: np.ndarray, box: Box) -> np.ndarray:
     """Fallback when GrabCut finds nothing: the Otsu class at the box centre, inside the box."""
     grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY) if pixels.ndim == 3 else pixels
-    x1, y1 = int(np.floor(box[0])), int(np.floor(box[1]))
-    x2, y2 = int(np.ceil(box[2])), int(np.ceil(box[3]))
+    x1, y1, x2, y2 = _pixel_box(box, grey.shape[::-1])
     inside = np.ascontiguousarray(grey[y1:y2, x1:x2])
     _, bright = cv2.threshold(inside, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     centre = bright[bright.shape[0] // 2, bright.shape[1] // 2]
-    found = np.zeros(grey.shape, np.uint8)
-    found[y1:y2, x1:x2] = bright == centre
-    return main_component(found, ((x1 + x2) / 2, (y1 + y2) / 2), MIN_SHARE * (x2 - x1) * (y2 - y1))
+    return _placed(bright == centre, (x1, y1), grey.shape)
+
+
+def _placed(found: np.ndarray, corner: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
+    """The main part of what was found inside a box, on the whole image's grid."""
+    h, w = found.shape
+    mask = np.zeros(shape[:2], bool)
+    part = main_component(found.astype(np.uint8), (w / 2, h / 2), MIN_SHARE * w * h)
+    mask[corner[1] : corner[1] + h, corner[0] : corner[0] + w] = part
+    return mask
 
 
 def tool(model: SamOnnx | None = None) -> Tool:
