@@ -62,14 +62,26 @@ def build_seg(
         )
         for number, region in enumerate(masked, 1)
     ]
-    return hd.seg.Segmentation(
-        source_images=images,
-        pixel_array=pixels,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        **provenance.new_object(series_number, "edge-agent segmentation"),
-        omit_empty_frames=True,
-    )
+    try:
+        return hd.seg.Segmentation(
+            source_images=images,
+            pixel_array=pixels,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            **provenance.new_object(series_number, "edge-agent segmentation"),
+            omit_empty_frames=True,
+        )
+    except ValueError:
+        if "FrameOfReferenceUID" in images[0]:
+            raise
+        # The source's IOD requires a Frame of Reference (a CT's does) and this series lacks
+        # one: a SEG would have to invent it. The outlines stay in the SR, on the source image.
+        log.warning(
+            "study %s: no SEG written: the source series has no Frame of Reference UID, which "
+            "a SEG of it must carry; the outlines are in the SR",
+            images[0].StudyInstanceUID,
+        )
+        return None
 
 
 def _segmentable(source: Dataset) -> bool:

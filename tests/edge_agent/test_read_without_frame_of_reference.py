@@ -1,0 +1,33 @@
+"""A CT series without a Frame of Reference UID: the read writes everything a SEG is not."""
+
+from __future__ import annotations
+
+import shutil
+
+import pydicom
+
+from tests.support import bundled, run_cli
+
+
+def test_a_ct_without_frame_of_reference_gets_its_sr_and_a_note_instead_of_a_seg(tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    shutil.copy(bundled("693_UNCR.dcm"), study)  # as distributed: no (0020,0052)
+    done = run_cli("read", study, "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert "no SEG written: the source series has no Frame of Reference UID" in done.stderr
+    dicom = tmp_path / "out" / "dicom"
+    assert not (dicom / "seg.dcm").exists()
+    assert (dicom / "ko.dcm").is_file()
+    sr = pydicom.dcmread(dicom / "sr.dcm")
+    scoords = [item for item in _items(sr) if item.ValueType == "SCOORD"]
+    assert len(scoords) == 2  # each outline, on the source image
+    assert scoords[0].ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == (
+        pydicom.dcmread(study / "693_UNCR.dcm").SOPInstanceUID
+    )
+
+
+def _items(dataset):
+    for item in dataset.get("ContentSequence", []):
+        yield item
+        yield from _items(item)
