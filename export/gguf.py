@@ -204,15 +204,17 @@ def _cache_root() -> Path:
 
 def _convert(converter: Path, request: GgufRequest, outfile: Path, mmproj: bool) -> None:
     outtype = request.mmproj_outtype if mmproj else request.outtype
+    # The runner starts in the project's folder (so `-m export.convert_runner` imports): the
+    # paths it is given must not depend on the caller's working directory.
     command = [
         sys.executable,
         "-m",
         "export.convert_runner",
-        str(converter),
+        str(converter.resolve()),
         request.pre_tokenizer,
-        str(request.hf_dir),
+        str(request.hf_dir.resolve()),
         "--outfile",
-        str(outfile),
+        str(outfile.resolve()),
         "--outtype",
         outtype,
         *(["--mmproj"] if mmproj else []),
