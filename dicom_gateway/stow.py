@@ -133,7 +133,9 @@ class StowApp:
         finally:
             self._budget.give(held[0])
 
-    async def _admitted(self, request: Request, client: WebClient, peer: dict, held) -> Response:
+    async def _admitted(
+        self, request: Request, client: WebClient, peer: dict, held: list[int]
+    ) -> Response:
         try:
             study = request.path_params.get("study")
             if study is not None:
