@@ -1,7 +1,10 @@
 """DICOMweb as a client: a session to one configured server, and STOW-RS of outbox rows to it.
 
 Through `dicomweb-client` (the DICOMweb client of the Imaging Data Commons and highdicom
-authors). Its own retries are off: the outbox's back-off decides when to try again."""
+authors). Its own retries are off: the outbox's back-off decides when to try again. `connect` is
+the one place a DICOMweb session is made, and it reaches the configured server only: no proxy or
+.netrc from the environment, and a redirect is an error, never followed (a 307/308 would carry
+the instances to wherever it points)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pydicom
 import requests
@@ -23,6 +27,10 @@ log = logging.getLogger(__name__)
 TIMEOUT_S = 60
 
 
+class Redirected(requests.RequestException):
+    """The server answered 3xx: the request is not repeated to the host it names."""
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One outbox row after a STOW attempt: `error` is "" when the server stored it."""
@@ -34,6 +42,9 @@ class Delivery:
 def connect(server: WebServer) -> DICOMwebClient:
     """A client for one server: its bearer token, its CA, no retries of its own."""
     session = create_session()
+    session.trust_env = False  # no HTTP(S)_PROXY, no .netrc: the configured server only
+    session.max_redirects = 0
+    session.hooks["response"].append(_refuse_redirect)
     if server.ca:
         session.verify = server.ca
     token = server.secret()
@@ -43,6 +54,17 @@ def connect(server: WebServer) -> DICOMwebClient:
     client = DICOMwebClient(url, session=session, timeout=TIMEOUT_S)
     client.set_http_retry_params(retry=False)
     return client
+
+
+def _refuse_redirect(response: requests.Response, **_) -> None:
+    """Raise on any 3xx before requests could follow it (hooks run first)."""
+    if response.is_redirect or 300 <= response.status_code < 400:
+        target = urlsplit(response.headers.get("location", ""))
+        host = target.netloc or "the same host"
+        raise Redirected(
+            f"redirected (HTTP {response.status_code}) to {host}: not followed",
+            response=response,
+        )
 
 
 def stow(server: WebServer, rows: Sequence) -> list[Delivery]:
@@ -58,22 +80,31 @@ def stow(server: WebServer, rows: Sequence) -> list[Delivery]:
         return unreadable
     try:
         answer = connect(server).store_instances(datasets)
+    except Redirected as exc:
+        return unreadable + [Delivery(r, f"{server.url} {exc}") for r in sent]
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         return unreadable + [Delivery(r, f"{server.url} answered HTTP {status}") for r in sent]
+    except requests.JSONDecodeError:  # said DICOM JSON, sent something else
+        error = f"{server.url} answered with a STOW-RS response that is not JSON"
+        return unreadable + [Delivery(r, error) for r in sent]
     except (requests.RequestException, OSError) as exc:  # down, refused, TLS, timeout
         error = f"{server.url} unreachable: {type(exc).__name__}"
         return unreadable + [Delivery(r, error) for r in sent]
-    failed = {
-        str(item.get("ReferencedSOPInstanceUID", "")): int(item.get("FailureReason", 0))
-        for item in answer.get("FailedSOPSequence", [])
-    }
-    return unreadable + [
-        Delivery(
-            row,
-            f"{server.url} refused it: FailureReason 0x{failed[row['sop_uid']]:04X}"
-            if row["sop_uid"] in failed
-            else "",
-        )
-        for row in sent
-    ]
+    return unreadable + [Delivery(row, _outcome(server, answer, row["sop_uid"])) for row in sent]
+
+
+def _outcome(server: WebServer, answer: pydicom.Dataset, sop_uid: str) -> str:
+    """Why the instance is not delivered ("" when it is). Only ReferencedSOPSequence counts as
+    stored: an answer that names the instance nowhere (an empty body, say) stores nothing as far
+    as we can tell."""
+    stored, failed = (
+        {str(item.get("ReferencedSOPInstanceUID", "")): item for item in answer.get(key, [])}
+        for key in ("ReferencedSOPSequence", "FailedSOPSequence")
+    )
+    if sop_uid in failed:
+        reason = int(failed[sop_uid].get("FailureReason", 0))
+        return f"{server.url} refused it: FailureReason 0x{reason:04X}"
+    if sop_uid not in stored:
+        return f"{server.url} did not list it as stored in its STOW-RS answer"
+    return ""

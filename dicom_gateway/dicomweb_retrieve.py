@@ -9,7 +9,7 @@ from pathlib import Path
 import pydicom
 import requests
 
-from dicom_gateway.dicomweb_out import connect
+from dicom_gateway.dicomweb_out import Redirected, connect
 from dicom_gateway.retrieve import FIND_KEYS, FoundStudy, PacsError
 from dicom_gateway.spool import SpoolError, checked_uid
 from dicom_gateway.web_settings import WebServer
@@ -27,6 +27,8 @@ def find_studies(
             fields=list(FIND_KEYS),
             search_filters={k: v for k, v in filters.items() if v},
         )
+    except Redirected as exc:
+        raise PacsError(f"{server.url} {exc}") from None
     except requests.HTTPError as exc:
         raise PacsError(f"{server.url} answered QIDO-RS with HTTP {_status(exc)}") from None
     except (requests.RequestException, OSError) as exc:
@@ -57,6 +59,8 @@ def get_study(server: WebServer, study_uid: str, folder: Path) -> int:
             dataset.save_as(partial)
             partial.replace(target)
             count += 1
+    except Redirected as exc:
+        raise PacsError(f"{server.url} {exc}") from None
     except requests.HTTPError as exc:
         raise PacsError(
             f"{server.url} answered WADO-RS for study {study_uid} with HTTP {_status(exc)}"

@@ -1,7 +1,8 @@
 """A STOW-RS body (multipart/related; type="application/dicom"), split into its parts.
 
 The whole body is parsed before any part is stored, so a malformed message stores nothing. The
-parsing itself is python-multipart's (the parser Starlette uses for forms)."""
+parsing itself is python-multipart's (the parser Starlette uses for forms); each part is a view
+into the body, not a copy of it, so a request holds its body once."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class UnsupportedMedia(ValueError):
 @dataclass(frozen=True)
 class Part:
     content_type: str  # the media type alone, lower case ("" when the part names none)
-    data: bytes
+    data: bytes | memoryview  # a view into the body wherever the parser allows one
 
 
 def boundary_of(content_type: str) -> bytes:
@@ -50,11 +51,12 @@ def boundary_of(content_type: str) -> bytes:
     return boundary
 
 
-def split(body: bytes, boundary: bytes) -> list[Part]:
+def split(body: bytes | bytearray, boundary: bytes) -> list[Part]:
     """Every part of the body, or MalformedMultipart naming what is wrong with it."""
     parts: list[Part] = []
     headers: dict[str, str] = {}
-    field, value, data = bytearray(), bytearray(), []
+    field, value = bytearray(), bytearray()
+    pieces = _Pieces(body)
     ended = []
 
     def header_end() -> None:
@@ -64,11 +66,11 @@ def split(body: bytes, boundary: bytes) -> list[Part]:
 
     def part_begin() -> None:
         headers.clear()
-        data.clear()
+        pieces.clear()
 
     def part_end() -> None:
         media = parse_options_header(headers.get("content-type", ""))[0]
-        parts.append(Part(media.decode("latin-1").lower(), b"".join(data)))
+        parts.append(Part(media.decode("latin-1").lower(), pieces.data()))
 
     parser = MultipartParser(
         boundary,
@@ -77,7 +79,7 @@ def split(body: bytes, boundary: bytes) -> list[Part]:
             "on_header_field": lambda b, s, e: field.extend(b[s:e]),
             "on_header_value": lambda b, s, e: value.extend(b[s:e]),
             "on_header_end": header_end,
-            "on_part_data": lambda b, s, e: data.append(bytes(b[s:e])),
+            "on_part_data": pieces.add,
             "on_part_end": part_end,
             "on_end": lambda: ended.append(True),
         },
@@ -92,3 +94,29 @@ def split(body: bytes, boundary: bytes) -> list[Part]:
     if not parts:
         raise MalformedMultipart("multipart body holds no parts")
     return parts
+
+
+class _Pieces:
+    """The data of one part as the parser hands it over: adjacent ranges of the body merge
+    into one view of it; a piece from the parser's own look-behind buffer is copied."""
+
+    def __init__(self, body: bytes | bytearray) -> None:
+        self._body, self._view = body, memoryview(body)
+        self._ranges: list[tuple[int, int] | bytes] = []
+
+    def clear(self) -> None:
+        self._ranges.clear()
+
+    def add(self, buffer: bytes, start: int, end: int) -> None:
+        if buffer is not self._body:
+            self._ranges.append(bytes(buffer[start:end]))
+        elif self._ranges and isinstance(self._ranges[-1], tuple) and self._ranges[-1][1] == start:
+            self._ranges[-1] = (self._ranges[-1][0], end)
+        elif end > start:
+            self._ranges.append((start, end))
+
+    def data(self) -> bytes | memoryview:
+        chunks = [self._view[r[0] : r[1]] if isinstance(r, tuple) else r for r in self._ranges]
+        if len(chunks) == 1 and isinstance(chunks[0], memoryview):
+            return chunks[0]
+        return b"".join(chunks)

@@ -5,9 +5,12 @@ before the answer names it stored.
 Starlette (routing, requests, responses) on uvicorn (HTTP/1.1 with h11, TLS from the standard
 `ssl` module): both small, widely used and maintained, and uvicorn serves in a thread beside the
 DIMSE listener with a clean shutdown. The body is read and split whole before anything is stored,
-so a malformed message stores nothing; each instance then succeeds or fails on its own, and the
-answer lists the failures with their reason (DICOM JSON, FailedSOPSequence/FailureReason, plus
-one `Warning` header per failure that says why in words)."""
+so a malformed message stores nothing; the bodies held at once, over all requests, stay within
+`max_inflight_mb` (a request past it is answered 503 with Retry-After, nothing read or stored),
+and the split runs in the thread pool, so a large body never stalls the other requests. Each
+instance then succeeds or fails on its own, and the answer lists the failures with their reason
+(DICOM JSON, FailedSOPSequence/FailureReason, plus one `Warning` header per failure that says why
+in words)."""
 
 from __future__ import annotations
 
@@ -51,10 +54,35 @@ DICOM_JSON = "application/dicom+json"
 # the closest C-STORE failure code PS3.4 defines for "not what this request is for".
 STUDY_MISMATCH = 0xA900
 GRACE_S = 5
+RETRY_AFTER_S = 10
 
 
 class TooLarge(ValueError):
     """The body is over `max_request_mb`: answered with 413, nothing stored."""
+
+
+class Busy(ValueError):
+    """The bodies in flight would pass `max_inflight_mb`: answered with 503, nothing stored."""
+
+
+class BodyBudget:
+    """The bytes of STOW bodies held at once, over every request: each request takes what it
+    declares (or receives) before reading it and gives it back when its instances are stored.
+    Used from the event loop only, so it needs no lock."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held = limit, 0
+
+    def take(self, size: int) -> None:
+        if self.held + size > self.limit:
+            raise Busy(
+                f"{self.held >> 20} MiB of STOW bodies in flight, the limit is "
+                f"{self.limit >> 20} MiB: retry in {RETRY_AFTER_S} s"
+            )
+        self.held += size
+
+    def give(self, size: int) -> None:
+        self.held -= size
 
 
 @dataclass(frozen=True)
@@ -73,6 +101,7 @@ class StowApp:
     def __init__(self, web: WebSettings, spool: Spool, audit: Audit) -> None:
         self._spool, self._audit = spool, audit
         self._max_bytes = web.max_request_mb << 20
+        self._budget = BodyBudget(web.max_inflight_mb << 20)
         self._clients = [(client, client.secret().encode()) for client in web.clients]
         routes = [
             Route("/studies", self.stow, methods=["POST"]),
@@ -98,18 +127,31 @@ class StowApp:
             self._audit("stow_refused", status=401, reason="no valid bearer token", **peer)
             return _error(401, "a valid bearer token is required", bearer=True)
         peer["client"] = client.name
+        held = [0]  # bytes of the budget this request holds, given back however it ends
+        try:
+            return await self._admitted(request, client, peer, held)
+        finally:
+            self._budget.give(held[0])
+
+    async def _admitted(
+        self, request: Request, client: WebClient, peer: dict, held: list[int]
+    ) -> Response:
         try:
             study = request.path_params.get("study")
             if study is not None:
                 study = checked_uid(study, "Study Instance UID")
             boundary = boundary_of(request.headers.get("content-type", ""))
-            parts = split(await self._body(request), boundary)
+            body = await self._body(request, held)
+            parts = await run_in_threadpool(split, body, boundary)
         except (MalformedMultipart, SpoolError) as exc:
             return self._refuse(400, str(exc), peer)
         except UnsupportedMedia as exc:
             return self._refuse(415, str(exc), peer)
         except TooLarge as exc:
             return self._refuse(413, str(exc), peer)
+        except Busy as exc:
+            self._audit("stow_refused", status=503, reason=str(exc), **peer)
+            return _error(503, str(exc), retry_after=RETRY_AFTER_S)
         outcomes = [
             await run_in_threadpool(self._store, part, client, study, peer) for part in parts
         ]
@@ -128,16 +170,25 @@ class StowApp:
         self._audit("stow_refused", status=status, reason=reason, **peer)
         return _error(status, reason)
 
-    async def _body(self, request: Request) -> bytes:
+    async def _body(self, request: Request, held: list[int]) -> bytearray:
+        """The whole body, its bytes taken from the budget before they are read (the declared
+        length at once, so a request past the budget reads nothing)."""
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_bytes:
-            raise TooLarge(f"body of {declared} bytes is over {self._max_bytes >> 20} MiB")
+        if declared.isdigit():
+            if int(declared) > self._max_bytes:
+                raise TooLarge(f"body of {declared} bytes is over {self._max_bytes >> 20} MiB")
+            self._budget.take(int(declared))
+            held[0] = int(declared)
         body = bytearray()
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > self._max_bytes:
+            if len(body) + len(chunk) > self._max_bytes:
                 raise TooLarge(f"body is over {self._max_bytes >> 20} MiB")
-        return bytes(body)
+            more = len(body) + len(chunk) - held[0]
+            if more > 0:  # chunked, without a length to take up front
+                self._budget.take(more)
+                held[0] += more
+            body += chunk
+        return body
 
     def _store(self, part: Part, client: WebClient, study: str | None, peer: dict) -> Outcome:
         """One instance, as the DIMSE listener stores one: durable before it is counted."""
@@ -169,8 +220,10 @@ def _id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def _error(status: int, reason: str, *, bearer: bool = False) -> Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="edge-agent"'} if bearer else None
+def _error(status: int, reason: str, *, bearer: bool = False, retry_after: int = 0) -> Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="edge-agent"'} if bearer else {}
+    if retry_after:
+        headers["Retry-After"] = str(retry_after)
     return Response(f"{reason}\n", status, headers=headers, media_type="text/plain")
 
 

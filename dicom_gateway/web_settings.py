@@ -118,6 +118,7 @@ class WebSettings:
     tls_key: str = ""
     tls_ca: str = ""  # when set, clients must also present a certificate signed by it
     max_request_mb: int = 512  # a larger STOW body is refused (413) before it is stored
+    max_inflight_mb: int = 1024  # STOW bodies held at once, all requests; past it: 503
     clients: tuple[WebClient, ...] = ()  # who may STOW, each with a bearer token
     servers: tuple[WebServer, ...] = ()  # tokens and CAs of the dicomweb+ URLs we talk to
 
@@ -135,6 +136,11 @@ class WebSettings:
             raise ValueError(f"web client names must be unique: {names}")
         if self.max_request_mb < 1:
             raise ValueError("web max_request_mb must be at least 1")
+        if self.max_inflight_mb < self.max_request_mb:
+            raise ValueError(
+                f"web max_inflight_mb ({self.max_inflight_mb}) is below max_request_mb "
+                f"({self.max_request_mb}): a request of the largest size could never be taken"
+            )
 
     def server(self, peer: WebPeer) -> WebServer:
         """The configured server for a URL (tokenless when none is configured)."""

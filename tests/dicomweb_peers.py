@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,49 @@ def web_gateway(
         f'[[gateway.web.clients]]\nname = "orthanc"\ntoken = "{TOKEN}"\n{rules}'
     )
     return Gateway(folder, tables=tables, **gateway), web_port
+
+
+class Scripted:
+    """A loopback HTTP server that reads each request whole and answers every one the same way
+    (`status`, `headers`, `body`): a misbehaving DICOMweb server, a redirect target or a proxy.
+    `requests` lists (method, path, body size) of what reached it."""
+
+    def __init__(self, status: int = 200, headers: dict | None = None, body: bytes = b"") -> None:
+        self.requests: list[tuple[str, str, int]] = []
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                size = len(self._body())
+                scripted.requests.append((self.command, self.path, size))
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                    return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                data = bytearray()
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    data += self.rfile.read(size)
+                    self.rfile.readline()
+                self.rfile.readline()
+                return bytes(data)
+
+            def log_message(self, *args) -> None:  # quiet: pytest shows failures
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
