@@ -63,3 +63,25 @@ def test_read_skips_a_damaged_slice_names_it_in_one_line_and_goes_on(tmp_path: P
     assert "Traceback" not in done.stderr and "ERROR" not in done.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["findings"] and (out / "dicom").is_dir()
+
+
+def test_the_gateway_reader_reads_a_study_with_a_damaged_slice(tmp_path: Path):
+    from edge_agent.cli.config import FileConfig
+    from edge_agent.cli.gateway_reader import AgentReader
+
+    paths = damaged_series(tmp_path / "study", 5, broken=(2,))
+    reader = AgentReader(FileConfig())
+    try:
+        outcome = reader.read(tmp_path / "study", tmp_path / "out")
+    finally:
+        reader.close()
+    assert outcome.end_reason == "answer" and outcome.findings > 0
+    damaged = str(pydicom.dcmread(paths[2], stop_before_pixels=True).SOPInstanceUID)
+    sr = pydicom.dcmread(outcome.dicom[0])
+    cited = {
+        ref.ReferencedSOPInstanceUID
+        for item in sr.CurrentRequestedProcedureEvidenceSequence
+        for series in item.ReferencedSeriesSequence
+        for ref in series.ReferencedSOPSequence
+    }
+    assert cited and damaged not in cited
