@@ -259,9 +259,7 @@ def test_a_session_kept_for_a_study_from_pacs_can_be_asked_later(exported, tmp_p
     orthanc = Orthanc(tmp_path / "orthanc")
     try:
         study = write_sample_study(tmp_path / "study")
-        for path in sorted(study.iterdir()):
-            orthanc.post("/instances", path.read_bytes())
-        uid = str(pydicom.dcmread(next(study.iterdir())).StudyInstanceUID)
+        uid = orthanc.upload(study)
         config = tmp_path / "edge-agent.toml"
         config.write_text(CONFIG)
         out = tmp_path / "out"
