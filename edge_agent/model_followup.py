@@ -96,7 +96,10 @@ class OpenRead:
 
 @dataclass(frozen=True)
 class SavedSession:
-    """What `session/session.json` records: the model files the state belongs to."""
+    """What `session/session.json` records: the model files the state belongs to, and how much
+    it holds: the trajectory's tokens when it was saved, and the position after its last one
+    (the two are checked on load, so a state and a trajectory from different saves are told
+    apart instead of continued)."""
 
     policy: str
     model: str
@@ -104,6 +107,8 @@ class SavedSession:
     sha256: str
     state: str = STATE_FILE
     bytes: int = 0
+    tokens: int = 0
+    next_position: int = 0
 
     @classmethod
     def read(cls, result: Path) -> SavedSession:
@@ -120,20 +125,23 @@ class SavedSession:
 
 
 def save_session(policy, trajectory: Trajectory, result: Path) -> SavedSession:
-    """The read's KV cache and the model files it belongs to, into RESULT/session/."""
+    """The KV cache that `trajectory` ends with and the model files it belongs to, into
+    RESULT/session/: the state, then session.json, each whole or not at all. Saved before the
+    trajectory is written, a crash between leaves a session that load refuses by its count."""
     folder = result / SESSION_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    written = policy.save_session(folder / STATE_FILE)
+    state = policy.save_session(folder / STATE_FILE)
     settings = policy.settings
     saved = SavedSession(
         policy=trajectory.policy.name,
         model=str(Path(settings.model).resolve()),
         mmproj=str(Path(settings.mmproj).resolve()),
         sha256=trajectory.policy.model["sha256"],
-        bytes=written,
+        bytes=state.bytes,
+        tokens=SessionState.of(trajectory).cached,
+        next_position=state.next_position,
     )
     write_atomic(folder / SESSION_FILE, json.dumps(saved.__dict__, indent=2).encode())
-    log.info("study %s: session saved (%d bytes)", trajectory.study_instance_uid, written)
+    log.info("study %s: session saved (%d bytes)", trajectory.study_instance_uid, state.bytes)
     return saved
 
 
@@ -152,6 +160,12 @@ def reopen(result: Path, config: Config, stream=None) -> tuple[OpenRead, SavedSe
     saved = SavedSession.read(result)
     if saved.sha256 != (trajectory.policy.model or {}).get("sha256"):
         raise BadInput(f"{result}/{SESSION_DIR} was saved for another model than the read's")
+    cached = SessionState.of(trajectory).cached
+    if saved.tokens != cached:
+        raise BadInput(
+            f"{result}/{SESSION_DIR} holds a KV cache of {saved.tokens} tokens, but "
+            f"trajectory.json ends after {cached}: the two were not saved together"
+        )
     llm = replace(config.policy.llama_cpp, model=saved.model, mmproj=saved.mmproj)
     policy = make_policy(replace(config.policy, name="llama_cpp", llama_cpp=llm), stream=stream)
     toolbox = None
@@ -161,7 +175,13 @@ def reopen(result: Path, config: Config, stream=None) -> tuple[OpenRead, SavedSe
                 f"{saved.model} has changed since the read (SHA-256 differs): its saved session "
                 "belongs to the model that made the read"
             )
-        policy.load_session(result / SESSION_DIR / saved.state)
+        state = result / SESSION_DIR / saved.state
+        loaded = policy.load_session(state)
+        if loaded != saved.next_position:
+            raise BadInput(
+                f"{state} ends at KV position {loaded}, not the {saved.next_position} "
+                f"{SESSION_FILE} records: the state file is not the one saved with it"
+            )
         toolbox = default_toolbox(config.tools)
         workspace = rebuilt_workspace(trajectory, policy, toolbox, config)
     except BaseException:

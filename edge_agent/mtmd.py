@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from imaging.atomic import atomic_path
 from imaging.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SavedState:
+    """A KV cache saved: the file's size, and the position after its last token."""
+
+    bytes: int
+    next_position: int
 
 
 def _silence(mtmd) -> None:
@@ -238,27 +248,35 @@ class MultimodalModel:
     def resume(self) -> int:
         """The cache as it is (the last read's, or one loaded): counters start again; returns
         the position after its last one (seq 0), where the next token goes."""
+        self._reset_counters()
+        return self.next_position()
+
+    def next_position(self) -> int:
+        """The position after the last one in seq 0's cache: with M-RoPE images, fewer than the
+        tokens it holds, but the same for a state saved and the same state loaded."""
         import llama_cpp
 
-        self._reset_counters()
         memory = llama_cpp.llama_get_memory(self.llama.ctx)
         return int(llama_cpp.llama_memory_seq_pos_max(memory, 0)) + 1
 
-    def save_state(self, path: Path) -> int:
-        """The KV cache of seq 0 into `path` (llama.cpp's own file format); its size in bytes."""
+    def save_state(self, path: Path) -> SavedState:
+        """The KV cache of seq 0 into `path` (llama.cpp's own file format), whole or not at all:
+        written beside it and renamed over, so a crash leaves the state saved before."""
         import llama_cpp
 
         llama_cpp.llama_synchronize(self.llama.ctx)
         none = (llama_cpp.llama_token * 1)()
-        written = llama_cpp.llama_state_seq_save_file(
-            self.llama.ctx, str(path).encode(), 0, none, 0
-        )
-        if written == 0:
-            raise RuntimeError(f"llama.cpp could not save the session to {path}")
-        return int(written)
+        with atomic_path(path) as temporary:
+            written = llama_cpp.llama_state_seq_save_file(
+                self.llama.ctx, str(temporary).encode(), 0, none, 0
+            )
+            if written == 0:
+                raise RuntimeError(f"llama.cpp could not save the session to {path}")
+        return SavedState(int(written), self.next_position())
 
-    def load_state(self, path: Path) -> None:
-        """A KV cache `save_state` wrote, as this context's seq 0 (what it held goes)."""
+    def load_state(self, path: Path) -> int:
+        """A KV cache `save_state` wrote, as this context's seq 0 (what it held goes); returns
+        the position after its last one, to check against what the save recorded."""
         import llama_cpp
 
         self.clear()
@@ -269,6 +287,7 @@ class MultimodalModel:
         if read == 0:
             self.clear()
             raise ModelLoadError(f"llama.cpp cannot load the session {path} into this model")
+        return self.next_position()
 
     def free(self, chunks) -> None:
         self._mtmd_lib.mtmd_input_chunks_free(chunks)

@@ -52,8 +52,8 @@ def read_study(
 ) -> ReadResult:
     """Load, pick the series, run the agent, write every report into `out_dir`.
     `on_selected` is told once loading is over and the series chosen, before the first step."""
-    study = load_study(path, progress)
-    selection = select(study, config.read.modalities, config.read.key_frames)
+    selection = select(load_study(path, progress), config.read.modalities, config.read.key_frames)
+    study = selection.study  # less any file found undecodable when its frames were first shown
     log.info("study %s: reading %s", study.uid, selection.reason)
     if on_selected is not None:
         on_selected(study, selection)

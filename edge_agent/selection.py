@@ -8,6 +8,7 @@ import numpy as np
 
 from imaging.errors import NoReadableImages
 from imaging.frame import Frame
+from imaging.instance import UndecodablePixels
 from imaging.study import Series, Study
 from imaging.video import Timeline
 
@@ -16,6 +17,7 @@ DEFAULT_MODALITIES = ("CT", "MR", "PT", "CR", "DX", "MG", "US", "XA", "NM", "ES"
 
 @dataclass(frozen=True)
 class Selection:
+    study: Study  # as read: less any file whose pixels did not decode, which it lists as skipped
     series: Series
     frames: tuple[Frame, ...]
     reason: str
@@ -23,7 +25,31 @@ class Selection:
 
 
 def select(study: Study, modalities: tuple[str, ...], key_frames: int) -> Selection:
-    """Pick the series by rule, then its key frames; the reason is recorded with the read."""
+    """Pick the series by rule, then its key frames; the reason is recorded with the read.
+    The frames shown are decoded here, the first time anything looks at their pixels: a file
+    that does not decode is skipped, as loading skips a damaged file, and the choice is made
+    again among the rest."""
+    while True:
+        selection = _select(study, modalities, key_frames)
+        try:
+            for frame in _shown_first(selection):
+                _ = frame.pixels
+        except UndecodablePixels as damaged:
+            study = study.without(damaged)
+        else:
+            return selection
+
+
+def _shown_first(selection: Selection) -> tuple[Frame, ...]:
+    """The frames a read shows before its first step. A cine loop is one file, decoded at once
+    by its first frame; a video's first frame was decoded when it was opened."""
+    timeline = selection.timeline
+    if timeline is None:
+        return selection.frames
+    return () if selection.series.video else (timeline.frame_at(0.0),)
+
+
+def _select(study: Study, modalities: tuple[str, ...], key_frames: int) -> Selection:
     candidates = [s for s in study.series if s.modality in modalities]
     if not candidates:
         found = ", ".join(sorted({s.modality for s in study.series}))
@@ -44,7 +70,7 @@ def select(study: Study, modalities: tuple[str, ...], key_frames: int) -> Select
     reason = (
         f"series {number} ({series.modality}, {shape}) of {len(study.series)}; showing {showing}"
     )
-    return Selection(series, frames, reason, timeline)
+    return Selection(study, series, frames, reason, timeline)
 
 
 def _rank(series: Series, modalities: tuple[str, ...]) -> tuple:

@@ -34,6 +34,17 @@ class UnreadableFile(Exception):
     """One file cannot contribute frames; the reason is what the user sees."""
 
 
+class UndecodablePixels(NoReadableImages):
+    """A file whose header read but whose pixel data does not decode, found when one of its
+    frames is first looked at: the file, its instance, and the reason it is skipped with."""
+
+    def __init__(self, file: Path, sop_instance_uid: str, reason: str) -> None:
+        super().__init__(f"{file}: {reason}")
+        self.file = file
+        self.sop_instance_uid = sop_instance_uid
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class InstanceRead:
     ds: Dataset
@@ -110,21 +121,26 @@ class _StoredPixels:
         self._file = file
         self._ds: Dataset | None = ds
         self._array: np.ndarray | None = None
+        self._failed: UndecodablePixels | None = None  # a damaged file is decoded once
         self._lock = threading.Lock()
 
     def frame(self, index: int) -> np.ndarray:
         with self._lock:
+            if self._failed is not None:
+                raise self._failed
             if self._array is None:
-                self._array = self._decoded()
+                try:
+                    self._array = self._decoded()
+                except UnreadableFile as exc:  # a damaged compressed frame, found when shown
+                    uid = str(self._ds.SOPInstanceUID)
+                    self._failed = UndecodablePixels(self._file, uid, str(exc))
+                    raise self._failed from None
                 self._ds = None  # the header's part in the frames is done; its bytes can go
         return self._array[index]
 
     def _decoded(self) -> np.ndarray:
         ds = self._ds
-        try:
-            pixels = _decode(ds)
-        except UnreadableFile as exc:  # a damaged compressed frame, found when shown
-            raise NoReadableImages(f"{self._file}: {exc}") from None
+        pixels = _decode(ds)
         colour = _is_colour(ds)
         if frame_count(ds) == 1 or pixels.ndim == (3 if colour else 2):
             pixels = pixels[np.newaxis]

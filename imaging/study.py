@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -17,7 +17,14 @@ from pydicom.uid import generate_uid
 
 from imaging.errors import NoReadableImages
 from imaging.frame import Frame, Geometry, ImageRef
-from imaging.instance import InstanceRead, UnreadableFile, as_list, int_or_none, read_instance
+from imaging.instance import (
+    InstanceRead,
+    UndecodablePixels,
+    UnreadableFile,
+    as_list,
+    int_or_none,
+    read_instance,
+)
 from imaging.video import CineTimeline, Timeline, Video, VideoError, VideoTimeline
 
 log = logging.getLogger(__name__)
@@ -69,6 +76,25 @@ class Study:
         """A source instance's attributes without pixel data, for references in derived objects."""
         return pydicom.dcmread(self.files[sop_instance_uid], stop_before_pixels=True)
 
+    def without(self, damaged: UndecodablePixels) -> Study:
+        """The study less the damaged file, now listed as skipped: what loading does with a
+        file whose pixel data is found undecodable only when a frame of it is first shown."""
+        uid = damaged.sop_instance_uid
+        series = []
+        for one in self.series:
+            frames = tuple(f for f in one.frames if f.ref.sop_instance_uid != uid)
+            if len(frames) == len(one.frames):
+                series.append(one)
+            elif frames:
+                series.append(replace(one, frames=frames))
+        log.warning("skipped %s: %s", damaged.file, damaged.reason)
+        skipped = (*self.skipped, SkippedFile(damaged.file, damaged.reason))
+        if not series:
+            where = f"study {self.uid}"
+            raise NoReadableImages(_nothing_readable_message(where, [damaged.file], skipped))
+        files = {key: path for key, path in self.files.items() if key != uid}
+        return replace(self, series=tuple(series), skipped=skipped, files=files)
+
 
 def load_study(path: Path, progress: Progress | None = None) -> Study:
     """Read every DICOM image under `path`; unreadable files are skipped and reported, not fatal.
@@ -92,7 +118,7 @@ def load_study(path: Path, progress: Progress | None = None) -> Study:
         if progress:
             progress(number, len(files), file)
     if not per_study:
-        raise NoReadableImages(_nothing_readable_message(Path(path), files, skipped))
+        raise NoReadableImages(_nothing_readable_message(str(path), files, skipped))
     if len(per_study) > 1:
         raise NoReadableImages(
             f"{path} holds {len(per_study)} studies ({', '.join(sorted(per_study))}); "
@@ -123,12 +149,12 @@ def _video_file_study(path: Path) -> Study:
     return Study(uid=study, series=(only,))
 
 
-def _nothing_readable_message(path: Path, files: list[Path], skipped: list[SkippedFile]) -> str:
+def _nothing_readable_message(where: str, files: list[Path], skipped: Sequence[SkippedFile]) -> str:
     if not files:
-        return f"no files found under {path}"
+        return f"no files found under {where}"
     reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
     more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
-    return f"no readable DICOM images under {path}: {reasons}{more}"
+    return f"no readable DICOM images under {where}: {reasons}{more}"
 
 
 def candidate_files(path: Path) -> Iterator[Path]:

@@ -149,14 +149,18 @@ class Orthanc:
             return None
         return [s for s in series if s["MainDicomTags"].get("Modality") == modality] or None
 
-    def push(self, study: Path, modality: str) -> str:
-        """Upload a study folder, then have Orthanc C-STORE it to `modality` (as a PACS
-        forwards a study to a reader); its Study Instance UID."""
+    def upload(self, study: Path) -> str:
+        """Store a study folder's files in Orthanc, as a PACS holds them; its Study Instance UID."""
         import pydicom
 
         for path in sorted(study.iterdir()):
             self.post("/instances", path.read_bytes())
-        study_uid = str(pydicom.dcmread(next(study.iterdir())).StudyInstanceUID)
+        return str(pydicom.dcmread(next(study.iterdir())).StudyInstanceUID)
+
+    def push(self, study: Path, modality: str) -> str:
+        """Upload a study folder, then have Orthanc C-STORE it to `modality` (as a PACS
+        forwards a study to a reader); its Study Instance UID."""
+        study_uid = self.upload(study)
         [match] = self.post("/tools/lookup", study_uid)
         body = json.dumps({"Resources": [match["ID"]], "Synchronous": True})
         self.post(f"/modalities/{modality}/store", body)

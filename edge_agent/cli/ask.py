@@ -35,22 +35,29 @@ def ask(
         answer_and_show(result, question, settings, pdf=pdf)
         return
     from edge_agent.cli.terminal import stream
-    from edge_agent.model_followup import reopen, save_session
+    from edge_agent.model_followup import reopen
 
     opened, _ = reopen(result, settings, stream=stream)
     try:
-        answer_and_show(result, question, settings, pdf=pdf, opened=opened)
-        save_session(opened.policy, opened.trajectory, result)  # the next ask continues this one
+        # the next ask continues this one
+        answer_and_show(result, question, settings, pdf=pdf, opened=opened, keep_session=True)
     finally:
         opened.policy.close()
         opened.toolbox.close()
 
 
 def answer_and_show(
-    result: Path, question: str, settings: FileConfig, *, pdf: bool, opened: OpenRead | None = None
+    result: Path,
+    question: str,
+    settings: FileConfig,
+    *,
+    pdf: bool,
+    opened: OpenRead | None = None,
+    keep_session: bool = False,
 ) -> None:
     """One follow-up: answered (by the protocol from the read's measurements, or by the model
-    continuing its session), appended to every report, printed (`ask`, `read --interactive`)."""
+    continuing its session), appended to every report, printed (`ask`, `read --interactive`).
+    `keep_session`: the model session is saved with the answer, before the trajectory."""
     from edge_agent.replay import replay
     from edge_agent.report.files import write_evidence, write_reports
 
@@ -63,6 +70,10 @@ def answer_and_show(
 
         console.rule(f"Q{len(opened.trajectory.follow_ups) + 1}: {question}", style="dim")
         trajectory = opened.ask(question, on_step=show_step)
+        if keep_session:  # a crash between the two leaves a session `ask` refuses by its count
+            from edge_agent.model_followup import save_session
+
+            save_session(opened.policy, trajectory, result)
         write_evidence(opened.workspace, trajectory, result)
     write_reports(trajectory, result)  # trajectory.json first: the replay below reads it
     done = replay(result / "trajectory.json", result, dicom=settings.report.dicom)

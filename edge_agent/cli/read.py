@@ -82,7 +82,8 @@ def read(
         bool,
         typer.Option(
             "--keep-session",
-            help="Save a model read's KV cache in OUT/session/, so `ask` continues it later.",
+            help="Save a model read's KV cache in OUT/session/, so `ask` continues it later "
+            "(a study retrieved with --pacs is kept in OUT/study/).",
         ),
     ] = False,
     profile: Annotated[
@@ -105,13 +106,16 @@ def read(
         settings = _with_profile(settings, profile)
     if (path is None) == (pacs is None) or bool(pacs) != bool(study):
         raise BadInput("give either PATH, or --pacs with --study UID")
+    kept_study = _kept_study(out) if pacs and keep_session else None
     with ExitStack() as kept:
         # a model read taking follow-ups keeps its model (and KV cache), workspace and tools
         held = _held(settings, kept) if interactive or keep_session else {}
         if pacs is None:
             result = read_and_show(path, out, settings, question, **held)
         else:
-            spool = Path(kept.enter_context(tempfile.TemporaryDirectory(prefix="edge-agent-")))
+            spool = kept_study or Path(
+                kept.enter_context(tempfile.TemporaryDirectory(prefix="edge-agent-"))
+            )
             remote = archive(pacs, settings.gateway)
             count = get_study(settings.gateway.ae_title, remote, study, spool)
             errors.print(f"retrieved {count} instance(s) from {pacs}", highlight=False)
@@ -121,6 +125,17 @@ def read(
 
             console.print(f"pdf: {write_pdf(out)}", highlight=False)
         _follow_ups(result, settings, held, interactive=interactive, keep=keep_session, pdf=pdf)
+
+
+def _kept_study(out: Path) -> Path:
+    """Where a retrieved study stays when its session is kept: `ask` loads the study again from
+    the folder the read names, so it must outlive the read. A folder holding an earlier study
+    is refused rather than emptied or mixed with this one."""
+    folder = out / "study"
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise BadInput(f"{folder} is not empty: --keep-session keeps the retrieved study there")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _held(settings: FileConfig, kept: ExitStack) -> dict:

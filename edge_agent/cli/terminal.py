@@ -93,6 +93,9 @@ def setup(config_path: Path | None, verbose: bool, *, json_logs: bool = False) -
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True
     )
+    # pydicom logs each failed decoder plugin with its traceback; the error a damaged file is
+    # skipped with already names every plugin's reason on one line.
+    logging.getLogger("pydicom.pixels.decoders.base").setLevel(logging.CRITICAL)
     return load_config(config_path)
 
 

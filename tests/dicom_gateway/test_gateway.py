@@ -239,9 +239,7 @@ def test_find_and_read_a_study_straight_from_pacs(tmp_path):
     orthanc = Orthanc(tmp_path / "orthanc")
     try:
         study = write_sample_study(tmp_path / "study")
-        for path in sorted(study.iterdir()):
-            orthanc.post("/instances", path.read_bytes())
-        study_uid = str(pydicom.dcmread(next(study.iterdir())).StudyInstanceUID)
+        study_uid = orthanc.upload(study)
         node = f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"
         found = run_cli("pacs", "find", "--pacs", node, "--modality", "CT")
         assert found.returncode == 0, found.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from edge_agent.policies.session import END_OF_REPLY
+from edge_agent.policies.session import END_OF_REPLY, SessionState
 from edge_agent.trajectory import Trajectory
 from tests.peers import dciodvfy_errors
 from tests.support import model_options, run_cli
@@ -217,3 +217,65 @@ def test_a_read_that_ended_in_a_policy_error_takes_no_follow_up(exported, tmp_pa
     finally:
         policy.close()
         toolbox.close()
+
+
+def test_the_session_records_the_tokens_its_trajectory_ends_with(interactive):
+    saved = json.loads((interactive["out"] / "session" / "session.json").read_text())
+    trajectory = Trajectory.load(interactive["out"] / "trajectory.json")
+    assert saved["tokens"] == SessionState.of(trajectory).cached > 2000
+    # M-RoPE images take fewer positions than tokens
+    assert 0 < saved["next_position"] < saved["tokens"]
+    assert not list((interactive["out"] / "session").glob(".*.tmp"))
+
+
+def test_a_session_and_a_trajectory_from_different_saves_are_refused(interactive, tmp_path):
+    """What a crash leaves between saving the session and writing the trajectory (or a state
+    file copied from another save): `ask` names the mismatch instead of continuing it."""
+    import shutil
+
+    before = tmp_path / "before"
+    shutil.copytree(interactive["out"], before)
+    after = tmp_path / "after"
+    shutil.copytree(interactive["out"], after)
+    done = run_cli("ask", after, SECOND, "--config", interactive["config"])
+    assert done.returncode == 0, done.stderr
+    # the session saved with the answer, the trajectory as it was before it
+    shutil.copy(before / "trajectory.json", after / "trajectory.json")
+    done = run_cli("ask", after, SECOND, "--config", interactive["config"])
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "KV cache of" in done.stderr and "not saved together" in done.stderr
+    # trajectory and session.json of one save, the state file of another
+    shutil.copy(after / "session" / "kv-seq0.bin", before / "session" / "kv-seq0.bin")
+    done = run_cli("ask", before, SECOND, "--config", interactive["config"])
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "kv-seq0.bin ends at KV position" in done.stderr and "not the one saved" in done.stderr
+
+
+def test_a_session_kept_for_a_study_from_pacs_can_be_asked_later(exported, tmp_path):
+    """The retrieved study stays in OUT/study/, where the trajectory names it."""
+    from edge_agent.sample import write_sample_study
+    from tests.peers import Orthanc
+
+    orthanc = Orthanc(tmp_path / "orthanc")
+    try:
+        study = write_sample_study(tmp_path / "study")
+        uid = orthanc.upload(study)
+        config = tmp_path / "edge-agent.toml"
+        config.write_text(CONFIG)
+        out = tmp_path / "out"
+        pacs = ["--pacs", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}", "--study", uid]
+        options = ["--out", out, "--config", config, *model_options(exported)]
+        done = run_cli("read", *pacs, *options, "--keep-session")
+        assert done.returncode == 0, done.stderr
+    finally:
+        orthanc.stop()
+    trajectory = Trajectory.load(out / "trajectory.json")
+    assert Path(trajectory.source_path) == (out / "study").resolve()
+    assert len(list((out / "study").rglob("*.dcm"))) == len(list(study.iterdir()))
+    done = run_cli("ask", out, FIRST, "--config", config)
+    assert done.returncode == 0, done.stderr
+    assert [f.question for f in Trajectory.load(out / "trajectory.json").follow_ups] == [FIRST]
+    # a second read into the same folder would mix two retrievals: refused before retrieving
+    done = run_cli("read", *pacs, *options, "--keep-session")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{out / 'study'} is not empty" in done.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import stat
 
+import pytest
+
 from imaging import atomic
 
 
@@ -23,3 +25,17 @@ def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
     atomic.write_atomic(tmp_path / "out" / "report.json", b"{}")
     assert synced == [("file", None), ("folder", ["report.json"])]
     assert (tmp_path / "out" / "report.json").read_bytes() == b"{}"
+
+
+def test_a_writer_that_fails_leaves_the_file_saved_before(tmp_path):
+    """A native library saving its state to a name: what it wrote half is never in place."""
+    path = tmp_path / "kv.bin"
+    path.write_bytes(b"before")
+    with pytest.raises(OSError, match="disk full"), atomic.atomic_path(path) as temporary:
+        temporary.write_bytes(b"half")
+        raise OSError("disk full")
+    assert path.read_bytes() == b"before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kv.bin"]
+    with atomic.atomic_path(path) as temporary:
+        temporary.write_bytes(b"after")
+    assert path.read_bytes() == b"after"

@@ -1,0 +1,87 @@
+"""A slice whose compressed pixel data is damaged is found when it is first shown: the file is
+skipped with its reason, as loading skips a damaged file, and the read goes on with the rest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.encaps import encapsulate
+from pydicom.uid import generate_uid
+
+from edge_agent.selection import select
+from imaging.errors import NoReadableImages
+from imaging.study import load_study
+from tests.imaging.test_instance import j2k_series
+from tests.support import run_cli
+
+
+def damaged_series(folder: Path, count: int, broken: tuple[int, ...]) -> list[Path]:
+    """A J2K CT series of `count` slices (one frame of reference) whose `broken` slices hold a
+    J2K header and nothing after it."""
+    paths = j2k_series(folder, count)
+    frame_of_reference = generate_uid()
+    for i, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        ds.FrameOfReferenceUID = frame_of_reference
+        if i in broken:
+            ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(60)])
+        ds.save_as(path)
+    return paths
+
+
+def test_a_damaged_key_slice_is_skipped_and_another_shown(tmp_path: Path):
+    paths = damaged_series(tmp_path, 5, broken=(2,))
+    loaded = load_study(tmp_path)
+    selection = select(loaded, ("CT",), 1)  # the central slice, 002, is the damaged one
+    [(skipped)] = selection.study.skipped
+    assert skipped.path == paths[2] and "pixel data cannot be decoded" in skipped.reason
+    assert len(selection.series.frames) == 4
+    [shown] = selection.frames
+    damaged_uid = str(pydicom.dcmread(paths[2], stop_before_pixels=True).SOPInstanceUID)
+    assert shown.ref.sop_instance_uid != damaged_uid
+    assert shown.pixels.shape == (512, 512)
+    assert damaged_uid not in selection.study.files and len(selection.study.files) == 4
+
+
+def test_a_study_whose_every_slice_is_damaged_is_bad_input_naming_them(tmp_path: Path):
+    damaged_series(tmp_path, 2, broken=(0, 1))
+    with pytest.raises(NoReadableImages, match=r"000\.dcm: pixel data cannot be decoded.*001"):
+        select(load_study(tmp_path), ("CT",), 3)
+
+
+def test_read_skips_a_damaged_slice_names_it_in_one_line_and_goes_on(tmp_path: Path):
+    damaged_series(tmp_path / "study", 5, broken=(2,))
+    out = tmp_path / "out"
+    done = run_cli("read", tmp_path / "study", "--policy", "protocol", "-o", out)
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if "002.dcm" in line]
+    assert "skipped" in line and "pixel data cannot be decoded" in line
+    assert "1 file(s) skipped" in done.stderr
+    assert "Traceback" not in done.stderr and "ERROR" not in done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["findings"] and (out / "dicom").is_dir()
+
+
+def test_the_gateway_reader_reads_a_study_with_a_damaged_slice(tmp_path: Path):
+    from edge_agent.cli.config import FileConfig
+    from edge_agent.cli.gateway_reader import AgentReader
+
+    paths = damaged_series(tmp_path / "study", 5, broken=(2,))
+    reader = AgentReader(FileConfig())
+    try:
+        outcome = reader.read(tmp_path / "study", tmp_path / "out")
+    finally:
+        reader.close()
+    assert outcome.end_reason == "answer" and outcome.findings > 0
+    damaged = str(pydicom.dcmread(paths[2], stop_before_pixels=True).SOPInstanceUID)
+    sr = pydicom.dcmread(outcome.dicom[0])
+    cited = {
+        ref.ReferencedSOPInstanceUID
+        for item in sr.CurrentRequestedProcedureEvidenceSequence
+        for series in item.ReferencedSeriesSequence
+        for ref in series.ReferencedSOPSequence
+    }
+    assert cited and damaged not in cited
