@@ -128,9 +128,10 @@ class Spool:
         if clean:  # from a crash before rename: never acknowledged
             for leftover in (root / "tmp").iterdir():
                 # A shared spool has other listeners writing here now: only what no C-STORE can
-                # still be writing goes.
-                if not index.dialect.shared or leftover.stat().st_mtime < time.time() - 3600:
-                    leftover.unlink(missing_ok=True)
+                # still be writing goes. One of them may rename a file away after it was listed.
+                with contextlib.suppress(FileNotFoundError):
+                    if not index.dialect.shared or leftover.stat().st_mtime < time.time() - 3600:
+                        leftover.unlink(missing_ok=True)
         self.commits = GroupCommit(self._commit_group)  # its counts: instances per commit
         # Listener processes sharing the index take turns through this lock (the kernel wakes
         # the next), never through SQLite's busy handler, which sleeps 1 ms, 2 ms, 5 ms...

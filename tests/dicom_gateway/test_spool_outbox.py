@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 
 from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index, SqliteIndex
@@ -165,3 +167,19 @@ def test_rows_taken_over_are_neither_marked_sent_nor_postponed_by_the_old_claim(
     audit.close()
     [event] = sent_audit(tmp_path / "audit.jsonl")
     assert event["claim"] == "taken over by another outbox process"
+
+
+def test_a_temporary_file_gone_before_the_cleanup_reads_it_does_not_stop_the_start(
+    tmp_path, open_store
+):
+    """Another listener renames its finished file into studies/ between the listing of tmp/ and
+    the look at its age. A dangling link is such a name: listed, but with nothing behind it."""
+    index = open_store()
+    leftovers = tmp_path / "spool" / "tmp"
+    leftovers.mkdir(parents=True)
+    (leftovers / "renamed-meanwhile.part").symlink_to(tmp_path / "studies" / "now-here.dcm")
+    old = leftovers / "crashed-long-ago.part"
+    old.write_bytes(b"never acknowledged")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    Spool(tmp_path / "spool", index, min_free_mb=1)
+    assert not old.exists()  # the cleanup went on past the vanished one
