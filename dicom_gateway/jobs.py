@@ -87,11 +87,14 @@ class IndexJobQueue:
             )
 
     def complete(self, job: Job, worker: str, out_dir: str, then: Callable | None = None) -> None:
-        """A read's end is not lost to a database restart: tried again while the lease lasts."""
+        """A read's end is not lost to a database restart: tried again while the lease lasts.
+        Idempotent: a completion that committed but whose acknowledgement the connection lost
+        is found done, by this worker into `out_dir`, when it is tried again."""
 
         def commit() -> None:
             with self._index.write() as db:
-                _own(db, job, worker)
+                if not _own(db, job, worker, done_into=out_dir):
+                    return
                 if then is not None:
                     then(db)
                 _finish(db, job.id, job.study_uid, "done", out_dir=out_dir)
@@ -126,20 +129,25 @@ def enqueue_in(db, study_uid: str) -> int:
     return int(job_id)
 
 
-def _own(db, job: Job, worker: str) -> None:
-    """The job is still this worker's; its row stays locked until the transaction ends."""
+def _own(db, job: Job, worker: str, *, done_into: str | None = None) -> bool:
+    """True: the job is still this worker's; its row stays locked until the transaction ends.
+    False: this worker already completed it into `done_into` (nothing is left to do)."""
     row = db.execute(
-        "SELECT state, lease_owner FROM jobs WHERE id = ?" + db.for_update,
+        "SELECT state, lease_owner, out_dir FROM jobs WHERE id = ?" + db.for_update,
         (job.id,),
     ).fetchone()
-    if row is None or row["state"] != "running" or row["lease_owner"] != worker:
-        raise LeaseLost(f"job {job.id} is no longer leased to {worker}")
+    if row is not None and row["lease_owner"] == worker:
+        if row["state"] == "running":
+            return True
+        if done_into is not None and (row["state"], row["out_dir"]) == ("done", done_into):
+            return False
+    raise LeaseLost(f"job {job.id} is no longer leased to {worker}")
 
 
 def _finish(db, job_id: int, study_uid: str, state: str, *, error=None, out_dir=None) -> None:
+    """The lease owner stays on the row: who finished it (and so may ask again)."""
     db.execute(
-        "UPDATE jobs SET state = ?, error = ?, out_dir = ?, finished = ?, lease_owner = NULL "
-        "WHERE id = ?",
+        "UPDATE jobs SET state = ?, error = ?, out_dir = ?, finished = ? WHERE id = ?",
         (state, error, out_dir, db.now(), job_id),
     )
     db.execute("UPDATE studies SET state = ? WHERE study_uid = ?", (state, study_uid))

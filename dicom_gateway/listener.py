@@ -13,7 +13,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
 from dicom_gateway import pdu_guard
-from dicom_gateway.audit import Audit
+from dicom_gateway.audit import Audit, stored_fields
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool, SpoolError
 from dicom_gateway.status import PROCESSING_FAILURE, SUCCESS
@@ -144,23 +144,17 @@ class Listener:
 
     def _on_store(self, event) -> int:
         peer = self._peer(event)
-        try:
-            stored = self._store(event, peer["calling_ae"])
-        except SpoolError as exc:
-            self._audit("instance_refused", status=f"0x{exc.status:04X}", reason=str(exc), **peer)
-            return exc.status
-        except Exception:  # our bug: answer with a failure, keep serving, keep the trace
-            log.exception("storing an instance from %s failed", peer["calling_ae"])
-            return PROCESSING_FAILURE
-        self._audit(
-            "instance_stored",
-            study_uid=stored.study_uid,
-            series_uid=stored.series_uid,
-            sop_uid=stored.sop_uid,
-            bytes=stored.size,
-            late=stored.late,
-            **peer,
-        )
+        with self._spool.storing():  # a stopping service waits for it
+            try:
+                stored = self._store(event, peer["calling_ae"])
+            except SpoolError as exc:
+                reason = str(exc)
+                self._audit("instance_refused", status=f"0x{exc.status:04X}", reason=reason, **peer)
+                return exc.status
+            except Exception:  # our bug: answer with a failure, keep serving, keep the trace
+                log.exception("storing an instance from %s failed", peer["calling_ae"])
+                return PROCESSING_FAILURE
+            self._audit("instance_stored", **stored_fields(stored), **peer)
         return SUCCESS
 
     def _store(self, event, calling_ae: str):

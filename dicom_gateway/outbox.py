@@ -2,9 +2,12 @@
 for a dicomweb+https:// destination).
 
 Rows persist in the index, so a PACS that is down delays delivery, never drops it. An outbox
-process claims the rows it sends (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL), so two of them
-never send the same result to the same destination; a claim left by a process that died runs out
-after CLAIM_S and the rows are sent again."""
+process claims one association's worth of rows per destination (`SELECT … FOR UPDATE SKIP
+LOCKED` on PostgreSQL) and renews a row's claim just before it sends it, so two running outbox
+processes never send the same row at once. A claim left by a process that died runs out after
+CLAIM_S and its rows are sent again; a row is marked sent or postponed only by the process that
+still holds it. Delivery is at least once: a crash between the PACS's acknowledgement and the
+`sent` mark sends that row again (same SOP Instance UID, which a PACS de-duplicates)."""
 
 from __future__ import annotations
 
@@ -26,8 +29,7 @@ from dicom_gateway.web_settings import WebPeer, is_web
 log = logging.getLogger(__name__)
 
 BATCH = 64  # rows per association: well under the 128 presentation contexts one may request
-CLAIM_ROWS = 4 * BATCH  # rows one process takes at a time
-CLAIM_S = 600.0  # how long a claim keeps other outbox processes off the rows it holds
+CLAIM_S = 600.0  # how long a claim (or its last renewal) keeps other outbox processes off a row
 
 
 @dataclass(frozen=True)
@@ -80,32 +82,56 @@ class Outbox:
         return count
 
     def send_due(self) -> int:
-        """Due rows, per destination, at most BATCH per association; returns how many were
-        delivered."""
-        due = self._claim()
-        by_destination: dict[str, list] = {}
-        for row in due:
-            by_destination.setdefault(row["destination"], []).append(row)
-        return sum(
-            self._send_to(destination, rows[start : start + BATCH])
-            for destination, rows in by_destination.items()
-            for start in range(0, len(rows), BATCH)
-        )
+        """One association (at most BATCH rows) per destination with rows due; returns how many
+        were delivered. The service calls it again at once while it delivers."""
+        return sum(self._send_to(destination, rows) for destination, rows in self._claim().items())
 
-    def _claim(self) -> list:
-        """Due rows, oldest first, held for this process until CLAIM_S from now."""
+    def _claim(self) -> dict[str, list]:
+        """Per destination, its oldest due rows (at most BATCH), held for this process until
+        CLAIM_S from now."""
+        claimed: dict[str, list] = {}
         with self._index.write() as db:
-            due = db.execute(
-                "SELECT * FROM outbox WHERE state = 'pending' AND next_try <= ? ORDER BY id "
-                "LIMIT ?" + db.skip_locked,
-                (db.now(), CLAIM_ROWS),
+            destinations = db.execute(
+                "SELECT DISTINCT destination FROM outbox WHERE state = 'pending' AND next_try <= ?",
+                (db.now(),),
             ).fetchall()
-            for row in due:
-                db.execute(
-                    "UPDATE outbox SET claimed_by = ?, next_try = ? WHERE id = ?",
-                    (self._node, db.now() + CLAIM_S, row["id"]),
-                )
-        return due
+            for (destination,) in destinations:
+                due = db.execute(
+                    "SELECT * FROM outbox WHERE state = 'pending' AND next_try <= ? "
+                    "AND destination = ? ORDER BY id LIMIT ?" + db.skip_locked,
+                    (db.now(), destination, BATCH),
+                ).fetchall()
+                for row in due:
+                    db.execute(
+                        "UPDATE outbox SET claimed_by = ?, next_try = ? WHERE id = ?",
+                        (self._node, db.now() + CLAIM_S, row["id"]),
+                    )
+                if due:
+                    claimed[destination] = due
+        return claimed
+
+    def _hold(self, rows: list) -> list:
+        """The rows this process still holds, each claim renewed for CLAIM_S, just before they
+        are sent. A row another outbox process took over (this one looked dead) is its now."""
+
+        def renew() -> list:
+            with self._index.write() as db:
+                return [
+                    row
+                    for row in rows
+                    if db.execute(
+                        "UPDATE outbox SET next_try = ? WHERE id = ? AND claimed_by = ? "
+                        "AND state = 'pending' RETURNING id",
+                        (db.now() + CLAIM_S, row["id"], self._node),
+                    ).fetchone()
+                ]
+
+        held = self._index.retrying(renew, "outbox claim renewed")
+        if len(held) < len(rows):
+            log.warning(
+                "%d outbox row(s) taken over by another outbox process", len(rows) - len(held)
+            )
+        return held
 
     def _send_to(self, destination: str, rows: list) -> int:
         """The one place a destination's scheme picks how it is sent to."""
@@ -117,7 +143,10 @@ class Outbox:
         """STOW-RS to a DICOMweb server: delivered or postponed row by row, as with C-STORE."""
         from dicom_gateway import dicomweb_out  # the dicomweb extra, checked at service start
 
-        deliveries = dicomweb_out.stow(self._settings.web.server(peer), rows)
+        held = self._hold(rows)
+        if not held:
+            return 0
+        deliveries = dicomweb_out.stow(self._settings.web.server(peer), held)
         for delivery in deliveries:
             if delivery.error:
                 self._postpone([delivery.row], delivery.error)
@@ -153,6 +182,8 @@ class Outbox:
                 if not assoc.is_established:  # aborted by the peer: the rest waits
                     self._postpone(readable[number:], f"{peer} dropped the association")
                     break
+                if not self._hold([row]):
+                    continue
                 try:
                     status = assoc.send_c_store(Path(row["path"]))
                 except (ValueError, RuntimeError) as exc:  # e.g. SOP class refused by the peer
@@ -170,16 +201,27 @@ class Outbox:
         return delivered
 
     def _delivered(self, row, peer: Peer | WebPeer) -> None:
-        def record() -> None:
+        """Marked sent only while this process holds the row; the audit records the send
+        either way, and says when the row had been taken over (it may be sent again)."""
+
+        def record() -> bool:
             with self._index.write() as db:
-                db.execute(
-                    "UPDATE outbox SET state = 'sent', sent = ?, attempts = attempts + 1 "
-                    "WHERE id = ?",
-                    (db.now(), row["id"]),
+                return bool(
+                    db.execute(
+                        "UPDATE outbox SET state = 'sent', sent = ?, attempts = attempts + 1 "
+                        "WHERE id = ? AND claimed_by = ? RETURNING id",
+                        (db.now(), row["id"], self._node),
+                    ).fetchone()
                 )
 
-        self._index.retrying(record, f"outbox row {row['id']} sent")
-        self._audit("object_sent", destination=str(peer), sop_uid=row["sop_uid"], job=row["job_id"])
+        held = self._index.retrying(record, f"outbox row {row['id']} sent")
+        self._audit(
+            "object_sent",
+            destination=str(peer),
+            sop_uid=row["sop_uid"],
+            job=row["job_id"],
+            **({} if held else {"claim": "taken over by another outbox process"}),
+        )
 
     def _postpone(self, rows: list, reason: str) -> None:
         """Exponential back-off, capped; the row stays pending until it goes through."""
@@ -193,8 +235,8 @@ class Outbox:
                     )
                     db.execute(
                         "UPDATE outbox SET attempts = attempts + 1, next_try = ?, last_error = ? "
-                        "WHERE id = ?",
-                        (db.now() + delay, reason, row["id"]),
+                        "WHERE id = ? AND claimed_by = ?",
+                        (db.now() + delay, reason, row["id"], self._node),
                     )
 
         self._index.retrying(record, "outbox retry recorded")

@@ -28,6 +28,8 @@ from dicom_gateway.worker import Worker
 
 log = logging.getLogger(__name__)
 
+STORES_WAIT_S = 120  # how long a stop waits for the instances being stored
+
 
 class Service:
     def __init__(
@@ -96,7 +98,9 @@ class Service:
             self.listener.stop()
             self.more_listeners.stop()
         if self.web is not None:
-            self.web.stop()
+            self.web.stop()  # a STOW request past GRACE_S is cancelled, its store goes on
+        if not self.spool.wait_idle(STORES_WAIT_S):
+            log.warning("instances still being stored after %d s; stopping anyway", STORES_WAIT_S)
         for thread in threads:
             thread.join()
         drained.set()

@@ -14,8 +14,10 @@ import mmap
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,13 +130,34 @@ class Spool:
         if clean:  # from a crash before rename: never acknowledged
             for leftover in (root / "tmp").iterdir():
                 # A shared spool has other listeners writing here now: only what no C-STORE can
-                # still be writing goes.
-                if not index.dialect.shared or leftover.stat().st_mtime < time.time() - 3600:
-                    leftover.unlink(missing_ok=True)
+                # still be writing goes. One of them may rename a file away after it was listed.
+                with contextlib.suppress(FileNotFoundError):
+                    if not index.dialect.shared or leftover.stat().st_mtime < time.time() - 3600:
+                        leftover.unlink(missing_ok=True)
         self.commits = GroupCommit(self._commit_group)  # its counts: instances per commit
+        self._in_flight = 0
+        self._idle = threading.Condition()
         # Listener processes sharing the index take turns through this lock (the kernel wakes
         # the next), never through SQLite's busy handler, which sleeps 1 ms, 2 ms, 5 ms...
         self._turns = os.open(root / "ingest.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    @contextlib.contextmanager
+    def storing(self) -> Iterator[None]:
+        """Around storing one instance and auditing it: a stopping service waits for it
+        (`wait_idle`) before it closes the index and the audit trail."""
+        with self._idle:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """True once no instance is being stored; False when `timeout_s` ran out first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout_s)
 
     def study_dir(self, study_uid: str) -> Path:
         return self.root / "studies" / checked_uid(study_uid, "Study Instance UID")

@@ -192,6 +192,10 @@ class StowApp:
 
     def _store(self, part: Part, client: WebClient, study: str | None, peer: dict) -> Outcome:
         """One instance, as the DIMSE listener stores one: durable before it is counted."""
+        with self._spool.storing():  # a stopping service waits for it, whatever uvicorn cancels
+            return self._store_part(part, client, study, peer)
+
+    def _store_part(self, part: Part, client: WebClient, study: str | None, peer) -> Outcome:
         sop_class, sop_uid = _uids(part.data)
         if part.content_type != DICOM:
             reason = f"part of type {part.content_type or 'none'!r}, not {DICOM}"

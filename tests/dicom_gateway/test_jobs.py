@@ -191,3 +191,29 @@ def test_a_study_still_arriving_on_another_listener_is_not_read_early(tmp_path, 
     assert promote_stable_studies(worker, 30, "ignore") == []
     clock.t += 20
     assert promote_stable_studies(worker, 30, "ignore") == [study]
+
+
+def test_a_completion_asked_again_by_its_worker_is_a_success_that_adds_nothing(index, clock):
+    queue = IndexJobQueue(index, max_attempts=3)
+    receive(index, "1.2.3", clock.t)
+    queue.enqueue("1.2.3")
+    job = queue.claim("w", lease_s=10)
+
+    def queue_result(db) -> None:
+        db.execute(
+            "INSERT INTO outbox (job_id, destination, path, sop_uid, next_try) "
+            "VALUES (?, 'PACS@h:104', '/out/sr.dcm', '1.9', 0)",
+            (job.id,),
+        )
+
+    queue.complete(job, "w", "/out/job1-try1", then=queue_result)
+    queue.complete(job, "w", "/out/job1-try1", then=queue_result)  # its answer had been lost
+    assert index.read("SELECT COUNT(*) FROM outbox")[0][0] == 1
+    for worker, out_dir in (("w", "/out/elsewhere"), ("x", "/out/job1-try1")):
+        with pytest.raises(LeaseLost):  # not this worker's completion
+            queue.complete(job, worker, out_dir, then=queue_result)
+    with pytest.raises(LeaseLost):  # a done job cannot be failed
+        queue.fail(job, "w", "late error")
+    assert [tuple(r) for r in index.read("SELECT state, out_dir FROM jobs")] == [
+        ("done", "/out/job1-try1")
+    ]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 
 from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index, SqliteIndex
 from dicom_gateway.jobs import IndexJobQueue
-from dicom_gateway.outbox import Outbox, Undelivered, undelivered
-from dicom_gateway.settings import GatewaySettings
+from dicom_gateway.outbox import CLAIM_S, Outbox, Undelivered, undelivered
+from dicom_gateway.settings import GatewaySettings, Peer
 from dicom_gateway.spool import Spool
+from tests.dicom_gateway.test_jobs import Clock
 from tests.peers import Orthanc
 from tests.support import ct_copies
 
@@ -39,7 +42,8 @@ def test_a_backlog_larger_than_one_association_is_delivered(tmp_path):
         files = ct_copies(tmp_path / "ct", 150, "backlog")  # more than 128 contexts' worth
         with index.write() as db:
             outbox.add_in(db, None, outbox.identify(files))
-        assert outbox.send_due() == 150
+        delivered = [outbox.send_due() for _ in range(4)]
+        assert delivered == [64, 64, 22, 0]  # one association of at most BATCH at a time
         assert len(orthanc.get("/instances")) == 150
         assert index.read("SELECT COUNT(*) FROM outbox WHERE state = 'sent'")[0][0] == 150
     finally:
@@ -104,3 +108,78 @@ def test_a_shared_spool_keeps_the_temporary_files_other_listeners_are_writing(tm
     Spool(tmp_path / "spool", index, min_free_mb=1)
     # One machine: a leftover is from a crash of this very service. Shared: maybe a C-STORE now.
     assert writing.exists() == index.dialect.shared
+
+
+def sent_audit(path) -> list[dict]:
+    return [
+        e for e in map(json.loads, path.read_text().splitlines()) if e["event"] == "object_sent"
+    ]
+
+
+def claim(outbox: Outbox) -> list:
+    """The rows `outbox` holds after it claimed what is due."""
+    outbox._claim()
+    return outbox._index.read("SELECT * FROM outbox WHERE claimed_by = ? ORDER BY id", outbox._node)
+
+
+def test_a_process_that_only_looked_dead_sends_none_of_the_rows_taken_over(tmp_path, open_store):
+    """A slow PACS: process A claimed rows and is still busy past CLAIM_S, B takes them over.
+    A, going on, renews each row's claim before it sends it and finds it is no longer its own."""
+    orthanc = Orthanc(tmp_path / "orthanc")
+    try:
+        destination = f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"
+        settings = GatewaySettings(destinations=(destination,))
+        audit, clock = Audit(tmp_path / "audit.jsonl"), Clock()
+        a, b = (Outbox(open_store(clock=clock), settings, audit, node=node) for node in ("a", "b"))
+        with a._index.write() as db:
+            a.add_in(db, None, a.identify(ct_copies(tmp_path / "ct", 5, "taken-over")))
+        held_by_a = claim(a)
+        clock.t += CLAIM_S + 1
+        assert [r["id"] for r in claim(b)] == [r["id"] for r in held_by_a]
+        assert a._send_to(destination, held_by_a) == 0
+        clock.t += CLAIM_S + 1  # B's claim ran out too: B sends what it took
+        assert b.send_due() == 5
+        audit.close()
+        sent = sent_audit(tmp_path / "audit.jsonl")
+        assert sorted(e["sop_uid"] for e in sent) == sorted({r["sop_uid"] for r in held_by_a})
+        rows = a._index.read("SELECT state, claimed_by FROM outbox")
+        assert [tuple(r) for r in rows] == [("sent", "b")] * 5
+    finally:
+        orthanc.stop()
+
+
+def test_rows_taken_over_are_neither_marked_sent_nor_postponed_by_the_old_claim(
+    tmp_path, open_store
+):
+    clock = Clock()
+    settings = GatewaySettings(destinations=("PACS@127.0.0.1:104",))
+    audit = Audit(tmp_path / "audit.jsonl")
+    a, b = (Outbox(open_store(clock=clock), settings, audit, node=node) for node in ("a", "b"))
+    with a._index.write() as db:
+        a.add_in(db, None, a.identify(ct_copies(tmp_path / "ct", 2, "overwrite")))
+    first, second = claim(a)
+    clock.t += CLAIM_S + 1
+    claim(b)
+    before = [tuple(r) for r in a._index.read("SELECT * FROM outbox ORDER BY id")]
+    a._delivered(first, Peer.parse("PACS@127.0.0.1:104"))  # a send that outlasted its claim
+    a._postpone([second], "PACS@127.0.0.1:104 answered status 0xA700")
+    assert [tuple(r) for r in a._index.read("SELECT * FROM outbox ORDER BY id")] == before
+    audit.close()
+    [event] = sent_audit(tmp_path / "audit.jsonl")
+    assert event["claim"] == "taken over by another outbox process"
+
+
+def test_a_temporary_file_gone_before_the_cleanup_reads_it_does_not_stop_the_start(
+    tmp_path, open_store
+):
+    """Another listener renames its finished file into studies/ between the listing of tmp/ and
+    the look at its age. A dangling link is such a name: listed, but with nothing behind it."""
+    index = open_store()
+    leftovers = tmp_path / "spool" / "tmp"
+    leftovers.mkdir(parents=True)
+    (leftovers / "renamed-meanwhile.part").symlink_to(tmp_path / "studies" / "now-here.dcm")
+    old = leftovers / "crashed-long-ago.part"
+    old.write_bytes(b"never acknowledged")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    Spool(tmp_path / "spool", index, min_free_mb=1)
+    assert not old.exists()  # the cleanup went on past the vanished one

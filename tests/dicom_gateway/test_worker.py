@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dicom_gateway.audit import Audit
+from dicom_gateway.engines import open_index
 from dicom_gateway.index import Index
 from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import Outbox
@@ -16,6 +17,7 @@ from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
 from dicom_gateway.worker import Worker
 from imaging.errors import BadInput, ModelLoadError
+from tests.dicom_gateway.relay import CuttingRelay
 from tests.support import ct_copies
 
 
@@ -112,6 +114,38 @@ def test_the_results_of_the_jobs_study_are_queued_in_the_readers_order(tmp_path,
     assert _job(index) == ("done", None)
     rows = index.read("SELECT path FROM outbox ORDER BY id")
     assert [row["path"] for row in rows] == [str(p) for p in results]
+
+
+def test_a_completion_whose_commit_acknowledgement_was_lost_is_read_and_queued_once(
+    tmp_path, postgres
+):
+    """PostgreSQL commits the completion, then the connection drops before its answer arrives:
+    the worker's retry finds the job done by itself into its own folder, a success."""
+    relay = CuttingRelay(postgres.port)
+    url = postgres.database().replace(f":{postgres.port}/", f":{relay.port}/")
+    index = open_index(url, tmp_path)
+    try:
+        results = [tmp_path / "ct" / f"000{i}.dcm" for i in range(2)]
+        reader = Reader(None)
+        worker, index, study_uid = _gateway(tmp_path, reader, index)
+        reader.answer = ReadOutcome(study_uid, tuple(results), findings=2, end_reason="answer")
+        queue_results = worker._outbox.add_in
+
+        def add_in(db, job_id, objects):  # inside the completion's transaction: cut its COMMIT
+            relay.cut_next_commit.set()
+            return queue_results(db, job_id, objects)
+
+        worker._outbox.add_in = add_in
+        assert worker.run_once()
+        assert relay.cuts == 1
+        assert _job(index) == ("done", None)
+        assert _queued_results(index) == 2  # one per result, not two
+        worker._audit.close()
+        events = (tmp_path / "audit.jsonl").read_text()
+        assert events.count('"event": "study_read"') == 1
+    finally:
+        index.close()
+        relay.close()
 
 
 def test_closing_the_worker_closes_its_reader(tmp_path, index):
