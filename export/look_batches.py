@@ -12,7 +12,7 @@ import numpy as np
 
 from edge_agent.vision_inputs import VisionSpec, image_inputs, mrope_positions
 from export.look_samples import Sample
-from export.second_look import CELL, GRID, LookCase
+from export.second_look import CELL, GRID, SHOWN, LookCase
 
 # The trained checkpoint's image processor: a 256 x 256 shown image (the profile's min_pixels)
 # is encoded at 252 x 252, 9 x 9 image tokens, as llama.cpp's Qwen2.5-VL preprocessing does.
@@ -87,7 +87,7 @@ def encode(tokenizer, sample: Sample, image_token_id: int, first_turn_only=False
 def lesion_token(case: LookCase, grid: tuple[int, int, int]) -> int:
     """The overview's merged token that holds the lesion's centre (raster order)."""
     side = grid[2] // SPEC.merge_size  # tokens per row
-    per_shown = grid[2] * SPEC.patch_size / (CELL * 4)  # encoded pixels per shown pixel
+    per_shown = grid[2] * SPEC.patch_size / SHOWN  # encoded pixels per shown pixel
     token_px = SPEC.patch_size * SPEC.merge_size
     x, y = (case.col + 0.5) * CELL * per_shown, (case.row + 0.5) * CELL * per_shown
     return int(y // token_px) * side + int(x // token_px)

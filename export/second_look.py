@@ -16,8 +16,8 @@ import numpy as np
 
 SOURCE = 224  # the scan's side in stored pixels
 SHOWN = 112  # the side the reference agent is shown it at (its policy's image_size)
-GRID = 4  # lesions sit on a GRID x GRID grid of the shown image (the coarse box grid)
-CELL = SHOWN // GRID  # 28 shown pixels
+GRID = 2  # lesions sit on a GRID x GRID grid of the shown image (the coarse box grid)
+CELL = SHOWN // GRID  # 56 shown pixels
 LESION_RADIUS = 16  # source pixels (8 shown)
 JITTER = 2  # source pixels of jitter around a cell centre, even (keeps the stripe phase)
 RIM = 4  # source pixels of the bright frame
@@ -42,15 +42,19 @@ class LookCase:
 
     @property
     def zoom_box(self) -> list[int]:
-        """The box taught for the Zoom-in, in shown pixels: the cell centre +- ZOOM_HALF."""
-        x, y = self.col * CELL + CELL // 2, self.row * CELL + CELL // 2
-        return [x - ZOOM_HALF, y - ZOOM_HALF, x + ZOOM_HALF, y + ZOOM_HALF]
+        return make_box(self.row, self.col)
 
     @property
     def question(self) -> str:
         """As `edge-agent eval` asks a multiple-choice case (its `asked`)."""
         lines = [f"{LETTERS[i]}. {option}" for i, option in enumerate(OPTIONS)]
         return "\n".join([QUESTION, "Options:", *lines])
+
+
+def make_box(row: int, col: int) -> list[int]:
+    """The box taught for the Zoom-in, in shown pixels: the cell centre +- ZOOM_HALF."""
+    x, y = col * CELL + CELL // 2, row * CELL + CELL // 2
+    return [x - ZOOM_HALF, y - ZOOM_HALF, x + ZOOM_HALF, y + ZOOM_HALF]
 
 
 def make_case(seed: int, number: int) -> LookCase:

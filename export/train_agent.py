@@ -25,7 +25,7 @@ import numpy as np
 from edge_agent.formats import load_profile
 from export.look_batches import IGNORE, SPEC, Batch, collate, encode, split_prefix
 from export.look_samples import PROFILE, answer_reply, render_sample, zoom_reply
-from export.second_look import GRID, OPTIONS, QUESTION, make_case
+from export.second_look import GRID, OPTIONS, QUESTION, make_box, make_case
 from export.tiny_vlm import CORPUS, save_tiny, tiny_config, tiny_tokenizer
 
 log = logging.getLogger(__name__)
@@ -41,24 +41,23 @@ SIZES = {
     "vision_heads": 2,
     "vision_intermediate": 128,
 }
-ROPE_THETA = 10.0
+ROPE_THETA = 5.0
 MROPE_SECTION = (2, 7, 7)  # head_dim 32: 16 frequencies; rows and columns get 7 each
 VOCAB = 1024
-PLACES = 16  # the place head's classes per axis (rows / columns of image tokens, at most)
 HELD_OUT_SEED = 1  # the held-out cases' seed; training draws from `seed` (default 0)
 
 
 @dataclass(frozen=True)
 class Schedule:
-    vision_steps: int = 120
+    vision_steps: int = 40
     locate_steps: int = 300
-    full_steps: int = 300
+    full_steps: int = 160
     batch: int = 8
     lr: float = 2e-3
     vision_lr: float = 3e-3
     aux_weight: float = 0.3  # the warm-up heads' loss, kept on in stages 2 and 3
     minutes: float = 30.0  # the time box, shared by the stages in `shares`
-    shares: tuple[float, float, float] = (0.1, 0.4, 0.5)
+    shares: tuple[float, float, float] = (0.08, 0.52, 0.4)
 
     @property
     def steps(self) -> int:
@@ -69,11 +68,9 @@ def corpus() -> str:
     """What the tokenizer learns its merges from: the profile's strings and the replies."""
     profile = load_profile(PROFILE)
     texts = [CORPUS, profile.system, profile.first_turn, profile.tool_result, QUESTION]
-    cell = 28
     for row in range(GRID):
         for col in range(GRID):
-            x, y = col * cell + 4, row * cell + 4
-            texts.append(zoom_reply(profile, 1, [x, y, x + 20, y + 20]))
+            texts.append(zoom_reply(profile, 1, make_box(row, col)))
     texts += [answer_reply(profile, a, "AB"[i]) for i, a in enumerate(OPTIONS)]
     return "\n".join(texts)
 
@@ -93,7 +90,6 @@ class Trainer:
         self.orientation_head = torch.nn.Linear(hidden, 2)
         self.lesion_head = torch.nn.Linear(hidden, 1)
         self.cell_head = torch.nn.Linear(hidden, GRID * GRID)
-        self.place_head = torch.nn.Linear(hidden, 2 * PLACES)
         self.image_token = self.config.image_token_id
         self.pad = self.tokenizer.pad_token_id
         self.profile = load_profile(PROFILE)
@@ -131,18 +127,9 @@ class Trainer:
         cells = self.cell_head(overview.mean(1))
         cell_target = torch.from_numpy(batch.cells)
         loss = loss + F.cross_entropy(cells, cell_target)
-        side = round(overview.shape[1] ** 0.5)
-        places = self.place_head(overview).view(-1, side * side, 2, PLACES)[..., :side]
-        rows = torch.arange(side * side) // side
-        grid = torch.stack([rows, torch.arange(side * side) % side], -1).expand(
-            len(overview), -1, -1
-        )
-        loss = loss + F.cross_entropy(places.reshape(-1, side), grid.reshape(-1))
-        placed = (places.argmax(-1) == grid).float().mean().item()
         stats = {
             "lesion_token": found,
             "cell": (cells.argmax(-1) == cell_target).float().mean().item(),
-            "place": placed,
         }
         if per_case > 1:
             crops = torch.stack([parts[i * per_case + 1].mean(0) for i in range(len(parts) // 2)])
@@ -204,10 +191,9 @@ class Trainer:
                 + list(self.orientation_head.parameters())
                 + list(self.lesion_head.parameters())
                 + list(self.cell_head.parameters())
-                + list(self.place_head.parameters())
             )
             if stage != "vision":
-                params = list(self.model.parameters()) + params[-8:]
+                params = list(self.model.parameters()) + params[-6:]
             lr = schedule.vision_lr if stage == "vision" else schedule.lr
             optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
             shape = functools.partial(warm_cosine, steps=steps, warm=max(1, steps // 10))

@@ -13,7 +13,7 @@ from edge_agent.formats import load_profile
 from edge_agent.formats.ophiuchus import OphiuchusFormat
 from edge_agent.formats.question import Question
 from export.look_samples import PROFILE, render_sample
-from export.second_look import CELL, SHOWN, make_case, write_case_set
+from export.second_look import CELL, GRID, SHOWN, make_case, write_case_set
 from tools.toolbox import default_toolbox
 
 
@@ -35,7 +35,7 @@ def test_answers_and_cells_are_spread_over_a_set():
     cases = [make_case(0, n) for n in range(200)]
     horizontal = sum(c.answer == "horizontal" for c in cases)
     assert 70 <= horizontal <= 130  # near half: the no-tools chance level is 50 %
-    assert len({(c.row, c.col) for c in cases}) == 16
+    assert len({(c.row, c.col) for c in cases}) == GRID * GRID
 
 
 def test_the_taught_zoom_box_overlaps_the_lesion_by_more_than_half():
