@@ -50,14 +50,14 @@ HELD_OUT_SEED = 1  # the held-out cases' seed; training draws from `seed` (defau
 @dataclass(frozen=True)
 class Schedule:
     vision_steps: int = 40
-    locate_steps: int = 300
+    locate_steps: int = 120
     full_steps: int = 160
     batch: int = 8
     lr: float = 2e-3
     vision_lr: float = 3e-3
     aux_weight: float = 0.3  # the warm-up heads' loss, kept on in stages 2 and 3
     minutes: float = 30.0  # the time box, shared by the stages in `shares`
-    shares: tuple[float, float, float] = (0.08, 0.52, 0.4)
+    shares: tuple[float, float, float] = (0.08, 0.37, 0.55)
 
     @property
     def steps(self) -> int:
