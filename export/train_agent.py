@@ -186,6 +186,8 @@ class Trainer:
         number, deadline = 0, started
         for (stage, steps, first_only), share in zip(stages, schedule.shares, strict=True):
             deadline += share * schedule.minutes * 60
+            if not steps:
+                continue
             params = (
                 list(self.model.model.visual.parameters())
                 + list(self.orientation_head.parameters())
