@@ -4,6 +4,7 @@ real runtimes (llama.cpp, ONNX Runtime) through the real read path on held-out c
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -18,6 +19,7 @@ from export.look_check import read_cases, reference_policy
 from export.reference_agent import CHECKPOINT, export_reference, held_out
 from export.second_look import SHOWN, write_case_set
 from export.train_agent import HELD_OUT_SEED
+from tests.support import run_cli
 from tools.toolbox import default_toolbox
 
 HELD_OUT = 20
@@ -81,3 +83,22 @@ def test_eval_compares_f16_q8_0_q4_0_and_onnx_on_the_held_out_set(built, tmp_pat
             assert accuracy >= 0.9, (name, [r.score.predicted for r in results])
     comparison = compare_runs([runs["f16"], runs["q8_0"], runs["q4_0"], runs["onnx"]])
     assert len(comparison.pairings) == 3
+
+
+def test_train_tiny_agent_trains_exports_and_reads_in_one_command(tmp_path):
+    """The one command that rebuilds the agent, cut to seconds here (the committed checkpoint is
+    the full run's): exit 0 only when the held-out read it reports is right."""
+    out = tmp_path / "agent"
+    done = run_cli("export", "train-tiny-agent", out, "--minutes", "0.02", "--check", "1")
+    read = re.search(r"held-out, q8_0: (\d)/1 answered correctly", done.stdout)
+    assert read, done.stdout + done.stderr
+    assert done.returncode == (0 if read[1] == "1" else 1)
+    for name in ("hf/model.safetensors", "hf/learning-curve.jsonl", "gguf/model-q4_0.gguf"):
+        assert (out / name).is_file(), name
+    assert (out / "onnx" / "manifest.json").is_file()
+
+
+def test_train_tiny_agent_refuses_a_time_box_of_zero(tmp_path):
+    done = run_cli("export", "train-tiny-agent", tmp_path / "agent", "--minutes", "0")
+    assert done.returncode == 2 and "--minutes must be positive" in done.stderr
+    assert not (tmp_path / "agent").exists()
