@@ -18,6 +18,7 @@ from edge_agent.formats import format_for, load_profile
 from edge_agent.formats.chat import turn_input
 from edge_agent.formats.profile import Profile
 from edge_agent.formats.turns import ProfileFormat
+from edge_agent.policies.onnx_trt import IMAGE as IMAGE_MARKER  # the chat template's image
 from edge_agent.policies.session import END_OF_REPLY
 from edge_agent.trajectory import PolicyRecord
 from export.second_look import SHOWN, LookCase
@@ -25,7 +26,6 @@ from tools.registry import Toolbox
 from tools.workspace import ShownSize, Workspace
 
 PROFILE = "ophiuchus-v1"  # the image reads' default profile: what the reference agent speaks
-IMAGE_MARKER = "<|vision_start|><|image_pad|><|vision_end|>"  # the chat template's image
 LOOK_THOUGHT = "The lesion is too small to read at this size; zoom in on it."
 ANSWER_THOUGHT = "The zoomed lesion shows {answer} stripes."
 
