@@ -16,8 +16,8 @@ import numpy as np
 
 SOURCE = 224  # the scan's side in stored pixels
 SHOWN = 112  # the side the reference agent is shown it at (its policy's image_size)
-GRID = 2  # lesions sit on a GRID x GRID grid of the shown image (the coarse box grid)
-CELL = SHOWN // GRID  # 56 shown pixels
+GRID = 4  # lesions sit on a GRID x GRID grid of the shown image (the coarse box grid)
+CELL = SHOWN // GRID  # 28 shown pixels
 LESION_RADIUS = 16  # source pixels (8 shown)
 JITTER = 2  # source pixels of jitter around a cell centre, even (keeps the stripe phase)
 RIM = 4  # source pixels of the bright frame
