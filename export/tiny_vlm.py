@@ -63,48 +63,65 @@ SIZES = {
 def build_tiny_vlm(out_dir: Path, seed: int = 0) -> Path:
     """Write config, random weights (safetensors), tokenizer, chat template, image processor."""
     import torch
-    from transformers import (
-        PreTrainedTokenizerFast,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-    )
+    from transformers import Qwen2_5_VLForConditionalGeneration
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_train_tokenizer(),
+    tokenizer = tiny_tokenizer()
+    config = tiny_config(tokenizer)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    with torch.no_grad():  # random weights large enough that logits differ clearly
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.08)
+    save_tiny(model, tokenizer, out_dir, {"seed": seed, **SIZES})
+    return out_dir
+
+
+def tiny_tokenizer(corpus: str = CORPUS, vocab_size: int = 600):
+    """Our byte-level BPE with the Qwen2 pre-tokenizer and chat template, learned from `corpus`."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=_train_tokenizer(corpus, vocab_size),
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         chat_template=CHAT_TEMPLATE,
         model_max_length=8192,
     )
+
+
+def tiny_config(
+    tokenizer, sizes: dict = SIZES, rope_theta: float = 1000000.0, mrope_section=(2, 3, 3)
+):
+    """A Qwen2.5-VL configuration of `sizes` for `tokenizer` (vocabulary padded to 64)."""
+    from transformers import Qwen2_5_VLConfig
+
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     vocab = -(-len(tokenizer) // 64) * 64  # padded, as real checkpoints are
     config = Qwen2_5_VLConfig(
         text_config={
-            "hidden_size": SIZES["hidden"],
-            "num_hidden_layers": SIZES["layers"],
-            "num_attention_heads": SIZES["heads"],
-            "num_key_value_heads": SIZES["kv_heads"],
-            "intermediate_size": SIZES["intermediate"],
+            "hidden_size": sizes["hidden"],
+            "num_hidden_layers": sizes["layers"],
+            "num_attention_heads": sizes["heads"],
+            "num_key_value_heads": sizes["kv_heads"],
+            "intermediate_size": sizes["intermediate"],
             "vocab_size": vocab,
             "max_position_embeddings": 8192,  # room for a trained system prompt (ophiuchus-v1)
             "rms_norm_eps": 1e-6,
             "tie_word_embeddings": False,
             "rope_parameters": {
                 "rope_type": "default",
-                "rope_theta": 1000000.0,
-                "mrope_section": [2, 3, 3],
+                "rope_theta": rope_theta,
+                "mrope_section": list(mrope_section),
             },
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
         },
         vision_config={
-            "depth": SIZES["vision_depth"],
-            "hidden_size": SIZES["vision_hidden"],
-            "num_heads": SIZES["vision_heads"],
-            "intermediate_size": SIZES["vision_intermediate"],
-            "out_hidden_size": SIZES["hidden"],
+            "depth": sizes["vision_depth"],
+            "hidden_size": sizes["vision_hidden"],
+            "num_heads": sizes["vision_heads"],
+            "intermediate_size": sizes["vision_intermediate"],
+            "out_hidden_size": sizes["hidden"],
             "patch_size": 14,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
@@ -118,26 +135,28 @@ def build_tiny_vlm(out_dir: Path, seed: int = 0) -> Path:
         tie_word_embeddings=False,
     )
     config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    with torch.no_grad():  # random weights large enough that logits differ clearly
-        for parameter in model.parameters():
-            parameter.normal_(0.0, 0.08)
+    return config
+
+
+def save_tiny(model, tokenizer, out_dir: Path, record: dict, max_pixels: int = 224 * 224) -> None:
+    """The checkpoint as Hugging Face writes it, with its image processor and our record."""
+    from transformers import Qwen2VLImageProcessor
+
+    out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     Qwen2VLImageProcessor(
         min_pixels=56 * 56,
-        max_pixels=224 * 224,
+        max_pixels=max_pixels,
         patch_size=14,
         merge_size=2,
         temporal_patch_size=2,
     ).save_pretrained(out_dir)
-    (out_dir / "edge-agent-tiny.json").write_text(json.dumps({"seed": seed, **SIZES}, indent=2))
-    log.info("tiny Qwen2.5-VL written to %s (seed %d, vocab %d)", out_dir, seed, vocab)
-    return out_dir
+    (out_dir / "edge-agent-tiny.json").write_text(json.dumps(record, indent=2))
+    log.info("tiny Qwen2.5-VL written to %s", out_dir)
 
 
-def _train_tokenizer():
+def _train_tokenizer(corpus: str, vocab_size: int):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -149,10 +168,10 @@ def _train_tokenizer():
     )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=600,
+        vocab_size=vocab_size,
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator([CORPUS] * 4, trainer=trainer)
+    tokenizer.train_from_iterator([corpus] * 4, trainer=trainer)
     return tokenizer

@@ -41,6 +41,7 @@ class BundleRequest:
     platform: str = ""  # target platform tag, e.g. "manylinux_2_28_x86_64"
     gpu: str = ""  # "cuda12": a llama-cpp-python wheel built with CUDA
     sign_key: Path | None = None
+    reference_agent: bool = True  # the trained tiny agent `doctor` reads known answers with
 
 
 def build_bundle(request: BundleRequest) -> Path:
@@ -55,6 +56,8 @@ def build_bundle(request: BundleRequest) -> Path:
         _wheels(request, root / "wheels")
         for model in request.models:
             shutil.copytree(model, root / "models" / model.name)
+        if request.reference_agent:
+            _reference_agent(Path(scratch) / "reference", root / "models")
         (root / "config").mkdir()
         shutil.copy(PROJECT / "edge-agent.example.toml", root / "config" / "edge-agent.toml")
         for name in TEMPLATES:
@@ -71,6 +74,16 @@ def build_bundle(request: BundleRequest) -> Path:
         with tarfile.open(request.out, "w") as tar:
             tar.add(root, arcname=root.name)
     return request.out
+
+
+def _reference_agent(scratch: Path, models: Path) -> None:
+    """The committed reference checkpoint exported to GGUF (f16, q8_0 + mmproj) by the converter
+    of the llama-cpp-python version this bundle installs."""
+    from export.gguf import GgufRequest, export_gguf
+    from export.reference_agent import CHECKPOINT, FOLDER, PRE_TOKENIZER
+
+    export_gguf(GgufRequest(CHECKPOINT, scratch, quants=("q8_0",), pre_tokenizer=PRE_TOKENIZER))
+    shutil.copytree(scratch, models / FOLDER)
 
 
 def _template(name: str) -> str:

@@ -27,6 +27,47 @@ def export_tiny_vlm(
     console.print(f"tiny Qwen2.5-VL: {build_tiny_vlm(out, seed)}", highlight=False)
 
 
+@export_app.command("train-tiny-agent")
+@exit_code
+def export_train_tiny_agent(
+    out: Annotated[Path, typer.Argument(help="Folder for hf/, gguf/ and onnx/.")],
+    minutes: Annotated[float, typer.Option(help="Time box of the training, all stages.")] = 30.0,
+    seed: Annotated[int, typer.Option(help="Training seed; the same seed, the same steps.")] = 0,
+    threads: Annotated[int, typer.Option(help="PyTorch CPU threads.")] = 2,
+    check: Annotated[int, typer.Option(help="Held-out cases read with the q8_0 GGUF after.")] = 20,
+) -> int:
+    """Train the tiny reference agent on the second-look task (CPU), export GGUF f16/q8_0/q4_0 +
+    mmproj and ONNX, and read held-out cases with it; exit 1 when one is answered wrongly."""
+    from export.reference_agent import build_reference
+    from export.train_agent import Schedule
+
+    setup(None, False)
+    if minutes <= 0 or threads < 1 or check < 0:
+        raise BadInput("--minutes must be positive, --threads at least 1, --check not negative")
+    with errors.status("training (see OUT/hf/learning-curve.jsonl)"):
+        built = build_reference(out, Schedule(minutes=minutes), seed, threads)
+    console.print(f"checkpoint: {built.hf}\nGGUF: {built.gguf}\nONNX: {built.onnx}")
+    if not check:
+        return 0
+    summary = _read_held_out(built.gguf, check)
+    console.print(f"held-out, q8_0: {summary.line()}", highlight=False)
+    return 0 if summary.accuracy == 1.0 else 1
+
+
+def _read_held_out(gguf: Path, count: int):
+    from edge_agent.config import Config
+    from edge_agent.policies import make_policy
+    from export.look_check import read_cases, reference_policy
+    from export.reference_agent import held_out
+
+    settings = reference_policy(gguf, "model-q8_0.gguf")
+    policy = make_policy(settings)
+    try:
+        return read_cases(held_out(count), Config(policy=settings), policy)
+    finally:
+        policy.close()
+
+
 @export_app.command("gguf")
 @exit_code
 def export_gguf(

@@ -5,6 +5,7 @@ Red means the workstation cannot do its job as configured; the command then exit
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import shutil
@@ -68,10 +69,17 @@ def checks(
         return
     yield _spool(config, out_dir)
     yield _port(config)
-    for folder in _model_folders(models):
+    folders = _model_folders(models)
+    for folder in folders:
         yield _model(folder)
     yield _tool_models(config)
     yield _smoke_read(config)
+    if folders:
+        from export.reference_agent import FOLDER
+
+        for folder in folders:
+            if folder.name == FOLDER:
+                yield _known_answers(config, folder)
 
 
 def _config(config_path: Path | None):
@@ -180,6 +188,38 @@ def _smoke_read(config) -> Check:
         findings > 0,
         f"protocol read of the sample: {findings} finding(s), {len(result.dicom)} DICOM object(s)",
     )
+
+
+def _known_answers(config, folder: Path) -> Check:
+    """The reference agent reads built-in cases with this workstation's llama.cpp build and
+    tools (its GPU settings included); a broken build, kernel or file gets one wrong."""
+    from dataclasses import replace
+
+    from edge_agent.policies import make_policy
+    from export.look_check import read_cases, reference_policy
+    from export.reference_agent import KNOWN_ANSWER, held_out
+
+    name = "known-answer read"
+    if importlib.util.find_spec("llama_cpp") is None:
+        return Check(name, None, "llama-cpp-python not installed: no model runs here")
+    text = next((f for f in ("model-q8_0.gguf", "model-f16.gguf") if (folder / f).is_file()), "")
+    if not text:
+        return Check(name, False, f"{folder} holds no model-q8_0.gguf or model-f16.gguf")
+    ours = config.policy.llama_cpp
+    settings = reference_policy(
+        folder, text, n_gpu_layers=ours.n_gpu_layers, flash_attn=ours.flash_attn
+    )
+    cases = [held_out(1, n)[0] for n in KNOWN_ANSWER]
+    try:
+        policy = make_policy(settings)
+        try:
+            summary = read_cases(cases, replace(config, policy=settings), policy)
+        finally:
+            policy.close()
+    except Exception as exc:  # any failure here is exactly what doctor must report
+        return Check(name, False, f"{type(exc).__name__}: {exc}")
+    ok = summary.accuracy == 1.0 and summary.zoom_hits == 1.0
+    return Check(name, ok, f"reference agent ({text}, llama.cpp): {summary.line()}")
 
 
 def _version(package: str) -> str:

@@ -1,0 +1,51 @@
+"""`doctor`'s known-answer check: the reference agent reads built-in cases on this workstation's
+llama.cpp build and tools, and a model that cannot answer them is red."""
+
+from __future__ import annotations
+
+import pytest
+
+from export.reference_agent import CHECKPOINT, FOLDER, PRE_TOKENIZER
+from export.train_agent import Schedule, train_tiny_agent
+from tests.support import run_cli
+
+
+def _exported(hf, models):
+    done = run_cli(
+        "export", "gguf", hf, "--out", models / FOLDER, "--quant", "q8_0",
+        "--pre-tokenizer", PRE_TOKENIZER,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return models
+
+
+def _known_answer_line(done) -> str:
+    [line] = [row for row in done.stdout.splitlines() if "│ known-answer read" in row]
+    return line
+
+
+@pytest.fixture(scope="module")
+def reference_models(tmp_path_factory):
+    return _exported(CHECKPOINT, tmp_path_factory.mktemp("models"))
+
+
+def test_doctor_reads_the_built_in_cases_right_with_the_reference_agent(
+    reference_models, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("COLUMNS", "400")
+    done = run_cli("doctor", "--out", tmp_path, "--models", reference_models)
+    line = _known_answer_line(done)
+    assert "FAIL" not in line and "ok" in line
+    assert "4/4 answered correctly, 4/4 zooms on the lesion" in line
+    assert "model-q8_0.gguf" in line
+
+
+def test_an_untrained_model_in_the_reference_folder_is_red(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+    untrained = tmp_path / "hf"
+    train_tiny_agent(untrained, Schedule(vision_steps=0, locate_steps=0, full_steps=0))
+    models = _exported(untrained, tmp_path / "models")
+    done = run_cli("doctor", "--out", tmp_path, "--models", models)
+    line = _known_answer_line(done)
+    assert "FAIL" in line
+    assert done.returncode == 1 and "known-answer read" in done.stdout.splitlines()[-1]
