@@ -71,9 +71,9 @@ def build_seg(
             **provenance.new_object(series_number, "edge-agent segmentation"),
             omit_empty_frames=True,
         )
-    except ValueError:
-        if "FrameOfReferenceUID" in images[0]:
-            raise
+    except ValueError as exc:
+        if "FrameOfReferenceUID" in images[0] or "frame of reference" not in str(exc).lower():
+            raise  # another refusal: not this one
         # The source's IOD requires a Frame of Reference (a CT's does) and this series lacks
         # one: a SEG would have to invent it. The outlines stay in the SR, on the source image.
         log.warning(
