@@ -55,16 +55,16 @@ def test_a_size_comparison_is_read_from_the_question(question, expected):
 
 def test_a_size_question_is_answered_from_the_measurements_and_joins_every_report(result):
     sop_before = pydicom.dcmread(result / "dicom" / "sr.dcm").SOPInstanceUID
-    done = run_cli("ask", result, "Which candidates are larger than 25 mm?")
+    done = run_cli("ask", result, "Which candidates are larger than 28 mm?")
     assert done.returncode == 0, done.stderr
     answer = (
-        "1 of the 2 measured finding(s) have a long axis larger than 25 mm: finding(s) 1. "
-        "Measured: finding 1: 30.49 mm; finding 2: 24.9 mm."
+        "1 of the 2 measured finding(s) have a long axis larger than 28 mm: finding(s) 1. "
+        "Measured: finding 1: 30.49 mm; finding 2: 25.1 mm."
     )
     assert answer in done.stdout
     report = json.loads((result / "report.json").read_text())
     (follow_up,) = report["follow_ups"]
-    assert follow_up["question"] == "Which candidates are larger than 25 mm?"
+    assert follow_up["question"] == "Which candidates are larger than 28 mm?"
     assert answer in follow_up["answer"]
     (cited,) = follow_up["findings"]
     assert cited["key_image"] == report["findings"][0]["key_image"]
@@ -72,10 +72,10 @@ def test_a_size_question_is_answered_from_the_measurements_and_joins_every_repor
     trajectory = json.loads((result / "trajectory.json").read_text())
     assert [f["question"] for f in trajectory["follow_ups"]] == [follow_up["question"]]
     page = (result / "report.html").read_text()
-    assert "Q1: Which candidates are larger than 25 mm?" in page
+    assert "Q1: Which candidates are larger than 28 mm?" in page
     sr = pydicom.dcmread(result / "dicom" / "sr.dcm")
     assert sr.SOPInstanceUID != sop_before  # a new SR instance, the follow-up in its text
-    assert "Follow-up: Which candidates are larger than 25 mm?" in _sr_text(
+    assert "Follow-up: Which candidates are larger than 28 mm?" in _sr_text(
         result / "dicom" / "sr.dcm"
     )
 
@@ -124,7 +124,7 @@ def test_read_interactive_takes_follow_ups_until_an_empty_line(tmp_path):
     script = Path(sys.executable).parent / "edge-agent"
     done = subprocess.run(
         [script, "read", study, "--out", tmp_path / "out", "--interactive"],
-        input="Which candidates are larger than 25 mm?\nHow many candidates?\n\nnot asked\n",
+        input="Which candidates are larger than 28 mm?\nHow many candidates?\n\nnot asked\n",
         capture_output=True,
         text=True,
         timeout=300,
@@ -132,7 +132,7 @@ def test_read_interactive_takes_follow_ups_until_an_empty_line(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert [f["question"] for f in report["follow_ups"]] == [
-        "Which candidates are larger than 25 mm?",
+        "Which candidates are larger than 28 mm?",
         "How many candidates?",
     ]
     assert done.stdout.index("report: ") < done.stdout.index("Q1: Which candidates")
