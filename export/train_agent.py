@@ -13,8 +13,9 @@ the text model reads the image tokens' rows and columns through M-RoPE with a lo
 so a row or column step turns the query by a sizeable angle: at Qwen's 1e6 it barely turns, and
 at 10 the box was still at chance after the first-turn steps we could give it.
 
-Every step of the schedule runs by default, so a seed gives byte-identical weights on any
-machine (the record's wall_s/cpu_s differ between runs; the weights do not). A time box
+Every step of the schedule runs by default, so a seed and thread count give byte-identical
+weights however slow the machine (the record's wall_s/cpu_s differ between runs; the weights do
+not). A time box
 (`Schedule.minutes`) is opt-in: a stage it cuts is named in the result and in the record, and
 its weights are not the reference agent's."""
 
