@@ -119,9 +119,16 @@ class SavedSession:
                 "KV cache, saved with `read --keep-session` (or ask them in `read --interactive`)"
             )
         try:
-            return cls(**json.loads(path.read_text(encoding="utf-8")))
+            data = json.loads(path.read_text(encoding="utf-8"))
+            saved = cls(**data)
         except (ValueError, TypeError) as exc:
             raise BadInput(f"{path} is damaged: {exc}") from None
+        if not {"tokens", "next_position"} <= data.keys():  # recorded since they are checked
+            raise BadInput(
+                f"{path} was saved by an older version of edge-agent: read the study again "
+                "with --keep-session to ask follow-ups"
+            )
+        return saved
 
 
 def save_session(policy, trajectory: Trajectory, result: Path) -> SavedSession:

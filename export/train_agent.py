@@ -11,7 +11,13 @@ second-look task, on CPU with PyTorch, deterministic for a seed, in stages:
 The box is taught on a coarse grid (the lesion's cell centre +- 10 shown pixels, 16 boxes), and
 the text model reads the image tokens' rows and columns through M-RoPE with a low rope base (5),
 so a row or column step turns the query by a sizeable angle: at Qwen's 1e6 it barely turns, and
-at 10 the box was still at chance after the first-turn steps we could give it."""
+at 10 the box was still at chance after the first-turn steps we could give it.
+
+Every step of the schedule runs by default, so a seed and thread count give byte-identical
+weights however slow the machine (the record's wall_s/cpu_s differ between runs; the weights do
+not). A time box
+(`Schedule.minutes`) is opt-in: a stage it cuts is named in the result and in the record, and
+its weights are not the reference agent's."""
 
 from __future__ import annotations
 
@@ -47,6 +53,7 @@ ROPE_THETA = 5.0
 MROPE_SECTION = (2, 7, 7)  # head_dim 32: 16 frequencies; rows and columns get 7 each
 VOCAB = 1024
 HELD_OUT_SEED = 1  # the held-out cases' seed; training draws from `seed` (default 0)
+BUDGET_MINUTES = 30.0  # what the whole schedule is meant to take on 2 CPU cores
 
 
 @dataclass(frozen=True)
@@ -58,12 +65,32 @@ class Schedule:
     lr: float = 2e-3
     vision_lr: float = 3e-3
     aux_weight: float = 0.3  # the warm-up heads' loss, kept on in stages 2 and 3
-    minutes: float = 30.0  # the time box, shared by the stages in `shares`
+    minutes: float | None = None  # opt-in time box, shared by the stages in `shares`
     shares: tuple[float, float, float] = (0.06, 0.54, 0.4)
 
     @property
     def steps(self) -> int:
         return self.vision_steps + self.locate_steps + self.full_steps
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A stage the time box stopped before its last step."""
+
+    stage: str
+    taken: int
+    steps: int
+
+    def line(self) -> str:
+        return f"stage {self.stage} cut by the time box after {self.taken} of {self.steps} steps"
+
+
+@dataclass(frozen=True)
+class Trained:
+    final: dict  # the learning curve's last row
+    cut: tuple[Cut, ...]  # empty: every step ran, the weights are the seed's reference weights
+    wall_s: float
+    threads: int
 
 
 def corpus() -> str:
@@ -84,7 +111,7 @@ class Trainer:
 
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
-        self.torch, self.seed = torch, seed
+        self.torch, self.seed, self.threads = torch, seed, threads
         self.tokenizer = tiny_tokenizer(corpus(), VOCAB)
         self.config = tiny_config(self.tokenizer, SIZES, ROPE_THETA, MROPE_SECTION)
         self.model = Qwen2_5_VLForConditionalGeneration(self.config)
@@ -175,10 +202,12 @@ class Trainer:
         }
         return loss, stats
 
-    def run(self, schedule: Schedule, log_path: Path | None = None) -> list[dict]:
-        """Train; returns the learning curve (one row per logged step)."""
+    def run(
+        self, schedule: Schedule, log_path: Path | None = None
+    ) -> tuple[list[dict], tuple[Cut, ...]]:
+        """Train; returns the learning curve (one row per step) and the stages the time box cut."""
         torch = self.torch
-        started, curve = time.perf_counter(), []
+        started, curve, cut = time.perf_counter(), [], []
         cpu_started = time.process_time()
         stages = (
             ("vision", schedule.vision_steps, False),
@@ -187,7 +216,8 @@ class Trainer:
         )
         number, deadline = 0, started
         for (stage, steps, first_only), share in zip(stages, schedule.shares, strict=True):
-            deadline += share * schedule.minutes * 60
+            if schedule.minutes is not None:
+                deadline += share * schedule.minutes * 60
             if not steps:
                 continue
             params = (
@@ -203,8 +233,9 @@ class Trainer:
             shape = functools.partial(warm_cosine, steps=steps, warm=max(1, steps // 10))
             sched = torch.optim.lr_scheduler.LambdaLR(optimiser, shape)
             for step in range(steps):
-                if time.perf_counter() > deadline:
-                    log.warning("stage %s stopped at its time box after %d steps", stage, step)
+                if schedule.minutes is not None and time.perf_counter() > deadline:
+                    cut.append(Cut(stage, step, steps))
+                    log.warning("%s: not the reference weights", cut[-1].line())
                     break
                 batch = self.batch(self.seed, number * schedule.batch, schedule.batch, first_only)
                 number += 1
@@ -234,9 +265,11 @@ class Trainer:
                 if log_path is not None:
                     with open(log_path, "a") as handle:
                         handle.write(json.dumps(row) + "\n")
-        return curve
+        return curve, tuple(cut)
 
-    def save(self, out_dir: Path, schedule: Schedule, curve: list[dict]) -> Path:
+    def save(
+        self, out_dir: Path, schedule: Schedule, curve: list[dict], cut: tuple[Cut, ...] = ()
+    ) -> Path:
         record = {
             "task": "second-look",
             "profile": PROFILE,
@@ -245,6 +278,8 @@ class Trainer:
             "rope_theta": ROPE_THETA,
             "mrope_section": list(MROPE_SECTION),
             "schedule": asdict(schedule),
+            "threads": self.threads,
+            "cut": [asdict(c) for c in cut],
             "final": curve[-1] if curve else {},
         }
         # f16, as the GGUF f16 export holds it: the checkpoint is a third the size of the f32
@@ -262,15 +297,17 @@ def warm_cosine(step: int, steps: int, warm: int) -> float:
     return min(1.0, (step + 1) / warm) * 0.5 * (1 + np.cos(np.pi * min(step, steps) / steps))
 
 
-def train_tiny_agent(out_dir: Path, schedule: Schedule, seed: int = 0, threads: int = 2) -> dict:
+def train_tiny_agent(out_dir: Path, schedule: Schedule, seed: int = 0, threads: int = 2) -> Trained:
     """Train and write the Hugging Face checkpoint; the learning curve is kept beside it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     curve_path = out_dir / "learning-curve.jsonl"
     curve_path.unlink(missing_ok=True)
+    started = time.perf_counter()
     trainer = Trainer(seed, threads)
     try:
-        curve = trainer.run(schedule, curve_path)
-        trainer.save(out_dir, schedule, curve)
+        curve, cut = trainer.run(schedule, curve_path)
+        trainer.save(out_dir, schedule, curve, cut)
     finally:
         trainer.close()
-    return curve[-1] if curve else {}
+    final = curve[-1] if curve else {}
+    return Trained(final, cut, round(time.perf_counter() - started, 1), threads)

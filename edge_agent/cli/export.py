@@ -31,21 +31,40 @@ def export_tiny_vlm(
 @exit_code
 def export_train_tiny_agent(
     out: Annotated[Path, typer.Argument(help="Folder for hf/, gguf/ and onnx/.")],
-    minutes: Annotated[float, typer.Option(help="Time box of the training, all stages.")] = 30.0,
+    minutes: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(
+            help="Time box that may cut the stages (the result is then not the reference)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Training seed; the same seed, the same steps.")] = 0,
     threads: Annotated[int, typer.Option(help="PyTorch CPU threads.")] = 2,
     check: Annotated[int, typer.Option(help="Held-out cases read with the q8_0 GGUF after.")] = 20,
+    force: Annotated[bool, typer.Option(help="Replace non-empty OUT/hf, gguf, onnx.")] = False,
 ) -> int:
-    """Train the tiny reference agent on the second-look task (CPU), export GGUF f16/q8_0/q4_0 +
-    mmproj and ONNX, and read held-out cases with it; exit 1 when one is answered wrongly."""
+    """Train the tiny reference agent on the second-look task (CPU), every step of its schedule,
+    export GGUF f16/q8_0/q4_0 + mmproj and ONNX, and read held-out cases with it; exit 1 when
+    one is answered wrongly."""
     from export.reference_agent import build_reference
-    from export.train_agent import Schedule
+    from export.train_agent import BUDGET_MINUTES, Schedule
 
     setup(None, False)
-    if minutes <= 0 or threads < 1 or check < 0:
+    if (minutes is not None and minutes <= 0) or threads < 1 or check < 0:
         raise BadInput("--minutes must be positive, --threads at least 1, --check not negative")
     with errors.status("training (see OUT/hf/learning-curve.jsonl)"):
-        built = build_reference(out, Schedule(minutes=minutes), seed, threads)
+        built = build_reference(out, Schedule(minutes=minutes), seed, threads, force)
+    trained = built.trained
+    console.print(
+        f"trained in {trained.wall_s / 60:.1f} min on {trained.threads} thread(s) "
+        f"(budget {BUDGET_MINUTES:g} min)",
+        highlight=False,
+    )
+    for cut in trained.cut:
+        errors.print(
+            f"WARNING: {cut.line()} (--minutes {minutes:g}): these weights are NOT the "
+            "reference agent's",
+            highlight=False,
+        )
     console.print(f"checkpoint: {built.hf}\nGGUF: {built.gguf}\nONNX: {built.onnx}")
     if not check:
         return 0

@@ -192,9 +192,10 @@ def _smoke_read(config) -> Check:
 
 def _known_answers(config, folder: Path) -> Check:
     """The reference agent reads built-in cases with this workstation's llama.cpp build and
-    tools (its GPU settings included); a broken build, kernel or file gets one wrong."""
-    from dataclasses import replace
-
+    tools (its hardware settings included); a broken build, kernel or file gets one wrong. The
+    site's other settings ([read] modalities, [budget], [tools]) are for its studies, not for
+    these cases, so the cases are read with the defaults."""
+    from edge_agent.config import Config
     from edge_agent.policies import make_policy
     from export.look_check import read_cases, reference_policy
     from export.reference_agent import KNOWN_ANSWER, held_out
@@ -207,13 +208,17 @@ def _known_answers(config, folder: Path) -> Check:
         return Check(name, False, f"{folder} holds no model-q8_0.gguf or model-f16.gguf")
     ours = config.policy.llama_cpp
     settings = reference_policy(
-        folder, text, n_gpu_layers=ours.n_gpu_layers, flash_attn=ours.flash_attn
+        folder,
+        text,
+        n_gpu_layers=ours.n_gpu_layers,
+        flash_attn=ours.flash_attn,
+        n_threads=ours.n_threads,
     )
     cases = [held_out(1, n)[0] for n in KNOWN_ANSWER]
     try:
         policy = make_policy(settings)
         try:
-            summary = read_cases(cases, replace(config, policy=settings), policy)
+            summary = read_cases(cases, Config(policy=settings), policy)
         finally:
             policy.close()
     except Exception as exc:  # any failure here is exactly what doctor must report

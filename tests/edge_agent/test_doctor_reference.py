@@ -40,6 +40,19 @@ def test_doctor_reads_the_built_in_cases_right_with_the_reference_agent(
     assert "model-q8_0.gguf" in line
 
 
+def test_a_site_reading_only_ct_and_mr_still_passes_the_known_answer_read(
+    reference_models, tmp_path, monkeypatch
+):
+    """The built-in cases are PNGs (modality OT): the site's [read] modalities are for its own
+    studies, not for the check of its llama.cpp build."""
+    monkeypatch.setenv("COLUMNS", "400")
+    config = tmp_path / "edge-agent.toml"
+    config.write_text('[read]\nmodalities = ["CT", "MR"]\n')
+    done = run_cli("doctor", "--out", tmp_path, "--models", reference_models, "--config", config)
+    line = _known_answer_line(done)
+    assert "FAIL" not in line and "4/4 answered correctly" in line, line
+
+
 def test_an_untrained_model_in_the_reference_folder_is_red(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")
     untrained = tmp_path / "hf"

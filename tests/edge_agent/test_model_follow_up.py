@@ -156,6 +156,22 @@ def test_a_session_saved_for_another_model_is_refused_in_one_line(interactive, t
     assert "saved for another model than the read's" in done.stderr
 
 
+def test_a_session_saved_by_an_older_version_is_sent_to_read_again(interactive, tmp_path):
+    """session.json before it recorded its token count: not a mismatch of two saves."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(interactive["out"], copy)
+    meta = copy / "session" / "session.json"
+    saved = json.loads(meta.read_text())
+    del saved["tokens"], saved["next_position"]
+    meta.write_text(json.dumps(saved))
+    done = run_cli("ask", copy, SECOND, "--config", interactive["config"])
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "older version of edge-agent" in done.stderr and "--keep-session" in done.stderr
+    assert "not saved together" not in done.stderr
+
+
 def test_the_onnx_back_end_continues_its_kept_cache_for_a_follow_up(onnx_llm, tmp_path):
     from edge_agent.model_followup import OpenRead
     from edge_agent.policies import make_policy

@@ -86,19 +86,52 @@ def test_eval_compares_f16_q8_0_q4_0_and_onnx_on_the_held_out_set(built, tmp_pat
 
 
 def test_train_tiny_agent_trains_exports_and_reads_in_one_command(tmp_path):
-    """The one command that rebuilds the agent, cut to seconds here (the committed checkpoint is
-    the full run's): exit 0 only when the held-out read it reports is right."""
+    """The one command that rebuilds the agent, cut to seconds here by a time box (the committed
+    checkpoint is the full run's, which has none): it says loudly that these weights are not
+    the reference's, and exits 0 only when the held-out read it reports is right."""
     out = tmp_path / "agent"
-    done = run_cli("export", "train-tiny-agent", out, "--minutes", "0.02", "--check", "1")
+    (out / "gguf").mkdir(parents=True)
+    (out / "gguf" / "stale.gguf").write_bytes(b"an earlier build")
+    done = run_cli(
+        "export", "train-tiny-agent", out, "--minutes", "0.02", "--check", "1", "--force"
+    )  # fmt: skip
     read = re.search(r"held-out, q8_0: (\d)/1 answered correctly", done.stdout)
     assert read, done.stdout + done.stderr
     assert done.returncode == (0 if read[1] == "1" else 1)
+    assert "cut by the time box" in done.stderr and "NOT the reference" in done.stderr
+    assert re.search(r"trained in [\d.]+ min on 2 thread\(s\) \(budget 30 min\)", done.stdout)
     for name in ("hf/model.safetensors", "hf/learning-curve.jsonl", "gguf/model-q4_0.gguf"):
         assert (out / name).is_file(), name
     assert (out / "onnx" / "manifest.json").is_file()
+    assert not (out / "gguf" / "stale.gguf").exists()
+    record = json.loads((out / "hf" / "edge-agent-tiny.json").read_text())
+    assert record["threads"] == 2 and record["cut"], record
 
 
 def test_train_tiny_agent_refuses_a_time_box_of_zero(tmp_path):
     done = run_cli("export", "train-tiny-agent", tmp_path / "agent", "--minutes", "0")
     assert done.returncode == 2 and "--minutes must be positive" in done.stderr
     assert not (tmp_path / "agent").exists()
+
+
+@pytest.mark.parametrize("part", ["hf", "gguf", "onnx"])
+def test_train_tiny_agent_keeps_an_earlier_build_unless_forced(tmp_path, part):
+    """Refused before any training, in one line: nothing of OUT is touched."""
+    out = tmp_path / "agent"
+    (out / part).mkdir(parents=True)
+    (out / part / "model.bin").write_bytes(b"an earlier build")
+    # a short time box: a version that trained first would still end in seconds
+    done = run_cli("export", "train-tiny-agent", out, "--check", "0", "--minutes", "0.01")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--force" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert (out / part / "model.bin").read_bytes() == b"an earlier build"
+    assert sorted(p.name for p in out.iterdir()) == [part]
+
+
+def test_train_tiny_agent_refuses_an_out_that_is_a_file(tmp_path):
+    out = tmp_path / "agent"
+    out.write_text("not a folder")
+    done = run_cli("export", "train-tiny-agent", out, "--check", "0")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "is a file, not a folder" in done.stderr
+    assert out.read_text() == "not a folder"

@@ -100,3 +100,22 @@ def test_the_trainer_takes_the_same_steps_twice(tmp_path):
     assert curves[0] == curves[1]
     weights = [(tmp_path / n / "model.safetensors").read_bytes() for n in ("a", "b")]
     assert weights[0] == weights[1]
+    # no time box unless asked: every step ran, on the threads the record names
+    record = json.loads((tmp_path / "a" / "edge-agent-tiny.json").read_text())
+    assert record["schedule"]["minutes"] is None
+    assert record["cut"] == [] and record["threads"] == 2
+
+
+def test_a_time_box_names_the_stages_it_cut(tmp_path):
+    """Opt-in: a stage stopped before its steps is reported, not passed off as the reference."""
+    from export.train_agent import Schedule, train_tiny_agent
+
+    schedule = Schedule(vision_steps=1, locate_steps=1, full_steps=1, batch=2, minutes=1e-9)
+    trained = train_tiny_agent(tmp_path / "cut", schedule, seed=0)
+    assert [(c.stage, c.taken, c.steps) for c in trained.cut] == [
+        ("vision", 0, 1),
+        ("locate", 0, 1),
+        ("full", 0, 1),
+    ]
+    record = json.loads((tmp_path / "cut" / "edge-agent-tiny.json").read_text())
+    assert [c["stage"] for c in record["cut"]] == ["vision", "locate", "full"]
