@@ -6,6 +6,9 @@ import logging
 
 import highdicom as hd
 import numpy as np
+
+# The rule Segmentation itself applies (private to highdicom, which is pinned to 0.28).
+from highdicom._standard_utils import ModuleUsageValues, get_module_usage
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 
@@ -30,7 +33,11 @@ def build_seg(
         if r.mask is not None and _segmentable(sources[r.source.sop_instance_uid])
     ]
     if len(masked) < sum(r.mask is not None for r in regions):
-        log.info("outlines on a cine or video frame are in the SR only (no SEG for that source)")
+        log.warning(
+            "no SEG for some outlines: their source has no Frame of Reference UID that a SEG of it "
+            "must carry (a CT, MR or PET series without one, or a cine or video frame); the "
+            "outlines are in the SR"
+        )
     if not masked:
         return None
     images = _source_images(masked, sources)
@@ -62,32 +69,24 @@ def build_seg(
         )
         for number, region in enumerate(masked, 1)
     ]
-    try:
-        return hd.seg.Segmentation(
-            source_images=images,
-            pixel_array=pixels,
-            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=descriptions,
-            **provenance.new_object(series_number, "edge-agent segmentation"),
-            omit_empty_frames=True,
-        )
-    except ValueError as exc:
-        if "FrameOfReferenceUID" in images[0] or "frame of reference" not in str(exc).lower():
-            raise  # another refusal: not this one
-        # The source's IOD requires a Frame of Reference (a CT's does) and this series lacks
-        # one: a SEG would have to invent it. The outlines stay in the SR, on the source image.
-        log.warning(
-            "study %s: no SEG written: the source series has no Frame of Reference UID, which "
-            "a SEG of it must carry; the outlines are in the SR",
-            images[0].StudyInstanceUID,
-        )
-        return None
+    return hd.seg.Segmentation(
+        source_images=images,
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        **provenance.new_object(series_number, "edge-agent segmentation"),
+        omit_empty_frames=True,
+    )
 
 
 def _segmentable(source: Dataset) -> bool:
-    """A SEG of one frame of a multi-frame source needs the source's Frame of Reference (a cine
-    or video usually has none): without it a SEG could only name the first frame."""
-    return frame_count(source) == 1 or "FrameOfReferenceUID" in source
+    """A SEG takes the source's Frame of Reference; without one it can reference only a
+    single-frame source whose IOD does not require it (a cine or video usually has none, and a
+    SEG of it could only name the first frame; a CT without one would need one invented)."""
+    if "FrameOfReferenceUID" in source:
+        return True
+    required = get_module_usage("frame-of-reference", source.SOPClassUID)
+    return frame_count(source) == 1 and required != ModuleUsageValues.MANDATORY
 
 
 def _source_images(regions: list[FindingRegion], sources: dict[str, Dataset]) -> list[Dataset]:
