@@ -167,8 +167,8 @@ class Spool:
         return ReceivedFile(self.root / "tmp")
 
     def store(self, encoded: bytes, calling_ae: str) -> StoredInstance:
-        """`encoded` is the received dataset with its file meta, exactly as sent."""
-        _identity(encoded)  # a malformed dataset is refused before anything is written
+        """`encoded` is the received dataset with its file meta, exactly as sent; it takes the
+        path a streamed C-STORE takes (one check of the whole dataset, on the written file)."""
         self._check_free_space(len(encoded))
         received = self.open_received()
         received.write(encoded)
