@@ -91,9 +91,12 @@ class IndexJobQueue:
         Idempotent: a completion that committed but whose acknowledgement the connection lost
         is found done, by this worker into `out_dir`, when it is tried again."""
 
+        def recorded(row) -> bool:
+            return (row["state"], row["out_dir"]) == ("done", out_dir)
+
         def commit() -> None:
             with self._index.write() as db:
-                if not _own(db, job, worker, done_into=out_dir):
+                if not _own(db, job, worker, ended=recorded):
                     return
                 if then is not None:
                     then(db)
@@ -103,18 +106,24 @@ class IndexJobQueue:
 
     def fail(self, job: Job, worker: str, error: str, *, permanent: bool = False) -> None:
         """A read that raised: retried until max_attempts (or never, if `permanent`), then
-        failed with the reason."""
+        failed with the reason. Idempotent as `complete` is: a failure that committed but whose
+        acknowledgement the connection lost is found recorded, by this worker, for this attempt."""
+
+        final = permanent or job.attempt >= self._max_attempts
+        state = "failed" if final else "queued"
+
+        def recorded(row) -> bool:
+            return (row["state"], row["attempts"], row["error"]) == (state, job.attempt, error)
 
         def commit() -> None:
             with self._index.write() as db:
-                _own(db, job, worker)
-                if permanent or job.attempt >= self._max_attempts:
+                if not _own(db, job, worker, ended=recorded):
+                    return
+                if final:
                     _finish(db, job.id, job.study_uid, "failed", error=error)
-                else:
+                else:  # the lease owner stays until another claim: who re-queued it
                     db.execute(
-                        "UPDATE jobs SET state = 'queued', lease_owner = NULL, error = ? "
-                        "WHERE id = ?",
-                        (error, job.id),
+                        "UPDATE jobs SET state = 'queued', error = ? WHERE id = ?", (error, job.id)
                     )
 
         self._index.retrying(commit, f"job {job.id} failure")
@@ -129,17 +138,19 @@ def enqueue_in(db, study_uid: str) -> int:
     return int(job_id)
 
 
-def _own(db, job: Job, worker: str, *, done_into: str | None = None) -> bool:
+def _own(db, job: Job, worker: str, *, ended: Callable = lambda row: False) -> bool:
     """True: the job is still this worker's; its row stays locked until the transaction ends.
-    False: this worker already completed it into `done_into` (nothing is left to do)."""
+    False: this worker already ended it as `ended(row)` says (nothing is left to do). The lease
+    owner stays on a finished or re-queued row until another worker claims it."""
     row = db.execute(
-        "SELECT state, lease_owner, out_dir FROM jobs WHERE id = ?" + db.for_update,
+        "SELECT state, lease_owner, out_dir, error, attempts FROM jobs WHERE id = ?"
+        + db.for_update,
         (job.id,),
     ).fetchone()
     if row is not None and row["lease_owner"] == worker:
         if row["state"] == "running":
             return True
-        if done_into is not None and (row["state"], row["out_dir"]) == ("done", done_into):
+        if ended(row):
             return False
     raise LeaseLost(f"job {job.id} is no longer leased to {worker}")
 

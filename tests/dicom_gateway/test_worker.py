@@ -148,6 +148,40 @@ def test_a_completion_whose_commit_acknowledgement_was_lost_is_read_and_queued_o
         relay.close()
 
 
+@pytest.mark.parametrize(
+    ("error", "state"),
+    [(RuntimeError("GPU out of memory"), "queued"), (BadInput("no readable images"), "failed")],
+)
+def test_a_failure_whose_commit_acknowledgement_was_lost_is_recorded_and_audited_once(
+    tmp_path, postgres, error, state
+):
+    """PostgreSQL commits the failure (a retry queued, or the job failed for good), then the
+    connection drops before its answer arrives: the worker's retry finds it recorded by itself
+    for this attempt and audits it, instead of taking it for a lease another worker holds."""
+    relay = CuttingRelay(postgres.port)
+    url = postgres.database().replace(f":{postgres.port}/", f":{relay.port}/")
+    index = open_index(url, tmp_path)
+    try:
+        reader = Reader(error)
+        worker, index, _ = _gateway(tmp_path, reader, index)
+        read = reader.read
+
+        def read_then_cut(*args):  # the next commit is the failure's
+            relay.cut_next_commit.set()
+            return read(*args)
+
+        reader.read = read_then_cut
+        assert worker.run_once()
+        assert relay.cuts == 1
+        assert _job(index)[0] == state
+        worker._audit.close()
+        events = (tmp_path / "audit.jsonl").read_text()
+        assert events.count('"event": "study_failed"') == 1
+    finally:
+        index.close()
+        relay.close()
+
+
 def test_closing_the_worker_closes_its_reader(tmp_path, index):
     reader = Reader(None)
     worker, _, _ = _gateway(tmp_path, reader, index)
