@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dicom_gateway.index import Index, SqliteIndex, index_path
+from imaging.errors import ConfigError
 
 
 def open_index(
@@ -24,3 +25,19 @@ def open_index(
     if database:
         raise ValueError(f"database {database!r} is not a postgresql:// URL (empty: SQLite)")
     return SqliteIndex(index_path(spool_dir), clock)
+
+
+def describe_index(database: str, spool_dir: str | Path, timeout_s: float = 10.0) -> str:
+    """Where the index is and whether it can be used, changing nothing (ConfigError if not)."""
+    if database.startswith(("postgresql://", "postgres://")):
+        try:
+            from dicom_gateway.postgres_index import describe
+        except ImportError as exc:
+            raise ConfigError(
+                f"the index database is PostgreSQL but {exc.name} is missing: "
+                "pip install 'edge-agent[postgres]'"
+            ) from None
+        return describe(database, timeout_s)
+    if database:
+        raise ConfigError(f"database {database!r} is not a postgresql:// URL (empty: SQLite)")
+    return f"SQLite in the spool ({index_path(spool_dir)})"

@@ -11,7 +11,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dicom_gateway.dialect import POSTGRES
-from dicom_gateway.index import Index, Transaction
+from dicom_gateway.index import MIGRATIONS, Index, Transaction
 from imaging.errors import ConfigError
 
 
@@ -62,10 +62,8 @@ class PostgresIndex(Index):
             self._pool.open(wait=True, timeout=connect_timeout_s)
         except PoolTimeout:
             self._pool.close()
-            where = conninfo_to_dict(url)  # named without the password the URL may hold
             raise ConfigError(
-                f"the index database {where.get('dbname', '')} on {where.get('host', '')}:"
-                f"{where.get('port', 5432)} did not answer within {connect_timeout_s:g} s"
+                f"the index database {_where(url)} did not answer within {connect_timeout_s:g} s"
             ) from None
         self.migrate()
 
@@ -80,3 +78,39 @@ class PostgresIndex(Index):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def describe(url: str, timeout_s: float = 10.0) -> str:
+    """What answers at `url`, changing nothing there: the server's version and how many of this
+    version's migrations its schema has. ConfigError when it cannot be used as the index."""
+    try:
+        with psycopg.connect(url, connect_timeout=max(1, round(timeout_s)), autocommit=True) as db:
+            server = db.info.server_version  # e.g. 150008 for 15.8
+            if db.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+                applied = 0
+            else:
+                applied = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+                applied = applied.fetchone()[0]
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        password = conninfo_to_dict(url).get("password")
+        if password:
+            reason = reason.replace(password, "***")
+        raise ConfigError(f"the index database {_where(url)} cannot be used: {reason}") from None
+    if applied > len(MIGRATIONS):
+        raise ConfigError(
+            f"the index database {_where(url)} has schema {applied}, newer than this version's "
+            f"{len(MIGRATIONS)}: upgrade this node"
+        )
+    schema = (
+        "schema up to date"
+        if applied == len(MIGRATIONS)
+        else f"schema {applied} of {len(MIGRATIONS)} (serve migrates it)"
+    )
+    return f"PostgreSQL {server // 10000}.{server % 10000} at {_where(url)}, {schema}"
+
+
+def _where(url: str) -> str:
+    """The database, host and port of `url`, never the password it may hold."""
+    where = conninfo_to_dict(url)
+    return f"{where.get('dbname', '')} on {where.get('host', '')}:{where.get('port', 5432)}"

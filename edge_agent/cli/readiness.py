@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edge_agent import __version__
 from edge_agent.cli.config import load_config
-from imaging.errors import BadInput, ModelLoadError
+from imaging.errors import BadInput, ConfigError, ModelLoadError
 from imaging.model_folder import MANIFEST, ModelFolder
 
 PACKAGES = (
@@ -68,6 +68,7 @@ def checks(
     if config is None:
         return
     yield _spool(config, out_dir)
+    yield _index(config, out_dir)
     yield _port(config)
     folders = _model_folders(models)
     for folder in folders:
@@ -110,6 +111,18 @@ def _spool(config, out_dir: Path) -> Check:
         ok,
         f"{spool}: {free / 2**30:.1f} GiB free (needs {config.gateway.min_free_mb} MiB)",
     )
+
+
+def _index(config, out_dir: Path) -> Check:
+    """The spool index: SQLite in the spool, or the shared PostgreSQL, which must answer."""
+    from dicom_gateway.engines import describe_index
+
+    spool = Path(config.gateway.spool_dir)
+    try:
+        detail = describe_index(config.gateway.database, out_dir / spool, timeout_s=10.0)
+    except ConfigError as exc:
+        return Check("index database", False, str(exc))
+    return Check("index database", True, detail)
 
 
 def _port(config) -> Check:
