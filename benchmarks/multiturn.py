@@ -18,16 +18,16 @@ test.
 from __future__ import annotations
 
 import argparse
-import base64
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.llama_server import MARKER, LlamaServer, ServerTurn, chat, rendered, user_turn
+from benchmarks.llama_server import binary as server_binary
 from edge_agent.formats import load_profile
 from edge_agent.formats.chat import chat_text
 from edge_agent.formats.turns import Message
@@ -41,6 +41,7 @@ GRAMMAR = (
     "n ::= [1-9] [0-9]{0,2}"
 )
 REPLY_TOKENS = 48
+N_CTX = 16384
 
 
 def images(count: int, size: int) -> list[np.ndarray]:
@@ -48,19 +49,24 @@ def images(count: int, size: int) -> list[np.ndarray]:
     return [rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for _ in range(count)]
 
 
-def ours(model_dir: Path, pictures: list[np.ndarray]) -> list[tuple[int, float]]:
-    """One session: each turn evaluates its own image and text, then decodes the reply."""
+def turn_text(turn: int, marker: str) -> str:
+    """What our session adds for turn `turn` (after the previous reply's end)."""
+    head = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" if turn == 0 else "<|im_end|>\n"
+    return f"{head}<|im_start|>user\nImage {turn}: {marker}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def ours(
+    model_dir: Path, pictures: list[np.ndarray], threads: int | None
+) -> tuple[list[tuple[int, float]], tuple[int, int]]:
+    """One session: each turn evaluates its own image and text, then decodes the reply. Also
+    returns the threads llama.cpp used (generation, prompt batches)."""
     with MultimodalModel(
-        model_dir / "model-q8_0.gguf", model_dir / "mmproj-f16.gguf", n_ctx=16384
+        model_dir / "model-q8_0.gguf", model_dir / "mmproj-f16.gguf", n_ctx=N_CTX, n_threads=threads
     ) as model:
-        n_past, pending, out = 0, "", []
+        n_past, out = 0, []
         for turn, picture in enumerate(pictures):
             start = time.perf_counter()
-            head = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" if turn == 0 else pending
-            text = (
-                f"{head}<|im_start|>user\nImage {turn}: {model.marker}<|im_end|>\n"
-                "<|im_start|>assistant\n"
-            )
+            text = turn_text(turn, model.marker)
             chunks = model.tokenize(text, [picture])
             model.resume()  # llama.cpp's counters from zero; the cache stays
             n_past = model.eval_chunks(chunks, n_past)
@@ -72,12 +78,13 @@ def ours(model_dir: Path, pictures: list[np.ndarray]) -> list[tuple[int, float]]
                     if model.is_end(token):
                         break
                     n_past = model.eval_token(token, n_past)
-            pending = "<|im_end|>\n"
             out.append((added, time.perf_counter() - start))
-        return out
+        return out, (model.llama.n_threads, model.llama.n_threads_batch)
 
 
-def stock(model_dir: Path, pictures: list[np.ndarray]) -> list[tuple[int, float, int]]:
+def stock(
+    model_dir: Path, pictures: list[np.ndarray], threads: int | None
+) -> list[tuple[int, float, int]]:
     """The stock handler: the whole conversation is sent again each turn. Per turn: prompt
     tokens llama.cpp evaluated, seconds, and the handler's own `prompt_tokens`."""
     import llama_cpp
@@ -88,7 +95,8 @@ def stock(model_dir: Path, pictures: list[np.ndarray]) -> list[tuple[int, float,
     llama = Llama(
         model_path=str(model_dir / "model-q8_0.gguf"),
         chat_handler=handler,
-        n_ctx=16384,
+        n_ctx=N_CTX,
+        n_threads=threads,
         verbose=False,
     )
     grammar = LlamaGrammar.from_string(GRAMMAR, verbose=False)
@@ -96,16 +104,7 @@ def stock(model_dir: Path, pictures: list[np.ndarray]) -> list[tuple[int, float,
     out = []
     try:
         for turn, picture in enumerate(pictures):
-            png = base64.b64encode(cv2.imencode(".png", picture)[1].tobytes()).decode()
-            messages.append(
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": f"Image {turn}: "},
-                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
-                    ],
-                }
-            )
+            messages.append(user_turn(turn, picture))
             start = time.perf_counter()
             llama_cpp.llama_synchronize(llama.ctx)
             llama_cpp.llama_perf_context_reset(llama.ctx)
@@ -161,31 +160,96 @@ def _spread(values: list[float]) -> str:
     return f"{min(values):.3f}/{statistics.median(values):.3f}/{max(values):.3f}"
 
 
+def table(
+    a: list[tuple[int, float]],
+    b: list[tuple[int, float, int]],
+    c: list[ServerTurn] | None,
+) -> list[str]:
+    """Per turn, each side's evaluated prompt tokens and seconds, then the totals and ratios."""
+    head = f"{'turn':>4}{'ours: eval':>12}{'s':>8}{'stock: eval':>13}{'s':>8}{'(stock says)':>14}"
+    lines = [head + (f"{'server: eval':>14}{'cached':>8}{'s':>8}" if c else "")]
+    for turn, ((ta, sa), (tb, sb, said)) in enumerate(zip(a, b, strict=True)):
+        line = f"{turn + 1:>4}{ta:>12}{sa:>8.2f}{tb:>13}{sb:>8.2f}{said:>14}"
+        if c:
+            line += f"{c[turn].evaluated:>14}{c[turn].cached:>8}{c[turn].seconds:>8.2f}"
+        lines.append(line)
+    seconds = {"ours": sum(s for _, s in a), "stock": sum(s for _, s, _ in b)}
+    tokens = {"ours": sum(t for t, _ in a), "stock": sum(t for t, _, _ in b)}
+    if c:
+        seconds["server"] = sum(t.seconds for t in c)
+        tokens["server"] = sum(t.evaluated for t in c)
+    lines.append(
+        "total: "
+        + ", ".join(f"{side} {tokens[side]} tokens {seconds[side]:.2f} s" for side in seconds)
+    )
+    ratios = [f"stock/ours {tokens['stock'] / tokens['ours']:.2f}x tokens"]
+    if c:
+        ratios.append(f"ours/server {tokens['ours'] / tokens['server']:.2f}x tokens")
+        ratios.append(f"{seconds['ours'] / seconds['server']:.2f}x seconds")
+    lines.append("; ".join(ratios))
+    return lines
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.3f}/{statistics.median(values):.3f}/{max(values):.3f}"
+
+
+def _server_round(
+    path: Path, model_dir: Path, pictures: list[np.ndarray], threads: tuple[int, int]
+) -> tuple[list[ServerTurn], str]:
+    """A fresh llama-server (started outside the timing, as our model is loaded outside it):
+    the conversation, and the first turn as its chat template renders it."""
+    with LlamaServer(
+        path, model_dir, n_ctx=N_CTX, threads=threads[0], threads_batch=threads[1]
+    ) as server:
+        prompt = rendered(server, SYSTEM, pictures[0])
+        return chat(server, SYSTEM, pictures, GRAMMAR, REPLY_TOKENS), prompt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("gguf_dir", type=Path)
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--reads", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3, help="ours and stock, interleaved")
+    parser.add_argument("--rounds", type=int, default=3, help="the sides, interleaved")
+    parser.add_argument("--threads", type=int, help="default: llama-cpp-python's")
+    parser.add_argument(
+        "--server", type=Path, default=server_binary(), help="llama-server (default: %(default)s)"
+    )
     args = parser.parse_args()
     pictures = images(args.turns, args.size)
-    ratios = []
+    ratios: dict[str, list[float]] = {"stock/ours": [], "ours/server": []}
+    c, prompt = None, ""
     for _ in range(args.rounds):
-        a, b = ours(args.gguf_dir, pictures), stock(args.gguf_dir, pictures)
-        ratios.append(sum(s for _, s, _ in b) / sum(s for _, s in a))
-    print(f"{args.turns} turns, one {args.size}x{args.size} image each, reply <= {REPLY_TOKENS}")
-    print("prompt tokens evaluated: llama.cpp's counter (n_p_eval) per turn, images included")
-    print(f"{'turn':>4}{'ours: eval':>12}{'s':>8}{'stock: eval':>13}{'s':>8}{'(stock says)':>14}")
-    for turn, ((ta, sa), (tb, sb, said)) in enumerate(zip(a, b, strict=True), 1):
-        print(f"{turn:>4}{ta:>12}{sa:>8.2f}{tb:>13}{sb:>8.2f}{said:>14}")
-    total_a, total_b = sum(s for _, s in a), sum(s for _, s, _ in b)
-    tokens_a, tokens_b = sum(t for t, _ in a), sum(t for t, _, _ in b)
+        a, threads = ours(args.gguf_dir, pictures, args.threads)
+        b = stock(args.gguf_dir, pictures, args.threads)
+        ratios["stock/ours"].append(sum(s for _, s, _ in b) / sum(s for _, s in a))
+        if args.server:
+            c, prompt = _server_round(args.server, args.gguf_dir, pictures, threads)
+            ratios["ours/server"].append(sum(s for _, s in a) / sum(t.seconds for t in c))
     print(
-        f"last round: ours {total_a:.2f} s, stock {total_b:.2f} s; evaluated: ours {tokens_a}, "
-        f"stock {tokens_b}, stock/ours {tokens_b / tokens_a:.1f}x"
+        f"{args.turns} turns, one {args.size}x{args.size} image each, reply <= {REPLY_TOKENS}, "
+        f"n_ctx {N_CTX}, threads {threads[0]} (prompt batches {threads[1]}), batch 512"
     )
-    print(f"stock/ours wall time over {args.rounds} rounds (min/median/max): {_spread(ratios)}x")
+    print("evaluated: llama.cpp's counter (n_p_eval) for ours and stock, images included;")
+    if c:
+        same = prompt == turn_text(0, MARKER)
+        print(f"llama-server {args.server}: one slot, cache_prompt, its timings.prompt_n/cache_n;")
+        print(
+            "  its chat template renders turn 1 as ours does"
+            if same
+            else f"  turn 1, ours: {turn_text(0, MARKER)!r}\n  turn 1, server: {prompt!r}"
+        )
+    else:
+        print("no llama-server (benchmarks/build_llama_server.sh builds one): its side is left out")
+    for line in table(a, b, c):
+        print(line)
+    for name, values in ratios.items():
+        if values:
+            print(
+                f"{name} wall time over {args.rounds} rounds (min/median/max): {_spread(values)}x"
+            )
     first = first_turns(args.gguf_dir, pictures[0], args.reads)
     print(f"\nfirst turn of a read, trained system prompt, {args.reads} reads (min/median/max)")
     for way, runs in first.items():
