@@ -1,18 +1,23 @@
 """Multi-turn cost: our incremental session vs llama-cpp-python's stock Qwen25VLChatHandler, which
-resets the context and re-encodes every image on every turn.
+resets the context and re-encodes every image on every turn, and vs llama.cpp's own
+`llama-server` with `cache_prompt`, which reuses the longest prefix of the re-sent conversation.
 
-    .venv/bin/python benchmarks/multiturn.py GGUF_DIR [--turns 6] [--size 512]
+    .venv/bin/python benchmarks/multiturn.py GGUF_DIR [--turns 6] [--size 512] [--threads N]
+        [--server PATH]
 
 GGUF_DIR is an `edge-agent export gguf` folder (the tiny model: `edge-agent export tiny-vlm` then
 `export gguf ... --quant q8_0 --pre-tokenizer qwen2`). Each turn adds one SIZE x SIZE image and a
-line of text, then the model writes a Zoom-in call forced by the same grammar on both sides, with
+line of text, then the model writes a Zoom-in call forced by the same grammar on every side, with
 the same token budget. Prints, per turn, the prompt tokens each side had llama.cpp evaluate (its
 own counter, read after every turn: image tokens included, unlike the stock handler's
-`usage.prompt_tokens`, which is llama.cpp's position counter and moves ~18 per image) and the
-wall-time ratio. Then the first turn of `--reads` reads on one loaded model, with the trained
-Ophiuchus system prompt: evaluated from an empty cache each read (as before), and continuing from
-the prefix kept at the head of the cache (as reads do now); interleaved, min/median/max. Not a
-test.
+`usage.prompt_tokens`, which is llama.cpp's position counter and moves ~18 per image; for the
+server, its `timings.prompt_n`, and `cache_n`, what it reused) and the wall time. The server
+(benchmarks/build_llama_server.sh builds it; default: its output, or $LLAMA_SERVER) runs on
+loopback with the same GGUF, mmproj, n_ctx, threads and batch sizes, one slot; the header says
+whether its chat template renders the first turn as ours. Then the first turn of `--reads` reads
+on one loaded model, with the trained Ophiuchus system prompt: evaluated from an empty cache each
+read (as before), and continuing from the prefix kept at the head of the cache (as reads do now);
+interleaved, min/median/max. Not a test.
 """
 
 from __future__ import annotations
@@ -167,11 +172,13 @@ def table(
 ) -> list[str]:
     """Per turn, each side's evaluated prompt tokens and seconds, then the totals and ratios."""
     head = f"{'turn':>4}{'ours: eval':>12}{'s':>8}{'stock: eval':>13}{'s':>8}{'(stock says)':>14}"
-    lines = [head + (f"{'server: eval':>14}{'cached':>8}{'s':>8}" if c else "")]
+    lines = [head + (f"{'server: eval':>14}{'cached':>8}{'s':>8}{'(its s)':>9}" if c else "")]
     for turn, ((ta, sa), (tb, sb, said)) in enumerate(zip(a, b, strict=True)):
         line = f"{turn + 1:>4}{ta:>12}{sa:>8.2f}{tb:>13}{sb:>8.2f}{said:>14}"
         if c:
-            line += f"{c[turn].evaluated:>14}{c[turn].cached:>8}{c[turn].seconds:>8.2f}"
+            t = c[turn]
+            line += f"{t.evaluated:>14}{t.cached:>8}{t.seconds:>8.2f}"
+            line += f"{(t.prompt_ms + t.decode_ms) / 1000:>9.2f}"
         lines.append(line)
     seconds = {"ours": sum(s for _, s in a), "stock": sum(s for _, s, _ in b)}
     tokens = {"ours": sum(t for t, _ in a), "stock": sum(t for t, _, _ in b)}
@@ -235,7 +242,9 @@ def main() -> None:
     print("evaluated: llama.cpp's counter (n_p_eval) for ours and stock, images included;")
     if c:
         same = prompt == turn_text(0, MARKER)
-        print(f"llama-server {args.server}: one slot, cache_prompt, its timings.prompt_n/cache_n;")
+        print(f"llama-server {args.server}: one slot, cache_prompt, its timings.prompt_n/cache_n")
+        print("  and prompt_ms + predicted_ms (its s); flash attention off (ours: off for the text")
+        print("  model, llama.cpp's default, auto, for the vision encoder);")
         print(
             "  its chat template renders turn 1 as ours does"
             if same
