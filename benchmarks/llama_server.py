@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tests.peers import free_port
+from tests.peers import free_port, wait_for
 
 BUILT = Path(__file__).resolve().parents[1] / "build" / "llama-server" / "cmake" / "bin"
 MARKER = "<__media__>"  # mtmd's default marker: the server renders prompts the way we write them
@@ -84,8 +84,9 @@ def command(
     server: Path, model_dir: Path, port: int, *, n_ctx: int, threads: int, threads_batch: int
 ) -> list[str]:
     """The server's command line: loopback only, one slot of `n_ctx`, our session's settings
-    (batch 512, no flash attention, f16 KV cache), no web UI, replies kept whole (the thought
-    stays in the content, as our session keeps it in the cache)."""
+    (batch 512, f16 KV cache), no web UI, replies kept whole (the thought stays in the content,
+    as our session keeps it in the cache). Flash attention: llama.cpp's `auto`, which our vision
+    encoder runs with (the server has one setting for both models; our text model has it off)."""
     return [
         str(server),
         "--model", str(model_dir / "model-q8_0.gguf"),
@@ -98,7 +99,7 @@ def command(
         "--threads-batch", str(threads_batch),
         "--batch-size", "512",
         "--ubatch-size", "512",
-        "--flash-attn", "off",
+        "--flash-attn", "auto",
         "--n-gpu-layers", "0",
         "--no-mmproj-offload",
         "--reasoning-format", "none",
@@ -125,35 +126,33 @@ class LlamaServer:
             env={**os.environ, "LLAMA_MEDIA_MARKER": MARKER},
         )
         try:
-            self._wait_ready(timeout=120)
+            wait_for(self._ready, 120, "llama-server's /health")
         except BaseException:
             self.close()
             raise
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"llama-server exited ({self._process.returncode}):\n{self.log()}"
-                )
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"llama-server not ready after {timeout:.0f} s:\n{self.log()}")
+    def _ready(self) -> bool:
+        if self._process.poll() is not None:
+            raise RuntimeError(f"llama-server exited ({self._process.returncode}):\n{self.log()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
+                return r.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
 
     def log(self) -> str:
         self._log.seek(0)
         return self._log.read().decode(errors="replace")[-3000:]
 
-    def post(self, path: str, body: dict) -> dict:
+    def slot_context(self) -> int:
+        """The context one slot may fill: llama-server caps it at the model's training context."""
+        return int(self.post("/props")["default_generation_settings"]["n_ctx"])
+
+    def post(self, path: str, body: dict | None = None) -> dict:
+        """POST `body` as JSON, or GET when there is none."""
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}{path}",
-            data=json.dumps(body).encode(),
+            data=None if body is None else json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
         )
         try:

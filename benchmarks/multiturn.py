@@ -203,14 +203,14 @@ def _spread(values: list[float]) -> str:
 
 def _server_round(
     path: Path, model_dir: Path, pictures: list[np.ndarray], threads: tuple[int, int]
-) -> tuple[list[ServerTurn], str]:
+) -> tuple[list[ServerTurn], str, int]:
     """A fresh llama-server (started outside the timing, as our model is loaded outside it):
-    the conversation, and the first turn as its chat template renders it."""
+    the conversation, the first turn as its chat template renders it, its slot's context."""
     with LlamaServer(
         path, model_dir, n_ctx=N_CTX, threads=threads[0], threads_batch=threads[1]
     ) as server:
-        prompt = rendered(server, SYSTEM, pictures[0])
-        return chat(server, SYSTEM, pictures, GRAMMAR, REPLY_TOKENS), prompt
+        prompt, slot = rendered(server, SYSTEM, pictures[0]), server.slot_context()
+        return chat(server, SYSTEM, pictures, GRAMMAR, REPLY_TOKENS), prompt, slot
 
 
 def main() -> None:
@@ -227,13 +227,13 @@ def main() -> None:
     args = parser.parse_args()
     pictures = images(args.turns, args.size)
     ratios: dict[str, list[float]] = {"stock/ours": [], "ours/server": []}
-    c, prompt = None, ""
+    c, prompt, slot = None, "", 0
     for _ in range(args.rounds):
         a, threads = ours(args.gguf_dir, pictures, args.threads)
         b = stock(args.gguf_dir, pictures, args.threads)
         ratios["stock/ours"].append(sum(s for _, s, _ in b) / sum(s for _, s in a))
         if args.server:
-            c, prompt = _server_round(args.server, args.gguf_dir, pictures, threads)
+            c, prompt, slot = _server_round(args.server, args.gguf_dir, pictures, threads)
             ratios["ours/server"].append(sum(s for _, s in a) / sum(t.seconds for t in c))
     print(
         f"{args.turns} turns, one {args.size}x{args.size} image each, reply <= {REPLY_TOKENS}, "
@@ -243,8 +243,14 @@ def main() -> None:
     if c:
         same = prompt == turn_text(0, MARKER)
         print(f"llama-server {args.server}: one slot, cache_prompt, its timings.prompt_n/cache_n")
-        print("  and prompt_ms + predicted_ms (its s); flash attention off (ours: off for the text")
-        print("  model, llama.cpp's default, auto, for the vision encoder);")
+        print("  and prompt_ms + predicted_ms (its s; s is the client's wall time: each turn the")
+        print(
+            "  whole conversation goes again as JSON, every image a base64 PNG the server decodes);"
+        )
+        print("  flash attention auto for both models (ours:")
+        print("  auto for the vision encoder, off for the text model);")
+        if slot != N_CTX:
+            print(f"  its slot is capped at the model's training context, {slot} tokens;")
         print(
             "  its chat template renders turn 1 as ours does"
             if same
