@@ -11,7 +11,8 @@ line of text, then the model writes a Zoom-in call forced by the same grammar on
 the same token budget. Prints, per turn, the prompt tokens each side had llama.cpp evaluate (its
 own counter, read after every turn: image tokens included, unlike the stock handler's
 `usage.prompt_tokens`, which is llama.cpp's position counter and moves ~18 per image; for the
-server, its `timings.prompt_n`, and `cache_n`, what it reused) and the wall time. The server
+server, its `timings.prompt_n`, and `cache_n`, what it reused) and the wall time, per turn the
+median of `--rounds` interleaved rounds, each ratio's spread over them. The server
 (benchmarks/build_llama_server.sh builds it; default: its output, or $LLAMA_SERVER) runs on
 loopback with the same GGUF, mmproj, n_ctx, threads and batch sizes, one slot; the header says
 whether its chat template renders the first turn as ours. Then the first turn of `--reads` reads
@@ -26,6 +27,7 @@ import argparse
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +163,26 @@ def first_turns(model_dir: Path, picture: np.ndarray, reads: int) -> dict[str, l
     return out
 
 
+def _median(rounds: list[list[tuple]]) -> list[tuple]:
+    """Per turn: the tokens (the same every round), the median seconds, what follows them."""
+    return [
+        (turns[0][0], statistics.median(t[1] for t in turns), *turns[0][2:])
+        for turns in zip(*rounds, strict=True)
+    ]
+
+
+def _median_server(rounds: list[list[ServerTurn]]) -> list[ServerTurn]:
+    return [
+        replace(
+            turns[0],
+            seconds=statistics.median(t.seconds for t in turns),
+            prompt_ms=statistics.median(t.prompt_ms for t in turns),
+            decode_ms=statistics.median(t.decode_ms for t in turns),
+        )
+        for turns in zip(*rounds, strict=True)
+    ]
+
+
 def _spread(values: list[float]) -> str:
     return f"{min(values):.3f}/{statistics.median(values):.3f}/{max(values):.3f}"
 
@@ -188,6 +210,7 @@ def table(
     lines.append(
         "total: "
         + ", ".join(f"{side} {tokens[side]} tokens {seconds[side]:.2f} s" for side in seconds)
+        + (f" (its own {sum(t.prompt_ms + t.decode_ms for t in c) / 1000:.2f} s)" if c else "")
     )
     ratios = [f"stock/ours {tokens['stock'] / tokens['ours']:.2f}x tokens"]
     if c:
@@ -195,6 +218,26 @@ def table(
         ratios.append(f"{seconds['ours'] / seconds['server']:.2f}x seconds")
     lines.append("; ".join(ratios))
     return lines
+
+
+def _median(rounds: list[list[tuple]]) -> list[tuple]:
+    """Per turn: the tokens (the same every round), the median seconds, what follows them."""
+    return [
+        (turns[0][0], statistics.median(t[1] for t in turns), *turns[0][2:])
+        for turns in zip(*rounds, strict=True)
+    ]
+
+
+def _median_server(rounds: list[list[ServerTurn]]) -> list[ServerTurn]:
+    return [
+        replace(
+            turns[0],
+            seconds=statistics.median(t.seconds for t in turns),
+            prompt_ms=statistics.median(t.prompt_ms for t in turns),
+            decode_ms=statistics.median(t.decode_ms for t in turns),
+        )
+        for turns in zip(*rounds, strict=True)
+    ]
 
 
 def _spread(values: list[float]) -> str:
@@ -225,39 +268,46 @@ def main() -> None:
         "--server", type=Path, default=server_binary(), help="llama-server (default: %(default)s)"
     )
     args = parser.parse_args()
+    if args.server and not args.server.is_file():
+        parser.error(f"no llama-server at {args.server} (benchmarks/build_llama_server.sh)")
     pictures = images(args.turns, args.size)
     ratios: dict[str, list[float]] = {"stock/ours": [], "ours/server": []}
-    c, prompt, slot = None, "", 0
+    rounds: dict[str, list] = {"ours": [], "stock": [], "server": []}
+    prompt, slot = "", 0
     for _ in range(args.rounds):
         a, threads = ours(args.gguf_dir, pictures, args.threads)
         b = stock(args.gguf_dir, pictures, args.threads)
+        rounds["ours"].append(a)
+        rounds["stock"].append(b)
         ratios["stock/ours"].append(sum(s for _, s, _ in b) / sum(s for _, s in a))
         if args.server:
             c, prompt, slot = _server_round(args.server, args.gguf_dir, pictures, threads)
+            rounds["server"].append(c)
             ratios["ours/server"].append(sum(s for _, s in a) / sum(t.seconds for t in c))
     print(
         f"{args.turns} turns, one {args.size}x{args.size} image each, reply <= {REPLY_TOKENS}, "
         f"n_ctx {N_CTX}, threads {threads[0]} (prompt batches {threads[1]}), batch 512"
     )
+    print(f"per turn: tokens evaluated and seconds, the median of {args.rounds} rounds;")
     print("evaluated: llama.cpp's counter (n_p_eval) for ours and stock, images included;")
-    if c:
-        same = prompt == turn_text(0, MARKER)
-        print(f"llama-server {args.server}: one slot, cache_prompt, its timings.prompt_n/cache_n")
-        print("  and prompt_ms + predicted_ms (its s; s is the client's wall time: each turn the")
-        print(
-            "  whole conversation goes again as JSON, every image a base64 PNG the server decodes);"
-        )
-        print("  flash attention auto for both models (ours:")
-        print("  auto for the vision encoder, off for the text model);")
+    if args.server:
+        print(f"llama-server {args.server}: one slot, cache_prompt;")
+        print("  eval and cached: its timings.prompt_n and cache_n; (its s): its prompt_ms +")
+        print("  predicted_ms; s: the client's wall time (each turn the whole conversation goes")
+        print("  again as JSON, every image a base64 PNG the server decodes again);")
+        print("  flash attention auto for both models (ours: auto for the vision encoder, off for")
+        print("  the text model);")
         if slot != N_CTX:
             print(f"  its slot is capped at the model's training context, {slot} tokens;")
         print(
             "  its chat template renders turn 1 as ours does"
-            if same
+            if prompt == turn_text(0, MARKER)
             else f"  turn 1, ours: {turn_text(0, MARKER)!r}\n  turn 1, server: {prompt!r}"
         )
     else:
         print("no llama-server (benchmarks/build_llama_server.sh builds one): its side is left out")
+    a, b = _median(rounds["ours"]), _median(rounds["stock"])
+    c = _median_server(rounds["server"]) if rounds["server"] else None
     for line in table(a, b, c):
         print(line)
     for name, values in ratios.items():

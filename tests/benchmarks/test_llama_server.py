@@ -62,7 +62,8 @@ def test_the_table_sets_the_server_beside_ours_and_stock_with_the_ratios():
         "2", "100", "0.25", "700", "1.50", "150", "40", "380", "1.00", "0.07",
     ]  # fmt: skip
     assert lines[3] == (
-        "total: ours 400 tokens 0.75 s, stock 1000 tokens 2.00 s, server 80 tokens 1.25 s"
+        "total: ours 400 tokens 0.75 s, stock 1000 tokens 2.00 s, server 80 tokens 1.25 s "
+        "(its own 0.14 s)"
     )
     assert lines[4] == "stock/ours 2.50x tokens; ours/server 5.00x tokens; 0.60x seconds"
     without = table(a, b, None)
