@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import socket
 import threading
 from pathlib import Path
 
@@ -22,6 +23,16 @@ def keep_phi_out_of_logs() -> None:
     logging.captureWarnings(True)
     for library in ("py.warnings", "pydicom", "highdicom"):
         logging.getLogger(library).setLevel(logging.ERROR)
+
+
+def audit_path(spool_root: Path, shared: bool) -> Path:
+    """Where this process appends: `spool/audit.jsonl` on one machine; with an index shared by
+    several (`shared`), `spool/audit/HOST.jsonl`, one file per machine. Appends from several
+    machines to one file on a network file system (NFS) are not atomic and can overwrite each
+    other."""
+    if not shared:
+        return spool_root / "audit.jsonl"
+    return spool_root / "audit" / f"{socket.gethostname()}.jsonl"
 
 
 class Audit:

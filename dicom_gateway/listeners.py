@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dicom_gateway.audit import Audit, keep_phi_out_of_logs
+from dicom_gateway.audit import Audit, audit_path, keep_phi_out_of_logs
 from dicom_gateway.engines import open_index
 from dicom_gateway.listener import Listener
 from dicom_gateway.nodes import Node
@@ -108,7 +108,8 @@ def _serve(settings: GatewaySettings, pipe, logging_setup: _Logging) -> None:
     root = Path(settings.spool_dir)
     try:
         index = open_index(settings.database, root)
-        audit = Audit(root / "audit.jsonl", node=Node.this_process("listener").name)
+        node = Node.this_process("listener").name
+        audit = Audit(audit_path(root, bool(settings.database)), node=node)
         listener = Listener(settings, Spool(root, index, settings.min_free_mb, clean=False), audit)
         listener.start()
     except Exception as exc:  # reported to the service, which refuses to start

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dicom_gateway import nodes
 from dicom_gateway.assembler import promote_stable_studies
-from dicom_gateway.audit import Audit, keep_phi_out_of_logs
+from dicom_gateway.audit import Audit, audit_path, keep_phi_out_of_logs
 from dicom_gateway.dicomweb_extra import web_listener
 from dicom_gateway.engines import open_index
 from dicom_gateway.jobs import IndexJobQueue
@@ -41,7 +41,7 @@ class Service:
         root = Path(settings.spool_dir)
         root.mkdir(parents=True, exist_ok=True)
         self.index = open_index(settings.database, root)
-        self.audit = Audit(root / "audit.jsonl", node=self.node.name)
+        self.audit = Audit(audit_path(root, bool(settings.database)), node=self.node.name)
         self.spool = Spool(root, self.index, settings.min_free_mb)
         self.queue = IndexJobQueue(self.index, settings.max_attempts)
         self.outbox = Outbox(self.index, settings, self.audit, node=self.node.name)

@@ -79,8 +79,10 @@ class Site:
             return db.execute(sql, args).fetchall()
 
     def audit(self) -> list[dict]:
-        lines = (self.spool / "audit.jsonl").read_text().splitlines()
-        return [json.loads(line) for line in lines]
+        """Every machine's trail (one here: this host's file), whole lines only."""
+        [trail] = (self.spool / "audit").glob("*.jsonl")
+        assert not (self.spool / "audit.jsonl").exists()
+        return [json.loads(line) for line in trail.read_text().splitlines()]
 
     def stop(self) -> dict[str, int]:
         for process in self.processes.values():
