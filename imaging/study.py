@@ -173,7 +173,7 @@ def candidate_files(path: Path) -> Iterator[Path]:
 
 
 def _group_series(items: Iterable[InstanceRead]) -> tuple[Series, ...]:
-    by_uid: dict[str, tuple[Dataset, list[Frame]]] = {}
+    by_uid: dict[str, tuple[Dataset, dict[ImageRef, Frame]]] = {}
     videos: dict[str, Timeline] = {}
     for read in items:
         uid = str(read.ds.SeriesInstanceUID)
@@ -184,10 +184,9 @@ def _group_series(items: Iterable[InstanceRead]) -> tuple[Series, ...]:
                     log.warning("series %s holds more than one video; reading the first", uid)
                 continue  # or a copy of the same video
             videos[uid] = read.video
-        _, collected = by_uid.setdefault(uid, (read.ds, []))
-        known = {f.ref for f in collected}
-        # A copy of a file adds nothing.
-        collected.extend(f for f in read.frames if f.ref not in known)
+        _, collected = by_uid.setdefault(uid, (read.ds, {}))
+        for frame in read.frames:  # a copy of a file adds nothing
+            collected.setdefault(frame.ref, frame)
     series = [
         Series(
             uid=uid,
@@ -195,7 +194,7 @@ def _group_series(items: Iterable[InstanceRead]) -> tuple[Series, ...]:
             number=int_or_none(ds.get("SeriesNumber")),
             description=str(ds.get("SeriesDescription", "")),
             image_type=tuple(str(v) for v in as_list(ds.get("ImageType"))),
-            frames=tuple(sorted(frames, key=_frame_order)),
+            frames=tuple(sorted(frames.values(), key=_frame_order)),
             video=videos.get(uid),
         )
         for uid, (ds, frames) in by_uid.items()
