@@ -46,10 +46,42 @@ class UndecodablePixels(NoReadableImages):
 
 
 @dataclass(frozen=True)
+class SeriesHeader:
+    """What a series is known by, from the header of any of its instances."""
+
+    uid: str
+    modality: str
+    number: int | None
+    description: str
+    image_type: tuple[str, ...]
+
+    @classmethod
+    def of(cls, ds: Dataset) -> SeriesHeader:
+        return cls(
+            uid=str(ds.SeriesInstanceUID),
+            modality=str(ds.get("Modality", "OT")),
+            number=int_or_none(ds.get("SeriesNumber")),
+            description=str(ds.get("SeriesDescription", "")),
+            image_type=tuple(str(v) for v in as_list(ds.get("ImageType"))),
+        )
+
+
+@dataclass(frozen=True)
 class InstanceRead:
-    ds: Dataset
+    """One file as loading keeps it: the values it is grouped by and its frames; not its header
+    (hundreds of slices' headers held to the end of a read only cost memory and collector
+    time; a frame's pixels are read from the file again when it is first looked at)."""
+
+    study_uid: str
+    sop_instance_uid: str
+    series: SeriesHeader
     frames: list[Frame]
     video: Timeline | None = None
+
+    @classmethod
+    def of(cls, ds: Dataset, frames: list[Frame], video: Timeline | None = None) -> InstanceRead:
+        uids = str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)
+        return cls(*uids, SeriesHeader.of(ds), frames, video)
 
 
 # Values larger than this (the pixel data) stay in the file until something asks for them.
@@ -79,7 +111,8 @@ def read_instance(file: Path) -> InstanceRead:
     if ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES:
         return _read_video(ds)
     _check_decodable(ds, file)
-    return InstanceRead(ds, _frames(ds, _StoredPixels(file, ds).frame))
+    stored = _StoredPixels(file, str(ds.SOPInstanceUID))
+    return InstanceRead.of(ds, _frames(ds, stored.frame))
 
 
 def _check_decodable(ds: Dataset, file: Path) -> None:
@@ -115,11 +148,12 @@ def _check_decodable(ds: Dataset, file: Path) -> None:
 
 class _StoredPixels:
     """One file's pixel data, read and decoded when one of its frames is first looked at; all of
-    a multi-frame object's frames come from that one decode."""
+    a multi-frame object's frames come from that one decode. The file is read again then, whole:
+    a read looks at a few files of hundreds, and keeps no header of the others meanwhile."""
 
-    def __init__(self, file: Path, ds: Dataset) -> None:
+    def __init__(self, file: Path, sop_instance_uid: str) -> None:
         self._file = file
-        self._ds: Dataset | None = ds
+        self._uid = sop_instance_uid
         self._array: np.ndarray | None = None
         self._failed: UndecodablePixels | None = None  # a damaged file is decoded once
         self._lock = threading.Lock()
@@ -132,14 +166,12 @@ class _StoredPixels:
                 try:
                     self._array = self._decoded()
                 except UnreadableFile as exc:  # a damaged compressed frame, found when shown
-                    uid = str(self._ds.SOPInstanceUID)
-                    self._failed = UndecodablePixels(self._file, uid, str(exc))
+                    self._failed = UndecodablePixels(self._file, self._uid, str(exc))
                     raise self._failed from None
-                self._ds = None  # the header's part in the frames is done; its bytes can go
         return self._array[index]
 
     def _decoded(self) -> np.ndarray:
-        ds = self._ds
+        ds = _read_whole(self._file)
         pixels = _decode(ds)
         colour = _is_colour(ds)
         if frame_count(ds) == 1 or pixels.ndim == (3 if colour else 2):
@@ -159,8 +191,18 @@ def _read_video(ds: Dataset) -> InstanceRead:
         raise UnreadableFile(f"video: {exc}") from None
     except Exception as exc:  # broken encapsulation, missing Rows/Columns, ...
         raise UnreadableFile(f"video: unreadable ({_one_line(exc)})") from None
-    del ds.PixelData  # the video holds the stream; keep one copy of a long video in memory
-    return InstanceRead(ds, [timeline.first], timeline)
+    return InstanceRead.of(ds, [timeline.first], timeline)
+
+
+def _read_whole(file: Path) -> Dataset:
+    """The file with its pixel data, for decoding: what made it unreadable since it was loaded
+    (it was changed or removed) is the reason its frames cannot be shown."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(file)
+    except Exception as exc:  # pydicom raises many types on damaged files
+        raise UnreadableFile(f"unreadable DICOM: {_one_line(exc)}") from None
 
 
 def _decode(ds: Dataset) -> np.ndarray:
