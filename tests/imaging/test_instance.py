@@ -106,3 +106,19 @@ def test_a_slice_removed_after_loading_is_named_when_shown(tmp_path: Path):
     assert frames[1].pixels.shape == (512, 512)
     with pytest.raises(NoReadableImages, match=r"000\.dcm: unreadable DICOM"):
         _ = frames[0].pixels
+
+
+def test_pixel_data_cut_short_is_named_at_load(tmp_path: Path):
+    """Native pixel data longer than what is read at load (it stays in the file) but cut short:
+    the file is skipped with the shortfall, the rest of the series still loads."""
+    source = pydicom.dcmread(bundled("CT_small.dcm"))
+    for i in range(2):
+        source.SOPInstanceUID = source.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        source.save_as(tmp_path / f"{i}.dcm", enforce_file_format=True)
+    whole = (tmp_path / "0.dcm").read_bytes()
+    (tmp_path / "0.dcm").write_bytes(whole[:-5000])
+    study = load_study(tmp_path)
+    [skipped] = study.skipped
+    assert skipped.path.name == "0.dcm"
+    assert "less than expected (27906 vs 32768 bytes)" in skipped.reason
+    assert len(study.series[0].frames) == 1
