@@ -6,11 +6,12 @@ from __future__ import annotations
 import mmap
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pydicom
@@ -81,16 +82,23 @@ class InstanceRead:
     video: Timeline | None = None
 
     @classmethod
-    def of(cls, ds: Dataset, frames: list[Frame], video: Timeline | None = None) -> InstanceRead:
-        uids = str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)
-        return cls(*uids, SeriesHeader.of(ds), frames, video)
+    def of(
+        cls, ds: Dataset, known: Known, frames: list[Frame], video: Timeline | None = None
+    ) -> InstanceRead:
+        series = known.get(str(ds.SeriesInstanceUID)) or SeriesHeader.of(ds)
+        return cls(str(ds.StudyInstanceUID), str(ds.SOPInstanceUID), series, frames, video)
+
+
+# Series already met while loading, by UID: a series is known by its first instance's header
+# (what grouping always took), so the others' series attributes are not read at all.
+Known = Mapping[str, SeriesHeader]
 
 
 # Values larger than this (the pixel data) stay in the file until something asks for them.
 DEFER_BYTES = 16 * 1024
 
 
-def read_instance(file: Path) -> InstanceRead:
+def read_instance(file: Path, known: Known = MappingProxyType({})) -> InstanceRead:
     with _mapped(file) as source:  # what needs the header is done before the mapping closes
         try:
             ds = _parsed(source, defer_size=DEFER_BYTES)
@@ -102,7 +110,7 @@ def read_instance(file: Path) -> InstanceRead:
             ds = _parsed(file, defer_size=DEFER_BYTES)
         if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
             ds = _parsed(file)  # offsets in an inflated stream: nothing to defer
-        return _instance(ds, file)
+        return _instance(ds, file, known)
 
 
 @contextmanager
@@ -131,7 +139,7 @@ def _parsed(source: mmap.mmap | Path, **options) -> Dataset:
         raise UnreadableFile(f"unreadable DICOM: {_one_line(exc)}") from None
 
 
-def _instance(ds: Dataset, file: Path) -> InstanceRead:
+def _instance(ds: Dataset, file: Path, known: Known) -> InstanceRead:
     sop_class = str(ds.get("SOPClassUID", ""))
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         name = getattr(ds.get("SOPClassUID"), "name", sop_class) or "unknown SOP class"
@@ -142,10 +150,10 @@ def _instance(ds: Dataset, file: Path) -> InstanceRead:
         if not ds.get(keyword):
             raise UnreadableFile(f"missing {keyword}")
     if ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES:
-        return _read_video(ds)
+        return _read_video(ds, known)
     _check_decodable(ds, file)
     stored = _StoredPixels(file, str(ds.SOPInstanceUID))
-    return InstanceRead.of(ds, _frames(ds, stored.frame))
+    return InstanceRead.of(ds, known, _frames(ds, stored.frame))
 
 
 def _check_decodable(ds: Dataset, file: Path) -> None:
@@ -212,7 +220,7 @@ class _StoredPixels:
         return pixels
 
 
-def _read_video(ds: Dataset) -> InstanceRead:
+def _read_video(ds: Dataset, known: Known) -> InstanceRead:
     """A DICOM video is demuxed now and decoded frame by frame when a tool asks for a time."""
     try:
         video = Video.from_dicom(ds)
@@ -224,7 +232,7 @@ def _read_video(ds: Dataset) -> InstanceRead:
         raise UnreadableFile(f"video: {exc}") from None
     except Exception as exc:  # broken encapsulation, missing Rows/Columns, ...
         raise UnreadableFile(f"video: unreadable ({_one_line(exc)})") from None
-    return InstanceRead.of(ds, [timeline.first], timeline)
+    return InstanceRead.of(ds, known, [timeline.first], timeline)
 
 
 def _decode(ds: Dataset) -> np.ndarray:

@@ -104,14 +104,16 @@ def load_study(path: Path, progress: Progress | None = None) -> Study:
     per_study: dict[str, list[InstanceRead]] = {}
     skipped: list[SkippedFile] = []
     paths: dict[str, Path] = {}
+    known: dict[str, SeriesHeader] = {}
     for number, file in enumerate(files, 1):
         try:
-            read = read_instance(file)
+            read = read_instance(file, known)
         except UnreadableFile as exc:
             log.warning("skipped %s: %s", file, exc)
             skipped.append(SkippedFile(file, str(exc)))
         else:
             per_study.setdefault(read.study_uid, []).append(read)
+            known.setdefault(read.series.uid, read.series)
             paths[read.sop_instance_uid] = file
         if progress:
             progress(number, len(files), file)

@@ -104,6 +104,18 @@ def test_a_copy_of_a_slice_under_another_name_adds_no_frame(sample_study: Path):
     assert len(uids) == len(set(uids)) == 5 and positions == sorted(positions)
 
 
+def test_a_series_is_described_by_its_first_file(sample_study: Path):
+    first, *others = sorted(sample_study.glob("CT*.dcm"))
+    for path in others:  # a later file that disagrees does not rename the series
+        ds = pydicom.dcmread(path)
+        ds.SeriesDescription, ds.SeriesNumber, ds.ImageType = "other", 77, ["DERIVED", "SCOUT"]
+        ds.save_as(path)
+    expected = pydicom.dcmread(first, stop_before_pixels=True)
+    ct = next(s for s in load_study(sample_study).series if s.modality == "CT")
+    assert (ct.description, ct.number) == (expected.SeriesDescription, expected.SeriesNumber)
+    assert ct.image_type == tuple(expected.ImageType) and len(ct.frames) == 5
+
+
 def test_unreadable_files_are_skipped_with_reasons(tmp_path: Path):
     for name in (
         "CT_small.dcm",
