@@ -3,20 +3,21 @@ decoded from the file when something first looks at them (a read shows a few sli
 
 from __future__ import annotations
 
-import mmap
+import io
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from struct import pack
 from types import MappingProxyType
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset
 from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import DeflatedExplicitVRLittleEndian
@@ -99,36 +100,60 @@ DEFER_BYTES = 16 * 1024
 
 
 def read_instance(file: Path, known: Known = MappingProxyType({})) -> InstanceRead:
-    with _mapped(file) as source:  # what needs the header is done before the mapping closes
-        try:
-            ds = _parsed(source, defer_size=DEFER_BYTES)
-        except UnreadableFile:
-            if source is file:
-                raise
-            # damaged: read as a file, which names what is wrong (pixel data cut short can be
-            # skipped in a file but not in a mapping)
-            ds = _parsed(file, defer_size=DEFER_BYTES)
-        if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-            ds = _parsed(file)  # offsets in an inflated stream: nothing to defer
-        return _instance(ds, file, known)
+    ds = _header(file)
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if syntax == DeflatedExplicitVRLittleEndian:
+        ds = _parsed(file)  # offsets in an inflated stream: nothing to defer
+    elif syntax in VIDEO_SYNTAXES:
+        ds = _parsed(file, defer_size=DEFER_BYTES)  # the stream is read from the file, now
+    return _instance(ds, file, known)
 
 
-@contextmanager
-def _mapped(file: Path) -> Iterator[mmap.mmap | Path]:
-    """The file mapped into memory: pydicom reads a header from it about twice as fast as from
-    a file object, which costs system calls at every element. The file itself where it cannot
-    be mapped (empty, unreadable): reading it then gives the reason it is skipped."""
+# A slice's header lies in the first few kilobytes of its file; a longer one is read from the file.
+HEAD_BYTES = 64 * 1024
+_PIXEL_TAGS = {pack(f"{order}HH", 0x7FE0, e) for order in "<>" for e in (0x08, 0x09, 0x10)}
+
+
+def _header(file: Path) -> Dataset:
+    """The file's attributes, pixel data left in the file. The header is parsed from the file's
+    first bytes, read at once: pydicom parses bytes in memory about twice as fast as a file
+    object, whose every read and tell per element is a call down the I/O stack. The pixel data
+    element on is then read from the file itself (only its position and length, or its frames'
+    offsets, are kept). A header longer than HEAD_BYTES, or a file that does not parse so, is
+    parsed from the file: what is wrong with it is named as before."""
     try:
         with open(file, "rb") as opened:
-            mapped = mmap.mmap(opened.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
-        yield file
-        return
-    with mapped:
-        yield mapped
+            head = opened.read(HEAD_BYTES)
+        memory = io.BytesIO(head)
+        ds = _parsed(memory, stop_before_pixels=True)
+        at = memory.tell()  # where the pixel data element starts, when the header ended there
+        if at == len(head) < HEAD_BYTES:
+            return ds  # the whole file, without pixel data
+        if head[at : at + 4] not in _PIXEL_TAGS:
+            raise UnreadableFile("the header does not end at pixel data in the first bytes")
+        ds.update(_pixel_elements(file, at, ds))
+        return ds
+    except (OSError, UnreadableFile):  # longer than HEAD_BYTES, or damaged: read as a file
+        return _parsed(file, defer_size=DEFER_BYTES)
 
 
-def _parsed(source: mmap.mmap | Path, **options) -> Dataset:
+def _pixel_elements(file: Path, at: int, header: Dataset) -> Dataset:
+    """The elements from offset `at` (the pixel data element) to the end of the file, large
+    values left in the file."""
+    implicit, little_endian = header.original_encoding
+    try:
+        with open(file, "rb") as opened, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opened.seek(at)
+            elements = read_dataset(opened, implicit, little_endian, defer_size=DEFER_BYTES)
+    except Exception as exc:  # pydicom raises many types on damaged files
+        raise UnreadableFile(f"unreadable DICOM: {_one_line(exc)}") from None
+    if not elements:  # pydicom stopped at damage it only warns about
+        raise UnreadableFile("the pixel data element does not read")
+    return elements
+
+
+def _parsed(source: io.BytesIO | Path, **options) -> Dataset:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

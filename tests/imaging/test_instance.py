@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pydicom.data
 import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import generate_uid
 
 from edge_agent.selection import select
+from imaging import instance
 from imaging.errors import NoReadableImages
 from imaging.study import load_study
 from tests.support import bundled
@@ -122,3 +124,28 @@ def test_pixel_data_cut_short_is_named_at_load(tmp_path: Path):
     assert skipped.path.name == "0.dcm"
     assert "less than expected (27906 vs 32768 bytes)" in skipped.reason
     assert len(study.series[0].frames) == 1
+
+
+def _outcome(path: Path) -> tuple:
+    """What loading makes of one file: its frames' attributes, or the reason it is skipped."""
+    try:
+        read = instance.read_instance(path)
+    except instance.UnreadableFile as exc:
+        return ("skipped", str(exc))
+    frames = [
+        (f.ref, f.geometry, f.modality, f.photometric, f.slope, f.intercept, f.windows, f.time_s)
+        for f in read.frames
+    ]
+    return (read.study_uid, read.series, frames)
+
+
+def test_a_header_read_from_the_first_bytes_is_the_header_read_from_the_file(monkeypatch):
+    """Every file bundled with pydicom (explicit and implicit VR, big endian, deflated, no file
+    meta, sequences, multi-frame, encapsulated, damaged) loads the same whether its header is
+    parsed from the file's first bytes or, as for a header longer than those, from the file."""
+    files = sorted(Path(pydicom.data.__file__).parent.glob("test_files/**/*.dcm"))
+    fast = {path.name: _outcome(path) for path in files}
+    monkeypatch.setattr(instance, "HEAD_BYTES", 256)  # every header is longer: read from the file
+    slow = {path.name: _outcome(path) for path in files}
+    assert len(files) > 50 and sum(o[0] != "skipped" for o in fast.values()) > 30
+    assert fast == slow
