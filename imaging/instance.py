@@ -3,27 +3,22 @@ decoded from the file when something first looks at them (a read shows a few sli
 
 from __future__ import annotations
 
-import io
 import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from struct import pack
 from types import MappingProxyType
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_dataset
 from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
 from pydicom.pixels.utils import get_expected_length
-from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from imaging.errors import NoReadableImages
 from imaging.frame import Frame, Geometry, ImageRef
+from imaging.header import DEFER_BYTES, UnreadableFile, one_line, parse, read_header
 from imaging.video import VIDEO_SYNTAXES, Timeline, Video, VideoError, VideoTimeline, frame_rate
 from imaging.windowing import Window
 
@@ -32,10 +27,6 @@ NOT_SOURCE_IMAGES = {
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
     "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose Storage",
 }
-
-
-class UnreadableFile(Exception):
-    """One file cannot contribute frames; the reason is what the user sees."""
 
 
 class UndecodablePixels(NoReadableImages):
@@ -95,73 +86,11 @@ class InstanceRead:
 Known = Mapping[str, SeriesHeader]
 
 
-# Values larger than this (the pixel data) stay in the file until something asks for them.
-DEFER_BYTES = 16 * 1024
-
-
 def read_instance(file: Path, known: Known = MappingProxyType({})) -> InstanceRead:
-    ds = _header(file)
-    syntax = ds.file_meta.get("TransferSyntaxUID")
-    if syntax == DeflatedExplicitVRLittleEndian:
-        ds = _parsed(file)  # offsets in an inflated stream: nothing to defer
-    elif syntax in VIDEO_SYNTAXES:
-        ds = _parsed(file, defer_size=DEFER_BYTES)  # the stream is read from the file, now
+    ds = read_header(file)
+    if ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES:
+        ds = parse(file, defer_size=DEFER_BYTES)  # the stream is read from the file, now
     return _instance(ds, file, known)
-
-
-# A slice's header lies in the first few kilobytes of its file; a longer one is read from the file.
-HEAD_BYTES = 64 * 1024
-_PIXEL_TAGS = {pack(f"{order}HH", 0x7FE0, e) for order in "<>" for e in (0x08, 0x09, 0x10)}
-
-
-def _header(file: Path) -> Dataset:
-    """The file's attributes, pixel data left in the file. The header is parsed from the file's
-    first bytes, read at once: pydicom parses bytes in memory about twice as fast as a file
-    object, whose every read and tell per element is a call down the I/O stack. The pixel data
-    element on is then read from the file itself (only its position and length, or its frames'
-    offsets, are kept). A header longer than HEAD_BYTES, or a file that does not parse so, is
-    parsed from the file: what is wrong with it is named as before."""
-    try:
-        with open(file, "rb") as opened:
-            head = opened.read(HEAD_BYTES)
-        memory = io.BytesIO(head)
-        ds = _parsed(memory, stop_before_pixels=True)
-        at = memory.tell()  # where the pixel data element starts, when the header ended there
-        if at == len(head) < HEAD_BYTES:
-            return ds  # the whole file, without pixel data
-        if head[at : at + 4] not in _PIXEL_TAGS:
-            raise UnreadableFile("the header does not end at pixel data in the first bytes")
-        ds.update(_pixel_elements(file, at, ds))
-        return ds
-    except (OSError, UnreadableFile):  # longer than HEAD_BYTES, or damaged: read as a file
-        return _parsed(file, defer_size=DEFER_BYTES)
-
-
-def _pixel_elements(file: Path, at: int, header: Dataset) -> Dataset:
-    """The elements from offset `at` (the pixel data element) to the end of the file, large
-    values left in the file."""
-    implicit, little_endian = header.original_encoding
-    try:
-        with open(file, "rb") as opened, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            opened.seek(at)
-            elements = read_dataset(opened, implicit, little_endian, defer_size=DEFER_BYTES)
-    except Exception as exc:  # pydicom raises many types on damaged files
-        raise UnreadableFile(f"unreadable DICOM: {_one_line(exc)}") from None
-    if not elements:  # pydicom stopped at damage it only warns about
-        raise UnreadableFile("the pixel data element does not read")
-    return elements
-
-
-def _parsed(source: io.BytesIO | Path, **options) -> Dataset:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return pydicom.dcmread(source, **options)
-    except InvalidDicomError:
-        raise UnreadableFile("not a DICOM Part 10 file (no 'DICM' preamble / file meta)") from None
-    except Exception as exc:  # pydicom raises many types on damaged files
-        raise UnreadableFile(f"unreadable DICOM: {_one_line(exc)}") from None
 
 
 def _instance(ds: Dataset, file: Path, known: Known) -> InstanceRead:
@@ -189,7 +118,7 @@ def _check_decodable(ds: Dataset, file: Path) -> None:
         decoder = get_decoder(syntax)
     except NotImplementedError as exc:
         raise UnreadableFile(
-            f"transfer syntax {syntax} has no available decoder ({_one_line(exc)})"
+            f"transfer syntax {syntax} has no available decoder ({one_line(exc)})"
         ) from None
     if not decoder.is_available:
         missing = "; ".join(f"{k}: {v}" for k, v in decoder.missing_dependencies.items())
@@ -199,7 +128,7 @@ def _check_decodable(ds: Dataset, file: Path) -> None:
     try:
         expected = get_expected_length(ds)
     except Exception as exc:  # Rows, Columns or Bits Allocated missing or damaged
-        raise UnreadableFile(f"pixel data cannot be decoded ({syntax}): {_one_line(exc)}") from None
+        raise UnreadableFile(f"pixel data cannot be decoded ({syntax}): {one_line(exc)}") from None
     element = ds.get_item("PixelData", keep_deferred=True)
     if element.value is not None:
         present = len(element.value)
@@ -237,7 +166,7 @@ class _StoredPixels:
         return self._array[index]
 
     def _decoded(self) -> np.ndarray:
-        ds = _parsed(self._file)  # whole: what made it unreadable since it was loaded is why
+        ds = parse(self._file)  # whole: what made it unreadable since it was loaded is why
         pixels = _decode(ds)
         colour = _is_colour(ds)
         if frame_count(ds) == 1 or pixels.ndim == (3 if colour else 2):
@@ -256,7 +185,7 @@ def _read_video(ds: Dataset, known: Known) -> InstanceRead:
     except VideoError as exc:
         raise UnreadableFile(f"video: {exc}") from None
     except Exception as exc:  # broken encapsulation, missing Rows/Columns, ...
-        raise UnreadableFile(f"video: unreadable ({_one_line(exc)})") from None
+        raise UnreadableFile(f"video: unreadable ({one_line(exc)})") from None
     return InstanceRead.of(ds, known, [timeline.first], timeline)
 
 
@@ -268,10 +197,10 @@ def _decode(ds: Dataset) -> np.ndarray:
             pixels = pixel_array(ds)
     except NotImplementedError as exc:
         raise UnreadableFile(
-            f"transfer syntax {syntax} has no available decoder ({_one_line(exc)})"
+            f"transfer syntax {syntax} has no available decoder ({one_line(exc)})"
         ) from None
     except Exception as exc:
-        raise UnreadableFile(f"pixel data cannot be decoded ({syntax}): {_one_line(exc)}") from None
+        raise UnreadableFile(f"pixel data cannot be decoded ({syntax}): {one_line(exc)}") from None
     if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
         pixels = apply_color_lut(pixels, ds)
         pixels = (pixels >> 8).astype(np.uint8) if pixels.dtype != np.uint8 else pixels
@@ -391,10 +320,6 @@ def _frame_times(ds: Dataset, count: int) -> list[float] | None:
         return [float(t - times[0]) for t in times]
     rate = frame_rate(ds)
     return [i / rate for i in range(count)] if rate else None
-
-
-def _one_line(exc: Exception) -> str:
-    return " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def as_list(value) -> list:

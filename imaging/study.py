@@ -17,13 +17,8 @@ from pydicom.uid import generate_uid
 
 from imaging.errors import NoReadableImages
 from imaging.frame import Frame, Geometry, ImageRef
-from imaging.instance import (
-    InstanceRead,
-    SeriesHeader,
-    UndecodablePixels,
-    UnreadableFile,
-    read_instance,
-)
+from imaging.header import UnreadableFile
+from imaging.instance import InstanceRead, SeriesHeader, UndecodablePixels, read_instance
 from imaging.video import CineTimeline, Timeline, Video, VideoError, VideoTimeline
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import generate_uid
 
 from edge_agent.selection import select
-from imaging import instance
+from imaging import header, instance
 from imaging.errors import NoReadableImages
 from imaging.study import load_study
 from tests.support import bundled
@@ -130,7 +130,7 @@ def _outcome(path: Path) -> tuple:
     """What loading makes of one file: its frames' attributes, or the reason it is skipped."""
     try:
         read = instance.read_instance(path)
-    except instance.UnreadableFile as exc:
+    except header.UnreadableFile as exc:
         return ("skipped", str(exc))
     frames = [
         (f.ref, f.geometry, f.modality, f.photometric, f.slope, f.intercept, f.windows, f.time_s)
@@ -145,7 +145,7 @@ def test_a_header_read_from_the_first_bytes_is_the_header_read_from_the_file(mon
     parsed from the file's first bytes or, as for a header longer than those, from the file."""
     files = sorted(Path(pydicom.data.__file__).parent.glob("test_files/**/*.dcm"))
     fast = {path.name: _outcome(path) for path in files}
-    monkeypatch.setattr(instance, "HEAD_BYTES", 256)  # every header is longer: read from the file
+    monkeypatch.setattr(header, "HEAD_BYTES", 256)  # every header is longer: read from the file
     slow = {path.name: _outcome(path) for path in files}
     assert len(files) > 50 and sum(o[0] != "skipped" for o in fast.values()) > 30
     assert fast == slow
