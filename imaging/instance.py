@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
 from pydicom.pixels.utils import get_expected_length
-from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from imaging.errors import NoReadableImages
 from imaging.frame import Frame, Geometry, ImageRef
+from imaging.header import DEFER_BYTES, UnreadableFile, one_line, parse, read_header
 from imaging.video import VIDEO_SYNTAXES, Timeline, Video, VideoError, VideoTimeline, frame_rate
 from imaging.windowing import Window
 
@@ -28,10 +27,6 @@ NOT_SOURCE_IMAGES = {
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
     "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose Storage",
 }
-
-
-class UnreadableFile(Exception):
-    """One file cannot contribute frames; the reason is what the user sees."""
 
 
 class UndecodablePixels(NoReadableImages):
@@ -46,27 +41,59 @@ class UndecodablePixels(NoReadableImages):
 
 
 @dataclass(frozen=True)
+class SeriesHeader:
+    """What a series is known by, from the header of any of its instances."""
+
+    uid: str
+    modality: str
+    number: int | None
+    description: str
+    image_type: tuple[str, ...]
+
+    @classmethod
+    def of(cls, ds: Dataset) -> SeriesHeader:
+        return cls(
+            uid=str(ds.SeriesInstanceUID),
+            modality=str(ds.get("Modality", "OT")),
+            number=int_or_none(ds.get("SeriesNumber")),
+            description=str(ds.get("SeriesDescription", "")),
+            image_type=tuple(str(v) for v in as_list(ds.get("ImageType"))),
+        )
+
+
+@dataclass(frozen=True)
 class InstanceRead:
-    ds: Dataset
+    """One file as loading keeps it: the values it is grouped by and its frames; not its header
+    (hundreds of slices' headers held to the end of a read only cost memory and collector
+    time; a frame's pixels are read from the file again when it is first looked at)."""
+
+    study_uid: str
+    sop_instance_uid: str
+    series: SeriesHeader
     frames: list[Frame]
     video: Timeline | None = None
 
+    @classmethod
+    def of(
+        cls, ds: Dataset, known: Known, frames: list[Frame], video: Timeline | None = None
+    ) -> InstanceRead:
+        series = known.get(str(ds.SeriesInstanceUID)) or SeriesHeader.of(ds)
+        return cls(str(ds.StudyInstanceUID), str(ds.SOPInstanceUID), series, frames, video)
 
-# Values larger than this (the pixel data) stay in the file until something asks for them.
-DEFER_BYTES = 16 * 1024
+
+# Series already met while loading, by UID: a series is known by its first instance's header
+# (what grouping always took), so the others' series attributes are not read at all.
+Known = Mapping[str, SeriesHeader]
 
 
-def read_instance(file: Path) -> InstanceRead:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(file, defer_size=DEFER_BYTES)
-            if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-                ds = pydicom.dcmread(file)  # offsets in an inflated stream: nothing to defer
-    except InvalidDicomError:
-        raise UnreadableFile("not a DICOM Part 10 file (no 'DICM' preamble / file meta)") from None
-    except Exception as exc:  # pydicom raises many types on damaged files
-        raise UnreadableFile(f"unreadable DICOM: {_one_line(exc)}") from None
+def read_instance(file: Path, known: Known = MappingProxyType({})) -> InstanceRead:
+    ds = read_header(file)
+    if ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES:
+        ds = parse(file, defer_size=DEFER_BYTES)  # the stream is read from the file, now
+    return _instance(ds, file, known)
+
+
+def _instance(ds: Dataset, file: Path, known: Known) -> InstanceRead:
     sop_class = str(ds.get("SOPClassUID", ""))
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         name = getattr(ds.get("SOPClassUID"), "name", sop_class) or "unknown SOP class"
@@ -77,9 +104,10 @@ def read_instance(file: Path) -> InstanceRead:
         if not ds.get(keyword):
             raise UnreadableFile(f"missing {keyword}")
     if ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES:
-        return _read_video(ds)
+        return _read_video(ds, known)
     _check_decodable(ds, file)
-    return InstanceRead(ds, _frames(ds, _StoredPixels(file, ds).frame))
+    stored = _StoredPixels(file, str(ds.SOPInstanceUID))
+    return InstanceRead.of(ds, known, _frames(ds, stored.frame))
 
 
 def _check_decodable(ds: Dataset, file: Path) -> None:
@@ -90,7 +118,7 @@ def _check_decodable(ds: Dataset, file: Path) -> None:
         decoder = get_decoder(syntax)
     except NotImplementedError as exc:
         raise UnreadableFile(
-            f"transfer syntax {syntax} has no available decoder ({_one_line(exc)})"
+            f"transfer syntax {syntax} has no available decoder ({one_line(exc)})"
         ) from None
     if not decoder.is_available:
         missing = "; ".join(f"{k}: {v}" for k, v in decoder.missing_dependencies.items())
@@ -100,7 +128,7 @@ def _check_decodable(ds: Dataset, file: Path) -> None:
     try:
         expected = get_expected_length(ds)
     except Exception as exc:  # Rows, Columns or Bits Allocated missing or damaged
-        raise UnreadableFile(f"pixel data cannot be decoded ({syntax}): {_one_line(exc)}") from None
+        raise UnreadableFile(f"pixel data cannot be decoded ({syntax}): {one_line(exc)}") from None
     element = ds.get_item("PixelData", keep_deferred=True)
     if element.value is not None:
         present = len(element.value)
@@ -115,11 +143,12 @@ def _check_decodable(ds: Dataset, file: Path) -> None:
 
 class _StoredPixels:
     """One file's pixel data, read and decoded when one of its frames is first looked at; all of
-    a multi-frame object's frames come from that one decode."""
+    a multi-frame object's frames come from that one decode. The file is read again then, whole:
+    a read looks at a few files of hundreds, and keeps no header of the others meanwhile."""
 
-    def __init__(self, file: Path, ds: Dataset) -> None:
+    def __init__(self, file: Path, sop_instance_uid: str) -> None:
         self._file = file
-        self._ds: Dataset | None = ds
+        self._uid = sop_instance_uid
         self._array: np.ndarray | None = None
         self._failed: UndecodablePixels | None = None  # a damaged file is decoded once
         self._lock = threading.Lock()
@@ -132,14 +161,12 @@ class _StoredPixels:
                 try:
                     self._array = self._decoded()
                 except UnreadableFile as exc:  # a damaged compressed frame, found when shown
-                    uid = str(self._ds.SOPInstanceUID)
-                    self._failed = UndecodablePixels(self._file, uid, str(exc))
+                    self._failed = UndecodablePixels(self._file, self._uid, str(exc))
                     raise self._failed from None
-                self._ds = None  # the header's part in the frames is done; its bytes can go
         return self._array[index]
 
     def _decoded(self) -> np.ndarray:
-        ds = self._ds
+        ds = parse(self._file)  # whole: what made it unreadable since it was loaded is why
         pixels = _decode(ds)
         colour = _is_colour(ds)
         if frame_count(ds) == 1 or pixels.ndim == (3 if colour else 2):
@@ -147,7 +174,7 @@ class _StoredPixels:
         return pixels
 
 
-def _read_video(ds: Dataset) -> InstanceRead:
+def _read_video(ds: Dataset, known: Known) -> InstanceRead:
     """A DICOM video is demuxed now and decoded frame by frame when a tool asks for a time."""
     try:
         video = Video.from_dicom(ds)
@@ -158,9 +185,8 @@ def _read_video(ds: Dataset) -> InstanceRead:
     except VideoError as exc:
         raise UnreadableFile(f"video: {exc}") from None
     except Exception as exc:  # broken encapsulation, missing Rows/Columns, ...
-        raise UnreadableFile(f"video: unreadable ({_one_line(exc)})") from None
-    del ds.PixelData  # the video holds the stream; keep one copy of a long video in memory
-    return InstanceRead(ds, [timeline.first], timeline)
+        raise UnreadableFile(f"video: unreadable ({one_line(exc)})") from None
+    return InstanceRead.of(ds, known, [timeline.first], timeline)
 
 
 def _decode(ds: Dataset) -> np.ndarray:
@@ -171,10 +197,10 @@ def _decode(ds: Dataset) -> np.ndarray:
             pixels = pixel_array(ds)
     except NotImplementedError as exc:
         raise UnreadableFile(
-            f"transfer syntax {syntax} has no available decoder ({_one_line(exc)})"
+            f"transfer syntax {syntax} has no available decoder ({one_line(exc)})"
         ) from None
     except Exception as exc:
-        raise UnreadableFile(f"pixel data cannot be decoded ({syntax}): {_one_line(exc)}") from None
+        raise UnreadableFile(f"pixel data cannot be decoded ({syntax}): {one_line(exc)}") from None
     if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
         pixels = apply_color_lut(pixels, ds)
         pixels = (pixels >> 8).astype(np.uint8) if pixels.dtype != np.uint8 else pixels
@@ -294,10 +320,6 @@ def _frame_times(ds: Dataset, count: int) -> list[float] | None:
         return [float(t - times[0]) for t in times]
     rate = frame_rate(ds)
     return [i / rate for i in range(count)] if rate else None
-
-
-def _one_line(exc: Exception) -> str:
-    return " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def as_list(value) -> list:

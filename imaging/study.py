@@ -17,14 +17,8 @@ from pydicom.uid import generate_uid
 
 from imaging.errors import NoReadableImages
 from imaging.frame import Frame, Geometry, ImageRef
-from imaging.instance import (
-    InstanceRead,
-    UndecodablePixels,
-    UnreadableFile,
-    as_list,
-    int_or_none,
-    read_instance,
-)
+from imaging.header import UnreadableFile
+from imaging.instance import InstanceRead, SeriesHeader, UndecodablePixels, read_instance
 from imaging.video import CineTimeline, Timeline, Video, VideoError, VideoTimeline
 
 log = logging.getLogger(__name__)
@@ -105,16 +99,17 @@ def load_study(path: Path, progress: Progress | None = None) -> Study:
     per_study: dict[str, list[InstanceRead]] = {}
     skipped: list[SkippedFile] = []
     paths: dict[str, Path] = {}
+    known: dict[str, SeriesHeader] = {}
     for number, file in enumerate(files, 1):
         try:
-            read = read_instance(file)
+            read = read_instance(file, known)
         except UnreadableFile as exc:
             log.warning("skipped %s: %s", file, exc)
             skipped.append(SkippedFile(file, str(exc)))
         else:
-            ds = read.ds
-            per_study.setdefault(str(ds.StudyInstanceUID), []).append(read)
-            paths[str(ds.SOPInstanceUID)] = file
+            per_study.setdefault(read.study_uid, []).append(read)
+            known.setdefault(read.series.uid, read.series)
+            paths[read.sop_instance_uid] = file
         if progress:
             progress(number, len(files), file)
     if not per_study:
@@ -173,10 +168,10 @@ def candidate_files(path: Path) -> Iterator[Path]:
 
 
 def _group_series(items: Iterable[InstanceRead]) -> tuple[Series, ...]:
-    by_uid: dict[str, tuple[Dataset, list[Frame]]] = {}
+    by_uid: dict[str, tuple[SeriesHeader, dict[ImageRef, Frame]]] = {}
     videos: dict[str, Timeline] = {}
     for read in items:
-        uid = str(read.ds.SeriesInstanceUID)
+        uid = read.series.uid
         if read.video is not None:
             first = videos.get(uid)
             if first is not None:  # one timeline per series
@@ -184,21 +179,20 @@ def _group_series(items: Iterable[InstanceRead]) -> tuple[Series, ...]:
                     log.warning("series %s holds more than one video; reading the first", uid)
                 continue  # or a copy of the same video
             videos[uid] = read.video
-        _, collected = by_uid.setdefault(uid, (read.ds, []))
-        known = {f.ref for f in collected}
-        # A copy of a file adds nothing.
-        collected.extend(f for f in read.frames if f.ref not in known)
+        _, collected = by_uid.setdefault(uid, (read.series, {}))
+        for frame in read.frames:  # a copy of a file adds nothing
+            collected.setdefault(frame.ref, frame)
     series = [
         Series(
             uid=uid,
-            modality=str(ds.get("Modality", "OT")),
-            number=int_or_none(ds.get("SeriesNumber")),
-            description=str(ds.get("SeriesDescription", "")),
-            image_type=tuple(str(v) for v in as_list(ds.get("ImageType"))),
-            frames=tuple(sorted(frames, key=_frame_order)),
+            modality=header.modality,
+            number=header.number,
+            description=header.description,
+            image_type=header.image_type,
+            frames=tuple(sorted(frames.values(), key=_frame_order)),
             video=videos.get(uid),
         )
-        for uid, (ds, frames) in by_uid.items()
+        for uid, (header, frames) in by_uid.items()
     ]
     return tuple(sorted(series, key=lambda s: (s.number is None, s.number or 0, s.uid)))
 

@@ -11,7 +11,6 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from dicom_gateway.remote import get_study
 from edge_agent.cli.config import FileConfig
 from edge_agent.cli.gateway import archive
 from edge_agent.cli.terminal import (
@@ -113,6 +112,8 @@ def read(
         if pacs is None:
             result = read_and_show(path, out, settings, question, **held)
         else:
+            from dicom_gateway.remote import get_study  # pynetdicom: only a --pacs read needs it
+
             spool = kept_study or Path(
                 kept.enter_context(tempfile.TemporaryDirectory(prefix="edge-agent-"))
             )

@@ -18,7 +18,7 @@ from edge_agent.report.regions import finding_regions
 from edge_agent.report.seg import build_seg
 from edge_agent.report.sr import build_sr
 from edge_agent.trajectory import Trajectory
-from imaging.atomic import write_atomic
+from imaging.atomic import write_all_atomic
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,9 @@ def write_dicom(
         objects = _objects(trajectory, headers, out_dir)
     for where in dict.fromkeys(f"{Path(w.filename).name}:{w.lineno}" for w in caught):
         log.info("study %s: highdicom warned at %s", trajectory.study_instance_uid, where)
-    paths = []
-    for name, dataset in objects.items():
-        path = out_dir / "dicom" / name
-        write_atomic(path, encoded(dataset))
-        paths.append(path)
+    files = {out_dir / "dicom" / name: encoded(dataset) for name, dataset in objects.items()}
+    write_all_atomic(files)
+    paths = list(files)
     log.info("study %s: wrote %d DICOM object(s)", trajectory.study_instance_uid, len(paths))
     return paths
 

@@ -10,7 +10,7 @@ from edge_agent.report.content import build_report
 from edge_agent.report.evidence import mask_png
 from edge_agent.report.html import render_html
 from edge_agent.trajectory import Trajectory
-from imaging.atomic import write_atomic
+from imaging.atomic import write_all_atomic
 from imaging.errors import ReportError
 from tools.render import frame_view, png_bytes
 from tools.workspace import Workspace
@@ -18,13 +18,15 @@ from tools.workspace import Workspace
 
 def write_evidence(workspace: Workspace, trajectory: Trajectory, out_dir: Path) -> None:
     """Every image the read made, as PNG (a contact sheet's frames and a tool's mask too)."""
+    files = {}
     for record in trajectory.images:
         image = workspace.get(record.index)
-        write_atomic(out_dir / record.file, png_bytes(image.pixels))
+        files[out_dir / record.file] = png_bytes(image.pixels)
         for name, frame in zip(record.frame_files, image.members, strict=True):
-            write_atomic(out_dir / name, png_bytes(frame_view(frame)))
+            files[out_dir / name] = png_bytes(frame_view(frame))
         if record.mask_file:
-            write_atomic(out_dir / record.mask_file, png_bytes(mask_png(image.mask)))
+            files[out_dir / record.mask_file] = png_bytes(mask_png(image.mask))
+    write_all_atomic(files)
 
 
 def write_reports(trajectory: Trajectory, out_dir: Path) -> dict:
@@ -35,9 +37,13 @@ def write_reports(trajectory: Trajectory, out_dir: Path) -> dict:
             for name in (evidence["image"], *evidence.get("frame_images", ())):
                 if not (out_dir / name).is_file():
                     raise ReportError(f"evidence image {name} is missing from {out_dir}")
-    write_atomic(out_dir / "trajectory.json", trajectory.to_json().encode())
-    write_atomic(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
-    write_atomic(out_dir / "report.html", render_html(trajectory, report, out_dir).encode())
+    write_all_atomic(
+        {
+            out_dir / "trajectory.json": trajectory.to_json().encode(),
+            out_dir / "report.json": (json.dumps(report, indent=2) + "\n").encode(),
+            out_dir / "report.html": render_html(trajectory, report, out_dir).encode(),
+        }
+    )
     return report
 
 

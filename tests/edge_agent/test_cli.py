@@ -183,6 +183,18 @@ def test_a_model_policy_without_its_extra_is_one_line_exit_2(sample_study, tmp_p
     assert "edge-agent[llm]" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_folder_read_does_not_load_the_network_stack(sample_study, tmp_path):
+    """Only `read --pacs` talks DICOM networking: a read of a folder runs without pynetdicom."""
+    argv = ["edge-agent", "read", str(sample_study), "--out", str(tmp_path / "o")]
+    script = (
+        "import sys; sys.modules['pynetdicom'] = None; "
+        f"sys.argv = {argv!r}; from edge_agent.cli import main; main()"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["findings"]
+
+
 def test_config_budget_is_obeyed(sample_study, tmp_path):
     config = tmp_path / "edge-agent.toml"
     config.write_text("[budget]\nmax_turns = 2\n")

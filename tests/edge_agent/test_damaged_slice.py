@@ -11,6 +11,8 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import generate_uid
 
+from edge_agent.config import Config
+from edge_agent.read import read_study
 from edge_agent.selection import select
 from imaging.errors import NoReadableImages
 from imaging.study import load_study
@@ -85,3 +87,16 @@ def test_the_gateway_reader_reads_a_study_with_a_damaged_slice(tmp_path: Path):
         for ref in series.ReferencedSOPSequence
     }
     assert cited and damaged not in cited
+
+
+def test_a_whole_read_decodes_only_the_slices_it_shows(tmp_path: Path):
+    """Every slice but the shown ones is damaged: a read (tools, reports, DICOM outputs) that
+    decoded any of them would name it skipped."""
+    count = 20
+    intact = select(load_study(j2k_series(tmp_path / "intact", count)[0].parent), ("CT",), 3)
+    shown = {frame.instance_number - 1 for frame in intact.frames}
+    damaged_series(tmp_path / "study", count, broken=tuple(set(range(count)) - shown))
+    result = read_study(tmp_path / "study", tmp_path / "out", Config())
+    assert result.study.skipped == () and len(result.selection.series.frames) == count
+    assert {f.instance_number - 1 for f in result.selection.frames} == shown and len(shown) == 3
+    assert result.report["findings"] and result.dicom

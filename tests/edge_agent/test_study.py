@@ -95,6 +95,27 @@ def test_slices_are_ordered_by_position_not_file_name(sample_study: Path):
     assert positions == sorted(positions) and len(positions) == 5
 
 
+def test_a_copy_of_a_slice_under_another_name_adds_no_frame(sample_study: Path):
+    for path in sorted(sample_study.glob("CT*.dcm"))[:2]:
+        shutil.copy(path, path.with_name(f"copy_of_{path.name}"))
+    ct = next(s for s in load_study(sample_study).series if s.modality == "CT")
+    uids = [f.ref.sop_instance_uid for f in ct.frames]
+    positions = [f.geometry.position[2] for f in ct.frames]
+    assert len(uids) == len(set(uids)) == 5 and positions == sorted(positions)
+
+
+def test_a_series_is_described_by_its_first_file(sample_study: Path):
+    first, *others = sorted(sample_study.glob("CT*.dcm"))
+    for path in others:  # a later file that disagrees does not rename the series
+        ds = pydicom.dcmread(path)
+        ds.SeriesDescription, ds.SeriesNumber, ds.ImageType = "other", 77, ["DERIVED", "SCOUT"]
+        ds.save_as(path)
+    expected = pydicom.dcmread(first, stop_before_pixels=True)
+    ct = next(s for s in load_study(sample_study).series if s.modality == "CT")
+    assert (ct.description, ct.number) == (expected.SeriesDescription, expected.SeriesNumber)
+    assert ct.image_type == tuple(expected.ImageType) and len(ct.frames) == 5
+
+
 def test_unreadable_files_are_skipped_with_reasons(tmp_path: Path):
     for name in (
         "CT_small.dcm",

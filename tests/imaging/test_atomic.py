@@ -39,3 +39,36 @@ def test_a_writer_that_fails_leaves_the_file_saved_before(tmp_path):
     with atomic.atomic_path(path) as temporary:
         temporary.write_bytes(b"after")
     assert path.read_bytes() == b"after"
+
+
+def test_many_files_are_all_synced_before_any_is_renamed_and_each_folder_synced_once(
+    tmp_path, monkeypatch
+):
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        # What is in place (temporary files aside) when each file and each folder is synced.
+        listing = sorted(p.name for p in (tmp_path / "out").rglob("[!.]*") if p.is_file())
+        kind = "folder" if stat.S_ISDIR(os.fstat(descriptor).st_mode) else "file"
+        synced.append((kind, listing))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    out = tmp_path / "out"
+    files = {out / "a.png": b"a", out / "b.png": b"b", out / "dicom" / "sr.dcm": b"sr"}
+    atomic.write_all_atomic(files)
+    placed = ["a.png", "b.png", "sr.dcm"]
+    assert synced == [("file", [])] * 3 + [("folder", placed)] * 2  # no rename before every sync
+    assert {path: path.read_bytes() for path in files} == files
+
+
+def test_a_failed_write_among_many_changes_no_file(tmp_path):
+    before = tmp_path / "report.json"
+    before.write_bytes(b"before")
+    blocked = tmp_path / "blocked"
+    blocked.write_bytes(b"a file where a folder is needed")
+    with pytest.raises(OSError):
+        atomic.write_all_atomic({before: b"after", blocked / "sr.dcm": b"sr"})
+    assert before.read_bytes() == b"before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked", "report.json"]

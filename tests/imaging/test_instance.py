@@ -70,3 +70,39 @@ def test_a_damaged_slice_is_named_when_shown_and_the_others_still_read(tmp_path:
     assert frames[1].pixels.shape == (512, 512)
     with pytest.raises(NoReadableImages, match=r"000\.dcm: pixel data cannot be decoded"):
         _ = frames[0].pixels
+
+
+def test_a_loaded_study_holds_its_frames_not_its_headers(tmp_path: Path):
+    """A vendor CT header (hundreds of elements, private groups) is far larger in memory than
+    the frame made from it; a loaded series keeps the frames only."""
+    source = pydicom.dcmread(bundled("CT_small.dcm"))
+    for i in range(SLICES):
+        source.SOPInstanceUID = source.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        source.ImagePositionPatient = [0.0, 0.0, float(i)]
+        source.save_as(tmp_path / f"{i:03d}.dcm", enforce_file_format=True)
+    load_study(tmp_path)  # first-use imports and caches are not the study's memory
+    tracemalloc.start()
+    try:
+        header = pydicom.dcmread(tmp_path / "000.dcm", stop_before_pixels=True)
+        for element in header:  # every value as loading reads them: converted
+            _ = element.value
+        one_header, _ = tracemalloc.get_traced_memory()
+        del header, element
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        study = load_study(tmp_path)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(study.series[0].frames) == SLICES
+    assert held < SLICES * one_header / 4, f"{held} bytes held for {SLICES} headers"
+
+
+def test_a_slice_removed_after_loading_is_named_when_shown(tmp_path: Path):
+    paths = j2k_series(tmp_path, 3)
+    study = load_study(tmp_path)
+    paths[0].unlink()
+    frames = study.series[0].frames
+    assert frames[1].pixels.shape == (512, 512)
+    with pytest.raises(NoReadableImages, match=r"000\.dcm: unreadable DICOM"):
+        _ = frames[0].pixels
