@@ -12,6 +12,7 @@ import threading
 import pytest
 import requests
 
+from dicom_gateway.audit import audit_path
 from dicom_gateway.engines import open_index
 from dicom_gateway.service import Service
 from dicom_gateway.settings import GatewaySettings
@@ -36,7 +37,7 @@ def test_a_stop_waits_for_the_instance_a_cancelled_stow_request_is_storing(
     running = threading.Thread(target=service.run, args=(stop,))
     running.start()
     try:
-        audit = spool / "audit.jsonl"
+        audit = audit_path(spool, shared=bool(database))
         wait_for(lambda: "service_started" in audit.read_text(), 30, "the service to start")
         [instance] = ct_copies(tmp_path / "ct", 1, "stop")
         body, content_type = multipart([("application/dicom", instance.read_bytes())])
