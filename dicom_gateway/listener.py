@@ -15,6 +15,7 @@ from pynetdicom.sop_class import Verification
 from dicom_gateway import pdu_guard
 from dicom_gateway.audit import Audit, stored_fields
 from dicom_gateway.settings import GatewaySettings
+from dicom_gateway.spares import SpareFiles
 from dicom_gateway.spool import Spool, SpoolError
 from dicom_gateway.status import PROCESSING_FAILURE, SUCCESS
 
@@ -39,6 +40,7 @@ class Listener:
         self._audit = audit
         self._callers = settings.allowed_callers
         self._server = None
+        self._spares: SpareFiles | None = None
         self.ae = AE(ae_title=settings.ae_title)
         self.ae.maximum_pdu_size = settings.max_pdu
         self.ae.acse_timeout = settings.handshake_timeout_s  # waiting for the A-ASSOCIATE-RQ
@@ -65,21 +67,27 @@ class Listener:
 
     def start(self) -> None:
         address = (self._settings.bind, self._settings.port)
-        self._server = pdu_guard.start(
-            self.ae,
-            address,
-            self.guard,
-            ssl_context=_ssl_context(self._settings),
-            open_file=self._spool.open_received,
-            reuse_port=self._settings.listener_processes > 1,
-            evt_handlers=[
-                (evt.EVT_C_STORE, self._on_store),
-                (evt.EVT_C_ECHO, self._on_echo),
-                (evt.EVT_REQUESTED, self._on_requested),
-                (evt.EVT_ACCEPTED, self._on_accepted),
-                (evt.EVT_REJECTED, self._on_rejected),
-            ],
-        )
+        self._spares = SpareFiles(self._spool.open_received)
+        try:
+            self._server = pdu_guard.start(
+                self.ae,
+                address,
+                self.guard,
+                ssl_context=_ssl_context(self._settings),
+                open_file=self._spares.take,
+                reuse_port=self._settings.listener_processes > 1,
+                evt_handlers=[
+                    (evt.EVT_C_STORE, self._on_store),
+                    (evt.EVT_C_ECHO, self._on_echo),
+                    (evt.EVT_REQUESTED, self._on_requested),
+                    (evt.EVT_ACCEPTED, self._on_accepted),
+                    (evt.EVT_REJECTED, self._on_rejected),
+                ],
+            )
+        except BaseException:  # the port taken, a bad certificate: no spare file stays
+            self._spares.close()
+            self._spares = None
+            raise
         log.info("listening as %s on %s:%d", self._settings.ae_title, *address)
 
     def stop(self) -> None:
@@ -87,6 +95,9 @@ class Listener:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        if self._spares is not None:
+            self._spares.close()
+            self._spares = None
 
     def _peer(self, event) -> dict:
         requestor = event.assoc.requestor

@@ -186,6 +186,7 @@ class StreamingDIMSE(DIMSEServiceProvider):
         self._open_file = open_file
         self._spare: Receiving | None = None
         self._streamed = False
+        self._syntaxes: dict[int, str] = {}  # accepted context ID -> its transfer syntax
 
     def receive_primitive(self, primitive) -> None:
         super().receive_primitive(primitive)
@@ -210,13 +211,16 @@ class StreamingDIMSE(DIMSEServiceProvider):
     def _stream(self, message: C_STORE_RQ) -> None:
         """File meta as pynetdicom writes it, then whatever of the data set already arrived."""
         command = message.command_set
-        [context] = [c for c in self.assoc.accepted_contexts if c.context_id == message.context_id]
+        if not self._syntaxes:  # fixed once the association is accepted; sorted on each access
+            self._syntaxes = {
+                c.context_id: c.transfer_syntax[0] for c in self.assoc.accepted_contexts
+            }
         target, self._spare = self._spare or self._take_file(), None
         target.write(
             file_meta(
                 command.AffectedSOPClassUID,
                 command.AffectedSOPInstanceUID,
-                context.transfer_syntax[0],
+                self._syntaxes[message.context_id],
             )
         )
         target.write(message.data_set.getvalue())

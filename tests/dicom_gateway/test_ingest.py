@@ -20,6 +20,7 @@ from dicom_gateway.listener import Listener
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
 from dicom_gateway.status import SUCCESS
+from tests.dicom_gateway.leftovers import holding_data
 from tests.peers import Gateway, free_port, tool, wait_for
 from tests.support import c_store, ct_copies
 
@@ -140,14 +141,15 @@ def test_a_data_set_cut_off_by_an_abort_leaves_nothing_behind(tmp_path):
         sent = fragments(8192)
         for fragment in sent[: len(sent) // 2]:  # the command, half the data set
             assoc.dul.send_pdu(fragment)
-        tmp = spool.root / "tmp"
-        wait_for(lambda: list(tmp.glob("*.part")), 10, "the data set to reach the spool")
+        # Beside it wait the empty files created ahead for the next data sets.
+        [cut] = wait_for(lambda: holding_data(spool.root / "tmp"), 10, "the data set on disk")
         assoc.abort()
-        wait_for(lambda: not list(tmp.iterdir()), 10, "the cut-off data set to be removed")
+        wait_for(lambda: not cut.exists(), 10, "the cut-off data set to be removed")
         assert not list((spool.root / "studies").rglob("*.dcm"))
         assert [status for _, status in c_store(port, [path])] == [SUCCESS]  # still serving
     finally:
         listener.stop()
+    assert not list((spool.root / "tmp").iterdir())  # nor any file created ahead
 
 
 def test_two_listener_processes_on_one_port_both_accept_and_lose_nothing(tmp_path):
