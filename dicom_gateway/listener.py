@@ -9,7 +9,7 @@ import logging
 import os
 import ssl
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification
 
 from dicom_gateway import pdu_guard
@@ -67,6 +67,7 @@ class Listener:
 
     def start(self) -> None:
         address = (self._settings.bind, self._settings.port)
+        _quiet_standard_logging()
         self._spares = SpareFiles(self._spool.open_received)
         try:
             self._server = pdu_guard.start(
@@ -175,6 +176,15 @@ class Listener:
         if path is None:
             return self._spool.store(event.encoded_dataset(include_meta=True), calling_ae)
         return self._spool.store_received(event.assoc.receiving.pop(str(path)), calling_ae)
+
+
+def _quiet_standard_logging() -> None:
+    """pynetdicom's standard handlers describe every PDU and DIMSE message for its logger, C-STORE
+    by C-STORE, even when that logger drops what they write (keep_phi_out_of_logs holds it at
+    WARNING): bound only while someone debugging lowered it (`_config` is pynetdicom's
+    documented switch; a server binds them when it is made)."""
+    verbose = logging.getLogger("pynetdicom").isEnabledFor(logging.INFO)
+    _config.LOG_HANDLER_LEVEL = "standard" if verbose else "none"
 
 
 def _ssl_context(settings: GatewaySettings) -> ssl.SSLContext | None:

@@ -231,3 +231,23 @@ def _stat(pid: int) -> tuple[str, int]:
 def test_a_listener_process_count_out_of_range_is_refused(count):
     with pytest.raises(ValueError, match="listener_processes"):
         GatewaySettings(listener_processes=count)
+
+
+def test_pynetdicoms_per_message_logging_is_bound_only_when_its_logger_shows_it(tmp_path):
+    import logging
+
+    from pynetdicom import evt
+
+    library = logging.getLogger("pynetdicom")
+    before = library.level
+    try:
+        for level, bound in ((logging.WARNING, False), (logging.DEBUG, True)):
+            library.setLevel(level)
+            (tmp_path / logging.getLevelName(level)).mkdir()
+            listener, _, _ = _listening(tmp_path / logging.getLevelName(level))
+            try:
+                assert bool(listener._server.get_handlers(evt.EVT_DIMSE_RECV)) == bound
+            finally:
+                listener.stop()
+    finally:
+        library.setLevel(before)

@@ -44,6 +44,8 @@ PINNED.update(
         # C-STORE and C-ECHO are served in the DUL's thread: neither may wait for the DUL.
         "association.Association._serve_request": "2f24c1759cdf6c8c",
         "service_class.VerificationServiceClass.SCP": "d30d511f87d0268d",
+        # A plain C-STORE response is packed by dimse_bytes.py; everything else goes through it.
+        "dimse.DIMSEServiceProvider.send_msg": "a839cf2fb46976d9",
     }
 )
 
@@ -127,7 +129,7 @@ def test_the_streamed_file_meta_is_pynetdicoms_byte_for_byte(
 ):
     from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
-    from dicom_gateway.reactor import file_meta
+    from dicom_gateway.dimse_bytes import file_meta
 
     theirs = encode_file_meta(
         create_file_meta(
@@ -135,3 +137,49 @@ def test_the_streamed_file_meta_is_pynetdicoms_byte_for_byte(
         )
     )
     assert file_meta(sop_class, sop_instance, transfer_syntax) == b"\x00" * 128 + b"DICM" + theirs
+
+
+def _store_response(status: int, sop_instance: str, comment: str | None = None):
+    from pynetdicom.dimse_primitives import C_STORE
+
+    response = C_STORE()  # as pynetdicom's StorageServiceClass.SCP makes it
+    response.MessageID = response.MessageIDBeingRespondedTo = 7
+    response.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    response.AffectedSOPInstanceUID = sop_instance
+    response.Status = status
+    if comment is not None:
+        response.ErrorComment = comment
+    return response
+
+
+@pytest.mark.parametrize(
+    ("status", "sop_instance"),
+    [
+        (0x0000, "1.2.3.45"),
+        (0xA700, "1.2.3.4"),
+        (0xC000, "1.2.826.0.1.3680043.8.498.1"),
+        (0x0110, "9"),
+    ],
+)
+def test_a_packed_store_response_is_pynetdicoms_byte_for_byte(status, sop_instance):
+    from pynetdicom.dimse_messages import C_STORE_RSP
+
+    from dicom_gateway.dimse_bytes import store_response
+
+    response = _store_response(status, sop_instance)
+    message = C_STORE_RSP()
+    message.primitive_to_message(response)
+    [pdata] = message.encode_msg(1, 16384)
+    [(context_id, theirs)] = pdata.presentation_data_value_list
+    assert store_response(response) == theirs and context_id == 1
+
+
+def test_a_response_with_more_than_a_status_is_left_to_pynetdicom():
+    from pynetdicom.dimse_primitives import C_ECHO
+
+    from dicom_gateway.dimse_bytes import store_response
+
+    assert store_response(_store_response(0xC000, "1.2.3", comment="disk full")) is None
+    echo = C_ECHO()
+    echo.MessageIDBeingRespondedTo, echo.Status = 1, 0
+    assert store_response(echo) is None
