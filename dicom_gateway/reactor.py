@@ -10,8 +10,9 @@ C-ECHO request is served right in the DUL's thread, so an instance costs no thre
 
 A C-STORE's data set is written to a file as it arrives (the file meta first, as pynetdicom's own
 STORE_RECV_CHUNKED_DATASET does, but into the spool's folder and for this association only), so
-the handler finds it at `event.dataset_path`, never in memory. After the first, each next file
-is created while the DUL waits for the peer, off the instance's path.
+the handler finds it at `event.dataset_path`, never in memory; the PDUs that only carry more of it
+are written from the received bytes, past pynetdicom's PDU objects (data_pdus.py). After the
+first, each next file is taken (spares.py) while the DUL waits for the peer.
 Every pynetdicom member copied or relied on here is pinned in tests/dicom_gateway/
 test_pdu_guard.py, which fails when pynetdicom changes one."""
 
@@ -37,6 +38,7 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
 
+from dicom_gateway.data_pdus import read_streamed_data
 from dicom_gateway.dimse_bytes import NO_DATA_SET, file_meta, store_response
 
 log = logging.getLogger(__name__)
@@ -146,9 +148,16 @@ class WakingDUL(DULServiceProvider):
             try:
                 event = self.event_queue.get(block=False)
             except queue.Empty:
-                self._wait()
+                if self.to_provider_queue.empty():  # else a response this thread queued: send it
+                    self._wait()
                 continue
             self.state_machine.do_action(event)
+
+    def _read_pdu_data(self) -> None:
+        """pynetdicom's, except for a PDU that only continues a streamed data set: written to
+        its file from the received bytes (data_pdus.py)."""
+        if not read_streamed_data(self):
+            super()._read_pdu_data()
 
     def _abort(self) -> None:
         """As pynetdicom does: bypass the state machine and send an A-ABORT."""

@@ -251,3 +251,62 @@ def test_pynetdicoms_per_message_logging_is_bound_only_when_its_logger_shows_it(
                 listener.stop()
     finally:
         library.setLevel(before)
+
+
+def _send_and_answer(assoc, pdus) -> int:
+    """Send these P-DATA PDUs on the association; the status of the C-STORE response."""
+    assoc._reactor_checkpoint.clear()  # the response is ours to read, as send_c_store does
+    wait_for(lambda: assoc._is_paused, 10, "the requestor's reactor to pause", every=0.01)
+    for pdu in pdus:
+        assoc.dul.send_pdu(pdu)
+    _, response = assoc.dimse.get_msg(block=True)
+    assoc._reactor_checkpoint.set()
+    return response.Status
+
+
+def test_data_pdus_carrying_several_fragments_each_are_stored_whole(tmp_path):
+    # After the command, PDUs of four data fragments each: read here, straight into the file.
+    listener, spool, port = _listening(tmp_path)
+    [path] = ct_copies(tmp_path / "ct", 1, "several-pdvs")
+    assoc, fragments = _associated(port, path)
+    try:
+        command, *data = fragments(4096)
+        merged = []
+        for start in range(0, len(data), 4):
+            pdu = data[start]
+            pdu.presentation_data_value_list = [
+                list(pdv)
+                for one in data[start : start + 4]
+                for pdv in one.presentation_data_value_list
+            ]
+            merged.append(pdu)
+        assert len(merged) > 2 and len(merged[0].presentation_data_value_list) == 4
+        assert _send_and_answer(assoc, [command, *merged]) == SUCCESS
+    finally:
+        assoc.release()
+        listener.stop()
+    [row] = spool.index.read("SELECT path FROM instances")
+    stored, sent = pydicom.dcmread(row["path"]), pydicom.dcmread(path)
+    assert stored.PixelData == sent.PixelData and stored.SOPInstanceUID == sent.SOPInstanceUID
+
+
+def test_a_data_pdu_with_garbled_framing_stores_nothing(tmp_path):
+    import struct
+
+    listener, spool, port = _listening(tmp_path)
+    [path] = ct_copies(tmp_path / "ct", 1, "garbled-pdv")
+    assoc, fragments = _associated(port, path)
+    try:
+        command, *data = fragments(8192)
+        for pdu in [command, *data[:3]]:
+            assoc.dul.send_pdu(pdu)
+        # A last data fragment whose item length runs 100 bytes past its PDU.
+        body = struct.pack(">LBB", 100 + 2 + 500, 1, 0x02) + b"\0" * 500
+        assoc.dul.socket.send(struct.pack(">BBL", 0x04, 0, len(body)) + body)
+        wait_for(lambda: not holding_data(spool.root / "tmp"), 10, "the garbled data set to go")
+        assert not list((spool.root / "studies").rglob("*.dcm"))
+        assert [status for _, status in c_store(port, [path])] == [SUCCESS]  # still serving
+    finally:
+        assoc.abort()
+        listener.stop()
+    assert spool.index.read("SELECT COUNT(*) FROM instances")[0][0] == 1

@@ -26,7 +26,8 @@ PINNED = {
     "association.Association.run_reactor": "ed8bbbe3b3d6ddae",  # a None request ends the wait
     "association.ServiceUser.writeable": "23590ca1ce9969c3",  # contexts set at EVT_REQUESTED
 }
-# The same for dicom_gateway/reactor.py: the waking loops and the streamed C-STORE data set.
+# The same for dicom_gateway/reactor.py (the waking loops and the streamed C-STORE data set),
+# data_pdus.py and dimse_bytes.py.
 PINNED.update(
     {
         "dul.DULServiceProvider.__init__": "c82dafa9438ddf70",  # its queues, replaced
@@ -44,6 +45,10 @@ PINNED.update(
         # C-STORE and C-ECHO are served in the DUL's thread: neither may wait for the DUL.
         "association.Association._serve_request": "2f24c1759cdf6c8c",
         "service_class.VerificationServiceClass.SCP": "d30d511f87d0268d",
+        # data_pdus.py: a PDU that only continues a streamed data set bypasses DT_2 (in Sta6 it
+        # only hands the primitive to DIMSE); any other it decodes as _read_pdu_data does.
+        "fsm.DT_2": "9ec543394e0b49eb",
+        "dul.DULServiceProvider._decode_pdu": "fc71dd1bf853e1ce",
         # A plain C-STORE response is packed by dimse_bytes.py; everything else goes through it.
         "dimse.DIMSEServiceProvider.send_msg": "a839cf2fb46976d9",
     }
