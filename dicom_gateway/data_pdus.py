@@ -22,7 +22,7 @@ import struct
 from pynetdicom import evt
 from pynetdicom.pdu_primitives import P_DATA
 
-log = logging.getLogger("pynetdicom.dul")  # pynetdicom's own messages for what it would log
+log = logging.getLogger(__name__)
 
 P_DATA_TF = 0x04
 PDU_HEADER = struct.Struct(">BBL")  # type, reserved, length
@@ -50,7 +50,7 @@ def read_streamed_data(dul) -> bool:
     length = PDU_HEADER.unpack(header)[2] if len(header) == PDU_HEADER.size else -1
     body = dul.socket.recv(length) if length >= 0 else b""
     if length < 0 or len(body) != length:  # closed, or refused by the guard: as pynetdicom
-        log.error("Connection closed before the entire PDU was received")
+        log.error("connection closed before the entire PDU was received")
         dul.event_queue.put("Evt17")
         return True
     fragments = _data_fragments(body)
@@ -105,7 +105,7 @@ def _hand_on(dul, pdu: bytes) -> None:
         decoded, event = dul._decode_pdu(bytearray(pdu))
         dul.event_queue.put(event)
     except Exception:
-        log.exception("Unable to decode the received PDU data")
+        log.exception("unable to decode the received PDU")
         dul.event_queue.put("Evt19")
         return
     dul._recv_pdu.put(decoded)

@@ -300,6 +300,12 @@ def test_a_data_pdu_with_garbled_framing_stores_nothing(tmp_path):
         command, *data = fragments(8192)
         for pdu in [command, *data[:3]]:
             assoc.dul.send_pdu(pdu)
+        sent = sum(len(v) - 1 for pdu in data[:3] for _, v in pdu.presentation_data_value_list)
+
+        def streamed() -> bool:  # the three data PDUs are in, so the next one comes after them
+            return any(p.stat().st_size > sent for p in holding_data(spool.root / "tmp"))
+
+        wait_for(streamed, 10, "three data PDUs on disk")
         # A last data fragment whose item length runs 100 bytes past its PDU.
         body = struct.pack(">LBB", 100 + 2 + 500, 1, 0x02) + b"\0" * 500
         assoc.dul.socket.send(struct.pack(">BBL", 0x04, 0, len(body)) + body)
