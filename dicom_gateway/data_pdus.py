@@ -43,9 +43,11 @@ def read_streamed_data(dul) -> bool:
         or not dul.event_queue.empty()  # an earlier PDU's event first: order is kept
         or dul.assoc.get_handlers(evt.EVT_DATA_RECV)
         or dul.assoc.get_handlers(evt.EVT_PDU_RECV)
-        or not _next_is_data(dul.socket.socket)
     ):
         return False
+    if not _next_is_data(dul.socket.socket):
+        return False
+    # The header first: the guard checks its length against our maximum PDU before the body.
     header = dul.socket.recv(PDU_HEADER.size)
     length = PDU_HEADER.unpack(header)[2] if len(header) == PDU_HEADER.size else -1
     body = dul.socket.recv(length) if length >= 0 else b""

@@ -316,3 +316,56 @@ def test_a_data_pdu_with_garbled_framing_stores_nothing(tmp_path):
         assoc.abort()
         listener.stop()
     assert spool.index.read("SELECT COUNT(*) FROM instances")[0][0] == 1
+
+
+def test_a_data_pdu_over_the_maximum_in_the_middle_of_a_data_set_is_refused(tmp_path):
+    import struct
+
+    listener, spool, port = _listening(tmp_path)
+    [path] = ct_copies(tmp_path / "ct", 1, "huge-pdu")
+    assoc, fragments = _associated(port, path)
+    try:
+        command, *data = fragments(8192)
+        for pdu in [command, data[0]]:
+            assoc.dul.send_pdu(pdu)
+        wait_for(lambda: holding_data(spool.root / "tmp"), 10, "the data set on disk")
+        # A data fragment whose PDU declares 2 GiB: refused on its header, nothing allocated.
+        pdv = struct.pack(">LBB", 2**31 - 6, 1, 0x00) + b"\0" * 1000
+        assoc.dul.socket.send(struct.pack(">BBL", 0x04, 0, 2**31) + pdv)
+        wait_for(lambda: not assoc.is_established, 10, "the association to be aborted")
+        wait_for(lambda: not holding_data(spool.root / "tmp"), 10, "the cut-off data set to go")
+        assert not list((spool.root / "studies").rglob("*.dcm"))
+        assert [status for _, status in c_store(port, [path])] == [SUCCESS]  # still serving
+    finally:
+        listener.stop()
+
+
+def test_associations_leave_the_presentation_contexts_they_share_as_they_were(tmp_path):
+    # One list of contexts serves every association's negotiation: none may change it.
+    from pynetdicom import AE, build_role
+    from pynetdicom.sop_class import CTImageStorage, Verification
+
+    listener, _, port = _listening(tmp_path)
+    shared = listener._server.contexts
+
+    def snapshot() -> list:
+        return [
+            (cx.context_id, cx.abstract_syntax, tuple(cx.transfer_syntax), cx.scu_role, cx.scp_role)
+            for cx in shared
+        ]
+
+    before = snapshot()
+    try:
+        assert [status for _, status in c_store(port, ct_copies(tmp_path / "ct", 2, "share"))] == [
+            SUCCESS
+        ] * 2
+        ae = AE(ae_title="ROLES")
+        ae.add_requested_context(CTImageStorage)
+        ae.add_requested_context(Verification)
+        roles = [build_role(CTImageStorage, scu_role=True, scp_role=True)]
+        assoc = ae.associate("127.0.0.1", port, ae_title="EDGEAGENT", ext_neg=roles)
+        assert assoc.is_established
+        assoc.release()
+    finally:
+        listener.stop()
+    assert len(before) > 100 and snapshot() == before

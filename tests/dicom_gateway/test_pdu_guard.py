@@ -25,6 +25,8 @@ PINNED = {
     "dul.DULServiceProvider._read_pdu_data": "19f2d4e38c13c835",  # recv(6), then the body
     "association.Association.run_reactor": "ed8bbbe3b3d6ddae",  # a None request ends the wait
     "association.ServiceUser.writeable": "23590ca1ce9969c3",  # contexts set at EVT_REQUESTED
+    # Reads our contexts, builds new ones for its results: one list serves every association.
+    "presentation.negotiate_as_acceptor": "d5413f08f0ac7b32",
 }
 # The same for dicom_gateway/reactor.py (the waking loops and the streamed C-STORE data set),
 # data_pdus.py and dimse_bytes.py.
