@@ -118,18 +118,11 @@ def test_a_data_set_that_comes_whole_with_its_command_is_stored_too(tmp_path):
         command.presentation_data_value_list = [
             list(pdv) for pdv in command.presentation_data_value_list
         ] + [list(pdv) for pdv in data.presentation_data_value_list]
-        assoc._reactor_checkpoint.clear()  # the response is ours to read, as send_c_store does
-        wait_for(lambda: assoc._is_paused, 10, "the requestor's reactor to pause", every=0.01)
-        assoc.dul.send_pdu(command)
-        _, response = assoc.dimse.get_msg(block=True)
-        assoc._reactor_checkpoint.set()
-        assert response.Status == SUCCESS
+        assert _send_and_answer(assoc, [command]) == SUCCESS
     finally:
         assoc.release()
         listener.stop()
-    [row] = spool.index.read("SELECT path FROM instances")
-    stored, sent = pydicom.dcmread(row["path"]), pydicom.dcmread(path)
-    assert stored.PixelData == sent.PixelData and stored.SOPInstanceUID == sent.SOPInstanceUID
+    _stored_as_sent(spool, path)
     assert not list((spool.root / "tmp").iterdir())
 
 
@@ -264,6 +257,12 @@ def _send_and_answer(assoc, pdus) -> int:
     return response.Status
 
 
+def _stored_as_sent(spool: Spool, path: Path) -> None:
+    [row] = spool.index.read("SELECT path FROM instances")
+    stored, sent = pydicom.dcmread(row["path"]), pydicom.dcmread(path)
+    assert stored.PixelData == sent.PixelData and stored.SOPInstanceUID == sent.SOPInstanceUID
+
+
 def test_data_pdus_carrying_several_fragments_each_are_stored_whole(tmp_path):
     # After the command, PDUs of four data fragments each: read here, straight into the file.
     listener, spool, port = _listening(tmp_path)
@@ -285,59 +284,52 @@ def test_data_pdus_carrying_several_fragments_each_are_stored_whole(tmp_path):
     finally:
         assoc.release()
         listener.stop()
-    [row] = spool.index.read("SELECT path FROM instances")
-    stored, sent = pydicom.dcmread(row["path"]), pydicom.dcmread(path)
-    assert stored.PixelData == sent.PixelData and stored.SOPInstanceUID == sent.SOPInstanceUID
+    _stored_as_sent(spool, path)
+
+
+def _cut_by(tmp_path: Path, bad_pdu: bytes, data_pdus: int) -> Spool:
+    """A CT's C-STORE command and first `data_pdus` data PDUs, then, once they are on disk,
+    `bad_pdu`: the data set must go, nothing be stored, the listener serve on."""
+    listener, spool, port = _listening(tmp_path)
+    [path] = ct_copies(tmp_path / "ct", 1, "cut-by-a-bad-pdu")
+    assoc, fragments = _associated(port, path)
+    try:
+        command, *data = fragments(8192)
+        for pdu in [command, *data[:data_pdus]]:
+            assoc.dul.send_pdu(pdu)
+        sent = sum(
+            len(v) - 1 for pdu in data[:data_pdus] for _, v in pdu.presentation_data_value_list
+        )
+
+        def streamed() -> bool:  # all of them in: the bad one comes after them
+            return any(p.stat().st_size > sent for p in holding_data(spool.root / "tmp"))
+
+        wait_for(streamed, 10, "the data PDUs on disk")
+        assoc.dul.socket.send(bad_pdu)
+        wait_for(lambda: not assoc.is_established, 10, "the association to be aborted")
+        wait_for(lambda: not holding_data(spool.root / "tmp"), 10, "the cut data set to go")
+        assert not list((spool.root / "studies").rglob("*.dcm"))
+        assert [status for _, status in c_store(port, [path])] == [SUCCESS]  # still serving
+    finally:
+        listener.stop()
+    return spool
 
 
 def test_a_data_pdu_with_garbled_framing_stores_nothing(tmp_path):
     import struct
 
-    listener, spool, port = _listening(tmp_path)
-    [path] = ct_copies(tmp_path / "ct", 1, "garbled-pdv")
-    assoc, fragments = _associated(port, path)
-    try:
-        command, *data = fragments(8192)
-        for pdu in [command, *data[:3]]:
-            assoc.dul.send_pdu(pdu)
-        sent = sum(len(v) - 1 for pdu in data[:3] for _, v in pdu.presentation_data_value_list)
-
-        def streamed() -> bool:  # the three data PDUs are in, so the next one comes after them
-            return any(p.stat().st_size > sent for p in holding_data(spool.root / "tmp"))
-
-        wait_for(streamed, 10, "three data PDUs on disk")
-        # A last data fragment whose item length runs 100 bytes past its PDU.
-        body = struct.pack(">LBB", 100 + 2 + 500, 1, 0x02) + b"\0" * 500
-        assoc.dul.socket.send(struct.pack(">BBL", 0x04, 0, len(body)) + body)
-        wait_for(lambda: not holding_data(spool.root / "tmp"), 10, "the garbled data set to go")
-        assert not list((spool.root / "studies").rglob("*.dcm"))
-        assert [status for _, status in c_store(port, [path])] == [SUCCESS]  # still serving
-    finally:
-        assoc.abort()
-        listener.stop()
-    assert spool.index.read("SELECT COUNT(*) FROM instances")[0][0] == 1
+    # A last data fragment whose item length runs 100 bytes past its PDU.
+    body = struct.pack(">LBB", 100 + 2 + 500, 1, 0x02) + b"\0" * 500
+    spool = _cut_by(tmp_path, struct.pack(">BBL", 0x04, 0, len(body)) + body, data_pdus=3)
+    assert spool.index.read("SELECT COUNT(*) FROM instances")[0][0] == 1  # the good copy
 
 
 def test_a_data_pdu_over_the_maximum_in_the_middle_of_a_data_set_is_refused(tmp_path):
     import struct
 
-    listener, spool, port = _listening(tmp_path)
-    [path] = ct_copies(tmp_path / "ct", 1, "huge-pdu")
-    assoc, fragments = _associated(port, path)
-    try:
-        command, *data = fragments(8192)
-        for pdu in [command, data[0]]:
-            assoc.dul.send_pdu(pdu)
-        wait_for(lambda: holding_data(spool.root / "tmp"), 10, "the data set on disk")
-        # A data fragment whose PDU declares 2 GiB: refused on its header, nothing allocated.
-        pdv = struct.pack(">LBB", 2**31 - 6, 1, 0x00) + b"\0" * 1000
-        assoc.dul.socket.send(struct.pack(">BBL", 0x04, 0, 2**31) + pdv)
-        wait_for(lambda: not assoc.is_established, 10, "the association to be aborted")
-        wait_for(lambda: not holding_data(spool.root / "tmp"), 10, "the cut-off data set to go")
-        assert not list((spool.root / "studies").rglob("*.dcm"))
-        assert [status for _, status in c_store(port, [path])] == [SUCCESS]  # still serving
-    finally:
-        listener.stop()
+    # A data fragment whose PDU declares 2 GiB: refused on its header, nothing allocated.
+    pdv = struct.pack(">LBB", 2**31 - 6, 1, 0x00) + b"\0" * 1000
+    _cut_by(tmp_path, struct.pack(">BBL", 0x04, 0, 2**31) + pdv, data_pdus=1)
 
 
 def test_associations_leave_the_presentation_contexts_they_share_as_they_were(tmp_path):
