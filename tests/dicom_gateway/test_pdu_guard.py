@@ -51,7 +51,11 @@ PINNED.update(
         # only hands the primitive to DIMSE); any other it decodes as _read_pdu_data does.
         "fsm.DT_2": "9ec543394e0b49eb",
         "dul.DULServiceProvider._decode_pdu": "fc71dd1bf853e1ce",
-        # A plain C-STORE response is packed by dimse_bytes.py; everything else goes through it.
+        # listener.py: its standard log handlers are bound, or not, when the server is made.
+        "transport.AssociationServer._bind_defaults": "4cada43c3a193724",
+        # A plain C-STORE response is packed by dimse_bytes.py, within the peer's PDU size;
+        # everything else goes through send_msg.
+        "dimse.DIMSEServiceProvider.maximum_pdu_size": "600fc7073d35ccd6",
         "dimse.DIMSEServiceProvider.send_msg": "a839cf2fb46976d9",
     }
 )
