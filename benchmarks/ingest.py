@@ -37,6 +37,7 @@ from tests.peers import Gateway, Orthanc, free_port, tool, wait_for
 # Nagle's algorithm on and waits for delayed ACKs, ~40 ms per instance on loopback.
 os.environ["TCP_NODELAY"] = "1"
 ASSOCIATIONS = (1, 4)
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def make_instances(folder: Path, count: int) -> list[Path]:
@@ -114,9 +115,10 @@ def _start(name: str, folder: Path):
         checkout = name.split(" ", 1)[1]
         with _pythonpath(checkout):
             ours = Gateway(folder, **settings)
-    else:
+    else:  # this checkout's, whichever the virtual environment was installed from
         processes = int(name.rsplit(" ", 1)[1].strip("p"))
-        ours = Gateway(folder, listener_processes=processes, **settings)
+        with _pythonpath(str(CHECKOUT)):
+            ours = Gateway(folder, listener_processes=processes, **settings)
     return ours.port, "EDGEAGENT", ours.stop
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 
-import pydicom
 from pydicom.datadict import dictionary_VR
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import (
@@ -48,6 +48,8 @@ IMAGE_TAGS = {
     0x00280011: "Columns",
     0x00280100: "BitsAllocated",
 }
+# Top-level elements the walk reads a value of, or steps into: the general path takes them.
+NOTED = frozenset((*IDENTITY_TAGS, *IMAGE_TAGS, *PIXEL_TAGS))
 LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 # Video streams span frames: their fragments need not number at least one per frame.
 VIDEO = frozenset(MPEGTransferSyntaxes)
@@ -71,6 +73,11 @@ class _Syntax:
     def tag(self, buf, pos: int) -> int:
         group, element = struct.unpack_from("<HH" if self.little else ">HH", buf, pos)
         return group << 16 | element
+
+
+# An explicit VR element header (group, element, VR, 16-bit length), and a 32-bit length.
+_HEADERS = {True: struct.Struct("<HH2sH"), False: struct.Struct(">HH2sH")}
+_LENGTHS = {True: struct.Struct("<L"), False: struct.Struct(">L")}
 
 
 @dataclass
@@ -164,6 +171,9 @@ def _walk(buf: memoryview, syntax: _Syntax) -> _Found:
                 )
             stack.pop()
             continue
+        if len(stack) == 1 and level.syntax.explicit:
+            pos = _top_level(buf, pos, stack, found)
+            continue
         if pos + 8 > level.limit:
             raise MalformedDataset(f"truncated element header at byte {pos}")
         tag = level.syntax.tag(buf, pos)
@@ -179,6 +189,37 @@ def _walk(buf: memoryview, syntax: _Syntax) -> _Found:
         if len(stack) > 2 * MAX_DEPTH + 1:
             raise MalformedDataset(f"sequences nested deeper than {MAX_DEPTH}")
     return found
+
+
+def _top_level(buf: memoryview, pos: int, stack: list[_Level], found: _Found) -> int:
+    """The explicit VR top level, element after element with one unpack each, until it ends or
+    an element the general path must take comes (a sequence, an undefined length, a value the
+    walk reads): the same checks as `_element`, in fewer calls (most of a dataset is here)."""
+    level = stack[0]
+    end = level.end
+    header, lengths = _HEADERS[level.syntax.little], _LENGTHS[level.syntax.little]
+    while pos < end:
+        if pos + 8 > end:
+            raise MalformedDataset(f"truncated element header at byte {pos}")
+        group, element, vr, length = header.unpack_from(buf, pos)
+        tag = group << 16 | element
+        if group == 0xFFFE:
+            raise MalformedDataset(f"unexpected {_name(tag)} inside a dataset")
+        if vr == b"SQ" or tag in NOTED:
+            return _element(buf, pos, tag, stack, found)
+        start = pos + 8
+        if vr in LONG_VRS:
+            if pos + 12 > end:
+                raise MalformedDataset(f"truncated header of {_name(tag)}")
+            length, start = lengths.unpack_from(buf, start)[0], pos + 12
+            if length == UNDEFINED:
+                return _element(buf, pos, tag, stack, found)
+        pos = start + length
+        if pos > end:
+            raise MalformedDataset(
+                f"{_name(tag)} declares {length} bytes, only {end - start} remain"
+            )
+    return pos
 
 
 def _enter_item(buf: memoryview, pos: int, tag: int, stack: list[_Level]) -> int:
@@ -257,6 +298,7 @@ def _fragments(buf: memoryview, pos: int, level: _Level, found: _Found) -> int:
         count += 1
 
 
+@lru_cache(maxsize=4096)  # a dataset names a few hundred tags; a hostile one, any
 def _is_sequence(tag: int) -> bool:
     try:
         return dictionary_VR(tag) == "SQ"
@@ -282,23 +324,36 @@ def _check_pixels(found: _Found, transfer_syntax: str) -> None:
         raise MalformedDataset(f"{found.fragments} Pixel Data fragments for {frames} frames")
 
 
-def _image(found: _Found, transfer_syntax: str) -> pydicom.Dataset | None:
-    """The Image Pixel attributes as a small dataset, or None when one is missing or garbled."""
+@dataclass(frozen=True)
+class _ImagePixel:
+    """The Image Pixel attributes pydicom's `get_expected_length` reads, by their keywords:
+    no pydicom dataset to build for each received instance."""
+
+    Rows: int
+    Columns: int
+    SamplesPerPixel: int
+    BitsAllocated: int
+    PhotometricInterpretation: str
+    NumberOfFrames: int
+
+
+def _image(found: _Found, transfer_syntax: str) -> _ImagePixel | None:
+    """The Image Pixel attributes, or None when one is missing or garbled."""
     little = transfer_syntax != ExplicitVRBigEndian
     raw = found.image
     try:
-        image = pydicom.Dataset()
-        for keyword in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated"):
-            setattr(image, keyword, struct.unpack("<H" if little else ">H", raw[keyword][:2])[0])
-        image.PhotometricInterpretation = raw["PhotometricInterpretation"].decode().strip("\0 ")
-        frames = raw.get("NumberOfFrames", b"1").decode().strip("\0 ") or "1"
-        image.NumberOfFrames = int(frames)
+        rows, columns, samples, bits = (
+            struct.unpack("<H" if little else ">H", raw[keyword][:2])[0]
+            for keyword in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated")
+        )
+        photometric = raw["PhotometricInterpretation"].decode().strip("\0 ")
+        frames = int(raw.get("NumberOfFrames", b"1").decode().strip("\0 ") or "1")
     except (KeyError, ValueError, UnicodeDecodeError, struct.error):
         return None  # cannot be judged here; the read says what is wrong with such an image
-    return image
+    return _ImagePixel(rows, columns, samples, bits, photometric, frames)
 
 
-def _expected_length(image: pydicom.Dataset) -> int | None:
+def _expected_length(image: _ImagePixel) -> int | None:
     if image.BitsAllocated % 8 and image.BitsAllocated != 1:
         return None
     return get_expected_length(image, unit="bytes")

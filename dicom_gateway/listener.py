@@ -9,12 +9,13 @@ import logging
 import os
 import ssl
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification
 
 from dicom_gateway import pdu_guard
 from dicom_gateway.audit import Audit, stored_fields
 from dicom_gateway.settings import GatewaySettings
+from dicom_gateway.spares import SpareFiles
 from dicom_gateway.spool import Spool, SpoolError
 from dicom_gateway.status import PROCESSING_FAILURE, SUCCESS
 
@@ -39,6 +40,7 @@ class Listener:
         self._audit = audit
         self._callers = settings.allowed_callers
         self._server = None
+        self._spares: SpareFiles | None = None
         self.ae = AE(ae_title=settings.ae_title)
         self.ae.maximum_pdu_size = settings.max_pdu
         self.ae.acse_timeout = settings.handshake_timeout_s  # waiting for the A-ASSOCIATE-RQ
@@ -65,21 +67,28 @@ class Listener:
 
     def start(self) -> None:
         address = (self._settings.bind, self._settings.port)
-        self._server = pdu_guard.start(
-            self.ae,
-            address,
-            self.guard,
-            ssl_context=_ssl_context(self._settings),
-            open_file=self._spool.open_received,
-            reuse_port=self._settings.listener_processes > 1,
-            evt_handlers=[
-                (evt.EVT_C_STORE, self._on_store),
-                (evt.EVT_C_ECHO, self._on_echo),
-                (evt.EVT_REQUESTED, self._on_requested),
-                (evt.EVT_ACCEPTED, self._on_accepted),
-                (evt.EVT_REJECTED, self._on_rejected),
-            ],
-        )
+        _quiet_standard_logging()
+        self._spares = SpareFiles(self._spool.open_received)
+        try:
+            self._server = pdu_guard.start(
+                self.ae,
+                address,
+                self.guard,
+                ssl_context=_ssl_context(self._settings),
+                open_file=self._spares.take,
+                reuse_port=self._settings.listener_processes > 1,
+                evt_handlers=[
+                    (evt.EVT_C_STORE, self._on_store),
+                    (evt.EVT_C_ECHO, self._on_echo),
+                    (evt.EVT_REQUESTED, self._on_requested),
+                    (evt.EVT_ACCEPTED, self._on_accepted),
+                    (evt.EVT_REJECTED, self._on_rejected),
+                ],
+            )
+        except BaseException:  # the port taken, a bad certificate: no spare file stays
+            self._spares.close()
+            self._spares = None
+            raise
         log.info("listening as %s on %s:%d", self._settings.ae_title, *address)
 
     def stop(self) -> None:
@@ -87,6 +96,9 @@ class Listener:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        if self._spares is not None:
+            self._spares.close()
+            self._spares = None
 
     def _peer(self, event) -> dict:
         requestor = event.assoc.requestor
@@ -164,6 +176,15 @@ class Listener:
         if path is None:
             return self._spool.store(event.encoded_dataset(include_meta=True), calling_ae)
         return self._spool.store_received(event.assoc.receiving.pop(str(path)), calling_ae)
+
+
+def _quiet_standard_logging() -> None:
+    """pynetdicom's standard handlers describe every PDU and DIMSE message for its logger, C-STORE
+    by C-STORE, even when that logger drops what they write (keep_phi_out_of_logs holds it at
+    WARNING): bound only while someone debugging lowered it (`_config` is pynetdicom's
+    documented switch; a server binds them when it is made)."""
+    verbose = logging.getLogger("pynetdicom").isEnabledFor(logging.INFO)
+    _config.LOG_HANDLER_LEVEL = "standard" if verbose else "none"
 
 
 def _ssl_context(settings: GatewaySettings) -> ssl.SSLContext | None:

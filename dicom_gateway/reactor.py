@@ -10,8 +10,9 @@ C-ECHO request is served right in the DUL's thread, so an instance costs no thre
 
 A C-STORE's data set is written to a file as it arrives (the file meta first, as pynetdicom's own
 STORE_RECV_CHUNKED_DATASET does, but into the spool's folder and for this association only), so
-the handler finds it at `event.dataset_path`, never in memory. After the first, each next file
-is created while the DUL waits for the peer, off the instance's path.
+the handler finds it at `event.dataset_path`, never in memory; the PDUs that only carry more of it
+are written from the received bytes, past pynetdicom's PDU objects (data_pdus.py). After the
+first, each next file is taken (spares.py) while the DUL waits for the peer.
 Every pynetdicom member copied or relied on here is pinned in tests/dicom_gateway/
 test_pdu_guard.py, which fails when pynetdicom changes one."""
 
@@ -23,24 +24,26 @@ import queue
 import select
 import socket
 import ssl
-import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, evt
+from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu_primitives import P_DATA
+
+from dicom_gateway.data_pdus import read_streamed_data
+from dicom_gateway.dimse_bytes import NO_DATA_SET, file_meta, store_response
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.05  # how often an idle loop looks at its timers (ARTIM, network timeout, kill)
-NO_DATA_SET = 0x0101  # (0000,0800) Command Data Set Type: no data set follows
 
 
 class Receiving(Protocol):
@@ -145,9 +148,16 @@ class WakingDUL(DULServiceProvider):
             try:
                 event = self.event_queue.get(block=False)
             except queue.Empty:
-                self._wait()
+                if self.to_provider_queue.empty():  # else a response this thread queued: send it
+                    self._wait()
                 continue
             self.state_machine.do_action(event)
+
+    def _read_pdu_data(self) -> None:
+        """pynetdicom's, except for a PDU that only continues a streamed data set: written to
+        its file from the received bytes (data_pdus.py)."""
+        if not read_streamed_data(self):
+            super()._read_pdu_data()
 
     def _abort(self) -> None:
         """As pynetdicom does: bypass the state machine and send an A-ABORT."""
@@ -186,6 +196,7 @@ class StreamingDIMSE(DIMSEServiceProvider):
         self._open_file = open_file
         self._spare: Receiving | None = None
         self._streamed = False
+        self._syntaxes: dict[int, str] = {}  # accepted context ID -> its transfer syntax
 
     def receive_primitive(self, primitive) -> None:
         super().receive_primitive(primitive)
@@ -196,6 +207,23 @@ class StreamingDIMSE(DIMSEServiceProvider):
             and message.command_set.CommandDataSetType != NO_DATA_SET
         ):
             self._stream(message)
+
+    def send_msg(self, primitive, context_id: int) -> None:
+        """A plain C-STORE response goes out packed directly (dimse_bytes.py); every other
+        message, or any message while something listens to EVT_DIMSE_SENT, as pynetdicom
+        encodes it."""
+        encoded = store_response(primitive)
+        limit = self.maximum_pdu_size
+        if (
+            encoded is None
+            or (limit and len(encoded) + 5 > limit)  # a PDV item: length, context ID, then it
+            or self.assoc.get_handlers(evt.EVT_DIMSE_SENT)
+        ):
+            super().send_msg(primitive, context_id)
+            return
+        pdata = P_DATA()
+        pdata.presentation_data_value_list = [[context_id, encoded]]
+        self.dul.send_pdu(pdata)
 
     def prepare(self) -> None:
         """While the DUL waits for the peer: the next file, once one data set was streamed."""
@@ -210,50 +238,22 @@ class StreamingDIMSE(DIMSEServiceProvider):
     def _stream(self, message: C_STORE_RQ) -> None:
         """File meta as pynetdicom writes it, then whatever of the data set already arrived."""
         command = message.command_set
-        [context] = [c for c in self.assoc.accepted_contexts if c.context_id == message.context_id]
+        if not self._syntaxes:  # fixed once the association is accepted; sorted on each access
+            self._syntaxes = {
+                c.context_id: c.transfer_syntax[0] for c in self.assoc.accepted_contexts
+            }
         target, self._spare = self._spare or self._take_file(), None
         target.write(
             file_meta(
                 command.AffectedSOPClassUID,
                 command.AffectedSOPInstanceUID,
-                context.transfer_syntax[0],
+                self._syntaxes[message.context_id],
             )
         )
         target.write(message.data_set.getvalue())
         message._data_set_file = target
         message._data_set_path = Path(target.name)
         self._streamed = True
-
-
-def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
-    """Preamble, prefix and File Meta Information, byte for byte what pynetdicom's
-    `encode_file_meta(create_file_meta(...))` gives, without building a pydicom dataset."""
-    elements = b"".join(
-        (
-            _explicit(0x0001, b"OB", b"\x00\x01"),
-            _explicit(0x0002, b"UI", _uid(sop_class)),
-            _explicit(0x0003, b"UI", _uid(sop_instance)),
-            _explicit(0x0010, b"UI", _uid(transfer_syntax)),
-            _explicit(0x0012, b"UI", _uid(PYNETDICOM_IMPLEMENTATION_UID)),
-            _explicit(0x0013, b"SH", _padded(PYNETDICOM_IMPLEMENTATION_VERSION.encode(), b" ")),
-        )
-    )
-    group_length = _explicit(0x0000, b"UL", struct.pack("<L", len(elements)))
-    return b"\x00" * 128 + b"DICM" + group_length + elements
-
-
-def _explicit(element: int, vr: bytes, value: bytes) -> bytes:
-    if vr == b"OB":
-        return struct.pack("<HH2sHL", 2, element, vr, 0, len(value)) + value
-    return struct.pack("<HH2sH", 2, element, vr, len(value)) + value
-
-
-def _uid(value: str) -> bytes:
-    return _padded(str(value).encode("ascii"), b"\x00")
-
-
-def _padded(value: bytes, pad: bytes) -> bytes:
-    return value + pad if len(value) % 2 else value
 
 
 class StreamingAssociation(Association):

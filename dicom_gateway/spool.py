@@ -25,6 +25,7 @@ from dicom_gateway.dataset_check import MalformedDataset, check_dataset
 from dicom_gateway.group_commit import GroupCommit
 from dicom_gateway.index import Index
 from dicom_gateway.status import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
+from dicom_gateway.writeback import Writeback
 from imaging.atomic import fsync_dir
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class ReceivedFile:
     def __init__(self, folder: Path) -> None:
         self.name = str(folder / f"{uuid.uuid4().hex}.part")
         self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self._writeback = Writeback(self._fd)
         self.file = self  # pynetdicom flushes `file.file` after each fragment: nothing to flush
         self.error: OSError | None = None
         self.size = 0
@@ -86,6 +88,8 @@ class ReceivedFile:
                 return
             self.size += written
             view = view[written:]
+        if self.error is None and self._fd >= 0:
+            self._writeback.advance(self.size)
 
     def flush(self) -> None:
         pass

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from io import BytesIO
+
 import pydicom
 import pytest
+from pydicom.filereader import data_element_generator
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from dicom_gateway.dataset_check import MAX_DEPTH, MalformedDataset, check_dataset
@@ -90,3 +93,37 @@ def test_nesting_is_bounded_without_recursion():
 def test_damaged_file_meta_is_malformed_not_a_crash(meta, reason):
     with pytest.raises(MalformedDataset, match=reason):
         check_dataset(b"\x00" * 128 + b"DICM" + meta)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm", "test-SR.dcm"])
+def test_a_dataset_cut_anywhere_but_between_two_elements_is_malformed(name):
+    data = bundled(name).read_bytes()
+    ds = pydicom.dcmread(bundled(name))
+    assert check_dataset(data) == {
+        keyword: ds[keyword].value
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    }
+    # Where each top-level element ends, as pydicom read it: a cut there leaves a shorter,
+    # whole dataset (its pixels, if any, missing); a cut at any other byte leaves a broken one.
+    start = 132 + 12 + ds.file_meta.FileMetaInformationGroupLength
+    syntax = ds.file_meta.TransferSyntaxUID
+    raws = list(
+        data_element_generator(
+            BytesIO(data[start:]), syntax.is_implicit_VR, syntax.is_little_endian
+        )
+    )
+    ends = {start + raw.value_tell + raw.length for raw in raws}
+    assert all(raw.length != 0xFFFFFFFF for raw in raws)  # every top-level length is defined
+    for cut in range(start + 1, len(data)):
+        if cut in ends:
+            continue
+        with pytest.raises(MalformedDataset):
+            check_dataset(data[:cut])
+
+
+def test_an_item_delimiter_at_the_top_level_is_malformed():
+    data = bundled("CT_small.dcm").read_bytes()
+    at = data.index(b"\x08\x00\x16\x00UI")  # (0008,0016) SOP Class UID: an element, replaced
+    garbled = data[:at] + b"\xfe\xff\x0d\xe0" + data[at + 4 :]
+    with pytest.raises(MalformedDataset, match=r"unexpected \(FFFE,E00D\) inside a dataset"):
+        check_dataset(garbled)

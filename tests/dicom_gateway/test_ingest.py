@@ -20,6 +20,7 @@ from dicom_gateway.listener import Listener
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
 from dicom_gateway.status import SUCCESS
+from tests.dicom_gateway.leftovers import holding_data
 from tests.peers import Gateway, free_port, tool, wait_for
 from tests.support import c_store, ct_copies
 
@@ -117,18 +118,11 @@ def test_a_data_set_that_comes_whole_with_its_command_is_stored_too(tmp_path):
         command.presentation_data_value_list = [
             list(pdv) for pdv in command.presentation_data_value_list
         ] + [list(pdv) for pdv in data.presentation_data_value_list]
-        assoc._reactor_checkpoint.clear()  # the response is ours to read, as send_c_store does
-        wait_for(lambda: assoc._is_paused, 10, "the requestor's reactor to pause", every=0.01)
-        assoc.dul.send_pdu(command)
-        _, response = assoc.dimse.get_msg(block=True)
-        assoc._reactor_checkpoint.set()
-        assert response.Status == SUCCESS
+        assert _send_and_answer(assoc, [command]) == SUCCESS
     finally:
         assoc.release()
         listener.stop()
-    [row] = spool.index.read("SELECT path FROM instances")
-    stored, sent = pydicom.dcmread(row["path"]), pydicom.dcmread(path)
-    assert stored.PixelData == sent.PixelData and stored.SOPInstanceUID == sent.SOPInstanceUID
+    _stored_as_sent(spool, path)
     assert not list((spool.root / "tmp").iterdir())
 
 
@@ -140,14 +134,15 @@ def test_a_data_set_cut_off_by_an_abort_leaves_nothing_behind(tmp_path):
         sent = fragments(8192)
         for fragment in sent[: len(sent) // 2]:  # the command, half the data set
             assoc.dul.send_pdu(fragment)
-        tmp = spool.root / "tmp"
-        wait_for(lambda: list(tmp.glob("*.part")), 10, "the data set to reach the spool")
+        # Beside it wait the empty files created ahead for the next data sets.
+        [cut] = wait_for(lambda: holding_data(spool.root / "tmp"), 10, "the data set on disk")
         assoc.abort()
-        wait_for(lambda: not list(tmp.iterdir()), 10, "the cut-off data set to be removed")
+        wait_for(lambda: not cut.exists(), 10, "the cut-off data set to be removed")
         assert not list((spool.root / "studies").rglob("*.dcm"))
         assert [status for _, status in c_store(port, [path])] == [SUCCESS]  # still serving
     finally:
         listener.stop()
+    assert not list((spool.root / "tmp").iterdir())  # nor any file created ahead
 
 
 def test_two_listener_processes_on_one_port_both_accept_and_lose_nothing(tmp_path):
@@ -229,3 +224,140 @@ def _stat(pid: int) -> tuple[str, int]:
 def test_a_listener_process_count_out_of_range_is_refused(count):
     with pytest.raises(ValueError, match="listener_processes"):
         GatewaySettings(listener_processes=count)
+
+
+def test_pynetdicoms_per_message_logging_is_bound_only_when_its_logger_shows_it(tmp_path):
+    import logging
+
+    from pynetdicom import evt
+
+    library = logging.getLogger("pynetdicom")
+    before = library.level
+    try:
+        for level, bound in ((logging.WARNING, False), (logging.DEBUG, True)):
+            library.setLevel(level)
+            (tmp_path / logging.getLevelName(level)).mkdir()
+            listener, _, _ = _listening(tmp_path / logging.getLevelName(level))
+            try:
+                assert bool(listener._server.get_handlers(evt.EVT_DIMSE_RECV)) == bound
+            finally:
+                listener.stop()
+    finally:
+        library.setLevel(before)
+
+
+def _send_and_answer(assoc, pdus) -> int:
+    """Send these P-DATA PDUs on the association; the status of the C-STORE response."""
+    assoc._reactor_checkpoint.clear()  # the response is ours to read, as send_c_store does
+    wait_for(lambda: assoc._is_paused, 10, "the requestor's reactor to pause", every=0.01)
+    for pdu in pdus:
+        assoc.dul.send_pdu(pdu)
+    _, response = assoc.dimse.get_msg(block=True)
+    assoc._reactor_checkpoint.set()
+    return response.Status
+
+
+def _stored_as_sent(spool: Spool, path: Path) -> None:
+    [row] = spool.index.read("SELECT path FROM instances")
+    stored, sent = pydicom.dcmread(row["path"]), pydicom.dcmread(path)
+    assert stored.PixelData == sent.PixelData and stored.SOPInstanceUID == sent.SOPInstanceUID
+
+
+def test_data_pdus_carrying_several_fragments_each_are_stored_whole(tmp_path):
+    # After the command, PDUs of four data fragments each: read here, straight into the file.
+    listener, spool, port = _listening(tmp_path)
+    [path] = ct_copies(tmp_path / "ct", 1, "several-pdvs")
+    assoc, fragments = _associated(port, path)
+    try:
+        command, *data = fragments(4096)
+        merged = []
+        for start in range(0, len(data), 4):
+            pdu = data[start]
+            pdu.presentation_data_value_list = [
+                list(pdv)
+                for one in data[start : start + 4]
+                for pdv in one.presentation_data_value_list
+            ]
+            merged.append(pdu)
+        assert len(merged) > 2 and len(merged[0].presentation_data_value_list) == 4
+        assert _send_and_answer(assoc, [command, *merged]) == SUCCESS
+    finally:
+        assoc.release()
+        listener.stop()
+    _stored_as_sent(spool, path)
+
+
+def _cut_by(tmp_path: Path, bad_pdu: bytes, data_pdus: int) -> Spool:
+    """A CT's C-STORE command and first `data_pdus` data PDUs, then, once they are on disk,
+    `bad_pdu`: the data set must go, nothing be stored, the listener serve on."""
+    listener, spool, port = _listening(tmp_path)
+    [path] = ct_copies(tmp_path / "ct", 1, "cut-by-a-bad-pdu")
+    assoc, fragments = _associated(port, path)
+    try:
+        command, *data = fragments(8192)
+        for pdu in [command, *data[:data_pdus]]:
+            assoc.dul.send_pdu(pdu)
+        sent = sum(
+            len(v) - 1 for pdu in data[:data_pdus] for _, v in pdu.presentation_data_value_list
+        )
+
+        def streamed() -> bool:  # all of them in: the bad one comes after them
+            return any(p.stat().st_size > sent for p in holding_data(spool.root / "tmp"))
+
+        wait_for(streamed, 10, "the data PDUs on disk")
+        assoc.dul.socket.send(bad_pdu)
+        wait_for(lambda: not assoc.is_established, 10, "the association to be aborted")
+        wait_for(lambda: not holding_data(spool.root / "tmp"), 10, "the cut data set to go")
+        assert not list((spool.root / "studies").rglob("*.dcm"))
+        assert [status for _, status in c_store(port, [path])] == [SUCCESS]  # still serving
+    finally:
+        listener.stop()
+    return spool
+
+
+def test_a_data_pdu_with_garbled_framing_stores_nothing(tmp_path):
+    import struct
+
+    # A last data fragment whose item length runs 100 bytes past its PDU.
+    body = struct.pack(">LBB", 100 + 2 + 500, 1, 0x02) + b"\0" * 500
+    spool = _cut_by(tmp_path, struct.pack(">BBL", 0x04, 0, len(body)) + body, data_pdus=3)
+    assert spool.index.read("SELECT COUNT(*) FROM instances")[0][0] == 1  # the good copy
+
+
+def test_a_data_pdu_over_the_maximum_in_the_middle_of_a_data_set_is_refused(tmp_path):
+    import struct
+
+    # A data fragment whose PDU declares 2 GiB: refused on its header, nothing allocated.
+    pdv = struct.pack(">LBB", 2**31 - 6, 1, 0x00) + b"\0" * 1000
+    _cut_by(tmp_path, struct.pack(">BBL", 0x04, 0, 2**31) + pdv, data_pdus=1)
+
+
+def test_associations_leave_the_presentation_contexts_they_share_as_they_were(tmp_path):
+    # One list of contexts serves every association's negotiation: none may change it.
+    from pynetdicom import AE, build_role
+    from pynetdicom.sop_class import CTImageStorage, Verification
+
+    listener, _, port = _listening(tmp_path)
+    shared = listener._server.contexts
+
+    def snapshot() -> list:
+        return [
+            (cx.context_id, cx.abstract_syntax, tuple(cx.transfer_syntax), cx.scu_role, cx.scp_role)
+            for cx in shared
+        ]
+
+    before = snapshot()
+    try:
+        assert [status for _, status in c_store(port, ct_copies(tmp_path / "ct", 2, "share"))] == [
+            SUCCESS
+        ] * 2
+        ae = AE(ae_title="ROLES")
+        ae.add_requested_context(CTImageStorage)
+        ae.add_requested_context(Verification)
+        roles = [build_role(CTImageStorage, scu_role=True, scp_role=True)]
+        assoc = ae.associate("127.0.0.1", port, ae_title="EDGEAGENT", ext_neg=roles)
+        assert assoc.is_established
+        assoc.release()
+    finally:
+        listener.stop()
+    assert len(before) > 100 and snapshot() == before

@@ -25,8 +25,11 @@ PINNED = {
     "dul.DULServiceProvider._read_pdu_data": "19f2d4e38c13c835",  # recv(6), then the body
     "association.Association.run_reactor": "ed8bbbe3b3d6ddae",  # a None request ends the wait
     "association.ServiceUser.writeable": "23590ca1ce9969c3",  # contexts set at EVT_REQUESTED
+    # Reads our contexts, builds new ones for its results: one list serves every association.
+    "presentation.negotiate_as_acceptor": "d5413f08f0ac7b32",
 }
-# The same for dicom_gateway/reactor.py: the waking loops and the streamed C-STORE data set.
+# The same for dicom_gateway/reactor.py (the waking loops and the streamed C-STORE data set),
+# data_pdus.py and dimse_bytes.py.
 PINNED.update(
     {
         "dul.DULServiceProvider.__init__": "c82dafa9438ddf70",  # its queues, replaced
@@ -44,6 +47,16 @@ PINNED.update(
         # C-STORE and C-ECHO are served in the DUL's thread: neither may wait for the DUL.
         "association.Association._serve_request": "2f24c1759cdf6c8c",
         "service_class.VerificationServiceClass.SCP": "d30d511f87d0268d",
+        # data_pdus.py: a PDU that only continues a streamed data set bypasses DT_2 (in Sta6 it
+        # only hands the primitive to DIMSE); any other it decodes as _read_pdu_data does.
+        "fsm.DT_2": "9ec543394e0b49eb",
+        "dul.DULServiceProvider._decode_pdu": "fc71dd1bf853e1ce",
+        # listener.py: its standard log handlers are bound, or not, when the server is made.
+        "transport.AssociationServer._bind_defaults": "4cada43c3a193724",
+        # A plain C-STORE response is packed by dimse_bytes.py, within the peer's PDU size;
+        # everything else goes through send_msg.
+        "dimse.DIMSEServiceProvider.maximum_pdu_size": "600fc7073d35ccd6",
+        "dimse.DIMSEServiceProvider.send_msg": "a839cf2fb46976d9",
     }
 )
 
@@ -127,7 +140,7 @@ def test_the_streamed_file_meta_is_pynetdicoms_byte_for_byte(
 ):
     from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
-    from dicom_gateway.reactor import file_meta
+    from dicom_gateway.dimse_bytes import file_meta
 
     theirs = encode_file_meta(
         create_file_meta(
@@ -135,3 +148,49 @@ def test_the_streamed_file_meta_is_pynetdicoms_byte_for_byte(
         )
     )
     assert file_meta(sop_class, sop_instance, transfer_syntax) == b"\x00" * 128 + b"DICM" + theirs
+
+
+def _store_response(status: int, sop_instance: str, comment: str | None = None):
+    from pynetdicom.dimse_primitives import C_STORE
+
+    response = C_STORE()  # as pynetdicom's StorageServiceClass.SCP makes it
+    response.MessageID = response.MessageIDBeingRespondedTo = 7
+    response.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    response.AffectedSOPInstanceUID = sop_instance
+    response.Status = status
+    if comment is not None:
+        response.ErrorComment = comment
+    return response
+
+
+@pytest.mark.parametrize(
+    ("status", "sop_instance"),
+    [
+        (0x0000, "1.2.3.45"),
+        (0xA700, "1.2.3.4"),
+        (0xC000, "1.2.826.0.1.3680043.8.498.1"),
+        (0x0110, "9"),
+    ],
+)
+def test_a_packed_store_response_is_pynetdicoms_byte_for_byte(status, sop_instance):
+    from pynetdicom.dimse_messages import C_STORE_RSP
+
+    from dicom_gateway.dimse_bytes import store_response
+
+    response = _store_response(status, sop_instance)
+    message = C_STORE_RSP()
+    message.primitive_to_message(response)
+    [pdata] = message.encode_msg(1, 16384)
+    [(context_id, theirs)] = pdata.presentation_data_value_list
+    assert store_response(response) == theirs and context_id == 1
+
+
+def test_a_response_with_more_than_a_status_is_left_to_pynetdicom():
+    from pynetdicom.dimse_primitives import C_ECHO
+
+    from dicom_gateway.dimse_bytes import store_response
+
+    assert store_response(_store_response(0xC000, "1.2.3", comment="disk full")) is None
+    echo = C_ECHO()
+    echo.MessageIDBeingRespondedTo, echo.Status = 1, 0
+    assert store_response(echo) is None

@@ -1,0 +1,90 @@
+"""DICOM bytes the receive path packs itself instead of through pydicom: the file meta of a
+streamed data set and the response to a C-STORE.
+
+pynetdicom builds both as pydicom datasets, validated element by element (a response is written
+twice to learn its group length): ~0.3 ms of the DUL thread per instance for the response alone,
+as much as checking the whole received data set. Both carry the same few elements every time;
+here they are packed directly, byte for byte what pynetdicom makes (tests/dicom_gateway/
+test_pdu_guard.py compares them with pynetdicom's own). A response with anything more (a
+comment, an offending element) and every other message are left to pynetdicom."""
+
+from __future__ import annotations
+
+import struct
+
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+from pynetdicom.dimse_primitives import C_STORE
+
+STORE_RESPONSE = 0x8001  # (0000,0100) Command Field of a C-STORE-RSP
+NO_DATA_SET = 0x0101  # (0000,0800) Command Data Set Type: no data set follows
+LAST_COMMAND_FRAGMENT = b"\x03"  # message control header: command, last fragment
+# A plain response sets none of these (its MessageID, set by pynetdicom, is not encoded): with
+# any of them, pynetdicom encodes it.
+UNSET = ("OffendingElement", "ErrorComment", "DataSet", "MoveOriginatorApplicationEntityTitle")
+UNSET += ("MoveOriginatorMessageID",)
+
+
+def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
+    """Preamble, prefix and File Meta Information, byte for byte what pynetdicom's
+    `encode_file_meta(create_file_meta(...))` gives, without building a pydicom dataset."""
+    elements = b"".join(
+        (
+            _explicit(0x0001, b"OB", b"\x00\x01"),
+            _explicit(0x0002, b"UI", _uid(sop_class)),
+            _explicit(0x0003, b"UI", _uid(sop_instance)),
+            _explicit(0x0010, b"UI", _uid(transfer_syntax)),
+            _explicit(0x0012, b"UI", _uid(PYNETDICOM_IMPLEMENTATION_UID)),
+            _explicit(0x0013, b"SH", _padded(PYNETDICOM_IMPLEMENTATION_VERSION.encode(), b" ")),
+        )
+    )
+    group_length = _explicit(0x0000, b"UL", struct.pack("<L", len(elements)))
+    return b"\x00" * 128 + b"DICM" + group_length + elements
+
+
+def _explicit(element: int, vr: bytes, value: bytes) -> bytes:
+    if vr == b"OB":
+        return struct.pack("<HH2sHL", 2, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 2, element, vr, len(value)) + value
+
+
+def _uid(value: str) -> bytes:
+    return _padded(str(value).encode("ascii"), b"\x00")
+
+
+def _padded(value: bytes, pad: bytes) -> bytes:
+    return value + pad if len(value) % 2 else value
+
+
+def store_response(primitive) -> bytes | None:
+    """The presentation data value (message control header and command set) of a C-STORE
+    response that carries a status and nothing else; None for every other message."""
+    if type(primitive) is not C_STORE or primitive.MessageIDBeingRespondedTo is None:
+        return None
+    sop_class, sop_instance = primitive.AffectedSOPClassUID, primitive.AffectedSOPInstanceUID
+    status = primitive.Status
+    if sop_class is None or sop_instance is None or type(status) is not int:
+        return None
+    if not 0 <= status <= 0xFFFF:
+        return None
+    if any(getattr(primitive, keyword) is not None for keyword in UNSET):
+        return None
+    elements = b"".join(
+        (
+            _command(0x0002, _uid(sop_class)),
+            _command(0x0100, _us(STORE_RESPONSE)),
+            _command(0x0120, _us(primitive.MessageIDBeingRespondedTo)),
+            _command(0x0800, _us(NO_DATA_SET)),
+            _command(0x0900, _us(status)),
+            _command(0x1000, _uid(sop_instance)),
+        )
+    )
+    return LAST_COMMAND_FRAGMENT + _command(0x0000, struct.pack("<L", len(elements))) + elements
+
+
+def _command(element: int, value: bytes) -> bytes:
+    """Group 0000, implicit VR little endian, as every command set is encoded."""
+    return struct.pack("<HHL", 0x0000, element, len(value)) + value
+
+
+def _us(value: int) -> bytes:
+    return struct.pack("<H", value)

@@ -1,0 +1,39 @@
+"""The write-out of a received file's pages, started while the rest of it arrives."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from dicom_gateway.spool import ReceivedFile
+from dicom_gateway.writeback import MIN_RANGE, PAGE, Writeback
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sync_file_range is Linux's")
+def test_whole_pages_are_sent_to_the_disk_as_they_are_written(tmp_path):
+    received = ReceivedFile(tmp_path)
+    data = os.urandom(5 * 131072 + 777)
+    follow = []
+    for start in range(0, len(data), 131072):  # as a C-STORE's PDUs arrive
+        received.write(data[start : start + 131072])
+        follow.append(received._writeback.started)
+    # Every whole page but the last few, at each step; never a page still being filled.
+    assert follow == [131072, 262144, 393216, 524288, 655360, 655360]
+    received.sync()
+    received.close()
+    assert Path(received.name).read_bytes() == data
+
+
+def test_a_file_the_call_refuses_only_loses_the_head_start():
+    read_end, write_end = os.pipe()  # sync_file_range refuses a pipe (ESPIPE)
+    try:
+        writeback = Writeback(write_end)
+        writeback.advance(MIN_RANGE + PAGE)
+        writeback.advance(2 * MIN_RANGE + PAGE)  # not tried again
+        assert writeback.started == 0
+    finally:
+        os.close(read_end)
+        os.close(write_end)
