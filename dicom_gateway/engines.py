@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dicom_gateway.index import Index, SqliteIndex, index_path
+from dicom_gateway.settings import uses_postgres
 from imaging.errors import ConfigError
 
 
@@ -18,18 +19,20 @@ def open_index(
 ) -> Index:
     """`database` empty: SQLite in the spool; postgresql://…: the shared PostgreSQL index, which
     must answer within `connect_timeout_s`."""
-    if database.startswith(("postgresql://", "postgres://")):
+    if uses_postgres(database):
         from dicom_gateway.postgres_index import PostgresIndex  # psycopg only where it is used
 
         return PostgresIndex(database, clock, connect_timeout_s=connect_timeout_s)
-    if database:
-        raise ValueError(f"database {database!r} is not a postgresql:// URL (empty: SQLite)")
     return SqliteIndex(index_path(spool_dir), clock)
 
 
 def describe_index(database: str, spool_dir: str | Path, timeout_s: float = 10.0) -> str:
     """Where the index is and whether it can be used, changing nothing (ConfigError if not)."""
-    if database.startswith(("postgresql://", "postgres://")):
+    try:
+        shared = uses_postgres(database)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if shared:
         try:
             from dicom_gateway.postgres_index import describe
         except ImportError as exc:
@@ -38,6 +41,4 @@ def describe_index(database: str, spool_dir: str | Path, timeout_s: float = 10.0
                 "pip install 'edge-agent[postgres]'"
             ) from None
         return describe(database, timeout_s)
-    if database:
-        raise ConfigError(f"database {database!r} is not a postgresql:// URL (empty: SQLite)")
     return f"SQLite in the spool ({index_path(spool_dir)})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from urllib.parse import quote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -48,6 +49,7 @@ class PostgresIndex(Index):
     ) -> None:
         super().__init__(clock)
         self.url = url
+        where = _where(url)  # a URL that cannot be parsed is refused before anything prints it
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -63,7 +65,7 @@ class PostgresIndex(Index):
         except PoolTimeout:
             self._pool.close()
             raise ConfigError(
-                f"the index database {_where(url)} did not answer within {connect_timeout_s:g} s"
+                f"the index database {where} did not answer within {connect_timeout_s:g} s"
             ) from None
         self.migrate()
 
@@ -83,6 +85,7 @@ class PostgresIndex(Index):
 def describe(url: str, timeout_s: float = 10.0) -> str:
     """What answers at `url`, changing nothing there: the server's version and how many of this
     version's migrations its schema has. ConfigError when it cannot be used as the index."""
+    where = _where(url)
     try:
         with psycopg.connect(url, connect_timeout=max(1, round(timeout_s)), autocommit=True) as db:
             server = db.info.server_version  # e.g. 150008 for 15.8
@@ -92,14 +95,14 @@ def describe(url: str, timeout_s: float = 10.0) -> str:
                 applied = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
                 applied = applied.fetchone()[0]
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        password = conninfo_to_dict(url).get("password")
-        if password:
-            reason = reason.replace(password, "***")
-        raise ConfigError(f"the index database {_where(url)} cannot be used: {reason}") from None
+        reason = _without_password(
+            str(exc).strip().splitlines()[0] if str(exc).strip() else "", url
+        )
+        reason = reason or type(exc).__name__
+        raise ConfigError(f"the index database {where} cannot be used: {reason}") from None
     if applied > len(MIGRATIONS):
         raise ConfigError(
-            f"the index database {_where(url)} has schema {applied}, newer than this version's "
+            f"the index database {where} has schema {applied}, newer than this version's "
             f"{len(MIGRATIONS)}: upgrade this node"
         )
     schema = (
@@ -107,10 +110,31 @@ def describe(url: str, timeout_s: float = 10.0) -> str:
         if applied == len(MIGRATIONS)
         else f"schema {applied} of {len(MIGRATIONS)} (serve migrates it)"
     )
-    return f"PostgreSQL {server // 10000}.{server % 10000} at {_where(url)}, {schema}"
+    return f"PostgreSQL {_version(server)} at {where}, {schema}"
+
+
+def _version(server: int) -> str:
+    """libpq's number as PostgreSQL names it: 150008 -> 15.8 (from 10 on), 90624 -> 9.6.24."""
+    if server >= 100000:
+        return f"{server // 10000}.{server % 10000}"
+    return f"{server // 10000}.{server // 100 % 100}.{server % 100}"
 
 
 def _where(url: str) -> str:
-    """The database, host and port of `url`, never the password it may hold."""
-    where = conninfo_to_dict(url)
+    """The database, host and port of `url`, never the password it may hold; ConfigError, which
+    does not quote the URL either, when it cannot be parsed."""
+    try:
+        where = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise ConfigError(
+            "the index database URL cannot be parsed: check its host, port and %-escaping"
+        ) from None
     return f"{where.get('dbname', '')} on {where.get('host', '')}:{where.get('port', 5432)}"
+
+
+def _without_password(text: str, url: str) -> str:
+    """`text` with the URL's password, as written and as decoded, blanked out."""
+    password = conninfo_to_dict(url).get("password")
+    for form in {password, quote(password or "", safe="")} - {None, ""}:
+        text = text.replace(form, "***")
+    return text

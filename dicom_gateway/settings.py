@@ -88,10 +88,7 @@ class GatewaySettings:
             )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls_cert and tls_key go together")
-        if self.database and not self.database.startswith(("postgresql://", "postgres://")):
-            raise ValueError(
-                f"database must be empty or a postgresql:// URL, not {self.database!r}"
-            )
+        uses_postgres(self.database)
         for text in self.destinations:
             destination(text)
         for entry in self.allowed:
@@ -117,3 +114,15 @@ def _allowed_entry(entry: str) -> tuple[str, str | None]:
 def destination(text: str) -> Peer | WebPeer:
     """A DIMSE node (AE@HOST:PORT) or a DICOMweb server (dicomweb+https://HOST/PATH)."""
     return WebPeer.parse(text) if is_web(text) else Peer.parse(text)
+
+
+def uses_postgres(database: str) -> bool:
+    """True: `database` is the shared PostgreSQL index's URL; False: empty, SQLite in the spool.
+    ValueError for anything else, naming the URL's scheme only (the rest may hold a password)."""
+    if not database:
+        return False
+    if database.startswith(("postgresql://", "postgres://")):
+        return True
+    scheme = database.split("://", 1)[0] if "://" in database else ""
+    named = f"a {scheme}:// URL" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) else "that"
+    raise ValueError(f"database must be empty or a postgresql:// URL, not {named}")

@@ -5,6 +5,7 @@ printed."""
 from __future__ import annotations
 
 import psycopg
+import pytest
 
 from dicom_gateway.engines import open_index
 from dicom_gateway.index import MIGRATIONS
@@ -53,3 +54,23 @@ def test_doctor_is_red_on_a_schema_newer_than_this_version(tmp_path, monkeypatch
         db.execute("UPDATE schema_version SET version = version + 1")
     done, row = _doctor(tmp_path, monkeypatch, url)
     assert done.returncode == 1 and "FAIL" in row and "upgrade this node" in row
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://edge:s3cret-pw@[::1/spool",  # cannot be parsed
+        "postgressql://edge:s3cret-pw@db.example.org/spool",  # a mistyped scheme
+    ],
+)
+def test_a_database_url_that_cannot_be_used_is_one_red_line_without_its_password(
+    tmp_path, monkeypatch, url
+):
+    monkeypatch.setenv("COLUMNS", "400")
+    config = tmp_path / "edge-agent.toml"
+    config.write_text(f'[gateway]\nport = {free_port()}\ndatabase = "{url}"\n')
+    done = run_cli("doctor", "--out", tmp_path, "--config", config)
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+    assert "s3cret-pw" not in done.stdout + done.stderr
+    [red] = [line for line in done.stdout.splitlines() if "FAIL" in line]
+    assert "database" in red
