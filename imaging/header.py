@@ -13,7 +13,7 @@ from typing import BinaryIO
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_dataset
+from pydicom.filereader import data_element_generator
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 
@@ -63,13 +63,16 @@ def _header(file: Path) -> Dataset:
 
 def _pixel_elements(opened: BinaryIO, at: int, header: Dataset) -> Dataset:
     """The elements from offset `at` (the pixel data element) to the end of the file, large
-    values left in the file."""
+    values left in the file. They are read in the header's encoding, as told: pydicom's
+    read_dataset would guess it again from the first element, and an Implicit VR pixel data
+    length whose low bytes are two capitals (149 058 bytes reads 'BB') passes for a VR."""
     implicit, little_endian = header.original_encoding
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             opened.seek(at)
-            elements = read_dataset(opened, implicit, little_endian, defer_size=DEFER_BYTES)
+            read = data_element_generator(opened, implicit, little_endian, defer_size=DEFER_BYTES)
+            elements = Dataset({element.tag: element for element in read})
     except Exception as exc:  # pydicom raises many types on damaged files
         raise UnreadableFile(f"unreadable DICOM: {one_line(exc)}") from None
     if not elements:  # pydicom stopped at damage it only warns about
