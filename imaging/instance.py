@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
@@ -106,7 +106,7 @@ def _instance(ds: Dataset, file: Path, known: Known) -> InstanceRead:
     if ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES:
         return _read_video(ds, known)
     _check_decodable(ds, file)
-    stored = _StoredPixels(file, str(ds.SOPInstanceUID))
+    stored = _StoredPixels(file, _Identity.of(ds))
     return InstanceRead.of(ds, known, _frames(ds, stored.frame))
 
 
@@ -141,14 +141,48 @@ def _check_decodable(ds: Dataset, file: Path) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Identity:
+    """What a file's frames were made from at load: the file read again to show them must still
+    be that instance with that image size and frame count, or its pixels are not shown."""
+
+    sop_instance_uid: str
+    rows: int | None
+    columns: int | None
+    frames: int
+    transfer_syntax: str
+
+    @classmethod
+    def of(cls, ds: Dataset) -> _Identity:
+        return cls(
+            sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+            rows=int_or_none(ds.get("Rows")),
+            columns=int_or_none(ds.get("Columns")),
+            frames=frame_count(ds),
+            transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")),
+        )
+
+    def check(self, ds: Dataset) -> None:
+        """Raise when `ds` is not what was loaded: a file replaced since (another image under
+        the loaded instance's identity, or frames it no longer has)."""
+        now = _Identity.of(ds)
+        changed = [
+            f"{name} {getattr(self, name)} is now {getattr(now, name)}"
+            for name in (f.name for f in fields(self))
+            if getattr(self, name) != getattr(now, name)
+        ]
+        if changed:
+            raise UnreadableFile(f"changed since it was loaded: {'; '.join(changed)}")
+
+
 class _StoredPixels:
     """One file's pixel data, read and decoded when one of its frames is first looked at; all of
     a multi-frame object's frames come from that one decode. The file is read again then, whole:
     a read looks at a few files of hundreds, and keeps no header of the others meanwhile."""
 
-    def __init__(self, file: Path, sop_instance_uid: str) -> None:
+    def __init__(self, file: Path, identity: _Identity) -> None:
         self._file = file
-        self._uid = sop_instance_uid
+        self._identity = identity
         self._array: np.ndarray | None = None
         self._failed: UndecodablePixels | None = None  # a damaged file is decoded once
         self._lock = threading.Lock()
@@ -161,12 +195,15 @@ class _StoredPixels:
                 try:
                     self._array = self._decoded()
                 except UnreadableFile as exc:  # a damaged compressed frame, found when shown
-                    self._failed = UndecodablePixels(self._file, self._uid, str(exc))
+                    self._failed = UndecodablePixels(
+                        self._file, self._identity.sop_instance_uid, str(exc)
+                    )
                     raise self._failed from None
         return self._array[index]
 
     def _decoded(self) -> np.ndarray:
         ds = parse(self._file)  # whole: what made it unreadable since it was loaded is why
+        self._identity.check(ds)
         pixels = _decode(ds)
         colour = _is_colour(ds)
         if frame_count(ds) == 1 or pixels.ndim == (3 if colour else 2):

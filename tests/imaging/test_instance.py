@@ -106,3 +106,37 @@ def test_a_slice_removed_after_loading_is_named_when_shown(tmp_path: Path):
     assert frames[1].pixels.shape == (512, 512)
     with pytest.raises(NoReadableImages, match=r"000\.dcm: unreadable DICOM"):
         _ = frames[0].pixels
+
+
+def test_a_multi_frame_file_replaced_after_loading_is_skipped_not_shown(tmp_path: Path):
+    """A 10-frame file overwritten by a one-frame image of another instance: no frame of it
+    shows the other image under the loaded instance's identity, none crashes the read; the
+    slice is skipped with why."""
+    path = tmp_path / "emri.dcm"
+    path.write_bytes(bundled("emri_small.dcm").read_bytes())
+    study = load_study(tmp_path)
+    frames = study.series[0].frames
+    assert len(frames) == 10
+    path.write_bytes(bundled("MR_small.dcm").read_bytes())
+    for index in (0, 5):
+        with pytest.raises(NoReadableImages, match=r"emri\.dcm: changed since it was loaded"):
+            _ = frames[index].pixels
+    with pytest.raises(NoReadableImages, match=r"emri\.dcm: changed since it was loaded"):
+        select(_loaded_then_replaced(tmp_path, path), ("MR",), 1)
+
+
+def _loaded_then_replaced(folder: Path, path: Path):
+    path.write_bytes(bundled("emri_small.dcm").read_bytes())
+    study = load_study(folder)
+    path.write_bytes(bundled("MR_small.dcm").read_bytes())
+    return study
+
+
+def test_a_slice_replaced_by_another_of_the_same_size_is_refused(tmp_path: Path):
+    paths = j2k_series(tmp_path, 3)
+    study = load_study(tmp_path)
+    paths[0].write_bytes(paths[1].read_bytes())
+    frames = study.series[0].frames
+    with pytest.raises(NoReadableImages, match=r"000\.dcm: changed since it was loaded"):
+        _ = frames[0].pixels
+    assert frames[1].pixels.shape == (512, 512)
