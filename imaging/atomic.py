@@ -3,11 +3,14 @@ the folder fsynced (reports, manifests, evaluation results; the spool fsyncs its
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 SYNC_THREADS = 16  # files fsynced at once by write_all_atomic
 
@@ -22,22 +25,26 @@ def write_all_atomic(files: Mapping[Path, bytes]) -> None:
     """Several files, each complete or absent, for about the price of one (a read writes dozens).
     Every file is written under a temporary name and all are fsynced at once, from threads: the
     file system commits concurrent syncs together, where one after another each waits for its
-    own commit. Only then is the first renamed, so when a write fails no file has changed; each
-    folder is fsynced once, after its renames."""
+    own commit. Only then are they renamed into place, so a failed write or sync changes no file;
+    a rename that fails leaves the files renamed before it new, the rest as they were. Each
+    folder whose entries changed (a rename, a folder made) is fsynced once, failure or not."""
     temporaries = {path: _temporary(path) for path in files}
+    changed: dict[Path, None] = {}  # folders to fsync, in order, each once
     with ThreadPoolExecutor(max_workers=min(SYNC_THREADS, len(files) or 1)) as pool:
         try:
             for path, data in files.items():
-                path.parent.mkdir(parents=True, exist_ok=True)
+                changed.update(dict.fromkeys(_make_folders(path.parent)))
                 temporaries[path].write_bytes(data)
             list(pool.map(_fsync, temporaries.values()))
             for path, temporary in temporaries.items():
                 os.replace(temporary, path)
+                changed[path.parent] = None
         except BaseException:
             for temporary in temporaries.values():
                 temporary.unlink(missing_ok=True)
+            _sync_after_failure(pool.map, changed)
             raise
-        list(pool.map(fsync_dir, dict.fromkeys(path.parent for path in files)))
+        list(pool.map(fsync_dir, changed))
 
 
 @contextmanager
@@ -45,7 +52,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary name beside `path` for a writer that wants a file name (a native library
     saving its state): when the block ends, the file is fsynced and renamed over `path`, then
     the folder fsynced; when it fails, the temporary file goes and `path` is as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    made = _make_folders(path.parent)
     temporary = _temporary(path)
     try:
         yield temporary
@@ -53,8 +60,30 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
+        _sync_after_failure(map, made)
         raise
-    fsync_dir(path.parent)
+    for folder in dict.fromkeys([*made, path.parent]):
+        fsync_dir(folder)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Make `folder` and its missing parents; the folders whose entries changed (each new
+    folder's parent), which a crash can otherwise lose with all they hold."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+    return [new.parent for new in reversed(missing)]
+
+
+def _sync_after_failure(apply: Callable, folders: Iterable[Path]) -> None:
+    """Make durable what a failed write did change; the failure itself is what is raised."""
+    try:
+        list(apply(fsync_dir, folders))
+    except OSError as exc:
+        log.warning("folder not synced after a failed write: %s", exc)
 
 
 def fsync_dir(folder: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,8 @@ def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
 
     monkeypatch.setattr(atomic.os, "fsync", fsync)
     atomic.write_atomic(tmp_path / "out" / "report.json", b"{}")
-    assert synced == [("file", None), ("folder", ["report.json"])]
+    # "out" is new: its parent is synced too
+    assert synced == [("file", None)] + [("folder", ["report.json"])] * 2
     assert (tmp_path / "out" / "report.json").read_bytes() == b"{}"
 
 
@@ -59,7 +61,8 @@ def test_many_files_are_all_synced_before_any_is_renamed_and_each_folder_synced_
     files = {out / "a.png": b"a", out / "b.png": b"b", out / "dicom" / "sr.dcm": b"sr"}
     atomic.write_all_atomic(files)
     placed = ["a.png", "b.png", "sr.dcm"]
-    assert synced == [("file", [])] * 3 + [("folder", placed)] * 2  # no rename before every sync
+    # no rename before every sync; then tmp_path (out is new), out and out/dicom
+    assert synced == [("file", [])] * 3 + [("folder", placed)] * 3
     assert {path: path.read_bytes() for path in files} == files
 
 
@@ -72,3 +75,66 @@ def test_a_failed_write_among_many_changes_no_file(tmp_path):
         atomic.write_all_atomic({before: b"after", blocked / "sr.dcm": b"sr"})
     assert before.read_bytes() == b"before"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked", "report.json"]
+
+
+def _synced_folders(monkeypatch) -> list[str]:
+    """The folders fsynced from now on, by path."""
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        if stat.S_ISDIR(os.fstat(descriptor).st_mode):
+            synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    return synced
+
+
+def test_a_file_sync_that_fails_in_its_thread_changes_no_file(tmp_path, monkeypatch):
+    files = {tmp_path / name: b"after" for name in ("a.json", "b.json", "c.json")}
+    for path in files:
+        path.write_bytes(b"before")
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        if os.readlink(f"/proc/self/fd/{descriptor}").endswith(".b.json.tmp"):
+            raise OSError("I/O error")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    with pytest.raises(OSError, match="I/O error"):
+        atomic.write_all_atomic(files)
+    assert {path.read_bytes() for path in files} == {b"before"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "c.json"]
+
+
+def test_files_renamed_before_a_failed_rename_have_their_folder_synced(tmp_path, monkeypatch):
+    first, second = tmp_path / "one" / "a.json", tmp_path / "two" / "b.json"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_bytes(b"before")
+    synced = _synced_folders(monkeypatch)
+    real_replace = os.replace
+
+    def replace(source, target):
+        if Path(target) == second:
+            raise OSError("rename failed")
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    with pytest.raises(OSError, match="rename failed"):
+        atomic.write_all_atomic({first: b"after", second: b"after"})
+    assert (first.read_bytes(), second.read_bytes()) == (b"after", b"before")
+    assert synced == [str(first.parent)]
+    assert [p.name for p in second.parent.iterdir()] == ["b.json"]
+
+
+def test_a_folder_made_for_a_file_is_synced_in_its_parent(tmp_path, monkeypatch):
+    synced = _synced_folders(monkeypatch)
+    atomic.write_all_atomic({tmp_path / "out" / "dicom" / "sr.dcm": b"sr"})
+    assert synced == [str(tmp_path), str(tmp_path / "out"), str(tmp_path / "out" / "dicom")]
+    synced.clear()
+    with atomic.atomic_path(tmp_path / "state" / "kv.bin") as temporary:
+        temporary.write_bytes(b"kv")
+    assert synced == [str(tmp_path), str(tmp_path / "state")]
