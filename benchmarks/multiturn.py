@@ -24,6 +24,7 @@ interleaved, min/median/max. Not a test.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -187,6 +188,11 @@ def _spread(values: list[float]) -> str:
     return f"{min(values):.3f}/{statistics.median(values):.3f}/{max(values):.3f}"
 
 
+def _compute(turns: list[ServerTurn]) -> float:
+    """Seconds the server says it spent evaluating and decoding (no HTTP, JSON or PNG)."""
+    return sum(t.prompt_ms + t.decode_ms for t in turns) / 1000
+
+
 def table(
     a: list[tuple[int, float]],
     b: list[tuple[int, float, int]],
@@ -210,38 +216,15 @@ def table(
     lines.append(
         "total: "
         + ", ".join(f"{side} {tokens[side]} tokens {seconds[side]:.2f} s" for side in seconds)
-        + (f" (its own {sum(t.prompt_ms + t.decode_ms for t in c) / 1000:.2f} s)" if c else "")
+        + (f" (its own {_compute(c):.2f} s)" if c else "")
     )
     ratios = [f"stock/ours {tokens['stock'] / tokens['ours']:.2f}x tokens"]
     if c:
         ratios.append(f"ours/server {tokens['ours'] / tokens['server']:.2f}x tokens")
         ratios.append(f"{seconds['ours'] / seconds['server']:.2f}x seconds")
+        ratios.append(f"{seconds['ours'] / _compute(c):.2f}x its own seconds")
     lines.append("; ".join(ratios))
     return lines
-
-
-def _median(rounds: list[list[tuple]]) -> list[tuple]:
-    """Per turn: the tokens (the same every round), the median seconds, what follows them."""
-    return [
-        (turns[0][0], statistics.median(t[1] for t in turns), *turns[0][2:])
-        for turns in zip(*rounds, strict=True)
-    ]
-
-
-def _median_server(rounds: list[list[ServerTurn]]) -> list[ServerTurn]:
-    return [
-        replace(
-            turns[0],
-            seconds=statistics.median(t.seconds for t in turns),
-            prompt_ms=statistics.median(t.prompt_ms for t in turns),
-            decode_ms=statistics.median(t.decode_ms for t in turns),
-        )
-        for turns in zip(*rounds, strict=True)
-    ]
-
-
-def _spread(values: list[float]) -> str:
-    return f"{min(values):.3f}/{statistics.median(values):.3f}/{max(values):.3f}"
 
 
 def _server_round(
@@ -256,6 +239,12 @@ def _server_round(
         return chat(server, SYSTEM, pictures, GRAMMAR, REPLY_TOKENS), prompt, slot
 
 
+def _refuse(message: str) -> None:
+    """Bad arguments: one line, exit 2, before any model is loaded."""
+    print(f"multiturn: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("gguf_dir", type=Path)
@@ -268,10 +257,16 @@ def main() -> None:
         "--server", type=Path, default=server_binary(), help="llama-server (default: %(default)s)"
     )
     args = parser.parse_args()
-    if args.server and not args.server.is_file():
-        parser.error(f"no llama-server at {args.server} (benchmarks/build_llama_server.sh)")
+    if args.server and not (args.server.is_file() and os.access(args.server, os.X_OK)):
+        _refuse(f"no executable llama-server at {args.server} (benchmarks/build_llama_server.sh)")
     pictures = images(args.turns, args.size)
-    ratios: dict[str, list[float]] = {"stock/ours": [], "ours/server": []}
+    if args.rounds < 1:
+        _refuse(f"--rounds must be 1 or more, not {args.rounds}")
+    ratios: dict[str, list[float]] = {
+        "stock/ours wall time": [],
+        "ours/server wall time": [],
+        "ours wall time/server's own compute": [],
+    }
     rounds: dict[str, list] = {"ours": [], "stock": [], "server": []}
     prompt, slot = "", 0
     for _ in range(args.rounds):
@@ -279,11 +274,13 @@ def main() -> None:
         b = stock(args.gguf_dir, pictures, args.threads)
         rounds["ours"].append(a)
         rounds["stock"].append(b)
-        ratios["stock/ours"].append(sum(s for _, s, _ in b) / sum(s for _, s in a))
+        mine = sum(s for _, s in a)
+        ratios["stock/ours wall time"].append(sum(s for _, s, _ in b) / mine)
         if args.server:
             c, prompt, slot = _server_round(args.server, args.gguf_dir, pictures, threads)
             rounds["server"].append(c)
-            ratios["ours/server"].append(sum(s for _, s in a) / sum(t.seconds for t in c))
+            ratios["ours/server wall time"].append(mine / sum(t.seconds for t in c))
+            ratios["ours wall time/server's own compute"].append(mine / _compute(c))
     print(
         f"{args.turns} turns, one {args.size}x{args.size} image each, reply <= {REPLY_TOKENS}, "
         f"n_ctx {N_CTX}, threads {threads[0]} (prompt batches {threads[1]}), batch 512"
@@ -312,9 +309,7 @@ def main() -> None:
         print(line)
     for name, values in ratios.items():
         if values:
-            print(
-                f"{name} wall time over {args.rounds} rounds (min/median/max): {_spread(values)}x"
-            )
+            print(f"{name} over {args.rounds} rounds (min/median/max): {_spread(values)}x")
     first = first_turns(args.gguf_dir, pictures[0], args.reads)
     print(f"\nfirst turn of a read, trained system prompt, {args.reads} reads (min/median/max)")
     for way, runs in first.items():

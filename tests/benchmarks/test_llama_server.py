@@ -65,7 +65,9 @@ def test_the_table_sets_the_server_beside_ours_and_stock_with_the_ratios():
         "total: ours 400 tokens 0.75 s, stock 1000 tokens 2.00 s, server 80 tokens 1.25 s "
         "(its own 0.14 s)"
     )
-    assert lines[4] == "stock/ours 2.50x tokens; ours/server 5.00x tokens; 0.60x seconds"
+    assert lines[4] == (
+        "stock/ours 2.50x tokens; ours/server 5.00x tokens; 0.60x seconds; 5.17x its own seconds"
+    )
     without = table(a, b, None)
     assert "server" not in "\n".join(without)
     assert without[-1] == "stock/ours 2.50x tokens"
