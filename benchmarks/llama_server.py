@@ -10,6 +10,7 @@ llama-cpp-python), or $LLAMA_SERVER.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -24,6 +25,10 @@ import cv2
 import numpy as np
 
 from tests.peers import free_port, wait_for
+
+# Requests go to 127.0.0.1 only: no HTTP(S)_PROXY from the environment, which urllib's default
+# opener would send even a loopback request through.
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 BUILT = Path(__file__).resolve().parents[1] / "build" / "llama-server" / "cmake" / "bin"
 MARKER = "<__media__>"  # mtmd's default marker: the server renders prompts the way we write them
@@ -119,12 +124,18 @@ class LlamaServer:
         argv = command(
             server, model_dir, self.port, n_ctx=n_ctx, threads=threads, threads_batch=threads_batch
         )
-        self._process = subprocess.Popen(
-            argv,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "LLAMA_MEDIA_MARKER": MARKER},
-        )
+        try:
+            # its own session: a Ctrl-C meant for the benchmark reaches it only through close()
+            self._process = subprocess.Popen(
+                argv,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "LLAMA_MEDIA_MARKER": MARKER},
+                start_new_session=True,
+            )
+        except BaseException:
+            self._log.close()
+            raise
         try:
             wait_for(self._ready, 120, "llama-server's /health")
         except BaseException:
@@ -135,7 +146,7 @@ class LlamaServer:
         if self._process.poll() is not None:
             raise RuntimeError(f"llama-server exited ({self._process.returncode}):\n{self.log()}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
+            with _LOOPBACK.open(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
                 return r.status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
@@ -150,32 +161,40 @@ class LlamaServer:
 
     def post(self, path: str, body: dict | None = None) -> dict:
         """POST `body` as JSON, or GET when there is none."""
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=600) as response:
-                return json.load(response)
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"llama-server {path}: {exc.code} {exc.read()[:500]!r}") from None
+        return loopback_json(self.port, path, body)
 
     def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+        """Stop the server, killed if it does not stop on SIGTERM or the wait is interrupted."""
+        try:
+            if self._process.poll() is None:
+                self._process.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(timeout=10)
+        finally:
+            if self._process.poll() is None:
                 self._process.kill()
                 self._process.wait()
-        self._log.close()
+            self._log.close()
 
     def __enter__(self) -> LlamaServer:
         return self
 
     def __exit__(self, *_exc) -> None:
         self.close()
+
+
+def loopback_json(port: int, path: str, body: dict | None = None) -> dict:
+    """POST `body` as JSON to 127.0.0.1:`port`, or GET when there is none; never via a proxy."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with _LOOPBACK.open(request, timeout=600) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"llama-server {path}: {exc.code} {exc.read()[:500]!r}") from None
 
 
 def chat(

@@ -5,9 +5,23 @@ from its cache with the prompt our session writes."""
 
 from __future__ import annotations
 
+import gc
+import json
+import threading
+import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
-from benchmarks.llama_server import MARKER, LlamaServer, binary, chat, parse_turn, rendered
+from benchmarks.llama_server import (
+    MARKER,
+    LlamaServer,
+    binary,
+    chat,
+    loopback_json,
+    parse_turn,
+    rendered,
+)
 from benchmarks.multiturn import (
     GRAMMAR,
     N_CTX,
@@ -18,6 +32,7 @@ from benchmarks.multiturn import (
     table,
     turn_text,
 )
+from tests.peers import free_port
 
 # the shape of a llama-server /v1/chat/completions reply (tools/server/README.md, "Timings")
 REPLY = {
@@ -71,6 +86,50 @@ def test_the_table_sets_the_server_beside_ours_and_stock_with_the_ratios():
     without = table(a, b, None)
     assert "server" not in "\n".join(without)
     assert without[-1] == "stock/ours 2.50x tokens"
+
+
+class _Echo(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        answer = json.dumps({"path": self.path, "got": json.loads(body)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *_):
+        pass
+
+
+def test_requests_to_the_server_never_go_through_a_proxy(monkeypatch):
+    """An HTTP proxy in the environment (none listening at it) is not where a loopback request
+    goes: it reaches the server on 127.0.0.1."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, dead)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    echo = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=echo.serve_forever, daemon=True)
+    thread.start()
+    try:
+        answer = loopback_json(echo.server_address[1], "/v1/chat", {"n": 1})
+    finally:
+        echo.shutdown()
+        echo.server_close()
+        thread.join()
+    assert answer == {"path": "/v1/chat", "got": {"n": 1}}
+
+
+def test_a_server_that_cannot_start_leaves_no_file_open(tmp_path):
+    not_executable = tmp_path / "llama-server"
+    not_executable.write_text("#!/bin/sh\n")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(PermissionError):
+            LlamaServer(not_executable, tmp_path, n_ctx=512, threads=1, threads_batch=1)
+        gc.collect()  # a file left open is closed here, with a ResourceWarning
+    assert [str(w.message) for w in seen if w.category is ResourceWarning] == []
 
 
 @pytest.fixture(scope="module")
