@@ -12,7 +12,8 @@ the same token budget. Prints, per turn, the prompt tokens each side had llama.c
 own counter, read after every turn: image tokens included, unlike the stock handler's
 `usage.prompt_tokens`, which is llama.cpp's position counter and moves ~18 per image; for the
 server, its `timings.prompt_n`, and `cache_n`, what it reused) and the wall time, per turn the
-median of `--rounds` interleaved rounds, each ratio's spread over them. The server
+median of `--rounds` interleaved rounds, each ratio's spread over them (ours against the
+server both by its wall time and by its own compute, prompt_ms + predicted_ms). The server
 (benchmarks/build_llama_server.sh builds it; default: its output, or $LLAMA_SERVER) runs on
 loopback with the same GGUF, mmproj, n_ctx, threads and batch sizes, one slot; the header says
 whether its chat template renders the first turn as ours. Then the first turn of `--reads` reads
