@@ -187,7 +187,8 @@ def test_the_streamed_file_meta_is_pynetdicoms_byte_for_byte(
                 transfer_syntax=transfer_syntax,
             )
         )
-    assert file_meta(sop_class, sop_instance, transfer_syntax) == b"\x00" * 128 + b"DICM" + theirs
+        ours = file_meta(sop_class, sop_instance, transfer_syntax)
+    assert ours == b"\x00" * 128 + b"DICM" + theirs
 
 
 def _store_response(status: int, sop_instance: str, comment: str | None = None):
