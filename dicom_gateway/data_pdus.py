@@ -8,9 +8,10 @@ Here, when the next PDU is a P-DATA-TF whose first PDV is a data fragment, the a
 established (Sta6, where pynetdicom's DT_2 only hands the primitive to DIMSE) and a C-STORE's
 data set is being streamed, the PDU is read and its fragments written from views of the read
 buffer. The last fragment is followed by an empty one handed to pynetdicom, which completes the
-message as it always does. Any other PDU, or one whose framing is not plain, goes through
-pynetdicom whole, as read. Every pynetdicom member relied on is pinned in
-tests/dicom_gateway/test_pdu_guard.py."""
+message as it always does. A data fragment on another presentation context than its message's
+aborts the association (pynetdicom would append it to the data set). Any other PDU, or one whose
+framing is not plain, goes through pynetdicom whole, as read. Every pynetdicom member relied on
+is pinned in tests/dicom_gateway/test_pdu_guard.py."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def read_streamed_data(dul) -> bool:
         or not dul.event_queue.empty()  # an earlier PDU's event first: order is kept
         or dul.assoc.get_handlers(evt.EVT_DATA_RECV)
         or dul.assoc.get_handlers(evt.EVT_PDU_RECV)
+        or dul.assoc.get_handlers(evt.EVT_FSM_TRANSITION)  # DT-2 would fire it per PDU
     ):
         return False
     if not _next_is_data(dul.socket.socket):
@@ -58,6 +60,16 @@ def read_streamed_data(dul) -> bool:
     fragments = _data_fragments(body)
     if fragments is None:
         _hand_on(dul, header + body)
+        return True
+    if any(context_id != message.context_id for context_id, _, _ in fragments):
+        log.error(
+            "association %s from %s: a data fragment on another presentation context than its "
+            "message's (%s): aborted",
+            dul.assoc.native_id,
+            dul.assoc.requestor.ae_title,
+            message.context_id,
+        )
+        dul.event_queue.put("Evt19")  # as pynetdicom answers an invalid PDU
         return True
     target = message._data_set_file
     for context_id, data, last in fragments:

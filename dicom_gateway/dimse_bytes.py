@@ -6,7 +6,8 @@ twice to learn its group length): ~0.3 ms of the DUL thread per instance for the
 as much as checking the whole received data set. Both carry the same few elements every time;
 here they are packed directly, byte for byte what pynetdicom makes (tests/dicom_gateway/
 test_pdu_guard.py compares them with pynetdicom's own). A response with anything more (a
-comment, an offending element) and every other message are left to pynetdicom."""
+comment, an offending element), a UID that is not plain ASCII (pydicom decodes a received one
+as Latin-1) and every other message are left to pynetdicom."""
 
 from __future__ import annotations
 
@@ -14,19 +15,34 @@ import struct
 
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
 STORE_RESPONSE = 0x8001  # (0000,0100) Command Field of a C-STORE-RSP
 NO_DATA_SET = 0x0101  # (0000,0800) Command Data Set Type: no data set follows
 LAST_COMMAND_FRAGMENT = b"\x03"  # message control header: command, last fragment
 # A plain response sets none of these (its MessageID, set by pynetdicom, is not encoded): with
 # any of them, pynetdicom encodes it.
-UNSET = ("OffendingElement", "ErrorComment", "DataSet", "MoveOriginatorApplicationEntityTitle")
-UNSET += ("MoveOriginatorMessageID",)
+UNSET = (
+    "OffendingElement",
+    "ErrorComment",
+    "DataSet",
+    "MoveOriginatorApplicationEntityTitle",
+    "MoveOriginatorMessageID",
+)
+PREFIX = b"\x00" * 128 + b"DICM"  # a DICOM file's preamble and prefix
 
 
 def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
     """Preamble, prefix and File Meta Information, byte for byte what pynetdicom's
     `encode_file_meta(create_file_meta(...))` gives, without building a pydicom dataset."""
+    if not _plain(sop_class, sop_instance, transfer_syntax):
+        return PREFIX + encode_file_meta(
+            create_file_meta(
+                sop_class_uid=sop_class,
+                sop_instance_uid=sop_instance,
+                transfer_syntax=transfer_syntax,
+            )
+        )
     elements = b"".join(
         (
             _explicit(0x0001, b"OB", b"\x00\x01"),
@@ -38,13 +54,18 @@ def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
         )
     )
     group_length = _explicit(0x0000, b"UL", struct.pack("<L", len(elements)))
-    return b"\x00" * 128 + b"DICM" + group_length + elements
+    return PREFIX + group_length + elements
 
 
 def _explicit(element: int, vr: bytes, value: bytes) -> bytes:
     if vr == b"OB":
         return struct.pack("<HH2sHL", 2, element, vr, 0, len(value)) + value
     return struct.pack("<HH2sH", 2, element, vr, len(value)) + value
+
+
+def _plain(*uids: object) -> bool:
+    """Whether every UID is plain ASCII, as packed here."""
+    return all(str(uid).isascii() for uid in uids)
 
 
 def _uid(value: str) -> bytes:
@@ -63,6 +84,8 @@ def store_response(primitive) -> bytes | None:
     sop_class, sop_instance = primitive.AffectedSOPClassUID, primitive.AffectedSOPInstanceUID
     status = primitive.Status
     if sop_class is None or sop_instance is None or type(status) is not int:
+        return None
+    if not _plain(sop_class, sop_instance):
         return None
     if not 0 <= status <= 0xFFFF:
         return None

@@ -12,7 +12,8 @@ A C-STORE's data set is written to a file as it arrives (the file meta first, as
 STORE_RECV_CHUNKED_DATASET does, but into the spool's folder and for this association only), so
 the handler finds it at `event.dataset_path`, never in memory; the PDUs that only carry more of it
 are written from the received bytes, past pynetdicom's PDU objects (data_pdus.py). After the
-first, each next file is taken (spares.py) while the DUL waits for the peer.
+first, each next file is taken (spares.py) while the DUL waits for the peer. Any error in the
+DUL's thread, a handler's included, ends the association with an A-ABORT and one log line.
 Every pynetdicom member copied or relied on here is pinned in tests/dicom_gateway/
 test_pdu_guard.py, which fails when pynetdicom changes one."""
 
@@ -54,6 +55,8 @@ class Receiving(Protocol):
 
     def write(self, data: bytes) -> None: ...
     def close(self) -> None: ...
+    def refresh(self) -> bool: ...
+    def discard(self) -> None: ...
 
 
 class _Signalling(queue.Queue):
@@ -86,6 +89,7 @@ class _ServedHere(queue.Queue):
             isinstance(primitive, (C_STORE, C_ECHO))
             and primitive.is_valid_request
             and self._assoc.is_established  # else the association's thread, once it is
+            and self._assoc.dimse.syntax(context_id) is not None  # else aborted, not here
         ):
             self._assoc.serve(primitive, context_id)
             return
@@ -137,21 +141,27 @@ class WakingDUL(DULServiceProvider):
             if self.artim_timer.expired:
                 self.event_queue.put("Evt18")
             try:
-                if self._process_recv_primitive():  # encode (sent by state machine)
-                    pass
-                elif self._is_transport_event():  # receive and decode PDU
-                    self._idle_timer.restart()
+                self._turn()
             except Exception:
+                # Our bug or a handler's (served in this thread): pynetdicom's state machine
+                # re-raises after stopping this reactor; the peer hears an abort, not silence.
                 log.exception("DUL reactor failed, aborting the association")
                 self._abort()
                 return
-            try:
-                event = self.event_queue.get(block=False)
-            except queue.Empty:
-                if self.to_provider_queue.empty():  # else a response this thread queued: send it
-                    self._wait()
-                continue
-            self.state_machine.do_action(event)
+
+    def _turn(self) -> None:
+        """Send what is queued, or read a PDU, then act on one event, or wait."""
+        if self._process_recv_primitive():  # encode (sent by state machine)
+            pass
+        elif self._is_transport_event():  # receive and decode PDU
+            self._idle_timer.restart()
+        try:
+            event = self.event_queue.get(block=False)
+        except queue.Empty:
+            if self.to_provider_queue.empty():  # else a response this thread queued: send it
+                self._wait()
+            return
+        self.state_machine.do_action(event)
 
     def _read_pdu_data(self) -> None:
         """pynetdicom's, except for a PDU that only continues a streamed data set: written to
@@ -188,8 +198,8 @@ class WakingDUL(DULServiceProvider):
 
 
 class StreamingDIMSE(DIMSEServiceProvider):
-    """Streams a C-STORE's data set into a file opened ahead: the next file is created while the
-    handler of the previous C-STORE runs (a file create costs as much as writing its data)."""
+    """Streams a C-STORE's data set into a file taken from the files created ahead (spares.py),
+    the next one while the DUL waits for the peer (a file create costs as much as its data)."""
 
     def __init__(self, assoc: StreamingAssociation, open_file: Callable[[], Receiving]) -> None:
         super().__init__(assoc)
@@ -206,6 +216,17 @@ class StreamingDIMSE(DIMSEServiceProvider):
             and message._data_set_file is None
             and message.command_set.CommandDataSetType != NO_DATA_SET
         ):
+            if self.syntax(message.context_id) is None:
+                # pynetdicom would gather the whole data set in memory, then abort.
+                log.error(
+                    "association %s from %s: C-STORE on presentation context %s, which was not "
+                    "accepted: aborted",
+                    self.assoc.native_id,
+                    self.assoc.requestor.ae_title,
+                    message.context_id,
+                )
+                self.dul.event_queue.put("Evt19")  # as pynetdicom answers an invalid message
+                return
             self._stream(message)
 
     def send_msg(self, primitive, context_id: int) -> None:
@@ -226,9 +247,32 @@ class StreamingDIMSE(DIMSEServiceProvider):
         self.dul.send_pdu(pdata)
 
     def prepare(self) -> None:
-        """While the DUL waits for the peer: the next file, once one data set was streamed."""
+        """While the DUL waits for the peer: the next file, once one data set was streamed. One
+        that cannot be created is tried again when a data set arrives (its error ends that)."""
         if self._spare is None and self._streamed:
-            self._spare = self._take_file()
+            self._streamed = False
+            try:
+                self._spare = self._take_file()
+            except OSError as exc:
+                log.warning("cannot create a temporary file ahead: %s", exc)
+
+    def syntax(self, context_id: int | None) -> str | None:
+        """The transfer syntax of an accepted presentation context; None for any other."""
+        if not self._syntaxes:  # fixed once the association is accepted; sorted on each access
+            self._syntaxes = {
+                c.context_id: c.transfer_syntax[0] for c in self.assoc.accepted_contexts
+            }
+        return self._syntaxes.get(context_id)
+
+    def _next_file(self) -> Receiving:
+        """The file taken ahead, unless it was removed while it waited; else one taken now."""
+        held, self._spare = self._spare, None
+        if held is not None:
+            if held.refresh():
+                return held
+            self.assoc.receiving.pop(held.name, None)
+            held.discard()
+        return self._take_file()
 
     def _take_file(self) -> Receiving:
         target = self._open_file()
@@ -238,16 +282,12 @@ class StreamingDIMSE(DIMSEServiceProvider):
     def _stream(self, message: C_STORE_RQ) -> None:
         """File meta as pynetdicom writes it, then whatever of the data set already arrived."""
         command = message.command_set
-        if not self._syntaxes:  # fixed once the association is accepted; sorted on each access
-            self._syntaxes = {
-                c.context_id: c.transfer_syntax[0] for c in self.assoc.accepted_contexts
-            }
-        target, self._spare = self._spare or self._take_file(), None
+        target = self._next_file()
         target.write(
             file_meta(
                 command.AffectedSOPClassUID,
                 command.AffectedSOPInstanceUID,
-                self._syntaxes[message.context_id],
+                self.syntax(message.context_id),
             )
         )
         target.write(message.data_set.getvalue())

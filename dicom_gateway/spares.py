@@ -2,13 +2,19 @@
 
 Creating a file costs as much as writing a CT's data into it, and more while other associations'
 fsyncs commit the file system's journal. An association takes a file that is already there, so
-its thread never waits for a create between one instance's response and the next's first PDU."""
+its thread never waits for a create between one instance's response and the next's first PDU.
+
+A file waiting here is empty and would keep its creation time; a service starting on another
+machine that shares the spool removes temporary files untouched for an hour (spool.py). So the
+files waiting are touched every REFRESH_S, and one that was removed anyway is never handed out:
+it is dropped and the next one (or a new one) is taken."""
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -16,51 +22,90 @@ log = logging.getLogger(__name__)
 
 AHEAD = 8  # files kept ready: a burst on every association of a busy listener finds one each
 RETRY_S = 1.0  # after a create failed (disk full, folder gone), before the next attempt
+REFRESH_S = 300.0  # files waiting are touched this often: far younger than a leftover's hour
 
 
 class Spare(Protocol):
+    def refresh(self) -> bool: ...
     def discard(self) -> None: ...
 
 
 class SpareFiles:
     """`take()` a file created ahead; `close()` removes those never taken."""
 
-    def __init__(self, create: Callable[[], Spare], ahead: int = AHEAD) -> None:
+    def __init__(
+        self, create: Callable[[], Spare], ahead: int = AHEAD, refresh_s: float = REFRESH_S
+    ) -> None:
         self._create = create
-        self._ready: queue.Queue[Spare] = queue.Queue(maxsize=ahead)
-        self._closed = threading.Event()
+        self._ahead = ahead
+        self._refresh_s = refresh_s
+        self._ready: deque[Spare] = deque()
+        self._changed = threading.Condition()
+        self._closed = False
         self._thread = threading.Thread(target=self._fill, name="spare-files", daemon=True)
         self._thread.start()
 
     def take(self) -> Spare:
-        """One created ahead, or, when the filler fell behind or failed, one created now (so
-        its error, a full disk, is the caller's to answer)."""
-        try:
-            return self._ready.get_nowait()
-        except queue.Empty:
-            return self._create()
+        """One created ahead that is still there, or, when the filler fell behind or failed, one
+        created now (so its error, a full disk, is the caller's to answer)."""
+        while True:
+            with self._changed:
+                spare = self._ready.popleft() if self._ready else None
+                self._changed.notify_all()
+            if spare is None:
+                return self._create()
+            if spare.refresh():
+                return spare
+            spare.discard()  # removed under us: its name is gone, its descriptor goes too
 
     def _fill(self) -> None:
-        while not self._closed.is_set():
+        failing = False
+        refreshed = time.monotonic()
+        while True:
+            with self._changed:
+                self._changed.wait_for(
+                    lambda: self._closed or len(self._ready) < self._ahead, self._refresh_s
+                )
+                if self._closed:
+                    return
+                full = len(self._ready) >= self._ahead
+            if time.monotonic() - refreshed >= self._refresh_s:
+                self._refresh()
+                refreshed = time.monotonic()
+            if full:
+                continue
             try:
                 spare = self._create()
             except OSError as exc:
-                log.warning("cannot create a spare temporary file: %s", exc)
-                self._closed.wait(RETRY_S)
+                if not failing:  # once per streak, not once per attempt
+                    log.warning("cannot create spare temporary files: %s", exc)
+                failing = True
+                with self._changed:
+                    self._changed.wait_for(lambda: self._closed, RETRY_S)
                 continue
-            self._ready.put(spare)  # waits while enough are ready
+            if failing:
+                log.warning("spare temporary files can be created again")
+                failing = False
+            with self._changed:
+                self._ready.append(spare)
+
+    def _refresh(self) -> None:
+        """Touch the files waiting; drop those removed meanwhile (the filler replaces them)."""
+        with self._changed:
+            waiting = list(self._ready)
+        gone = [spare for spare in waiting if not spare.refresh()]
+        with self._changed:
+            for spare in gone:
+                if spare in self._ready:  # not taken meanwhile
+                    self._ready.remove(spare)
+                    spare.discard()
 
     def close(self) -> None:
         """Stop creating; what was created and never taken is removed."""
-        self._closed.set()
-        while self._thread.is_alive():
-            self._discard_ready()  # the filler may wait to put one more
-            self._thread.join(0.05)
-        self._discard_ready()
-
-    def _discard_ready(self) -> None:
-        while True:
-            try:
-                self._ready.get_nowait().discard()
-            except queue.Empty:
-                return
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._thread.join()
+        with self._changed:
+            while self._ready:
+                self._ready.popleft().discard()

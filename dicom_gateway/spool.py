@@ -94,6 +94,17 @@ class ReceivedFile:
     def flush(self) -> None:
         pass
 
+    def refresh(self) -> bool:
+        """Mark it as in use now (its time is what a starting service's cleanup goes by); False
+        when its name was removed meanwhile: a data set written into it could never be kept."""
+        if self._fd < 0:
+            return False
+        try:
+            os.utime(self._fd)
+            return os.fstat(self._fd).st_nlink > 0
+        except OSError:
+            return False
+
     def sync(self) -> None:
         if self.error is not None:
             raise self.error

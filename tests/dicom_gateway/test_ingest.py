@@ -89,14 +89,14 @@ def _associated(port: int, path: Path):
     assoc = ae.associate("127.0.0.1", port, ae_title="EDGEAGENT")
     assert assoc.is_established
 
-    def fragments(max_pdu: int) -> list:
+    def fragments(max_pdu: int, sop_instance: str | None = None) -> list:
         from pynetdicom.dimse_messages import C_STORE_RQ
         from pynetdicom.dimse_primitives import C_STORE
 
         request = C_STORE()
         request.MessageID, request.Priority = 1, 2
         request.AffectedSOPClassUID = ds.SOPClassUID
-        request.AffectedSOPInstanceUID = ds.SOPInstanceUID
+        request.AffectedSOPInstanceUID = sop_instance or ds.SOPInstanceUID
         whole = path.read_bytes()
         request.DataSet = BytesIO(whole[whole.index(b"\x08\x00\x05\x00") :])  # after the meta
         message = C_STORE_RQ()

@@ -57,6 +57,14 @@ PINNED.update(
         # everything else goes through send_msg.
         "dimse.DIMSEServiceProvider.maximum_pdu_size": "600fc7073d35ccd6",
         "dimse.DIMSEServiceProvider.send_msg": "a839cf2fb46976d9",
+        # DIMSEServiceProvider.message (set there) is the message data_pdus.py continues; it
+        # reads and builds P_DATA.presentation_data_value_list.
+        "dimse.DIMSEServiceProvider.__init__": "bbecd186810e7700",
+        "pdu_primitives.P_DATA.presentation_data_value_list": "9f2d171cdd1e929b",
+        # reactor.py: an action's error is re-raised after kill_dul, into the reactor's guard;
+        # an invalid message (Evt19 in Sta6) is answered with an A-ABORT.
+        "fsm.StateMachine.do_action": "9a883f44c7f31641",
+        "fsm.AA_8": "06c83317f08831fd",
     }
 )
 
@@ -72,6 +80,31 @@ def test_the_pynetdicom_members_the_guard_relies_on_are_unchanged(member, digest
     assert hashlib.sha256(source.encode()).hexdigest()[:16] == digest, (
         f"pynetdicom's {member} changed: re-check dicom_gateway/pdu_guard.py against it"
     )
+
+
+def test_the_state_machine_hands_a_data_pdu_in_sta6_to_dimse_and_an_invalid_one_aborts():
+    from pynetdicom import fsm
+
+    # data_pdus.py stands in for exactly this transition; Evt19 is its abort.
+    assert fsm.TRANSITION_TABLE[("Evt10", "Sta6")] == "DT-2"
+    assert fsm.TRANSITION_TABLE[("Evt19", "Sta6")] == "AA-8"
+
+
+def test_a_store_response_has_no_element_the_packed_one_leaves_out():
+    from pynetdicom.dimse_messages import _COMMAND_SET_KEYWORDS
+
+    from dicom_gateway.dimse_bytes import UNSET
+
+    packed = {
+        "CommandGroupLength",
+        "AffectedSOPClassUID",
+        "CommandField",
+        "MessageIDBeingRespondedTo",
+        "CommandDataSetType",
+        "Status",
+        "AffectedSOPInstanceUID",
+    }
+    assert set(_COMMAND_SET_KEYWORDS["C-STORE-RSP"]) - packed <= set(UNSET)
 
 
 def _guard(refused: list, pending: int = 2, associations: int = 1) -> pdu_guard.Guard:
@@ -133,30 +166,42 @@ def test_limits_that_would_lock_out_or_disarm_the_guard_are_refused(values):
     [
         ("1.2.840.10008.5.1.4.1.1.2", "1.2.3.45", "1.2.840.10008.1.2.1"),  # odd: padded
         ("1.2.840.10008.5.1.4.1.1.77.1.1.1", "1.2.3.4", "1.2.840.10008.1.2.4.50"),
+        ("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4\xe9", "1.2.840.10008.1.2.1"),  # not ASCII
     ],
 )
 def test_the_streamed_file_meta_is_pynetdicoms_byte_for_byte(
     sop_class, sop_instance, transfer_syntax
 ):
+    import warnings
+
     from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
     from dicom_gateway.dimse_bytes import file_meta
 
-    theirs = encode_file_meta(
-        create_file_meta(
-            sop_class_uid=sop_class, sop_instance_uid=sop_instance, transfer_syntax=transfer_syntax
+    with warnings.catch_warnings():  # pydicom warns of a UID that is not valid, and keeps it
+        warnings.simplefilter("ignore")
+        theirs = encode_file_meta(
+            create_file_meta(
+                sop_class_uid=sop_class,
+                sop_instance_uid=sop_instance,
+                transfer_syntax=transfer_syntax,
+            )
         )
-    )
-    assert file_meta(sop_class, sop_instance, transfer_syntax) == b"\x00" * 128 + b"DICM" + theirs
+        ours = file_meta(sop_class, sop_instance, transfer_syntax)
+    assert ours == b"\x00" * 128 + b"DICM" + theirs
 
 
 def _store_response(status: int, sop_instance: str, comment: str | None = None):
+    import warnings
+
     from pynetdicom.dimse_primitives import C_STORE
 
     response = C_STORE()  # as pynetdicom's StorageServiceClass.SCP makes it
     response.MessageID = response.MessageIDBeingRespondedTo = 7
     response.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    response.AffectedSOPInstanceUID = sop_instance
+    with warnings.catch_warnings():  # pydicom warns of a UID that is not valid, and keeps it
+        warnings.simplefilter("ignore")
+        response.AffectedSOPInstanceUID = sop_instance
     response.Status = status
     if comment is not None:
         response.ErrorComment = comment
@@ -191,6 +236,8 @@ def test_a_response_with_more_than_a_status_is_left_to_pynetdicom():
     from dicom_gateway.dimse_bytes import store_response
 
     assert store_response(_store_response(0xC000, "1.2.3", comment="disk full")) is None
+    # A received UID pydicom decoded as Latin-1, not ASCII: encoded as pynetdicom encodes it.
+    assert store_response(_store_response(0x0000, "1.2.3.4\xe9")) is None
     echo = C_ECHO()
     echo.MessageIDBeingRespondedTo, echo.Status = 1, 0
     assert store_response(echo) is None

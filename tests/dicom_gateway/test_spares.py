@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import errno
+import logging
+import os
+import time
+from pathlib import Path
 
 import pytest
 
+from dicom_gateway.engines import open_index
+from dicom_gateway.index import SqliteIndex
+from dicom_gateway.listener import Listener
+from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spares import AHEAD, SpareFiles
-from dicom_gateway.spool import ReceivedFile
-from tests.peers import wait_for
+from dicom_gateway.spool import ReceivedFile, Spool
+from dicom_gateway.status import SUCCESS
+from tests.peers import free_port, wait_for
+from tests.support import c_store, ct_copies
 
 
 def test_files_are_created_ahead_and_those_never_taken_are_removed_at_close(tmp_path):
     spares = SpareFiles(lambda: ReceivedFile(tmp_path))
     try:
-        # AHEAD ready, and one more made that waits for a place among them.
-        ready = AHEAD + 1
+        ready = AHEAD
         wait_for(lambda: len(list(tmp_path.iterdir())) == ready, 10, "the files created ahead")
         ahead = {p.name for p in tmp_path.iterdir()}
         taken = spares.take()
@@ -38,3 +47,88 @@ def test_when_no_file_can_be_created_the_taker_hears_why():
             spares.take()
     finally:
         spares.close()
+
+
+def _listening(root: Path, index) -> tuple[Listener, int]:
+    settings = GatewaySettings(port=free_port(), spool_dir=str(root))
+    listener = Listener(settings, Spool(root, index, min_free_mb=1), lambda event, **f: None)
+    listener.start()
+    wait_for(lambda: len(list((root / "tmp").glob("*.part"))) == AHEAD, 10, "the spare files")
+    return listener, settings.port
+
+
+def test_spares_removed_by_another_services_start_never_refuse_an_instance(tmp_path, postgres):
+    # A service starting on another machine sharing the spool removes temporary files untouched
+    # for an hour: the empty files a listener idle that long created ahead among them.
+    root, url = tmp_path / "spool", postgres.database()
+    root.mkdir()
+    listener, port = _listening(root, open_index(url, root))
+    try:
+        long_ago = time.time() - 7200
+        for spare in (root / "tmp").glob("*.part"):
+            os.utime(spare, (long_ago, long_ago))
+        other = open_index(url, root)
+        Spool(root, other, min_free_mb=1, clean=True)
+        other.close()
+        assert len(list((root / "tmp").glob("*.part"))) < AHEAD  # the filler may have refilled
+        sent = ct_copies(tmp_path / "ct", 3, "spares-removed")
+        assert [status for _, status in c_store(port, sent)] == [SUCCESS] * 3
+    finally:
+        listener.stop()
+        listener._spool.index.close()
+
+
+def test_a_file_taken_ahead_by_an_association_and_removed_is_replaced(tmp_path):
+    root = tmp_path / "spool"
+    root.mkdir()
+    listener, port = _listening(root, SqliteIndex(root / "index.sqlite"))
+    try:
+        stores = c_store(port, ct_copies(tmp_path / "ct", 3, "held-spare-removed"))
+        assert next(stores)[1] == SUCCESS
+        for spare in (root / "tmp").glob("*.part"):  # the association's next file among them
+            spare.unlink()
+        assert [status for _, status in stores] == [SUCCESS] * 2
+    finally:
+        listener.stop()
+    assert not list((root / "tmp").iterdir())
+
+
+def test_files_waiting_are_kept_fresh_and_those_removed_are_replaced(tmp_path):
+    spares = SpareFiles(lambda: ReceivedFile(tmp_path), refresh_s=0.2)
+    try:
+        wait_for(lambda: len(list(tmp_path.iterdir())) == AHEAD, 10, "the files created ahead")
+        first = sorted(tmp_path.iterdir())
+        long_ago = time.time() - 7200
+        for path in first:
+            os.utime(path, (long_ago, long_ago))
+        first[0].unlink()
+
+        def refreshed() -> bool:
+            paths = list(tmp_path.iterdir())
+            return len(paths) == AHEAD and all(p.stat().st_mtime > long_ago + 3600 for p in paths)
+
+        wait_for(refreshed, 10, "the files to be touched and the removed one replaced")
+        assert all(Path(spares.take().name).exists() for _ in range(AHEAD + 2))
+    finally:
+        spares.close()
+
+
+def test_a_streak_of_failed_creates_is_logged_once_and_so_is_its_end(tmp_path, caplog):
+    failed = []
+
+    def create() -> ReceivedFile:  # a disk full for three attempts
+        if len(failed) < 3:
+            failed.append(1)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return ReceivedFile(tmp_path)
+
+    with caplog.at_level(logging.WARNING, logger="dicom_gateway.spares"):
+        spares = SpareFiles(create, ahead=1)
+        try:
+            wait_for(lambda: list(tmp_path.iterdir()), 15, "a create to succeed again")
+        finally:
+            spares.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot create spare temporary files: [Errno 28] No space left on device",
+        "spare temporary files can be created again",
+    ]
