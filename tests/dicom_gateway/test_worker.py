@@ -3,6 +3,7 @@ queue and outbox, and readers that stand in for the agent."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -116,15 +117,30 @@ def test_the_results_of_the_jobs_study_are_queued_in_the_readers_order(tmp_path,
     assert [row["path"] for row in rows] == [str(p) for p in results]
 
 
+@contextlib.contextmanager
+def _behind_a_cutting_relay(tmp_path: Path, postgres):
+    """An index on a real PostgreSQL reached through a relay that can drop a COMMIT's answer."""
+    relay = CuttingRelay(postgres.port)
+    url = postgres.database().replace(f":{postgres.port}/", f":{relay.port}/")
+    index = open_index(url, tmp_path)
+    try:
+        yield relay, index
+    finally:
+        index.close()
+        relay.close()
+
+
+def _audited(worker: Worker, tmp_path: Path, event: str) -> int:
+    worker._audit.close()
+    return (tmp_path / "audit.jsonl").read_text().count(f'"event": "{event}"')
+
+
 def test_a_completion_whose_commit_acknowledgement_was_lost_is_read_and_queued_once(
     tmp_path, postgres
 ):
     """PostgreSQL commits the completion, then the connection drops before its answer arrives:
     the worker's retry finds the job done by itself into its own folder, a success."""
-    relay = CuttingRelay(postgres.port)
-    url = postgres.database().replace(f":{postgres.port}/", f":{relay.port}/")
-    index = open_index(url, tmp_path)
-    try:
+    with _behind_a_cutting_relay(tmp_path, postgres) as (relay, index):
         results = [tmp_path / "ct" / f"000{i}.dcm" for i in range(2)]
         reader = Reader(None)
         worker, index, study_uid = _gateway(tmp_path, reader, index)
@@ -140,12 +156,7 @@ def test_a_completion_whose_commit_acknowledgement_was_lost_is_read_and_queued_o
         assert relay.cuts == 1
         assert _job(index) == ("done", None)
         assert _queued_results(index) == 2  # one per result, not two
-        worker._audit.close()
-        events = (tmp_path / "audit.jsonl").read_text()
-        assert events.count('"event": "study_read"') == 1
-    finally:
-        index.close()
-        relay.close()
+        assert _audited(worker, tmp_path, "study_read") == 1
 
 
 @pytest.mark.parametrize(
@@ -158,10 +169,7 @@ def test_a_failure_whose_commit_acknowledgement_was_lost_is_recorded_and_audited
     """PostgreSQL commits the failure (a retry queued, or the job failed for good), then the
     connection drops before its answer arrives: the worker's retry finds it recorded by itself
     for this attempt and audits it, instead of taking it for a lease another worker holds."""
-    relay = CuttingRelay(postgres.port)
-    url = postgres.database().replace(f":{postgres.port}/", f":{relay.port}/")
-    index = open_index(url, tmp_path)
-    try:
+    with _behind_a_cutting_relay(tmp_path, postgres) as (relay, index):
         reader = Reader(error)
         worker, index, _ = _gateway(tmp_path, reader, index)
         read = reader.read
@@ -174,12 +182,7 @@ def test_a_failure_whose_commit_acknowledgement_was_lost_is_recorded_and_audited
         assert worker.run_once()
         assert relay.cuts == 1
         assert _job(index)[0] == state
-        worker._audit.close()
-        events = (tmp_path / "audit.jsonl").read_text()
-        assert events.count('"event": "study_failed"') == 1
-    finally:
-        index.close()
-        relay.close()
+        assert _audited(worker, tmp_path, "study_failed") == 1
 
 
 def test_closing_the_worker_closes_its_reader(tmp_path, index):
