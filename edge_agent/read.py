@@ -5,10 +5,12 @@ from __future__ import annotations
 import gc
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from pydicom import Dataset
 
 from edge_agent.agent import Policy, StepCallback, run
 from edge_agent.config import Config
@@ -35,6 +37,7 @@ class ReadResult:
     out_dir: Path
     dicom: tuple[Path, ...] = ()  # SR first, then SEG, Secondary Captures, Key Object Selection
     workspace: Workspace | None = None  # every image of the read: follow-ups continue on it
+    headers: Mapping[str, Dataset] = field(default_factory=dict)  # the sources the DICOM cites
 
 
 def read_study(
@@ -84,12 +87,15 @@ def read_study(
     write_evidence(workspace, trajectory, out_dir)
     report = write_reports(trajectory, out_dir)
     dicom = []
+    headers = {}
     if config.report.dicom and not study.files:
         log.info("study %s: no DICOM outputs, the source is not DICOM", study.uid)
     elif config.report.dicom:
         headers = {uid: study.header(uid) for uid in source_uids(trajectory)}
         dicom = write_dicom(trajectory, headers, out_dir)
-    return ReadResult(study, selection, trajectory, report, out_dir, tuple(dicom), workspace)
+    return ReadResult(
+        study, selection, trajectory, report, out_dir, tuple(dicom), workspace, headers
+    )
 
 
 def shown_workspace(selection: Selection, policy: Policy, config: Config) -> Workspace:

@@ -84,12 +84,9 @@ class AgentReader:
             return ()
         if not (self._config.report.pdf_dicom and result.dicom):
             return ()
-        from edge_agent.report.dicom_files import source_uids
         from edge_agent.report.pdf_dicom import write_pdf_document
 
-        uids = source_uids(result.trajectory)
-        headers = {uid: result.study.header(uid) for uid in uids}
-        return (write_pdf_document(result.trajectory, headers, result.out_dir),)
+        return (write_pdf_document(result.trajectory, result.headers, result.out_dir),)
 
     def close(self) -> None:
         for policy in self._policies.values():  # model sessions before the tools they use

@@ -4,6 +4,7 @@ files reports only as DICOM objects (PS3.3 A.45.1, SOP class 1.2.840.10008.5.1.4
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 
 import highdicom as hd
@@ -44,7 +45,9 @@ def build_pdf_document(pdf: bytes, sources: list[Dataset], provenance: Provenanc
     return document
 
 
-def write_pdf_document(trajectory: Trajectory, headers: dict[str, Dataset], out_dir: Path) -> Path:
+def write_pdf_document(
+    trajectory: Trajectory, headers: Mapping[str, Dataset], out_dir: Path
+) -> Path:
     """OUT/report.pdf as OUT/dicom/report_pdf.dcm; `headers`: the read's source instances."""
     pdf = (out_dir / "report.pdf").read_bytes()
     document = build_pdf_document(pdf, list(headers.values()), Provenance.of(trajectory))
