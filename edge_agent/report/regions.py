@@ -15,6 +15,7 @@ from edge_agent.report.content import claim_measurements
 from edge_agent.report.evidence import EvidenceImage
 from edge_agent.trajectory import Trajectory
 from imaging.frame import ImageRef
+from tools.masks import mask_box
 from tools.measurement import Measurement
 
 UPSAMPLE = 8  # outline resolution, per source pixel
@@ -80,10 +81,11 @@ def outline(mask: np.ndarray) -> np.ndarray:
     so the polygon's area matches the pixel count the measurement used. Only the mask's box and
     a pixel around it are upsampled (the same outline as the whole frame's, where a 512 x 512
     frame would be 4096 x 4096 floats)."""
-    rows, cols = np.nonzero(mask)
-    top, left = (max(int(rows.min()) - 1, 0), max(int(cols.min()) - 1, 0)) if rows.size else (0, 0)
-    if rows.size:
-        mask = mask[top : rows.max() + 2, left : cols.max() + 2]
+    top = left = 0
+    if mask.any():  # an empty mask has no box: the whole frame, which has no contour
+        x1, y1, x2, y2 = (int(edge) for edge in mask_box(mask))
+        top, left = max(y1 - 1, 0), max(x1 - 1, 0)
+        mask = mask[top : y2 + 1, left : x2 + 1]
     up = cv2.resize(
         mask.astype(np.float32), None, fx=UPSAMPLE, fy=UPSAMPLE, interpolation=cv2.INTER_LINEAR
     )
