@@ -40,10 +40,6 @@ class AgentReader:
             for name in [config.policy.name, *policies]:
                 if _key(name) not in self._policies:
                     self._policies[_key(name)] = make_policy(replace(config.policy, name=name))
-        except BaseException:
-            self.close()
-            raise
-        try:
             warm_up(config, self._toolbox)
         except BaseException:
             self.close()
