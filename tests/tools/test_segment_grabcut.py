@@ -72,7 +72,16 @@ def test_a_large_flat_image_hands_grabcut_a_bounded_copy(grabcut_inputs):
     values = 100 + np.random.default_rng(0).integers(0, 2, (3000, 3000))
     workspace = Workspace()
     workspace.show(phantom_frame(values, SPACING))
-    default_toolbox().call("segment", {"index": 0, "bbox_2d": [100, 100, 2900, 2900]}, workspace)
+    box = [100, 100, 2900, 2900]
+    said = default_toolbox().call("segment", {"index": 0, "bbox_2d": box}, workspace)
     [(rows, cols, _)] = grabcut_inputs
     assert rows * cols <= segment.GRABCUT_PIXELS
     assert (rows, cols) == (256, 256)  # a square box keeps its shape
+    # What the user gets: a full-size mask, nothing outside the box, and how it was found (a flat
+    # image gives GrabCut no foreground to find).
+    mask = said.image.mask
+    assert mask.shape == (3000, 3000)
+    inside = np.zeros_like(mask)
+    inside[100:2900, 100:2900] = True
+    assert mask.any() and not (mask & ~inside).any()
+    assert to_plain(said.payload)["method"] == segment.FALLBACK
