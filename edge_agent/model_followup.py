@@ -152,13 +152,15 @@ def save_session(policy, trajectory: Trajectory, result: Path) -> SavedSession:
     return saved
 
 
-def reopen(result: Path, config: Config, stream=None) -> tuple[OpenRead, SavedSession]:
-    """A model read in RESULT opened again in this process: its model loaded, the saved KV
-    cache loaded into it, its workspace rebuilt. The caller closes `.policy` and `.toolbox`."""
+def reopen(
+    result: Path, trajectory: Trajectory, config: Config, stream=None
+) -> tuple[OpenRead, SavedSession]:
+    """A model read in RESULT (`trajectory`: its trajectory.json, loaded) opened again in this
+    process: its model loaded, the saved KV cache loaded into it, its workspace rebuilt. The
+    caller closes `.policy` and `.toolbox`."""
     from edge_agent.policies import make_policy
     from tools.toolbox import default_toolbox
 
-    trajectory = Trajectory.load(result / "trajectory.json")
     if trajectory.policy.name != "llama_cpp":
         raise BadInput(
             f"a {trajectory.policy.label} read keeps its session only in the process that read "

@@ -31,13 +31,14 @@ def ask(
     from edge_agent.trajectory import Trajectory
 
     settings = setup(config, verbose)
-    if Trajectory.load(result / "trajectory.json").policy.name == "protocol":
+    trajectory = Trajectory.load(result / "trajectory.json")
+    if trajectory.policy.name == "protocol":
         answer_and_show(result, question, settings, pdf=pdf)
         return
     from edge_agent.cli.terminal import stream
     from edge_agent.model_followup import reopen
 
-    opened, _ = reopen(result, settings, stream=stream)
+    opened, _ = reopen(result, trajectory, settings, stream=stream)
     try:
         # the next ask continues this one
         answer_and_show(result, question, settings, pdf=pdf, opened=opened, keep_session=True)
