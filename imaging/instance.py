@@ -88,12 +88,13 @@ Known = Mapping[str, SeriesHeader]
 
 def read_instance(file: Path, known: Known = MappingProxyType({})) -> InstanceRead:
     ds = read_header(file)
-    if ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES:
+    video = ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES
+    if video:
         ds = parse(file, defer_size=DEFER_BYTES)  # the stream is read from the file, now
-    return _instance(ds, file, known)
+    return _instance(ds, file, known, video)
 
 
-def _instance(ds: Dataset, file: Path, known: Known) -> InstanceRead:
+def _instance(ds: Dataset, file: Path, known: Known, video: bool) -> InstanceRead:
     sop_class = str(ds.get("SOPClassUID", ""))
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         name = getattr(ds.get("SOPClassUID"), "name", sop_class) or "unknown SOP class"
@@ -103,7 +104,7 @@ def _instance(ds: Dataset, file: Path, known: Known) -> InstanceRead:
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
         if not ds.get(keyword):
             raise UnreadableFile(f"missing {keyword}")
-    if ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES:
+    if video:
         return _read_video(ds, known)
     _check_decodable(ds, file)
     stored = _StoredPixels(file, _Identity.of(ds))
