@@ -57,7 +57,7 @@ class SeriesHeader:
             modality=str(ds.get("Modality", "OT")),
             number=int_or_none(ds.get("SeriesNumber")),
             description=str(ds.get("SeriesDescription", "")),
-            image_type=tuple(str(v) for v in as_list(ds.get("ImageType"))),
+            image_type=tuple(str(v) for v in _as_list(ds.get("ImageType"))),
         )
 
 
@@ -327,9 +327,9 @@ class _FrameAttributes:
         )
 
     def windows(self) -> tuple[Window, ...]:
-        centers = as_list(self.get("FrameVOILUTSequence", "WindowCenter"))
-        widths = as_list(self.get("FrameVOILUTSequence", "WindowWidth"))
-        explanations = as_list(self._ds.get("WindowCenterWidthExplanation"))
+        centers = _as_list(self.get("FrameVOILUTSequence", "WindowCenter"))
+        widths = _as_list(self.get("FrameVOILUTSequence", "WindowWidth"))
+        explanations = _as_list(self._ds.get("WindowCenterWidthExplanation"))
         found = []
         for i, (center, width) in enumerate(zip(centers, widths, strict=False)):
             if float(width) >= 1:
@@ -360,7 +360,7 @@ def _frame_times(ds: Dataset, count: int) -> list[float] | None:
     return [i / rate for i in range(count)] if rate else None
 
 
-def as_list(value) -> list:
+def _as_list(value) -> list:
     if value is None or value == "":
         return []
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
@@ -369,7 +369,7 @@ def as_list(value) -> list:
 
 
 def _floats(value, count: int) -> tuple | None:
-    values = as_list(value)
+    values = _as_list(value)
     if len(values) != count:
         return None
     try:
