@@ -14,16 +14,12 @@ from pathlib import Path
 
 from dicom_gateway.reader import DEFAULT_REQUEST, ReadOutcome, ReadRequest
 from edge_agent.config import Config
-from edge_agent.policies import make_policy
+from edge_agent.policies import make_policy, policy_key
 from edge_agent.read import ReadResult, read_study, warm_up
 from imaging.errors import BadInput, ConfigError
 from tools.toolbox import default_toolbox
 
 log = logging.getLogger(__name__)
-
-
-def _key(name: str) -> str:
-    return name.replace("-", "_")
 
 
 class AgentReader:
@@ -34,12 +30,14 @@ class AgentReader:
 
             find_browser("[report] pdf = true")  # no Chromium: stop before listening
         self._toolbox = default_toolbox(config.tools)
-        self._default = _key(config.policy.name)
+        self._default = policy_key(config.policy.name)
         self._policies = {}
         try:
             for name in [config.policy.name, *policies]:
-                if _key(name) not in self._policies:
-                    self._policies[_key(name)] = make_policy(replace(config.policy, name=name))
+                if policy_key(name) not in self._policies:
+                    self._policies[policy_key(name)] = make_policy(
+                        replace(config.policy, name=name)
+                    )
             warm_up(config, self._toolbox)
         except BaseException:
             self.close()
@@ -48,7 +46,7 @@ class AgentReader:
     def read(
         self, study_dir: Path, out_dir: Path, request: ReadRequest = DEFAULT_REQUEST
     ) -> ReadOutcome:
-        name = _key(request.policy) if request.policy else self._default
+        name = policy_key(request.policy) if request.policy else self._default
         if name not in self._policies:  # the service opened every policy its rules name
             raise ConfigError(f"policy {request.policy!r} was not opened at start")
         result = read_study(

@@ -24,6 +24,7 @@ from edge_agent.cli.terminal import (
     show_step,
     stream,
 )
+from edge_agent.policies import policy_key
 from edge_agent.read import ReadResult, read_study
 from edge_agent.selection import Selection
 from imaging.errors import BadInput
@@ -141,7 +142,7 @@ def _kept_study(out: Path) -> Path:
 
 def _held(settings: FileConfig, kept: ExitStack) -> dict:
     """A model policy and the tools, opened here so they outlive the read; none for protocol."""
-    if settings.policy.name.replace("-", "_") == "protocol":
+    if policy_key(settings.policy.name) == "protocol":
         return {}
     from edge_agent.policies import make_policy
     from tools.toolbox import default_toolbox
@@ -196,7 +197,7 @@ def _with_policy(settings: FileConfig, name: str) -> FileConfig:
 def _with_model(settings: FileConfig, model: Path | None, mmproj: Path | None) -> FileConfig:
     """--model / --mmproj go to the settings of the chosen model policy."""
     policy = settings.policy
-    if policy.name.replace("-", "_") == "onnx_trt":
+    if policy_key(policy.name) == "onnx_trt":
         if mmproj:
             raise BadInput("--mmproj is for --policy llama-cpp; the ONNX folder has its vision")
         onnx = replace(policy.onnx_trt, model_dir=str(model or ""))

@@ -21,9 +21,14 @@ NEEDS = {
 }
 
 
+def policy_key(name: str) -> str:
+    """A policy's name as the code knows it: `llama-cpp` as typed is `llama_cpp`."""
+    return name.replace("-", "_")
+
+
 def make_policy(settings: PolicySettings, *, stream=None) -> Policy:
     """`stream`: where a model policy writes its reply as it is decoded (ignored otherwise)."""
-    name = settings.name.replace("-", "_")
+    name = policy_key(settings.name)
     if name == "protocol":
         return ProtocolPolicy(settings.protocol)
     if name in NEEDS:
