@@ -6,12 +6,10 @@ import logging
 
 import highdicom as hd
 import numpy as np
-
-# The rule Segmentation itself applies (private to highdicom, which is pinned to 0.28).
-from highdicom._standard_utils import ModuleUsageValues, get_module_usage
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 
+from edge_agent.report.iod_rules import requires_module
 from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import FindingRegion
 from imaging.instance import frame_count, int_or_none
@@ -85,8 +83,9 @@ def _segmentable(source: Dataset) -> bool:
     SEG of it could only name the first frame; a CT without one would need one invented)."""
     if "FrameOfReferenceUID" in source:
         return True
-    required = get_module_usage("frame-of-reference", source.SOPClassUID)
-    return frame_count(source) == 1 and required != ModuleUsageValues.MANDATORY
+    return frame_count(source) == 1 and not requires_module(
+        "frame-of-reference", source.SOPClassUID
+    )
 
 
 def _source_images(regions: list[FindingRegion], sources: dict[str, Dataset]) -> list[Dataset]:

@@ -1,0 +1,12 @@
+"""What the DICOM standard requires of an IOD's modules, from the table highdicom's Segmentation
+itself applies. highdicom keeps that table private (it is pinned to 0.28): this module is the one
+place that reaches into it, and tests/edge_agent/test_iod_rules.py fails when highdicom moves it."""
+
+from __future__ import annotations
+
+from highdicom._standard_utils import ModuleUsageValues, get_module_usage
+
+
+def requires_module(module: str, sop_class_uid: str) -> bool:
+    """Whether the IOD of `sop_class_uid` makes `module` (e.g. "frame-of-reference") mandatory."""
+    return get_module_usage(module, sop_class_uid) == ModuleUsageValues.MANDATORY
