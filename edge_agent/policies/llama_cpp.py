@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,13 +102,7 @@ class LlamaCppPolicy:
         form = format_for(context, self._profile, self.settings.max_think_tokens or None)
         backend = LlamaBackend(model, self.settings)
         backend.n_past = model.resume()
-        return ModelSession.resumed(
-            backend,
-            replace(form, originals=state.originals),
-            state.cached,
-            state.seen,
-            self._stream,
-        )
+        return ModelSession.resumed(backend, form, state, self._stream)
 
     def save_session(self, path: Path) -> SavedState:
         """The read's KV cache into `path`, for a follow-up in another process."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -131,8 +131,7 @@ class OnnxTrtPolicy:
         backend = self._backend()
         backend.cache = self._kept.last
         form = format_for(context, self._profile, self.settings.max_think_tokens or None)
-        form = replace(form, originals=state.originals)
-        return ModelSession.resumed(backend, form, state.cached, state.seen, self._stream)
+        return ModelSession.resumed(backend, form, state, self._stream)
 
     def _backend(self) -> OnnxBackend:
         n_ctx = min(self.settings.n_ctx, self._decoder.context_length or self.settings.n_ctx)

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -132,13 +132,13 @@ class ModelSession:
 
     @classmethod
     def resumed(
-        cls, backend: Backend, form: ProfileFormat, cached: int, seen: int, stream=None
+        cls, backend: Backend, form: ProfileFormat, state: SessionState, stream=None
     ) -> ModelSession:
         """A read's session again, its KV cache in the back end (kept in memory, or loaded
-        from the read's saved state): `cached` tokens, `seen` workspace images, the last reply
-        ended."""
-        session = cls(backend, form, stream)
-        session.cached, session.seen, session.pending = cached, seen, END_OF_REPLY
+        from the read's saved state) as `state` says: its tokens, the workspace images shown
+        and those there before any tool ran; the last reply ended."""
+        session = cls(backend, replace(form, originals=state.originals), stream)
+        session.cached, session.seen, session.pending = state.cached, state.seen, END_OF_REPLY
         return session
 
     def ask(self, question: str) -> None:
