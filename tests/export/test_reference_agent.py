@@ -82,7 +82,9 @@ def test_eval_compares_f16_q8_0_q4_0_and_onnx_on_the_held_out_set(built, tmp_pat
         if name != "q4_0":  # q4_0 is reported, not held to a bar
             assert accuracy >= 0.9, (name, [r.score.predicted for r in results])
     comparison = compare_runs([runs["f16"], runs["q8_0"], runs["q4_0"], runs["onnx"]])
-    assert len(comparison.pairings) == 3
+    f16_q8 = comparison.pairings[0]
+    assert f16_q8.b.endswith("q8_0") and f16_q8.paired == len(cases.cases), f16_q8
+    assert f16_q8.flips == (), f16_q8.flips
 
 
 def test_train_tiny_agent_trains_exports_and_reads_in_one_command(tmp_path):
