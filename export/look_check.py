@@ -15,9 +15,10 @@ import cv2
 from edge_agent.agent import Policy
 from edge_agent.config import Config, PolicySettings
 from edge_agent.evaluation.scoring import iou as box_iou
+from edge_agent.evaluation.scoring import option_letter
 from edge_agent.evaluation.sources import image_study
 from edge_agent.read import read_study
-from export.second_look import LETTERS, SHOWN, LookCase
+from export.second_look import OPTIONS, SHOWN, LookCase
 from tools.registry import Toolbox
 
 BOX_IOU = 0.5  # a zoom "hits" the lesion at this overlap
@@ -103,8 +104,7 @@ def read_cases(
 
 
 def _scored(case: LookCase, trajectory) -> LookResult:
-    answer = trajectory.answer.text.strip() if trajectory.answer else ""
-    letter = answer[:1] if answer[:1] in LETTERS and answer[1:2] in ("", ".") else ""
+    letter = option_letter(trajectory.answer.text, OPTIONS) if trajectory.answer else ""
     zooms = [s for s in trajectory.steps if s.tool == "zoom_in" and s.image is not None]
     iou = 0.0
     if zooms:
