@@ -6,7 +6,7 @@ outputs and its median milliseconds), and a comparison of two such files.
     gpu_check.py llm ONNX_LLM_DIR --provider ... --out F.npz    (decoder logits + vision encoder)
     gpu_check.py llama MODEL.gguf --gpu-layers N --out F.npz    (whichever llama_cpp is importable)
     gpu_check.py read STUDY MODEL OUT_DIR [--provider P | --gpu-layers N] --out F.npz
-        (MODEL: a .gguf with its mmproj beside it, or an onnx-llm folder)
+        (MODEL: a .gguf in an `export gguf` folder, or an onnx-llm folder)
     gpu_check.py sam2-checkpoint FILE.pt [--tiny]             (prints its export overrides)
     gpu_check.py slim-sdist LLAMA_SDIST.tar.gz OUT.tar.gz
     gpu_check.py compare CPU.npz OTHER.npz --label TEXT
@@ -149,17 +149,19 @@ def run_llama(gguf: Path, gpu_layers: int, runs: int) -> dict:
 
 
 def run_read(study: Path, model: Path, provider: str, gpu_layers: int, out: Path) -> dict:
-    """One read of `study` by the tiny model: llama.cpp (a .gguf, its mmproj beside it) with
-    `gpu_layers` offloaded, or the ONNX folder on `provider`; the steps, the answer, the time."""
+    """One read of `study` by the tiny model: llama.cpp (a .gguf and the mmproj its folder's
+    manifest lists) with `gpu_layers` offloaded, or the ONNX folder on `provider`; the steps,
+    the answer, the time."""
     from dataclasses import replace
 
     from edge_agent.config import Config, PolicySettings
+    from edge_agent.gguf_model import mmproj_of
     from edge_agent.policies.llama_cpp import LlamaCppSettings
     from edge_agent.policies.onnx_trt import OnnxTrtSettings
     from edge_agent.read import read_study
 
     if model.suffix == ".gguf":
-        mmproj = next(model.parent.glob("mmproj-*.gguf"))
+        mmproj = mmproj_of(model.parent)
         llama = LlamaCppSettings(str(model), str(mmproj), n_gpu_layers=gpu_layers)
         policy = PolicySettings(name="llama_cpp", llama_cpp=llama)
     else:

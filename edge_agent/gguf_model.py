@@ -41,6 +41,16 @@ def checked_gguf(model: Path, mmproj: Path) -> GgufFiles:
     return GgufFiles(text_hash, mmproj_hash, profile, bool(text_folder and mmproj_folder))
 
 
+def mmproj_of(folder: Path) -> Path:
+    """The mmproj file the manifest of an `export gguf` folder lists."""
+    model_folder = _folder(folder)
+    return model_folder.path / model_folder.entry("mmproj").name
+
+
+def _folder(path: Path) -> ModelFolder:
+    return ModelFolder.read(path, FORMAT, what="GGUF model folder")
+
+
 def _checked(path: Path, role: str) -> tuple[str, ModelFolder | None]:
     with open(path, "rb") as handle:
         head = handle.read(len(MAGIC))
@@ -52,7 +62,7 @@ def _checked(path: Path, role: str) -> tuple[str, ModelFolder | None]:
     if not (path.parent / MANIFEST).is_file():
         log.warning("%s: no %s beside it, so it is not verified against an export", path, MANIFEST)
         return sha256_file(path), None
-    folder = ModelFolder.read(path.parent, FORMAT, what="GGUF model folder")
+    folder = _folder(path.parent)
     entry = folder.named(path.name)
     if entry.role != role:
         raise ModelLoadError(f"{path} is the export's {entry.role} file, not its {role}")

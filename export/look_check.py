@@ -17,6 +17,7 @@ from edge_agent.config import Config, PolicySettings
 from edge_agent.evaluation.scoring import iou as box_iou
 from edge_agent.evaluation.scoring import option_letter
 from edge_agent.evaluation.sources import image_study
+from edge_agent.gguf_model import mmproj_of
 from edge_agent.read import read_study
 from export.second_look import OPTIONS, SHOWN, LookCase
 from tools.registry import Toolbox
@@ -68,7 +69,7 @@ def reference_policy(model_dir: Path, text_file: str, **settings) -> PolicySetti
 
     llama = LlamaCppSettings(
         model=str(model_dir / text_file),
-        mmproj=str(next(model_dir.glob("mmproj*.gguf"), model_dir / "mmproj-f16.gguf")),
+        mmproj=str(mmproj_of(model_dir)),
         image_size=SHOWN,
         **settings,
     )
