@@ -180,23 +180,9 @@ def run_read(study: Path, model: Path, provider: str, gpu_layers: int, out: Path
 def sam2_checkpoint(path: Path, tiny: bool) -> list[str]:
     """Random SAM2 hiera-t weights (latency does not depend on them); the `export onnx sam2`
     overrides that go with them (`tiny`: the test suite's 256 px model)."""
-    import torch
+    from tests.support import TINY_SAM2, save_random_sam2
 
-    from export.sam2_model import build_sam2_model
-
-    overrides = TINY_SAM2 if tiny else ()
-    torch.manual_seed(0)
-    torch.save({"model": build_sam2_model("sam2.1_hiera_t", None, overrides).state_dict()}, path)
-    return [arg for value in overrides for arg in ("--override", value)]
-
-
-TINY_SAM2 = (  # as tests/conftest.py builds it
-    "++model.image_size=256",
-    "++model.image_encoder.trunk.embed_dim=48",
-    "++model.image_encoder.trunk.stages=[1,1,2,1]",
-    "++model.image_encoder.trunk.global_att_blocks=[3]",
-    "++model.image_encoder.neck.backbone_channel_list=[384,192,96,48]",
-)
+    return save_random_sam2(path, TINY_SAM2 if tiny else ())
 
 
 SDIST_SKIPS = ("/.git/", "/vendor/llama.cpp/models/", "/vendor/llama.cpp/docs/")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.sample import write_sample_study
-from tests.support import run_cli
+from tests.support import override_args, run_cli, save_random_sam2
 
 
 @pytest.fixture
@@ -44,26 +44,11 @@ def tiny_locate(tmp_path_factory) -> Path:
     return folder
 
 
-# A SAM2 small enough for tests: the real sam2.1_hiera_t config, fewer and narrower blocks, 256 px.
-TINY_SAM2 = (
-    "++model.image_size=256",
-    "++model.image_encoder.trunk.embed_dim=48",
-    "++model.image_encoder.trunk.stages=[1,1,2,1]",
-    "++model.image_encoder.trunk.global_att_blocks=[3]",
-    "++model.image_encoder.neck.backbone_channel_list=[384,192,96,48]",
-)
-
-
 @pytest.fixture(scope="session")
 def sam_checkpoint(tmp_path_factory) -> Path:
     """A random-weight SAM2 checkpoint in the format SAM2's own releases use."""
-    import torch
-
-    from export.sam2_model import build_sam2_model
-
-    torch.manual_seed(0)
     path = tmp_path_factory.mktemp("sam2") / "tiny.pt"
-    torch.save({"model": build_sam2_model("sam2.1_hiera_t", None, TINY_SAM2).state_dict()}, path)
+    save_random_sam2(path)
     return path
 
 
@@ -71,10 +56,9 @@ def sam_checkpoint(tmp_path_factory) -> Path:
 def sam_onnx(sam_checkpoint, tmp_path_factory) -> Path:
     """`edge-agent export onnx sam2 --int8` of that checkpoint, as a user runs it."""
     out = tmp_path_factory.mktemp("sam2-onnx") / "out"
-    overrides = [arg for value in TINY_SAM2 for arg in ("--override", value)]
     done = run_cli(
         "export", "onnx", "sam2", "--checkpoint", sam_checkpoint, "--config", "sam2.1_hiera_t",
-        "--out", out, "--int8", *overrides,
+        "--out", out, "--int8", *override_args(),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return out

@@ -153,3 +153,30 @@ def model_options(exported: Path) -> list:
         "--mmproj",
         exported / "mmproj-f16.gguf",
     ]
+
+
+# A SAM2 small enough for tests: the real sam2.1_hiera_t config, fewer and narrower blocks, 256 px.
+TINY_SAM2 = (
+    "++model.image_size=256",
+    "++model.image_encoder.trunk.embed_dim=48",
+    "++model.image_encoder.trunk.stages=[1,1,2,1]",
+    "++model.image_encoder.trunk.global_att_blocks=[3]",
+    "++model.image_encoder.neck.backbone_channel_list=[384,192,96,48]",
+)
+
+
+def save_random_sam2(path: Path, overrides: tuple[str, ...] = TINY_SAM2) -> list[str]:
+    """A random-weight (seed 0) sam2.1_hiera_t checkpoint with `overrides`, in the format SAM2's
+    own releases use; returns the `export onnx sam2` arguments that go with it."""
+    import torch
+
+    from export.sam2_model import build_sam2_model
+
+    torch.manual_seed(0)
+    torch.save({"model": build_sam2_model("sam2.1_hiera_t", None, overrides).state_dict()}, path)
+    return override_args(overrides)
+
+
+def override_args(overrides: tuple[str, ...] = TINY_SAM2) -> list[str]:
+    """`overrides` as `export onnx sam2` takes them."""
+    return [arg for value in overrides for arg in ("--override", value)]
