@@ -30,6 +30,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.spread import spread
 from imaging.atomic import fsync_dir
 from tests.peers import Gateway, Orthanc, free_port, tool, wait_for
 
@@ -188,10 +189,6 @@ def main() -> None:
         _report(seconds, ours + baseline, args.count, megabytes, statistics.median(floor))
 
 
-def _spread(values: list[float]) -> str:
-    return f"{min(values):.2f}/{statistics.median(values):.2f}/{max(values):.2f}"
-
-
 def _report(seconds, ours: list[str], count: int, megabytes: float, floor_ms: float) -> None:
     rounds = len(seconds[ours[0], 1])
     print(f"{count} CT instances, {megabytes:.0f} MB, loopback, TCP_NODELAY everywhere, ", end="")
@@ -201,7 +198,7 @@ def _report(seconds, ours: list[str], count: int, megabytes: float, floor_ms: fl
     for (name, associations), runs in seconds.items():
         rates = [count / s for s in runs]
         per_instance = [1e3 * s / count for s in runs]
-        print(f"{name:<{width}}{associations:>6}{_spread(rates):>22}{_spread(per_instance):>20}")
+        print(f"{name:<{width}}{associations:>6}{spread(rates):>22}{spread(per_instance):>20}")
     print(f"\n{'ratio (throughput)':<{width + 12}}{'assoc':>6}{'min/median/max':>20}")
     for name in ours:
         for peer in ("storescp", "Orthanc"):
@@ -213,7 +210,7 @@ def _report(seconds, ours: list[str], count: int, megabytes: float, floor_ms: fl
                     )
                 ]
                 label = f"{name} / {peer}"
-                print(f"{label:<{width + 12}}{associations:>6}{_spread(ratios):>20}")
+                print(f"{label:<{width + 12}}{associations:>6}{spread(ratios):>20}")
     budget = 1e3 * statistics.median(seconds["storescp", 1]) / count
     print(f"\nper-instance budget at 1 association (storescp's time): {budget:.2f} ms")
     print(f"durability alone on this disk (write+fsync+rename+dir fsync): {floor_ms:.2f} ms")

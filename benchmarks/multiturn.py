@@ -37,6 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.llama_server import MARKER, LlamaServer, ServerTurn, chat, rendered, user_turn
 from benchmarks.llama_server import binary as server_binary
+from benchmarks.spread import spread
 from edge_agent.formats import load_profile
 from edge_agent.formats.chat import chat_text
 from edge_agent.formats.turns import Message
@@ -185,10 +186,6 @@ def _median_server(rounds: list[list[ServerTurn]]) -> list[ServerTurn]:
     ]
 
 
-def _spread(values: list[float]) -> str:
-    return f"{min(values):.3f}/{statistics.median(values):.3f}/{max(values):.3f}"
-
-
 def _compute(turns: list[ServerTurn]) -> float:
     """Seconds the server says it spent evaluating and decoding (no HTTP, JSON or PNG)."""
     return sum(t.prompt_ms + t.decode_ms for t in turns) / 1000
@@ -310,17 +307,18 @@ def main() -> None:
         print(line)
     for name, values in ratios.items():
         if values:
-            print(f"{name} over {args.rounds} rounds (min/median/max): {_spread(values)}x")
+            print(f"{name} over {args.rounds} rounds (min/median/max): {spread(values, '.3f')}x")
     first = first_turns(args.gguf_dir, pictures[0], args.reads)
     print(f"\nfirst turn of a read, trained system prompt, {args.reads} reads (min/median/max)")
     for way, runs in first.items():
         tokens = sorted({t for t, _ in runs})
-        print(f"{way:>12}: evaluated {tokens} tokens, prefill s {_spread([s for _, s in runs])}")
+        prefill_s = spread([s for _, s in runs], ".3f")
+        print(f"{way:>12}: evaluated {tokens} tokens, prefill s {prefill_s}")
     prefill = [
         every / kept
         for (_, every), (_, kept) in zip(first["every read"], first["kept prefix"], strict=True)
     ]
-    print(f"every read / kept prefix: {_spread(prefill)}x")
+    print(f"every read / kept prefix: {spread(prefill, '.3f')}x")
 
 
 if __name__ == "__main__":

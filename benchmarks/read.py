@@ -32,6 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.spread import spread
+
 HERE = Path(__file__).resolve().parents[1]
 STAGES = ("start", "imports", "load", "select", "setup", "agent", "reports", "dicom", "cli")
 WRAPPED = {  # edge_agent.read's names: the stages that end when each is called and returns
@@ -217,9 +220,8 @@ def report(title: str, runs: dict[str, list[dict]]) -> None:
             line += f"  {values[0] / values[1]:>12.2f}x"
         print(line)
     for name, results in runs.items():
-        totals = sorted(r.get("total", r.get("r1.total", 0.0)) for r in results)
-        spread = f"{totals[0]:.2f}/{statistics.median(totals):.2f}/{totals[-1]:.2f}"
-        print(f"  {name}: total min/median/max {spread} s")
+        totals = [r.get("total", r.get("r1.total", 0.0)) for r in results]
+        print(f"  {name}: total min/median/max {spread(totals)} s")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.spread import spread
 from export.sam2_model import BoxDecoder, ImageEncoder, build_sam2_model
 from export.sam_onnx import Sam2Request, export_sam2
 from imaging.frame import Frame, Geometry, ImageRef
@@ -127,19 +128,11 @@ def run(model, folder: Path, runs: int, threads: int) -> None:
         median = statistics.median(ratios)
         verdict = "" if goal is None else (" goal met" if median <= goal else " goal NOT met")
         limit = "" if goal is None else f" (goal <= {goal}x)"
-        print(
-            f"encoder {name:<14}{_spread(values, '.0f'):>22}   {_spread(ratios, '.2f')}x"
-            f"{limit}{verdict}"
-        )
+        print(f"encoder {name:<14}{spread(values, '.0f'):>22}   {spread(ratios)}x{limit}{verdict}")
     decoders(model, onnx["fp32"], pixels, runs)
     zoom(runs)
     for session in onnx.values():
         session.close()
-
-
-def _spread(values: list[float], form: str) -> str:
-    low, mid, high = min(values), statistics.median(values), max(values)
-    return f"{low:{form}}/{mid:{form}}/{high:{form}}"
 
 
 def decoders(model, onnx: SamOnnx, pixels: np.ndarray, runs: int) -> None:
