@@ -14,7 +14,6 @@ beside what durability alone (write, fsync, rename, folder fsync) costs on this 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import subprocess
@@ -23,6 +22,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pydicom
@@ -99,42 +99,26 @@ class StoreSCP:
         self._process.wait()
 
 
-def _start(name: str, folder: Path):
-    """A fresh receiver: (port, called AE title, stop)."""
-    if name == "storescp":
+GATEWAY = {
+    "stable_after_s": 3600.0,
+    "min_free_mb": 64,
+    "max_pdu": 131072,  # what storescp is given: storescu never sends larger PDUs
+}
+
+
+def _start(name: str, folder: Path, gateway: tuple[str, dict] | None):
+    """A fresh receiver: (port, called AE title, stop). `gateway`: for our listener, the
+    checkout its process imports from and its settings beyond GATEWAY."""
+    if gateway is None and name == "storescp":
         scp = StoreSCP(folder)
         return scp.port, "STORESCP", scp.stop
-    if name == "Orthanc":
+    if gateway is None:
         orthanc = Orthanc(folder)
         return orthanc.dicom_port, orthanc.aet, orthanc.stop
-    settings = {
-        "stable_after_s": 3600.0,
-        "min_free_mb": 64,
-        "max_pdu": 131072,  # what storescp is given: storescu never sends larger PDUs
-    }
-    if name.startswith("baseline"):  # another checkout's gateway, as it was
-        checkout = name.split(" ", 1)[1]
-        with _pythonpath(checkout):
-            ours = Gateway(folder, **settings)
-    else:  # this checkout's, whichever the virtual environment was installed from
-        processes = int(name.rsplit(" ", 1)[1].strip("p"))
-        with _pythonpath(str(CHECKOUT)):
-            ours = Gateway(folder, listener_processes=processes, **settings)
+    checkout, settings = gateway
+    with mock.patch.dict(os.environ, {"PYTHONPATH": checkout}):
+        ours = Gateway(folder, **GATEWAY, **settings)
     return ours.port, "EDGEAGENT", ours.stop
-
-
-@contextlib.contextmanager
-def _pythonpath(checkout: str):
-    """The gateway process imports from `checkout` instead of this one."""
-    before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = checkout
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = before
 
 
 def durable_write_ms(folder: Path, size: int, times: int = 30) -> float:
@@ -167,9 +151,12 @@ def main() -> None:
     args = parser.parse_args()
     for name, package in (("storescu", "dcmtk"), ("storescp", "dcmtk"), ("Orthanc", "orthanc")):
         tool(name, package)  # dcmtk's own, not the look-alikes an activated venv puts first
-    ours = [f"edge-agent {n}p" for n in args.processes]
-    baseline = [f"baseline {args.baseline}"] if args.baseline else []
-    receivers = [*ours, *baseline, "storescp", "Orthanc"]
+    # This checkout's gateway (whichever the virtual environment was installed from), then
+    # another checkout's, as it was.
+    ours = {f"edge-agent {n}p": (str(CHECKOUT), {"listener_processes": n}) for n in args.processes}
+    if args.baseline:
+        ours[f"baseline {args.baseline}"] = (args.baseline, {})
+    receivers = {**ours, "storescp": None, "Orthanc": None}
     with tempfile.TemporaryDirectory(prefix="edge-agent-bench-") as scratch:
         root = Path(scratch)
         files = make_instances(root / "in", args.count)
@@ -177,16 +164,16 @@ def main() -> None:
         floor = []
         for round_ in range(args.rounds):
             for associations in ASSOCIATIONS:
-                for name in receivers:
+                for name, gateway in receivers.items():
                     folder = root / f"r{round_}-{associations}-{name.replace(' ', '-')}"
-                    port, called, stop = _start(name, folder)
+                    port, called, stop = _start(name, folder, gateway)
                     try:
                         seconds[name, associations].append(send(port, called, files, associations))
                     finally:
                         stop()
             floor.append(durable_write_ms(root / f"floor{round_}", files[0].stat().st_size))
         megabytes = sum(p.stat().st_size for p in files) / 1e6
-        _report(seconds, ours + baseline, args.count, megabytes, statistics.median(floor))
+        _report(seconds, list(ours), args.count, megabytes, statistics.median(floor))
 
 
 def _report(seconds, ours: list[str], count: int, megabytes: float, floor_ms: float) -> None:
