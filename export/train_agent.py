@@ -33,7 +33,7 @@ import numpy as np
 from edge_agent.formats import load_profile
 from export.look_batches import IGNORE, SPEC, Batch, collate, encode, split_prefix
 from export.look_samples import PROFILE, answer_reply, render_sample, zoom_reply
-from export.second_look import GRID, OPTIONS, QUESTION, make_box, make_case
+from export.second_look import GRID, LETTERS, OPTIONS, QUESTION, make_box, make_case
 from export.tiny_vlm import CORPUS, save_tiny, tiny_config, tiny_tokenizer
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def corpus() -> str:
     for row in range(GRID):
         for col in range(GRID):
             texts.append(zoom_reply(profile, 1, make_box(row, col)))
-    texts += [answer_reply(profile, a, "AB"[i]) for i, a in enumerate(OPTIONS)]
+    texts += [answer_reply(profile, a, LETTERS[i]) for i, a in enumerate(OPTIONS)]
     return "\n".join(texts)
 
 
@@ -220,14 +220,15 @@ class Trainer:
                 deadline += share * schedule.minutes * 60
             if not steps:
                 continue
-            params = (
-                list(self.model.model.visual.parameters())
-                + list(self.orientation_head.parameters())
-                + list(self.lesion_head.parameters())
-                + list(self.cell_head.parameters())
-            )
-            if stage != "vision":
-                params = list(self.model.parameters()) + params[-6:]
+            heads = [
+                *self.orientation_head.parameters(),
+                *self.lesion_head.parameters(),
+                *self.cell_head.parameters(),
+            ]
+            if stage == "vision":
+                params = list(self.model.model.visual.parameters()) + heads
+            else:
+                params = list(self.model.parameters()) + heads
             lr = schedule.vision_lr if stage == "vision" else schedule.lr
             optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
             shape = functools.partial(warm_cosine, steps=steps, warm=max(1, steps // 10))
@@ -239,11 +240,10 @@ class Trainer:
                     break
                 batch = self.batch(self.seed, number * schedule.batch, schedule.batch, first_only)
                 number += 1
+                features = self.image_features(batch)
                 if stage == "vision":
-                    features = self.image_features(batch)
                     loss, stats = self.aux_loss(batch, features)
                 else:
-                    features = self.image_features(batch)
                     aux, stats = self.aux_loss(batch, features)
                     lm, lm_stats = self.lm_loss(batch, features)
                     loss = lm + schedule.aux_weight * aux
