@@ -23,8 +23,8 @@ CHECKPOINT = Path(__file__).resolve().parent / "reference_agent"
 FOLDER = "reference-agent"  # its GGUF model folder's name in a bundle (`doctor` looks for it)
 QUANTS = ("q8_0", "q4_0")
 PRE_TOKENIZER = "qwen2"  # our tokenizer splits as Qwen2 does; llama.cpp cannot tell by its hash
-# Built-in known-answer cases (`doctor`): held-out cases, never trained on.
-KNOWN_ANSWER = (0, 1, 2, 3)
+# How many built-in known-answer cases `doctor` reads: the first held-out ones, never trained on.
+KNOWN_ANSWER = 4
 PARTS = ("hf", "gguf", "onnx")  # what `build_reference` writes under OUT
 
 

@@ -227,7 +227,7 @@ def _known_answers(config, folder: Path) -> Check:
         flash_attn=ours.flash_attn,
         n_threads=ours.n_threads,
     )
-    cases = [held_out(1, n)[0] for n in KNOWN_ANSWER]
+    cases = held_out(KNOWN_ANSWER)
     try:
         policy = make_policy(settings)
         try:
