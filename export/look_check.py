@@ -10,15 +10,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
-
 from edge_agent.agent import Policy
 from edge_agent.config import Config, PolicySettings
 from edge_agent.evaluation.scoring import iou as box_iou
 from edge_agent.evaluation.scoring import option_letter
-from edge_agent.evaluation.sources import image_study
 from edge_agent.gguf_model import mmproj_of
 from edge_agent.read import read_study
+from export.look_samples import case_study
 from export.second_look import OPTIONS, SHOWN, LookCase
 from tools.registry import Toolbox
 
@@ -89,11 +87,8 @@ def read_cases(
         for case in cases:
             folder = Path(scratch) / case.id
             folder.mkdir()
-            png = folder / f"{case.id}.png"
-            cv2.imwrite(str(png), case.pixels)
-            study = image_study(png, folder / "input")
             read = read_study(
-                study,
+                case_study(case, folder),
                 folder / "read",
                 config,
                 question=case.question,

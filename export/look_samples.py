@@ -119,15 +119,22 @@ class _OracleSession:
             policy.pieces.append(Piece(END_OF_REPLY.rstrip("\n"), True))
 
 
-def workspace_for(case: LookCase, scratch: Path) -> Workspace:
-    """The case's image as a read shows it: a PNG made into a one-image study (as `eval` does),
-    loaded and shown at the reference agent's size."""
+def case_study(case: LookCase, folder: Path) -> Path:
+    """The case as `eval` reads an image: its PNG in `folder` made into a one-image study
+    (`folder`/input)."""
     from edge_agent.evaluation.sources import image_study
+
+    png = folder / f"{case.id}.png"
+    cv2.imwrite(str(png), case.pixels)
+    return image_study(png, folder / "input")
+
+
+def workspace_for(case: LookCase, scratch: Path) -> Workspace:
+    """The case's image as a read shows it: its one-image study, loaded and shown at the
+    reference agent's size."""
     from imaging.study import load_study
 
-    png = scratch / f"{case.id}.png"
-    cv2.imwrite(str(png), case.pixels)
-    study = load_study(image_study(png, scratch / case.id))
+    study = load_study(case_study(case, scratch))
     workspace = Workspace()
     workspace.show(study.series[0].frames[0], max_side=SHOWN)
     return workspace
