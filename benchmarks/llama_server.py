@@ -49,7 +49,11 @@ class ServerTurn:
 def binary() -> Path | None:
     """$LLAMA_SERVER, else build_llama_server.sh's output; None when neither is there."""
     path = Path(os.environ.get("LLAMA_SERVER") or BUILT / "llama-server")
-    return path if path.is_file() and os.access(path, os.X_OK) else None
+    return path if executable(path) else None
+
+
+def executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
 
 
 def data_url(rgb: np.ndarray) -> str:

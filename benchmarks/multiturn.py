@@ -25,7 +25,6 @@ interleaved, min/median/max. Not a test.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -35,7 +34,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.llama_server import MARKER, LlamaServer, ServerTurn, chat, rendered, user_turn
+from benchmarks.llama_server import (
+    MARKER,
+    LlamaServer,
+    ServerTurn,
+    chat,
+    executable,
+    rendered,
+    user_turn,
+)
 from benchmarks.llama_server import binary as server_binary
 from benchmarks.spread import spread
 from edge_agent.formats import load_profile
@@ -255,7 +262,7 @@ def main() -> None:
         "--server", type=Path, default=server_binary(), help="llama-server (default: %(default)s)"
     )
     args = parser.parse_args()
-    if args.server and not (args.server.is_file() and os.access(args.server, os.X_OK)):
+    if args.server and not executable(args.server):
         _refuse(f"no executable llama-server at {args.server} (benchmarks/build_llama_server.sh)")
     pictures = images(args.turns, args.size)
     if args.rounds < 1:
