@@ -220,15 +220,15 @@ def _known_answers(config, folder: Path) -> Check:
     if not text:
         return Check(name, False, f"{folder} holds no model-q8_0.gguf or model-f16.gguf")
     ours = config.policy.llama_cpp
-    settings = reference_policy(
-        folder,
-        text,
-        n_gpu_layers=ours.n_gpu_layers,
-        flash_attn=ours.flash_attn,
-        n_threads=ours.n_threads,
-    )
     cases = held_out(KNOWN_ANSWER)
-    try:
+    try:  # a folder without its manifest (no mmproj named) is a red line too
+        settings = reference_policy(
+            folder,
+            text,
+            n_gpu_layers=ours.n_gpu_layers,
+            flash_attn=ours.flash_attn,
+            n_threads=ours.n_threads,
+        )
         policy = make_policy(settings)
         try:
             summary = read_cases(cases, Config(policy=settings), policy)

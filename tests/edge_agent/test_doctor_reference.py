@@ -3,6 +3,8 @@ llama.cpp build and tools, and a model that cannot answer them is red."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from export.reference_agent import CHECKPOINT, FOLDER, PRE_TOKENIZER
@@ -62,3 +64,18 @@ def test_an_untrained_model_in_the_reference_folder_is_red(tmp_path, monkeypatch
     line = _known_answer_line(done)
     assert "FAIL" in line
     assert done.returncode == 1 and "known-answer read" in done.stdout.splitlines()[-1]
+
+
+def test_a_reference_folder_without_its_manifest_is_a_red_line_not_an_exit(
+    reference_models, tmp_path, monkeypatch
+):
+    """Without manifest.json nothing names the vision projector: the known-answer read is red
+    with the reason, and doctor still reports every other check."""
+    monkeypatch.setenv("COLUMNS", "400")
+    models = tmp_path / "models"
+    shutil.copytree(reference_models, models)
+    (models / FOLDER / "manifest.json").unlink()
+    done = run_cli("doctor", "--out", tmp_path, "--models", models / FOLDER)
+    line = _known_answer_line(done)
+    assert "FAIL" in line and "manifest" in line, line
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
