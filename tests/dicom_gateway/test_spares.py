@@ -85,7 +85,7 @@ def test_a_file_taken_ahead_by_an_association_and_removed_is_replaced(tmp_path):
     try:
         stores = c_store(port, ct_copies(tmp_path / "ct", 3, "held-spare-removed"))
         assert next(stores)[1] == SUCCESS
-        for spare in (root / "tmp").glob("*.part"):  # the association's next file among them
+        for spare in (root / "tmp").glob("*.part"):  # the files created ahead for the next two
             spare.unlink()
         assert [status for _, status in stores] == [SUCCESS] * 2
     finally:
