@@ -7,12 +7,14 @@ import os
 import threading
 import time
 
+import pytest
+
 from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index, SqliteIndex
 from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import CLAIM_S, Outbox, Undelivered, undelivered
 from dicom_gateway.settings import GatewaySettings, Peer
-from dicom_gateway.spool import Spool
+from dicom_gateway.spool import OutOfResources, Spool
 from tests.dicom_gateway.test_jobs import Clock
 from tests.peers import Orthanc
 from tests.support import ct_copies
@@ -31,6 +33,17 @@ def test_only_new_instances_after_the_read_started_are_late(tmp_path, open_store
     queue.complete(job, "w", "/out")
     [row] = spool.index.read("SELECT late_instances FROM studies")
     assert row[0] == 1
+
+
+def test_an_instance_stored_from_memory_on_a_full_disk_is_refused_and_leaves_nothing(tmp_path):
+    # The STOW path: refused on the room it needs before anything of it is written.
+    root = tmp_path / "spool"
+    root.mkdir()
+    spool = Spool(root, SqliteIndex(root / "index.sqlite"), min_free_mb=2**40)
+    [path] = ct_copies(tmp_path / "ct", 1, "full")
+    with pytest.raises(OutOfResources, match="MiB free"):
+        spool.store(path.read_bytes(), "STOW")
+    assert not list((root / "tmp").iterdir()) and not spool.index.read("SELECT * FROM instances")
 
 
 def test_a_backlog_larger_than_one_association_is_delivered(tmp_path):
