@@ -17,19 +17,6 @@ from dicom_gateway.spool import Spool
 from tests.support import ct_copies
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture
 def index(open_store, clock) -> Index:
     return open_store(clock=clock)
