@@ -134,10 +134,6 @@ class Index(ABC):
     def read(self, sql: str, *args) -> list:
         """Rows of one query outside any write transaction."""
 
-    def now(self) -> float:
-        with self.write() as db:
-            return db.now()
-
     def retrying(self, step: Callable[[], T], what: str, patience_s: float = 120.0) -> T:
         """Run a whole transaction again while the database is out of reach (a server restart),
         for at most `patience_s`; any other error, or the last one, is raised."""

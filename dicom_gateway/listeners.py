@@ -109,7 +109,7 @@ def _serve(settings: GatewaySettings, pipe, logging_setup: _Logging) -> None:
     try:
         index = open_index(settings.database, root)
         node = Node.this_process("listener").name
-        audit = Audit(audit_path(root, bool(settings.database)), node=node)
+        audit = Audit(audit_path(root, index.dialect.shared), node=node)
         listener = Listener(settings, Spool(root, index, settings.min_free_mb, clean=False), audit)
         listener.start()
     except Exception as exc:  # reported to the service, which refuses to start

@@ -11,9 +11,9 @@ C-ECHO request is served right in the DUL's thread, so an instance costs no thre
 A C-STORE's data set is written to a file as it arrives (the file meta first, as pynetdicom's own
 STORE_RECV_CHUNKED_DATASET does, but into the spool's folder and for this association only), so
 the handler finds it at `event.dataset_path`, never in memory; the PDUs that only carry more of it
-are written from the received bytes, past pynetdicom's PDU objects (data_pdus.py). After the
-first, each next file is taken (spares.py) while the DUL waits for the peer. Any error in the
-DUL's thread, a handler's included, ends the association with an A-ABORT and one log line.
+are written from the received bytes, past pynetdicom's PDU objects (data_pdus.py). Each file is
+one created ahead by a thread of its own (spares.py). Any error in the DUL's thread, a handler's
+included, ends the association with an A-ABORT and one log line.
 Every pynetdicom member copied or relied on here is pinned in tests/dicom_gateway/
 test_pdu_guard.py, which fails when pynetdicom changes one."""
 
@@ -55,7 +55,6 @@ class Receiving(Protocol):
 
     def write(self, data: bytes) -> None: ...
     def close(self) -> None: ...
-    def refresh(self) -> bool: ...
     def discard(self) -> None: ...
 
 
@@ -182,7 +181,6 @@ class WakingDUL(DULServiceProvider):
 
     def _wait(self) -> None:
         """Until the peer sends, a primitive is queued, or TICK_S passes."""
-        self.assoc.dimse.prepare()
         watched = [self._woken]
         raw = self.socket.socket if self.socket is not None else None
         if raw is not None and self.socket._is_connected:
@@ -198,14 +196,12 @@ class WakingDUL(DULServiceProvider):
 
 
 class StreamingDIMSE(DIMSEServiceProvider):
-    """Streams a C-STORE's data set into a file taken from the files created ahead (spares.py),
-    the next one while the DUL waits for the peer (a file create costs as much as its data)."""
+    """Streams a C-STORE's data set into a file taken from the files created ahead (spares.py):
+    a file create costs as much as its data, so none waits in an association's thread."""
 
     def __init__(self, assoc: StreamingAssociation, open_file: Callable[[], Receiving]) -> None:
         super().__init__(assoc)
         self._open_file = open_file
-        self._spare: Receiving | None = None
-        self._streamed = False
         self._syntaxes: dict[int, str] = {}  # accepted context ID -> its transfer syntax
 
     def receive_primitive(self, primitive) -> None:
@@ -246,16 +242,6 @@ class StreamingDIMSE(DIMSEServiceProvider):
         pdata.presentation_data_value_list = [[context_id, encoded]]
         self.dul.send_pdu(pdata)
 
-    def prepare(self) -> None:
-        """While the DUL waits for the peer: the next file, once one data set was streamed. One
-        that cannot be created is tried again when a data set arrives (its error ends that)."""
-        if self._spare is None and self._streamed:
-            self._streamed = False
-            try:
-                self._spare = self._take_file()
-            except OSError as exc:
-                log.warning("cannot create a temporary file ahead: %s", exc)
-
     def syntax(self, context_id: int | None) -> str | None:
         """The transfer syntax of an accepted presentation context; None for any other."""
         if not self._syntaxes:  # fixed once the association is accepted; sorted on each access
@@ -263,16 +249,6 @@ class StreamingDIMSE(DIMSEServiceProvider):
                 c.context_id: c.transfer_syntax[0] for c in self.assoc.accepted_contexts
             }
         return self._syntaxes.get(context_id)
-
-    def _next_file(self) -> Receiving:
-        """The file taken ahead, unless it was removed while it waited; else one taken now."""
-        held, self._spare = self._spare, None
-        if held is not None:
-            if held.refresh():
-                return held
-            self.assoc.receiving.pop(held.name, None)
-            held.discard()
-        return self._take_file()
 
     def _take_file(self) -> Receiving:
         target = self._open_file()
@@ -282,7 +258,7 @@ class StreamingDIMSE(DIMSEServiceProvider):
     def _stream(self, message: C_STORE_RQ) -> None:
         """File meta as pynetdicom writes it, then whatever of the data set already arrived."""
         command = message.command_set
-        target = self._next_file()
+        target = self._take_file()
         target.write(
             file_meta(
                 command.AffectedSOPClassUID,
@@ -293,7 +269,6 @@ class StreamingDIMSE(DIMSEServiceProvider):
         target.write(message.data_set.getvalue())
         message._data_set_file = target
         message._data_set_path = Path(target.name)
-        self._streamed = True
 
 
 class StreamingAssociation(Association):
@@ -342,7 +317,7 @@ class StreamingAssociation(Association):
     def _ended(self) -> bool:
         """Release, abort, a dead DUL or the network timeout: as pynetdicom ends each."""
         if self.is_established and self.acse.is_release_requested():
-            self.discard_unfinished()  # the spare file: gone before the peer hears we are done
+            self.discard_unfinished()  # a cut-off data set: gone before the peer hears we are done
             self.acse.send_release(is_response=True)
             self.is_released = True
             self.is_established = False

@@ -41,7 +41,7 @@ class Service:
         root = Path(settings.spool_dir)
         root.mkdir(parents=True, exist_ok=True)
         self.index = open_index(settings.database, root)
-        self.audit = Audit(audit_path(root, bool(settings.database)), node=self.node.name)
+        self.audit = Audit(audit_path(root, self.index.dialect.shared), node=self.node.name)
         self.spool = Spool(root, self.index, settings.min_free_mb)
         self.queue = IndexJobQueue(self.index, settings.max_attempts)
         self.outbox = Outbox(self.index, settings, self.audit, node=self.node.name)

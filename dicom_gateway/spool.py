@@ -184,19 +184,23 @@ class Spool:
     def store(self, encoded: bytes, calling_ae: str) -> StoredInstance:
         """`encoded` is the received dataset with its file meta, exactly as sent; it takes the
         path a streamed C-STORE takes (one check of the whole dataset, on the written file)."""
-        self._check_free_space(len(encoded))
+        self._check_free_space(len(encoded))  # before it is written: the room it needs
         received = self.open_received()
         received.write(encoded)
-        return self.store_received(received, calling_ae)
+        return self._keep(received, calling_ae, space_checked=True)
 
     def store_received(self, received: ReceivedFile, calling_ae: str) -> StoredInstance:
         """A data set written into `received` as it arrived: checked whole, made durable,
         renamed into its study and indexed, then acknowledged; refused, nothing of it stays."""
+        return self._keep(received, calling_ae, space_checked=False)
+
+    def _keep(self, received: ReceivedFile, calling_ae: str, space_checked: bool) -> StoredInstance:
         try:
             if received.error is not None:
                 raise received.error
             study_uid, series_uid, sop_uid = _identity_of_file(received.name)
-            self._check_free_space(0)
+            if not space_checked:  # written as it arrived: what is left after it
+                self._check_free_space(0)
             received.sync()
             received.close()
             size = received.size

@@ -162,9 +162,14 @@ class Orthanc:
         forwards a study to a reader); its Study Instance UID."""
         study_uid = self.upload(study)
         [match] = self.post("/tools/lookup", study_uid)
-        body = json.dumps({"Resources": [match["ID"]], "Synchronous": True})
-        self.post(f"/modalities/{modality}/store", body)
+        self.send([match["ID"]], modality)
         return study_uid
+
+    def send(self, resources: list[str], modality: str) -> None:
+        """Have Orthanc C-STORE these of its resources (Orthanc IDs) to `modality`, in one
+        association, and wait until it is done."""
+        body = json.dumps({"Resources": resources, "Synchronous": True})
+        self.post(f"/modalities/{modality}/store", body)
 
     def stop(self) -> None:
         self._process.terminate()

@@ -13,6 +13,21 @@ from dicom_gateway.index import Index, SqliteIndex
 from tests.postgres import Postgres
 
 
+class Clock:
+    """An index's clock that moves only when a test sets `t`."""
+
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture(scope="session")
 def postgres():
     server = Postgres()

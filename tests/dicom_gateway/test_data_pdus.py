@@ -7,12 +7,7 @@ from pynetdicom import evt
 
 from dicom_gateway.reactor import WakingDUL
 from dicom_gateway.status import SUCCESS
-from tests.dicom_gateway.test_ingest import (
-    _associated,
-    _listening,
-    _send_and_answer,
-    _stored_as_sent,
-)
+from tests.dicom_gateway.scp import associated, listening, send_and_answer, stored_as_sent
 from tests.support import ct_copies
 
 P_DATA_TF = 0x04
@@ -27,19 +22,19 @@ def _store_in_pdus(tmp_path, before_sending=lambda listener: None) -> tuple[int,
         decoded.append(data[0])
         return original(dul, data)
 
-    listener, spool, port = _listening(tmp_path)
+    listener, spool, port = listening(tmp_path / "spool")
     [path] = ct_copies(tmp_path / "ct", 1, "fast-path")
-    assoc, fragments = _associated(port, path)
+    assoc, fragments = associated(port, path)
     WakingDUL._decode_pdu = counting
     try:
         command, *data = fragments(2048)
         before_sending(listener)
-        assert _send_and_answer(assoc, [command, *data]) == SUCCESS
+        assert send_and_answer(assoc, [command, *data]) == SUCCESS
     finally:
         WakingDUL._decode_pdu = original
         assoc.release()
         listener.stop()
-    _stored_as_sent(spool, path)
+    stored_as_sent(spool, path)
     return len(data), decoded.count(P_DATA_TF)
 
 

@@ -13,12 +13,14 @@ from tests.peers import free_port
 from tests.support import run_cli
 
 
-def _doctor(tmp_path, monkeypatch, database: str):
+def _doctor(tmp_path, monkeypatch, database: str, row_with: str = "│ index database"):
+    """`doctor` on a node configured with this index database; its output and the one table
+    row holding `row_with`."""
     monkeypatch.setenv("COLUMNS", "400")  # one table row per check, however long
     config = tmp_path / "edge-agent.toml"
     config.write_text(f'[gateway]\nport = {free_port()}\ndatabase = "{database}"\n')
     done = run_cli("doctor", "--out", tmp_path, "--config", config)
-    [row] = [line for line in done.stdout.splitlines() if "│ index database" in line]
+    [row] = [line for line in done.stdout.splitlines() if row_with in line]
     return done, row
 
 
@@ -66,11 +68,7 @@ def test_doctor_is_red_on_a_schema_newer_than_this_version(tmp_path, monkeypatch
 def test_a_database_url_that_cannot_be_used_is_one_red_line_without_its_password(
     tmp_path, monkeypatch, url
 ):
-    monkeypatch.setenv("COLUMNS", "400")
-    config = tmp_path / "edge-agent.toml"
-    config.write_text(f'[gateway]\nport = {free_port()}\ndatabase = "{url}"\n')
-    done = run_cli("doctor", "--out", tmp_path, "--config", config)
+    done, red = _doctor(tmp_path, monkeypatch, url, row_with="FAIL")  # the only red line
     assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
     assert "s3cret-pw" not in done.stdout + done.stderr
-    [red] = [line for line in done.stdout.splitlines() if "FAIL" in line]
     assert "database" in red

@@ -9,19 +9,23 @@ import subprocess
 import threading
 import time
 from contextlib import closing
-from io import BytesIO
 from pathlib import Path
 
 import pydicom
 import pytest
 
-from dicom_gateway.index import SqliteIndex
-from dicom_gateway.listener import Listener
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
 from dicom_gateway.status import SUCCESS
 from tests.dicom_gateway.leftovers import holding_data
-from tests.peers import Gateway, free_port, tool, wait_for
+from tests.dicom_gateway.scp import (
+    associated,
+    cut_by,
+    listening,
+    send_and_answer,
+    stored_as_sent,
+)
+from tests.peers import Gateway, tool, wait_for
 from tests.support import c_store, ct_copies
 
 COMMIT_S = 0.2  # a slow disk: long enough for other associations to queue behind a commit
@@ -35,18 +39,8 @@ class SlowDiskSpool(Spool):
         return super()._commit_group(group)
 
 
-def _listening(tmp_path: Path, spool_class=Spool) -> tuple[Listener, Spool, int]:
-    root = tmp_path / "spool"
-    root.mkdir()
-    spool = spool_class(root, SqliteIndex(root / "index.sqlite"), min_free_mb=1)
-    settings = GatewaySettings(port=free_port(), spool_dir=str(root))
-    listener = Listener(settings, spool, lambda event, **fields: None)
-    listener.start()
-    return listener, spool, settings.port
-
-
 def test_each_store_is_acknowledged_only_once_its_file_and_row_are_there(tmp_path):
-    listener, spool, port = _listening(tmp_path, SlowDiskSpool)
+    listener, spool, port = listening(tmp_path / "spool", spool_class=SlowDiskSpool)
     problems: list[str] = []
 
     def sender(number: int) -> None:
@@ -78,58 +72,29 @@ def test_each_store_is_acknowledged_only_once_its_file_and_row_are_there(tmp_pat
     assert not list((spool.root / "tmp").iterdir())
 
 
-def _associated(port: int, path: Path):
-    """A pynetdicom association for the file's SOP class, and the P-DATA of its C-STORE
-    (command first, then the data set) in PDUs of at most `max_pdu` bytes."""
-    from pynetdicom import AE
-
-    ds = pydicom.dcmread(path)
-    ae = AE(ae_title="STORESCU")
-    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-    assoc = ae.associate("127.0.0.1", port, ae_title="EDGEAGENT")
-    assert assoc.is_established
-
-    def fragments(max_pdu: int, sop_instance: str | None = None) -> list:
-        from pynetdicom.dimse_messages import C_STORE_RQ
-        from pynetdicom.dimse_primitives import C_STORE
-
-        request = C_STORE()
-        request.MessageID, request.Priority = 1, 2
-        request.AffectedSOPClassUID = ds.SOPClassUID
-        request.AffectedSOPInstanceUID = sop_instance or ds.SOPInstanceUID
-        whole = path.read_bytes()
-        request.DataSet = BytesIO(whole[whole.index(b"\x08\x00\x05\x00") :])  # after the meta
-        message = C_STORE_RQ()
-        message.primitive_to_message(request)
-        [context] = assoc.accepted_contexts
-        return list(message.encode_msg(context.context_id, max_pdu))
-
-    return assoc, fragments
-
-
 def test_a_data_set_that_comes_whole_with_its_command_is_stored_too(tmp_path):
     # One P-DATA-TF with the command and the whole data set: complete before it could be
     # streamed, so it is stored from memory, through the same checks.
-    listener, spool, port = _listening(tmp_path)
+    listener, spool, port = listening(tmp_path / "spool")
     [path] = ct_copies(tmp_path / "ct", 1, "one-pdu")
-    assoc, fragments = _associated(port, path)
+    assoc, fragments = associated(port, path)
     try:
         command, data = fragments(2**20)
         command.presentation_data_value_list = [
             list(pdv) for pdv in command.presentation_data_value_list
         ] + [list(pdv) for pdv in data.presentation_data_value_list]
-        assert _send_and_answer(assoc, [command]) == SUCCESS
+        assert send_and_answer(assoc, [command]) == SUCCESS
     finally:
         assoc.release()
         listener.stop()
-    _stored_as_sent(spool, path)
+    stored_as_sent(spool, path)
     assert not list((spool.root / "tmp").iterdir())
 
 
 def test_a_data_set_cut_off_by_an_abort_leaves_nothing_behind(tmp_path):
-    listener, spool, port = _listening(tmp_path)
+    listener, spool, port = listening(tmp_path / "spool")
     [path] = ct_copies(tmp_path / "ct", 1, "aborted")
-    assoc, fragments = _associated(port, path)
+    assoc, fragments = associated(port, path)
     try:
         sent = fragments(8192)
         for fragment in sent[: len(sent) // 2]:  # the command, half the data set
@@ -177,19 +142,13 @@ def test_an_idle_association_is_ended_after_the_network_timeout(tmp_path):
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
 
-    root = tmp_path / "spool"
-    root.mkdir()
-    settings = GatewaySettings(
-        port=free_port(), spool_dir=str(root), handshake_timeout_s=1.0, network_timeout_s=2.0
+    listener, _, port = listening(
+        tmp_path / "spool", handshake_timeout_s=1.0, network_timeout_s=2.0
     )
-    listener = Listener(
-        settings, Spool(root, SqliteIndex(root / "index.sqlite"), 1), lambda event, **fields: None
-    )
-    listener.start()
     try:
         ae = AE(ae_title="IDLE")
         ae.add_requested_context(Verification)
-        assoc = ae.associate("127.0.0.1", settings.port, ae_title="EDGEAGENT")
+        assoc = ae.associate("127.0.0.1", port, ae_title="EDGEAGENT")
         assert assoc.is_established
         started = time.monotonic()
         wait_for(lambda: not assoc.is_established, 15, "the idle association to be ended")
@@ -201,14 +160,22 @@ def test_an_idle_association_is_ended_after_the_network_timeout(tmp_path):
 def test_listener_processes_do_not_outlive_a_killed_service(tmp_path):
     gateway = Gateway(tmp_path / "gw", listener_processes=3)
     children = [pid for pid in _pids() if _stat(pid)[1] == gateway.pid]
-    listening = [pid for pid in children if _stat(pid)[0] != "Z"]
-    assert len(listening) >= 2  # the two extra listeners (spawn may add its own helper)
+    listening = [pid for pid in children if _stat(pid)[0] != "Z" and _spawned(pid)]
+    assert len(listening) == 2  # the two extra listeners, not spawn's resource tracker
     gateway.kill()  # SIGKILL: the service cannot tell them to stop
     wait_for(lambda: all(_stat(pid)[0] in ("Z", "gone") for pid in listening), 30, "their end")
 
 
 def _pids() -> list[int]:
     return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _spawned(pid: int) -> bool:
+    """A process multiprocessing started with `spawn` (a listener), not one of its helpers."""
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def _stat(pid: int) -> tuple[str, int]:
@@ -236,8 +203,7 @@ def test_pynetdicoms_per_message_logging_is_bound_only_when_its_logger_shows_it(
     try:
         for level, bound in ((logging.WARNING, False), (logging.DEBUG, True)):
             library.setLevel(level)
-            (tmp_path / logging.getLevelName(level)).mkdir()
-            listener, _, _ = _listening(tmp_path / logging.getLevelName(level))
+            listener, _, _ = listening(tmp_path / logging.getLevelName(level))
             try:
                 assert bool(listener._server.get_handlers(evt.EVT_DIMSE_RECV)) == bound
             finally:
@@ -246,28 +212,11 @@ def test_pynetdicoms_per_message_logging_is_bound_only_when_its_logger_shows_it(
         library.setLevel(before)
 
 
-def _send_and_answer(assoc, pdus) -> int:
-    """Send these P-DATA PDUs on the association; the status of the C-STORE response."""
-    assoc._reactor_checkpoint.clear()  # the response is ours to read, as send_c_store does
-    wait_for(lambda: assoc._is_paused, 10, "the requestor's reactor to pause", every=0.01)
-    for pdu in pdus:
-        assoc.dul.send_pdu(pdu)
-    _, response = assoc.dimse.get_msg(block=True)
-    assoc._reactor_checkpoint.set()
-    return response.Status
-
-
-def _stored_as_sent(spool: Spool, path: Path) -> None:
-    [row] = spool.index.read("SELECT path FROM instances")
-    stored, sent = pydicom.dcmread(row["path"]), pydicom.dcmread(path)
-    assert stored.PixelData == sent.PixelData and stored.SOPInstanceUID == sent.SOPInstanceUID
-
-
 def test_data_pdus_carrying_several_fragments_each_are_stored_whole(tmp_path):
     # After the command, PDUs of four data fragments each: read here, straight into the file.
-    listener, spool, port = _listening(tmp_path)
+    listener, spool, port = listening(tmp_path / "spool")
     [path] = ct_copies(tmp_path / "ct", 1, "several-pdvs")
-    assoc, fragments = _associated(port, path)
+    assoc, fragments = associated(port, path)
     try:
         command, *data = fragments(4096)
         merged = []
@@ -280,39 +229,11 @@ def test_data_pdus_carrying_several_fragments_each_are_stored_whole(tmp_path):
             ]
             merged.append(pdu)
         assert len(merged) > 2 and len(merged[0].presentation_data_value_list) == 4
-        assert _send_and_answer(assoc, [command, *merged]) == SUCCESS
+        assert send_and_answer(assoc, [command, *merged]) == SUCCESS
     finally:
         assoc.release()
         listener.stop()
-    _stored_as_sent(spool, path)
-
-
-def _cut_by(tmp_path: Path, bad_pdu: bytes, data_pdus: int) -> Spool:
-    """A CT's C-STORE command and first `data_pdus` data PDUs, then, once they are on disk,
-    `bad_pdu`: the data set must go, nothing be stored, the listener serve on."""
-    listener, spool, port = _listening(tmp_path)
-    [path] = ct_copies(tmp_path / "ct", 1, "cut-by-a-bad-pdu")
-    assoc, fragments = _associated(port, path)
-    try:
-        command, *data = fragments(8192)
-        for pdu in [command, *data[:data_pdus]]:
-            assoc.dul.send_pdu(pdu)
-        sent = sum(
-            len(v) - 1 for pdu in data[:data_pdus] for _, v in pdu.presentation_data_value_list
-        )
-
-        def streamed() -> bool:  # all of them in: the bad one comes after them
-            return any(p.stat().st_size > sent for p in holding_data(spool.root / "tmp"))
-
-        wait_for(streamed, 10, "the data PDUs on disk")
-        assoc.dul.socket.send(bad_pdu)
-        wait_for(lambda: not assoc.is_established, 10, "the association to be aborted")
-        wait_for(lambda: not holding_data(spool.root / "tmp"), 10, "the cut data set to go")
-        assert not list((spool.root / "studies").rglob("*.dcm"))
-        assert [status for _, status in c_store(port, [path])] == [SUCCESS]  # still serving
-    finally:
-        listener.stop()
-    return spool
+    stored_as_sent(spool, path)
 
 
 def test_a_data_pdu_with_garbled_framing_stores_nothing(tmp_path):
@@ -320,7 +241,7 @@ def test_a_data_pdu_with_garbled_framing_stores_nothing(tmp_path):
 
     # A last data fragment whose item length runs 100 bytes past its PDU.
     body = struct.pack(">LBB", 100 + 2 + 500, 1, 0x02) + b"\0" * 500
-    spool = _cut_by(tmp_path, struct.pack(">BBL", 0x04, 0, len(body)) + body, data_pdus=3)
+    spool = cut_by(tmp_path, struct.pack(">BBL", 0x04, 0, len(body)) + body, data_pdus=3)
     assert spool.index.read("SELECT COUNT(*) FROM instances")[0][0] == 1  # the good copy
 
 
@@ -329,7 +250,7 @@ def test_a_data_pdu_over_the_maximum_in_the_middle_of_a_data_set_is_refused(tmp_
 
     # A data fragment whose PDU declares 2 GiB: refused on its header, nothing allocated.
     pdv = struct.pack(">LBB", 2**31 - 6, 1, 0x00) + b"\0" * 1000
-    _cut_by(tmp_path, struct.pack(">BBL", 0x04, 0, 2**31) + pdv, data_pdus=1)
+    cut_by(tmp_path, struct.pack(">BBL", 0x04, 0, 2**31) + pdv, data_pdus=1)
 
 
 def test_associations_leave_the_presentation_contexts_they_share_as_they_were(tmp_path):
@@ -337,7 +258,7 @@ def test_associations_leave_the_presentation_contexts_they_share_as_they_were(tm
     from pynetdicom import AE, build_role
     from pynetdicom.sop_class import CTImageStorage, Verification
 
-    listener, _, port = _listening(tmp_path)
+    listener, _, port = listening(tmp_path / "spool")
     shared = listener._server.contexts
 
     def snapshot() -> list:

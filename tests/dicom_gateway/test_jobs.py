@@ -17,22 +17,15 @@ from dicom_gateway.spool import Spool
 from tests.support import ct_copies
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture
 def index(open_store, clock) -> Index:
     return open_store(clock=clock)
+
+
+def database_now(index: Index) -> float:
+    """The index's clock: the database server's when shared."""
+    with index.write() as db:
+        return db.now()
 
 
 def receive(index: Index, study: str, at: float, state: str = "receiving") -> None:
@@ -147,8 +140,9 @@ def test_each_job_is_claimed_by_exactly_one_of_many_workers(open_store):
 def test_a_study_is_judged_quiet_on_the_databases_clock_not_the_nodes(postgres, monkeypatch):
     index = open_index(postgres.database(), "unused")
     try:
-        receive(index, "1.2.3", index.now())
-        monkeypatch.setattr(time, "time", lambda: index.now() + 3600)  # a node an hour ahead
+        receive(index, "1.2.3", database_now(index))
+        # A node an hour ahead of the database:
+        monkeypatch.setattr(time, "time", lambda: database_now(index) + 3600)
         assert promote_stable_studies(index, 30, "ignore") == []
     finally:
         index.close()
@@ -158,7 +152,7 @@ def test_a_completion_cut_by_a_lost_connection_is_committed_once_on_a_new_one(po
     index = open_index(postgres.database(), "unused")
     try:
         queue = IndexJobQueue(index, max_attempts=3)
-        receive(index, "1.2.3", index.now())
+        receive(index, "1.2.3", database_now(index))
         queue.enqueue("1.2.3")
         job = queue.claim("w", lease_s=60)
         cuts = []

@@ -91,15 +91,12 @@ class Site:
         return {name: process.wait(timeout=60) for name, process in self.processes.items()}
 
 
-def _push(orthanc: Orthanc, modality: str, studies: list[str]) -> None:
-    """One association from Orthanc to a listener, carrying these studies."""
-    orthanc.post(
-        f"/modalities/{modality}/store", json.dumps({"Resources": studies, "Synchronous": True})
-    )
-
-
 def _push_all(orthanc: Orthanc, pushes: list[tuple[str, list[str]]]) -> None:
-    threads = [threading.Thread(target=_push, args=(orthanc, *p)) for p in pushes]
+    """One association from Orthanc to each listener named, all at once, carrying its studies."""
+    threads = [
+        threading.Thread(target=orthanc.send, args=(studies, modality))
+        for modality, studies in pushes
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

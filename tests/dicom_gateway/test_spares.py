@@ -11,13 +11,11 @@ from pathlib import Path
 import pytest
 
 from dicom_gateway.engines import open_index
-from dicom_gateway.index import SqliteIndex
-from dicom_gateway.listener import Listener
-from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spares import AHEAD, SpareFiles
 from dicom_gateway.spool import ReceivedFile, Spool
 from dicom_gateway.status import SUCCESS
-from tests.peers import free_port, wait_for
+from tests.dicom_gateway.scp import listening
+from tests.peers import wait_for
 from tests.support import c_store, ct_copies
 
 
@@ -49,20 +47,12 @@ def test_when_no_file_can_be_created_the_taker_hears_why():
         spares.close()
 
 
-def _listening(root: Path, index) -> tuple[Listener, int]:
-    settings = GatewaySettings(port=free_port(), spool_dir=str(root))
-    listener = Listener(settings, Spool(root, index, min_free_mb=1), lambda event, **f: None)
-    listener.start()
-    wait_for(lambda: len(list((root / "tmp").glob("*.part"))) == AHEAD, 10, "the spare files")
-    return listener, settings.port
-
-
 def test_spares_removed_by_another_services_start_never_refuse_an_instance(tmp_path, postgres):
     # A service starting on another machine sharing the spool removes temporary files untouched
     # for an hour: the empty files a listener idle that long created ahead among them.
     root, url = tmp_path / "spool", postgres.database()
     root.mkdir()
-    listener, port = _listening(root, open_index(url, root))
+    listener, _, port = listening(root, open_index(url, root), spares_ready=True)
     try:
         long_ago = time.time() - 7200
         for spare in (root / "tmp").glob("*.part"):
@@ -80,12 +70,11 @@ def test_spares_removed_by_another_services_start_never_refuse_an_instance(tmp_p
 
 def test_a_file_taken_ahead_by_an_association_and_removed_is_replaced(tmp_path):
     root = tmp_path / "spool"
-    root.mkdir()
-    listener, port = _listening(root, SqliteIndex(root / "index.sqlite"))
+    listener, _, port = listening(root, spares_ready=True)
     try:
         stores = c_store(port, ct_copies(tmp_path / "ct", 3, "held-spare-removed"))
         assert next(stores)[1] == SUCCESS
-        for spare in (root / "tmp").glob("*.part"):  # the association's next file among them
+        for spare in (root / "tmp").glob("*.part"):  # the files created ahead for the next two
             spare.unlink()
         assert [status for _, status in stores] == [SUCCESS] * 2
     finally:

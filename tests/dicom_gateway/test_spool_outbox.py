@@ -7,13 +7,14 @@ import os
 import threading
 import time
 
+import pytest
+
 from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index, SqliteIndex
 from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import CLAIM_S, Outbox, Undelivered, undelivered
 from dicom_gateway.settings import GatewaySettings, Peer
-from dicom_gateway.spool import Spool
-from tests.dicom_gateway.test_jobs import Clock
+from dicom_gateway.spool import OutOfResources, Spool
 from tests.peers import Orthanc
 from tests.support import ct_copies
 
@@ -31,6 +32,17 @@ def test_only_new_instances_after_the_read_started_are_late(tmp_path, open_store
     queue.complete(job, "w", "/out")
     [row] = spool.index.read("SELECT late_instances FROM studies")
     assert row[0] == 1
+
+
+def test_an_instance_stored_from_memory_on_a_full_disk_is_refused_and_leaves_nothing(tmp_path):
+    # The STOW path: refused on the room it needs before anything of it is written.
+    root = tmp_path / "spool"
+    root.mkdir()
+    spool = Spool(root, SqliteIndex(root / "index.sqlite"), min_free_mb=2**40)
+    [path] = ct_copies(tmp_path / "ct", 1, "full")
+    with pytest.raises(OutOfResources, match="MiB free"):
+        spool.store(path.read_bytes(), "STOW")
+    assert not list((root / "tmp").iterdir()) and not spool.index.read("SELECT * FROM instances")
 
 
 def test_a_backlog_larger_than_one_association_is_delivered(tmp_path):
@@ -122,14 +134,16 @@ def claim(outbox: Outbox) -> list:
     return outbox._index.read("SELECT * FROM outbox WHERE claimed_by = ? ORDER BY id", outbox._node)
 
 
-def test_a_process_that_only_looked_dead_sends_none_of_the_rows_taken_over(tmp_path, open_store):
+def test_a_process_that_only_looked_dead_sends_none_of_the_rows_taken_over(
+    tmp_path, open_store, clock
+):
     """A slow PACS: process A claimed rows and is still busy past CLAIM_S, B takes them over.
     A, going on, renews each row's claim before it sends it and finds it is no longer its own."""
     orthanc = Orthanc(tmp_path / "orthanc")
     try:
         destination = f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"
         settings = GatewaySettings(destinations=(destination,))
-        audit, clock = Audit(tmp_path / "audit.jsonl"), Clock()
+        audit = Audit(tmp_path / "audit.jsonl")
         a, b = (Outbox(open_store(clock=clock), settings, audit, node=node) for node in ("a", "b"))
         with a._index.write() as db:
             a.add_in(db, None, a.identify(ct_copies(tmp_path / "ct", 5, "taken-over")))
@@ -149,9 +163,8 @@ def test_a_process_that_only_looked_dead_sends_none_of_the_rows_taken_over(tmp_p
 
 
 def test_rows_taken_over_are_neither_marked_sent_nor_postponed_by_the_old_claim(
-    tmp_path, open_store
+    tmp_path, open_store, clock
 ):
-    clock = Clock()
     settings = GatewaySettings(destinations=("PACS@127.0.0.1:104",))
     audit = Audit(tmp_path / "audit.jsonl")
     a, b = (Outbox(open_store(clock=clock), settings, audit, node=node) for node in ("a", "b"))

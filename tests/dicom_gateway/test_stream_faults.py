@@ -12,7 +12,7 @@ from pynetdicom import AE, evt
 from pynetdicom.pdu import A_ABORT_RQ
 
 from dicom_gateway.status import SUCCESS
-from tests.dicom_gateway.test_ingest import _associated, _listening, _send_and_answer
+from tests.dicom_gateway.scp import associated, cut_by, listening, send_and_answer
 from tests.peers import wait_for
 from tests.support import c_store, ct_copies
 
@@ -26,9 +26,9 @@ def _heard(assoc) -> list:
 
 def test_a_sop_instance_uid_that_is_not_ascii_is_still_answered(tmp_path):
     # pydicom decodes a received UID as Latin-1: the packed response leaves it to pynetdicom.
-    listener, _, port = _listening(tmp_path)
+    listener, _, port = listening(tmp_path / "spool")
     [path] = ct_copies(tmp_path / "ct", 1, "not-ascii")
-    assoc, fragments = _associated(port, path)
+    assoc, fragments = associated(port, path)
     assoc.dimse_timeout = 10
     try:
         with warnings.catch_warnings():  # pydicom warns of the UID that is not valid
@@ -37,7 +37,7 @@ def test_a_sop_instance_uid_that_is_not_ascii_is_still_answered(tmp_path):
         command.presentation_data_value_list = [
             list(pdv) for pdv in command.presentation_data_value_list
         ] + [list(pdv) for pdv in data.presentation_data_value_list]
-        assert _send_and_answer(assoc, [command]) == SUCCESS
+        assert send_and_answer(assoc, [command]) == SUCCESS
         assert assoc.is_established
     finally:
         assoc.release()
@@ -45,9 +45,9 @@ def test_a_sop_instance_uid_that_is_not_ascii_is_still_answered(tmp_path):
 
 
 def test_a_c_store_on_a_context_that_was_not_accepted_is_aborted(tmp_path):
-    listener, spool, port = _listening(tmp_path)
+    listener, spool, port = listening(tmp_path / "spool")
     [path] = ct_copies(tmp_path / "ct", 1, "not-accepted")
-    assoc, fragments = _associated(port, path)
+    assoc, fragments = associated(port, path)
     heard = _heard(assoc)
     try:
         command, *data = fragments(8192)
@@ -65,7 +65,7 @@ def test_a_c_store_on_a_context_that_was_not_accepted_is_aborted(tmp_path):
 
 def test_a_file_that_cannot_be_created_mid_association_aborts_it(tmp_path):
     # The temporary folder removed under a live listener: no file for the next data set.
-    listener, spool, port = _listening(tmp_path)
+    listener, spool, port = listening(tmp_path / "spool")
     files = ct_copies(tmp_path / "ct", 2, "no-file")
     ae = AE(ae_title="STORESCU")
     ae.add_requested_context(pydicom.dcmread(files[0]).SOPClassUID)
@@ -86,8 +86,6 @@ def test_a_file_that_cannot_be_created_mid_association_aborts_it(tmp_path):
 
 
 def test_a_data_fragment_on_another_context_than_its_message_is_aborted(tmp_path):
-    from tests.dicom_gateway.test_ingest import _cut_by
-
     body = struct.pack(">LBB", 2 + 500, 3, 0x00) + b"\0" * 500  # context 3, not the message's 1
-    spool = _cut_by(tmp_path, struct.pack(">BBL", 0x04, 0, len(body)) + body, data_pdus=2)
+    spool = cut_by(tmp_path, struct.pack(">BBL", 0x04, 0, len(body)) + body, data_pdus=2)
     assert spool.index.read("SELECT COUNT(*) FROM instances")[0][0] == 1  # the good copy
