@@ -61,6 +61,21 @@ def _associate_rq_start(declared: int) -> bytes:
     return struct.pack(">BBL", 0x01, 0, declared) + fixed + b"\x10\x00\x00\x15" + b"1.2.840" * 3
 
 
+def _settled(gateway: Gateway) -> None:
+    """Every study stored so far read: no read (and its heartbeat thread) starts or ends while a
+    test counts the service's threads."""
+
+    def settled() -> bool:
+        with contextlib.closing(gateway.db()) as db:
+            busy = db.execute(
+                "SELECT (SELECT COUNT(*) FROM studies WHERE state IN ('receiving', 'queued'))"
+                " + (SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running'))"
+            ).fetchone()[0]
+        return busy == 0
+
+    wait_for(settled, 60, "the stored studies to be read")
+
+
 def _reasons(gateway: Gateway, event: str) -> list[str]:
     return [e.get("reason", "") for e in gateway.audit() if e["event"] == event]
 
@@ -148,6 +163,7 @@ def test_idle_connections_from_everywhere_free_their_slots_at_the_deadline(gatew
 
 def test_no_thread_is_left_behind_by_dead_connections(gateway, tmp_path):
     _serves_at_once(gateway, tmp_path / "warm")
+    _settled(gateway)
     before = _threads(gateway.pid)
     for _ in range(3):
         junk = [_connect(gateway.port) for _ in range(30)]
@@ -163,6 +179,7 @@ def test_memory_stays_bounded_under_a_junk_flood(gateway, tmp_path):
     """32 pending connections at most, each holding at most a 512 KiB A-ASSOCIATE-RQ: the
     service's peak RSS grows by well under 64 MiB (the issue measured +170 MiB before)."""
     _serves_at_once(gateway, tmp_path / "warm")
+    _settled(gateway)
     before = _status(gateway.pid, "VmHWM")
     threads = _status(gateway.pid, "Threads")
     for _ in range(3):
