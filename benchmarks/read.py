@@ -8,7 +8,8 @@ reports, DICOM outputs, exit) of `edge-agent read --policy protocol`, split per 
 Each read is the console script's own path in a fresh process (`python -m edge_agent.cli read`),
 so imports and interpreter exit count as a user pays them. The stages are marked from inside by
 wrapping the functions `edge_agent.read.read_study` calls (the code under test is not changed):
-start (interpreter up to the first line), imports, load (files -> Study), select, setup
+start (interpreter up to the first line), imports (the console script's, up to main() having
+imported the command's modules), load (the command line, then files -> Study), select, setup
 (toolbox, policy, shown images), agent (the protocol's tools), evidence + reports (PNG, JSON,
 HTML), dicom (headers + SR/SEG/SC/KO), cli (the rest of the command), exit (interpreter
 shutdown, seen from outside). Then the service's side: a reader opened as `serve` opens it (with
@@ -31,9 +32,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.spread import spread
 
 HERE = Path(__file__).resolve().parents[1]
 STAGES = ("start", "imports", "load", "select", "setup", "agent", "reports", "dicom", "cli")
@@ -71,34 +69,58 @@ def child(mode: str, study: str, out: str, marks: str) -> None:
     with open(marks, "a") as sink:
         prefix = [""]
 
-        def mark(stage: str) -> None:
-            sink.write(f"{prefix[0]}{stage} {time.time()}\n")
+        def mark(stage: str, value: object = None) -> None:
+            sink.write(f"{prefix[0]}{stage} {time.time() if value is None else value}\n")
             sink.flush()
 
         mark("start")
-        import edge_agent.cli as cli
-        import edge_agent.read as read
-        from edge_agent.cli.config import FileConfig
-        from edge_agent.cli.gateway_reader import AgentReader
-
-        mark("imports")
-        for name, (called, returned) in WRAPPED.items():
-            setattr(read, name, _marked(getattr(read, name), called, returned, mark))
         if mode == "service":
-            prefix[0] = "open."  # the reader's warm-up read, where there is one
-            reader = AgentReader(FileConfig())
-            prefix[0] = ""
-            mark("open")
-            for number in (1, 2):
-                prefix[0] = f"r{number}."
-                reader.read(Path(study), Path(out) / str(number))
-            reader.close()
+            service(study, out, mark, prefix)
             return
+        import edge_agent.cli.app as app  # what `python -m edge_agent.cli` imports first
+
+        # The console script imports the command's modules in main() (make_app): imports end
+        # when it returns, as main() leaves them (with whatever it does to the collector).
+        made = app.make_app
+
+        def make_app(*args, **kwargs):
+            made_app = made(*args, **kwargs)
+            mark("imports")
+            _wrap_stages(mark)
+            return made_app
+
+        app.make_app = make_app
         sys.argv = ["edge-agent", "read", study, "--policy", "protocol", "-o", out]
         try:
-            cli.main()
+            app.main()
         finally:
             mark("cli")
+
+
+def service(study: str, out: str, mark, prefix: list[str]) -> None:
+    """A reader opened as `serve` opens it (with its warm-up, where the tree has one), then
+    two reads of the study."""
+    from edge_agent.cli.config import FileConfig
+    from edge_agent.cli.gateway_reader import AgentReader
+
+    mark("imports")
+    _wrap_stages(mark)
+    prefix[0] = "open."  # the reader's warm-up read, where there is one
+    reader = AgentReader(FileConfig())
+    prefix[0] = ""
+    mark("open")
+    for number in (1, 2):
+        prefix[0] = f"r{number}."
+        reader.read(Path(study), Path(out) / str(number))
+    reader.close()
+
+
+def _wrap_stages(mark) -> None:
+    import edge_agent.read as read
+
+    mark("tree", Path(read.__file__).resolve().parents[1])  # whose code this process runs
+    for name, (called, returned) in WRAPPED.items():
+        setattr(read, name, _marked(getattr(read, name), called, returned, mark))
 
 
 def _marked(function, called: str | None, returned: str, mark):
@@ -136,6 +158,9 @@ def one_read(tree: Path, study: Path, scratch: Path, mode: str = "cli") -> dict[
     if process.returncode != 0:
         raise RuntimeError(f"read from {tree} failed: {process.stderr.read().decode()[-800:]}")
     times = dict(line.split() for line in marks.read_text().splitlines())
+    ran = Path(times.pop("tree"))
+    if ran != tree:
+        raise RuntimeError(f"the read meant for {tree} ran the code of {ran}")
     if mode == "service":
         return service_stages(times) | {"peak MiB": usage.ru_maxrss / 1024}
     result, last = {}, began
@@ -172,9 +197,10 @@ def main() -> None:
     parser.add_argument("--source", default="693_UNCR.dcm", help="a pydicom test file")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
+    if args.child:  # its tree comes from PYTHONPATH alone: HERE is not put before it
         child(*args.child)
         return
+    sys.path.insert(0, str(HERE))
     trees = {"ours": HERE} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
     with tempfile.TemporaryDirectory(prefix="edge-agent-read-bench-") as scratch:
         root = Path(scratch)
@@ -219,6 +245,8 @@ def report(title: str, runs: dict[str, list[dict]]) -> None:
         if len(values) == 2 and values[1] > 0.0005:
             line += f"  {values[0] / values[1]:>12.2f}x"
         print(line)
+    from benchmarks.spread import spread
+
     for name, results in runs.items():
         totals = [r.get("total", r.get("r1.total", 0.0)) for r in results]
         print(f"  {name}: total min/median/max {spread(totals)} s")
