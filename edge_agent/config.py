@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edge_agent.agent import Budget
-from edge_agent.policies.llama_cpp import LlamaCppSettings
-from edge_agent.policies.onnx_trt import OnnxTrtSettings
+from edge_agent.policies.model_settings import LlamaCppSettings, OnnxTrtSettings
 from edge_agent.policies.protocol import ProtocolSettings
 from edge_agent.selection import DEFAULT_MODALITIES
 from tools.toolbox import ToolSettings

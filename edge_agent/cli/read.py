@@ -12,7 +12,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from edge_agent.cli.config import FileConfig
-from edge_agent.cli.gateway import archive
 from edge_agent.cli.terminal import (
     POLICY_HELP,
     ConfigOption,
@@ -114,6 +113,7 @@ def read(
             result = read_and_show(path, out, settings, question, **held)
         else:
             from dicom_gateway.remote import get_study  # pynetdicom: only a --pacs read needs it
+            from edge_agent.cli.gateway import archive
 
             spool = kept_study or Path(
                 kept.enter_context(tempfile.TemporaryDirectory(prefix="edge-agent-"))
@@ -165,8 +165,6 @@ def _follow_ups(
 ) -> None:
     """Questions after the answer (a model read continues its session), then the session saved
     for `ask` when asked to keep it."""
-    from edge_agent.cli.ask import follow_ups
-
     opened = None
     if held and hasattr(held["policy"], "resume"):
         from edge_agent.model_followup import OpenRead
@@ -175,6 +173,8 @@ def _follow_ups(
             held["policy"], result.trajectory, result.workspace, held["toolbox"], settings.budget
         )
     if interactive:
+        from edge_agent.cli.ask import follow_ups
+
         follow_ups(result.out_dir, settings, pdf=pdf, opened=opened)
     if keep and opened is None:
         errors.print("[yellow]--keep-session[/]: the protocol has no model session to keep")

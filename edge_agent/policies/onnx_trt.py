@@ -24,34 +24,16 @@ from edge_agent.formats import chosen_profile, format_for, shown_size
 from edge_agent.grammar import Constraint, GrammarError, TokenGrammar
 from edge_agent.onnx_decoder import KvCache, OnnxDecoder, OnnxVision, turn_chunks
 from edge_agent.policies.llama_cpp import DISCLAIMER
+from edge_agent.policies.model_settings import OnnxTrtSettings
 from edge_agent.policies.session import ModelSession, Prompt, SessionState, Stream
 from edge_agent.trajectory import PolicyRecord
 from edge_agent.vision_inputs import mrope_positions
 from imaging.errors import BadInput, ConfigError
-from tools.onnx_runtime import RuntimeSettings
 from tools.workspace import ShownSize
 
 log = logging.getLogger(__name__)
 
 IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"  # one pad, widened to the image's tokens
-
-
-@dataclass(frozen=True)
-class OnnxTrtSettings:
-    model_dir: str = ""  # folder written by `edge-agent export onnx-llm`
-    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
-    n_ctx: int = 8192  # capped at the checkpoint's context length
-    prefill_chunk: int = 256  # prompt tokens per decoder call: bounds the logits' memory
-    grammar: bool = True  # replies constrained to the format; false: free, mistakes end the read
-    max_think_tokens: int = 0  # a reply's thought; 0: the prompt profile's default
-    # prompt profile, by name or file; "": the model folder's, else the read's default
-    profile: str = ""
-    # shown images fit this long side; 0: at most the prompt profile's max_pixels (as trained)
-    image_size: int = 0
-
-    def __post_init__(self) -> None:
-        if self.n_ctx < 1 or self.prefill_chunk < 1:
-            raise ValueError("n_ctx and prefill_chunk must be >= 1")
 
 
 @dataclass
