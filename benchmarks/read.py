@@ -9,7 +9,8 @@ Each read is the console script's own path in a fresh process (`python -m edge_a
 so imports and interpreter exit count as a user pays them. The stages are marked from inside by
 wrapping the functions `edge_agent.read.read_study` calls (the code under test is not changed):
 start (interpreter up to the first line), imports (the console script's, up to main() having
-imported the command's modules), load (the command line, then files -> Study), select, setup
+imported the command's modules), parse (the command line and the settings), load (files ->
+Study), select, setup
 (toolbox, policy, shown images), agent (the protocol's tools), evidence + reports (PNG, JSON,
 HTML), dicom (headers + SR/SEG/SC/KO), cli (the rest of the command), exit (interpreter
 shutdown, seen from outside). Then the service's side: a reader opened as `serve` opens it (with
@@ -34,7 +35,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
-STAGES = ("start", "imports", "load", "select", "setup", "agent", "reports", "dicom", "cli")
+READ_STAGES = ("load", "select", "setup", "agent", "reports", "dicom")  # read_study's
+STAGES = ("start", "imports", "parse", *READ_STAGES, "cli")
 WRAPPED = {  # edge_agent.read's names: the stages that end when each is called and returns
     "load_study": (None, "load"),
     "select": (None, "select"),
@@ -87,6 +89,9 @@ def child(mode: str, study: str, out: str, marks: str) -> None:
             made_app = made(*args, **kwargs)
             mark("imports")
             _wrap_stages(mark)
+            import edge_agent.cli.read as command  # the command line is parsed when it is called
+
+            command.read_and_show = _marked(command.read_and_show, "parse", None, mark)
             return made_app
 
         app.make_app = make_app
@@ -123,14 +128,15 @@ def _wrap_stages(mark) -> None:
         setattr(read, name, _marked(getattr(read, name), called, returned, mark))
 
 
-def _marked(function, called: str | None, returned: str, mark):
+def _marked(function, called: str | None, returned: str | None, mark):
     def wrapper(*args, **kwargs):
         if called:
             mark(called)
         try:
             return function(*args, **kwargs)
         finally:
-            mark(returned)
+            if returned:
+                mark(returned)
 
     return wrapper
 
@@ -180,7 +186,7 @@ def service_stages(times: dict[str, str]) -> dict[str, float]:
     result = {"open": at["open"] - at["imports"]}
     for number in (1, 2):
         last = first = at["open"] if number == 1 else at["r1.dicom"]
-        for stage in STAGES[2:8]:
+        for stage in READ_STAGES:
             name = f"r{number}.{stage}"
             if name in at:
                 result[name] = at[name] - last
