@@ -26,6 +26,7 @@ UIDs and slice positions. Not a test."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -103,8 +104,13 @@ def child(mode: str, study: str, out: str, marks: str) -> None:
 
 
 def service(study: str, out: str, mark, prefix: list[str]) -> None:
-    """A reader opened as `serve` opens it (with its warm-up, where the tree has one), then
-    two reads of the study."""
+    """A reader opened as `serve` opens it (the command's imports under the console script's
+    collector settings, where the tree has them; the warm-up, where it has one), then two reads
+    of the study."""
+    import edge_agent.cli.app as app
+
+    with getattr(app, "collector_paused", contextlib.nullcontext)():
+        app.make_app(["serve"])
     from edge_agent.cli.config import FileConfig
     from edge_agent.cli.gateway_reader import AgentReader
 

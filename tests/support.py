@@ -28,6 +28,15 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedP
     )
 
 
+def console_script(code: str, *argv: str) -> subprocess.CompletedProcess:
+    """`main()` as the console script calls it, after `code` (run first, in the same process)."""
+    program = f"import sys; sys.argv = ['edge-agent', *{list(argv)!r}]\n{code}\n"
+    program += "from edge_agent.cli import main\nmain()\n"
+    return subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=300
+    )
+
+
 def phantom_frame(
     values: np.ndarray, spacing: tuple[float, float] | None = (0.5, 0.5), modality: str = "CT"
 ) -> Frame:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from tests.support import bundled, run_cli
+from tests.support import bundled, console_script, run_cli
 
 
 @pytest.fixture
@@ -170,29 +170,42 @@ def test_a_model_policy_without_its_extra_is_one_line_exit_2(sample_study, tmp_p
     """As on an install without the `llm` extra: llama_cpp cannot be imported."""
     for name in ("model.gguf", "mmproj.gguf"):
         (tmp_path / name).write_bytes(b"GGUF")
-    argv = ["edge-agent", "read", str(sample_study), "--out", str(tmp_path / "o")]
-    argv += ["--policy", "llama-cpp", "--model", str(tmp_path / "model.gguf")]
-    argv += ["--mmproj", str(tmp_path / "mmproj.gguf")]
-    script = (
-        "import sys; sys.modules['llama_cpp'] = None; "
-        f"sys.argv = {argv!r}; from edge_agent.cli import main; main()"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    argv = ["read", str(sample_study), "--out", str(tmp_path / "o"), "--policy", "llama-cpp"]
+    argv += ["--model", str(tmp_path / "model.gguf"), "--mmproj", str(tmp_path / "mmproj.gguf")]
+    done = console_script("sys.modules['llama_cpp'] = None", *argv)
     assert done.returncode == 2, done.stderr
     assert "--policy llama-cpp needs llama_cpp, which is not installed" in done.stderr
     assert "edge-agent[llm]" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_folder_read_does_not_load_the_network_stack(sample_study, tmp_path):
-    """Only `read --pacs` talks DICOM networking: a read of a folder runs without pynetdicom."""
-    argv = ["edge-agent", "read", str(sample_study), "--out", str(tmp_path / "o")]
-    script = (
-        "import sys; sys.modules['pynetdicom'] = None; "
-        f"sys.argv = {argv!r}; from edge_agent.cli import main; main()"
+# What only a model read needs: prompt formats, the model session, decoders, back ends, sampling.
+MODEL_MODULES = (
+    "edge_agent.policies.llama_cpp",
+    "edge_agent.policies.onnx_trt",
+    "edge_agent.policies.session",
+    "edge_agent.formats",
+    "edge_agent.gguf_model",
+    "edge_agent.llama_sampler",
+    "edge_agent.grammar",
+    "edge_agent.onnx_decoder",
+    "edge_agent.vision_inputs",
+    "edge_agent.model_followup",
+)
+
+
+def test_a_protocol_read_of_a_folder_loads_neither_network_stack_nor_model_code(
+    sample_study, tmp_path
+):
+    """Only `read --pacs` talks DICOM networking, and the configuration holds every policy's
+    settings without their code: a protocol read of a folder runs with pynetdicom and every
+    model module unimportable."""
+    blocked = "".join(f"sys.modules[{name!r}] = None\n" for name in ("pynetdicom", *MODEL_MODULES))
+    out = tmp_path / "o"
+    done = console_script(
+        blocked, "read", str(sample_study), "--policy", "protocol", "-o", str(out)
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert json.loads((tmp_path / "o" / "report.json").read_text())["findings"]
+    assert json.loads((out / "report.json").read_text())["findings"]
 
 
 def test_config_budget_is_obeyed(sample_study, tmp_path):

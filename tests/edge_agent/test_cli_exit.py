@@ -3,18 +3,9 @@ everything printed must be what a normal interpreter exit gives."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-
-def console_script(code: str, *argv: str) -> subprocess.CompletedProcess:
-    """`main()` as the console script calls it, after `code` (run first, in the same process)."""
-    program = f"import sys; sys.argv = ['edge-agent', *{list(argv)!r}]\n{code}\n"
-    program += "from edge_agent.cli import main\nmain()\n"
-    return subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=300
-    )
+from tests.support import console_script
 
 
 def test_a_failure_while_loading_a_command_exits_1_with_its_trace():
