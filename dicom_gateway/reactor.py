@@ -20,6 +20,7 @@ test_pdu_guard.py, which fails when pynetdicom changes one."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import select
@@ -40,7 +41,13 @@ from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
 
 from dicom_gateway.data_pdus import read_streamed_data
-from dicom_gateway.dimse_bytes import NO_DATA_SET, file_meta, store_response
+from dicom_gateway.dimse_bytes import (
+    NO_DATA_SET,
+    StoreRequest,
+    file_meta,
+    store_request,
+    store_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -256,19 +263,37 @@ class StreamingDIMSE(DIMSEServiceProvider):
         return target
 
     def _stream(self, message: C_STORE_RQ) -> None:
-        """File meta as pynetdicom writes it, then whatever of the data set already arrived."""
-        command = message.command_set
+        """File meta as pynetdicom writes it, then whatever of the data set already arrived.
+        A plain request's command is read once from its bytes (dimse_bytes.store_request), and
+        its primitive made from that when the data set is complete."""
+        request = store_request(message.encoded_command_set.getvalue())
+        if request is None:
+            command = message.command_set
+            sop_class, sop_instance = command.AffectedSOPClassUID, command.AffectedSOPInstanceUID
+        else:
+            sop_class, sop_instance = request.sop_class, request.sop_instance
+            message.message_to_primitive = functools.partial(_store_primitive, message, request)
         target = self._take_file()
-        target.write(
-            file_meta(
-                command.AffectedSOPClassUID,
-                command.AffectedSOPInstanceUID,
-                self.syntax(message.context_id),
-            )
-        )
+        target.write(file_meta(sop_class, sop_instance, self.syntax(message.context_id)))
         target.write(message.data_set.getvalue())
         message._data_set_file = target
         message._data_set_path = Path(target.name)
+
+
+def _store_primitive(message: C_STORE_RQ, request: StoreRequest) -> C_STORE:
+    """pynetdicom's message_to_primitive for a plain C-STORE request, from its command as read:
+    the same parameters, set in the same order through the same validating setters."""
+    vars(message).pop("message_to_primitive", None)  # it refers to the message: no cycle left
+    primitive = C_STORE()
+    primitive.AffectedSOPClassUID = request.sop_class
+    primitive.MessageID = request.message_id
+    primitive.Priority = request.priority
+    primitive.AffectedSOPInstanceUID = request.sop_instance
+    primitive.DataSet = message.data_set
+    primitive._context_id = message.context_id
+    primitive._dataset_path = message._data_set_path
+    primitive._dataset_file = message._data_set_file
+    return primitive
 
 
 class StreamingAssociation(Association):
