@@ -108,6 +108,7 @@ class WakingDUL(DULServiceProvider):
 
     def __init__(self, assoc: Association) -> None:
         self._stopping = False
+        self._peer_sent = False  # the last wait saw the peer's bytes arrive
         super().__init__(assoc)
         self._waker, self._woken = socket.socketpair()
         self._waker.setblocking(False)
@@ -169,6 +170,15 @@ class WakingDUL(DULServiceProvider):
             return
         self.state_machine.do_action(event)
 
+    def _is_transport_event(self) -> bool:
+        """pynetdicom's, except right after a wait that saw the peer's bytes arrive: those are
+        read without asking the socket a second time (a select of its own, for each PDU)."""
+        peer_sent, self._peer_sent = self._peer_sent, False
+        if peer_sent and self.state_machine.current_state != "Sta13":
+            self._read_pdu_data()  # a connection closed meanwhile reads as closed (Evt17)
+            return True
+        return super()._is_transport_event()
+
     def _read_pdu_data(self) -> None:
         """pynetdicom's, except for a PDU that only continues a streamed data set: written to
         its file from the received bytes (data_pdus.py)."""
@@ -195,11 +205,13 @@ class WakingDUL(DULServiceProvider):
                 return
             watched.append(raw)
         try:
-            select.select(watched, [], [], TICK_S)
+            readable, _, _ = select.select(watched, [], [], TICK_S)
         except (OSError, ValueError):  # closed meanwhile: the next turn sees it
             return
-        with contextlib.suppress(OSError):
-            self._woken.recv(4096)
+        self._peer_sent = raw is not None and raw in readable
+        if self._woken in readable:  # drained only when woken: most wake-ups are the peer's
+            with contextlib.suppress(OSError):
+                self._woken.recv(4096)
 
 
 class StreamingDIMSE(DIMSEServiceProvider):
@@ -274,8 +286,8 @@ class StreamingDIMSE(DIMSEServiceProvider):
             sop_class, sop_instance = request.sop_class, request.sop_instance
             message.message_to_primitive = functools.partial(_store_primitive, message, request)
         target = self._take_file()
-        target.write(file_meta(sop_class, sop_instance, self.syntax(message.context_id)))
-        target.write(message.data_set.getvalue())
+        meta = file_meta(sop_class, sop_instance, self.syntax(message.context_id))
+        target.write(meta + message.data_set.getvalue())  # one write: little or nothing came yet
         message._data_set_file = target
         message._data_set_path = Path(target.name)
 

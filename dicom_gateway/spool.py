@@ -102,9 +102,9 @@ class ReceivedFile:
             return False
         try:
             os.utime(self._fd)
-            return os.fstat(self._fd).st_nlink > 0
         except OSError:
             return False
+        return self.present()
 
     @contextlib.contextmanager
     def contents(self) -> Iterator[bytes | mmap.mmap]:
@@ -119,6 +119,16 @@ class ReceivedFile:
         finally:
             with contextlib.suppress(BufferError):  # a view kept by a traceback: closed when freed
                 mapped.close()
+
+    def present(self) -> bool:
+        """False when its name was removed (or it was closed): nothing written into it could
+        be kept."""
+        if self._fd < 0:
+            return False
+        try:
+            return os.fstat(self._fd).st_nlink > 0
+        except OSError:
+            return False
 
     def sync(self) -> None:
         if self.error is not None:
@@ -245,13 +255,14 @@ class Spool:
 
     def _commit_group(self, group: list[_Arrival]) -> list[bool]:
         """Rename each, fsync each study folder once, one index transaction for all."""
-        folders = dict.fromkeys(os.path.dirname(arrival.target) for arrival in group)
-        for folder in folders:
-            with contextlib.suppress(FileExistsError):  # anything but a folder: the rename fails
-                os.mkdir(folder)
         for arrival in group:
-            os.replace(arrival.temporary, arrival.target)
-        for folder in folders:
+            try:
+                os.replace(arrival.temporary, arrival.target)
+            except FileNotFoundError:  # a study's first instance: its folder first
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(os.path.dirname(arrival.target))
+                os.replace(arrival.temporary, arrival.target)
+        for folder in dict.fromkeys(os.path.dirname(arrival.target) for arrival in group):
             fsync_dir(folder)
         fcntl.flock(self._turns, fcntl.LOCK_EX)
         try:

@@ -36,7 +36,8 @@ PINNED.update(
         "dul.DULServiceProvider.run_reactor": "e3a10eb3a0931e48",  # copied, select for sleep
         "dul.DULServiceProvider.stop_dul": "28a7e0be126e7b30",  # sets _kill_thread: wakes us
         "dul.DULServiceProvider.kill_dul": "5ceccf8dd01c2072",  # sets _kill_thread: wakes us
-        "dul.DULServiceProvider._is_transport_event": "8725ed03bb8fbdef",  # reads when ready
+        # reads when ready; overridden: right after our wait saw the peer's bytes, reads them
+        "dul.DULServiceProvider._is_transport_event": "8725ed03bb8fbdef",
         "association.Association.__init__": "eb07516b8009ad8f",  # dul and dimse, replaced
         "association.Association._run_reactor": "f28838c5559e462a",  # copied, wait for sleep
         "dimse.DIMSEServiceProvider.receive_primitive": "5f99c86b14a15cef",  # wrapped
