@@ -93,7 +93,9 @@ class Listener:
         # What exists now (pynetdicom, pydicom, a worker's models) lives as long as the process:
         # out of the collector's way, a full collection (which the receive path's short-lived
         # cycles trigger now and then) scans only what came after, not every object loaded.
-        gc.freeze()
+        if gc.get_freeze_count() == 0:  # once a process: the first listener it starts
+            gc.collect()
+            gc.freeze()
         log.info("listening as %s on %s:%d", self._settings.ae_title, *address)
 
     def stop(self) -> None:

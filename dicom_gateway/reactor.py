@@ -174,8 +174,15 @@ class WakingDUL(DULServiceProvider):
         """pynetdicom's, except right after a wait that saw the peer's bytes arrive: those are
         read without asking the socket a second time (a select of its own, for each PDU)."""
         peer_sent, self._peer_sent = self._peer_sent, False
-        if peer_sent and self.state_machine.current_state != "Sta13":
-            self._read_pdu_data()  # a connection closed meanwhile reads as closed (Evt17)
+        connection = self.socket
+        if (
+            peer_sent
+            and self.state_machine.current_state != "Sta13"
+            and connection is not None
+            and connection.socket is not None  # as `ready` requires: still connected
+            and connection._is_connected
+        ):
+            self._read_pdu_data()  # closed by the peer meanwhile: it reads as closed (Evt17)
             return True
         return super()._is_transport_event()
 

@@ -113,7 +113,7 @@ class ReceivedFile:
         if self.size == 0:
             yield b""
             return
-        mapped = mmap.mmap(self._fd, self.size, access=mmap.ACCESS_READ)
+        mapped = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)  # the file as it is now
         try:
             yield mapped
         finally:
