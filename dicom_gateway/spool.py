@@ -130,6 +130,11 @@ class ReceivedFile:
         except OSError:
             return False
 
+    def complete(self) -> None:
+        """Nothing more will be written: what is not yet on its way to the disk starts now."""
+        if self.error is None and self._fd >= 0:
+            self._writeback.finish(self.size)
+
     def sync(self) -> None:
         if self.error is not None:
             raise self.error
@@ -226,6 +231,7 @@ class Spool:
         try:
             if received.error is not None:
                 raise received.error
+            received.complete()  # its last pages go to the disk while it is checked
             with received.contents() as encoded:
                 study_uid, series_uid, sop_uid = _identity(encoded)
             if not space_checked:  # written as it arrived: what is left after it
