@@ -74,11 +74,11 @@ class SpareFiles:
                 self._changed.wait_for(lambda: self._closed or self._wanted(), self._refresh_s)
                 if self._closed:
                     return
-                full = not self._wanted()
+                resting = not self._wanted()
             if time.monotonic() - refreshed >= self._refresh_s:
                 self._refresh()
                 refreshed = time.monotonic()
-            if full:
+            if resting:
                 continue
             try:
                 spare = self._create()
