@@ -2,14 +2,20 @@
 dcmtk storescp (which never fsyncs) and Orthanc, at 1 and 4 associations.
 
     .venv/bin/python benchmarks/ingest.py [--count 300] [--rounds 3] [--processes 1 2]
-        [--baseline ../main]
+        [--baseline ../main] [--growth BATCHES]
 
 Every peer runs with TCP_NODELAY (dcmtk and Orthanc's DICOM side read the TCP_NODELAY variable;
 our listener sets it on every connection). Rounds are interleaved (each round runs every
 receiver once per association count, each on a fresh store) so that a machine shared with other
 work loads every receiver alike; ratios are throughput ratios per round, shown min/median/max.
 The per-instance budget is storescp's time per instance: what ours must fit in to keep up,
-beside what durability alone (write, fsync, rename, folder fsync) costs on this disk. Not a test."""
+beside what durability alone (write, fsync, rename, folder fsync) costs on this disk.
+
+--growth BATCHES measures one study growing instead (a 1000-slice CT is one study): BATCHES x
+--count new instances of one study, a batch at a time over one association, into one running
+listener each (ours, and the baseline's beside it, batches interleaved): ms an instance and the
+listener process's CPU ms an instance, batch by batch; neither may grow with the study. Not a
+test."""
 
 from __future__ import annotations
 
@@ -57,6 +63,9 @@ def make_instances(folder: Path, count: int) -> list[Path]:
         ds.InstanceNumber = i + 1
         paths.append(folder / f"{i:04d}.dcm")
         ds.save_as(paths[-1], enforce_file_format=True)
+    # On the disk now: left dirty, the kernel writes them back ~30 s later, in the middle of a
+    # measured run, and every receiver's fsyncs wait behind that.
+    os.sync()
     return paths
 
 
@@ -138,6 +147,38 @@ def durable_write_ms(folder: Path, size: int, times: int = 30) -> float:
     return 1e3 * statistics.median(spent)
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds a process used so far, user and system (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def growth(root: Path, count: int, batches: int, ours: dict[str, tuple[str, dict]]) -> None:
+    """One study growing by `count` new instances a batch, in each of our listeners."""
+    files = make_instances(root / "in", count * batches)  # one study, all new instances
+    started = {}
+    for name, (checkout, settings) in ours.items():
+        with mock.patch.dict(os.environ, {"PYTHONPATH": checkout}):
+            started[name] = Gateway(root / name.replace(" ", "-"), **GATEWAY, **settings)
+    print(f"one study growing by {count} new CT instances a batch, 1 association")
+    print(f"{'receiver':<28}{'batch':>6}{'in study':>10}{'ms/instance':>13}{'CPU ms/instance':>17}")
+    try:
+        for batch in range(batches):
+            share = files[batch * count : (batch + 1) * count]
+            for name, gateway in started.items():
+                cpu = _cpu_s(gateway.pid)
+                seconds = send(gateway.port, "EDGEAGENT", share, 1)
+                cpu = _cpu_s(gateway.pid) - cpu
+                stored = (batch + 1) * count
+                print(
+                    f"{name:<28}{batch + 1:>6}{stored:>10}"
+                    f"{1e3 * seconds / count:>13.2f}{1e3 * cpu / count:>17.2f}"
+                )
+    finally:
+        for gateway in started.values():
+            gateway.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300)
@@ -147,6 +188,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--baseline", help="another checkout whose gateway runs beside (e.g. the main branch)"
+    )
+    parser.add_argument(
+        "--growth", type=int, metavar="BATCHES", help="measure one study growing instead"
     )
     args = parser.parse_args()
     for name, package in (("storescu", "dcmtk"), ("storescp", "dcmtk"), ("Orthanc", "orthanc")):
@@ -159,6 +203,9 @@ def main() -> None:
     receivers = {**ours, "storescp": None, "Orthanc": None}
     with tempfile.TemporaryDirectory(prefix="edge-agent-bench-") as scratch:
         root = Path(scratch)
+        if args.growth:
+            growth(root, args.count, args.growth, ours)
+            return
         files = make_instances(root / "in", args.count)
         seconds: dict[tuple[str, int], list[float]] = defaultdict(list)
         floor = []

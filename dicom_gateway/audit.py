@@ -54,7 +54,8 @@ class Audit:
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()
-        log.info("%s %s", event, " ".join(f"{k}={v}" for k, v in fields.items()))
+        if log.isEnabledFor(logging.INFO):  # the line is built only for a log that keeps it
+            log.info("%s %s", event, " ".join(f"{k}={v}" for k, v in fields.items()))
 
     def close(self) -> None:
         with self._lock:

@@ -4,19 +4,20 @@ straight from the received bytes.
 pynetdicom turns each such PDU into a PDU object, a P-DATA primitive and a state machine turn,
 and copies its data four times on the way (the read buffer, bytes of it, each PDV's value, the
 value less its control header) before writing it: ~0.1 ms of the DUL thread per 128 KiB PDU.
-Here, when the next PDU is a P-DATA-TF whose first PDV is a data fragment, the association is
-established (Sta6, where pynetdicom's DT_2 only hands the primitive to DIMSE) and a C-STORE's
-data set is being streamed, the PDU is read and its fragments written from views of the read
-buffer. The last fragment is followed by an empty one handed to pynetdicom, which completes the
-message as it always does. A data fragment on another presentation context than its message's
-aborts the association (pynetdicom would append it to the data set). Any other PDU, or one whose
-framing is not plain, goes through pynetdicom whole, as read. Every pynetdicom member relied on
-is pinned in tests/dicom_gateway/test_pdu_guard.py."""
+Here, while the association is established (Sta6, where pynetdicom's DT_2 only hands the
+primitive to DIMSE) and a C-STORE's data set is being streamed, each PDU over plain TCP is read
+here (a TLS connection's go through pynetdicom). One that only carries data fragments has them
+written from views of the read buffer. The last fragment is followed by an empty one handed to
+pynetdicom, which completes the message as it always does. A data fragment on another
+presentation context than its message's aborts the association (pynetdicom would append it to
+the data set). Any other PDU, or one whose framing is not plain, is decoded and queued whole, as
+read, the way pynetdicom's _read_pdu_data ends (an unknown PDU type refused before its body is
+read, as there). Every pynetdicom member relied on is pinned in
+tests/dicom_gateway/test_pdu_guard.py."""
 
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 import struct
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 P_DATA_TF = 0x04
 PDU_HEADER = struct.Struct(">BBL")  # type, reserved, length
 PDV_HEADER = struct.Struct(">LBB")  # item length, context ID, message control header
-PEEK = PDU_HEADER.size + PDV_HEADER.size
+PDU_TYPES = range(0x01, 0x08)  # A-ASSOCIATE-RQ to A-ABORT: the PDU types pynetdicom decodes
 COMMAND, LAST = 0x01, 0x02  # message control header bits
 END_OF_DATA_SET = LAST.to_bytes(1, "big")  # an empty last data fragment
 
@@ -47,17 +48,24 @@ def read_streamed_data(dul) -> bool:
         or dul.assoc.get_handlers(evt.EVT_FSM_TRANSITION)  # DT-2 would fire it per PDU
     ):
         return False
-    if not _next_is_data(dul.socket.socket):
+    raw = dul.socket.socket
+    if raw is None or isinstance(raw, ssl.SSLSocket):
         return False
     # The header first: the guard checks its length against our maximum PDU before the body.
     header = dul.socket.recv(PDU_HEADER.size)
-    length = PDU_HEADER.unpack(header)[2] if len(header) == PDU_HEADER.size else -1
+    pdu_type, _, length = (
+        PDU_HEADER.unpack(header) if len(header) == PDU_HEADER.size else (0, 0, -1)
+    )
+    if length >= 0 and pdu_type not in PDU_TYPES:
+        log.error("unknown PDU type received 0x%02X", pdu_type)
+        dul.event_queue.put("Evt19")  # as pynetdicom answers it
+        return True
     body = dul.socket.recv(length) if length >= 0 else b""
     if length < 0 or len(body) != length:  # closed, or refused by the guard: as pynetdicom
         log.error("connection closed before the entire PDU was received")
         dul.event_queue.put("Evt17")
         return True
-    fragments = _data_fragments(body)
+    fragments = _data_fragments(body) if pdu_type == P_DATA_TF else None
     if fragments is None:
         _hand_on(dul, header + body)
         return True
@@ -79,22 +87,6 @@ def read_streamed_data(dul) -> bool:
             end.presentation_data_value_list = [[context_id, END_OF_DATA_SET]]
             dul.assoc.dimse.receive_primitive(end)
     return True
-
-
-def _next_is_data(raw) -> bool:
-    """Whether the bytes waiting start a P-DATA-TF whose first PDV is a data fragment (a peek:
-    nothing is consumed; a TLS socket cannot peek and is left to pynetdicom)."""
-    if raw is None or isinstance(raw, ssl.SSLSocket):
-        return False
-    try:
-        head = raw.recv(PEEK, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except OSError:  # nothing there yet, or closed: pynetdicom's read says which
-        return False
-    if len(head) < PEEK:
-        return False
-    pdu_type, _, _ = PDU_HEADER.unpack_from(head)
-    _, _, control = PDV_HEADER.unpack_from(head, PDU_HEADER.size)
-    return pdu_type == P_DATA_TF and not control & COMMAND
 
 
 def _data_fragments(body: bytearray) -> list[tuple[int, memoryview, bool]] | None:

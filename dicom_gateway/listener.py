@@ -5,6 +5,7 @@ it durable and indexed it; every failure becomes a DIMSE status, and the listene
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import ssl
@@ -89,6 +90,12 @@ class Listener:
             self._spares.close()
             self._spares = None
             raise
+        # What exists now (pynetdicom, pydicom, a worker's models) lives as long as the process:
+        # out of the collector's way, a full collection (which the receive path's short-lived
+        # cycles trigger now and then) scans only what came after, not every object loaded.
+        if gc.get_freeze_count() == 0:  # once a process: the first listener it starts
+            gc.collect()
+            gc.freeze()
         log.info("listening as %s on %s:%d", self._settings.ae_title, *address)
 
     def stop(self) -> None:

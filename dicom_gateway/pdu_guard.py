@@ -17,6 +17,8 @@ pynetdicom changes one."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import socketserver
 import ssl
@@ -172,6 +174,13 @@ class GuardedSocket(AssociationSocket):
         try:
             if self.socket.gettimeout() != timeout:  # a call that lets go of the GIL: when needed
                 self.socket.settimeout(timeout)
+            if type(self.socket) is socket.socket:  # plain TCP (not TLS): what has arrived, now
+                # A socket with a timeout polls before every read: a second system call, the GIL
+                # let go twice, while the bytes are usually there already. With a timeout its
+                # descriptor never blocks (Python emulates the wait): nothing there yet raises,
+                # and the timed read below waits for them.
+                with contextlib.suppress(BlockingIOError):
+                    return os.readv(self.socket.fileno(), [buffer])
             return self.socket.recv_into(buffer)
         except TimeoutError:
             if self.connection.associated:

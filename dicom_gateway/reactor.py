@@ -20,6 +20,7 @@ test_pdu_guard.py, which fails when pynetdicom changes one."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import select
@@ -40,7 +41,13 @@ from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
 
 from dicom_gateway.data_pdus import read_streamed_data
-from dicom_gateway.dimse_bytes import NO_DATA_SET, file_meta, store_response
+from dicom_gateway.dimse_bytes import (
+    NO_DATA_SET,
+    StoreRequest,
+    file_meta,
+    store_request,
+    store_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +108,7 @@ class WakingDUL(DULServiceProvider):
 
     def __init__(self, assoc: Association) -> None:
         self._stopping = False
+        self._peer_sent = False  # the last wait saw the peer's bytes arrive
         super().__init__(assoc)
         self._waker, self._woken = socket.socketpair()
         self._waker.setblocking(False)
@@ -162,6 +170,22 @@ class WakingDUL(DULServiceProvider):
             return
         self.state_machine.do_action(event)
 
+    def _is_transport_event(self) -> bool:
+        """pynetdicom's, except right after a wait that saw the peer's bytes arrive: those are
+        read without asking the socket a second time (a select of its own, for each PDU)."""
+        peer_sent, self._peer_sent = self._peer_sent, False
+        connection = self.socket
+        if (
+            peer_sent
+            and self.state_machine.current_state != "Sta13"
+            and connection is not None
+            and connection.socket is not None  # as `ready` requires: still connected
+            and connection._is_connected
+        ):
+            self._read_pdu_data()  # closed by the peer meanwhile: it reads as closed (Evt17)
+            return True
+        return super()._is_transport_event()
+
     def _read_pdu_data(self) -> None:
         """pynetdicom's, except for a PDU that only continues a streamed data set: written to
         its file from the received bytes (data_pdus.py)."""
@@ -188,11 +212,13 @@ class WakingDUL(DULServiceProvider):
                 return
             watched.append(raw)
         try:
-            select.select(watched, [], [], TICK_S)
+            readable, _, _ = select.select(watched, [], [], TICK_S)
         except (OSError, ValueError):  # closed meanwhile: the next turn sees it
             return
-        with contextlib.suppress(OSError):
-            self._woken.recv(4096)
+        self._peer_sent = raw is not None and raw in readable
+        if self._woken in readable:  # drained only when woken: most wake-ups are the peer's
+            with contextlib.suppress(OSError):
+                self._woken.recv(4096)
 
 
 class StreamingDIMSE(DIMSEServiceProvider):
@@ -256,19 +282,37 @@ class StreamingDIMSE(DIMSEServiceProvider):
         return target
 
     def _stream(self, message: C_STORE_RQ) -> None:
-        """File meta as pynetdicom writes it, then whatever of the data set already arrived."""
-        command = message.command_set
+        """File meta as pynetdicom writes it, then whatever of the data set already arrived.
+        A plain request's command is read once from its bytes (dimse_bytes.store_request), and
+        its primitive made from that when the data set is complete."""
+        request = store_request(message.encoded_command_set.getvalue())
+        if request is None:
+            command = message.command_set
+            sop_class, sop_instance = command.AffectedSOPClassUID, command.AffectedSOPInstanceUID
+        else:
+            sop_class, sop_instance = request.sop_class, request.sop_instance
+            message.message_to_primitive = functools.partial(_store_primitive, message, request)
         target = self._take_file()
-        target.write(
-            file_meta(
-                command.AffectedSOPClassUID,
-                command.AffectedSOPInstanceUID,
-                self.syntax(message.context_id),
-            )
-        )
-        target.write(message.data_set.getvalue())
+        meta = file_meta(sop_class, sop_instance, self.syntax(message.context_id))
+        target.write(meta + message.data_set.getvalue())  # one write: little or nothing came yet
         message._data_set_file = target
         message._data_set_path = Path(target.name)
+
+
+def _store_primitive(message: C_STORE_RQ, request: StoreRequest) -> C_STORE:
+    """pynetdicom's message_to_primitive for a plain C-STORE request, from its command as read:
+    the same parameters, set in the same order through the same validating setters."""
+    vars(message).pop("message_to_primitive", None)  # it refers to the message: no cycle left
+    primitive = C_STORE()
+    primitive.AffectedSOPClassUID = request.sop_class
+    primitive.MessageID = request.message_id
+    primitive.Priority = request.priority
+    primitive.AffectedSOPInstanceUID = request.sop_instance
+    primitive.DataSet = message.data_set
+    primitive._context_id = message.context_id
+    primitive._dataset_path = message._data_set_path
+    primitive._dataset_file = message._data_set_file
+    return primitive
 
 
 class StreamingAssociation(Association):

@@ -7,7 +7,9 @@ its thread never waits for a create between one instance's response and the next
 A file waiting here is empty and would keep its creation time; a service starting on another
 machine that shares the spool removes temporary files untouched for an hour (spool.py). So the
 files waiting are touched every REFRESH_S, and one that was removed anyway is never handed out:
-it is dropped and the next one (or a new one) is taken."""
+it is dropped and the next one (or a new one) is taken. The filler is woken once half of them
+were taken, and creates the other half in one go: not once per instance, each wake-up a thread
+switch (and a handover of the interpreter's lock) while an association is being served."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ REFRESH_S = 300.0  # files waiting are touched this often: far younger than a le
 
 class Spare(Protocol):
     def refresh(self) -> bool: ...
+    def present(self) -> bool: ...
     def discard(self) -> None: ...
 
 
@@ -38,6 +41,8 @@ class SpareFiles:
     ) -> None:
         self._create = create
         self._ahead = ahead
+        self._low = ahead // 2  # the filler is woken when no more than this many are left
+        self._filling = True
         self._refresh_s = refresh_s
         self._ready: deque[Spare] = deque()
         self._changed = threading.Condition()
@@ -51,10 +56,13 @@ class SpareFiles:
         while True:
             with self._changed:
                 spare = self._ready.popleft() if self._ready else None
-                self._changed.notify_all()
+                if len(self._ready) <= self._low:
+                    self._changed.notify_all()
             if spare is None:
                 return self._create()
-            if spare.refresh():
+            # Touched at most REFRESH_S ago, and written to as soon as it is taken: its time
+            # needs no update here, only its name must still be there.
+            if spare.present():
                 return spare
             spare.discard()  # removed under us: its name is gone, its descriptor goes too
 
@@ -63,16 +71,14 @@ class SpareFiles:
         refreshed = time.monotonic()
         while True:
             with self._changed:
-                self._changed.wait_for(
-                    lambda: self._closed or len(self._ready) < self._ahead, self._refresh_s
-                )
+                self._changed.wait_for(lambda: self._closed or self._wanted(), self._refresh_s)
                 if self._closed:
                     return
-                full = len(self._ready) >= self._ahead
+                resting = not self._wanted()
             if time.monotonic() - refreshed >= self._refresh_s:
                 self._refresh()
                 refreshed = time.monotonic()
-            if full:
+            if resting:
                 continue
             try:
                 spare = self._create()
@@ -89,6 +95,15 @@ class SpareFiles:
             with self._changed:
                 self._ready.append(spare)
 
+    def _wanted(self) -> bool:
+        """Under the lock: whether the filler creates one now. Once all are there it rests
+        until half of them were taken (or some were found removed), then refills them all."""
+        if len(self._ready) >= self._ahead:
+            self._filling = False
+        elif len(self._ready) <= self._low:
+            self._filling = True
+        return self._filling
+
     def _refresh(self) -> None:
         """Touch the files waiting; drop those removed meanwhile (the filler replaces them)."""
         with self._changed:
@@ -99,6 +114,7 @@ class SpareFiles:
                 if spare in self._ready:  # not taken meanwhile
                     self._ready.remove(spare)
                     spare.discard()
+                    self._filling = True  # replaced now, whatever is left
 
     def close(self) -> None:
         """Stop creating; what was created and never taken is removed."""

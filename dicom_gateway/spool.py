@@ -70,9 +70,10 @@ class ReceivedFile:
     A write that fails (disk full) is remembered, not raised: the data set is then refused
     with the right status once it is complete, and the association goes on."""
 
-    def __init__(self, folder: Path) -> None:
-        self.name = str(folder / f"{uuid.uuid4().hex}.part")
-        self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    def __init__(self, folder: str | Path) -> None:
+        self.name = os.path.join(folder, f"{uuid.uuid4().hex}.part")
+        # Readable too: the check of the whole data set maps it from this same descriptor.
+        self._fd = os.open(self.name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self._writeback = Writeback(self._fd)
         self.file = self  # pynetdicom flushes `file.file` after each fragment: nothing to flush
         self.error: OSError | None = None
@@ -101,9 +102,38 @@ class ReceivedFile:
             return False
         try:
             os.utime(self._fd)
+        except OSError:
+            return False
+        return self.present()
+
+    @contextlib.contextmanager
+    def contents(self) -> Iterator[bytes | mmap.mmap]:
+        """What was written into it, mapped from its own descriptor: no second open, nothing
+        copied, pixel pages never touched by a walk over the element headers."""
+        if self.size == 0:
+            yield b""
+            return
+        mapped = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)  # the file as it is now
+        try:
+            yield mapped
+        finally:
+            with contextlib.suppress(BufferError):  # a view kept by a traceback: closed when freed
+                mapped.close()
+
+    def present(self) -> bool:
+        """False when its name was removed (or it was closed): nothing written into it could
+        be kept."""
+        if self._fd < 0:
+            return False
+        try:
             return os.fstat(self._fd).st_nlink > 0
         except OSError:
             return False
+
+    def complete(self) -> None:
+        """Nothing more will be written: what is not yet on its way to the disk starts now."""
+        if self.error is None and self._fd >= 0:
+            self._writeback.finish(self.size)
 
     def sync(self) -> None:
         if self.error is not None:
@@ -117,15 +147,17 @@ class ReceivedFile:
 
     def discard(self) -> None:
         self.close()
-        Path(self.name).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.name)
 
 
 @dataclass(frozen=True)
 class _Arrival:
-    """An instance whose bytes are durable in the temporary folder, waiting for its place."""
+    """An instance whose bytes are durable in the temporary folder, waiting for its place
+    (paths as strings: built and compared once per instance, on the acknowledging thread)."""
 
-    temporary: Path
-    target: Path
+    temporary: str
+    target: str
     study_uid: str
     series_uid: str
     sop_uid: str
@@ -142,6 +174,7 @@ class Spool:
         self.min_free = min_free_mb * 2**20
         (root / "tmp").mkdir(parents=True, exist_ok=True)
         (root / "studies").mkdir(parents=True, exist_ok=True)
+        self._temporary, self._studies = str(root / "tmp"), str(root / "studies")
         if clean:  # from a crash before rename: never acknowledged
             for leftover in (root / "tmp").iterdir():
                 # A shared spool has other listeners writing here now: only what no C-STORE can
@@ -179,7 +212,7 @@ class Spool:
 
     def open_received(self) -> ReceivedFile:
         """A new temporary file for a data set about to arrive."""
-        return ReceivedFile(self.root / "tmp")
+        return ReceivedFile(self._temporary)
 
     def store(self, encoded: bytes, calling_ae: str) -> StoredInstance:
         """`encoded` is the received dataset with its file meta, exactly as sent; it takes the
@@ -198,27 +231,29 @@ class Spool:
         try:
             if received.error is not None:
                 raise received.error
-            study_uid, series_uid, sop_uid = _identity_of_file(received.name)
+            received.complete()  # its last pages go to the disk while it is checked
+            with received.contents() as encoded:
+                study_uid, series_uid, sop_uid = _identity(encoded)
             if not space_checked:  # written as it arrived: what is left after it
                 self._check_free_space(0)
             received.sync()
             received.close()
             size = received.size
-            target = self.study_dir(study_uid) / f"{sop_uid}.dcm"
+            # The UIDs were checked (digits and dots): the study's folder as study_dir names it.
+            target = os.path.join(self._studies, study_uid, f"{sop_uid}.dcm")
             late = self.commits(
-                _Arrival(
-                    Path(received.name), target, study_uid, series_uid, sop_uid, size, calling_ae
-                )
+                _Arrival(received.name, target, study_uid, series_uid, sop_uid, size, calling_ae)
             )
         except OSError as exc:
             received.discard()
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OutOfResources(f"disk full writing {Path(received.name).name}") from None
+                name = os.path.basename(received.name)
+                raise OutOfResources(f"disk full writing {name}") from None
             raise
         except BaseException:
             received.discard()
             raise
-        return StoredInstance(study_uid, series_uid, sop_uid, target, size, late)
+        return StoredInstance(study_uid, series_uid, sop_uid, Path(target), size, late)
 
     def _check_free_space(self, needed: int) -> None:
         if shutil.disk_usage(self.root).free - needed < self.min_free:
@@ -227,9 +262,13 @@ class Spool:
     def _commit_group(self, group: list[_Arrival]) -> list[bool]:
         """Rename each, fsync each study folder once, one index transaction for all."""
         for arrival in group:
-            arrival.target.parent.mkdir(exist_ok=True)
-            os.replace(arrival.temporary, arrival.target)
-        for folder in dict.fromkeys(arrival.target.parent for arrival in group):
+            try:
+                os.replace(arrival.temporary, arrival.target)
+            except FileNotFoundError:  # a study's first instance: its folder first
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(os.path.dirname(arrival.target))
+                os.replace(arrival.temporary, arrival.target)
+        for folder in dict.fromkeys(os.path.dirname(arrival.target) for arrival in group):
             fsync_dir(folder)
         fcntl.flock(self._turns, fcntl.LOCK_EX)
         try:
@@ -239,7 +278,7 @@ class Spool:
         finally:
             fcntl.flock(self._turns, fcntl.LOCK_UN)
         for arrival, (_, known) in zip(group, recorded, strict=True):
-            if known is not None and known["path"] != str(arrival.target):
+            if known is not None and known["path"] != arrival.target:
                 # The same instance re-sent under another study: only the newest copy counts.
                 log.warning(
                     "SOP %s moved from study %s to %s",
@@ -247,7 +286,8 @@ class Spool:
                     known["study_uid"],
                     arrival.study_uid,
                 )
-                Path(known["path"]).unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(known["path"])
         return [late for late, _ in recorded]
 
     @staticmethod
@@ -282,7 +322,7 @@ class Spool:
                 sop_uid,
                 study_uid,
                 arrival.series_uid,
-                str(arrival.target),
+                arrival.target,
                 arrival.size,
                 received,
                 arrival.calling_ae,
@@ -290,20 +330,6 @@ class Spool:
             ),
         )
         return late, known
-
-
-def _identity_of_file(path: str) -> tuple[str, str, str]:
-    """The UIDs of a received file, from the walk over its element headers on a memory map:
-    pixel pages are never touched, nothing is copied."""
-    with open(path, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            return _identity(b"")
-        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        return _identity(mapped)
-    finally:
-        with contextlib.suppress(BufferError):  # a view kept by a traceback: closed when freed
-            mapped.close()
 
 
 def _identity(encoded) -> tuple[str, str, str]:

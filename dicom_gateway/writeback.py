@@ -4,8 +4,9 @@ A received data set is made durable by one fsync once its last byte is written; 
 the kernel writes all of it then, and the C-STORE waits for the whole write. Starting the
 write-out of each whole page as soon as it is written (sync_file_range, SYNC_FILE_RANGE_WRITE:
 asynchronous, no metadata, no durability promise) leaves that fsync little more than the last
-pages and the journal commit. The fsync stays the one durable point; where the call does not
-exist (not Linux) or fails, nothing changes but the speed."""
+pages and the journal commit, and those start too once the data set is complete, while it is
+checked (`finish`). The fsync stays the one durable point; where the call does not exist (not
+Linux) or fails, nothing changes but the speed."""
 
 from __future__ import annotations
 
@@ -43,7 +44,17 @@ class Writeback:
 
     def advance(self, size: int) -> None:
         end = size - size % PAGE  # whole pages only: a page still being filled waits
-        if not self._enabled or end - self.started < MIN_RANGE:
+        if end - self.started >= MIN_RANGE:
+            self._start(end)
+
+    def finish(self, size: int) -> None:
+        """The file is complete: the rest (its last page too) starts on its way now, while the
+        data set is checked, so the fsync after the check finds it written or under way."""
+        if size > self.started:
+            self._start(size)
+
+    def _start(self, end: int) -> None:
+        if not self._enabled:
             return
         if _CALL(self._fd, self.started, end - self.started, SYNC_FILE_RANGE_WRITE) != 0:
             # The fsync still writes everything and reports a real I/O error; only the head

@@ -253,6 +253,13 @@ def test_a_data_pdu_over_the_maximum_in_the_middle_of_a_data_set_is_refused(tmp_
     cut_by(tmp_path, struct.pack(">BBL", 0x04, 0, 2**31) + pdv, data_pdus=1)
 
 
+def test_a_pdu_of_unknown_type_in_the_middle_of_a_data_set_aborts_and_stores_nothing(tmp_path):
+    import struct
+
+    # PDU type 0x09 does not exist: refused on its header, as pynetdicom refuses it (A-ABORT).
+    cut_by(tmp_path, struct.pack(">BBL", 0x09, 0, 4) + b"\0" * 4, data_pdus=2)
+
+
 def test_associations_leave_the_presentation_contexts_they_share_as_they_were(tmp_path):
     # One list of contexts serves every association's negotiation: none may change it.
     from pynetdicom import AE, build_role

@@ -36,7 +36,8 @@ PINNED.update(
         "dul.DULServiceProvider.run_reactor": "e3a10eb3a0931e48",  # copied, select for sleep
         "dul.DULServiceProvider.stop_dul": "28a7e0be126e7b30",  # sets _kill_thread: wakes us
         "dul.DULServiceProvider.kill_dul": "5ceccf8dd01c2072",  # sets _kill_thread: wakes us
-        "dul.DULServiceProvider._is_transport_event": "8725ed03bb8fbdef",  # reads when ready
+        # reads when ready; overridden: right after our wait saw the peer's bytes, reads them
+        "dul.DULServiceProvider._is_transport_event": "8725ed03bb8fbdef",
         "association.Association.__init__": "eb07516b8009ad8f",  # dul and dimse, replaced
         "association.Association._run_reactor": "f28838c5559e462a",  # copied, wait for sleep
         "dimse.DIMSEServiceProvider.receive_primitive": "5f99c86b14a15cef",  # wrapped
@@ -241,3 +242,89 @@ def test_a_response_with_more_than_a_status_is_left_to_pynetdicom():
     echo = C_ECHO()
     echo.MessageIDBeingRespondedTo, echo.Status = 1, 0
     assert store_response(echo) is None
+
+
+def _received_store_request(elements: dict[str, object]):
+    """A C-STORE-RQ as pynetdicom decodes it off the wire: its command set encoded from
+    `elements` (keyword: value), then a data set fragment."""
+    import warnings
+
+    from pydicom.dataset import Dataset
+    from pynetdicom.dimse_messages import DIMSEMessage
+    from pynetdicom.dsutils import encode
+    from pynetdicom.pdu_primitives import P_DATA
+
+    command = Dataset()
+    command.CommandGroupLength = 0
+    with warnings.catch_warnings():  # pydicom warns of a UID that is not valid, and keeps it
+        warnings.simplefilter("ignore")
+        for keyword, value in elements.items():
+            setattr(command, keyword, value)
+    command.CommandGroupLength = len(encode(command, True, True)) - 12
+    message = DIMSEMessage()
+    for control, value in ((b"\x03", encode(command, True, True)), (b"\x02", b"\x08\x00")):
+        pdata = P_DATA()
+        pdata.presentation_data_value_list = [[3, control + value]]
+        message.decode_msg(pdata)
+    return message
+
+
+PLAIN = {
+    "AffectedSOPClassUID": "1.2.840.10008.5.1.4.1.1.2",
+    "CommandField": 0x0001,
+    "MessageID": 7,
+    "Priority": 2,
+    "CommandDataSetType": 0x0000,
+    "AffectedSOPInstanceUID": "1.2.826.0.1.3680043.8.498.1",
+}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"AffectedSOPInstanceUID": "1.2.3.45", "Priority": 0},  # odd: padded with a NUL
+        {"AffectedSOPInstanceUID": "1.2.3.4 ", "MessageID": 65535, "Priority": 1},  # a space
+        {"CommandDataSetType": 0x0102},  # any value but 0x0101: a data set follows
+    ],
+)
+def test_a_plain_store_request_becomes_pynetdicoms_primitive(changes):
+    from dicom_gateway.dimse_bytes import store_request
+    from dicom_gateway.reactor import _store_primitive
+
+    message = _received_store_request(PLAIN | changes)
+    request = store_request(message.encoded_command_set.getvalue())
+    assert request is not None
+    ours, theirs = _store_primitive(message, request), message.message_to_primitive()
+    assert type(ours) is type(theirs)
+    for name in (
+        "MessageID",
+        "AffectedSOPClassUID",
+        "AffectedSOPInstanceUID",
+        "Priority",
+        "MoveOriginatorApplicationEntityTitle",
+        "MoveOriginatorMessageID",
+        "DataSet",
+        "_context_id",
+        "_dataset_path",
+        "_dataset_file",
+    ):
+        assert getattr(ours, name) == getattr(theirs, name), name
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"MoveOriginatorApplicationEntityTitle": "MOVESCU", "MoveOriginatorMessageID": 3},
+        {"AffectedSOPInstanceUID": "1.2.3.4\xe9"},  # pydicom decodes it as Latin-1
+        {"AffectedSOPInstanceUID": "1.2.3\\4.5"},  # two values: pynetdicom warns, takes one
+        {"CommandField": 0x0030},  # a C-ECHO-RQ
+    ],
+)
+def test_a_store_request_with_more_than_the_plain_command_is_left_to_pynetdicom(changes):
+    from dicom_gateway.dimse_bytes import store_request
+
+    message = _received_store_request(PLAIN | changes)
+    encoded = message.encoded_command_set.getvalue()
+    assert store_request(encoded) is None
+    assert store_request(encoded[:-1]) is None  # cut short

@@ -22,6 +22,8 @@ def test_whole_pages_are_sent_to_the_disk_as_they_are_written(tmp_path):
         follow.append(received._writeback.started)
     # Every whole page but the last few, at each step; never a page still being filled.
     assert follow == [131072, 262144, 393216, 524288, 655360, 655360]
+    received.complete()  # the data set is whole: the rest, its last page too, goes now
+    assert received._writeback.started == len(data)
     received.sync()
     received.close()
     assert Path(received.name).read_bytes() == data
