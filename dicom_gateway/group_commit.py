@@ -29,7 +29,9 @@ class _Slot(Generic[Item, Result]):
 
 
 class GroupCommit(Generic[Item, Result]):
-    """`commit(items) -> results`, called with every item waiting, one group at a time."""
+    """`commit(items) -> results`, called with every item waiting, one group at a time. A
+    result that is an exception is raised to that item's caller alone; an exception raised by
+    `commit` goes to every caller of the group."""
 
     def __init__(self, commit: Callable[[list[Item]], list[Result]]) -> None:
         self._commit = commit
@@ -57,7 +59,10 @@ class GroupCommit(Generic[Item, Result]):
             error = exc
         with self._changed:
             for waiting, result in zip(group, results, strict=True):
-                waiting.result, waiting.error, waiting.done = result, error, True
+                if isinstance(result, BaseException):  # this item alone failed
+                    waiting.error, waiting.done = result, True
+                else:
+                    waiting.result, waiting.error, waiting.done = result, error, True
             self._busy = False
             self.groups += 1
             self.items += len(group)

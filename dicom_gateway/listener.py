@@ -34,6 +34,15 @@ STACK_REJECTIONS = {
 }
 
 
+def freeze_startup() -> None:
+    """Called by a process once it listens: what exists then (pynetdicom, pydicom, a worker's
+    models) lives as long as the process. Out of the collector's way, a full collection (which
+    the receive path's short-lived cycles set off now and then) scans only what came after, not
+    every object loaded."""
+    gc.collect()
+    gc.freeze()
+
+
 class Listener:
     def __init__(self, settings: GatewaySettings, spool: Spool, audit: Audit) -> None:
         self._settings = settings
@@ -90,12 +99,6 @@ class Listener:
             self._spares.close()
             self._spares = None
             raise
-        # What exists now (pynetdicom, pydicom, a worker's models) lives as long as the process:
-        # out of the collector's way, a full collection (which the receive path's short-lived
-        # cycles trigger now and then) scans only what came after, not every object loaded.
-        if gc.get_freeze_count() == 0:  # once a process: the first listener it starts
-            gc.collect()
-            gc.freeze()
         log.info("listening as %s on %s:%d", self._settings.ae_title, *address)
 
     def stop(self) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dicom_gateway.audit import Audit, audit_path, keep_phi_out_of_logs
 from dicom_gateway.engines import open_index
-from dicom_gateway.listener import Listener
+from dicom_gateway.listener import Listener, freeze_startup
 from dicom_gateway.nodes import Node
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
@@ -115,6 +115,7 @@ def _serve(settings: GatewaySettings, pipe, logging_setup: _Logging) -> None:
     except Exception as exc:  # reported to the service, which refuses to start
         pipe.send(f"{type(exc).__name__}: {exc}")
         return
+    freeze_startup()
     pipe.send("listening")
     log.info("listener process %d on port %d", os.getpid(), settings.port)
     with contextlib.suppress(EOFError):  # EOF: the service is gone, take nothing more

@@ -18,7 +18,7 @@ from dicom_gateway.audit import Audit, audit_path, keep_phi_out_of_logs
 from dicom_gateway.dicomweb_extra import web_listener
 from dicom_gateway.engines import open_index
 from dicom_gateway.jobs import IndexJobQueue
-from dicom_gateway.listener import Listener
+from dicom_gateway.listener import Listener, freeze_startup
 from dicom_gateway.listeners import ListenerProcesses
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.reader import Reader
@@ -69,6 +69,7 @@ class Service:
         if self.listener is not None:
             self.more_listeners.start()  # all listening before the service answers
             self.listener.start()
+        freeze_startup()  # the reader, warmed up, and the listeners are ready
         poll = self.settings.poll_s
         steps = {}
         if self.worker is not None:

@@ -237,6 +237,8 @@ class Spool:
             if not space_checked:  # written as it arrived: what is left after it
                 self._check_free_space(0)
             received.sync()
+            if not received.present():  # its name was removed while it arrived
+                raise FileNotFoundError(errno.ENOENT, "temporary file removed", received.name)
             received.close()
             size = received.size
             # The UIDs were checked (digits and dots): the study's folder as study_dir names it.
@@ -259,25 +261,30 @@ class Spool:
         if shutil.disk_usage(self.root).free - needed < self.min_free:
             raise OutOfResources(f"less than {self.min_free >> 20} MiB free in {self.root}")
 
-    def _commit_group(self, group: list[_Arrival]) -> list[bool]:
-        """Rename each, fsync each study folder once, one index transaction for all."""
+    def _commit_group(self, group: list[_Arrival]) -> list[bool | FileNotFoundError]:
+        """Rename each, fsync each study folder once, one index transaction for all. An
+        instance whose temporary file is gone fails alone (its result is the error); the rest
+        are kept."""
+        results: list[bool | FileNotFoundError | None] = []
+        renamed: list[_Arrival] = []
         for arrival in group:
             try:
-                os.replace(arrival.temporary, arrival.target)
-            except FileNotFoundError:  # a study's first instance: its folder first
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(os.path.dirname(arrival.target))
-                os.replace(arrival.temporary, arrival.target)
-        for folder in dict.fromkeys(os.path.dirname(arrival.target) for arrival in group):
+                _rename_into_study(arrival)
+                renamed.append(arrival)
+                results.append(None)
+            except FileNotFoundError as exc:
+                results.append(exc)
+        for folder in dict.fromkeys(os.path.dirname(arrival.target) for arrival in renamed):
             fsync_dir(folder)
         fcntl.flock(self._turns, fcntl.LOCK_EX)
         try:
             with self.index.write() as db:
                 received = db.now()  # the index's clock: the database server's when shared
-                recorded = [self._record(db, arrival, received) for arrival in group]
+                recorded = [self._record(db, arrival, received) for arrival in renamed]
         finally:
             fcntl.flock(self._turns, fcntl.LOCK_UN)
-        for arrival, (_, known) in zip(group, recorded, strict=True):
+        lates = iter(late for late, _ in recorded)
+        for arrival, (_, known) in zip(renamed, recorded, strict=True):
             if known is not None and known["path"] != arrival.target:
                 # The same instance re-sent under another study: only the newest copy counts.
                 log.warning(
@@ -288,7 +295,7 @@ class Spool:
                 )
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(known["path"])
-        return [late for late, _ in recorded]
+        return [next(lates) if result is None else result for result in results]
 
     @staticmethod
     def _record(db, arrival: _Arrival, received: float):
@@ -330,6 +337,20 @@ class Spool:
             ),
         )
         return late, known
+
+
+def _rename_into_study(arrival: _Arrival) -> None:
+    """The temporary file renamed to its place; a study's folder is made with its first instance
+    (FileNotFoundError when the temporary file itself is gone)."""
+    try:
+        os.replace(arrival.temporary, arrival.target)
+    except FileNotFoundError:
+        folder = os.path.dirname(arrival.target)
+        if os.path.isdir(folder):  # the folder was there: the temporary file was not
+            raise
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)
+        os.replace(arrival.temporary, arrival.target)
 
 
 def _identity(encoded) -> tuple[str, str, str]:

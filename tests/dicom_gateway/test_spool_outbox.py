@@ -196,3 +196,56 @@ def test_a_temporary_file_gone_before_the_cleanup_reads_it_does_not_stop_the_sta
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     Spool(tmp_path / "spool", index, min_free_mb=1)
     assert not old.exists()  # the cleanup went on past the vanished one
+
+
+def test_a_temporary_file_removed_while_it_arrived_fails_alone(tmp_path):
+    """Its name removed under the listener (by hand, by a cleanup on another machine): that
+    instance is refused and leaves nothing, alone or committed in one group with others, which
+    are kept."""
+    root = tmp_path / "spool"
+    root.mkdir()
+    spool = Spool(root, SqliteIndex(root / "index.sqlite"), min_free_mb=1)
+    good, bad, alone = (p.read_bytes() for p in ct_copies(tmp_path / "ct", 3, "gone"))
+    lost = spool.open_received()
+    lost.write(alone)
+    os.unlink(lost.name)
+    with pytest.raises(FileNotFoundError):
+        spool.store_received(lost, "A")
+    assert not any((root / "studies").iterdir())
+
+    kept, removed = spool.open_received(), spool.open_received()
+    kept.write(good)
+    removed.write(bad)
+    outcomes = {}
+
+    def store(name, received):
+        try:
+            outcomes[name] = spool.store_received(received, "A")
+        except OSError as exc:
+            outcomes[name] = exc
+
+    commits = spool.commits
+    with commits._changed:  # a commit is running: both wait for the next group, made durable
+        commits._busy = True
+    threads = [
+        threading.Thread(target=store, args=("kept", kept)),
+        threading.Thread(target=store, args=("removed", removed)),
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(commits._waiting) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.unlink(removed.name)  # after its bytes were synced, before its rename
+    with commits._changed:
+        commits._busy = False
+        commits._changed.notify_all()
+    for thread in threads:
+        thread.join(30)
+    assert commits.groups == 1 and commits.items == 2  # one group held both
+    assert isinstance(outcomes["removed"], FileNotFoundError)
+    stored = outcomes["kept"]
+    assert stored.path.read_bytes() == good
+    rows = spool.index.read("SELECT sop_uid, path FROM instances")
+    assert [tuple(row) for row in rows] == [(stored.sop_uid, str(stored.path))]
+    assert sorted(p.name for p in stored.path.parent.iterdir()) == [stored.path.name]
