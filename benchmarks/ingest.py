@@ -14,8 +14,8 @@ beside what durability alone (write, fsync, rename, folder fsync) costs on this 
 --growth BATCHES measures one study growing instead (a 1000-slice CT is one study): BATCHES x
 --count new instances of one study, a batch at a time over one association, into one running
 listener each (ours, and the baseline's beside it, batches interleaved): ms an instance and the
-listener process's CPU ms an instance, batch by batch; neither may grow with the study. Not a
-test."""
+listener's CPU ms an instance (its extra listener processes included), batch by batch; neither
+may grow with the study. Not a test."""
 
 from __future__ import annotations
 
@@ -148,21 +148,32 @@ def durable_write_ms(folder: Path, size: int, times: int = 30) -> float:
 
 
 def _cpu_s(pid: int) -> float:
-    """CPU seconds a process used so far, user and system (Linux /proc)."""
+    """CPU seconds a process and every process under it used so far, user and system (Linux
+    /proc): `serve` starts its extra listener processes as children."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    # Each thread lists the children it started; the listener processes live as long as serve.
+    children = {
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    }
+    return own + sum(_cpu_s(child) for child in children)
 
 
 def growth(root: Path, count: int, batches: int, ours: dict[str, tuple[str, dict]]) -> None:
     """One study growing by `count` new instances a batch, in each of our listeners."""
     files = make_instances(root / "in", count * batches)  # one study, all new instances
     started = {}
-    for name, (checkout, settings) in ours.items():
-        with mock.patch.dict(os.environ, {"PYTHONPATH": checkout}):
-            started[name] = Gateway(root / name.replace(" ", "-"), **GATEWAY, **settings)
-    print(f"one study growing by {count} new CT instances a batch, 1 association")
-    print(f"{'receiver':<28}{'batch':>6}{'in study':>10}{'ms/instance':>13}{'CPU ms/instance':>17}")
     try:
+        for name, (checkout, settings) in ours.items():
+            with mock.patch.dict(os.environ, {"PYTHONPATH": checkout}):
+                started[name] = Gateway(root / name.replace(" ", "-"), **GATEWAY, **settings)
+        print(f"one study growing by {count} new CT instances a batch, 1 association")
+        print(
+            f"{'receiver':<28}{'batch':>6}{'in study':>10}{'ms/instance':>13}"
+            f"{'CPU ms/instance':>17}"
+        )
         for batch in range(batches):
             share = files[batch * count : (batch + 1) * count]
             for name, gateway in started.items():

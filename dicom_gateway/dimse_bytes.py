@@ -43,7 +43,7 @@ COMMAND_ELEMENT = struct.Struct("<HHL")  # group, element, value length (implici
 # (UL), Affected SOP Class UID, Command Field, Message ID, Priority, Command Data Set Type (US),
 # Affected SOP Instance UID.
 PLAIN_STORE_REQUEST = (0x0000, 0x0002, 0x0100, 0x0110, 0x0700, 0x0800, 0x1000)
-US = struct.Struct("<H")
+US = struct.Struct("<H")  # an unsigned short value (Command Field, Message ID, Status, …)
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,6 @@ class StoreRequest:
     sop_instance: str
     message_id: int
     priority: int
-    data_set_type: int
 
 
 def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
@@ -119,10 +118,10 @@ def store_response(primitive) -> bytes | None:
     elements = b"".join(
         (
             _command(0x0002, _uid(sop_class)),
-            _command(0x0100, _us(STORE_RESPONSE)),
-            _command(0x0120, _us(primitive.MessageIDBeingRespondedTo)),
-            _command(0x0800, _us(NO_DATA_SET)),
-            _command(0x0900, _us(status)),
+            _command(0x0100, US.pack(STORE_RESPONSE)),
+            _command(0x0120, US.pack(primitive.MessageIDBeingRespondedTo)),
+            _command(0x0800, US.pack(NO_DATA_SET)),
+            _command(0x0900, US.pack(status)),
             _command(0x1000, _uid(sop_instance)),
         )
     )
@@ -131,11 +130,7 @@ def store_response(primitive) -> bytes | None:
 
 def _command(element: int, value: bytes) -> bytes:
     """Group 0000, implicit VR little endian, as every command set is encoded."""
-    return struct.pack("<HHL", 0x0000, element, len(value)) + value
-
-
-def _us(value: int) -> bytes:
-    return struct.pack("<H", value)
+    return COMMAND_ELEMENT.pack(0x0000, element, len(value)) + value
 
 
 def store_request(command: bytes) -> StoreRequest | None:
@@ -154,14 +149,16 @@ def store_request(command: bytes) -> StoreRequest | None:
         position += length
     if tuple(sorted(values)) != PLAIN_STORE_REQUEST or len(values[0x0000]) != 4:
         return None
+    # Command Data Set Type is checked for its length only: its value is read by the reactor
+    # from pynetdicom's command set.
     numbers = [values[element] for element in (0x0100, 0x0110, 0x0700, 0x0800)]
     if any(len(value) != US.size for value in numbers):
         return None
-    field, message_id, priority, data_set_type = (US.unpack(value)[0] for value in numbers)
+    field, message_id, priority = (US.unpack(value)[0] for value in numbers[:3])
     sop_class, sop_instance = _received_uid(values[0x0002]), _received_uid(values[0x1000])
     if field != STORE_REQUEST or not sop_class or not sop_instance:
         return None
-    return StoreRequest(sop_class, sop_instance, message_id, priority, data_set_type)
+    return StoreRequest(sop_class, sop_instance, message_id, priority)
 
 
 def _received_uid(value: bytes) -> str | None:

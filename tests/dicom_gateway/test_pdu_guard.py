@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import operator
+import struct
 
 import pytest
 
@@ -293,8 +294,14 @@ def test_a_plain_store_request_becomes_pynetdicoms_primitive(changes):
     from dicom_gateway.reactor import _store_primitive
 
     message = _received_store_request(PLAIN | changes)
-    request = store_request(message.encoded_command_set.getvalue())
+    encoded = message.encoded_command_set.getvalue()
+    request = store_request(encoded)
     assert request is not None
+    # The same plain command, spoilt: each is left to pynetdicom.
+    assert store_request(encoded[:-1]) is None  # cut short
+    priority_again = struct.pack("<HHLH", 0x0000, 0x0700, 2, 2)
+    assert store_request(encoded + priority_again) is None  # an element twice
+    assert store_request(encoded + b"\x00" * 4) is None  # junk after the last element
     ours, theirs = _store_primitive(message, request), message.message_to_primitive()
     assert type(ours) is type(theirs)
     for name in (
@@ -327,4 +334,3 @@ def test_a_store_request_with_more_than_the_plain_command_is_left_to_pynetdicom(
     message = _received_store_request(PLAIN | changes)
     encoded = message.encoded_command_set.getvalue()
     assert store_request(encoded) is None
-    assert store_request(encoded[:-1]) is None  # cut short
