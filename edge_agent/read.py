@@ -17,6 +17,7 @@ from edge_agent.config import Config
 from edge_agent.policies import make_policy
 from edge_agent.report.dicom_files import source_uids, write_dicom
 from edge_agent.report.files import write_evidence, write_reports
+from edge_agent.report.seg import outlines_not_in_seg
 from edge_agent.selection import Selection, select
 from edge_agent.trajectory import Trajectory
 from imaging.study import Progress, Study, load_study
@@ -85,14 +86,14 @@ def read_study(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_evidence(workspace, trajectory, out_dir)
-    report = write_reports(trajectory, out_dir)
-    dicom = []
-    headers = {}
-    if config.report.dicom and not study.files:
+    writes_dicom = config.report.dicom and bool(study.files)
+    if config.report.dicom and not writes_dicom:
         log.info("study %s: no DICOM outputs, the source is not DICOM", study.uid)
-    elif config.report.dicom:
-        headers = {uid: study.header(uid) for uid in source_uids(trajectory)}
-        dicom = write_dicom(trajectory, headers, out_dir)
+    headers = {uid: study.header(uid) for uid in source_uids(trajectory)} if writes_dicom else {}
+    # the reports, then the DICOM; the headers tell the reports which outlines the SEG leaves out
+    notes = outlines_not_in_seg(trajectory, headers) if writes_dicom else None
+    report = write_reports(trajectory, out_dir, notes)
+    dicom = write_dicom(trajectory, headers, out_dir) if writes_dicom else []
     return ReadResult(
         study, selection, trajectory, report, out_dir, tuple(dicom), workspace, headers
     )

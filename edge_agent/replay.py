@@ -13,6 +13,7 @@ from pydicom import Dataset
 
 from edge_agent.report.dicom_files import source_uids, write_dicom
 from edge_agent.report.files import copy_evidence, write_reports
+from edge_agent.report.seg import outlines_not_in_seg
 from edge_agent.trajectory import Trajectory
 from imaging.study import candidate_files
 
@@ -38,13 +39,16 @@ def replay(
     recorded = Trajectory.load(trajectory_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     copy_evidence(recorded, trajectory_path.parent, out_dir)
-    report = write_reports(recorded, out_dir)
-    if not dicom:
-        return ReplayResult(recorded, report, out_dir, dicom_skipped="DICOM outputs are off")
-    folder = Path(source) if source is not None else _recorded_source(recorded)
-    headers, skipped = _headers(recorded, folder)
+    headers, skipped = {}, "DICOM outputs are off"
+    if dicom:
+        folder = Path(source) if source is not None else _recorded_source(recorded)
+        headers, skipped = _headers(recorded, folder)
+    # as in the read: the headers tell the reports which outlines the SEG leaves out
+    notes = None if skipped else outlines_not_in_seg(recorded, headers)
+    report = write_reports(recorded, out_dir, notes)
     if skipped:
-        log.warning("study %s: no DICOM outputs: %s", recorded.study_instance_uid, skipped)
+        if dicom:
+            log.warning("study %s: no DICOM outputs: %s", recorded.study_instance_uid, skipped)
         return ReplayResult(recorded, report, out_dir, dicom_skipped=skipped)
     paths = write_dicom(recorded, headers, out_dir)
     return ReplayResult(recorded, report, out_dir, tuple(paths))

@@ -8,9 +8,13 @@ Cine and video reads add, per evidence image, frames, times_s and time_window_s 
 also frame_images), and per finding the time_window_s its evidence spans.
 For a reader: per finding its key_image and where it is (series number and description, instance
 number, slice position in mm, frame, time), and end.summary, how the read ended in one sentence.
-After `edge-agent ask`: follow_ups [{question, answer, asked_at, findings (as above)}]."""
+After `edge-agent ask`: follow_ups [{question, answer, asked_at, findings (as above)}].
+When DICOM outputs are written, a finding whose outline the SEG cannot carry says why in
+outline_note (absent otherwise)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from edge_agent.report.location import how_it_ended, key_image, where
 from edge_agent.trajectory import ClaimRecord, ImageRecord, Trajectory
@@ -20,9 +24,11 @@ from tools.measurement import Measurement
 from tools.observation import measurements_of
 
 
-def build_report(trajectory: Trajectory) -> dict:
-    """Pure function of the trajectory, so a replay gives the same report byte for byte."""
+def build_report(trajectory: Trajectory, outline_notes: Mapping[int, str] | None = None) -> dict:
+    """Pure function of the trajectory and the notes the source headers give (`seg.
+    outlines_not_in_seg`, by finding number), so a replay gives the same report byte for byte."""
     answer = trajectory.answer
+    notes = outline_notes or {}
     return {
         "study_instance_uid": trajectory.study_instance_uid,
         "series_instance_uid": trajectory.series_instance_uid,
@@ -41,7 +47,10 @@ def build_report(trajectory: Trajectory) -> dict:
             "detail": trajectory.end_detail,
             "summary": how_it_ended(trajectory),
         },
-        "findings": [_finding(trajectory, c) for c in (answer.findings if answer else ())],
+        "findings": [
+            _finding(trajectory, c, notes.get(number))
+            for number, c in enumerate(answer.findings if answer else (), 1)
+        ],
         "disclaimer": trajectory.policy.disclaimer,
         "software": trajectory.software,
         **({"follow_ups": _follow_ups(trajectory)} if trajectory.follow_ups else {}),
@@ -68,7 +77,7 @@ def _prompt_profile(trajectory: Trajectory) -> dict:
     return {"prompt_profile": profile} if profile else {}
 
 
-def _finding(trajectory: Trajectory, claim: ClaimRecord) -> dict:
+def _finding(trajectory: Trajectory, claim: ClaimRecord, outline_note: str | None = None) -> dict:
     if not claim.evidence:
         raise ReportError(f"finding {claim.text!r} cites no evidence image; it cannot be reported")
     known = len(trajectory.images)
@@ -85,6 +94,7 @@ def _finding(trajectory: Trajectory, claim: ClaimRecord) -> dict:
         "where": where(trajectory, key),
         "evidence": [_evidence(trajectory, i) for i in claim.evidence],
         "measurements": [to_plain(m) for m in claim_measurements(trajectory, claim)],
+        **({"outline_note": outline_note} if outline_note else {}),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from edge_agent.report.content import build_report
@@ -29,9 +30,13 @@ def write_evidence(workspace: Workspace, trajectory: Trajectory, out_dir: Path) 
     write_all_atomic(files)
 
 
-def write_reports(trajectory: Trajectory, out_dir: Path) -> dict:
-    """Reports for a trajectory whose evidence images are already in `out_dir`."""
-    report = build_report(trajectory)
+def write_reports(
+    trajectory: Trajectory, out_dir: Path, outline_notes: Mapping[int, str] | None = None
+) -> dict:
+    """Reports for a trajectory whose evidence images are already in `out_dir`; `outline_notes`
+    (`seg.outlines_not_in_seg`), given when DICOM outputs are written, tell the reader which
+    findings' outlines the SEG leaves to the SR."""
+    report = build_report(trajectory, outline_notes)
     for finding in report["findings"]:
         for evidence in finding["evidence"]:
             for name in (evidence["image"], *evidence.get("frame_images", ())):

@@ -40,6 +40,7 @@ figure.sheet img{width:512px}
 summary{cursor:pointer;font-size:1.3rem;font-weight:600;margin:1rem 0}
 code,pre{background:#f6f6f6;padding:.1rem .3rem;white-space:pre-wrap;word-break:break-all}
 .muted{color:#666}
+.note{font-style:italic}
 @media print{body{max-width:none;margin:0}.key{width:420px}}
 """
 
@@ -124,6 +125,7 @@ def _finding(number: int, trajectory: Trajectory, finding: dict, claim: ClaimRec
         f"<div class='body'>{_key_image(key, images, label)}<div class='facts'>"
         f"<p class='where'>{escape(describe(finding['where']))}</p>"
         + (f"<p>When (s from the start): {_window(when)}</p>" if when else "")
+        + (f"<p class='note'>{escape(note)}</p>" if (note := finding.get("outline_note")) else "")
         + f"{table}<p class='muted'>All evidence (click for the step that made it):</p>"
         f"<p class='thumbs'>{thumbs}</p></div></div></section>"
     )

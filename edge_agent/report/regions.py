@@ -5,7 +5,7 @@ maps back to its source frame, so this is read off the trajectory and the eviden
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -13,7 +13,7 @@ import numpy as np
 
 from edge_agent.report.content import claim_measurements
 from edge_agent.report.evidence import EvidenceImage
-from edge_agent.trajectory import Trajectory
+from edge_agent.trajectory import ImageRecord, Trajectory
 from imaging.frame import ImageRef
 from tools.masks import mask_box
 from tools.measurement import Measurement
@@ -65,15 +65,22 @@ def finding_regions(
 
 def _place(images: list[EvidenceImage], timed: bool) -> tuple[EvidenceImage, np.ndarray | None]:
     """The image that says where the finding is, and its outline on the source frame."""
-    masked = [image for image in images if image.mask is not None]
-    if masked:
-        return masked[-1], outline(masked[-1].mask)
+    masked = outlining_image([image.record for image in images])
+    if masked is not None:
+        image = images[masked]
+        return image, outline(image.mask)
     views = [image for image in images if not image.is_sheet]
     if timed:  # a whole video frame or a contact sheet marks a moment, not a place
         views = [image for image in views if not image.covers_whole_frame()]
     if not views:
         return images[-1], None
     return views[-1], box_polygon(views[-1].record.roi_px)
+
+
+def outlining_image(records: Sequence[ImageRecord]) -> int | None:
+    """Which of a finding's cited images (in citation order) places it by its mask: the newest
+    one a tool outlined; None when none was."""
+    return next((i for i in reversed(range(len(records))) if records[i].mask_file), None)
 
 
 def outline(mask: np.ndarray) -> np.ndarray:

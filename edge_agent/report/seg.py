@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import highdicom as hd
 import numpy as np
@@ -11,7 +12,8 @@ from pydicom.sr.codedict import codes
 
 from edge_agent.report.iod_rules import requires_module
 from edge_agent.report.provenance import Provenance
-from edge_agent.report.regions import FindingRegion
+from edge_agent.report.regions import FindingRegion, outlining_image
+from edge_agent.trajectory import Trajectory
 from imaging.instance import frame_count, int_or_none
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ def build_seg(
     masked = [
         r
         for r in regions
-        if r.mask is not None and _segmentable(sources[r.source.sop_instance_uid])
+        if r.mask is not None and unsegmentable(sources[r.source.sop_instance_uid]) is None
     ]
     if len(masked) < sum(r.mask is not None for r in regions):
         log.warning(
@@ -77,15 +79,36 @@ def build_seg(
     )
 
 
-def _segmentable(source: Dataset) -> bool:
-    """A SEG takes the source's Frame of Reference; without one it can reference only a
-    single-frame source whose IOD does not require it (a cine or video usually has none, and a
-    SEG of it could only name the first frame; a CT without one would need one invented)."""
+def unsegmentable(source: Dataset) -> str | None:
+    """Why a SEG cannot reference `source`, or None when it can. A SEG takes the source's Frame
+    of Reference; without one it can reference only a single-frame source whose IOD does not
+    require it (a cine or video usually has none, and a SEG of it could only name the first
+    frame; a CT without one would need one invented)."""
     if "FrameOfReferenceUID" in source:
-        return True
-    return frame_count(source) == 1 and not requires_module(
-        "frame-of-reference", source.SOPClassUID
-    )
+        return None
+    if requires_module("frame-of-reference", source.SOPClassUID):
+        return "its series has no Frame of Reference UID"
+    if frame_count(source) > 1:
+        return "its cine or video has no Frame of Reference UID"
+    return None
+
+
+def outlines_not_in_seg(trajectory: Trajectory, headers: Mapping[str, Dataset]) -> dict[int, str]:
+    """Finding number (1-based, as in report.json) -> one sentence saying that the SEG cannot
+    carry its outline and why, for each outlined finding whose source `build_seg` leaves out;
+    so that the reports tell a reader the outline is in the SR alone. `headers`: the source
+    headers by SOP Instance UID, as `write_dicom` takes them."""
+    claims = trajectory.answer.findings if trajectory.answer else ()
+    notes = {}
+    for number, claim in enumerate(claims, 1):
+        records = [trajectory.image(i) for i in claim.evidence]
+        masked = outlining_image(records)
+        if masked is None:
+            continue
+        why = unsegmentable(headers[records[masked].source.sop_instance_uid])
+        if why:
+            notes[number] = f"Outline not in the SEG: {why}; the outline is in the SR."
+    return notes
 
 
 def _source_images(regions: list[FindingRegion], sources: dict[str, Dataset]) -> list[Dataset]:

@@ -1,0 +1,101 @@
+"""A finding outlined on an image a SEG cannot reference: report.json and report.html say that its
+outline is in the SR and not in seg.dcm, and why; a finding the SEG carries says nothing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import highdicom as hd
+import pydicom
+import pytest
+
+from edge_agent.config import Config, ReportSettings
+from edge_agent.read import ReadResult, read_study
+from edge_agent.replay import replay
+from edge_agent.report.seg import unsegmentable
+from edge_agent.sample import write_sample_study
+from tests.support import bundled
+
+NOTE = "Outline not in the SEG: its series has no Frame of Reference UID; the outline is in the SR."
+
+
+def _without_frame_of_reference(folder: Path) -> Path:
+    """The sample study, its CT slices stripped of (0020,0052) as some scanners' exports are."""
+    study = write_sample_study(folder)
+    for path in study.glob("CT*.dcm"):
+        ds = pydicom.dcmread(path)
+        del ds.FrameOfReferenceUID
+        ds.save_as(path, enforce_file_format=True)
+    return study
+
+
+@pytest.fixture(scope="module")
+def unreferenced(tmp_path_factory) -> ReadResult:
+    folder = tmp_path_factory.mktemp("read")
+    return read_study(_without_frame_of_reference(folder / "study"), folder / "out", Config())
+
+
+@pytest.fixture(scope="module")
+def normal(tmp_path_factory) -> ReadResult:
+    folder = tmp_path_factory.mktemp("read")
+    return read_study(write_sample_study(folder / "study"), folder / "out", Config())
+
+
+def _findings(result: ReadResult) -> list[dict]:
+    return json.loads((result.out_dir / "report.json").read_text())["findings"]
+
+
+def test_an_outline_the_seg_cannot_carry_is_named_in_report_json_and_html(unreferenced):
+    outlined = [r for r in unreferenced.trajectory.images if r.mask_file]
+    assert outlined, "the read outlined nothing: this test would prove nothing"
+    notes = [finding.get("outline_note") for finding in _findings(unreferenced)]
+    assert notes and set(notes) == {NOTE}
+    assert (unreferenced.out_dir / "report.html").read_text().count(NOTE) == len(notes)
+    dicom = unreferenced.out_dir / "dicom"
+    assert not (dicom / "seg.dcm").exists()  # neither finding could be a segment of it
+    assert (dicom / "sr.dcm").is_file()
+
+
+def test_the_note_names_no_patient(unreferenced):
+    source = unreferenced.study.header(next(iter(unreferenced.headers)))
+    note = _findings(unreferenced)[0]["outline_note"]
+    assert str(source.PatientName) not in note and source.PatientID not in note
+
+
+def test_a_replay_writes_the_same_report_json(unreferenced, tmp_path):
+    again = replay(unreferenced.out_dir / "trajectory.json", tmp_path / "again")
+    assert (tmp_path / "again" / "report.json").read_bytes() == (
+        unreferenced.out_dir / "report.json"
+    ).read_bytes()
+    assert again.report["findings"][0]["outline_note"] == NOTE
+
+
+def test_without_dicom_outputs_the_reports_say_nothing_of_a_seg(tmp_path):
+    config = replace(Config(), report=ReportSettings(dicom=False))
+    result = read_study(_without_frame_of_reference(tmp_path / "study"), tmp_path / "out", config)
+    assert result.report["findings"] and not any(
+        "outline_note" in finding for finding in _findings(result)
+    )
+    assert "Outline not in the SEG" not in (result.out_dir / "report.html").read_text()
+
+
+def test_outlines_the_seg_carries_get_no_note(normal):
+    findings = _findings(normal)
+    assert findings and not any("outline_note" in finding for finding in findings)
+    assert "Outline not in the SEG" not in (normal.out_dir / "report.html").read_text()
+    seg = hd.seg.segread(normal.out_dir / "dicom" / "seg.dcm")
+    assert seg.number_of_segments == len(findings)
+
+
+def test_one_rule_says_which_sources_a_seg_can_reference_and_why_not():
+    ct = pydicom.dcmread(bundled("CT_small.dcm"), stop_before_pixels=True)
+    assert unsegmentable(ct) is None
+    del ct.FrameOfReferenceUID
+    assert unsegmentable(ct) == "its series has no Frame of Reference UID"
+    capture = pydicom.dcmread(bundled("SC_rgb.dcm"), stop_before_pixels=True)
+    assert unsegmentable(capture) is None  # its IOD has no Frame of Reference to carry
+    cine = pydicom.dcmread(bundled("US1_UNCR.dcm"), stop_before_pixels=True)
+    cine.SOPClassUID, cine.NumberOfFrames = hd.UID("1.2.840.10008.5.1.4.1.1.3.1"), 10
+    assert unsegmentable(cine) == "its cine or video has no Frame of Reference UID"
