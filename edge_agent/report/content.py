@@ -25,8 +25,8 @@ from tools.observation import measurements_of
 
 
 def build_report(trajectory: Trajectory, outline_notes: Mapping[int, str] | None = None) -> dict:
-    """Pure function of the trajectory and the notes the source headers give (`seg.
-    outlines_not_in_seg`, by finding number), so a replay gives the same report byte for byte."""
+    """Pure function of the trajectory and of the notes its source headers give (by finding
+    number, from `outlines_not_in_seg`), so a replay gives the same report byte for byte."""
     answer = trajectory.answer
     notes = outline_notes or {}
     return {

@@ -16,7 +16,7 @@ from edge_agent.read import ReadResult, read_study
 from edge_agent.replay import replay
 from edge_agent.report.seg import unsegmentable
 from edge_agent.sample import write_sample_study
-from tests.support import bundled
+from tests.support import bundled, run_cli
 
 NOTE = "Outline not in the SEG: its series has no Frame of Reference UID; the outline is in the SR."
 
@@ -70,6 +70,15 @@ def test_a_replay_writes_the_same_report_json(unreferenced, tmp_path):
         unreferenced.out_dir / "report.json"
     ).read_bytes()
     assert again.report["findings"][0]["outline_note"] == NOTE
+
+
+def test_a_follow_up_keeps_the_note(tmp_path):
+    result = read_study(_without_frame_of_reference(tmp_path / "study"), tmp_path / "out", Config())
+    done = run_cli("ask", result.out_dir, "How many candidates?")
+    assert done.returncode == 0, done.stderr
+    findings = _findings(result)
+    assert findings and {finding.get("outline_note") for finding in findings} == {NOTE}
+    assert NOTE in (result.out_dir / "report.html").read_text()
 
 
 def test_without_dicom_outputs_the_reports_say_nothing_of_a_seg(tmp_path):
