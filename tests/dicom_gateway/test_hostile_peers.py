@@ -11,6 +11,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,24 @@ def gateway(tmp_path_factory):
     gateway = Gateway(tmp_path_factory.mktemp("hostile"), handshake_timeout_s=HANDSHAKE_S)
     yield gateway
     gateway.stop()
+
+
+@pytest.fixture(autouse=True)
+def baseline_threads(gateway) -> Iterator[int]:
+    """The service's threads with nothing in flight; each test leaves it so (every stored study
+    read, every connection it opened ended: its pending slot free, its threads gone), so that the
+    next one starts from there."""
+    _settled(gateway)
+    before = _threads(gateway.pid)
+    yield before
+    _settled(gateway)
+    _connections_ended(gateway, before)
+
+
+def _connections_ended(gateway: Gateway, threads: int) -> None:
+    """A connection's pending slot is freed just before its thread ends: back to `threads`, every
+    slot is free again."""
+    wait_for(lambda: _threads(gateway.pid) <= threads, HANDSHAKE_S + SLACK_S, "connections to end")
 
 
 def _serves_at_once(gateway: Gateway, folder: Path) -> None:
@@ -147,7 +166,9 @@ def test_idle_connections_from_one_address_leave_room_for_others(gateway, tmp_pa
     _serves_at_once(gateway, tmp_path / "after")
 
 
-def test_idle_connections_from_everywhere_free_their_slots_at_the_deadline(gateway, tmp_path):
+def test_idle_connections_from_everywhere_free_their_slots_at_the_deadline(
+    gateway, tmp_path, baseline_threads
+):
     idle = [  # 40 addresses, 2 connections each: over the cap of 32 pending in all
         socket.create_connection(("127.0.0.1", gateway.port), 30, (f"127.0.1.{i // 2 + 1}", 0))
         for i in range(80)
@@ -158,6 +179,7 @@ def test_idle_connections_from_everywhere_free_their_slots_at_the_deadline(gatew
         _closed_by_server(sock)
     assert time.monotonic() - started < HANDSHAKE_S + SLACK_S
     assert "pending connection limit reached" in _reasons(gateway, "connection_refused")
+    _connections_ended(gateway, baseline_threads)  # all 32 slots freed at once
     _serves_at_once(gateway, tmp_path)
 
 
@@ -175,13 +197,12 @@ def test_no_thread_is_left_behind_by_dead_connections(gateway, tmp_path):
     _serves_at_once(gateway, tmp_path / "after")
 
 
-def test_memory_stays_bounded_under_a_junk_flood(gateway, tmp_path):
+def test_memory_stays_bounded_under_a_junk_flood(gateway, tmp_path, baseline_threads):
     """32 pending connections at most, each holding at most a 512 KiB A-ASSOCIATE-RQ: the
     service's peak RSS grows by well under 64 MiB (the issue measured +170 MiB before)."""
     _serves_at_once(gateway, tmp_path / "warm")
     _settled(gateway)
     before = _status(gateway.pid, "VmHWM")
-    threads = _status(gateway.pid, "Threads")
     for _ in range(3):
         junk = []
         for i in range(96):  # from 96 addresses: past the per-address cap to the global one
@@ -191,9 +212,11 @@ def test_memory_stays_bounded_under_a_junk_flood(gateway, tmp_path):
             with contextlib.suppress(OSError):  # refused ones are closed under our feet
                 sock.sendall(_associate_rq_start(510_000) + os.urandom(500_000))
             junk.append(sock)
-        assert _status(gateway.pid, "Threads") <= threads + 3 * 32
+        # 32 admitted, each with its handler, association and DUL threads
+        assert _threads(gateway.pid) <= baseline_threads + 3 * 32
         for sock in junk:
             sock.close()
+        _connections_ended(gateway, baseline_threads)  # the next flood finds every slot free
     grown_mib = (_status(gateway.pid, "VmHWM") - before) / 1024
     assert grown_mib < 64, f"peak RSS grew by {grown_mib:.0f} MiB"
     _serves_at_once(gateway, tmp_path / "after")

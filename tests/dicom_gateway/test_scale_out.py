@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from dicom_gateway.nodes import ALIVE_S
 from tests.gateway_node import RESULT_SERIES_NUMBER
 from tests.peers import Orthanc, echo, free_port, wait_for
 from tests.support import ct_copies, run_cli
@@ -187,6 +188,14 @@ def test_two_listeners_three_workers_one_outbox_read_and_deliver_each_study_once
             results = [s for s in series if s["MainDicomTags"].get("SeriesNumber") == number]
             assert [len(s["Instances"]) for s in results] == [1], "one result per study"
 
+        def victim_listed_as_gone() -> bool:  # on the database's clock, as the status is
+            [(silent,)] = site.rows(
+                "SELECT extract(epoch FROM now())::float8 - last_seen FROM nodes WHERE name = %s",
+                site.node(victim),
+            )
+            return silent > ALIVE_S
+
+        wait_for(victim_listed_as_gone, ALIVE_S + 10, "the killed worker to be listed as gone")
         status = run_cli("pacs", "status", "--config", site.configs[0])
         assert status.returncode == 0, status.stderr
         assert "reads in the last hour: 20 (0 failed)" in status.stdout
