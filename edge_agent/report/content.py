@@ -18,7 +18,6 @@ from collections.abc import Mapping
 
 from edge_agent.report.location import how_it_ended, key_image, where
 from edge_agent.trajectory import ClaimRecord, ImageRecord, Trajectory
-from imaging.errors import ReportError
 from imaging.records import to_plain
 from tools.measurement import Measurement
 from tools.observation import measurements_of
@@ -78,12 +77,6 @@ def _prompt_profile(trajectory: Trajectory) -> dict:
 
 
 def _finding(trajectory: Trajectory, claim: ClaimRecord, outline_note: str | None = None) -> dict:
-    if not claim.evidence:
-        raise ReportError(f"finding {claim.text!r} cites no evidence image; it cannot be reported")
-    known = len(trajectory.images)
-    missing = [i for i in claim.evidence if not 0 <= i < known]
-    if missing:
-        raise ReportError(f"finding {claim.text!r} cites image(s) {missing} the read never made")
     times = [t for i in claim.evidence for t in trajectory.image(i).times_s]
     window = {"time_window_s": [min(times), max(times)]} if times else {}
     key = key_image(trajectory, claim)
