@@ -25,7 +25,9 @@ from tools.observation import measurements_of
 
 def build_report(trajectory: Trajectory, outline_notes: Mapping[int, str] | None = None) -> dict:
     """Pure function of the trajectory and of the notes its source headers give (by finding
-    number, from `outlines_not_in_seg`), so a replay gives the same report byte for byte."""
+    number, from `outlines_not_in_seg`), so a replay with the source study's headers gives the
+    same report byte for byte. Without them (the study gone, DICOM outputs off) a replay has no
+    notes: its report lacks any outline_note the read's had."""
     answer = trajectory.answer
     notes = outline_notes or {}
     return {

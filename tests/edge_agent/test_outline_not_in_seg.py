@@ -72,6 +72,18 @@ def test_a_replay_writes_the_same_report_json(unreferenced, tmp_path):
     assert again.report["findings"][0]["outline_note"] == NOTE
 
 
+def test_a_replay_without_the_source_study_writes_no_note_and_says_why(unreferenced, tmp_path):
+    gone = tmp_path / "moved-away"
+    again = replay(unreferenced.out_dir / "trajectory.json", tmp_path / "again", source=gone)
+    assert "does not exist" in again.dicom_skipped
+    off = replay(unreferenced.out_dir / "trajectory.json", tmp_path / "off", dicom=False)
+    assert off.dicom_skipped == "DICOM outputs are off"
+    for folder in (tmp_path / "again", tmp_path / "off"):
+        findings = json.loads((folder / "report.json").read_text())["findings"]
+        assert findings and not any("outline_note" in finding for finding in findings)
+        assert "Outline not in the SEG" not in (folder / "report.html").read_text()
+
+
 def test_a_follow_up_keeps_the_note(tmp_path):
     result = read_study(_without_frame_of_reference(tmp_path / "study"), tmp_path / "out", Config())
     done = run_cli("ask", result.out_dir, "How many candidates?")
