@@ -88,7 +88,7 @@ def unsegmentable(source: Dataset) -> str | None:
         return None
     if requires_module("frame-of-reference", source.SOPClassUID):
         return "its series has no Frame of Reference UID"
-    if frame_count(source) > 1:
+    if frame_count(source) != 1:  # a negative count too: not a single frame
         return "its cine or video has no Frame of Reference UID"
     return None
 

@@ -117,6 +117,8 @@ def test_one_rule_says_which_sources_a_seg_can_reference_and_why_not():
     assert unsegmentable(ct) == "its series has no Frame of Reference UID"
     capture = pydicom.dcmread(bundled("SC_rgb.dcm"), stop_before_pixels=True)
     assert unsegmentable(capture) is None  # its IOD has no Frame of Reference to carry
+    capture.NumberOfFrames = "-1"  # damaged: not one frame either
+    assert unsegmentable(capture) == "its cine or video has no Frame of Reference UID"
     cine = pydicom.dcmread(bundled("US1_UNCR.dcm"), stop_before_pixels=True)
     cine.SOPClassUID, cine.NumberOfFrames = hd.UID("1.2.840.10008.5.1.4.1.1.3.1"), 10
     assert unsegmentable(cine) == "its cine or video has no Frame of Reference UID"
