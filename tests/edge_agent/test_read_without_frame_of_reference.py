@@ -8,6 +8,8 @@ import pydicom
 
 from tests.support import bundled, run_cli
 
+WHY = "its series has no Frame of Reference UID"
+
 
 def test_a_ct_without_frame_of_reference_gets_its_sr_and_a_note_instead_of_a_seg(tmp_path):
     study = tmp_path / "study"
@@ -15,7 +17,8 @@ def test_a_ct_without_frame_of_reference_gets_its_sr_and_a_note_instead_of_a_seg
     shutil.copy(bundled("693_UNCR.dcm"), study)  # as distributed: no (0020,0052)
     done = run_cli("read", study, "--out", tmp_path / "out")
     assert done.returncode == 0, done.stderr
-    assert "no SEG for some outlines: their source has no Frame of Reference UID" in done.stderr
+    for number in (1, 2):  # one line per finding left out, saying why
+        assert f"finding {number}: outline not in the SEG: {WHY}; it is in the SR" in done.stderr
     dicom = tmp_path / "out" / "dicom"
     assert not (dicom / "seg.dcm").exists()
     assert (dicom / "ko.dcm").is_file()
