@@ -46,9 +46,9 @@ def replay(
     # as in the read: the headers tell the reports which outlines the SEG leaves out
     notes = None if skipped else outlines_not_in_seg(recorded, headers)
     report = write_reports(recorded, out_dir, notes)
+    if skipped and dicom:
+        log.warning("study %s: no DICOM outputs: %s", recorded.study_instance_uid, skipped)
     if skipped:
-        if dicom:
-            log.warning("study %s: no DICOM outputs: %s", recorded.study_instance_uid, skipped)
         return ReplayResult(recorded, report, out_dir, dicom_skipped=skipped)
     paths = write_dicom(recorded, headers, out_dir)
     return ReplayResult(recorded, report, out_dir, tuple(paths))

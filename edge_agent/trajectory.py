@@ -159,9 +159,11 @@ class Trajectory:
                 f"({', '.join(map(str, READABLE_VERSIONS))})"
             )
         try:
-            return from_plain(cls, data, "trajectory")
+            trajectory = from_plain(cls, data, "trajectory")
         except RecordError as exc:
             raise TrajectoryError(str(exc)) from None
+        trajectory.check_citations()
+        return trajectory
 
     @classmethod
     def load(cls, path: Path) -> Trajectory:
@@ -173,3 +175,19 @@ class Trajectory:
 
     def image(self, index: int) -> ImageRecord:
         return self.images[index]
+
+    def check_citations(self) -> None:
+        """Every finding (of the answer and of each follow-up) cites at least one image, and
+        only images the read made: what the reports and DICOM objects index. A live read's
+        answers are held to this before they are taken; a file is held to it when loaded."""
+        answered = self.answer.findings if self.answer else ()
+        for claim in (*answered, *(c for f in self.follow_ups for c in f.findings)):
+            if not claim.evidence:
+                raise TrajectoryError(
+                    f"finding {claim.text!r} cites no evidence image; it cannot be reported"
+                )
+            missing = [i for i in claim.evidence if not 0 <= i < len(self.images)]
+            if missing:
+                raise TrajectoryError(
+                    f"finding {claim.text!r} cites image(s) {missing} the read never made"
+                )

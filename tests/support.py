@@ -20,6 +20,13 @@ def bundled(name: str) -> Path:
     return Path(path)
 
 
+def sr_items(dataset):
+    """Every content item of an SR, depth first."""
+    for item in dataset.get("ContentSequence", []):
+        yield item
+        yield from sr_items(item)
+
+
 def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The installed `edge-agent` console script, as a user runs it."""
     script = Path(sys.executable).parent / "edge-agent"

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 
 from edge_agent.report.location import how_it_ended, key_image, where
 from edge_agent.trajectory import ClaimRecord, ImageRecord, Trajectory
-from imaging.errors import ReportError
 from imaging.records import to_plain
 from tools.measurement import Measurement
 from tools.observation import measurements_of
@@ -26,7 +25,9 @@ from tools.observation import measurements_of
 
 def build_report(trajectory: Trajectory, outline_notes: Mapping[int, str] | None = None) -> dict:
     """Pure function of the trajectory and of the notes its source headers give (by finding
-    number, from `outlines_not_in_seg`), so a replay gives the same report byte for byte."""
+    number, from `outlines_not_in_seg`), so a replay with the source study's headers gives the
+    same report byte for byte. Without them (the study gone, DICOM outputs off) a replay has no
+    notes: its report lacks any outline_note the read's had."""
     answer = trajectory.answer
     notes = outline_notes or {}
     return {
@@ -78,12 +79,6 @@ def _prompt_profile(trajectory: Trajectory) -> dict:
 
 
 def _finding(trajectory: Trajectory, claim: ClaimRecord, outline_note: str | None = None) -> dict:
-    if not claim.evidence:
-        raise ReportError(f"finding {claim.text!r} cites no evidence image; it cannot be reported")
-    known = len(trajectory.images)
-    missing = [i for i in claim.evidence if not 0 <= i < known]
-    if missing:
-        raise ReportError(f"finding {claim.text!r} cites image(s) {missing} the read never made")
     times = [t for i in claim.evidence for t in trajectory.image(i).times_s]
     window = {"time_window_s": [min(times), max(times)]} if times else {}
     key = key_image(trajectory, claim)

@@ -27,17 +27,15 @@ def build_seg(
 ) -> hd.seg.Segmentation | None:
     """None when no finding was outlined on a frame a SEG can reference (a SEG without segments
     is not valid)."""
-    masked = [
-        r
-        for r in regions
-        if r.mask is not None and unsegmentable(sources[r.source.sop_instance_uid]) is None
-    ]
-    if len(masked) < sum(r.mask is not None for r in regions):
-        log.warning(
-            "no SEG for some outlines: their source has no Frame of Reference UID that a SEG of it "
-            "must carry (a CT, MR or PET series without one, or a cine or video frame); the "
-            "outlines are in the SR"
-        )
+    masked = []
+    for region in (r for r in regions if r.mask is not None):
+        why = unsegmentable(sources[region.source.sop_instance_uid])
+        if why:
+            log.warning(
+                "finding %d: outline not in the SEG: %s; it is in the SR", region.number, why
+            )
+        else:
+            masked.append(region)
     if not masked:
         return None
     images = _source_images(masked, sources)
@@ -88,7 +86,7 @@ def unsegmentable(source: Dataset) -> str | None:
         return None
     if requires_module("frame-of-reference", source.SOPClassUID):
         return "its series has no Frame of Reference UID"
-    if frame_count(source) > 1:
+    if frame_count(source) != 1:  # a negative count too: not a single frame
         return "its cine or video has no Frame of Reference UID"
     return None
 

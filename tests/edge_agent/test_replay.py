@@ -20,6 +20,7 @@ from edge_agent.report.content import build_report
 from edge_agent.sample import write_sample_study
 from edge_agent.trajectory import Trajectory
 from tests.peers import dciodvfy_errors
+from tests.support import run_cli
 from tests.videos import encode, video_study
 
 VERSION_1 = Path(__file__).parent.parent / "data" / "trajectory_v1"
@@ -124,6 +125,19 @@ def test_replay_from_a_folder_without_the_cited_images_names_what_is_missing(rea
     again = replay(read.out_dir / "trajectory.json", tmp_path / "again", source=partial)
     assert again.dicom == () and f"{partial} lacks {len(cited)} of" in again.dicom_skipped
     assert any(uid in again.dicom_skipped for uid in cited)
+
+
+def test_replay_of_a_finding_citing_an_image_never_made_is_one_line_exit_2(read, tmp_path):
+    edited = shutil.copytree(read.out_dir, tmp_path / "edited")
+    data = json.loads((edited / "trajectory.json").read_text())
+    finding = data["answer"]["findings"][0]
+    finding["evidence"] = [99]
+    (edited / "trajectory.json").write_text(json.dumps(data))
+    done = run_cli("replay", edited / "trajectory.json", "--out", tmp_path / "again")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert finding["text"] in done.stderr and "cites image(s) [99]" in done.stderr
+    assert not (tmp_path / "again" / "report.json").exists()
 
 
 def test_a_format_1_trajectory_gives_the_report_main_wrote():

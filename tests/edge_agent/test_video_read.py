@@ -15,7 +15,7 @@ from edge_agent.policies.llama_cpp import LlamaCppSettings
 from edge_agent.read import read_study
 from imaging.records import to_plain
 from tests.peers import dciodvfy_errors
-from tests.support import bundled, run_cli
+from tests.support import bundled, run_cli, sr_items
 from tests.videos import FPS, encode, read_index, video_study
 
 DISC_ON, DISC_OFF = 45 / FPS, 60 / FPS  # the event the protocol must find
@@ -30,12 +30,6 @@ def h264() -> bytes:
 def read(h264, tmp_path_factory):
     folder = tmp_path_factory.mktemp("video-read")
     return read_study(video_study(folder / "study", h264), folder / "out", Config())
-
-
-def _content(dataset):
-    for item in dataset.get("ContentSequence", []):
-        yield item
-        yield from _content(item)
 
 
 def test_the_protocol_finds_when_the_disc_appears_and_goes(read):
@@ -64,7 +58,7 @@ def test_each_evidence_image_says_when_and_keeps_its_frames(read):
 def test_the_sr_references_the_video_frames_and_time_windows(read):
     sr = pydicom.dcmread(read.dicom[0])
     source = pydicom.dcmread(next((read.out_dir.parent / "study").iterdir()))
-    tcoords = [i for i in _content(sr) if i.ValueType == "TCOORD"]
+    tcoords = [i for i in sr_items(sr) if i.ValueType == "TCOORD"]
     windows = [f["time_window_s"] for f in read.report["findings"]]
     offsets = [float(v) for t in tcoords for v in t.ReferencedTimeOffsets]
     assert offsets == pytest.approx([v for window in windows for v in window])
