@@ -83,7 +83,9 @@ def test_a_run_killed_halfway_resumes_without_redoing_finished_cases(tmp_path: P
     count = 30  # ~80 ms a case: the kill lands with room to spare on a loaded machine
     for i in range(count):
         write_image(tmp_path / "set" / f"i{i}.png", 10 + 3 * i, size=128)
-        rows.append({"id": f"c{i}", "image": f"i{i}.png", "question": "bright?", "answer": "yes"})
+        rows.append(
+            {"id": f"c{i:02d}", "image": f"i{i}.png", "question": "bright?", "answer": "yes"}
+        )
     cases = tmp_path / "set" / "cases.jsonl"
     cases.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "run"
@@ -103,7 +105,7 @@ def test_a_run_killed_halfway_resumes_without_redoing_finished_cases(tmp_path: P
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     results = load_results(out)
-    assert [r.id for r in results] == [f"c{i}" for i in range(count)]
+    assert [r.id for r in results] == [f"c{i:02d}" for i in range(count)]
     assert all(r.status == "done" for r in results)
     for case_id, mtime in done.items():  # finished cases were not read again
         assert (out / "cases" / case_id / "result.json").stat().st_mtime_ns == mtime
