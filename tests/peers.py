@@ -61,10 +61,20 @@ def dciodvfy_errors(path: Path) -> list[str]:
     return [line for line in done.stderr.splitlines() if line.startswith("Error")]
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on now, and never one given before in this process: the
+    kernel may hand a just-closed port out again, so two calls in a row (an Orthanc's HTTP and
+    DICOM ports) could name the same one."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 class Orthanc:
