@@ -14,7 +14,7 @@ from dicom_gateway.status import CANNOT_UNDERSTAND
 from edge_agent.sample import write_sample_study
 from tests.dicom_gateway.leftovers import holding_data
 from tests.peers import Gateway, Orthanc, echo, free_port, tool, wait_for
-from tests.support import bundled, c_store, ct_copies, run_cli
+from tests.support import bundled, c_store, ct_copies, run_cli, sr_items
 
 
 def _pacs_and_gateway(tmp_path, caller: str) -> tuple[Orthanc, Gateway]:
@@ -337,17 +337,11 @@ def test_an_endoscopy_video_from_the_scope_gets_a_time_stamped_sr_back(tmp_path)
         [sr_series] = wait_for(lambda: orthanc.series_of(study_uid, "SR"), 90, "the SR in Orthanc")
         [instance] = sr_series["Instances"]
         sr = pydicom.dcmread(io.BytesIO(orthanc.get_bytes(f"/instances/{instance}/file")))
-        tcoords = [item for item in _walk(sr) if item.ValueType == "TCOORD"]
+        tcoords = [item for item in sr_items(sr) if item.ValueType == "TCOORD"]
         assert tcoords and all(t.TemporalRangeType in ("SEGMENT", "POINT") for t in tcoords)
     finally:
         gateway.stop()
         orthanc.stop()
-
-
-def _walk(dataset):
-    for item in dataset.get("ContentSequence", []):
-        yield item
-        yield from _walk(item)
 
 
 def test_header_values_quoted_by_library_warnings_never_reach_the_log(tmp_path):
