@@ -17,7 +17,6 @@ from edge_agent.config import Config
 from edge_agent.policies import make_policy
 from edge_agent.report.dicom_files import source_uids, write_dicom
 from edge_agent.report.files import write_evidence, write_reports
-from edge_agent.report.seg import outlines_not_in_seg
 from edge_agent.selection import Selection, select
 from edge_agent.trajectory import Trajectory
 from imaging.study import Progress, Study, load_study
@@ -91,8 +90,7 @@ def read_study(
         log.info("study %s: no DICOM outputs, the source is not DICOM", study.uid)
     headers = {uid: study.header(uid) for uid in source_uids(trajectory)} if writes_dicom else {}
     # the reports, then the DICOM; the headers tell the reports which outlines the SEG leaves out
-    notes = outlines_not_in_seg(trajectory, headers) if writes_dicom else None
-    report = write_reports(trajectory, out_dir, notes)
+    report = write_reports(trajectory, out_dir, headers if writes_dicom else None)
     dicom = write_dicom(trajectory, headers, out_dir) if writes_dicom else []
     return ReadResult(
         study, selection, trajectory, report, out_dir, tuple(dicom), workspace, headers

@@ -13,7 +13,6 @@ from pydicom import Dataset
 
 from edge_agent.report.dicom_files import source_uids, write_dicom
 from edge_agent.report.files import copy_evidence, write_reports
-from edge_agent.report.seg import outlines_not_in_seg
 from edge_agent.trajectory import Trajectory
 from imaging.study import candidate_files
 
@@ -37,18 +36,29 @@ def replay(
     it the other reports are still written and `dicom_skipped` says why DICOM was not."""
     trajectory_path = Path(trajectory_path)
     recorded = Trajectory.load(trajectory_path)
+    return replay_trajectory(recorded, trajectory_path.parent, out_dir, source, dicom=dicom)
+
+
+def replay_trajectory(
+    recorded: Trajectory,
+    evidence_dir: Path,
+    out_dir: Path,
+    source: Path | None = None,
+    *,
+    dicom: bool = True,
+) -> ReplayResult:
+    """`replay` of a trajectory already in memory, its evidence in `evidence_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    copy_evidence(recorded, trajectory_path.parent, out_dir)
-    headers, skipped = {}, "DICOM outputs are off"
-    if dicom:
-        folder = Path(source) if source is not None else _recorded_source(recorded)
-        headers, skipped = _headers(recorded, folder)
+    copy_evidence(recorded, evidence_dir, out_dir)
+    if not dicom:
+        report = write_reports(recorded, out_dir)
+        return ReplayResult(recorded, report, out_dir, dicom_skipped="DICOM outputs are off")
+    folder = Path(source) if source is not None else _recorded_source(recorded)
+    headers, skipped = _headers(recorded, folder)
     # as in the read: the headers tell the reports which outlines the SEG leaves out
-    notes = None if skipped else outlines_not_in_seg(recorded, headers)
-    report = write_reports(recorded, out_dir, notes)
-    if skipped and dicom:
-        log.warning("study %s: no DICOM outputs: %s", recorded.study_instance_uid, skipped)
+    report = write_reports(recorded, out_dir, None if skipped else headers)
     if skipped:
+        log.warning("study %s: no DICOM outputs: %s", recorded.study_instance_uid, skipped)
         return ReplayResult(recorded, report, out_dir, dicom_skipped=skipped)
     paths = write_dicom(recorded, headers, out_dir)
     return ReplayResult(recorded, report, out_dir, tuple(paths))

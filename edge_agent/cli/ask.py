@@ -59,9 +59,8 @@ def answer_and_show(
     """One follow-up: answered (by the protocol from the read's measurements, or by the model
     continuing its session), appended to every report, printed (`ask`, `read --interactive`).
     `keep_session`: the model session is saved with the answer, before the trajectory."""
-    from edge_agent.replay import replay
+    from edge_agent.replay import replay_trajectory
     from edge_agent.report.files import write_evidence
-    from imaging.atomic import write_atomic
 
     if opened is None:
         from edge_agent.followup import ask as answer
@@ -77,9 +76,8 @@ def answer_and_show(
 
             save_session(opened.policy, trajectory, result)
         write_evidence(opened.workspace, trajectory, result)
-    # the replay below writes every report from trajectory.json, with the source's headers
-    write_atomic(result / "trajectory.json", trajectory.to_json().encode())
-    done = replay(result / "trajectory.json", result, dicom=settings.report.dicom)
+    # every report, trajectory.json included, with the source's headers (the outline notes)
+    done = replay_trajectory(trajectory, result, result, dicom=settings.report.dicom)
     if opened is None:
         console.rule(f"Q{len(trajectory.follow_ups)}: {question}", style="dim")
     console.print(trajectory.follow_ups[-1].answer, highlight=False, markup=False)

@@ -7,9 +7,12 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from pydicom import Dataset
+
 from edge_agent.report.content import build_report
 from edge_agent.report.evidence import mask_png
 from edge_agent.report.html import render_html
+from edge_agent.report.seg import outlines_not_in_seg
 from edge_agent.trajectory import Trajectory
 from imaging.atomic import write_all_atomic
 from imaging.errors import ReportError
@@ -31,12 +34,13 @@ def write_evidence(workspace: Workspace, trajectory: Trajectory, out_dir: Path) 
 
 
 def write_reports(
-    trajectory: Trajectory, out_dir: Path, outline_notes: Mapping[int, str] | None = None
+    trajectory: Trajectory, out_dir: Path, headers: Mapping[str, Dataset] | None = None
 ) -> dict:
-    """Reports for a trajectory whose evidence images are already in `out_dir`; `outline_notes`
-    (`seg.outlines_not_in_seg`), given when DICOM outputs are written, tell the reader which
-    findings' outlines the SEG leaves to the SR."""
-    report = build_report(trajectory, outline_notes)
+    """Reports for a trajectory whose evidence images are already in `out_dir`. `headers`, the
+    source headers by SOP Instance UID, are given when DICOM outputs are written: the reports
+    then say which findings' outlines the SEG leaves to the SR (`seg.outlines_not_in_seg`)."""
+    notes = outlines_not_in_seg(trajectory, headers) if headers is not None else None
+    report = build_report(trajectory, notes)
     for finding in report["findings"]:
         for evidence in finding["evidence"]:
             for name in (evidence["image"], *evidence.get("frame_images", ())):
