@@ -208,7 +208,7 @@ class Spool:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout_s)
 
     def study_dir(self, study_uid: str) -> Path:
-        return self.root / "studies" / checked_uid(study_uid, "Study Instance UID")
+        return Path(self._studies, checked_uid(study_uid, "Study Instance UID"))
 
     def open_received(self) -> ReceivedFile:
         """A new temporary file for a data set about to arrive."""
