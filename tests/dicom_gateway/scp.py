@@ -81,10 +81,13 @@ def send_and_answer(assoc, pdus) -> int:
     return response.Status
 
 
-def stored_as_sent(spool: Spool, path: Path) -> None:
-    [row] = spool.index.read("SELECT path FROM instances")
-    stored, sent = pydicom.dcmread(row["path"]), pydicom.dcmread(path)
-    assert stored.PixelData == sent.PixelData and stored.SOPInstanceUID == sent.SOPInstanceUID
+def stored_as_sent(spool: Spool, *paths: Path) -> None:
+    """Exactly the instances of `paths` are indexed, each file as it was sent."""
+    rows = spool.index.read("SELECT path FROM instances")
+    stored = {ds.SOPInstanceUID: ds for ds in (pydicom.dcmread(row["path"]) for row in rows)}
+    sent = {ds.SOPInstanceUID: ds for ds in map(pydicom.dcmread, paths)}
+    assert stored.keys() == sent.keys()
+    assert all(stored[uid].PixelData == sent[uid].PixelData for uid in sent)
 
 
 def cut_by(tmp_path: Path, bad_pdu: bytes, data_pdus: int) -> Spool:

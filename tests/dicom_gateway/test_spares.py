@@ -14,7 +14,7 @@ from dicom_gateway.engines import open_index
 from dicom_gateway.spares import AHEAD, SpareFiles
 from dicom_gateway.spool import ReceivedFile, Spool
 from dicom_gateway.status import SUCCESS
-from tests.dicom_gateway.scp import listening
+from tests.dicom_gateway.scp import listening, stored_as_sent
 from tests.peers import wait_for
 from tests.support import c_store, ct_copies
 
@@ -58,7 +58,7 @@ def test_spares_removed_by_another_services_start_never_refuse_an_instance(tmp_p
     # for an hour: the empty files a listener idle that long created ahead among them.
     root, url = tmp_path / "spool", postgres.database()
     root.mkdir()
-    listener, _, port = listening(root, open_index(url, root), spares_ready=True)
+    listener, spool, port = listening(root, open_index(url, root), spares_ready=True)
     try:
         long_ago = time.time() - 7200
         for spare in (root / "tmp").glob("*.part"):
@@ -69,6 +69,7 @@ def test_spares_removed_by_another_services_start_never_refuse_an_instance(tmp_p
         assert len(list((root / "tmp").glob("*.part"))) < AHEAD  # the filler may have refilled
         sent = ct_copies(tmp_path / "ct", 3, "spares-removed")
         assert [status for _, status in c_store(port, sent)] == [SUCCESS] * 3
+        stored_as_sent(spool, *sent)
     finally:
         listener.stop()
         listener._spool.index.close()
@@ -76,9 +77,10 @@ def test_spares_removed_by_another_services_start_never_refuse_an_instance(tmp_p
 
 def test_a_file_taken_ahead_by_an_association_and_removed_is_replaced(tmp_path):
     root = tmp_path / "spool"
-    listener, _, port = listening(root, spares_ready=True)
+    listener, spool, port = listening(root, spares_ready=True)
+    sent = ct_copies(tmp_path / "ct", 3, "held-spare-removed")
     try:
-        stores = c_store(port, ct_copies(tmp_path / "ct", 3, "held-spare-removed"))
+        stores = c_store(port, sent)
         assert next(stores)[1] == SUCCESS
         for spare in (root / "tmp").glob("*.part"):  # the files created ahead for the next two
             spare.unlink()
@@ -86,6 +88,7 @@ def test_a_file_taken_ahead_by_an_association_and_removed_is_replaced(tmp_path):
     finally:
         listener.stop()
     assert not list((root / "tmp").iterdir())
+    stored_as_sent(spool, *sent)
 
 
 def test_files_waiting_are_kept_fresh_and_those_removed_are_replaced(tmp_path):

@@ -15,7 +15,7 @@ from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import CLAIM_S, Outbox, Undelivered, undelivered
 from dicom_gateway.settings import GatewaySettings, Peer
 from dicom_gateway.spool import OutOfResources, Spool
-from tests.peers import Orthanc
+from tests.peers import Orthanc, wait_for
 from tests.support import ct_copies
 
 
@@ -233,9 +233,7 @@ def test_a_temporary_file_removed_while_it_arrived_fails_alone(tmp_path):
     ]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 30
-    while len(commits._waiting) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: len(commits._waiting) == 2, 30, "both to wait for the next group", 0.01)
     os.unlink(removed.name)  # after its bytes were synced, before its rename
     with commits._changed:
         commits._busy = False

@@ -89,9 +89,12 @@ def test_a_follow_up_keeps_the_note(tmp_path):
     result = read_study(_without_frame_of_reference(tmp_path / "study"), tmp_path / "out", Config())
     done = run_cli("ask", result.out_dir, "How many candidates?")
     assert done.returncode == 0, done.stderr
-    findings = _findings(result)
+    report = json.loads((result.out_dir / "report.json").read_text())
+    assert report["follow_ups"][0]["question"] == "How many candidates?"  # written again
+    findings = report["findings"]
     assert findings and {finding.get("outline_note") for finding in findings} == {NOTE}
-    assert NOTE in (result.out_dir / "report.html").read_text()
+    html = (result.out_dir / "report.html").read_text()
+    assert NOTE in html and "How many candidates?" in html
 
 
 def test_without_dicom_outputs_the_reports_say_nothing_of_a_seg(tmp_path):
