@@ -15,13 +15,15 @@ from dicom_gateway.writeback import MIN_RANGE, PAGE, Writeback
 @pytest.mark.skipif(sys.platform != "linux", reason="sync_file_range is Linux's")
 def test_whole_pages_are_sent_to_the_disk_as_they_are_written(tmp_path):
     received = ReceivedFile(tmp_path)
-    data = os.urandom(5 * 131072 + 777)
+    data = os.urandom(9 * 131072 + 777)
     follow = []
     for start in range(0, len(data), 131072):  # as a C-STORE's PDUs arrive
         received.write(data[start : start + 131072])
         follow.append(received._writeback.started)
-    # Every whole page but the last few, at each step; never a page still being filled.
-    assert follow == [131072, 262144, 393216, 524288, 655360, 655360]
+    # Whole pages only, once MIN_RANGE of them is waiting (one submission per 512 KiB, not
+    # one per PDU); never a page still being filled.
+    assert MIN_RANGE == 4 * 131072
+    assert follow == [0, 0, 0, 524288, 524288, 524288, 524288, 1048576, 1048576, 1048576]
     received.complete()  # the data set is whole: the rest, its last page too, goes now
     assert received._writeback.started == len(data)
     received.sync()
