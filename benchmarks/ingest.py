@@ -7,7 +7,8 @@ dcmtk storescp (which never fsyncs) and Orthanc, at 1 and 4 associations.
 Every peer runs with TCP_NODELAY (dcmtk and Orthanc's DICOM side read the TCP_NODELAY variable;
 our listener sets it on every connection). Rounds are interleaved (each round runs every
 receiver once per association count, each on a fresh store) so that a machine shared with other
-work loads every receiver alike; ratios are throughput ratios per round, shown min/median/max.
+work loads every receiver alike; ratios are throughput ratios per round, shown min/median/max
+(with --baseline, this checkout's listener against the baseline's too).
 The per-instance budget is storescp's time per instance: what ours must fit in to keep up,
 beside what durability alone (write, fsync, rename, folder fsync) costs on this disk. Their sum
 is the floor at 1 association, the physical bound for any receiver that acknowledges only what
@@ -46,6 +47,7 @@ from tests.peers import Gateway, Orthanc, free_port, tool, wait_for
 # Nagle's algorithm on and waits for delayed ACKs, ~40 ms per instance on loopback.
 os.environ["TCP_NODELAY"] = "1"
 ASSOCIATIONS = (1, 4)
+BASELINE = "baseline "  # how another checkout's listener is named in the table
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
@@ -212,7 +214,7 @@ def main() -> None:
     # another checkout's, as it was.
     ours = {f"edge-agent {n}p": (str(CHECKOUT), {"listener_processes": n}) for n in args.processes}
     if args.baseline:
-        ours[f"baseline {args.baseline}"] = (args.baseline, {})
+        ours[f"{BASELINE}{args.baseline}"] = (args.baseline, {})
     receivers = {**ours, "storescp": None, "Orthanc": None}
     with tempfile.TemporaryDirectory(prefix="edge-agent-bench-") as scratch:
         root = Path(scratch)
@@ -247,18 +249,25 @@ def _report(seconds, ours: list[str], count: int, megabytes: float, durable: lis
         rates = [count / s for s in runs]
         per_instance = [1e3 * s / count for s in runs]
         print(f"{name:<{width}}{associations:>6}{spread(rates):>22}{spread(per_instance):>20}")
-    print(f"\n{'ratio (throughput)':<{width + 12}}{'assoc':>6}{'min/median/max':>20}")
-    for name in ours:
-        for peer in ("storescp", "Orthanc"):
-            for associations in ASSOCIATIONS:
-                ratios = [
-                    theirs / mine
-                    for mine, theirs in zip(
-                        seconds[name, associations], seconds[peer, associations], strict=True
-                    )
-                ]
-                label = f"{name} / {peer}"
-                print(f"{label:<{width + 12}}{associations:>6}{spread(ratios):>20}")
+    baselines = [name for name in ours if name.startswith(BASELINE)]
+    # This checkout's listener against the baseline's too, round by round.
+    pairs = [
+        (name, peer)
+        for name in ours
+        for peer in ("storescp", "Orthanc", *([] if name in baselines else baselines))
+    ]
+    width = max(len(f"{name} / {peer}") for name, peer in pairs) + 2
+    print(f"\n{'ratio (throughput)':<{width}}{'assoc':>6}{'min/median/max':>20}")
+    for name, peer in pairs:
+        for associations in ASSOCIATIONS:
+            ratios = [
+                theirs / mine
+                for mine, theirs in zip(
+                    seconds[name, associations], seconds[peer, associations], strict=True
+                )
+            ]
+            label = f"{name} / {peer}"
+            print(f"{label:<{width}}{associations:>6}{spread(ratios):>20}")
     budget = 1e3 * statistics.median(seconds["storescp", 1]) / count
     print(f"\nper-instance budget at 1 association (storescp's time): {budget:.2f} ms")
     print(
