@@ -126,23 +126,33 @@ class SharedValues:
     """The REPEATED values of a load's headers, each converted once: pydicom's conversion of
     one value costs more than all that loading then does with it, and a header repeats the
     previous one's type, size, spacing, orientation, rescale and window. An element is shared
-    only when its bytes and how they are encoded are those of one already converted."""
+    only when its bytes and how they are encoded are those of one converted before, so what a
+    header reads as, and what converting it would raise or warn, is as without sharing."""
 
     def __init__(self) -> None:
         self._converted: dict[tuple, DataElement] = {}
 
-    def share(self, ds: Dataset) -> None:
-        """Give `ds` the converted elements of values seen before; convert the others."""
+    def substitute(self, ds: Dataset) -> dict[BaseTag, tuple]:
+        """Give `ds` the converted elements of values seen before; returns the others, for
+        `remember` once the header has been read."""
+        unseen = {}
         for repeated in REPEATED:
             raw = ds.get_item(repeated, keep_deferred=True)
             if not isinstance(raw, RawDataElement) or raw.value is None:
                 continue  # absent, already converted, or left in the file
             key = (raw.tag, raw.VR, raw.is_implicit_VR, raw.is_little_endian, raw.value)
-            element = self._converted.get(key)
-            if element is None:
-                self._converted[key] = ds[repeated]
+            if key in self._converted:
+                ds[repeated] = self._converted[key]
             else:
-                ds[repeated] = element
+                unseen[repeated] = key
+        return unseen
+
+    def remember(self, ds: Dataset, unseen: dict[BaseTag, tuple]) -> None:
+        """Keep the elements of `unseen` that reading `ds` converted."""
+        for repeated, key in unseen.items():
+            element = ds.get_item(repeated, keep_deferred=True)
+            if isinstance(element, DataElement):
+                self._converted[key] = element
 
 
 def parse(source: io.BytesIO | Path, **options) -> Dataset:

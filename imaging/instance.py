@@ -107,9 +107,12 @@ def read_instance(
     video = ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES
     if video:
         ds = parse(file, defer_size=DEFER_BYTES)  # the stream is read from the file, now
-    if shared is not None:
-        shared.share(ds)
-    return _instance(ds, file, known, video)
+    if shared is None:
+        return _instance(ds, file, known, video)
+    unseen = shared.substitute(ds)
+    read = _instance(ds, file, known, video)
+    shared.remember(ds, unseen)
+    return read
 
 
 def _instance(ds: Dataset, file: Path, known: Known, video: bool) -> InstanceRead:

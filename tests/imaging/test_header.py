@@ -3,11 +3,13 @@ and either way loading makes the same of it."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pydicom.data
+from pydicom.dataelem import RawDataElement
 from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -72,6 +74,17 @@ def test_every_file_loaded_with_the_values_of_the_others_loads_as_alone():
     assert together == alone
 
 
+def _read_sharing(headers, *keywords: str) -> None:
+    """The headers read one after the other, as loading reads them: each given the values the
+    ones before converted, then what reading `keywords` converted kept for the next."""
+    shared = header.SharedValues()
+    for ds in headers:
+        unseen = shared.substitute(ds)
+        for keyword in keywords:
+            ds.get(keyword)
+        shared.remember(ds, unseen)
+
+
 def test_a_series_converts_a_value_its_slices_repeat_once(tmp_path: Path):
     """Three slices, the second in its own window and spacing: the size each slice repeats is
     converted once and shared, the window only by the slices that have it, and each frame
@@ -82,10 +95,8 @@ def test_a_series_converts_a_value_its_slices_repeat_once(tmp_path: Path):
         source.WindowCenter, source.WindowWidth = center, 350
         source.PixelSpacing = [spacing, spacing]
         source.save_as(tmp_path / f"{name}.dcm", enforce_file_format=True)
-    shared = header.SharedValues()
     a, b, c = (header.read_header(tmp_path / f"{name}.dcm") for name in "abc")
-    for ds in (a, b, c):
-        shared.share(ds)
+    _read_sharing((a, b, c), "Rows", "WindowCenter")
     rows, center = header.tag("Rows"), header.tag("WindowCenter")
     assert a[rows] is b[rows] is c[rows]
     assert a[center] is c[center] and a[center] is not b[center]
@@ -138,8 +149,24 @@ def test_the_same_bytes_in_another_byte_order_are_another_value(tmp_path: Path):
             little_endian=syntax.is_little_endian,
             force_encoding=True,  # another byte order than the one read
         )
-    shared = header.SharedValues()
     headers = [header.read_header(tmp_path / f"{name}.dcm") for name in ("le", "be")]
-    for ds in headers:
-        shared.share(ds)
+    _read_sharing(headers, "Rows")
     assert [ds.Rows for ds in headers] == [256, 1]
+
+
+def test_sharing_converts_no_value_a_load_does_not_read(tmp_path: Path):
+    """A file without pixel data is skipped before its frame count is read: its damaged count
+    is never converted, so pydicom has nothing to warn about, sharing or not."""
+    source = pydicom.dcmread(bundled("CT_small.dcm"))
+    source.save_as(tmp_path / "image.dcm", enforce_file_format=True)
+    source.SOPInstanceUID = source.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    del source.PixelData
+    frames = header.tag("NumberOfFrames")
+    source[frames] = RawDataElement(frames, "IS", 2, b"1A", 0, False, True)
+    source.save_as(tmp_path / "no-pixels.dcm", enforce_file_format=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        study = load_study(tmp_path)
+    [skipped] = study.skipped
+    assert skipped.path.name == "no-pixels.dcm" and "no pixel data" in skipped.reason
+    assert not [w for w in caught if "Invalid value for VR IS: '1A'" in str(w.message)]
