@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import io
 import warnings
+from functools import cache
 from pathlib import Path
 from struct import pack
 from typing import BinaryIO
 
 import pydicom
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import data_element_generator
+from pydicom.tag import BaseTag, Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 
@@ -78,6 +81,78 @@ def _pixel_elements(opened: BinaryIO, at: int, header: Dataset) -> Dataset:
     if not elements:  # pydicom stopped at damage it only warns about
         raise UnreadableFile("the pixel data element does not read")
     return elements
+
+
+@cache
+def tag(keyword: str) -> BaseTag:
+    """The tag of an attribute's keyword, looked up once."""
+    return Tag(keyword)
+
+
+def attribute(ds: Dataset, keyword: str, default=None):
+    """`ds.get(keyword)` at a third of its cost: pydicom looks the keyword up on every call, and
+    loading reads some 30 attributes from each of hundreds of headers."""
+    element = ds.get(tag(keyword))
+    return default if element is None else element.value
+
+
+# What loading reads from every slice that the slices of a series mostly repeat byte for byte.
+# Text that the character set decodes is left out: the same bytes could read differently.
+REPEATED = tuple(
+    tag(keyword)
+    for keyword in (
+        "SOPClassUID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "Modality",
+        "NumberOfFrames",
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "PixelSpacing",
+        "SliceThickness",
+        "ImageOrientationPatient",
+        "RescaleSlope",
+        "RescaleIntercept",
+        "WindowCenter",
+        "WindowWidth",
+    )
+)
+
+
+class SharedValues:
+    """The REPEATED values of a load's headers, each converted once: pydicom's conversion of
+    one value costs more than all that loading then does with it, and a header repeats the
+    previous one's type, size, spacing, orientation, rescale and window. An element is shared
+    only when its bytes and how they are encoded are those of one converted before, so what a
+    header reads as, and what converting it would raise or warn, is as without sharing."""
+
+    def __init__(self) -> None:
+        self._converted: dict[tuple, DataElement] = {}
+
+    def substitute(self, ds: Dataset) -> dict[BaseTag, tuple]:
+        """Give `ds` the converted elements of values seen before; returns the others, for
+        `remember` once the header has been read."""
+        unseen = {}
+        for repeated in REPEATED:
+            raw = ds.get_item(repeated, keep_deferred=True)
+            if not isinstance(raw, RawDataElement) or raw.value is None:
+                continue  # absent, already converted, or left in the file
+            key = (raw.tag, raw.VR, raw.is_implicit_VR, raw.is_little_endian, raw.value)
+            if key in self._converted:
+                ds[repeated] = self._converted[key]
+            else:
+                unseen[repeated] = key
+        return unseen
+
+    def remember(self, ds: Dataset, unseen: dict[BaseTag, tuple]) -> None:
+        """Keep the elements of `unseen` that reading `ds` converted."""
+        for repeated, key in unseen.items():
+            element = ds.get_item(repeated, keep_deferred=True)
+            if isinstance(element, DataElement):
+                self._converted[key] = element
 
 
 def parse(source: io.BytesIO | Path, **options) -> Dataset:

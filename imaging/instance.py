@@ -18,7 +18,16 @@ from pydicom.pixels.utils import get_expected_length
 
 from imaging.errors import NoReadableImages
 from imaging.frame import Frame, Geometry, ImageRef
-from imaging.header import DEFER_BYTES, UnreadableFile, one_line, parse, read_header
+from imaging.header import (
+    DEFER_BYTES,
+    SharedValues,
+    UnreadableFile,
+    attribute,
+    one_line,
+    parse,
+    read_header,
+    tag,
+)
 from imaging.video import VIDEO_SYNTAXES, Timeline, Video, VideoError, VideoTimeline, frame_rate
 from imaging.windowing import Window
 
@@ -27,6 +36,9 @@ NOT_SOURCE_IMAGES = {
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
     "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose Storage",
 }
+
+
+PIXEL_DATA = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 class UndecodablePixels(NoReadableImages):
@@ -54,10 +66,10 @@ class SeriesHeader:
     def of(cls, ds: Dataset) -> SeriesHeader:
         return cls(
             uid=str(ds.SeriesInstanceUID),
-            modality=str(ds.get("Modality", "OT")),
-            number=int_or_none(ds.get("SeriesNumber")),
-            description=str(ds.get("SeriesDescription", "")),
-            image_type=tuple(str(v) for v in _as_list(ds.get("ImageType"))),
+            modality=str(attribute(ds, "Modality", "OT")),
+            number=int_or_none(attribute(ds, "SeriesNumber")),
+            description=str(attribute(ds, "SeriesDescription", "")),
+            image_type=tuple(str(v) for v in _as_list(attribute(ds, "ImageType"))),
         )
 
 
@@ -77,8 +89,9 @@ class InstanceRead:
     def of(
         cls, ds: Dataset, known: Known, frames: list[Frame], video: Timeline | None = None
     ) -> InstanceRead:
-        series = known.get(str(ds.SeriesInstanceUID)) or SeriesHeader.of(ds)
-        return cls(str(ds.StudyInstanceUID), str(ds.SOPInstanceUID), series, frames, video)
+        series = known.get(str(attribute(ds, "SeriesInstanceUID"))) or SeriesHeader.of(ds)
+        study, instance = attribute(ds, "StudyInstanceUID"), attribute(ds, "SOPInstanceUID")
+        return cls(str(study), str(instance), series, frames, video)
 
 
 # Series already met while loading, by UID: a series is known by its first instance's header
@@ -86,23 +99,31 @@ class InstanceRead:
 Known = Mapping[str, SeriesHeader]
 
 
-def read_instance(file: Path, known: Known = MappingProxyType({})) -> InstanceRead:
+def read_instance(
+    file: Path, known: Known = MappingProxyType({}), shared: SharedValues | None = None
+) -> InstanceRead:
+    """One file's frames; `known` and `shared` carry what a load met in the files before."""
     ds = read_header(file)
     video = ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES
     if video:
         ds = parse(file, defer_size=DEFER_BYTES)  # the stream is read from the file, now
-    return _instance(ds, file, known, video)
+    if shared is None:
+        return _instance(ds, file, known, video)
+    unseen = shared.substitute(ds)
+    read = _instance(ds, file, known, video)
+    shared.remember(ds, unseen)
+    return read
 
 
 def _instance(ds: Dataset, file: Path, known: Known, video: bool) -> InstanceRead:
-    sop_class = str(ds.get("SOPClassUID", ""))
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        name = getattr(ds.get("SOPClassUID"), "name", sop_class) or "unknown SOP class"
+    sop_class = str(attribute(ds, "SOPClassUID", ""))
+    if not any(tag(keyword) in ds for keyword in PIXEL_DATA):
+        name = getattr(attribute(ds, "SOPClassUID"), "name", sop_class) or "unknown SOP class"
         raise UnreadableFile(f"no pixel data ({name}), not an image")
     if sop_class in NOT_SOURCE_IMAGES:
         raise UnreadableFile(f"{NOT_SOURCE_IMAGES[sop_class]} is not a source image")
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-        if not ds.get(keyword):
+        if not attribute(ds, keyword):
             raise UnreadableFile(f"missing {keyword}")
     if video:
         return _read_video(ds, known)
@@ -124,13 +145,13 @@ def _check_decodable(ds: Dataset, file: Path) -> None:
     if not decoder.is_available:
         missing = "; ".join(f"{k}: {v}" for k, v in decoder.missing_dependencies.items())
         raise UnreadableFile(f"transfer syntax {syntax} has no available decoder ({missing})")
-    if not decoder.is_native or "PixelData" not in ds:
+    if not decoder.is_native or tag("PixelData") not in ds:
         return
     try:
         expected = get_expected_length(ds)
     except Exception as exc:  # Rows, Columns or Bits Allocated missing or damaged
         raise UnreadableFile(f"pixel data cannot be decoded ({syntax}): {one_line(exc)}") from None
-    element = ds.get_item("PixelData", keep_deferred=True)
+    element = ds.get_item(tag("PixelData"), keep_deferred=True)
     if element.value is not None:
         present = len(element.value)
     else:  # a deferred value: what the file really holds of its stated length
@@ -156,9 +177,9 @@ class _Identity:
     @classmethod
     def of(cls, ds: Dataset) -> _Identity:
         return cls(
-            sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
-            rows=int_or_none(ds.get("Rows")),
-            columns=int_or_none(ds.get("Columns")),
+            sop_instance_uid=str(attribute(ds, "SOPInstanceUID", "")),
+            rows=int_or_none(attribute(ds, "Rows")),
+            columns=int_or_none(attribute(ds, "Columns")),
             frames=frame_count(ds),
             transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")),
         )
@@ -239,15 +260,15 @@ def _decode(ds: Dataset) -> np.ndarray:
         ) from None
     except Exception as exc:
         raise UnreadableFile(f"pixel data cannot be decoded ({syntax}): {one_line(exc)}") from None
-    if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
+    if attribute(ds, "PhotometricInterpretation") == "PALETTE COLOR":
         pixels = apply_color_lut(pixels, ds)
         pixels = (pixels >> 8).astype(np.uint8) if pixels.dtype != np.uint8 else pixels
     return pixels
 
 
 def _is_colour(ds: Dataset) -> bool:
-    return int(ds.get("SamplesPerPixel", 1)) == 3 or ds.get("PhotometricInterpretation") == (
-        "PALETTE COLOR"
+    return int(attribute(ds, "SamplesPerPixel", 1)) == 3 or (
+        attribute(ds, "PhotometricInterpretation") == "PALETTE COLOR"
     )
 
 
@@ -257,28 +278,32 @@ def _frames(ds: Dataset, pixels: Callable[[int], np.ndarray], count: int = 0) ->
     count = count or frame_count(ds)
     colour = _is_colour(ds)
     times = _frame_times(ds, count)
-    photometric = "RGB" if colour else str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    photometric = (
+        "RGB" if colour else str(attribute(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    )
+    instance = {  # what every frame of the instance shares
+        "sop_instance_uid": str(attribute(ds, "SOPInstanceUID")),
+        "sop_class_uid": str(attribute(ds, "SOPClassUID", "")),
+        "series_instance_uid": str(attribute(ds, "SeriesInstanceUID")),
+        "study_instance_uid": str(attribute(ds, "StudyInstanceUID")),
+    }
+    modality = str(attribute(ds, "Modality", "OT"))
+    instance_number = int_or_none(attribute(ds, "InstanceNumber"))
     frames = []
     for i in range(count):
         attrs = _FrameAttributes(ds, i)
         frames.append(
             Frame(
-                ref=ImageRef(
-                    sop_instance_uid=str(ds.SOPInstanceUID),
-                    frame=i + 1,
-                    sop_class_uid=str(ds.get("SOPClassUID", "")),
-                    series_instance_uid=str(ds.SeriesInstanceUID),
-                    study_instance_uid=str(ds.StudyInstanceUID),
-                ),
+                ref=ImageRef(frame=i + 1, **instance),
                 pixels=partial(pixels, i),
                 geometry=attrs.geometry(),
-                modality=str(ds.get("Modality", "OT")),
+                modality=modality,
                 photometric=photometric,
                 slope=attrs.float("PixelValueTransformationSequence", "RescaleSlope", 1.0),
                 intercept=attrs.float("PixelValueTransformationSequence", "RescaleIntercept", 0.0),
                 windows=() if colour else attrs.windows(),
                 time_s=times[i] if times else None,
-                instance_number=int_or_none(ds.get("InstanceNumber")),
+                instance_number=instance_number,
             )
         )
     return frames
@@ -296,19 +321,19 @@ class _FrameAttributes:
     def __init__(self, ds: Dataset, index: int) -> None:
         self._ds = ds
         self._groups: list[Dataset] = []
-        per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+        per_frame = attribute(ds, "PerFrameFunctionalGroupsSequence")
         if per_frame and index < len(per_frame):
             self._groups.append(per_frame[index])
-        shared = ds.get("SharedFunctionalGroupsSequence")
+        shared = attribute(ds, "SharedFunctionalGroupsSequence")
         if shared:
             self._groups.append(shared[0])
 
     def get(self, sequence: str, keyword: str):
         for group in self._groups:
-            items = group.get(sequence)
-            if items and keyword in items[0]:
-                return items[0][keyword].value
-        return self._ds.get(keyword)
+            items = attribute(group, sequence)
+            if items and tag(keyword) in items[0]:
+                return items[0][tag(keyword)].value
+        return attribute(self._ds, keyword)
 
     def float(self, sequence: str, keyword: str, default: float) -> float:
         value = self.get(sequence, keyword)
@@ -329,7 +354,7 @@ class _FrameAttributes:
     def windows(self) -> tuple[Window, ...]:
         centers = _as_list(self.get("FrameVOILUTSequence", "WindowCenter"))
         widths = _as_list(self.get("FrameVOILUTSequence", "WindowWidth"))
-        explanations = _as_list(self._ds.get("WindowCenterWidthExplanation"))
+        explanations = _as_list(attribute(self._ds, "WindowCenterWidthExplanation"))
         found = []
         for i, (center, width) in enumerate(zip(centers, widths, strict=False)):
             if float(width) >= 1:
@@ -341,8 +366,8 @@ class _FrameAttributes:
 def _detector_spacing(ds: Dataset) -> list[float] | None:
     """Projection images: ImagerPixelSpacing is at the detector; it is a patient size only once
     divided by the estimated magnification. Without that factor, sizes stay in pixels."""
-    spacing = _floats(ds.get("ImagerPixelSpacing"), 2)
-    factor = ds.get("EstimatedRadiographicMagnificationFactor")
+    spacing = _floats(attribute(ds, "ImagerPixelSpacing"), 2)
+    factor = attribute(ds, "EstimatedRadiographicMagnificationFactor")
     if spacing is None or not factor:
         return None
     return [v / float(factor) for v in spacing]
@@ -352,7 +377,7 @@ def _frame_times(ds: Dataset, count: int) -> list[float] | None:
     """Seconds from the first frame, from Frame Time Vector, Frame Time or Cine Rate."""
     if count < 2:
         return None
-    vector = ds.get("FrameTimeVector")
+    vector = attribute(ds, "FrameTimeVector")
     if vector and len(vector) == count:  # increments in ms; the first should be 0 (often is not)
         times = np.cumsum([float(v) for v in vector]) / 1000
         return [float(t - times[0]) for t in times]
@@ -380,7 +405,7 @@ def _floats(value, count: int) -> tuple | None:
 
 def frame_count(ds: Dataset) -> int:
     """Number of Frames, 1 when absent or empty (single-frame objects)."""
-    return int_or_none(ds.get("NumberOfFrames")) or 1
+    return int_or_none(attribute(ds, "NumberOfFrames")) or 1
 
 
 def int_or_none(value) -> int | None:

@@ -17,7 +17,7 @@ from pydicom.uid import generate_uid
 
 from imaging.errors import NoReadableImages
 from imaging.frame import Frame, Geometry, ImageRef
-from imaging.header import UnreadableFile
+from imaging.header import SharedValues, UnreadableFile
 from imaging.instance import InstanceRead, SeriesHeader, UndecodablePixels, read_instance
 from imaging.video import CineTimeline, Timeline, Video, VideoError, VideoTimeline
 
@@ -100,9 +100,10 @@ def load_study(path: Path, progress: Progress | None = None) -> Study:
     skipped: list[SkippedFile] = []
     paths: dict[str, Path] = {}
     known: dict[str, SeriesHeader] = {}
+    shared = SharedValues()
     for number, file in enumerate(files, 1):
         try:
-            read = read_instance(file, known)
+            read = read_instance(file, known, shared)
         except UnreadableFile as exc:
             log.warning("skipped %s: %s", file, exc)
             skipped.append(SkippedFile(file, str(exc)))

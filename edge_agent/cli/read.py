@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import tempfile
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from edge_agent.cli.config import FileConfig
 from edge_agent.cli.terminal import (
@@ -225,23 +224,23 @@ def _with_profile(settings: FileConfig, profile: str) -> FileConfig:
 def read_and_show(
     path: Path, out: Path, settings: FileConfig, question: str | None, *, policy=None, toolbox=None
 ) -> ReadResult:
-    """The live trail: a loading bar that is gone before anything else is printed, the series
-    chosen, then each step as it happens, then the answer."""
-    bar = Progress(
-        TextColumn("loading"), BarColumn(), MofNCompleteColumn(), console=errors, transient=True
-    )
-    task = bar.add_task("load", total=None)
+    """The live trail: a loading bar that is gone before anything else is printed (on a
+    terminal; elsewhere a transient bar shows nothing), the series chosen, then each step as it
+    happens, then the answer."""
+    bar = _loading_bar() if errors.is_terminal else None
+    task = bar.add_task("load", total=None) if bar is not None else None
 
     def progress(done: int, total: int, _file: Path) -> None:
         bar.update(task, completed=done, total=total)
 
     def selected(study: Study, selection: Selection) -> None:
-        bar.stop()  # transient: the bar's line is erased, so step 1 starts on a clean line
+        if bar is not None:
+            bar.stop()  # transient: the bar's line is erased, so step 1 starts on a clean line
         if study.skipped:
             errors.print(f"[yellow]{len(study.skipped)} file(s) skipped[/] (named above)")
         console.print(f"[dim]{selection.reason}[/]", highlight=False)
 
-    with bar:
+    with bar if bar is not None else nullcontext():
         result = read_study(
             path,
             out,
@@ -249,13 +248,22 @@ def read_and_show(
             question=question,
             policy=policy,
             toolbox=toolbox,
-            progress=progress,
+            progress=progress if bar is not None else None,
             on_selected=selected,
             on_step=show_step,
             stream=stream,
         )
     _show_result(result)
     return result
+
+
+def _loading_bar():
+    """rich's progress bar, imported only for a terminal that shows it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(
+        TextColumn("loading"), BarColumn(), MofNCompleteColumn(), console=errors, transient=True
+    )
 
 
 def _show_result(result: ReadResult) -> None:

@@ -208,6 +208,18 @@ def test_a_protocol_read_of_a_folder_loads_neither_network_stack_nor_model_code(
     assert json.loads((out / "report.json").read_text())["findings"]
 
 
+def test_a_read_whose_stderr_is_no_terminal_runs_without_the_progress_bar(sample_study, tmp_path):
+    """The loading bar is transient: off a terminal it would show nothing, so a read whose
+    stderr is a pipe (a script, a job) runs with rich's progress module unimportable, and
+    prints the same trail."""
+    argv = ["read", str(sample_study), "--policy", "protocol", "-o"]
+    done = console_script("sys.modules['rich.progress'] = None", *argv, str(tmp_path / "a"))
+    assert done.returncode == 0, done.stderr
+    again = console_script("", *argv, str(tmp_path / "b"))
+    assert done.stdout.replace("/a/", "/b/") == again.stdout and "report: " in done.stdout
+    assert done.stderr == again.stderr
+
+
 def test_config_budget_is_obeyed(sample_study, tmp_path):
     config = tmp_path / "edge-agent.toml"
     config.write_text("[budget]\nmax_turns = 2\n")

@@ -57,7 +57,7 @@ def test_the_outline_of_a_lesion_on_a_ct_matches_full_resolution_grabcut(
     workspace, lesion = lesion_on_ct()
     fast, method = outline(workspace)
     assert method == segment.METHOD
-    [(rows, cols, _)] = grabcut_inputs
+    [(rows, cols, _)] = set(grabcut_inputs)  # its first iteration, then the others
     assert rows * cols <= segment.GRABCUT_PIXELS < 420 * 420  # the box and its context, shrunk
     # The whole image at full size, as GrabCut ran before it was bounded: IoU 0.991 measured.
     monkeypatch.setattr(segment, "GRABCUT_PIXELS", 10**9)
@@ -74,7 +74,7 @@ def test_a_large_flat_image_hands_grabcut_a_bounded_copy(grabcut_inputs):
     workspace.show(phantom_frame(values, SPACING))
     box = [100, 100, 2900, 2900]
     said = default_toolbox().call("segment", {"index": 0, "bbox_2d": box}, workspace)
-    [(rows, cols, _)] = grabcut_inputs
+    [(rows, cols, _)] = grabcut_inputs  # one iteration: it left no foreground
     assert rows * cols <= segment.GRABCUT_PIXELS
     assert (rows, cols) == (256, 256)  # a square box keeps its shape
     # What the user gets: a full-size mask, nothing outside the box, and how it was found (a flat
@@ -85,3 +85,52 @@ def test_a_large_flat_image_hands_grabcut_a_bounded_copy(grabcut_inputs):
     inside[100:2900, 100:2900] = True
     assert mask.any() and not (mask & ~inside).any()
     assert to_plain(said.payload)["method"] == segment.FALLBACK
+
+
+@pytest.fixture
+def grabcut_runs(monkeypatch) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+    """What each GrabCut run was handed (image, labels), the labels it left, the iterations run."""
+    runs, real = [], segment._run_grabcut
+
+    def spy(image, labels, iterations, box):
+        given = labels.copy()
+        ran = real(image, labels, iterations, box)
+        runs.append((image.copy(), given, labels.copy(), ran))
+        return ran
+
+    monkeypatch.setattr(segment, "_run_grabcut", spy)
+    return runs
+
+
+def one_call(image: np.ndarray, labels: np.ndarray, iterations: int = 5) -> np.ndarray:
+    """The labels of one cv2.grabCut call of `iterations` from the same state."""
+    labels = labels.copy()
+    cv2.setRNGSeed(0)
+    models = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.grabCut(image, labels, None, *models, iterations, cv2.GC_INIT_WITH_MASK)
+    return labels
+
+
+def test_grabcut_stops_after_an_iteration_that_leaves_no_foreground(grabcut_runs):
+    # A flat image: GrabCut leaves no foreground after one iteration, so the fallback outlines
+    # the box, and the four more iterations (which could only repeat that) are not run.
+    values = 100 + np.random.default_rng(0).integers(0, 2, (512, 512))
+    workspace = Workspace()
+    workspace.show(phantom_frame(values, SPACING))
+    said = default_toolbox().call(
+        "segment", {"index": 0, "bbox_2d": [100, 100, 400, 400]}, workspace
+    )
+    assert to_plain(said.payload)["method"] == segment.FALLBACK
+    [(image, given, left, ran)] = grabcut_runs
+    assert ran == 1
+    assert not np.isin(left, (cv2.GC_FGD, cv2.GC_PR_FGD)).any()
+    assert np.array_equal(left, one_call(image, given))  # all five iterations: the same labels
+
+
+def test_grabcut_that_finds_an_object_runs_every_iteration_as_one_call_would(grabcut_runs):
+    workspace, _ = lesion_on_ct()
+    outline(workspace)
+    [(image, given, left, ran)] = grabcut_runs
+    assert ran == 5
+    assert np.isin(left, (cv2.GC_FGD, cv2.GC_PR_FGD)).any()
+    assert np.array_equal(left, one_call(image, given))
