@@ -5,11 +5,12 @@ fsyncs commit the file system's journal. An association takes a file that is alr
 its thread never waits for a create between one instance's response and the next's first PDU.
 
 A file waiting here is empty and would keep its creation time; a service starting on another
-machine that shares the spool removes temporary files untouched for an hour (spool.py). So the
-files waiting are touched every REFRESH_S, and one that was removed anyway is never handed out:
-it is dropped and the next one (or a new one) is taken. The filler is woken once half of them
-were taken, and creates the other half in one go: not once per instance, each wake-up a thread
-switch (and a handover of the interpreter's lock) while an association is being served."""
+machine that shares the spool removes temporary files untouched for LEFTOVER_AGE_S (spool.py).
+So the files waiting are touched every REFRESH_S, a twelfth of that, and one that was removed
+anyway is never handed out: it is dropped and the next one (or a new one) is taken. The filler
+is woken once half of them were taken, and creates the other half in one go: not once per
+instance, each wake-up a thread switch (and a handover of the interpreter's lock) while an
+association is being served."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from dicom_gateway.spool import LEFTOVER_AGE_S
+
 log = logging.getLogger(__name__)
 
 AHEAD = 8  # files kept ready: a burst on every association of a busy listener finds one each
 RETRY_S = 1.0  # after a create failed (disk full, folder gone), before the next attempt
-REFRESH_S = 300.0  # files waiting are touched this often: far younger than a leftover's hour
+REFRESH_S = LEFTOVER_AGE_S / 12  # files waiting are touched this often: never taken for leftovers
 
 
 class Spare(Protocol):

@@ -31,6 +31,9 @@ from imaging.atomic import fsync_dir
 log = logging.getLogger(__name__)
 
 UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+# A temporary file in a shared spool untouched this long is a crash's leftover: no C-STORE can
+# still be writing it, so a starting service removes it.
+LEFTOVER_AGE_S = 3600.0
 
 
 class SpoolError(Exception):
@@ -176,11 +179,12 @@ class Spool:
         (root / "studies").mkdir(parents=True, exist_ok=True)
         self._temporary, self._studies = str(root / "tmp"), str(root / "studies")
         if clean:  # from a crash before rename: never acknowledged
+            stale = time.time() - LEFTOVER_AGE_S
             for leftover in (root / "tmp").iterdir():
                 # A shared spool has other listeners writing here now: only what no C-STORE can
                 # still be writing goes. One of them may rename a file away after it was listed.
                 with contextlib.suppress(FileNotFoundError):
-                    if not index.dialect.shared or leftover.stat().st_mtime < time.time() - 3600:
+                    if not index.dialect.shared or leftover.stat().st_mtime < stale:
                         leftover.unlink(missing_ok=True)
         self.commits = GroupCommit(self._commit_group)  # its counts: instances per commit
         self._in_flight = 0

@@ -12,7 +12,7 @@ import pytest
 
 from dicom_gateway.engines import open_index
 from dicom_gateway.spares import AHEAD, SpareFiles
-from dicom_gateway.spool import ReceivedFile, Spool
+from dicom_gateway.spool import LEFTOVER_AGE_S, ReceivedFile, Spool
 from dicom_gateway.status import SUCCESS
 from tests.dicom_gateway.scp import listening, stored_as_sent
 from tests.peers import wait_for
@@ -55,12 +55,12 @@ def test_when_no_file_can_be_created_the_taker_hears_why():
 
 def test_spares_removed_by_another_services_start_never_refuse_an_instance(tmp_path, postgres):
     # A service starting on another machine sharing the spool removes temporary files untouched
-    # for an hour: the empty files a listener idle that long created ahead among them.
+    # for LEFTOVER_AGE_S: the empty files a listener idle that long created ahead among them.
     root, url = tmp_path / "spool", postgres.database()
     root.mkdir()
     listener, spool, port = listening(root, open_index(url, root), spares_ready=True)
     try:
-        long_ago = time.time() - 7200
+        long_ago = time.time() - 2 * LEFTOVER_AGE_S
         for spare in (root / "tmp").glob("*.part"):
             os.utime(spare, (long_ago, long_ago))
         other = open_index(url, root)
@@ -96,14 +96,16 @@ def test_files_waiting_are_kept_fresh_and_those_removed_are_replaced(tmp_path):
     try:
         wait_for(lambda: len(list(tmp_path.iterdir())) == AHEAD, 10, "the files created ahead")
         first = sorted(tmp_path.iterdir())
-        long_ago = time.time() - 7200
+        long_ago = time.time() - 2 * LEFTOVER_AGE_S
         for path in first:
             os.utime(path, (long_ago, long_ago))
         first[0].unlink()
 
         def refreshed() -> bool:
             paths = list(tmp_path.iterdir())
-            return len(paths) == AHEAD and all(p.stat().st_mtime > long_ago + 3600 for p in paths)
+            return len(paths) == AHEAD and all(
+                p.stat().st_mtime > long_ago + LEFTOVER_AGE_S for p in paths
+            )
 
         wait_for(refreshed, 10, "the files to be touched and the removed one replaced")
         assert all(Path(spares.take().name).exists() for _ in range(AHEAD + 2))

@@ -14,7 +14,7 @@ from dicom_gateway.index import Index, SqliteIndex
 from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import CLAIM_S, Outbox, Undelivered, undelivered
 from dicom_gateway.settings import GatewaySettings, Peer
-from dicom_gateway.spool import OutOfResources, Spool
+from dicom_gateway.spool import LEFTOVER_AGE_S, OutOfResources, Spool
 from tests.peers import Orthanc, wait_for
 from tests.support import ct_copies
 
@@ -193,7 +193,8 @@ def test_a_temporary_file_gone_before_the_cleanup_reads_it_does_not_stop_the_sta
     (leftovers / "renamed-meanwhile.part").symlink_to(tmp_path / "studies" / "now-here.dcm")
     old = leftovers / "crashed-long-ago.part"
     old.write_bytes(b"never acknowledged")
-    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    long_ago = time.time() - 2 * LEFTOVER_AGE_S
+    os.utime(old, (long_ago, long_ago))
     Spool(tmp_path / "spool", index, min_free_mb=1)
     assert not old.exists()  # the cleanup went on past the vanished one
 
