@@ -12,7 +12,13 @@ from pynetdicom import AE, evt
 from pynetdicom.pdu import A_ABORT_RQ
 
 from dicom_gateway.status import SUCCESS
-from tests.dicom_gateway.scp import associated, cut_by, listening, send_and_answer
+from tests.dicom_gateway.scp import (
+    associated,
+    cut_by,
+    listening,
+    send_and_answer,
+    stored_as_sent,
+)
 from tests.peers import wait_for
 from tests.support import c_store, ct_copies
 
@@ -26,7 +32,7 @@ def _heard(assoc) -> list:
 
 def test_a_sop_instance_uid_that_is_not_ascii_is_still_answered(tmp_path):
     # pydicom decodes a received UID as Latin-1: the packed response leaves it to pynetdicom.
-    listener, _, port = listening(tmp_path / "spool")
+    listener, spool, port = listening(tmp_path / "spool")
     [path] = ct_copies(tmp_path / "ct", 1, "not-ascii")
     assoc, fragments = associated(port, path)
     assoc.dimse_timeout = 10
@@ -42,6 +48,7 @@ def test_a_sop_instance_uid_that_is_not_ascii_is_still_answered(tmp_path):
     finally:
         assoc.release()
         listener.stop()
+    stored_as_sent(spool, path)  # under the data set's own UID, as sent
 
 
 def test_a_c_store_on_a_context_that_was_not_accepted_is_aborted(tmp_path):
