@@ -90,9 +90,10 @@ def stored_as_sent(spool: Spool, *paths: Path) -> None:
     assert all(stored[uid].PixelData == sent[uid].PixelData for uid in sent)
 
 
-def cut_by(tmp_path: Path, bad_pdu: bytes, data_pdus: int) -> Spool:
+def cut_by(tmp_path: Path, bad_pdu: bytes, data_pdus: int) -> None:
     """A CT's C-STORE command and first `data_pdus` data PDUs, then, once they are on disk,
-    `bad_pdu`: the data set must go, nothing be stored, the listener serve on."""
+    `bad_pdu`: the data set must go, nothing be stored, the listener serve on (the same
+    instance sent again is stored, once, as sent)."""
     listener, spool, port = listening(tmp_path / "spool")
     [path] = ct_copies(tmp_path / "ct", 1, "cut-by-a-bad-pdu")
     assoc, fragments = associated(port, path)
@@ -115,4 +116,4 @@ def cut_by(tmp_path: Path, bad_pdu: bytes, data_pdus: int) -> Spool:
         assert [status for _, status in c_store(port, [path])] == [SUCCESS]  # still serving
     finally:
         listener.stop()
-    return spool
+    stored_as_sent(spool, path)  # the good copy alone
