@@ -119,18 +119,24 @@ GATEWAY = {
 }
 
 
+def _gateway(folder: Path, gateway: tuple[str, dict]) -> Gateway:
+    """Our listener started in `folder`; `gateway`: the checkout its process imports from and
+    its settings beyond GATEWAY."""
+    checkout, settings = gateway
+    with mock.patch.dict(os.environ, {"PYTHONPATH": checkout}):
+        return Gateway(folder, **GATEWAY, **settings)
+
+
 def _start(name: str, folder: Path, gateway: tuple[str, dict] | None):
-    """A fresh receiver: (port, called AE title, stop). `gateway`: for our listener, the
-    checkout its process imports from and its settings beyond GATEWAY."""
+    """A fresh receiver: (port, called AE title, stop). `gateway`: for our listener, as
+    _gateway takes it."""
     if gateway is None and name == "storescp":
         scp = StoreSCP(folder)
         return scp.port, "STORESCP", scp.stop
     if gateway is None:
         orthanc = Orthanc(folder)
         return orthanc.dicom_port, orthanc.aet, orthanc.stop
-    checkout, settings = gateway
-    with mock.patch.dict(os.environ, {"PYTHONPATH": checkout}):
-        ours = Gateway(folder, **GATEWAY, **settings)
+    ours = _gateway(folder, gateway)
     return ours.port, "EDGEAGENT", ours.stop
 
 
@@ -170,9 +176,8 @@ def growth(root: Path, count: int, batches: int, ours: dict[str, tuple[str, dict
     files = make_instances(root / "in", count * batches)  # one study, all new instances
     started = {}
     try:
-        for name, (checkout, settings) in ours.items():
-            with mock.patch.dict(os.environ, {"PYTHONPATH": checkout}):
-                started[name] = Gateway(root / name.replace(" ", "-"), **GATEWAY, **settings)
+        for name, gateway in ours.items():
+            started[name] = _gateway(root / name.replace(" ", "-"), gateway)
         print(f"one study growing by {count} new CT instances a batch, 1 association")
         print(
             f"{'receiver':<28}{'batch':>6}{'in study':>10}{'ms/instance':>13}"
