@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,18 +12,32 @@ import pytest
 from imaging import atomic
 
 
-def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
-    synced = []
+def _on_fsync(monkeypatch, note: Callable[[int, str], object]) -> list:
+    """From now on each fsync first calls `note(descriptor, "file" or "folder")`; what the notes
+    return, None left out. A note that raises fails that fsync."""
+    notes = []
     real_fsync = os.fsync
 
     def fsync(descriptor):
-        mode = os.fstat(descriptor).st_mode
-        # What the folder holds when it is synced: the file must already be in its place.
-        listing = sorted(os.listdir(tmp_path / "out")) if stat.S_ISDIR(mode) else None
-        synced.append(("folder" if stat.S_ISDIR(mode) else "file", listing))
+        kind = "folder" if stat.S_ISDIR(os.fstat(descriptor).st_mode) else "file"
+        if (noted := note(descriptor, kind)) is not None:
+            notes.append(noted)
         real_fsync(descriptor)
 
     monkeypatch.setattr(atomic.os, "fsync", fsync)
+    return notes
+
+
+def _path(descriptor: int) -> str:
+    return os.readlink(f"/proc/self/fd/{descriptor}")
+
+
+def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
+    # What the folder holds when it is synced: the file must already be in its place.
+    synced = _on_fsync(
+        monkeypatch,
+        lambda _, kind: (kind, sorted(os.listdir(tmp_path / "out")) if kind == "folder" else None),
+    )
     atomic.write_atomic(tmp_path / "out" / "report.json", b"{}")
     # "out" is new: its parent is synced too
     assert synced == [("file", None)] + [("folder", ["report.json"])] * 2
@@ -46,18 +61,12 @@ def test_a_writer_that_fails_leaves_the_file_saved_before(tmp_path):
 def test_many_files_are_all_synced_before_any_is_renamed_and_each_folder_synced_once(
     tmp_path, monkeypatch
 ):
-    synced = []
-    real_fsync = os.fsync
-
-    def fsync(descriptor):
-        # What is in place (temporary files aside) when each file and each folder is synced.
-        listing = sorted(p.name for p in (tmp_path / "out").rglob("[!.]*") if p.is_file())
-        kind = "folder" if stat.S_ISDIR(os.fstat(descriptor).st_mode) else "file"
-        synced.append((kind, listing))
-        real_fsync(descriptor)
-
-    monkeypatch.setattr(atomic.os, "fsync", fsync)
     out = tmp_path / "out"
+    # What is in place (temporary files aside) when each file and each folder is synced.
+    synced = _on_fsync(
+        monkeypatch,
+        lambda _, kind: (kind, sorted(p.name for p in out.rglob("[!.]*") if p.is_file())),
+    )
     files = {out / "a.png": b"a", out / "b.png": b"b", out / "dicom" / "sr.dcm": b"sr"}
     atomic.write_all_atomic(files)
     placed = ["a.png", "b.png", "sr.dcm"]
@@ -79,30 +88,19 @@ def test_a_failed_write_among_many_changes_no_file(tmp_path):
 
 def _synced_folders(monkeypatch) -> list[str]:
     """The folders fsynced from now on, by path."""
-    synced = []
-    real_fsync = os.fsync
-
-    def fsync(descriptor):
-        if stat.S_ISDIR(os.fstat(descriptor).st_mode):
-            synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
-        real_fsync(descriptor)
-
-    monkeypatch.setattr(atomic.os, "fsync", fsync)
-    return synced
+    return _on_fsync(monkeypatch, lambda fd, kind: _path(fd) if kind == "folder" else None)
 
 
 def test_a_file_sync_that_fails_in_its_thread_changes_no_file(tmp_path, monkeypatch):
     files = {tmp_path / name: b"after" for name in ("a.json", "b.json", "c.json")}
     for path in files:
         path.write_bytes(b"before")
-    real_fsync = os.fsync
 
-    def fsync(descriptor):
-        if os.readlink(f"/proc/self/fd/{descriptor}").endswith(".b.json.tmp"):
+    def fail_b(descriptor, _) -> None:
+        if _path(descriptor).endswith(".b.json.tmp"):
             raise OSError("I/O error")
-        real_fsync(descriptor)
 
-    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    _on_fsync(monkeypatch, fail_b)
     with pytest.raises(OSError, match="I/O error"):
         atomic.write_all_atomic(files)
     assert {path.read_bytes() for path in files} == {b"before"}
