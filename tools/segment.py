@@ -133,27 +133,23 @@ def grabcut(pixels: np.ndarray, box: Box, iterations: int = 5) -> np.ndarray:
     return _placed(back[y1 - cy1 : y2 - cy1, x1 - cx1 : x2 - cx1], (x1, y1), (h, w))
 
 
-def _run_grabcut(image: np.ndarray, labels: np.ndarray, iterations: int, box: Box) -> int:
-    """cv2.grabCut on `labels` in place, from a fixed random state; returns the iterations run.
+def _run_grabcut(image: np.ndarray, labels: np.ndarray, iterations: int, box: Box) -> None:
+    """cv2.grabCut on `labels` in place, from a fixed random state: the labels of one call of
+    `iterations`, run as its first iteration and then the others.
 
     A first iteration that leaves no foreground ends it: the next would learn its foreground
     colour model from no pixels, an empty model that scores every pixel background, so the rest
-    could only repeat these labels (the weight-free fallback takes over). Otherwise the labels
-    are those of one call of `iterations`."""
+    could only repeat these labels (the weight-free fallback takes over)."""
     background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
     # GrabCut starts its colour models from OpenCV's global random state: seeded here (0 is the
     # state a fresh process starts in), the same box gives the same mask whatever ran before.
     cv2.setRNGSeed(0)
-    first = min(iterations, 1)
     try:
-        cv2.grabCut(image, labels, None, background, foreground, first, cv2.GC_INIT_WITH_MASK)
-        if iterations == first or not _foreground(labels).any():
-            return first
-        # on from the colour models the first left in `background` and `foreground`
-        cv2.grabCut(image, labels, None, background, foreground, iterations - 1, cv2.GC_EVAL)
+        cv2.grabCut(image, labels, None, background, foreground, 1, cv2.GC_INIT_WITH_MASK)
+        if _foreground(labels).any():  # on from the colour models the first one left
+            cv2.grabCut(image, labels, None, background, foreground, iterations - 1, cv2.GC_EVAL)
     except cv2.error as exc:  # e.g. a box of one uniform grey
         raise ToolError(f"nothing to separate inside box {list(box)}: {exc.err}") from None
-    return iterations
 
 
 def _foreground(labels: np.ndarray) -> np.ndarray:
