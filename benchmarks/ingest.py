@@ -47,7 +47,6 @@ from tests.peers import Gateway, Orthanc, free_port, tool, wait_for
 # Nagle's algorithm on and waits for delayed ACKs, ~40 ms per instance on loopback.
 os.environ["TCP_NODELAY"] = "1"
 ASSOCIATIONS = (1, 4)
-BASELINE = "baseline "  # how another checkout's listener is named in the table
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
@@ -218,8 +217,9 @@ def main() -> None:
     # This checkout's gateway (whichever the virtual environment was installed from), then
     # another checkout's, as it was.
     ours = {f"edge-agent {n}p": (str(CHECKOUT), {"listener_processes": n}) for n in args.processes}
-    if args.baseline:
-        ours[f"{BASELINE}{args.baseline}"] = (args.baseline, {})
+    baseline = f"baseline {args.baseline}" if args.baseline else None
+    if baseline:
+        ours[baseline] = (args.baseline, {})
     receivers = {**ours, "storescp": None, "Orthanc": None}
     with tempfile.TemporaryDirectory(prefix="edge-agent-bench-") as scratch:
         root = Path(scratch)
@@ -240,11 +240,14 @@ def main() -> None:
                         stop()
             floor.append(durable_write_ms(root / f"floor{round_}", files[0].stat().st_size))
         megabytes = sum(p.stat().st_size for p in files) / 1e6
-        _report(seconds, list(ours), args.count, megabytes, floor)
+        _report(seconds, list(ours), args.count, megabytes, floor, baseline)
 
 
-def _report(seconds, ours: list[str], count: int, megabytes: float, durable: list[float]) -> None:
-    """`durable`: ms to make one instance durable on this disk, measured in each round."""
+def _report(
+    seconds, ours: list[str], count: int, megabytes: float, durable: list[float], baseline
+) -> None:
+    """`durable`: ms to make one instance durable on this disk, measured in each round;
+    `baseline`: the name of another checkout's listener among `ours`, if one was measured."""
     rounds = len(seconds[ours[0], 1])
     print(f"{count} CT instances, {megabytes:.0f} MB, loopback, TCP_NODELAY everywhere, ", end="")
     print(f"{rounds} interleaved rounds; min/median/max over rounds")
@@ -254,12 +257,11 @@ def _report(seconds, ours: list[str], count: int, megabytes: float, durable: lis
         rates = [count / s for s in runs]
         per_instance = [1e3 * s / count for s in runs]
         print(f"{name:<{width}}{associations:>6}{spread(rates):>22}{spread(per_instance):>20}")
-    baselines = [name for name in ours if name.startswith(BASELINE)]
     # This checkout's listener against the baseline's too, round by round.
     pairs = [
         (name, peer)
         for name in ours
-        for peer in ("storescp", "Orthanc", *([] if name in baselines else baselines))
+        for peer in ("storescp", "Orthanc", *([baseline] if baseline not in (None, name) else []))
     ]
     width = max(len(f"{name} / {peer}") for name, peer in pairs) + 2
     print(f"\n{'ratio (throughput)':<{width}}{'assoc':>6}{'min/median/max':>20}")
