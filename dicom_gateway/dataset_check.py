@@ -38,7 +38,13 @@ TRANSFER_SYNTAX = 0x00020010
 IDENTITY_TAGS = {
     0x0020000D: "StudyInstanceUID",
     0x0020000E: "SeriesInstanceUID",
+    0x00080016: "SOPClassUID",
     0x00080018: "SOPInstanceUID",
+}
+# What the file meta says the data set is: for a C-STORE, what its command said.
+META_IDENTITY_TAGS = {
+    0x00020002: "MediaStorageSOPClassUID",
+    0x00020003: "MediaStorageSOPInstanceUID",
 }
 IMAGE_TAGS = {
     0x00280002: "SamplesPerPixel",
@@ -102,9 +108,10 @@ class _Found:
 
 def check_dataset(encoded: bytes) -> dict[str, str]:
     """Raise MalformedDataset unless `encoded` (file meta + dataset, as received) is whole;
-    return its top-level Study, Series and SOP Instance UIDs by keyword (as sent, unchecked),
-    so that the spool needs no second parse."""
-    transfer_syntax, start = _file_meta(encoded)
+    return its top-level Study, Series, SOP Class and SOP Instance UIDs and the SOP class and
+    instance its file meta names, by keyword (as sent, unchecked), so that the spool needs no
+    second parse."""
+    transfer_syntax, start, found = _file_meta(encoded)
     body = memoryview(encoded)[start:]
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         body = memoryview(_inflate(body))
@@ -112,17 +119,18 @@ def check_dataset(encoded: bytes) -> dict[str, str]:
     if explicit and len(body) >= 6 and not bytes(body[4:6]).isalpha():
         explicit = False  # implicit VR under an explicit context: read it as pydicom does
     syntax = _Syntax(little=transfer_syntax != ExplicitVRBigEndian, explicit=explicit)
-    found = _walk(body, syntax)
+    found = _walk(body, syntax, found)
     _check_pixels(found, transfer_syntax)
     return {k: v.decode("ascii", "replace").strip("\x00 ") for k, v in found.identity.items()}
 
 
-def _file_meta(encoded: bytes) -> tuple[str, int]:
-    """The transfer syntax and where the dataset starts, from the (explicit VR LE) file meta."""
+def _file_meta(encoded: bytes) -> tuple[str, int, _Found]:
+    """The transfer syntax, where the dataset starts, and the SOP class and instance the file
+    meta names (in what is found), from the (explicit VR LE) file meta."""
     if len(encoded) < 132 or encoded[128:132] != b"DICM":
         raise MalformedDataset("no DICOM file meta information")
     meta = _Syntax(little=True, explicit=True)
-    pos, transfer_syntax = 132, None
+    pos, transfer_syntax, found = 132, None, _Found()
     while pos + 8 <= len(encoded) and encoded[pos : pos + 2] == b"\x02\x00":
         tag = meta.tag(encoded, pos)
         if bytes(encoded[pos + 4 : pos + 6]) in LONG_VRS:
@@ -138,10 +146,12 @@ def _file_meta(encoded: bytes) -> tuple[str, int]:
             if not value.isascii():
                 raise MalformedDataset("the Transfer Syntax UID is not a UID")
             transfer_syntax = value.decode("ascii")
+        elif tag in META_IDENTITY_TAGS:
+            found.identity[META_IDENTITY_TAGS[tag]] = bytes(encoded[pos : pos + length])
         pos += length
     if not transfer_syntax:
         raise MalformedDataset("no Transfer Syntax UID in the file meta information")
-    return transfer_syntax, pos
+    return transfer_syntax, pos, found
 
 
 def _inflate(body: memoryview) -> bytes:
@@ -157,9 +167,9 @@ def _inflate(body: memoryview) -> bytes:
     return data
 
 
-def _walk(buf: memoryview, syntax: _Syntax) -> _Found:
-    """Every element's framing, depth first, without recursion; the top level's image facts."""
-    found = _Found()
+def _walk(buf: memoryview, syntax: _Syntax, found: _Found) -> _Found:
+    """Every element's framing, depth first, without recursion; the top level's image facts
+    and identity, into `found`."""
     stack = [_Level("dataset", len(buf), len(buf), syntax)]
     pos = 0
     while stack:

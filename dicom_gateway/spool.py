@@ -24,7 +24,7 @@ from pathlib import Path
 from dicom_gateway.dataset_check import MalformedDataset, check_dataset
 from dicom_gateway.group_commit import GroupCommit
 from dicom_gateway.index import Index
-from dicom_gateway.status import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
+from dicom_gateway.status import CANNOT_UNDERSTAND, DATA_SET_MISMATCH, OUT_OF_RESOURCES
 from dicom_gateway.writeback import Writeback
 from imaging.atomic import fsync_dir
 
@@ -48,6 +48,12 @@ class OutOfResources(SpoolError):
 
 class BadInstance(SpoolError):
     status = CANNOT_UNDERSTAND
+
+
+class NotAsSent(SpoolError):
+    """The data set is not the instance its C-STORE request (or file meta) said it is."""
+
+    status = DATA_SET_MISMATCH
 
 
 @dataclass(frozen=True)
@@ -359,11 +365,21 @@ def _rename_into_study(arrival: _Arrival) -> None:
 
 def _identity(encoded) -> tuple[str, str, str]:
     """The three UIDs, from the walk that checks the dataset is whole: one pass over its
-    element headers, no pixel data decoded; a cut or garbled dataset is refused, never stored."""
+    element headers, no pixel data decoded; a cut or garbled dataset is refused, never stored,
+    and so is one that is not the instance it was sent as (0xA900, as dcmtk's storescp does)."""
     try:
         uids = check_dataset(encoded)
     except MalformedDataset as exc:
         raise BadInstance(f"malformed dataset: {exc}") from None
+    for sent, own in (
+        ("MediaStorageSOPClassUID", "SOPClassUID"),
+        ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
+    ):  # the file meta says what the C-STORE request (or the STOW part's file) said it is
+        if sent in uids and uids[sent] != uids.get(own, ""):
+            raise NotAsSent(
+                f"the data set's {own} {uids.get(own, '')[:80]!r} is not the "
+                f"{uids.get(sent, '')[:80]!r} it was sent as"
+            )
     return (
         checked_uid(uids.get("StudyInstanceUID"), "Study Instance UID"),
         checked_uid(uids.get("SeriesInstanceUID"), "Series Instance UID"),

@@ -18,6 +18,7 @@ PROCESSING_FAILURE = 0x0110
 # C-STORE (PS3.4 B.2.3): failures, and the warnings under which the instance was still stored.
 OUT_OF_RESOURCES = 0xA700  # Refused: Out of Resources
 CANNOT_UNDERSTAND = 0xC000  # Error: Cannot Understand
+DATA_SET_MISMATCH = 0xA900  # Error: Data Set does not match SOP Class
 COERCION_OF_DATA_ELEMENTS = 0xB000  # Warning: stored, some elements coerced
 ELEMENT_DISCARDED = 0xB006  # Warning: stored, some elements discarded
 DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xB007  # Warning: stored, but not what the SOP class says

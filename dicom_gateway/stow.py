@@ -44,15 +44,12 @@ from dicom_gateway.multipart import (
 )
 from dicom_gateway.routing import STOW_SENDER
 from dicom_gateway.spool import Spool, SpoolError, checked_uid
-from dicom_gateway.status import CANNOT_UNDERSTAND, PROCESSING_FAILURE
+from dicom_gateway.status import CANNOT_UNDERSTAND, DATA_SET_MISMATCH, PROCESSING_FAILURE
 from dicom_gateway.web_settings import WebClient, WebSettings
 
 log = logging.getLogger(__name__)
 
 DICOM_JSON = "application/dicom+json"
-# An instance not of the study in the URL: 0xA900 ("Error: Data Set does not match SOP Class"),
-# the closest C-STORE failure code PS3.4 defines for "not what this request is for".
-STUDY_MISMATCH = 0xA900
 GRACE_S = 5
 RETRY_AFTER_S = 10
 
@@ -202,7 +199,8 @@ class StowApp:
             return self._failed(sop_class, sop_uid, CANNOT_UNDERSTAND, reason, peer)
         if study is not None and _study_of(part.data) not in (None, study):
             reason = "Study Instance UID differs from the study in the URL"
-            return self._failed(sop_class, sop_uid, STUDY_MISMATCH, reason, peer)
+            # the closest C-STORE failure PS3.4 defines for "not what this request is for"
+            return self._failed(sop_class, sop_uid, DATA_SET_MISMATCH, reason, peer)
         try:
             stored = self._spool.store(part.data, STOW_SENDER + client.name)
         except SpoolError as exc:

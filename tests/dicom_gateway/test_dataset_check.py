@@ -100,8 +100,19 @@ def test_a_dataset_cut_anywhere_but_between_two_elements_is_malformed(name):
     data = bundled(name).read_bytes()
     ds = pydicom.dcmread(bundled(name))
     assert check_dataset(data) == {
-        keyword: ds[keyword].value
-        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+        **{
+            keyword: ds[keyword].value
+            for keyword in (
+                "StudyInstanceUID",
+                "SeriesInstanceUID",
+                "SOPClassUID",
+                "SOPInstanceUID",
+            )
+        },
+        **{
+            keyword: ds.file_meta[keyword].value
+            for keyword in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID")
+        },
     }
     # Where each top-level element ends, as pydicom read it: a cut there leaves a shorter,
     # whole dataset (its pixels, if any, missing); a cut at any other byte leaves a broken one.

@@ -6,12 +6,16 @@ from __future__ import annotations
 import shutil
 import struct
 import warnings
+from pathlib import Path
 
 import pydicom
+import pytest
 from pynetdicom import AE, evt
 from pynetdicom.pdu import A_ABORT_RQ
 
-from dicom_gateway.status import SUCCESS
+from dicom_gateway.spool import Spool
+from dicom_gateway.status import DATA_SET_MISMATCH, SUCCESS
+from tests.dicom_gateway.leftovers import holding_data
 from tests.dicom_gateway.scp import (
     associated,
     cut_by,
@@ -30,25 +34,49 @@ def _heard(assoc) -> list:
     return heard
 
 
-def test_a_sop_instance_uid_that_is_not_ascii_is_still_answered(tmp_path):
-    # pydicom decodes a received UID as Latin-1: the packed response leaves it to pynetdicom.
+def _sent_as(tmp_path, max_pdu: int, sop_instance: str) -> tuple[int, Path, Spool]:
+    """A CT's C-STORE whose request names `sop_instance`, its command and data set in PDUs of
+    at most `max_pdu` bytes (as one PDU when it is over the whole message); then the same CT
+    sent as itself. The first status, the CT and the spool."""
     listener, spool, port = listening(tmp_path / "spool")
-    [path] = ct_copies(tmp_path / "ct", 1, "not-ascii")
+    [path] = ct_copies(tmp_path / "ct", 1, "sent-as")
     assoc, fragments = associated(port, path)
     assoc.dimse_timeout = 10
     try:
-        with warnings.catch_warnings():  # pydicom warns of the UID that is not valid
+        with warnings.catch_warnings():  # pydicom warns of a UID that is not valid
             warnings.simplefilter("ignore")
-            command, data = fragments(2**20, sop_instance="1.2.3.4\xe9")
-        command.presentation_data_value_list = [
-            list(pdv) for pdv in command.presentation_data_value_list
-        ] + [list(pdv) for pdv in data.presentation_data_value_list]
-        assert send_and_answer(assoc, [command]) == SUCCESS
+            pdus = fragments(max_pdu, sop_instance=sop_instance)
+        if len(pdus) == 2:  # the data set in the command's PDU: it is not streamed
+            command, data = pdus
+            command.presentation_data_value_list = [
+                list(pdv) for pdv in command.presentation_data_value_list
+            ] + [list(pdv) for pdv in data.presentation_data_value_list]
+            pdus = [command]
+        status = send_and_answer(assoc, pdus)
         assert assoc.is_established
+        assert not list((spool.root / "studies").rglob("*.dcm"))
+        assert not holding_data(spool.root / "tmp")
+        assert [status for _, status in c_store(port, [path])] == [SUCCESS]  # still serving
     finally:
         assoc.release()
         listener.stop()
-    stored_as_sent(spool, path)  # under the data set's own UID, as sent
+    return status, path, spool
+
+
+@pytest.mark.parametrize("max_pdu", [8192, 2**20], ids=["streamed", "one-pdu"])
+def test_a_data_set_that_is_not_the_instance_its_request_names_is_refused(tmp_path, max_pdu):
+    # dcmtk's storescp answers so: a file kept under the request's UID would not be the data
+    # set's own (its file meta and its data set would name two instances)
+    status, path, spool = _sent_as(tmp_path, max_pdu, "1.2.826.0.1.3680043.8.498.1")
+    assert status == DATA_SET_MISMATCH
+    stored_as_sent(spool, path)  # only the copy sent as itself
+
+
+def test_a_sop_instance_uid_that_is_not_ascii_is_answered(tmp_path):
+    # pydicom decodes a received UID as Latin-1: the packed response leaves it to pynetdicom.
+    status, path, spool = _sent_as(tmp_path, 2**20, "1.2.3.4\xe9")
+    assert status == DATA_SET_MISMATCH
+    stored_as_sent(spool, path)
 
 
 def test_a_c_store_on_a_context_that_was_not_accepted_is_aborted(tmp_path):
