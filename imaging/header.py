@@ -14,8 +14,9 @@ from typing import BinaryIO
 import pydicom
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import data_element_generator
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
@@ -91,9 +92,37 @@ def tag(keyword: str) -> BaseTag:
 
 def attribute(ds: Dataset, keyword: str, default=None):
     """`ds.get(keyword)` at a third of its cost: pydicom looks the keyword up on every call, and
-    loading reads some 30 attributes from each of hundreds of headers."""
-    element = ds.get(tag(keyword))
-    return default if element is None else element.value
+    loading reads some 30 attributes from each of hundreds of headers. pydicom converts a value
+    when it is first read: one it cannot convert makes the file unreadable, named here, whether
+    pydicom raises (a binary value of the wrong length, a broken sequence) or, as its default
+    reading validation does, keeps the text of a number that does not parse."""
+    try:
+        element = ds.get(tag(keyword))
+    except BytesLengthException:
+        raw = ds.get_item(tag(keyword), keep_deferred=True)
+        raise UnreadableFile(
+            f"damaged {keyword}: {raw.length} byte(s), not a whole number of {raw.VR} values"
+        ) from None
+    except Exception as exc:  # pydicom raises many types on a value it cannot convert
+        raise UnreadableFile(f"damaged {keyword}: {one_line(exc)}") from None
+    if element is None:
+        return default
+    value = element.value
+    if element.VR in _NUMBERS and _unparsed(value):
+        text = "\\".join(map(str, value)) if isinstance(value, MultiValue) else value
+        raise UnreadableFile(f"damaged {keyword}: {text!r} is not {_NUMBERS[element.VR]}")
+    return value
+
+
+_NUMBERS = {"DS": "a decimal number", "IS": "an integer"}
+
+
+def _unparsed(value) -> bool:
+    """Whether a decimal or integer string's value is text pydicom kept for want of a number
+    (a blank single value reads as '', no number stated; a blank one among several is not)."""
+    if isinstance(value, MultiValue):
+        return any(isinstance(one, str) for one in value)
+    return isinstance(value, str) and value != ""
 
 
 # What loading reads from every slice that the slices of a series mostly repeat byte for byte.
