@@ -37,6 +37,23 @@ def read_header(file: Path) -> Dataset:
     return ds
 
 
+# The attributes an image's pixels are in, one per kind of sample.
+PIXEL_DATA = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def image_header(file: Path) -> Dataset:
+    """An image file's attributes without its pixel data, for the objects that reference it.
+    pydicom reads a file cut short to where it ends, silently: a header that ends before any
+    pixel data is named as the damage it is."""
+    ds = read_header(file)
+    pixels = [tag(keyword) for keyword in PIXEL_DATA if tag(keyword) in ds]
+    if not pixels:
+        raise UnreadableFile("cut short: the header ends before the pixel data")
+    for element in pixels:
+        del ds[element]
+    return ds
+
+
 # A slice's header lies in the first few kilobytes of its file; a longer one is read from the file.
 HEAD_BYTES = 64 * 1024
 _PIXEL_TAGS = {pack(f"{order}HH", 0x7FE0, e) for order in "<>" for e in (0x08, 0x09, 0x10)}

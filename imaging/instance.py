@@ -21,6 +21,7 @@ from imaging.errors import NoReadableImages
 from imaging.frame import Frame, Geometry, ImageRef
 from imaging.header import (
     DEFER_BYTES,
+    PIXEL_DATA,
     SharedValues,
     UnreadableFile,
     attribute,
@@ -37,9 +38,6 @@ NOT_SOURCE_IMAGES = {
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
     "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose Storage",
 }
-
-
-PIXEL_DATA = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 class UndecodablePixels(NoReadableImages):

@@ -18,7 +18,7 @@ from imaging.errors import NoReadableImages
 from imaging.study import load_study
 from tests.imaging.test_damaged_value import study_with_damaged_file
 from tests.imaging.test_instance import j2k_series
-from tests.support import run_cli
+from tests.support import console_script, run_cli
 
 
 def damaged_series(folder: Path, count: int, broken: tuple[int, ...]) -> list[Path]:
@@ -127,3 +127,32 @@ def test_read_of_a_study_whose_every_file_has_a_damaged_value_is_one_line_exit_2
     assert "NumberOfFrames_000.dcm: damaged NumberOfFrames: '1A' is not an integer" in error
     assert "RescaleSlope_000.dcm: damaged RescaleSlope: 'abc' is not a decimal number" in error
     assert not (tmp_path / "out" / "report.json").exists()
+
+
+# Run before the command: the study's files become garbage once the read has shown its images
+# and run its tools, before its evidence and outputs are written.
+DAMAGE_SOURCE_MID_READ = """
+from pathlib import Path
+import edge_agent.read as read
+written = read.write_evidence
+def damage_then_write(*args, **kwargs):
+    for file in Path({study!r}).glob("*.dcm"):
+        file.write_bytes(b"not DICOM " * 64)
+    return written(*args, **kwargs)
+read.write_evidence = damage_then_write
+"""
+
+
+def test_a_source_file_damaged_before_the_dicom_outputs_is_one_line_exit_2(tmp_path: Path):
+    study = study_with_damaged_file(tmp_path / "study", "SliceThickness", "DS", b"  ")
+    out = tmp_path / "out"
+    code = DAMAGE_SOURCE_MID_READ.format(study=str(study.parent))
+    done = console_script(code, "read", str(study.parent), "--policy", "protocol", "-o", str(out))
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert (
+        line.startswith(f"error: {study.parent}") and ".dcm changed since it was loaded: " in line
+    )
+    assert "not a DICOM Part 10 file" in line and f"the reports are in {out}" in line
+    assert (out / "report.json").is_file() and (out / "trajectory.json").is_file()
+    assert not (out / "dicom").exists()
