@@ -12,6 +12,7 @@ from struct import pack
 from typing import BinaryIO
 
 import pydicom
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
@@ -125,13 +126,17 @@ def attribute(ds: Dataset, keyword: str, default=None):
     if element is None:
         return default
     value = element.value
-    if element.VR in _NUMBERS and _unparsed(value):
+    if _number(keyword) and _unparsed(value):
         text = "\\".join(map(str, value)) if isinstance(value, MultiValue) else value
-        raise UnreadableFile(f"damaged {keyword}: {text!r} is not {_NUMBERS[element.VR]}")
+        raise UnreadableFile(f"damaged {keyword}: {text!r} is not {_number(keyword)}")
     return value
 
 
-_NUMBERS = {"DS": "a decimal number", "IS": "an integer"}
+@cache
+def _number(keyword: str) -> str:
+    """What the standard makes an attribute's value, if a number written as text (DS, IS):
+    whatever VR a file states for it, its value must read as that number."""
+    return {"DS": "a decimal number", "IS": "an integer"}.get(dictionary_VR(tag(keyword)), "")
 
 
 def _unparsed(value) -> bool:

@@ -162,6 +162,8 @@ def _check_decodable(ds: Dataset, file: Path) -> None:
         raise UnreadableFile(f"transfer syntax {syntax} has no available decoder ({missing})")
     if not decoder.is_native or tag("PixelData") not in ds:
         return
+    for keyword in ("SamplesPerPixel", "BitsAllocated"):  # the sizes but Rows and Columns
+        attribute(ds, keyword)  # a damaged one is named as such, not as the pixels' length
     try:
         expected = get_expected_length(ds)
     except Exception as exc:  # Rows, Columns or Bits Allocated missing or damaged

@@ -37,6 +37,12 @@ def study_with_damaged_file(
 
 DAMAGE = {
     "US of the wrong length": ("Rows", "US", b"\x80\x00\x00", "damaged Rows: 3 byte(s)"),
+    "US of the wrong length, bits": (
+        "BitsAllocated",
+        "US",
+        b"\x10",
+        "damaged BitsAllocated: 1 byte(s)",
+    ),
     "FD of the wrong length": (
         "RescaleSlope",
         "FD",
@@ -66,6 +72,12 @@ DAMAGE = {
         "DS",
         b"0\\0\\x ",
         r"damaged ImagePositionPatient: '0\\0\\x' is not a decimal number",
+    ),
+    "DS stated as text of another VR": (
+        "RescaleIntercept",
+        "LO",
+        b"-1024 HU",
+        "damaged RescaleIntercept: '-1024 HU' is not a decimal number",
     ),
     "broken sequence": (
         "SharedFunctionalGroupsSequence",
@@ -103,7 +115,8 @@ def test_a_file_with_a_damaged_value_is_skipped_naming_it_and_the_others_load(
 
 
 def test_a_study_whose_every_file_has_a_damaged_value_names_each(tmp_path: Path):
-    for keyword, vr, value, _ in list(DAMAGE.values())[:2]:
+    for kind in ("US of the wrong length", "FD of the wrong length"):
+        keyword, vr, value, _ = DAMAGE[kind]
         study_with_damaged_file(tmp_path, keyword, vr, value, good=0)
     with pytest.raises(NoReadableImages) as raised:
         load_study(tmp_path)
