@@ -19,6 +19,7 @@ from edge_agent.report.dicom_files import source_uids, write_dicom
 from edge_agent.report.files import write_evidence, write_reports
 from edge_agent.selection import Selection, select
 from edge_agent.trajectory import Trajectory
+from imaging.errors import NoReadableImages
 from imaging.study import Progress, Study, load_study
 from tools.registry import Toolbox
 from tools.toolbox import default_toolbox
@@ -88,7 +89,13 @@ def read_study(
     writes_dicom = config.report.dicom and bool(study.files)
     if config.report.dicom and not writes_dicom:
         log.info("study %s: no DICOM outputs, the source is not DICOM", study.uid)
-    headers = {uid: study.header(uid) for uid in source_uids(trajectory)} if writes_dicom else {}
+    try:
+        headers = (
+            {uid: study.header(uid) for uid in source_uids(trajectory)} if writes_dicom else {}
+        )
+    except NoReadableImages as exc:  # a source file changed during the read: the read is kept
+        write_reports(trajectory, out_dir, None)
+        raise NoReadableImages(f"{exc}; no DICOM outputs, the reports are in {out_dir}") from None
     # the reports, then the DICOM; the headers tell the reports which outlines the SEG leaves out
     report = write_reports(trajectory, out_dir, headers if writes_dicom else None)
     dicom = write_dicom(trajectory, headers, out_dir) if writes_dicom else []

@@ -8,13 +8,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pydicom
 from pydicom import Dataset
 
 from edge_agent.report.dicom_files import source_uids, write_dicom
 from edge_agent.report.files import copy_evidence, write_reports
 from edge_agent.trajectory import Trajectory
-from imaging.study import candidate_files
+from imaging.header import UnreadableFile, attribute, parse
+from imaging.study import SkippedFile, candidate_files, skip_reasons
 
 log = logging.getLogger(__name__)
 
@@ -82,30 +82,35 @@ def _headers(trajectory: Trajectory, folder: Path | None) -> tuple[dict[str, Dat
     if not folder.exists():
         return {}, f"the source study {folder} does not exist"
     wanted = source_uids(trajectory)
-    headers = source_headers(folder, wanted)
+    headers, unreadable = source_headers(folder, wanted)
     missing = [uid for uid in wanted if uid not in headers]
     if missing:
+        damaged = f"; {len(unreadable)} file(s) there do not read ({skip_reasons(unreadable)})"
         return {}, (
             f"{folder} lacks {len(missing)} of the {len(wanted)} source instance(s) the objects "
-            f"reference (e.g. SOP Instance UID {missing[0]})"
+            f"reference (e.g. SOP Instance UID {missing[0]})" + (damaged if unreadable else "")
         )
     return headers, ""
 
 
-def source_headers(folder: Path, uids: Iterable[str]) -> dict[str, Dataset]:
+def source_headers(
+    folder: Path, uids: Iterable[str]
+) -> tuple[dict[str, Dataset], list[SkippedFile]]:
     """Headers, without pixel data, of the wanted SOP instances under `folder` (a file or a
-    folder searched recursively). Files that are not DICOM are passed over."""
+    folder searched recursively), and the files met that do not read, each with its reason
+    (one of them may be a wanted instance, damaged since the read)."""
     wanted = set(uids)
     found: dict[str, Dataset] = {}
+    unreadable: list[SkippedFile] = []
     for file in candidate_files(folder):
         try:
-            header = pydicom.dcmread(file, stop_before_pixels=True)
-        except Exception as exc:  # pydicom raises many types on damaged files; this one is not ours
-            log.debug("replay: %s is not a readable DICOM file: %s", file, exc)
+            header = parse(file, stop_before_pixels=True)
+            uid = str(attribute(header, "SOPInstanceUID", ""))
+        except UnreadableFile as exc:
+            unreadable.append(SkippedFile(file, str(exc)))
             continue
-        uid = str(header.get("SOPInstanceUID", ""))
         if uid in wanted:
             found[uid] = header
             if len(found) == len(wanted):
                 break
-    return found
+    return found, unreadable

@@ -12,10 +12,12 @@ from struct import pack
 from typing import BinaryIO
 
 import pydicom
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import data_element_generator
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
@@ -33,6 +35,23 @@ def read_header(file: Path) -> Dataset:
     ds = _header(file)
     if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
         ds = parse(file)  # offsets in an inflated stream: nothing to defer
+    return ds
+
+
+# The attributes an image's pixels are in, one per kind of sample.
+PIXEL_DATA = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def image_header(file: Path) -> Dataset:
+    """An image file's attributes without its pixel data, for the objects that reference it.
+    pydicom reads a file cut short to where it ends, silently: a header that ends before any
+    pixel data is named as the damage it is."""
+    ds = read_header(file)
+    pixels = [tag(keyword) for keyword in PIXEL_DATA if tag(keyword) in ds]
+    if not pixels:
+        raise UnreadableFile("cut short: the header ends before the pixel data")
+    for element in pixels:
+        del ds[element]
     return ds
 
 
@@ -91,9 +110,41 @@ def tag(keyword: str) -> BaseTag:
 
 def attribute(ds: Dataset, keyword: str, default=None):
     """`ds.get(keyword)` at a third of its cost: pydicom looks the keyword up on every call, and
-    loading reads some 30 attributes from each of hundreds of headers."""
-    element = ds.get(tag(keyword))
-    return default if element is None else element.value
+    loading reads some 30 attributes from each of hundreds of headers. pydicom converts a value
+    when it is first read: one it cannot convert makes the file unreadable, named here, whether
+    pydicom raises (a binary value of the wrong length, a broken sequence) or, as its default
+    reading validation does, keeps the text of a number that does not parse."""
+    try:
+        element = ds.get(tag(keyword))
+    except BytesLengthException:
+        raw = ds.get_item(tag(keyword), keep_deferred=True)
+        raise UnreadableFile(
+            f"damaged {keyword}: {raw.length} byte(s), not a whole number of {raw.VR} values"
+        ) from None
+    except Exception as exc:  # pydicom raises many types on a value it cannot convert
+        raise UnreadableFile(f"damaged {keyword}: {one_line(exc)}") from None
+    if element is None:
+        return default
+    value = element.value
+    if _number(keyword) and _unparsed(value):
+        text = "\\".join(map(str, value)) if isinstance(value, MultiValue) else value
+        raise UnreadableFile(f"damaged {keyword}: {text!r} is not {_number(keyword)}")
+    return value
+
+
+@cache
+def _number(keyword: str) -> str:
+    """What the standard makes an attribute's value, if a number written as text (DS, IS):
+    whatever VR a file states for it, its value must read as that number."""
+    return {"DS": "a decimal number", "IS": "an integer"}.get(dictionary_VR(tag(keyword)), "")
+
+
+def _unparsed(value) -> bool:
+    """Whether a decimal or integer string's value is text pydicom kept for want of a number
+    (a blank single value reads as '', no number stated; a blank one among several is not)."""
+    if isinstance(value, MultiValue):
+        return any(isinstance(one, str) for one in value)
+    return isinstance(value, str) and value != ""
 
 
 # What loading reads from every slice that the slices of a series mostly repeat byte for byte.

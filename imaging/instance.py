@@ -3,6 +3,7 @@ decoded from the file when something first looks at them (a read shows a few sli
 
 from __future__ import annotations
 
+import re
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from imaging.errors import NoReadableImages
 from imaging.frame import Frame, Geometry, ImageRef
 from imaging.header import (
     DEFER_BYTES,
+    PIXEL_DATA,
     SharedValues,
     UnreadableFile,
     attribute,
@@ -36,9 +38,6 @@ NOT_SOURCE_IMAGES = {
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
     "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose Storage",
 }
-
-
-PIXEL_DATA = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 class UndecodablePixels(NoReadableImages):
@@ -65,7 +64,7 @@ class SeriesHeader:
     @classmethod
     def of(cls, ds: Dataset) -> SeriesHeader:
         return cls(
-            uid=str(ds.SeriesInstanceUID),
+            uid=str(attribute(ds, "SeriesInstanceUID")),
             modality=str(attribute(ds, "Modality", "OT")),
             number=int_or_none(attribute(ds, "SeriesNumber")),
             description=str(attribute(ds, "SeriesDescription", "")),
@@ -122,14 +121,30 @@ def _instance(ds: Dataset, file: Path, known: Known, video: bool) -> InstanceRea
         raise UnreadableFile(f"no pixel data ({name}), not an image")
     if sop_class in NOT_SOURCE_IMAGES:
         raise UnreadableFile(f"{NOT_SOURCE_IMAGES[sop_class]} is not a source image")
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-        if not attribute(ds, keyword):
-            raise UnreadableFile(f"missing {keyword}")
+    _check_uids(ds)
     if video:
         return _read_video(ds, known)
+    identity = _Identity.of(ds)  # damaged sizes are named before the pixel data is measured
     _check_decodable(ds, file)
-    stored = _StoredPixels(file, _Identity.of(ds))
+    stored = _StoredPixels(file, identity)
     return InstanceRead.of(ds, known, _frames(ds, stored.frame))
+
+
+# A UID is digits and dots (leading zeros, which the standard forbids, are common in old files).
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+def _check_uids(ds: Dataset) -> None:
+    """The UIDs a file is grouped and referenced by are there and are UIDs: garbage in one would
+    make it a study or series of its own, or a reference no PACS resolves."""
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+        uid = attribute(ds, keyword)
+        if not uid:
+            if keyword == "SOPClassUID":
+                continue  # read without: an image of an unknown class
+            raise UnreadableFile(f"missing {keyword}")
+        if len(uid) > 64 or not _UID.fullmatch(uid):
+            raise UnreadableFile(f"damaged {keyword}: {str(uid)!r} is not a UID")
 
 
 def _check_decodable(ds: Dataset, file: Path) -> None:
@@ -147,6 +162,8 @@ def _check_decodable(ds: Dataset, file: Path) -> None:
         raise UnreadableFile(f"transfer syntax {syntax} has no available decoder ({missing})")
     if not decoder.is_native or tag("PixelData") not in ds:
         return
+    for keyword in ("SamplesPerPixel", "BitsAllocated"):  # the sizes but Rows and Columns
+        attribute(ds, keyword)  # a damaged one is named as such, not as the pixels' length
     try:
         expected = get_expected_length(ds)
     except Exception as exc:  # Rows, Columns or Bits Allocated missing or damaged
@@ -332,7 +349,7 @@ class _FrameAttributes:
         for group in self._groups:
             items = attribute(group, sequence)
             if items and tag(keyword) in items[0]:
-                return items[0][tag(keyword)].value
+                return attribute(items[0], keyword)
         return attribute(self._ds, keyword)
 
     def float(self, sequence: str, keyword: str, default: float) -> float:

@@ -11,13 +11,12 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from imaging.errors import NoReadableImages
 from imaging.frame import Frame, Geometry, ImageRef
-from imaging.header import SharedValues, UnreadableFile
+from imaging.header import SharedValues, UnreadableFile, attribute, image_header
 from imaging.instance import InstanceRead, SeriesHeader, UndecodablePixels, read_instance
 from imaging.video import CineTimeline, Timeline, Video, VideoError, VideoTimeline
 
@@ -67,8 +66,20 @@ class Study:
     files: Mapping[str, Path] = field(default_factory=dict)  # SOP Instance UID -> file
 
     def header(self, sop_instance_uid: str) -> Dataset:
-        """A source instance's attributes without pixel data, for references in derived objects."""
-        return pydicom.dcmread(self.files[sop_instance_uid], stop_before_pixels=True)
+        """A source instance's attributes without pixel data, for references in derived objects:
+        read again from its file, which must still hold the instance loaded."""
+        file = self.files[sop_instance_uid]
+        try:
+            ds = image_header(file)
+            now = attribute(ds, "SOPInstanceUID")
+        except UnreadableFile as exc:
+            raise NoReadableImages(f"{file} changed since it was loaded: {exc}") from None
+        if now != sop_instance_uid:
+            raise NoReadableImages(
+                f"{file} changed since it was loaded: it holds SOP Instance UID {now or 'none'}, "
+                f"not {sop_instance_uid}"
+            )
+        return ds
 
     def without(self, damaged: UndecodablePixels) -> Study:
         """The study less the damaged file, now listed as skipped: what loading does with a
@@ -148,9 +159,13 @@ def _video_file_study(path: Path) -> Study:
 def _nothing_readable_message(where: str, files: list[Path], skipped: Sequence[SkippedFile]) -> str:
     if not files:
         return f"no files found under {where}"
+    return f"no readable DICOM images under {where}: {skip_reasons(skipped)}"
+
+
+def skip_reasons(skipped: Sequence[SkippedFile]) -> str:
+    """The first few skipped files, each named with its reason, on one line."""
     reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
-    more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
-    return f"no readable DICOM images under {where}: {reasons}{more}"
+    return reasons + (f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else "")
 
 
 def candidate_files(path: Path) -> Iterator[Path]:

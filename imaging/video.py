@@ -18,6 +18,7 @@ from pydicom import Dataset
 from pydicom.encaps import generate_fragments
 
 from imaging.errors import BadInput
+from imaging.header import attribute
 
 if TYPE_CHECKING:
     from imaging.frame import Frame
@@ -144,10 +145,10 @@ class Video:
 def frame_rate(ds: Dataset) -> float | None:
     """Frames per second of a cine or video, from Frame Time first: Cine Rate is a whole number
     (30 for a 29.97 fps video drifts 0.6 s in ten minutes)."""
-    if ds.get("FrameTime"):
-        return 1000.0 / float(ds.FrameTime)
-    if ds.get("CineRate"):
-        return float(ds.CineRate)
+    if frame_time := attribute(ds, "FrameTime"):
+        return 1000.0 / float(frame_time)
+    if cine_rate := attribute(ds, "CineRate"):
+        return float(cine_rate)
     return None
 
 

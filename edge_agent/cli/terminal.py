@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from dicom_gateway.audit import keep_phi_out_of_logs
 from edge_agent.cli.config import FileConfig, load_config
 from imaging.errors import BadInput
 
@@ -96,6 +97,9 @@ def setup(config_path: Path | None, verbose: bool, *, json_logs: bool = False) -
     # pydicom logs each failed decoder plugin with its traceback; the error a damaged file is
     # skipped with already names every plugin's reason on one line.
     logging.getLogger("pydicom.pixels.decoders.base").setLevel(logging.CRITICAL)
+    # pydicom warns of each value it reads leniently, quoting it (a patient's name too): the
+    # line a damaged file is skipped with names what is wrong with it.
+    keep_phi_out_of_logs()
     return load_config(config_path)
 
 

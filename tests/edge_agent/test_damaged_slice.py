@@ -16,8 +16,9 @@ from edge_agent.read import read_study
 from edge_agent.selection import select
 from imaging.errors import NoReadableImages
 from imaging.study import load_study
+from tests.imaging.test_damaged_value import study_with_damaged_file
 from tests.imaging.test_instance import j2k_series
-from tests.support import run_cli
+from tests.support import console_script, run_cli
 
 
 def damaged_series(folder: Path, count: int, broken: tuple[int, ...]) -> list[Path]:
@@ -100,3 +101,58 @@ def test_a_whole_read_decodes_only_the_slices_it_shows(tmp_path: Path):
     assert result.study.skipped == () and len(result.selection.series.frames) == count
     assert {f.instance_number - 1 for f in result.selection.frames} == shown and len(shown) == 3
     assert result.report["findings"] and result.dicom
+
+
+def test_read_skips_a_file_with_a_damaged_value_names_it_and_goes_on(tmp_path: Path):
+    damaged = study_with_damaged_file(tmp_path / "study", "StudyInstanceUID", "UI", b"1.2.abc")
+    out = tmp_path / "out"
+    done = run_cli("read", tmp_path / "study", "--policy", "protocol", "-o", out)
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if damaged.name in line]
+    assert "skipped" in line and "damaged StudyInstanceUID: '1.2.abc' is not a UID" in line
+    assert "1 file(s) skipped" in done.stderr and "Invalid value for VR" not in done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["findings"] and (out / "dicom").is_dir()
+
+
+def test_read_of_a_study_whose_every_file_has_a_damaged_value_is_one_line_exit_2(
+    tmp_path: Path,
+):
+    for keyword, vr, value in (("RescaleSlope", "DS", b"abc "), ("NumberOfFrames", "IS", b"1A")):
+        study_with_damaged_file(tmp_path / "study", keyword, vr, value, good=0)
+    done = run_cli("read", tmp_path / "study", "--policy", "protocol", "-o", tmp_path / "out")
+    assert done.returncode == 2, done.stderr
+    [error] = [line for line in done.stderr.splitlines() if "skipped" not in line]
+    assert error.startswith("error: no readable DICOM images")
+    assert "NumberOfFrames_000.dcm: damaged NumberOfFrames: '1A' is not an integer" in error
+    assert "RescaleSlope_000.dcm: damaged RescaleSlope: 'abc' is not a decimal number" in error
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+# Run before the command: the study's files become garbage once the read has shown its images
+# and run its tools, before its evidence and outputs are written.
+DAMAGE_SOURCE_MID_READ = """
+from pathlib import Path
+import edge_agent.read as read
+written = read.write_evidence
+def damage_then_write(*args, **kwargs):
+    for file in Path({study!r}).glob("*.dcm"):
+        file.write_bytes(b"not DICOM " * 64)
+    return written(*args, **kwargs)
+read.write_evidence = damage_then_write
+"""
+
+
+def test_a_source_file_damaged_before_the_dicom_outputs_is_one_line_exit_2(tmp_path: Path):
+    study = study_with_damaged_file(tmp_path / "study", "SliceThickness", "DS", b"  ")
+    out = tmp_path / "out"
+    code = DAMAGE_SOURCE_MID_READ.format(study=str(study.parent))
+    done = console_script(code, "read", str(study.parent), "--policy", "protocol", "-o", str(out))
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert (
+        line.startswith(f"error: {study.parent}") and ".dcm changed since it was loaded: " in line
+    )
+    assert "not a DICOM Part 10 file" in line and f"the reports are in {out}" in line
+    assert (out / "report.json").is_file() and (out / "trajectory.json").is_file()
+    assert not (out / "dicom").exists()

@@ -13,6 +13,7 @@ from dicom_gateway.outbox import Outbox
 from dicom_gateway.settings import GatewaySettings
 from dicom_gateway.spool import Spool
 from dicom_gateway.worker import Worker
+from edge_agent import read as read_module
 from edge_agent.cli.config import FileConfig
 from edge_agent.cli.gateway_reader import AgentReader
 from tests.support import ct_copies
@@ -57,3 +58,42 @@ def test_a_spool_folder_holding_another_studys_files_is_not_read_as_the_job(tmp_
         f"the files read are study {other_uid}, not the job's {job_study.study_uid}"
     )
     assert index.read("SELECT COUNT(*) FROM outbox")[0][0] == 0  # nothing goes to the PACS
+
+
+def test_a_study_whose_files_are_damaged_during_its_read_fails_and_the_next_is_read(
+    tmp_path, monkeypatch
+):
+    index = SqliteIndex(tmp_path / "index.sqlite")
+    spool = Spool(tmp_path / "spool", index, min_free_mb=1)
+    studies = []
+    for seed in ("damaged", "next"):
+        for path in ct_copies(tmp_path / seed, 3, seed):
+            stored = spool.store(path.read_bytes(), "PACS")
+        studies.append(stored.study_uid)
+    damaged_dir = spool.study_dir(studies[0])
+    written = read_module.write_evidence
+
+    def damage_then_write(*args, **kwargs):  # the first study's files, once its tools have run
+        for file in damaged_dir.rglob("*.dcm"):
+            file.write_bytes(b"not DICOM " * 64)
+        return written(*args, **kwargs)
+
+    queue = IndexJobQueue(index, max_attempts=3)
+    for uid in studies:
+        queue.enqueue(uid)
+    settings = GatewaySettings(destinations=("PACS@127.0.0.1:104",))
+    audit = Audit(tmp_path / "audit.jsonl")
+    worker = Worker(
+        "w", queue, spool, Outbox(index, settings, audit), AgentReader(FileConfig()), audit, 60
+    )
+    try:  # the reader is open (its warm-up read done): the next read meets the damage
+        monkeypatch.setattr(read_module, "write_evidence", damage_then_write)
+        assert worker.run_once()
+        monkeypatch.setattr(read_module, "write_evidence", written)
+        assert worker.run_once()
+    finally:
+        worker.close()
+    failed, done = index.read("SELECT state, error FROM jobs ORDER BY id")
+    assert failed["state"] == "failed" and failed["error"].startswith(f"bad input: {damaged_dir}")
+    assert "changed since it was loaded: not a DICOM Part 10 file" in failed["error"]
+    assert done["state"] == "done" and done["error"] is None

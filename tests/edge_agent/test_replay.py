@@ -127,6 +127,28 @@ def test_replay_from_a_folder_without_the_cited_images_names_what_is_missing(rea
     assert any(uid in again.dicom_skipped for uid in cited)
 
 
+def test_replay_whose_cited_image_no_longer_reads_names_the_file_and_why(read, tmp_path):
+    source = shutil.copytree(read.trajectory.source_path, tmp_path / "source")
+    cited = {
+        e["source"]["sop_instance_uid"] for f in read.report["findings"] for e in f["evidence"]
+    }
+    damaged = next(
+        path
+        for path in sorted(source.rglob("*.dcm"))
+        if pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID in cited
+    )
+    damaged.write_bytes(b"not DICOM " * 64)
+    done = run_cli(
+        "replay", read.out_dir / "trajectory.json", "-o", tmp_path / "again", "--source", source
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("no DICOM objects")]
+    assert f"{source} lacks 1 of" in line and "1 file(s) there do not read" in line
+    assert f"{damaged.name}: not a DICOM Part 10 file" in line
+    assert (tmp_path / "again" / "report.json").is_file()
+    assert not (tmp_path / "again" / "dicom").exists()
+
+
 def test_replay_of_a_finding_citing_an_image_never_made_is_one_line_exit_2(read, tmp_path):
     edited = shutil.copytree(read.out_dir, tmp_path / "edited")
     data = json.loads((edited / "trajectory.json").read_text())

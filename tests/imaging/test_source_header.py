@@ -1,0 +1,65 @@
+"""A source instance's header is read again from its file for the DICOM outputs: a file damaged,
+removed or replaced since the study was loaded is named, never an exception of pydicom's."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from imaging.errors import NoReadableImages
+from imaging.study import load_study
+from tests.imaging.test_damaged_value import study_with_damaged_file
+
+
+def _garbage(file: Path, _: Path) -> None:
+    file.write_bytes(b"not DICOM at all " * 64)
+
+
+def _cut_in_header(file: Path, _: Path) -> None:
+    file.write_bytes(file.read_bytes()[:2000])  # past its SOP Instance UID
+
+
+def _removed(file: Path, _: Path) -> None:
+    file.unlink()
+
+
+def _another_instance(file: Path, other: Path) -> None:
+    shutil.copy(other, file)
+
+
+DAMAGE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
+    "garbage": (_garbage, "not a DICOM Part 10 file"),
+    "cut short in its header": (_cut_in_header, "cut short: the header ends before the pixel data"),
+    "removed": (_removed, "No such file or directory"),
+    "another instance": (_another_instance, "it holds SOP Instance UID"),
+}
+
+
+@pytest.mark.parametrize(("damage", "reason"), DAMAGE.values(), ids=DAMAGE)
+def test_a_source_file_damaged_since_loading_is_named_when_its_header_is_read(
+    tmp_path: Path, damage: Callable[[Path, Path], None], reason: str
+):
+    study_with_damaged_file(tmp_path, "SliceThickness", "DS", b"  ")  # no damage: 4 files
+    study = load_study(tmp_path)
+    first, second = (study.files[f.ref.sop_instance_uid] for f in study.series[0].frames[:2])
+    uid = str(pydicom.dcmread(first, stop_before_pixels=True).SOPInstanceUID)
+    damage(first, second)
+    with pytest.raises(NoReadableImages) as raised:
+        study.header(uid)
+    message = str(raised.value)
+    assert message.startswith(f"{first} changed since it was loaded: ") and reason in message
+    assert "\n" not in message
+
+
+def test_a_source_file_cut_short_in_its_pixel_data_still_gives_its_header(tmp_path: Path):
+    """The header is all the outputs need, and the pixels shown were decoded before."""
+    study_with_damaged_file(tmp_path, "SliceThickness", "DS", b"  ")
+    study = load_study(tmp_path)
+    uid = study.series[0].frames[0].ref.sop_instance_uid
+    file = study.files[uid]
+    file.write_bytes(file.read_bytes()[:-1000])
+    assert study.header(uid).SOPInstanceUID == uid
