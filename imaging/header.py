@@ -178,7 +178,10 @@ class SharedValues:
     one value costs more than all that loading then does with it, and a header repeats the
     previous one's type, size, spacing, orientation, rescale and window. An element is shared
     only when its bytes and how they are encoded are those of one converted before, so what a
-    header reads as, and what converting it would raise or warn, is as without sharing."""
+    header reads as, and what converting it would raise, is as without sharing (a conversion's
+    warning comes once for the same bytes, not once a file). One element object then sits in
+    several headers: loading only reads a header, never sets a value in it (pydicom would set
+    it in that one object, so in every header sharing it)."""
 
     def __init__(self) -> None:
         self._converted: dict[tuple, DataElement] = {}

@@ -101,13 +101,13 @@ Known = Mapping[str, SeriesHeader]
 def read_instance(
     file: Path, known: Known = MappingProxyType({}), shared: SharedValues | None = None
 ) -> InstanceRead:
-    """One file's frames; `known` and `shared` carry what a load met in the files before."""
+    """One file's frames; `known` and `shared` carry what a load met in the files before (the
+    header is read, never written: its elements may be shared with other files')."""
     ds = read_header(file)
     video = ds.file_meta.get("TransferSyntaxUID") in VIDEO_SYNTAXES
     if video:
         ds = parse(file, defer_size=DEFER_BYTES)  # the stream is read from the file, now
-    if shared is None:
-        return _instance(ds, file, known, video)
+    shared = shared if shared is not None else SharedValues()
     unseen = shared.substitute(ds)
     read = _instance(ds, file, known, video)
     shared.remember(ds, unseen)
