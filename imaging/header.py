@@ -21,9 +21,12 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from imaging.errors import BadInput
 
-class UnreadableFile(Exception):
-    """One file cannot contribute frames; the reason is what the user sees."""
+
+class UnreadableFile(BadInput):
+    """One file cannot contribute frames; the reason is what the user sees. Loading skips the
+    file with it; where nothing can skip it (a source a report cites), it is the user's error."""
 
 
 # Values larger than this (the pixel data) stay in the file until something asks for them.

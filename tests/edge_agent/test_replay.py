@@ -149,6 +149,25 @@ def test_replay_whose_cited_image_no_longer_reads_names_the_file_and_why(read, t
     assert not (tmp_path / "again" / "dicom").exists()
 
 
+def test_replay_whose_cited_source_has_a_damaged_value_is_one_line_exit_2(read, tmp_path):
+    # The header parses, so the file is found; its spacing does not read as numbers.
+    source = shutil.copytree(read.trajectory.source_path, tmp_path / "source")
+    cited = {
+        e["source"]["sop_instance_uid"] for f in read.report["findings"] for e in f["evidence"]
+    }
+    for path in sorted(source.rglob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        if ds.SOPInstanceUID in cited:
+            ds.add_new("PixelSpacing", "LO", "0,7\\0,7")  # a decimal comma: not a DS
+            ds.save_as(path)
+    done = run_cli(
+        "replay", read.out_dir / "trajectory.json", "-o", tmp_path / "again", "--source", source
+    )
+    assert done.returncode == 2, done.stderr
+    assert "internal error" not in done.stderr
+    assert "damaged PixelSpacing: '0,7\\\\0,7' is not a decimal number" in done.stderr
+
+
 def test_replay_of_a_finding_citing_an_image_never_made_is_one_line_exit_2(read, tmp_path):
     edited = shutil.copytree(read.out_dir, tmp_path / "edited")
     data = json.loads((edited / "trajectory.json").read_text())
