@@ -252,11 +252,11 @@ def _report(
     print(f"{count} CT instances, {megabytes:.0f} MB, loopback, TCP_NODELAY everywhere, ", end="")
     print(f"{rounds} interleaved rounds; min/median/max over rounds")
     width = max(len(name) for name, _ in seconds) + 2
-    print(f"{'receiver':<{width}}{'assoc':>6}{'inst/s':>22}{'ms/instance':>20}")
+    print(f"{'receiver':<{width}}{'assoc':>6}{'inst/s':>26}{'ms/instance':>20}")
     for (name, associations), runs in seconds.items():
         rates = [count / s for s in runs]
         per_instance = [1e3 * s / count for s in runs]
-        print(f"{name:<{width}}{associations:>6}{spread(rates):>22}{spread(per_instance):>20}")
+        print(f"{name:<{width}}{associations:>6}{spread(rates):>26}{spread(per_instance):>20}")
     # This checkout's listener against the baseline's too, round by round.
     pairs = [
         (name, peer)
