@@ -123,7 +123,7 @@ def _gateway(folder: Path, gateway: tuple[str, dict]) -> Gateway:
     its settings beyond GATEWAY."""
     checkout, settings = gateway
     with mock.patch.dict(os.environ, {"PYTHONPATH": checkout}):
-        return Gateway(folder, **GATEWAY, **settings)
+        return Gateway(folder, verbose=False, **GATEWAY, **settings)  # as the service unit runs
 
 
 def _start(name: str, folder: Path, gateway: tuple[str, dict] | None):

@@ -281,10 +281,14 @@ def wait_for(condition, timeout: float, what: str, every: float = 0.2):
 class Gateway:
     """`edge-agent serve` as a real process with its own spool and configuration."""
 
-    def __init__(self, folder: Path, probe=None, tables: str = "", **gateway) -> None:
+    def __init__(
+        self, folder: Path, probe=None, tables: str = "", verbose: bool = True, **gateway
+    ) -> None:
         """`gateway`: [gateway] keys; `tables`: TOML of other tables ([report], [[gateway.…]]),
-        appended as written."""
+        appended as written; `verbose`: `serve --verbose` (each event in serve.log), else as
+        the service unit runs it."""
         self.folder = folder
+        self._verbose = verbose
         self._probe = probe or (lambda port: echo(port, "EDGEAGENT", "ECHOSCU") == 0)
         self.port = gateway.pop("port", None) or free_port()
         self.spool = folder / "spool"
@@ -308,7 +312,7 @@ class Gateway:
         script = Path(sys.executable).parent / "edge-agent"
         self._log = open(self.folder / "serve.log", "ab")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(
-            [str(script), "serve", "--verbose", "--config", str(self.config)],
+            [str(script), "serve", *["--verbose"] * self._verbose, "--config", str(self.config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
