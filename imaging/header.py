@@ -20,6 +20,7 @@ from pydicom.filereader import data_element_generator
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.valuerep import DS, IS
 
 from imaging.errors import BadInput
 
@@ -129,22 +130,29 @@ def attribute(ds: Dataset, keyword: str, default=None):
     if element is None:
         return default
     value = element.value
-    if _number(keyword) and _unparsed(value):
+    number = _number(keyword)
+    if number is None or not _text(value):
+        return value
+    convert, what = number
+    try:  # a number stated under another VR, or text pydicom kept for want of a number
+        return MultiValue(convert, value) if isinstance(value, MultiValue) else convert(value)
+    except ValueError:
         text = "\\".join(map(str, value)) if isinstance(value, MultiValue) else value
-        raise UnreadableFile(f"damaged {keyword}: {text!r} is not {_number(keyword)}")
-    return value
+        raise UnreadableFile(f"damaged {keyword}: {text!r} is not {what}") from None
 
 
 @cache
-def _number(keyword: str) -> str:
-    """What the standard makes an attribute's value, if a number written as text (DS, IS):
-    whatever VR a file states for it, its value must read as that number."""
-    return {"DS": "a decimal number", "IS": "an integer"}.get(dictionary_VR(tag(keyword)), "")
+def _number(keyword: str) -> tuple[type, str] | None:
+    """What the standard makes an attribute's value when it is a number written as text (DS,
+    IS), and its name: whatever VR a file states for it, its value must read as that number."""
+    return {"DS": (DS, "a decimal number"), "IS": (IS, "an integer")}.get(
+        dictionary_VR(tag(keyword))
+    )
 
 
-def _unparsed(value) -> bool:
-    """Whether a decimal or integer string's value is text pydicom kept for want of a number
-    (a blank single value reads as '', no number stated; a blank one among several is not)."""
+def _text(value) -> bool:
+    """Whether a decimal or integer string's value is still text: stated under another VR, or
+    kept by pydicom for want of a number (a blank value reads as '', no number stated)."""
     if isinstance(value, MultiValue):
         return any(isinstance(one, str) for one in value)
     return isinstance(value, str) and value != ""

@@ -131,3 +131,19 @@ def test_a_value_loading_tolerates_blank_still_loads(tmp_path: Path):
     study = load_study(tmp_path)
     assert study.skipped == () and len(study.series[0].frames) == GOOD + 1
     assert study.series[0].frames[-1].geometry.slice_thickness is None
+
+
+def test_a_number_stated_under_a_text_vr_loads_as_that_number(tmp_path: Path):
+    study_with_damaged_file(tmp_path, "RescaleIntercept", "LO", b"-1024 ")
+    study = load_study(tmp_path)
+    assert study.skipped == () and len(study.series[0].frames) == GOOD + 1
+    assert study.series[0].frames[-1].intercept == -1024.0
+
+
+def test_a_blank_among_several_numbers_loads_without_that_attribute(tmp_path: Path):
+    """Two numbers and a blank for the two of Pixel Spacing: no spacing, as with three numbers;
+    the slice is read in pixels, not skipped."""
+    study_with_damaged_file(tmp_path, "PixelSpacing", "DS", b"0.5\\0.5\\")
+    study = load_study(tmp_path)
+    assert study.skipped == () and len(study.series[0].frames) == GOOD + 1
+    assert study.series[0].frames[-1].geometry.pixel_spacing is None
