@@ -224,26 +224,31 @@ class Spool:
         """A new temporary file for a data set about to arrive."""
         return ReceivedFile(self._temporary)
 
-    def store(self, encoded: bytes, calling_ae: str) -> StoredInstance:
+    def store(self, encoded: bytes, calling_ae: str, requested: bool = True) -> StoredInstance:
         """`encoded` is the received dataset with its file meta, exactly as sent; it takes the
-        path a streamed C-STORE takes (one check of the whole dataset, on the written file)."""
+        path a streamed C-STORE takes (one check of the whole dataset, on the written file).
+        `requested`: its file meta says what a C-STORE request named, and the data set must be
+        that instance; a STOW part's is whatever wrote the file (a script that gave a copy new
+        UIDs often leaves the old ones there), and it is kept as sent."""
         self._check_free_space(len(encoded))  # before it is written: the room it needs
         received = self.open_received()
         received.write(encoded)
-        return self._keep(received, calling_ae, space_checked=True)
+        return self._keep(received, calling_ae, space_checked=True, requested=requested)
 
     def store_received(self, received: ReceivedFile, calling_ae: str) -> StoredInstance:
         """A data set written into `received` as it arrived: checked whole, made durable,
         renamed into its study and indexed, then acknowledged; refused, nothing of it stays."""
-        return self._keep(received, calling_ae, space_checked=False)
+        return self._keep(received, calling_ae, space_checked=False, requested=True)
 
-    def _keep(self, received: ReceivedFile, calling_ae: str, space_checked: bool) -> StoredInstance:
+    def _keep(
+        self, received: ReceivedFile, calling_ae: str, space_checked: bool, requested: bool
+    ) -> StoredInstance:
         try:
             if received.error is not None:
                 raise received.error
             received.complete()  # its last pages go to the disk while it is checked
             with received.contents() as encoded:
-                study_uid, series_uid, sop_uid = _identity(encoded)
+                study_uid, series_uid, sop_uid = _identity(encoded, requested)
             if not space_checked:  # written as it arrived: what is left after it
                 self._check_free_space(0)
             received.sync()
@@ -363,10 +368,11 @@ def _rename_into_study(arrival: _Arrival) -> None:
         os.replace(arrival.temporary, arrival.target)
 
 
-def _identity(encoded) -> tuple[str, str, str]:
+def _identity(encoded, requested: bool) -> tuple[str, str, str]:
     """The three UIDs, from the walk that checks the dataset is whole: one pass over its
     element headers, no pixel data decoded; a cut or garbled dataset is refused, never stored,
-    and so is one that is not the instance it was sent as (0xA900, as dcmtk's storescp does)."""
+    and so is one that is not the instance its request named (`requested`: 0xA900, as dcmtk's
+    storescp answers)."""
     try:
         uids = check_dataset(encoded)
     except MalformedDataset as exc:
@@ -374,8 +380,8 @@ def _identity(encoded) -> tuple[str, str, str]:
     for sent, own in (
         ("MediaStorageSOPClassUID", "SOPClassUID"),
         ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
-    ):  # the file meta says what the C-STORE request (or the STOW part's file) said it is
-        if sent in uids and uids[sent] != uids.get(own, ""):
+    ):  # the file meta holds what the request said
+        if requested and uids.get(sent, "") != uids.get(own, ""):
             raise NotAsSent(
                 f"the data set's {own} {uids.get(own, '')[:80]!r} is not the "
                 f"{uids.get(sent, '')[:80]!r} it was sent as"

@@ -202,7 +202,7 @@ class StowApp:
             # the closest C-STORE failure PS3.4 defines for "not what this request is for"
             return self._failed(sop_class, sop_uid, DATA_SET_MISMATCH, reason, peer)
         try:
-            stored = self._spool.store(part.data, STOW_SENDER + client.name)
+            stored = self._spool.store(part.data, STOW_SENDER + client.name, requested=False)
         except SpoolError as exc:
             return self._failed(sop_class, sop_uid, exc.status, str(exc), peer)
         except Exception:  # our bug: this instance fails, the endpoint keeps serving

@@ -84,6 +84,21 @@ def ct_copies(folder: Path, count: int, seed: str) -> list[Path]:
     return paths
 
 
+def with_file_meta(path: Path, **meta) -> bytes:
+    """The file's bytes with its file meta naming what `meta` says (e.g. the UID a copy had
+    before a script gave it a new one), the data set as it is."""
+    from io import BytesIO
+
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    for keyword, value in meta.items():
+        setattr(ds.file_meta, keyword, value)
+    out = BytesIO()
+    ds.save_as(out)  # as it is: enforce_file_format would name the data set's own UIDs again
+    return out.getvalue()
+
+
 def c_store(port: int, datasets, calling: str = "STORESCU", called: str = "EDGEAGENT"):
     """Send datasets (or files) with pynetdicom; yields (SOP Instance UID, status or None)."""
     import pydicom

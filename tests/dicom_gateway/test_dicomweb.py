@@ -19,7 +19,7 @@ from dicom_gateway.routing import STOW_SENDER
 from edge_agent.sample import write_sample_study
 from tests.dicomweb_peers import TOKEN, dicomweb_url, orthanc_web, self_signed, web_gateway
 from tests.peers import Gateway, Orthanc, free_port, wait_for
-from tests.support import bundled, ct_copies, run_cli
+from tests.support import bundled, ct_copies, run_cli, with_file_meta
 
 DICOM_JSON = "application/dicom+json"
 
@@ -180,9 +180,11 @@ def test_each_instance_fails_on_its_own_with_its_reason(stow_gateway, tmp_path):
     )
     truncated = bundled("MR_truncated.dcm").read_bytes()  # Pixel Data shorter than its image
     study_uid = str(pydicom.dcmread(good).StudyInstanceUID)
+    # the good one's file meta still names the instance it was copied from: a STOW part's meta is
+    # whatever wrote the file, so it is kept as sent (not refused as a C-STORE would be)
     body, content_type = multipart(
         [
-            ("application/dicom", good.read_bytes()),
+            ("application/dicom", with_file_meta(good, MediaStorageSOPInstanceUID="1.2.3.4")),
             ("application/dicom", _as_part10(truncated)),
             ("application/dicom", other_study.read_bytes()),
             ("text/plain", b"not an image"),

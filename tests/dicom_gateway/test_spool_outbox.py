@@ -7,16 +7,19 @@ import os
 import threading
 import time
 
+import pydicom
 import pytest
+from pydicom.uid import MRImageStorage
 
 from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index, SqliteIndex
 from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import CLAIM_S, Outbox, Undelivered, undelivered
 from dicom_gateway.settings import GatewaySettings, Peer
-from dicom_gateway.spool import LEFTOVER_AGE_S, OutOfResources, Spool
+from dicom_gateway.spool import LEFTOVER_AGE_S, NotAsSent, OutOfResources, Spool
+from dicom_gateway.status import DATA_SET_MISMATCH
 from tests.peers import Orthanc, wait_for
-from tests.support import ct_copies
+from tests.support import ct_copies, with_file_meta
 
 
 def test_only_new_instances_after_the_read_started_are_late(tmp_path, open_store):
@@ -43,6 +46,28 @@ def test_an_instance_stored_from_memory_on_a_full_disk_is_refused_and_leaves_not
     with pytest.raises(OutOfResources, match="MiB free"):
         spool.store(path.read_bytes(), "STOW")
     assert not list((root / "tmp").iterdir()) and not spool.index.read("SELECT * FROM instances")
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [{"MediaStorageSOPClassUID": MRImageStorage}, {"MediaStorageSOPInstanceUID": "1.2.3.4"}],
+    ids=["class", "instance"],
+)
+def test_a_data_set_that_is_not_what_its_request_named_is_refused_stowed_is_kept(tmp_path, meta):
+    root = tmp_path / "spool"
+    root.mkdir()
+    spool = Spool(root, SqliteIndex(root / "index.sqlite"), min_free_mb=1)
+    [path] = ct_copies(tmp_path / "ct", 1, "not-as-requested")
+    encoded = with_file_meta(path, **meta)
+    with pytest.raises(NotAsSent, match="it was sent as") as refused:
+        spool.store(encoded, "A")  # the file meta says what the C-STORE request named
+    assert refused.value.status == DATA_SET_MISMATCH == 0xA900
+    assert not list((root / "tmp").iterdir()) and not list(root.glob("studies/*/*.dcm"))
+    assert not spool.index.read("SELECT * FROM instances")
+    # A STOW part's file meta is whatever wrote the file: the part is kept, as sent.
+    stored = spool.store(encoded, "STOW", requested=False)
+    assert stored.path.read_bytes() == encoded
+    assert stored.sop_uid == pydicom.dcmread(path).SOPInstanceUID
 
 
 def test_a_backlog_larger_than_one_association_is_delivered(tmp_path):
