@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -19,7 +20,6 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from dicom_gateway.audit import keep_phi_out_of_logs
 from edge_agent.cli.config import FileConfig, load_config
 from imaging.errors import BadInput
 
@@ -97,9 +97,12 @@ def setup(config_path: Path | None, verbose: bool, *, json_logs: bool = False) -
     # pydicom logs each failed decoder plugin with its traceback; the error a damaged file is
     # skipped with already names every plugin's reason on one line.
     logging.getLogger("pydicom.pixels.decoders.base").setLevel(logging.CRITICAL)
-    # pydicom warns of each value it reads leniently, quoting it (a patient's name too): the
-    # line a damaged file is skipped with names what is wrong with it.
-    keep_phi_out_of_logs()
+    # pydicom and highdicom warn of each value they read leniently, quoting it (a patient's name
+    # too), as a warning and a log line: the line a damaged file is skipped with names what is
+    # wrong with it. Other libraries' warnings (llama.cpp's, torch's on export) still show.
+    warnings.filterwarnings("ignore", module=r"(pydicom|highdicom)(\.|$)")
+    for library in ("pydicom", "highdicom"):
+        logging.getLogger(library).setLevel(logging.ERROR)
     return load_config(config_path)
 
 

@@ -265,3 +265,18 @@ def test_read_help_names_the_config_table_and_the_policies():
     )
     assert done.returncode == 0, done.stderr
     assert "protocol, llama-cpp or onnx-trt; overrides [policy] name in the config" in done.stdout
+
+
+def test_the_cli_keeps_pydicoms_value_warnings_out_and_shows_other_warnings():
+    # pydicom quotes the value it warns about: a patient's name here, in a field it does not fit
+    code = (
+        "from pydicom.dataelem import DataElement\n"
+        "from edge_agent.cli.terminal import setup\n"
+        "setup(None, False)\n"
+        "DataElement(0x00080018, 'UI', 'Doe^Jane')\n"
+        "import warnings; warnings.warn('another library speaks', RuntimeWarning)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Doe^Jane" not in done.stderr + done.stdout
+    assert "another library speaks" in done.stderr
