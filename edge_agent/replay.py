@@ -14,6 +14,7 @@ from edge_agent.report.dicom_files import source_uids, write_dicom
 from edge_agent.report.files import copy_evidence, write_reports
 from edge_agent.trajectory import Trajectory
 from imaging.header import UnreadableFile, attribute, parse
+from imaging.instance import frame_count, frame_geometry
 from imaging.study import SkippedFile, candidate_files, skip_reasons
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,8 @@ def source_headers(
         try:
             header = parse(file, stop_before_pixels=True)
             uid = str(attribute(header, "SOPInstanceUID", ""))
+            if uid in wanted:  # what the DICOM outputs read of it: a damaged value named here
+                frame_geometry(header, frame_count(header))
         except UnreadableFile as exc:
             unreadable.append(SkippedFile(file, str(exc)))
             continue

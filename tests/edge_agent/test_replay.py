@@ -149,23 +149,28 @@ def test_replay_whose_cited_image_no_longer_reads_names_the_file_and_why(read, t
     assert not (tmp_path / "again" / "dicom").exists()
 
 
-def test_replay_whose_cited_source_has_a_damaged_value_is_one_line_exit_2(read, tmp_path):
+def test_replay_whose_cited_source_has_a_damaged_value_names_the_file_and_why(read, tmp_path):
     # The header parses, so the file is found; its spacing does not read as numbers.
     source = shutil.copytree(read.trajectory.source_path, tmp_path / "source")
     cited = {
         e["source"]["sop_instance_uid"] for f in read.report["findings"] for e in f["evidence"]
     }
+    damaged = []
     for path in sorted(source.rglob("*.dcm")):
         ds = pydicom.dcmread(path)
         if ds.SOPInstanceUID in cited:
             ds.add_new("PixelSpacing", "LO", "0,7\\0,7")  # a decimal comma: not a DS
             ds.save_as(path)
+            damaged.append(path)
     done = run_cli(
         "replay", read.out_dir / "trajectory.json", "-o", tmp_path / "again", "--source", source
     )
-    assert done.returncode == 2, done.stderr
-    assert "internal error" not in done.stderr
-    assert "damaged PixelSpacing: '0,7\\\\0,7' is not a decimal number" in done.stderr
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("no DICOM objects")]
+    reason = "damaged PixelSpacing: '0,7\\\\0,7' is not a decimal number"
+    assert all(f"{path.name}: {reason}" in line for path in damaged)
+    assert (tmp_path / "again" / "report.json").is_file()
+    assert not (tmp_path / "again" / "dicom").exists()
 
 
 def test_replay_of_a_finding_citing_an_image_never_made_is_one_line_exit_2(read, tmp_path):
