@@ -4,6 +4,7 @@ the file."""
 
 from __future__ import annotations
 
+import errno
 import io
 import warnings
 from functools import cache
@@ -228,8 +229,16 @@ def parse(source: io.BytesIO | Path, **options) -> Dataset:
             return pydicom.dcmread(source, **options)
     except InvalidDicomError:
         raise UnreadableFile("not a DICOM Part 10 file (no 'DICM' preamble / file meta)") from None
+    except OSError as exc:
+        if exc.errno in _PASSING:  # not the file's fault: trying again later can succeed
+            raise
+        raise UnreadableFile(f"unreadable DICOM: {one_line(exc)}") from None
     except Exception as exc:  # pydicom raises many types on damaged files
         raise UnreadableFile(f"unreadable DICOM: {one_line(exc)}") from None
+
+
+# Errors of this machine, not of a file: too many files open, no memory.
+_PASSING = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM))
 
 
 def one_line(exc: Exception) -> str:

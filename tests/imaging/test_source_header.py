@@ -3,6 +3,8 @@ removed or replaced since the study was loaded is named, never an exception of p
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -63,3 +65,21 @@ def test_a_source_file_cut_short_in_its_pixel_data_still_gives_its_header(tmp_pa
     file = study.files[uid]
     file.write_bytes(file.read_bytes()[:-1000])
     assert study.header(uid).SOPInstanceUID == uid
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.ENOMEM])
+def test_a_source_header_unread_for_want_of_file_handles_or_memory_is_not_the_files_fault(
+    tmp_path: Path, monkeypatch, code: int
+):
+    # Not a damaged file: the gateway tries the study again rather than failing it for good.
+    study_with_damaged_file(tmp_path, "SliceThickness", "DS", b"1.0")
+    study = load_study(tmp_path)
+    uid = next(iter(study.files))
+
+    def exhausted(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(pydicom, "dcmread", exhausted)
+    with pytest.raises(OSError) as raised:
+        study.header(uid)
+    assert raised.value.errno == code
