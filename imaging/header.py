@@ -62,7 +62,11 @@ def image_header(file: Path) -> Dataset:
 
 # A slice's header lies in the first few kilobytes of its file; a longer one is read from the file.
 HEAD_BYTES = 64 * 1024
-_PIXEL_TAGS = {pack(f"{order}HH", 0x7FE0, e) for order in "<>" for e in (0x08, 0x09, 0x10)}
+_PIXEL_TAGS = {  # PIXEL_DATA's tags as they start an element, in either byte order
+    pack(f"{order}HH", pixels.group, pixels.element)
+    for order in "<>"
+    for pixels in map(Tag, PIXEL_DATA)
+}
 
 
 def _header(file: Path) -> Dataset:
@@ -229,11 +233,9 @@ def parse(source: io.BytesIO | Path, **options) -> Dataset:
             return pydicom.dcmread(source, **options)
     except InvalidDicomError:
         raise UnreadableFile("not a DICOM Part 10 file (no 'DICM' preamble / file meta)") from None
-    except OSError as exc:
-        if exc.errno in _PASSING:  # not the file's fault: trying again later can succeed
-            raise
-        raise UnreadableFile(f"unreadable DICOM: {one_line(exc)}") from None
     except Exception as exc:  # pydicom raises many types on damaged files
+        if isinstance(exc, OSError) and exc.errno in _PASSING:  # not the file's: try again later
+            raise
         raise UnreadableFile(f"unreadable DICOM: {one_line(exc)}") from None
 
 

@@ -124,9 +124,8 @@ def _instance(ds: Dataset, file: Path, known: Known, video: bool) -> InstanceRea
     _check_uids(ds)
     if video:
         return _read_video(ds, known)
-    identity = _Identity.of(ds)  # damaged sizes are named before the pixel data is measured
     _check_decodable(ds, file)
-    stored = _StoredPixels(file, identity)
+    stored = _StoredPixels(file, _Identity.of(ds))
     return InstanceRead.of(ds, known, _frames(ds, stored.frame))
 
 
@@ -162,7 +161,7 @@ def _check_decodable(ds: Dataset, file: Path) -> None:
         raise UnreadableFile(f"transfer syntax {syntax} has no available decoder ({missing})")
     if not decoder.is_native or tag("PixelData") not in ds:
         return
-    for keyword in ("SamplesPerPixel", "BitsAllocated"):  # the sizes but Rows and Columns
+    for keyword in ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated"):
         attribute(ds, keyword)  # a damaged one is named as such, not as the pixels' length
     try:
         expected = get_expected_length(ds)

@@ -95,7 +95,7 @@ class Video:
         if syntax not in VIDEO_SYNTAXES:
             raise VideoError(f"transfer syntax {syntax} is not a video transfer syntax")
         data = b"".join(generate_fragments(ds.PixelData))
-        frames = int(ds.get("NumberOfFrames") or 0) or None
+        frames = int(attribute(ds, "NumberOfFrames") or 0) or None
         return cls(data, VIDEO_SYNTAXES[syntax], frame_rate(ds), frames)
 
     @classmethod
