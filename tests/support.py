@@ -84,6 +84,31 @@ def ct_copies(folder: Path, count: int, seed: str) -> list[Path]:
     return paths
 
 
+GOOD = 3  # the good slices beside a damaged one
+
+
+def study_with_damaged_file(
+    folder: Path, keyword: str, vr: str, value: bytes, good: int = GOOD
+) -> Path:
+    """`good` copies of a CT slice, a slice apart, and one more whose `keyword` holds `value`
+    as it lies in the file (Explicit VR Little Endian, with `vr`): the damaged file."""
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = pydicom.dcmread(bundled("CT_small.dcm"))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.10.1", generate_uid()
+    for i in range(good + 1):
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.InstanceNumber, ds.ImagePositionPatient = i + 1, [0.0, 0.0, float(i)]
+        if i == good:
+            ds[Tag(keyword)] = RawDataElement(Tag(keyword), vr, len(value), value, 0, False, True)
+        ds.save_as(folder / f"{keyword}_{i:03d}.dcm", enforce_file_format=True)
+    return folder / f"{keyword}_{good:03d}.dcm"
+
+
 def with_file_meta(path: Path, **meta) -> bytes:
     """The file's bytes with its file meta naming what `meta` says (e.g. the UID a copy had
     before a script gave it a new one), the data set as it is."""

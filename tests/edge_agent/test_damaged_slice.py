@@ -16,9 +16,8 @@ from edge_agent.read import read_study
 from edge_agent.selection import select
 from imaging.errors import NoReadableImages
 from imaging.study import load_study
-from tests.imaging.test_damaged_value import study_with_damaged_file
 from tests.imaging.test_instance import j2k_series
-from tests.support import console_script, run_cli
+from tests.support import console_script, run_cli, study_with_damaged_file
 
 
 def damaged_series(folder: Path, count: int, broken: tuple[int, ...]) -> list[Path]:

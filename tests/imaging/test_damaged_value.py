@@ -5,35 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pydicom
 import pytest
-from pydicom.dataelem import RawDataElement
-from pydicom.uid import generate_uid
 
 from imaging.errors import NoReadableImages
-from imaging.header import tag
 from imaging.study import load_study
-from tests.support import bundled
-
-GOOD = 3
-
-
-def study_with_damaged_file(
-    folder: Path, keyword: str, vr: str, value: bytes, good: int = GOOD
-) -> Path:
-    """`good` copies of a CT slice, a slice apart, and one more whose `keyword` holds `value`
-    as it lies in the file (Explicit VR Little Endian, with `vr`): the damaged file."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ds = pydicom.dcmread(bundled("CT_small.dcm"))
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.10.1", generate_uid()
-    for i in range(good + 1):
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.InstanceNumber, ds.ImagePositionPatient = i + 1, [0.0, 0.0, float(i)]
-        if i == good:
-            ds[tag(keyword)] = RawDataElement(tag(keyword), vr, len(value), value, 0, False, True)
-        ds.save_as(folder / f"{keyword}_{i:03d}.dcm", enforce_file_format=True)
-    return folder / f"{keyword}_{good:03d}.dcm"
-
+from tests.support import GOOD, study_with_damaged_file
 
 DAMAGE = {
     "US of the wrong length": ("Rows", "US", b"\x80\x00\x00", "damaged Rows: 3 byte(s)"),

@@ -14,7 +14,7 @@ import pytest
 
 from imaging.errors import NoReadableImages
 from imaging.study import load_study
-from tests.imaging.test_damaged_value import study_with_damaged_file
+from tests.support import ct_copies
 
 
 def _garbage(file: Path, _: Path) -> None:
@@ -45,7 +45,7 @@ DAMAGE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
 def test_a_source_file_damaged_since_loading_is_named_when_its_header_is_read(
     tmp_path: Path, damage: Callable[[Path, Path], None], reason: str
 ):
-    study_with_damaged_file(tmp_path, "SliceThickness", "DS", b"  ")  # no damage: 4 files
+    ct_copies(tmp_path, 4, "source-header")
     study = load_study(tmp_path)
     first, second = (study.files[f.ref.sop_instance_uid] for f in study.series[0].frames[:2])
     uid = str(pydicom.dcmread(first, stop_before_pixels=True).SOPInstanceUID)
@@ -59,7 +59,7 @@ def test_a_source_file_damaged_since_loading_is_named_when_its_header_is_read(
 
 def test_a_source_file_cut_short_in_its_pixel_data_still_gives_its_header(tmp_path: Path):
     """The header is all the outputs need, and the pixels shown were decoded before."""
-    study_with_damaged_file(tmp_path, "SliceThickness", "DS", b"  ")
+    ct_copies(tmp_path, 4, "source-header")
     study = load_study(tmp_path)
     uid = study.series[0].frames[0].ref.sop_instance_uid
     file = study.files[uid]
@@ -72,7 +72,7 @@ def test_a_source_header_unread_for_want_of_file_handles_or_memory_is_not_the_fi
     tmp_path: Path, monkeypatch, code: int
 ):
     # Not a damaged file: the gateway tries the study again rather than failing it for good.
-    study_with_damaged_file(tmp_path, "SliceThickness", "DS", b"1.0")
+    ct_copies(tmp_path, 4, "source-header")
     study = load_study(tmp_path)
     uid = next(iter(study.files))
 
