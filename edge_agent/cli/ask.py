@@ -61,6 +61,7 @@ def answer_and_show(
     `keep_session`: the model session is saved with the answer, before the trajectory."""
     from edge_agent.replay import replay_trajectory
     from edge_agent.report.files import write_evidence
+    from imaging.atomic import write_all_atomic
 
     if opened is None:
         from edge_agent.followup import ask as answer
@@ -76,6 +77,9 @@ def answer_and_show(
 
             save_session(opened.policy, trajectory, result)
         write_evidence(opened.workspace, trajectory, result)
+        # beside its session at once: the reports search the source folder first, and a
+        # failure there would leave the trajectory a session `ask` refuses by its count
+        write_all_atomic({result / "trajectory.json": trajectory.to_json().encode()})
     # every report, trajectory.json included, with the source's headers (the outline notes)
     done = replay_trajectory(trajectory, result, result, dicom=settings.report.dicom)
     if opened is None:

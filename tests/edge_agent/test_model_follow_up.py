@@ -201,6 +201,43 @@ def test_the_onnx_back_end_continues_its_kept_cache_for_a_follow_up(onnx_llm, tm
     assert usage.prompt_evaluated == usage.prompt_tokens == expected
 
 
+def test_a_model_follow_up_is_in_trajectory_json_even_when_its_reports_fail(
+    onnx_llm, tmp_path, monkeypatch
+):
+    """The reports read the source's headers; when that fails (here: no file handles left),
+    the follow-up the model's cache now holds is already in trajectory.json."""
+    import errno
+
+    import edge_agent.replay
+    from edge_agent.cli.ask import answer_and_show
+    from edge_agent.cli.config import FileConfig
+    from edge_agent.model_followup import OpenRead
+    from edge_agent.policies import make_policy
+    from edge_agent.read import read_study
+    from edge_agent.sample import write_sample_study
+    from tests.edge_agent.test_onnx_policy import _config
+    from tools.toolbox import default_toolbox
+
+    config = _config(onnx_llm)
+    policy, toolbox = make_policy(config.policy), default_toolbox(config.tools)
+    try:
+        study = write_sample_study(tmp_path / "study")
+        result = read_study(study, tmp_path / "out", config, policy=policy, toolbox=toolbox)
+        opened = OpenRead(policy, result.trajectory, result.workspace, toolbox, config.budget)
+
+        def exhausted(*args, **kwargs):
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        monkeypatch.setattr(edge_agent.replay, "source_headers", exhausted)
+        with pytest.raises(OSError, match="Too many open files"):
+            answer_and_show(result.out_dir, FIRST, FileConfig(), pdf=False, opened=opened)
+    finally:
+        policy.close()
+        toolbox.close()
+    saved = Trajectory.load(result.out_dir / "trajectory.json")
+    assert [f.question for f in saved.follow_ups] == [FIRST]
+
+
 def test_an_onnx_read_in_another_process_is_sent_to_read_interactive(interactive, tmp_path):
     copy = tmp_path / "onnx-read"
     copy.mkdir()
