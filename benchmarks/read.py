@@ -109,7 +109,11 @@ def service(study: str, out: str, mark, prefix: list[str]) -> None:
     of the study."""
     import edge_agent.cli.app as app
 
-    with getattr(app, "collector_paused", contextlib.nullcontext)():
+    # the name it had in older trees too, so a baseline runs under its own settings
+    paused = getattr(app, "collector_paused", None) or getattr(
+        app, "_collector_paused", contextlib.nullcontext
+    )
+    with paused():
         app.make_app(["serve"])
     from edge_agent.cli.config import FileConfig
     from edge_agent.cli.gateway_reader import AgentReader
