@@ -4,7 +4,7 @@ DICOM objects) the source study's headers; no policy, tool or pixel decoding run
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +83,10 @@ def _headers(trajectory: Trajectory, folder: Path | None) -> tuple[dict[str, Dat
     if not folder.exists():
         return {}, f"the source study {folder} does not exist"
     wanted = source_uids(trajectory)
-    headers, unreadable = source_headers(folder, wanted)
+    cited = {uid: set() for uid in wanted}
+    for record in trajectory.images:
+        cited.get(record.source.sop_instance_uid, set()).add(record.source.frame)
+    headers, unreadable = source_headers(folder, cited)
     missing = [uid for uid in wanted if uid not in headers]
     if missing:
         damaged = f"; {len(unreadable)} file(s) there do not read ({skip_reasons(unreadable)})"
@@ -95,12 +98,12 @@ def _headers(trajectory: Trajectory, folder: Path | None) -> tuple[dict[str, Dat
 
 
 def source_headers(
-    folder: Path, uids: Iterable[str]
+    folder: Path, wanted: Mapping[str, Iterable[int]]
 ) -> tuple[dict[str, Dataset], list[SkippedFile]]:
     """Headers, without pixel data, of the wanted SOP instances under `folder` (a file or a
     folder searched recursively), and the files met that do not read, each with its reason
-    (one of them may be a wanted instance, damaged since the read)."""
-    wanted = set(uids)
+    (one of them may be a wanted instance, damaged since the read). `wanted`: each instance's
+    frames the read cited, whose attributes the DICOM outputs read."""
     found: dict[str, Dataset] = {}
     unreadable: list[SkippedFile] = []
     for file in candidate_files(folder):
@@ -108,7 +111,9 @@ def source_headers(
             header = parse(file, stop_before_pixels=True)
             uid = str(attribute(header, "SOPInstanceUID", ""))
             if uid in wanted:  # what the DICOM outputs read of it: a damaged value named here
-                frame_geometry(header, frame_count(header))
+                frame_count(header)
+                for frame in wanted[uid]:
+                    frame_geometry(header, frame)
         except UnreadableFile as exc:
             unreadable.append(SkippedFile(file, str(exc)))
             continue

@@ -20,7 +20,7 @@ from edge_agent.report.content import build_report
 from edge_agent.sample import write_sample_study
 from edge_agent.trajectory import Trajectory
 from tests.peers import dciodvfy_errors
-from tests.support import run_cli
+from tests.support import ct_copies, run_cli
 from tests.videos import encode, video_study
 
 VERSION_1 = Path(__file__).parent.parent / "data" / "trajectory_v1"
@@ -209,3 +209,27 @@ def test_replaying_a_format_1_trajectory_skips_dicom_and_says_why(tmp_path):
         VERSION_1 / "report.json"
     ).read_text()
     assert again.dicom == () and "format 1 keeps no masks" in again.dicom_skipped
+
+
+def test_replay_checks_the_frames_a_read_cited_of_a_multi_frame_source(tmp_path):
+    from pydicom.dataset import Dataset
+
+    from edge_agent.replay import source_headers
+
+    [path] = ct_copies(tmp_path / "source", 1, "multi-frame-cited")
+    ds = pydicom.dcmread(path)
+    frames = []
+    for spacing in ("0,7\\0,7", "0.7\\0.7"):  # frame 1's spacing does not read as numbers
+        measures = Dataset()
+        measures.add_new("PixelSpacing", "LO", spacing)
+        frame = Dataset()
+        frame.PixelMeasuresSequence = [measures]
+        frames.append(frame)
+    ds.NumberOfFrames, ds.PerFrameFunctionalGroupsSequence = 2, frames
+    ds.save_as(path)
+    uid = str(ds.SOPInstanceUID)
+    found, unreadable = source_headers(tmp_path / "source", {uid: {2}})
+    assert list(found) == [uid] and unreadable == []
+    found, [skipped] = source_headers(tmp_path / "source", {uid: {1}})
+    assert found == {} and skipped.path == path
+    assert skipped.reason == "damaged PixelSpacing: '0,7\\\\0,7' is not a decimal number"
