@@ -24,7 +24,12 @@ from pathlib import Path
 from dicom_gateway.dataset_check import MalformedDataset, check_dataset
 from dicom_gateway.group_commit import GroupCommit
 from dicom_gateway.index import Index
-from dicom_gateway.status import CANNOT_UNDERSTAND, DATA_SET_MISMATCH, OUT_OF_RESOURCES
+from dicom_gateway.status import (
+    CANNOT_UNDERSTAND,
+    DATA_SET_MISMATCH,
+    OUT_OF_RESOURCES,
+    PROCESSING_FAILURE,
+)
 from dicom_gateway.writeback import Writeback
 from imaging.atomic import fsync_dir
 
@@ -48,6 +53,13 @@ class OutOfResources(SpoolError):
 
 class BadInstance(SpoolError):
     status = CANNOT_UNDERSTAND
+
+
+class TemporaryFileGone(SpoolError):
+    """The file a data set was written into was removed before it was kept (by hand, by a
+    cleanup on another machine): this side's failure, not the sender's."""
+
+    status = PROCESSING_FAILURE
 
 
 class NotAsSent(SpoolError):
@@ -263,9 +275,11 @@ class Spool:
             )
         except OSError as exc:
             received.discard()
+            name = os.path.basename(received.name)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                name = os.path.basename(received.name)
                 raise OutOfResources(f"disk full writing {name}") from None
+            if exc.errno == errno.ENOENT:
+                raise TemporaryFileGone(f"temporary file {name} removed while it arrived") from None
             raise
         except BaseException:
             received.discard()
@@ -368,6 +382,13 @@ def _rename_into_study(arrival: _Arrival) -> None:
         os.replace(arrival.temporary, arrival.target)
 
 
+# What the file meta says (for a C-STORE, what its request named) and what the data set must hold.
+_SENT_AS = (
+    ("MediaStorageSOPClassUID", "SOPClassUID"),
+    ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
+)
+
+
 def _identity(encoded, requested: bool) -> tuple[str, str, str]:
     """The three UIDs, from the walk that checks the dataset is whole: one pass over its
     element headers, no pixel data decoded; a cut or garbled dataset is refused, never stored,
@@ -377,11 +398,8 @@ def _identity(encoded, requested: bool) -> tuple[str, str, str]:
         uids = check_dataset(encoded)
     except MalformedDataset as exc:
         raise BadInstance(f"malformed dataset: {exc}") from None
-    for sent, own in (
-        ("MediaStorageSOPClassUID", "SOPClassUID"),
-        ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
-    ):  # the file meta holds what the request said
-        if requested and uids.get(sent, "") != uids.get(own, ""):
+    for sent, own in _SENT_AS if requested else ():
+        if uids.get(sent, "") != uids.get(own, ""):
             raise NotAsSent(
                 f"the data set's {own} {uids.get(own, '')[:80]!r} is not the "
                 f"{uids.get(sent, '')[:80]!r} it was sent as"

@@ -16,8 +16,15 @@ from dicom_gateway.index import Index, SqliteIndex
 from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.outbox import CLAIM_S, Outbox, Undelivered, undelivered
 from dicom_gateway.settings import GatewaySettings, Peer
-from dicom_gateway.spool import LEFTOVER_AGE_S, NotAsSent, OutOfResources, Spool
-from dicom_gateway.status import DATA_SET_MISMATCH
+from dicom_gateway.spool import (
+    LEFTOVER_AGE_S,
+    NotAsSent,
+    OutOfResources,
+    Spool,
+    SpoolError,
+    TemporaryFileGone,
+)
+from dicom_gateway.status import DATA_SET_MISMATCH, PROCESSING_FAILURE
 from tests.peers import Orthanc, wait_for
 from tests.support import ct_copies, with_file_meta
 
@@ -235,8 +242,9 @@ def test_a_temporary_file_removed_while_it_arrived_fails_alone(tmp_path):
     lost = spool.open_received()
     lost.write(alone)
     os.unlink(lost.name)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(TemporaryFileGone, match="removed while it arrived") as gone:
         spool.store_received(lost, "A")
+    assert gone.value.status == PROCESSING_FAILURE
     assert not any((root / "studies").iterdir())
 
     kept, removed = spool.open_received(), spool.open_received()
@@ -247,7 +255,7 @@ def test_a_temporary_file_removed_while_it_arrived_fails_alone(tmp_path):
     def store(name, received):
         try:
             outcomes[name] = spool.store_received(received, "A")
-        except OSError as exc:
+        except SpoolError as exc:
             outcomes[name] = exc
 
     commits = spool.commits
@@ -267,7 +275,7 @@ def test_a_temporary_file_removed_while_it_arrived_fails_alone(tmp_path):
     for thread in threads:
         thread.join(30)
     assert commits.groups == 1 and commits.items == 2  # one group held both
-    assert isinstance(outcomes["removed"], FileNotFoundError)
+    assert isinstance(outcomes["removed"], TemporaryFileGone)
     stored = outcomes["kept"]
     assert stored.path.read_bytes() == good
     rows = spool.index.read("SELECT sop_uid, path FROM instances")
