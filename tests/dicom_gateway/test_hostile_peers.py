@@ -193,7 +193,7 @@ def test_no_thread_is_left_behind_by_dead_connections(gateway, tmp_path):
             sock.sendall(_associate_rq_start(2**31 if i % 2 else 100) if i % 3 else b"")
         for sock in junk:
             sock.close()
-    wait_for(lambda: _threads(gateway.pid) <= before, HANDSHAKE_S + SLACK_S, "threads to end")
+    _connections_ended(gateway, before)
     _serves_at_once(gateway, tmp_path / "after")
 
 
