@@ -4,6 +4,7 @@ The tiny random-weight GGUF built by our own export; real llama.cpp."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -172,7 +173,10 @@ def test_a_session_saved_by_an_older_version_is_sent_to_read_again(interactive, 
     assert "not saved together" not in done.stderr
 
 
-def test_the_onnx_back_end_continues_its_kept_cache_for_a_follow_up(onnx_llm, tmp_path):
+@contextlib.contextmanager
+def _onnx_read_opened(onnx_llm, tmp_path):
+    """The tiny ONNX model's read of the sample study, opened for follow-ups as `read
+    --interactive` keeps it: (the read's result, the open read)."""
     from edge_agent.model_followup import OpenRead
     from edge_agent.policies import make_policy
     from edge_agent.read import read_study
@@ -185,13 +189,17 @@ def test_the_onnx_back_end_continues_its_kept_cache_for_a_follow_up(onnx_llm, tm
     try:
         study = write_sample_study(tmp_path / "study")
         result = read_study(study, tmp_path / "out", config, policy=policy, toolbox=toolbox)
-        opened = OpenRead(policy, result.trajectory, result.workspace, toolbox, config.budget)
-        trajectory = opened.ask(FIRST)
-        usage = _first_turn(trajectory, 0)
-        turn = f"{END_OF_REPLY}<|im_start|>user\n{FIRST}<|im_end|>\n<|im_start|>assistant\n"
+        yield result, OpenRead(policy, result.trajectory, result.workspace, toolbox, config.budget)
     finally:
         policy.close()
         toolbox.close()
+
+
+def test_the_onnx_back_end_continues_its_kept_cache_for_a_follow_up(onnx_llm, tmp_path):
+    with _onnx_read_opened(onnx_llm, tmp_path) as (_, opened):
+        trajectory = opened.ask(FIRST)
+        usage = _first_turn(trajectory, 0)
+        turn = f"{END_OF_REPLY}<|im_start|>user\n{FIRST}<|im_end|>\n<|im_start|>assistant\n"
     # the checkpoint's own tokenizer, as the export copied it beside the graphs
     from tokenizers import Tokenizer
 
@@ -211,29 +219,16 @@ def test_a_model_follow_up_is_in_trajectory_json_even_when_its_reports_fail(
     import edge_agent.replay
     from edge_agent.cli.ask import answer_and_show
     from edge_agent.cli.config import FileConfig
-    from edge_agent.model_followup import OpenRead
-    from edge_agent.policies import make_policy
-    from edge_agent.read import read_study
-    from edge_agent.sample import write_sample_study
-    from tests.edge_agent.test_onnx_policy import _config
-    from tools.toolbox import default_toolbox
 
-    config = _config(onnx_llm)
-    policy, toolbox = make_policy(config.policy), default_toolbox(config.tools)
-    try:
-        study = write_sample_study(tmp_path / "study")
-        result = read_study(study, tmp_path / "out", config, policy=policy, toolbox=toolbox)
-        opened = OpenRead(policy, result.trajectory, result.workspace, toolbox, config.budget)
+    def exhausted(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
 
-        def exhausted(*args, **kwargs):
-            raise OSError(errno.EMFILE, "Too many open files")
-
-        monkeypatch.setattr(edge_agent.replay, "source_headers", exhausted)
-        with pytest.raises(OSError, match="Too many open files"):
-            answer_and_show(result.out_dir, FIRST, FileConfig(), pdf=False, opened=opened)
-    finally:
-        policy.close()
-        toolbox.close()
+    monkeypatch.setattr(edge_agent.replay, "source_headers", exhausted)
+    with (
+        _onnx_read_opened(onnx_llm, tmp_path) as (result, opened),
+        pytest.raises(OSError, match="Too many open files"),
+    ):
+        answer_and_show(result.out_dir, FIRST, FileConfig(), pdf=False, opened=opened)
     saved = Trajectory.load(result.out_dir / "trajectory.json")
     assert [f.question for f in saved.follow_ups] == [FIRST]
 
