@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import importlib
 import logging
 import os
@@ -18,6 +17,7 @@ from typing import Annotated
 import typer
 
 from edge_agent import __version__
+from edge_agent.cli.collector import collector_paused
 
 # name -> (module, attribute): a command, or a group of them (`pacs`, `export`, `eval`)
 COMMANDS = {
@@ -85,34 +85,6 @@ def main() -> None:
         _exit_status.append(1)  # the interpreter prints the trace, then exits with 1
         raise
     _exit_status.append(0)
-
-
-# Container allocations between two collections of the youngest generation (Python's default is
-# 700). A read allocates in bursts of objects that live to its end: a study's headers, and
-# highdicom's tables of the standard (its first SR parses a 22 MB JSON file into some 200 000
-# dicts and lists). At 700 every young collection walks the burst again, and the burst sets off
-# collections of the whole heap; at this size a read's objects are walked once or twice. The
-# older generations are collected after 10 and 100 young collections, as before, so every
-# collection comes ~28 times fewer allocations apart: cyclic garbage waits that much longer (in
-# a service, a protocol read adds ~1 100 tracked objects, so ~18 reads between young collections).
-YOUNG_GENERATION = 20_000
-
-
-@contextlib.contextmanager
-def collector_paused():
-    """Imports make modules, classes and tables that mostly live as long as the process, so the
-    collector is off while they are made (else it walks them again and again); then everything
-    is frozen out of its way (the little garbage they left, ~0.4 MiB, included) and it comes
-    back with a young generation sized for a read's bursts."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
-        if enabled:
-            gc.enable()
 
 
 _exit_status: list[int] = []

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edge_agent.cli.collector import collector_off
 from edge_agent.cli.config import FileConfig
 from edge_agent.cli.terminal import (
     POLICY_HELP,
@@ -240,7 +241,7 @@ def read_and_show(
             errors.print(f"[yellow]{len(study.skipped)} file(s) skipped[/] (named above)")
         console.print(f"[dim]{selection.reason}[/]", highlight=False)
 
-    with bar if bar is not None else nullcontext():
+    with collector_off(), bar if bar is not None else nullcontext():
         result = read_study(
             path,
             out,
@@ -296,7 +297,8 @@ def replay(
     from edge_agent.replay import replay as replay_read
 
     settings = setup(config, verbose)
-    result = replay_read(trajectory, out, source, dicom=settings.report.dicom)
+    with collector_off():
+        result = replay_read(trajectory, out, source, dicom=settings.report.dicom)
     if result.dicom_skipped:
         console.print(f"[yellow]no DICOM objects[/]: {result.dicom_skipped}", highlight=False)
     if pdf:
