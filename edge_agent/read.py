@@ -98,7 +98,7 @@ def read_study(
         raise NoReadableImages(f"{exc}; no DICOM outputs, the reports are in {out_dir}") from None
     # the reports, then the DICOM; the headers tell the reports which outlines the SEG leaves out
     report = write_reports(trajectory, out_dir, headers if writes_dicom else None)
-    dicom = write_dicom(trajectory, headers, out_dir) if writes_dicom else []
+    dicom = write_dicom(trajectory, headers, out_dir, workspace) if writes_dicom else []
     return ReadResult(
         study, selection, trajectory, report, out_dir, tuple(dicom), workspace, headers
     )

@@ -12,13 +12,14 @@ from pathlib import Path
 import pydicom
 
 from edge_agent.report.capture import build_captures, build_key_objects
-from edge_agent.report.evidence import EvidenceImage, load_evidence
+from edge_agent.report.evidence import EvidenceImage, evidence_image, load_evidence
 from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import finding_regions
 from edge_agent.report.seg import build_seg
 from edge_agent.report.sr import build_sr
 from edge_agent.trajectory import Trajectory
 from imaging.atomic import write_all_atomic
+from tools.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +37,22 @@ def source_uids(trajectory: Trajectory) -> tuple[str, ...]:
 
 
 def write_dicom(
-    trajectory: Trajectory, headers: Mapping[str, pydicom.Dataset], out_dir: Path
+    trajectory: Trajectory,
+    headers: Mapping[str, pydicom.Dataset],
+    out_dir: Path,
+    workspace: Workspace | None = None,
 ) -> list[Path]:
     """Write every object from the trajectory, the evidence files already in `out_dir` and the
     source `headers` (by SOP Instance UID, at least `source_uids`); returns the paths, SR first.
-    A read and a replay of it write the same objects, but for new UIDs and times."""
+    The read passes its `workspace`, whose images the evidence files were written from, and
+    their pixels are taken from it instead of decoded again. A read and a replay of it write the
+    same objects, but for new UIDs and times."""
     # highdicom warns about source values it finds odd (a one-part patient name): not the
     # reader's business mid-trail, and the text quotes patient data, so only where it came from
     # is logged.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        objects = _objects(trajectory, headers, out_dir)
+        objects = _objects(trajectory, headers, out_dir, workspace)
     for where in dict.fromkeys(f"{Path(w.filename).name}:{w.lineno}" for w in caught):
         log.info("study %s: highdicom warned at %s", trajectory.study_instance_uid, where)
     files = {out_dir / "dicom" / name: encoded(dataset) for name, dataset in objects.items()}
@@ -56,12 +62,14 @@ def write_dicom(
     return paths
 
 
-def _objects(trajectory: Trajectory, headers, out_dir: Path) -> dict[str, pydicom.Dataset]:
+def _objects(
+    trajectory: Trajectory, headers, out_dir: Path, workspace: Workspace | None
+) -> dict[str, pydicom.Dataset]:
     provenance = Provenance.of(trajectory)
     sources = {uid: headers[uid] for uid in source_uids(trajectory)}
     claims = trajectory.answer.findings if trajectory.answer else ()
     cited = {
-        i: _evidence(trajectory, i, headers, out_dir)
+        i: _evidence(trajectory, i, headers, out_dir, workspace)
         for i in dict.fromkeys(i for c in claims for i in c.evidence)
     }
     regions = finding_regions(trajectory, cited)
@@ -101,9 +109,15 @@ def _previous_sr(trajectory: Trajectory, out_dir: Path) -> pydicom.Dataset | Non
     return previous
 
 
-def _evidence(trajectory: Trajectory, index: int, headers, out_dir: Path) -> EvidenceImage:
+def _evidence(
+    trajectory: Trajectory, index: int, headers, out_dir: Path, workspace: Workspace | None
+) -> EvidenceImage:
     record = trajectory.image(index)
-    return load_evidence(record, out_dir, headers[record.source.sop_instance_uid])
+    source = headers[record.source.sop_instance_uid]
+    if workspace is None:
+        return load_evidence(record, out_dir, source)
+    image = workspace.get(index)
+    return evidence_image(record, image.pixels, image.mask if record.mask_file else None, source)
 
 
 def encoded(dataset: pydicom.Dataset) -> bytes:

@@ -1,8 +1,10 @@
-"""A cited evidence image as the DICOM writers need it, read back from the read's output folder.
+"""A cited evidence image as the DICOM writers need it: from the read that made it, or read back
+from the read's output folder.
 
 The trajectory keeps each image's record (source frame, box in source pixels, frames and times)
 and the output folder its PNG and mask; with the source header that is everything an SR, SEG or
-Secondary Capture needs, so a replay writes them as the read did, without the live workspace."""
+Secondary Capture needs, so a replay writes them as the read did, without the live workspace
+(PNG is lossless: the pixels and the mask read back are the ones the read had)."""
 
 from __future__ import annotations
 
@@ -45,18 +47,24 @@ class EvidenceImage:
 
 def load_evidence(record: ImageRecord, out_dir: Path, source: Dataset) -> EvidenceImage:
     """Pixels and mask from the PNGs the read wrote; shape and geometry from the source header."""
+    mask = _png(out_dir / record.mask_file) >= 128 if record.mask_file else None
+    return evidence_image(record, _png(out_dir / record.file), mask, source)
+
+
+def evidence_image(
+    record: ImageRecord, pixels: np.ndarray, mask: np.ndarray | None, source: Dataset
+) -> EvidenceImage:
+    """An evidence image from its pixels and mask, as its PNGs hold them or as the read that
+    made them still has them; shape and geometry from the source header."""
     shape = (int(source.Rows), int(source.Columns))
-    mask = None
-    if record.mask_file:
-        mask = _png(out_dir / record.mask_file) >= 128
-        if mask.shape != shape:
-            raise ReportError(
-                f"{record.mask_file} is {mask.shape[1]}x{mask.shape[0]}, but its source image "
-                f"{record.source.sop_instance_uid} is {shape[1]}x{shape[0]}"
-            )
+    if mask is not None and mask.shape != shape:
+        raise ReportError(
+            f"{record.mask_file} is {mask.shape[1]}x{mask.shape[0]}, but its source image "
+            f"{record.source.sop_instance_uid} is {shape[1]}x{shape[0]}"
+        )
     return EvidenceImage(
         record=record,
-        pixels=_png(out_dir / record.file),
+        pixels=pixels,
         mask=mask,
         frame_shape=shape,
         geometry=frame_geometry(source, record.source.frame),
