@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dicom_gateway.audit import Audit, stored_fields
-from dicom_gateway.dataset_check import MalformedDataset, check_dataset
+from dicom_gateway.dataset_check import check_dataset
 from dicom_gateway.multipart import (
     DICOM,
     MalformedMultipart,
@@ -193,11 +193,11 @@ class StowApp:
             return self._store_part(part, client, study, peer)
 
     def _store_part(self, part: Part, client: WebClient, study: str | None, peer) -> Outcome:
-        sop_class, sop_uid = _uids(part.data)
+        sop_class, sop_uid, part_study = _identity(part.data)
         if part.content_type != DICOM:
             reason = f"part of type {part.content_type or 'none'!r}, not {DICOM}"
             return self._failed(sop_class, sop_uid, CANNOT_UNDERSTAND, reason, peer)
-        if study is not None and _study_of(part.data) not in (None, study):
+        if study is not None and part_study not in (None, study):
             reason = "Study Instance UID differs from the study in the URL"
             # the closest C-STORE failure PS3.4 defines for "not what this request is for"
             return self._failed(sop_class, sop_uid, DATA_SET_MISMATCH, reason, peer)
@@ -229,8 +229,21 @@ def _error(status: int, reason: str, *, bearer: bool = False, retry_after: int =
     return Response(f"{reason}\n", status, headers=headers, media_type="text/plain")
 
 
-def _uids(data: bytes) -> tuple[str, str]:
-    """SOP Class and Instance UID of a part, as far as it can be read (for the answer only)."""
+def _identity(data: bytes | memoryview) -> tuple[str, str, str | None]:
+    """The part's SOP Class and Instance UID for the answer ("" where unreadable or not a UID)
+    and its Study Instance UID (None when the spool's own check will refuse the part), from the
+    one walk over its element headers that the spool's check makes too: no pydicom parse of a
+    whole part. Of a part the walk refuses, pydicom reads what survives, for the answer."""
+    try:
+        uids = check_dataset(data)
+    except Exception:  # malformed (or our bug): the spool's own check refuses it, and says why
+        return (*_uids(data), None)
+    sop_class, sop_uid = (_answer_uid(uids.get(k)) for k in ("SOPClassUID", "SOPInstanceUID"))
+    return sop_class, sop_uid, uids.get("StudyInstanceUID")
+
+
+def _uids(data: bytes | memoryview) -> tuple[str, str]:
+    """SOP Class and Instance UID of a malformed part, as far as pydicom reads them."""
     try:
         header = pydicom.dcmread(
             io.BytesIO(data), force=True, specific_tags=["SOPClassUID", "SOPInstanceUID"]
@@ -238,21 +251,15 @@ def _uids(data: bytes) -> tuple[str, str]:
         values = (header.get("SOPClassUID", ""), header.get("SOPInstanceUID", ""))
     except Exception:  # any unreadable part: its failure is reported without UIDs
         return "", ""
-    uids = []
-    for value in values:
-        try:
-            uids.append(checked_uid(value, "UID"))
-        except SpoolError:
-            uids.append("")
-    return uids[0], uids[1]
+    return _answer_uid(values[0]), _answer_uid(values[1])
 
 
-def _study_of(data: bytes) -> str | None:
-    """The part's Study Instance UID (None when the spool's own check will refuse the part)."""
+def _answer_uid(value: object) -> str:
+    """A UID as the answer may name it: "" for anything that is not one."""
     try:
-        return check_dataset(data).get("StudyInstanceUID")
-    except MalformedDataset:
-        return None
+        return checked_uid(value, "UID")
+    except SpoolError:
+        return ""
 
 
 def _response(outcomes: list[Outcome]) -> Response:

@@ -13,7 +13,7 @@ from pydicom import Dataset
 from edge_agent.report.dicom_files import source_uids, write_dicom
 from edge_agent.report.files import copy_evidence, write_reports
 from edge_agent.trajectory import Trajectory
-from imaging.header import UnreadableFile, attribute, parse
+from imaging.header import UnreadableFile, attribute, read_header, without_pixel_data
 from imaging.instance import frame_count, frame_geometry
 from imaging.study import SkippedFile, candidate_files, skip_reasons
 
@@ -108,9 +108,10 @@ def source_headers(
     unreadable: list[SkippedFile] = []
     for file in candidate_files(folder):
         try:
-            header = parse(file, stop_before_pixels=True)
+            header = read_header(file)
             uid = str(attribute(header, "SOPInstanceUID", ""))
             if uid in wanted:  # what the DICOM outputs read of it: a damaged value named here
+                header = without_pixel_data(header)  # as the read's own source headers are
                 frame_count(header)
                 for frame in wanted[uid]:
                     frame_geometry(header, frame)

@@ -48,10 +48,14 @@ PIXEL_DATA = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 def image_header(file: Path) -> Dataset:
-    """An image file's attributes without its pixel data, for the objects that reference it.
-    pydicom reads a file cut short to where it ends, silently: a header that ends before any
-    pixel data is named as the damage it is."""
-    ds = read_header(file)
+    """An image file's attributes without its pixel data, for the objects that reference it."""
+    return without_pixel_data(read_header(file))
+
+
+def without_pixel_data(ds: Dataset) -> Dataset:
+    """`ds` (as `read_header` gives it) less its pixel data. pydicom reads a file cut short to
+    where it ends, silently: a header that ends before any pixel data is named as the damage it
+    is."""
     pixels = [tag(keyword) for keyword in PIXEL_DATA if tag(keyword) in ds]
     if not pixels:
         raise UnreadableFile("cut short: the header ends before the pixel data")

@@ -173,6 +173,34 @@ def test_replay_whose_cited_source_has_a_damaged_value_names_the_file_and_why(re
     assert not (tmp_path / "again" / "dicom").exists()
 
 
+def test_replay_whose_cited_source_is_cut_short_in_its_header_names_the_file_and_why(
+    read, tmp_path
+):
+    # Cut where its pixel data began: pydicom reads the rest silently, UIDs and geometry intact.
+    source = shutil.copytree(read.trajectory.source_path, tmp_path / "source")
+    cited = {
+        e["source"]["sop_instance_uid"] for f in read.report["findings"] for e in f["evidence"]
+    }
+    damaged = []
+    for path in sorted(source.rglob("*.dcm")):
+        with path.open("rb") as opened:
+            uid = pydicom.dcmread(opened, stop_before_pixels=True).SOPInstanceUID
+            header_end = opened.tell()
+        if uid in cited:
+            path.write_bytes(path.read_bytes()[:header_end])
+            damaged.append(path)
+    done = run_cli(
+        "replay", read.out_dir / "trajectory.json", "-o", tmp_path / "again", "--source", source
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("no DICOM objects")]
+    assert f"{source} lacks {len(damaged)} of" in line
+    reason = "cut short: the header ends before the pixel data"
+    assert damaged and all(f"{path.name}: {reason}" in line for path in damaged)
+    assert (tmp_path / "again" / "report.json").is_file()
+    assert not (tmp_path / "again" / "dicom").exists()
+
+
 def test_replay_of_a_finding_citing_an_image_never_made_is_one_line_exit_2(read, tmp_path):
     edited = shutil.copytree(read.out_dir, tmp_path / "edited")
     data = json.loads((edited / "trajectory.json").read_text())
