@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import tempfile
 from collections.abc import Callable, Mapping
@@ -13,6 +12,7 @@ from pathlib import Path
 from pydicom import Dataset
 
 from edge_agent.agent import Policy, StepCallback, run
+from edge_agent.collector import collector_off
 from edge_agent.config import Config
 from edge_agent.policies import make_policy
 from edge_agent.report.dicom_files import source_uids, write_dicom
@@ -127,7 +127,6 @@ def warm_up(config: Config, toolbox: Toolbox) -> None:
 
     protocol = replace(config, policy=replace(config.policy, name="protocol"))
     log.info("warm-up: a protocol read of the sample study")
-    with tempfile.TemporaryDirectory(prefix="edge-agent-warm-up-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="edge-agent-warm-up-") as scratch, collector_off():
         study = write_sample_study(Path(scratch) / "study")
         read_study(study, Path(scratch) / "out", protocol, toolbox=toolbox)
-    gc.freeze()

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from edge_agent import __version__
-from edge_agent.cli.collector import collector_paused
+from edge_agent.collector import collector_paused
 
 # name -> (module, attribute): a command, or a group of them (`pacs`, `export`, `eval`)
 COMMANDS = {

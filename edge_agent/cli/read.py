@@ -10,7 +10,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_agent.cli.collector import collector_off
 from edge_agent.cli.config import FileConfig
 from edge_agent.cli.terminal import (
     POLICY_HELP,
@@ -23,6 +22,7 @@ from edge_agent.cli.terminal import (
     show_step,
     stream,
 )
+from edge_agent.collector import collector_off
 from edge_agent.policies import policy_key
 from edge_agent.read import ReadResult, read_study
 from edge_agent.selection import Selection

@@ -117,7 +117,7 @@ def _evidence(
     if workspace is None:
         return load_evidence(record, out_dir, source)
     image = workspace.get(index)
-    return evidence_image(record, image.pixels, image.mask if record.mask_file else None, source)
+    return evidence_image(record, image.pixels, image.mask, source)
 
 
 def encoded(dataset: pydicom.Dataset) -> bytes:

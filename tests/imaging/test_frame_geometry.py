@@ -26,6 +26,19 @@ def test_without_an_orientation_no_edge_is_named_and_no_slice_position_is_given(
     assert Geometry(position=(0.0, 0.0, 5.0)).slice_position_mm is None
 
 
-def test_the_slice_position_is_along_the_normal():
-    axial = Geometry(position=(-10.0, 20.0, -65.7), orientation=(1.0, 0, 0, 0, 1.0, 0))
-    assert axial.slice_position_mm == pytest.approx(-65.7)
+@pytest.mark.parametrize(
+    ("orientation", "normal", "position_mm"),
+    [
+        ((1, 0, 0, 0, 1, 0), (0, 0, 1), -65.7),  # axial: along the patient's head
+        ((1, 0, 0, 0, 0, -1), (0, 1, 0), 20.0),  # coronal: posterior
+        ((0, 1, 0, 0, 0, -1), (-1, 0, 0), 10.0),  # sagittal: toward the patient's right
+        # oblique, tilted 30 degrees about x: the normal mixes y and z
+        ((1, 0, 0, 0, 0.866, -0.5), (0, 0.5, 0.866), 0.5 * 20.0 + 0.866 * -65.7),
+    ],
+)
+def test_the_slice_position_is_along_the_normal(orientation, normal, position_mm):
+    """The normal is the row direction cross the column direction: it orders a series' slices
+    whatever plane they lie in."""
+    geometry = Geometry(position=(-10.0, 20.0, -65.7), orientation=tuple(map(float, orientation)))
+    assert geometry.normal == pytest.approx(normal)
+    assert geometry.slice_position_mm == pytest.approx(position_mm)
