@@ -6,9 +6,10 @@
 #
 #   benchmarks/build_llama_server.sh [--jobs N]    default N: 2
 #
-# The sdist is $LLAMA_SDIST, else build/llama-server/llama_cpp_python-VERSION.tar.gz, else
-# downloaded there by pip from the package registry. Everything lands in build/llama-server/
-# (ignored by git); a second run rebuilds only what changed. Takes several minutes on 2 cores.
+# Everything lands in the build folder, $LLAMA_SERVER_BUILD, else build/llama-server/ (ignored by
+# git); a second run rebuilds only what changed. The sdist is $LLAMA_SDIST, else
+# llama_cpp_python-VERSION.tar.gz there, else downloaded there by pip from the package registry.
+# Takes about four minutes on 2 cores.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,14 +19,14 @@ JOBS=2
 while (($#)); do
     case $1 in
     --jobs) JOBS=$2 && shift ;;
-    -h | --help) sed -n '2,11p' "$0" && exit 0 ;;
+    -h | --help) sed -n '2,12p' "$0" && exit 0 ;;
     *) echo "build_llama_server.sh: unknown argument $1 (see --help)" >&2 && exit 2 ;;
     esac
     shift
 done
 command -v cmake >/dev/null || { echo "build_llama_server.sh: needs cmake" >&2 && exit 1; }
 VERSION="$("$PY" -c 'import importlib.metadata as m; print(m.version("llama_cpp_python"))')"
-OUT="$HERE/build/llama-server"
+OUT="${LLAMA_SERVER_BUILD:-$HERE/build/llama-server}"
 SDIST="${LLAMA_SDIST:-$OUT/llama_cpp_python-$VERSION.tar.gz}"
 mkdir -p "$OUT"
 if [[ ! -f $SDIST ]]; then

@@ -138,7 +138,7 @@ def server_binary():
     if path is None:
         pytest.skip(
             "no llama-server at build/llama-server/cmake/bin or $LLAMA_SERVER: "
-            "benchmarks/build_llama_server.sh builds it (minutes; CI does not)"
+            "benchmarks/build_llama_server.sh builds it (minutes; .ci/run does)"
         )
     return path
 
