@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from dicom_gateway.index import Index
 from dicom_gateway.nodes import ALIVE_S
 
+WINDOW_S = 3600.0  # "the last hour": the jobs counted and the nodes shown
+
 
 @dataclass(frozen=True)
 class NodeSeen:
@@ -42,6 +44,7 @@ class Overview:
 def overview(index: Index) -> Overview:
     with index.write() as db:
         now = db.now()
+        since = now - WINDOW_S
 
         def count(sql: str, *args) -> int:
             return int(db.execute(sql, args).fetchone()[0])
@@ -52,17 +55,17 @@ def overview(index: Index) -> Overview:
         nodes = db.execute(
             "SELECT name, role, state, job_id, last_seen FROM nodes WHERE last_seen >= ? "
             "ORDER BY role, name",
-            (now - 3600,),
+            (since,),
         ).fetchall()
         return Overview(
             receiving=count("SELECT COUNT(*) FROM studies WHERE state = 'receiving'"),
             queued=count("SELECT COUNT(*) FROM jobs WHERE state = 'queued'"),
             running=count("SELECT COUNT(*) FROM jobs WHERE state = 'running'"),
             reads_last_hour=count(
-                "SELECT COUNT(*) FROM jobs WHERE state = 'done' AND finished >= ?", now - 3600
+                "SELECT COUNT(*) FROM jobs WHERE state = 'done' AND finished >= ?", since
             ),
             failed_last_hour=count(
-                "SELECT COUNT(*) FROM jobs WHERE state = 'failed' AND finished >= ?", now - 3600
+                "SELECT COUNT(*) FROM jobs WHERE state = 'failed' AND finished >= ?", since
             ),
             oldest_waiting=oldest["study_uid"] if oldest else None,
             oldest_waiting_s=now - oldest["created"] if oldest else 0.0,
