@@ -21,12 +21,16 @@ interleaved round by round, and the ratio ours/baseline is printed per stage. Mo
 bytecode, as an installed package's do: it is cached outside the trees (whatever
 PYTHONDONTWRITEBYTECODE says), written by one untimed read per tree. The series is SOURCE (a
 512x512 CT in pydicom-data; CT_small.dcm has a vendor's 258-element header) copied with new
-UIDs and slice positions. Not a test."""
+UIDs and slice positions. The reads run with this interpreter: run it with one installed as the
+bundle installs a workstation (`pip install '.[llm]' pydicom-data`, pydicom-data for SOURCE) to
+measure what a site runs; a development environment with the test extras has requests and tqdm,
+which pydicom imports at start when they are there (~50 ms more). Not a test."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -36,6 +40,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
+# what pydicom imports when it is installed (for downloads of its test data): the dicomweb and
+# eval extras bring them, a workstation's bundle does not
+OPTIONAL_AT_START = ("requests", "tqdm")
 READ_STAGES = ("load", "select", "setup", "agent", "reports", "dicom")  # read_study's
 STAGES = ("start", "imports", "parse", *READ_STAGES, "cli")
 WRAPPED = {  # edge_agent.read's names: the stages that end when each is called and returns
@@ -235,6 +242,8 @@ def main() -> None:
                         samples.setdefault((mode, slices, name), []).append(result)
     print(f"{args.source} series, `read --policy protocol`, {os.cpu_count()} CPU(s), ", end="")
     print(f"median of {args.rounds} interleaved round(s), seconds (total: min/median/max)")
+    present = [name for name in OPTIONAL_AT_START if importlib.util.find_spec(name)]
+    print(f"{sys.executable}; imported by pydicom at start: {', '.join(present) or 'none'}")
     for slices in studies:
         report(f"{slices} slices, `edge-agent read`", _runs(samples, "cli", slices, trees))
     for slices in studies:
