@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydicom import Dataset
@@ -21,16 +23,19 @@ from tools.workspace import Workspace
 
 
 def write_evidence(workspace: Workspace, trajectory: Trajectory, out_dir: Path) -> None:
-    """Every image the read made, as PNG (a contact sheet's frames and a tool's mask too)."""
-    files = {}
+    """Every image the read made, as PNG (a contact sheet's frames and a tool's mask too),
+    encoded on every core: OpenCV lets go of the interpreter while it compresses."""
+    pixels = {}
     for record in trajectory.images:
         image = workspace.get(record.index)
-        files[out_dir / record.file] = png_bytes(image.pixels)
+        pixels[out_dir / record.file] = image.pixels
         for name, frame in zip(record.frame_files, image.members, strict=True):
-            files[out_dir / name] = png_bytes(frame_view(frame))
+            pixels[out_dir / name] = frame_view(frame)
         if record.mask_file:
-            files[out_dir / record.mask_file] = png_bytes(mask_png(image.mask))
-    write_all_atomic(files)
+            pixels[out_dir / record.mask_file] = mask_png(image.mask)
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        encoded = list(pool.map(png_bytes, pixels.values()))
+    write_all_atomic(dict(zip(pixels, encoded, strict=True)))
 
 
 def write_reports(
