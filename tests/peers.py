@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import shutil
 import socket
 import sqlite3
@@ -62,19 +63,34 @@ def dciodvfy_errors(path: Path) -> list[str]:
 
 
 _GIVEN: set[int] = set()
+LOWEST_PORT = 20000  # the ports given are from here to below the ephemeral range
+
+
+def ephemeral_ports() -> range:
+    """The ports the kernel gives outgoing connections as their source ports."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):  # not Linux: the IANA dynamic range
+        low, high = 49152, 65535
+    return range(low, high + 1)
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on now, and never one given before in this process: the
-    kernel may hand a just-closed port out again, so two calls in a row (an Orthanc's HTTP and
-    DICOM ports) could name the same one."""
+    """A loopback port nothing listens on now, below the ephemeral range, and never one given
+    before in this process. A port the kernel picks (bind to 0) is an ephemeral one: any
+    outgoing connection made before the server binds it (a client of the test's PostgreSQL, a
+    storescu) may take it as its source port, and the server then fails to start."""
     while True:
+        port = random.randrange(LOWEST_PORT, ephemeral_ports().start)
+        if port in _GIVEN:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _GIVEN:
-            _GIVEN.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use, or held by a closing connection
+                continue
+        _GIVEN.add(port)
+        return port
 
 
 class Orthanc:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import _outside_venv, tool
+from tests.peers import LOWEST_PORT, _outside_venv, ephemeral_ports, free_port, tool
 
 
 @pytest.mark.parametrize("name", ["storescu", "echoscu", "storescp", "findscu"])
@@ -20,3 +20,11 @@ def test_dcmtk_is_found_when_the_activated_venv_shadows_it(monkeypatch, name):
         assert found and not found.startswith(venv_bin)
         version = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=30)
         assert version.stdout.startswith(f"$dcmtk: {name} v")
+
+
+def test_a_free_port_is_none_an_outgoing_connection_could_take_meanwhile():
+    """Between free_port() and the server's bind, a connection the test opens (to its
+    PostgreSQL, say) gets a source port from the ephemeral range: never the one given."""
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert all(LOWEST_PORT <= port < ephemeral_ports().start for port in ports)
