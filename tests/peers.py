@@ -66,8 +66,9 @@ _GIVEN: set[int] = set()
 LOWEST_PORT = 20000  # the ports given are from here to below the ephemeral range
 
 
+@functools.cache
 def ephemeral_ports() -> range:
-    """The ports the kernel gives outgoing connections as their source ports."""
+    """The ports the kernel gives outgoing connections as their source ports (read once)."""
     try:
         low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     except (OSError, ValueError):  # not Linux: the IANA dynamic range
@@ -80,8 +81,9 @@ def free_port() -> int:
     before in this process. A port the kernel picks (bind to 0) is an ephemeral one: any
     outgoing connection made before the server binds it (a client of the test's PostgreSQL, a
     storescu) may take it as its source port, and the server then fails to start."""
+    below = ephemeral_ports().start
     while True:
-        port = random.randrange(LOWEST_PORT, ephemeral_ports().start)
+        port = random.randrange(LOWEST_PORT, below)
         if port in _GIVEN:
             continue
         with socket.socket() as s:
