@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import io
+import re
 import warnings
 from functools import cache
 from pathlib import Path
@@ -109,6 +110,8 @@ def _pixel_elements(opened: BinaryIO, at: int, header: Dataset) -> Dataset:
             read = data_element_generator(opened, implicit, little_endian, defer_size=DEFER_BYTES)
             elements = Dataset({element.tag: element for element in read})
     except Exception as exc:  # pydicom raises many types on damaged files
+        if passing(exc):
+            raise
         raise UnreadableFile(f"unreadable DICOM: {one_line(exc)}") from None
     if not elements:  # pydicom stopped at damage it only warns about
         raise UnreadableFile("the pixel data element does not read")
@@ -135,6 +138,8 @@ def attribute(ds: Dataset, keyword: str, default=None):
             f"damaged {keyword}: {raw.length} byte(s), not a whole number of {raw.VR} values"
         ) from None
     except Exception as exc:  # pydicom raises many types on a value it cannot convert
+        if passing(exc):
+            raise
         raise UnreadableFile(f"damaged {keyword}: {one_line(exc)}") from None
     if element is None:
         return default
@@ -238,13 +243,29 @@ def parse(source: io.BytesIO | Path, **options) -> Dataset:
     except InvalidDicomError:
         raise UnreadableFile("not a DICOM Part 10 file (no 'DICM' preamble / file meta)") from None
     except Exception as exc:  # pydicom raises many types on damaged files
-        if isinstance(exc, OSError) and exc.errno in _PASSING:  # not the file's: try again later
+        if passing(exc):
             raise
         raise UnreadableFile(f"unreadable DICOM: {one_line(exc)}") from None
 
 
 # Errors of this machine, not of a file: too many files open, no memory.
 _PASSING = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM))
+
+
+def passing(exc: BaseException) -> bool:
+    """An error of this machine met while reading a file, not the file's: it is raised as it
+    is, for the caller to try again later, never turned into the reason the file is skipped.
+    pydicom opens a file again to read a value left in it, so any read of a header can meet it."""
+    return isinstance(exc, OSError) and exc.errno in _PASSING
+
+
+# A UID is digits and dots, at most 64 characters (leading zeros, which the standard forbids,
+# are common in old files).
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+def looks_like_uid(text: str) -> bool:
+    return len(text) <= 64 and _UID.fullmatch(text) is not None
 
 
 def one_line(exc: Exception) -> str:

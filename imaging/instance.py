@@ -3,7 +3,6 @@ decoded from the file when something first looks at them (a read shows a few sli
 
 from __future__ import annotations
 
-import re
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -25,6 +24,7 @@ from imaging.header import (
     SharedValues,
     UnreadableFile,
     attribute,
+    looks_like_uid,
     one_line,
     parse,
     read_header,
@@ -129,10 +129,6 @@ def _instance(ds: Dataset, file: Path, known: Known, video: bool) -> InstanceRea
     return InstanceRead.of(ds, known, _frames(ds, stored.frame))
 
 
-# A UID is digits and dots (leading zeros, which the standard forbids, are common in old files).
-_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
-
-
 def _check_uids(ds: Dataset) -> None:
     """The UIDs a file is grouped and referenced by are there and are UIDs: garbage in one would
     make it a study or series of its own, or a reference no PACS resolves."""
@@ -142,7 +138,7 @@ def _check_uids(ds: Dataset) -> None:
             if keyword == "SOPClassUID":
                 continue  # read without: an image of an unknown class
             raise UnreadableFile(f"missing {keyword}")
-        if len(uid) > 64 or not _UID.fullmatch(uid):
+        if not looks_like_uid(uid):
             raise UnreadableFile(f"damaged {keyword}: {str(uid)!r} is not a UID")
 
 

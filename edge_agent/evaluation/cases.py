@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imaging.errors import BadInput
+from imaging.header import looks_like_uid
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def _case_id(row: Mapping, number: int, question: str) -> str:
 def _source(row: Mapping, base: Path) -> dict:
     uid = _text(row, "study_uid") or _text(row, "study_instance_uid")
     if uid:
-        if not re.fullmatch(r"[0-9]+(\.[0-9]+)*", uid) or len(uid) > 64:
+        if not looks_like_uid(uid):
             raise RowError(f"study_uid {uid!r} is not a DICOM UID (digits and dots, <= 64)")
         return {"study_uid": uid}
     for key in STUDY_KEYS:

@@ -3,12 +3,15 @@ and either way loading makes the same of it."""
 
 from __future__ import annotations
 
+import errno
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pydicom.data
+import pydicom.filereader
+import pytest
 from pydicom.dataelem import RawDataElement
 from pydicom.uid import (
     ExplicitVRBigEndian,
@@ -170,3 +173,20 @@ def test_sharing_converts_no_value_a_load_does_not_read(tmp_path: Path):
     [skipped] = study.skipped
     assert skipped.path.name == "no-pixels.dcm" and "no pixel data" in skipped.reason
     assert not [w for w in caught if "Invalid value for VR IS: '1A'" in str(w.message)]
+
+
+def test_too_many_open_files_while_reading_a_value_is_not_the_files_damage(tmp_path, monkeypatch):
+    """A value left in its file is read from it when asked for: an error of this machine then
+    (no file descriptor left) is raised as it is, for a later try, not as the file's damage."""
+    source = pydicom.dcmread(bundled("CT_small.dcm"))
+    source.ImageComments = "x" * (header.HEAD_BYTES + 1)  # a header read from the file itself
+    source.save_as(tmp_path / "long.dcm", enforce_file_format=True)
+    ds = header.read_header(tmp_path / "long.dcm")
+
+    def no_descriptor_left(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(pydicom.filereader, "read_deferred_data_element", no_descriptor_left)
+    with pytest.raises(OSError) as raised:
+        header.attribute(ds, "ImageComments")
+    assert raised.value.errno == errno.EMFILE
