@@ -236,7 +236,7 @@ class Spool:
         """A new temporary file for a data set about to arrive."""
         return ReceivedFile(self._temporary)
 
-    def store(self, encoded: bytes, calling_ae: str, requested: bool = True) -> StoredInstance:
+    def store(self, encoded: bytes, calling_ae: str, *, requested: bool = True) -> StoredInstance:
         """`encoded` is the received dataset with its file meta, exactly as sent; it takes the
         path a streamed C-STORE takes (one check of the whole dataset, on the written file).
         `requested`: its file meta says what a C-STORE request named, and the data set must be
@@ -265,7 +265,7 @@ class Spool:
                 self._check_free_space(0)
             received.sync()
             if not received.present():  # its name was removed while it arrived
-                raise FileNotFoundError(errno.ENOENT, "temporary file removed", received.name)
+                raise _gone(received.name)
             received.close()
             size = received.size
             # The UIDs were checked (digits and dots): the study's folder as study_dir names it.
@@ -278,8 +278,6 @@ class Spool:
             name = os.path.basename(received.name)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise OutOfResources(f"disk full writing {name}") from None
-            if exc.errno == errno.ENOENT:
-                raise TemporaryFileGone(f"temporary file {name} removed while it arrived") from None
             raise
         except BaseException:
             received.discard()
@@ -290,11 +288,11 @@ class Spool:
         if shutil.disk_usage(self.root).free - needed < self.min_free:
             raise OutOfResources(f"less than {self.min_free >> 20} MiB free in {self.root}")
 
-    def _commit_group(self, group: list[_Arrival]) -> list[bool | FileNotFoundError]:
+    def _commit_group(self, group: list[_Arrival]) -> list[bool | OSError | TemporaryFileGone]:
         """Rename each, fsync each study folder once, one index transaction for all. An
-        instance whose temporary file is gone fails alone (its result is the error); the rest
-        are kept."""
-        results: list[bool | FileNotFoundError | None] = []
+        instance that cannot be renamed (its temporary file gone) fails alone (its result is the
+        error); the rest are kept."""
+        results: list[bool | OSError | TemporaryFileGone | None] = []
         renamed: list[_Arrival] = []
         for arrival in group:
             try:
@@ -302,7 +300,8 @@ class Spool:
                 renamed.append(arrival)
                 results.append(None)
             except FileNotFoundError as exc:
-                results.append(exc)
+                gone = not os.path.exists(arrival.temporary)
+                results.append(_gone(arrival.temporary) if gone else exc)
         for folder in dict.fromkeys(os.path.dirname(arrival.target) for arrival in renamed):
             fsync_dir(folder)
         fcntl.flock(self._turns, fcntl.LOCK_EX)
@@ -368,6 +367,11 @@ class Spool:
         return late, known
 
 
+def _gone(temporary: str) -> TemporaryFileGone:
+    name = os.path.basename(temporary)
+    return TemporaryFileGone(f"temporary file {name} removed while it arrived")
+
+
 def _rename_into_study(arrival: _Arrival) -> None:
     """The temporary file renamed to its place; a study's folder is made with its first instance
     (FileNotFoundError when the temporary file itself is gone)."""
@@ -398,14 +402,17 @@ def _identity(encoded, requested: bool) -> tuple[str, str, str]:
         uids = check_dataset(encoded)
     except MalformedDataset as exc:
         raise BadInstance(f"malformed dataset: {exc}") from None
-    for sent, own in _SENT_AS if requested else ():
-        if uids.get(sent, "") != uids.get(own, ""):
-            raise NotAsSent(
-                f"the data set's {own} {uids.get(own, '')[:80]!r} is not the "
-                f"{uids.get(sent, '')[:80]!r} it was sent as"
-            )
-    return (
+    identity = (
         checked_uid(uids.get("StudyInstanceUID"), "Study Instance UID"),
         checked_uid(uids.get("SeriesInstanceUID"), "Series Instance UID"),
         checked_uid(uids.get("SOPInstanceUID"), "SOP Instance UID"),
     )
+    for sent, own in _SENT_AS if requested else ():
+        if not uids.get(own):  # one the data set lacks is not understood (0xC000), as storescp
+            raise BadInstance(f"no {own} in the data set")
+        if uids.get(sent, "") != uids[own]:
+            raise NotAsSent(
+                f"the data set's {own} {uids[own][:80]!r} is not the "
+                f"{uids.get(sent, '')[:80]!r} it was sent as"
+            )
+    return identity

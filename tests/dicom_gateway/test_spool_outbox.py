@@ -18,13 +18,14 @@ from dicom_gateway.outbox import CLAIM_S, Outbox, Undelivered, undelivered
 from dicom_gateway.settings import GatewaySettings, Peer
 from dicom_gateway.spool import (
     LEFTOVER_AGE_S,
+    BadInstance,
     NotAsSent,
     OutOfResources,
     Spool,
     SpoolError,
     TemporaryFileGone,
 )
-from dicom_gateway.status import DATA_SET_MISMATCH, PROCESSING_FAILURE
+from dicom_gateway.status import CANNOT_UNDERSTAND, DATA_SET_MISMATCH, PROCESSING_FAILURE
 from tests.peers import Orthanc, wait_for
 from tests.support import ct_copies, with_file_meta
 
@@ -75,6 +76,23 @@ def test_a_data_set_that_is_not_what_its_request_named_is_refused_stowed_is_kept
     stored = spool.store(encoded, "STOW", requested=False)
     assert stored.path.read_bytes() == encoded
     assert stored.sop_uid == pydicom.dcmread(path).SOPInstanceUID
+
+
+@pytest.mark.parametrize("keyword", ["SOPClassUID", "SOPInstanceUID"])
+def test_a_data_set_without_its_sop_uids_is_not_understood(tmp_path, keyword):
+    """As storescp answers it: 0xC000, not the 0xA900 of a data set naming another instance."""
+    root = tmp_path / "spool"
+    root.mkdir()
+    spool = Spool(root, SqliteIndex(root / "index.sqlite"), min_free_mb=1)
+    [path] = ct_copies(tmp_path / "ct", 1, "no-uid")
+    ds = pydicom.dcmread(path)
+    delattr(ds, keyword)
+    ds.save_as(path)  # as it is: the file meta still names the instance
+    with pytest.raises(BadInstance) as refused:
+        spool.store(path.read_bytes(), "A")
+    assert refused.value.status == CANNOT_UNDERSTAND == 0xC000
+    assert not list((root / "tmp").iterdir()) and not list(root.glob("studies/*/*.dcm"))
+    assert not spool.index.read("SELECT * FROM instances")
 
 
 def test_a_backlog_larger_than_one_association_is_delivered(tmp_path):
