@@ -228,7 +228,7 @@ def main() -> None:
             return
         files = make_instances(root / "in", args.count)
         seconds: dict[tuple[str, int], list[float]] = defaultdict(list)
-        floor = []
+        durable: list[float] = []
         for round_ in range(args.rounds):
             for associations in ASSOCIATIONS:
                 for name, gateway in receivers.items():
@@ -238,13 +238,18 @@ def main() -> None:
                         seconds[name, associations].append(send(port, called, files, associations))
                     finally:
                         stop()
-            floor.append(durable_write_ms(root / f"floor{round_}", files[0].stat().st_size))
+            durable.append(durable_write_ms(root / f"durable{round_}", files[0].stat().st_size))
         megabytes = sum(p.stat().st_size for p in files) / 1e6
-        _report(seconds, list(ours), args.count, megabytes, floor, baseline)
+        _report(seconds, list(ours), args.count, megabytes, durable, baseline)
 
 
 def _report(
-    seconds, ours: list[str], count: int, megabytes: float, durable: list[float], baseline
+    seconds: dict[tuple[str, int], list[float]],
+    ours: list[str],
+    count: int,
+    megabytes: float,
+    durable: list[float],
+    baseline: str | None,
 ) -> None:
     """`durable`: ms to make one instance durable on this disk, measured in each round;
     `baseline`: the name of another checkout's listener among `ours`, if one was measured."""

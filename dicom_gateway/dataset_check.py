@@ -111,7 +111,7 @@ def check_dataset(encoded: bytes) -> dict[str, str]:
     return its top-level Study, Series, SOP Class and SOP Instance UIDs and the SOP class and
     instance its file meta names, by keyword (as sent, unchecked), so that the spool needs no
     second parse."""
-    transfer_syntax, start, found = _file_meta(encoded)
+    transfer_syntax, start, sent_as = _file_meta(encoded)
     body = memoryview(encoded)[start:]
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         body = memoryview(_inflate(body))
@@ -119,18 +119,19 @@ def check_dataset(encoded: bytes) -> dict[str, str]:
     if explicit and len(body) >= 6 and not bytes(body[4:6]).isalpha():
         explicit = False  # implicit VR under an explicit context: read it as pydicom does
     syntax = _Syntax(little=transfer_syntax != ExplicitVRBigEndian, explicit=explicit)
-    found = _walk(body, syntax, found)
+    found = _walk(body, syntax)
     _check_pixels(found, transfer_syntax)
-    return {k: v.decode("ascii", "replace").strip("\x00 ") for k, v in found.identity.items()}
+    identity = {**sent_as, **found.identity}
+    return {k: v.decode("ascii", "replace").strip("\x00 ") for k, v in identity.items()}
 
 
-def _file_meta(encoded: bytes) -> tuple[str, int, _Found]:
+def _file_meta(encoded: bytes) -> tuple[str, int, dict[str, bytes]]:
     """The transfer syntax, where the dataset starts, and the SOP class and instance the file
-    meta names (in what is found), from the (explicit VR LE) file meta."""
+    meta names (by keyword), from the (explicit VR LE) file meta."""
     if len(encoded) < 132 or encoded[128:132] != b"DICM":
         raise MalformedDataset("no DICOM file meta information")
     meta = _Syntax(little=True, explicit=True)
-    pos, transfer_syntax, found = 132, None, _Found()
+    pos, transfer_syntax, sent_as = 132, None, {}
     while pos + 8 <= len(encoded) and encoded[pos : pos + 2] == b"\x02\x00":
         tag = meta.tag(encoded, pos)
         if bytes(encoded[pos + 4 : pos + 6]) in LONG_VRS:
@@ -147,11 +148,11 @@ def _file_meta(encoded: bytes) -> tuple[str, int, _Found]:
                 raise MalformedDataset("the Transfer Syntax UID is not a UID")
             transfer_syntax = value.decode("ascii")
         elif tag in META_IDENTITY_TAGS:
-            found.identity[META_IDENTITY_TAGS[tag]] = bytes(encoded[pos : pos + length])
+            sent_as[META_IDENTITY_TAGS[tag]] = bytes(encoded[pos : pos + length])
         pos += length
     if not transfer_syntax:
         raise MalformedDataset("no Transfer Syntax UID in the file meta information")
-    return transfer_syntax, pos, found
+    return transfer_syntax, pos, sent_as
 
 
 def _inflate(body: memoryview) -> bytes:
@@ -167,9 +168,10 @@ def _inflate(body: memoryview) -> bytes:
     return data
 
 
-def _walk(buf: memoryview, syntax: _Syntax, found: _Found) -> _Found:
+def _walk(buf: memoryview, syntax: _Syntax) -> _Found:
     """Every element's framing, depth first, without recursion; the top level's image facts
-    and identity, into `found`."""
+    and identity."""
+    found = _Found()
     stack = [_Level("dataset", len(buf), len(buf), syntax)]
     pos = 0
     while stack:

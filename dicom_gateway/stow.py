@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dicom_gateway.audit import Audit, stored_fields
-from dicom_gateway.dataset_check import check_dataset
+from dicom_gateway.dataset_check import MalformedDataset, check_dataset
 from dicom_gateway.multipart import (
     DICOM,
     MalformedMultipart,
@@ -236,7 +236,10 @@ def _identity(data: bytes | memoryview) -> tuple[str, str, str | None]:
     whole part. Of a part the walk refuses, pydicom reads what survives, for the answer."""
     try:
         uids = check_dataset(data)
-    except Exception:  # malformed (or our bug): the spool's own check refuses it, and says why
+    except MalformedDataset:  # the spool's own check refuses it, and says why
+        return (*_uids(data), None)
+    except Exception:  # our bug: said as such, and the part fails alone, as the spool's would
+        log.exception("checking a STOW-RS part failed")
         return (*_uids(data), None)
     sop_class, sop_uid = (_answer_uid(uids.get(k)) for k in ("SOPClassUID", "SOPInstanceUID"))
     return sop_class, sop_uid, uids.get("StudyInstanceUID")

@@ -24,17 +24,18 @@ def listening(
     index: Index | None = None,
     spool_class: type[Spool] = Spool,
     spares_ready: bool = False,
+    audit=None,
     **settings,
 ) -> tuple[Listener, Spool, int]:
     """A started listener on a free port, its spool in `root` (indexed in SQLite there unless
-    `index` is given); `spares_ready`: once its files created ahead are all there. `settings`:
-    GatewaySettings beside the port and spool."""
+    `index` is given); `spares_ready`: once its files created ahead are all there; `audit`: told
+    each event (else none is kept). `settings`: GatewaySettings beside the port and spool."""
     root.mkdir(exist_ok=True)
     if index is None:
         index = SqliteIndex(root / "index.sqlite")
     spool = spool_class(root, index, min_free_mb=1)
     chosen = GatewaySettings(port=free_port(), spool_dir=str(root), **settings)
-    listener = Listener(chosen, spool, lambda event, **fields: None)
+    listener = Listener(chosen, spool, audit or (lambda event, **fields: None))
     listener.start()
     if spares_ready:
         wait_for(lambda: len(list((root / "tmp").glob("*.part"))) == AHEAD, 10, "the spare files")

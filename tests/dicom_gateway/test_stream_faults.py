@@ -37,8 +37,11 @@ def _heard(assoc) -> list:
 def _sent_as(tmp_path, max_pdu: int, sop_instance: str) -> tuple[int, Path, Spool]:
     """A CT's C-STORE whose request names `sop_instance`, its command and data set in PDUs of
     at most `max_pdu` bytes (as one PDU when it is over the whole message); then the same CT
-    sent as itself. The first status, the CT and the spool."""
-    listener, spool, port = listening(tmp_path / "spool")
+    sent as itself. The first status, the CT and the spool; the refusal is audited with its
+    status and reason."""
+    events: list[tuple[str, dict]] = []
+    audit = lambda event, **fields: events.append((event, fields))  # noqa: E731
+    listener, spool, port = listening(tmp_path / "spool", audit=audit)
     [path] = ct_copies(tmp_path / "ct", 1, "sent-as")
     assoc, fragments = associated(port, path)
     assoc.dimse_timeout = 10
@@ -60,6 +63,8 @@ def _sent_as(tmp_path, max_pdu: int, sop_instance: str) -> tuple[int, Path, Spoo
     finally:
         assoc.release()
         listener.stop()
+    [refused] = [fields for event, fields in events if event == "instance_refused"]
+    assert refused["status"] == f"0x{status:04X}" and "it was sent as" in refused["reason"]
     return status, path, spool
 
 
