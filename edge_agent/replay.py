@@ -89,11 +89,13 @@ def _headers(trajectory: Trajectory, folder: Path | None) -> tuple[dict[str, Dat
     headers, unreadable = source_headers(folder, cited)
     missing = [uid for uid in wanted if uid not in headers]
     if missing:
-        damaged = f"; {len(unreadable)} file(s) there do not read ({skip_reasons(unreadable)})"
-        return {}, (
+        why = (
             f"{folder} lacks {len(missing)} of the {len(wanted)} source instance(s) the objects "
-            f"reference (e.g. SOP Instance UID {missing[0]})" + (damaged if unreadable else "")
+            f"reference (e.g. SOP Instance UID {missing[0]})"
         )
+        if unreadable:
+            why += f"; {len(unreadable)} file(s) there do not read ({skip_reasons(unreadable)})"
+        return {}, why
     return headers, ""
 
 

@@ -57,12 +57,17 @@ def without_pixel_data(ds: Dataset) -> Dataset:
     """`ds` (as `read_header` gives it) less its pixel data. pydicom reads a file cut short to
     where it ends, silently: a header that ends before any pixel data is named as the damage it
     is."""
-    pixels = [tag(keyword) for keyword in PIXEL_DATA if tag(keyword) in ds]
+    pixels = pixel_tags(ds)
     if not pixels:
         raise UnreadableFile("cut short: the header ends before the pixel data")
     for element in pixels:
         del ds[element]
     return ds
+
+
+def pixel_tags(ds: Dataset) -> list[BaseTag]:
+    """The tags of the pixel data elements `ds` holds (none: not an image, or cut short)."""
+    return [tag(keyword) for keyword in PIXEL_DATA if tag(keyword) in ds]
 
 
 # A slice's header lies in the first few kilobytes of its file; a longer one is read from the file.

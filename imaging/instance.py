@@ -20,13 +20,13 @@ from imaging.errors import NoReadableImages
 from imaging.frame import Frame, Geometry, ImageRef
 from imaging.header import (
     DEFER_BYTES,
-    PIXEL_DATA,
     SharedValues,
     UnreadableFile,
     attribute,
     looks_like_uid,
     one_line,
     parse,
+    pixel_tags,
     read_header,
     tag,
 )
@@ -116,7 +116,7 @@ def read_instance(
 
 def _instance(ds: Dataset, file: Path, known: Known, video: bool) -> InstanceRead:
     sop_class = str(attribute(ds, "SOPClassUID", ""))
-    if not any(tag(keyword) in ds for keyword in PIXEL_DATA):
+    if not pixel_tags(ds):
         name = getattr(attribute(ds, "SOPClassUID"), "name", sop_class) or "unknown SOP class"
         raise UnreadableFile(f"no pixel data ({name}), not an image")
     if sop_class in NOT_SOURCE_IMAGES:

@@ -115,10 +115,28 @@ def test_replay_without_the_source_writes_the_reports_and_says_why(read, tmp_pat
     ).read_bytes()
 
 
-def test_replay_from_a_folder_without_the_cited_images_names_what_is_missing(read, tmp_path):
-    partial = shutil.copytree(read.trajectory.source_path, tmp_path / "partial")
+def _copied_source(read: ReadResult, tmp_path: Path) -> tuple[Path, set[str]]:
+    """A copy of the read's source study to damage, and the SOP Instance UIDs its findings cite."""
+    source = shutil.copytree(read.trajectory.source_path, tmp_path / "source")
     findings = read.report["findings"]
-    cited = {e["source"]["sop_instance_uid"] for f in findings for e in f["evidence"]}
+    return source, {e["source"]["sop_instance_uid"] for f in findings for e in f["evidence"]}
+
+
+def _no_dicom_line(read: ReadResult, source: Path, tmp_path: Path) -> str:
+    """`edge-agent replay --source SOURCE`: it succeeds with the reports and no DICOM objects,
+    saying why on one line, which is returned."""
+    done = run_cli(
+        "replay", read.out_dir / "trajectory.json", "-o", tmp_path / "again", "--source", source
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("no DICOM objects")]
+    assert (tmp_path / "again" / "report.json").is_file()
+    assert not (tmp_path / "again" / "dicom").exists()
+    return line
+
+
+def test_replay_from_a_folder_without_the_cited_images_names_what_is_missing(read, tmp_path):
+    partial, cited = _copied_source(read, tmp_path)
     for path in partial.rglob("*.dcm"):
         if pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID in cited:
             path.unlink()
@@ -128,33 +146,21 @@ def test_replay_from_a_folder_without_the_cited_images_names_what_is_missing(rea
 
 
 def test_replay_whose_cited_image_no_longer_reads_names_the_file_and_why(read, tmp_path):
-    source = shutil.copytree(read.trajectory.source_path, tmp_path / "source")
-    cited = {
-        e["source"]["sop_instance_uid"] for f in read.report["findings"] for e in f["evidence"]
-    }
+    source, cited = _copied_source(read, tmp_path)
     damaged = next(
         path
         for path in sorted(source.rglob("*.dcm"))
         if pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID in cited
     )
     damaged.write_bytes(b"not DICOM " * 64)
-    done = run_cli(
-        "replay", read.out_dir / "trajectory.json", "-o", tmp_path / "again", "--source", source
-    )
-    assert done.returncode == 0, done.stderr
-    [line] = [line for line in done.stdout.splitlines() if line.startswith("no DICOM objects")]
+    line = _no_dicom_line(read, source, tmp_path)
     assert f"{source} lacks 1 of" in line and "1 file(s) there do not read" in line
     assert f"{damaged.name}: not a DICOM Part 10 file" in line
-    assert (tmp_path / "again" / "report.json").is_file()
-    assert not (tmp_path / "again" / "dicom").exists()
 
 
 def test_replay_whose_cited_source_has_a_damaged_value_names_the_file_and_why(read, tmp_path):
     # The header parses, so the file is found; its spacing does not read as numbers.
-    source = shutil.copytree(read.trajectory.source_path, tmp_path / "source")
-    cited = {
-        e["source"]["sop_instance_uid"] for f in read.report["findings"] for e in f["evidence"]
-    }
+    source, cited = _copied_source(read, tmp_path)
     damaged = []
     for path in sorted(source.rglob("*.dcm")):
         ds = pydicom.dcmread(path)
@@ -162,25 +168,16 @@ def test_replay_whose_cited_source_has_a_damaged_value_names_the_file_and_why(re
             ds.add_new("PixelSpacing", "LO", "0,7\\0,7")  # a decimal comma: not a DS
             ds.save_as(path)
             damaged.append(path)
-    done = run_cli(
-        "replay", read.out_dir / "trajectory.json", "-o", tmp_path / "again", "--source", source
-    )
-    assert done.returncode == 0, done.stderr
-    [line] = [line for line in done.stdout.splitlines() if line.startswith("no DICOM objects")]
+    line = _no_dicom_line(read, source, tmp_path)
     reason = "damaged PixelSpacing: '0,7\\\\0,7' is not a decimal number"
-    assert all(f"{path.name}: {reason}" in line for path in damaged)
-    assert (tmp_path / "again" / "report.json").is_file()
-    assert not (tmp_path / "again" / "dicom").exists()
+    assert damaged and all(f"{path.name}: {reason}" in line for path in damaged)
 
 
 def test_replay_whose_cited_source_is_cut_short_in_its_header_names_the_file_and_why(
     read, tmp_path
 ):
     # Cut where its pixel data began: pydicom reads the rest silently, UIDs and geometry intact.
-    source = shutil.copytree(read.trajectory.source_path, tmp_path / "source")
-    cited = {
-        e["source"]["sop_instance_uid"] for f in read.report["findings"] for e in f["evidence"]
-    }
+    source, cited = _copied_source(read, tmp_path)
     damaged = []
     for path in sorted(source.rglob("*.dcm")):
         with path.open("rb") as opened:
@@ -189,16 +186,10 @@ def test_replay_whose_cited_source_is_cut_short_in_its_header_names_the_file_and
         if uid in cited:
             path.write_bytes(path.read_bytes()[:header_end])
             damaged.append(path)
-    done = run_cli(
-        "replay", read.out_dir / "trajectory.json", "-o", tmp_path / "again", "--source", source
-    )
-    assert done.returncode == 0, done.stderr
-    [line] = [line for line in done.stdout.splitlines() if line.startswith("no DICOM objects")]
+    line = _no_dicom_line(read, source, tmp_path)
     assert f"{source} lacks {len(damaged)} of" in line
     reason = "cut short: the header ends before the pixel data"
     assert damaged and all(f"{path.name}: {reason}" in line for path in damaged)
-    assert (tmp_path / "again" / "report.json").is_file()
-    assert not (tmp_path / "again" / "dicom").exists()
 
 
 def test_replay_of_a_finding_citing_an_image_never_made_is_one_line_exit_2(read, tmp_path):

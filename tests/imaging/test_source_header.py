@@ -47,8 +47,9 @@ def test_a_source_file_damaged_since_loading_is_named_when_its_header_is_read(
 ):
     ct_copies(tmp_path, 4, "source-header")
     study = load_study(tmp_path)
-    first, second = (study.files[f.ref.sop_instance_uid] for f in study.series[0].frames[:2])
-    uid = str(pydicom.dcmread(first, stop_before_pixels=True).SOPInstanceUID)
+    frames = study.series[0].frames[:2]
+    first, second = (study.files[f.ref.sop_instance_uid] for f in frames)
+    uid = frames[0].ref.sop_instance_uid
     damage(first, second)
     with pytest.raises(NoReadableImages) as raised:
         study.header(uid)
