@@ -254,7 +254,9 @@ def _step(trajectory: Trajectory, step: StepRecord, image: ImageRecord | None, i
 
 def _figure(trajectory: Trajectory, record: ImageRecord, images: dict[int, str]) -> str:
     sheet = " class='sheet'" if record.frame_files else ""
-    place = describe(where(trajectory, record)) if not record.frame_files else _frames(record)
+    place = (
+        escape(describe(where(trajectory, record))) if not record.frame_files else _frames(record)
+    )
     return (
         f"<figure id='image-{record.index}'{sheet}><img src='{images[record.index]}' "
         f"alt='image #{record.index}'><figcaption>#{record.index} {escape(record.tool)} "

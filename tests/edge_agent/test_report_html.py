@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import cv2
+import pydicom
 import pytest
 
 from edge_agent.config import Config, ReportSettings
@@ -120,3 +121,21 @@ def test_the_page_reads_at_a_laptop_and_a_narrow_width(out, tmp_path, width):
     pixels = cv2.imread(str(shot))
     assert pixels.shape[:2] == (1400, width)
     assert (pixels < 60).all(axis=2).mean() > 0.05  # the dark CT key images are drawn
+
+
+def test_header_text_is_shown_as_text_never_as_markup(tmp_path):
+    """A Series Description is whatever the modality wrote: the page shows it, runs nothing."""
+    from edge_agent.sample import write_sample_study
+
+    study = write_sample_study(tmp_path / "study")
+    marked = "AX <img src=x onerror=document.body.id=7777> & more"
+    for path in study.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.SeriesDescription = marked
+        ds.save_as(path)
+    config = Config(report=ReportSettings(dicom=False))
+    out = read_study(study, tmp_path / "out", config).out_dir
+    page = (out / "report.html").read_text()
+    assert "<img src=x" not in page
+    assert html.escape(marked) in page  # in every caption that names the series
+    assert 'id="7777"' not in chromium_dom(out / "report.html", tmp_path / "profile")
