@@ -149,7 +149,7 @@ def question_use(question: str, classes=CT_CLASSES) -> str:
     rest = lowered
     for word in used:
         rest = re.sub(rf"\b{re.escape(word)}\b", " ", rest)
-    unused = [w for w in re.findall(r"[a-z0-9.]+", rest) if w not in _FILLER]
+    unused = [w for w in re.findall(r"\w+(?:\.\w+)*", rest) if w not in _FILLER]  # any script
     if not unused:
         return ""
     head = (

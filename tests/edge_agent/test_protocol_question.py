@@ -7,7 +7,7 @@ import json
 from edge_agent.agent import Budget, run
 from edge_agent.config import Config
 from edge_agent.evaluation.runner import refusing
-from edge_agent.policies.protocol import ProtocolPolicy
+from edge_agent.policies.protocol import ProtocolPolicy, question_use
 from tests.support import disc, phantom_frame, run_cli
 from tools.toolbox import default_toolbox
 from tools.workspace import Workspace
@@ -54,6 +54,12 @@ def test_the_answer_says_which_words_of_the_question_the_protocol_could_not_use(
         ct_workspace(), Config().read.question, ProtocolPolicy(), default_toolbox(), Budget()
     )
     assert "could not use" not in default.answer.text  # the question the protocol was made for
+
+
+def test_words_in_any_script_are_named_whole():
+    assert "could not use 'läsion', 'im', '肝臓', 'nodules', '1.5'" in question_use(
+        "Hyperdense Läsion im 肝臓? nodules. ≥1.5"
+    )
 
 
 def test_a_read_says_how_many_candidates_it_left_out_and_how_each_was_outlined(sample_study):
