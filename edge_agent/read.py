@@ -15,7 +15,7 @@ from edge_agent.agent import Policy, StepCallback, run
 from edge_agent.collector import collector_off
 from edge_agent.config import Config
 from edge_agent.policies import make_policy
-from edge_agent.report.dicom_files import source_uids, write_dicom
+from edge_agent.report.dicom_files import not_writable, source_uids, write_dicom
 from edge_agent.report.files import write_evidence, write_reports
 from edge_agent.selection import Selection, select
 from edge_agent.trajectory import Trajectory
@@ -96,6 +96,10 @@ def read_study(
     except NoReadableImages as exc:  # a source file changed during the read: the read is kept
         write_reports(trajectory, out_dir, None)
         raise NoReadableImages(f"{exc}; no DICOM outputs, the reports are in {out_dir}") from None
+    skipped = not_writable(headers)
+    if skipped:  # the read is kept: its reports say what it found
+        log.warning("study %s: no DICOM outputs: %s", study.uid, skipped)
+        writes_dicom = False
     # the reports, then the DICOM; the headers tell the reports which outlines the SEG leaves out
     report = write_reports(trajectory, out_dir, headers if writes_dicom else None)
     dicom = write_dicom(trajectory, headers, out_dir, workspace) if writes_dicom else []

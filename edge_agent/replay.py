@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
-from edge_agent.report.dicom_files import source_uids, write_dicom
+from edge_agent.report.dicom_files import not_writable, source_uids, write_dicom
 from edge_agent.report.files import copy_evidence, write_reports
 from edge_agent.trajectory import Trajectory
 from imaging.header import UnreadableFile, attribute, read_header, without_pixel_data
@@ -96,7 +96,8 @@ def _headers(trajectory: Trajectory, folder: Path | None) -> tuple[dict[str, Dat
         if unreadable:
             why += f"; {len(unreadable)} file(s) there do not read ({skip_reasons(unreadable)})"
         return {}, why
-    return headers, ""
+    skipped = not_writable(headers)
+    return ({}, skipped) if skipped else (headers, "")
 
 
 def source_headers(

@@ -3,6 +3,7 @@ decoded from the file when something first looks at them (a read shows a few sli
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -357,7 +358,7 @@ class _FrameAttributes:
         orientation = self.get("PlaneOrientationSequence", "ImageOrientationPatient")
         thickness = self.get("PixelMeasuresSequence", "SliceThickness")
         return Geometry(
-            pixel_spacing=_floats(spacing, 2),
+            pixel_spacing=_measuring(_floats(spacing, 2)),
             slice_thickness=float(thickness) if thickness not in (None, "") else None,
             position=_floats(position, 3),
             orientation=_floats(orientation, 6),
@@ -395,6 +396,14 @@ def _frame_times(ds: Dataset, count: int) -> list[float] | None:
         return [float(t - times[0]) for t in times]
     rate = frame_rate(ds)
     return [i / rate for i in range(count)] if rate else None
+
+
+def _measuring(spacing: tuple | None) -> tuple | None:
+    """A pixel spacing that measures something: every value a positive, finite number of mm.
+    Some systems write 0\\0 for a spacing they do not know; sizes then stay in pixels."""
+    if spacing is None or not all(0 < v < math.inf for v in spacing):
+        return None
+    return spacing
 
 
 def _as_list(value) -> list:

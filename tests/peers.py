@@ -57,7 +57,11 @@ def _outside_venv(name: str) -> str | None:
 def dciodvfy_errors(path: Path) -> list[str]:
     """What dicom3tools' validator calls an error in one file: none for a valid object."""
     done = subprocess.run(
-        [tool("dciodvfy", "dicom3tools"), str(path)], capture_output=True, text=True, timeout=60
+        [tool("dciodvfy", "dicom3tools"), str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",  # it quotes values: an SR in another character set too
+        timeout=60,
     )
     return [line for line in done.stderr.splitlines() if line.startswith("Error")]
 

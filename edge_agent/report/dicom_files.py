@@ -13,6 +13,7 @@ import pydicom
 
 from edge_agent.report.capture import build_captures, build_key_objects
 from edge_agent.report.evidence import EvidenceImage, evidence_image, load_evidence
+from edge_agent.report.iod_rules import known_iod
 from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import finding_regions
 from edge_agent.report.seg import build_seg
@@ -34,6 +35,15 @@ def source_uids(trajectory: Trajectory) -> tuple[str, ...]:
     cited = [trajectory.image(i) for i in dict.fromkeys(i for c in claims for i in c.evidence)]
     shown = [record for record in trajectory.images if record.tool == "shown"]
     return tuple(dict.fromkeys(r.source.sop_instance_uid for r in (cited or shown)))
+
+
+def not_writable(headers: Mapping[str, pydicom.Dataset]) -> str:
+    """Why no DICOM objects can be written for these source headers, "" when they can: an SR
+    or SEG references only instances of a SOP Class the standard still defines."""
+    for uid, header in headers.items():
+        if not known_iod(header.SOPClassUID):
+            return f"source {uid} has the retired SOP Class {header.SOPClassUID}"
+    return ""
 
 
 def write_dicom(

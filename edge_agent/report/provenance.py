@@ -58,6 +58,9 @@ class Provenance:
             "software_versions": self.software_version,
             "device_serial_number": self.device_uid[-16:],
             "series_description": description,
+            # UTF-8 whatever the source used: a model's answer may hold any character, and a
+            # source in the default repertoire could not carry a unit such as mm².
+            "specific_character_set": "ISO_IR 192",
             **overrides,
         }
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import highdicom as hd
 import numpy as np
+from highdicom.spatial import get_image_coordinate_system
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 
@@ -67,7 +68,7 @@ def build_seg(
         )
         for number, region in enumerate(masked, 1)
     ]
-    return hd.seg.Segmentation(
+    segmentation = hd.seg.Segmentation(
         source_images=images,
         pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -75,19 +76,27 @@ def build_seg(
         **provenance.new_object(series_number, "edge-agent segmentation"),
         omit_empty_frames=True,
     )
+    if "FrameOfReferenceUID" not in segmentation:  # oriented as its source (General Image, 2C)
+        segmentation.PatientOrientation = images[0].get("PatientOrientation", "")
+    return segmentation
 
 
 def unsegmentable(source: Dataset) -> str | None:
     """Why a SEG cannot reference `source`, or None when it can. A SEG takes the source's Frame
-    of Reference; without one it can reference only a single-frame source whose IOD does not
-    require it (a cine or video usually has none, and a SEG of it could only name the first
-    frame; a CT without one would need one invented)."""
-    if "FrameOfReferenceUID" in source:
+    of Reference and the position of each of its frames; without them it can reference only a
+    single-frame source whose IOD does not require one (a cine or video usually has none, and a
+    SEG of it could only name the first frame; a CT without one would need one invented)."""
+    if get_image_coordinate_system(source) is not None:
+        return None
+    located = "FrameOfReferenceUID" in source
+    if frame_count(source) != 1:  # a negative count too: not a single frame
+        if located:
+            return "its frames have no position in the patient"
+        return "its cine or video has no Frame of Reference UID"
+    if located:
         return None
     if requires_module("frame-of-reference", source.SOPClassUID):
         return "its series has no Frame of Reference UID"
-    if frame_count(source) != 1:  # a negative count too: not a single frame
-        return "its cine or video has no Frame of Reference UID"
     return None
 
 

@@ -3,6 +3,8 @@ region as an SCOORD on the source image and measurements in UCUM units."""
 
 from __future__ import annotations
 
+import logging
+
 import highdicom as hd
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
@@ -12,6 +14,8 @@ from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import FindingRegion
 from imaging.instance import frame_count
 from tools.measurement import Measurement, Quantity
+
+log = logging.getLogger(__name__)
 
 # What we measure -> (concept name, derivation) for TID 1419; units come from the measurement.
 CONCEPTS = {
@@ -42,7 +46,7 @@ def build_sr(
         observation_context=_observer(provenance),
         procedure_reported=codes.SCT.ImagingProcedure,
         imaging_measurements=groups,
-        referenced_images=list(sources.values()),
+        referenced_images=_library(sources) or None,
     )
     root = report[0]
     for name, text in ((codes.DCM.Impressions, answer), (codes.DCM.Comment, provenance.statement)):
@@ -56,6 +60,24 @@ def build_sr(
         is_verified=False,
         previous_versions=[previous] if previous is not None else None,
     )
+
+
+def _library(sources: dict[str, Dataset]) -> list[Dataset]:
+    """The sources the Image Library can describe. highdicom builds an entry's descriptors
+    (TID 1602-1604) from top-level attributes a valid header may lack or leave empty: an enhanced
+    CT's or MR's spacing sits in its functional groups, a CR's Imager Pixel Spacing is optional,
+    Patient Orientation and Slice Thickness may be empty, a retired SOP Class has no modality
+    code. Such a source is left out of the library, which is optional; its findings still cite
+    it, and the evidence lists it."""
+    library = []
+    for uid, source in sources.items():
+        try:
+            hd.sr.ImageLibraryEntryDescriptors(source)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            log.info("source %s left out of the SR's image library: %s", uid, type(exc).__name__)
+        else:
+            library.append(source)
+    return library
 
 
 def _observer(provenance: Provenance) -> hd.sr.ObservationContext:
@@ -173,5 +195,5 @@ def _measurement(measurement: Measurement) -> hd.sr.Measurement | None:
 
 def _text(name, value: str) -> hd.sr.TextContentItem:
     return hd.sr.TextContentItem(
-        name=name, value=value[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+        name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
     )

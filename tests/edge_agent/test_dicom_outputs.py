@@ -14,7 +14,10 @@ import pytest
 
 from edge_agent.config import Config
 from edge_agent.read import ReadResult, read_study
+from edge_agent.report.dicom_files import source_uids
+from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import polygon_area
+from edge_agent.report.sr import build_sr
 from edge_agent.sample import write_sample_study
 from tests.peers import Orthanc, dciodvfy_errors, storescu, tool
 
@@ -181,3 +184,16 @@ def test_a_read_without_findings_still_reports_why_in_a_valid_sr(tmp_path):
     ).stdout
     assert "No findings were reported." in dump
     assert "No answer: max_turns (2 tool calls without an answer)" in dump
+
+
+def test_the_sr_carries_the_whole_answer(result):
+    """A model's answer and its follow-ups can run long; the SR's text (UT) keeps all of it."""
+    answer = " ".join(f"Sentence {i} of a long answer." for i in range(200))
+    sources = {uid: result.headers[uid] for uid in source_uids(result.trajectory)}
+    sr = build_sr([], answer, sources, Provenance.of(result.trajectory), 9001)
+    impressions = [
+        item.TextValue
+        for item in sr.ContentSequence
+        if item.ConceptNameCodeSequence[0].CodeMeaning == "Impressions"
+    ]
+    assert len(answer) > 5000 and impressions == [answer]

@@ -1,0 +1,122 @@
+"""Reads of real-world objects whose headers are valid but unlike the sample CT's: each still
+ends with its DICOM outputs, and those are valid (dciodvfy) but for what the source itself
+carries."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import highdicom as hd
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from edge_agent.config import Config
+from edge_agent.read import read_study
+from edge_agent.replay import replay
+from tests.peers import dciodvfy_errors
+
+ZERO_SPACING = "Error - Value is zero for value {} of attribute <Pixel Spacing>"
+
+
+def _no_thickness(ds):
+    ds.SliceThickness = None  # Type 2: present, empty
+
+
+def _no_orientation(ds):
+    ds.ImagerPixelSpacing = ["0.1", "0.1"]
+    ds.PatientOrientation = ""  # Type 2C in CR: may be empty
+
+
+def _japanese(ds):
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    ds.PatientName = "Yamada^Tarou=山田^太郎"
+
+
+def _zero_spacing(ds):
+    ds.PixelSpacing = ["0.000", "0.000"]
+
+
+# name: (pydicom test file, change, dciodvfy errors of the SEG the source's own values explain)
+INPUTS = {
+    "enhanced CT": ("eCT_Supplemental.dcm", None, []),
+    "enhanced MR without plane positions": ("emri_small.dcm", None, []),
+    # its Pixel Spacing is 0\\0
+    "CR without Imager Pixel Spacing": (
+        "RG1_UNCI.dcm",
+        None,
+        [ZERO_SPACING.format(1), ZERO_SPACING.format(2)],
+    ),
+    "CR with an empty Patient Orientation": (
+        "RG1_UNCI.dcm",
+        _no_orientation,
+        [ZERO_SPACING.format(1), ZERO_SPACING.format(2)],
+    ),
+    "CT with an empty Slice Thickness": (
+        "CT_small.dcm",
+        _no_thickness,
+        [
+            "Error - Missing attribute Type 1C Conditional Element=<SliceThickness> "
+            "Module=<PixelMeasuresMacro>"
+        ],
+    ),
+    "CT with a Pixel Spacing of 0": (
+        "CT_small.dcm",
+        _zero_spacing,
+        [ZERO_SPACING.format(1), ZERO_SPACING.format(2)],
+    ),
+    "MR in the default character set": ("MR_small.dcm", None, []),
+    "ultrasound without a Frame of Reference": ("US1_UNCI.dcm", None, []),
+    "CT with a Japanese patient name": ("CT_small.dcm", _japanese, []),
+}
+
+
+def _study(folder: Path, name: str, change=None) -> tuple[Path, pydicom.Dataset]:
+    ds = pydicom.dcmread(get_testdata_file(name))
+    if change is not None:
+        change(ds)
+    folder.mkdir(parents=True)
+    ds.save_as(folder / "image.dcm")
+    return folder, ds
+
+
+@pytest.mark.parametrize("kind", INPUTS)
+def test_the_dicom_outputs_are_written_and_valid(kind, tmp_path):
+    name, change, inherited = INPUTS[kind]
+    study, source = _study(tmp_path / "study", name, change)
+    result = read_study(study, tmp_path / "out", Config())
+    assert result.dicom and result.dicom[0].name == "sr.dcm"
+    for path in result.dicom:
+        expected = inherited if path.name == "seg.dcm" else []
+        assert dciodvfy_errors(path) == expected, path.name
+    sr = hd.sr.srread(result.dicom[0])
+    assert sr.StudyInstanceUID == source.StudyInstanceUID
+    assert sr.PatientName == source.PatientName  # in UTF-8, whatever the source used
+    assert sr.SpecificCharacterSet == "ISO_IR 192"
+
+
+def test_a_region_on_an_image_without_spacing_is_measured_in_pixels(tmp_path):
+    """0\\0 says nothing of size: the same candidates are found as with the real spacing, and
+    their areas are in pixels, never 0 mm²."""
+    measured = read_study(_study(tmp_path / "mm", "CT_small.dcm")[0], tmp_path / "out-mm", Config())
+    unknown = read_study(
+        _study(tmp_path / "zero", "CT_small.dcm", _zero_spacing)[0], tmp_path / "out-0", Config()
+    )
+    assert len(unknown.report["findings"]) == len(measured.report["findings"]) > 0
+    for finding in unknown.report["findings"]:
+        areas = [m for m in finding["measurements"] if m["name"] == "area"]
+        assert areas and all(m["unit"] == "{pixel2}" and m["value"] > 0 for m in areas)
+
+
+def test_a_retired_sop_class_keeps_the_read_without_dicom_outputs(tmp_path, caplog):
+    """The first Ultrasound Image Storage (retired): no SR or SEG can cite it, the reports can."""
+    study, source = _study(tmp_path / "study", "color-pl.dcm")
+    with caplog.at_level(logging.WARNING):
+        result = read_study(study, tmp_path / "out", Config())
+    assert result.dicom == ()
+    assert (result.out_dir / "report.json").is_file() and (result.out_dir / "report.html").is_file()
+    assert not (result.out_dir / "dicom").exists()
+    assert f"has the retired SOP Class {source.SOPClassUID}" in caplog.text
+    replayed = replay(result.out_dir / "trajectory.json", tmp_path / "replayed")
+    assert replayed.dicom == () and "retired SOP Class" in replayed.dicom_skipped
