@@ -130,14 +130,19 @@ def _instance(ds: Dataset, file: Path, known: Known, video: bool) -> InstanceRea
     return InstanceRead.of(ds, known, _frames(ds, stored.frame))
 
 
+# Read without them: an image of an unknown class, an image not placed in the patient.
+_OPTIONAL_UIDS = ("SOPClassUID", "FrameOfReferenceUID")
+
+
 def _check_uids(ds: Dataset) -> None:
     """The UIDs a file is grouped and referenced by are there and are UIDs: garbage in one would
-    make it a study or series of its own, or a reference no PACS resolves."""
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+    make it a study or series of its own, or a reference no PACS resolves (the outputs copy the
+    Frame of Reference UID)."""
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", *_OPTIONAL_UIDS):
         uid = attribute(ds, keyword)
         if not uid:
-            if keyword == "SOPClassUID":
-                continue  # read without: an image of an unknown class
+            if keyword in _OPTIONAL_UIDS:
+                continue
             raise UnreadableFile(f"missing {keyword}")
         if not looks_like_uid(uid):
             raise UnreadableFile(f"damaged {keyword}: {str(uid)!r} is not a UID")

@@ -73,6 +73,12 @@ DAMAGE = {
         b"1.2.x3\x00",
         "damaged SOPInstanceUID: '1.2.x3' is not a UID",
     ),
+    "path-like Frame of Reference UID": (  # the SEG and SR would copy it
+        "FrameOfReferenceUID",
+        "UI",
+        b"a/b\x00",
+        "damaged FrameOfReferenceUID: 'a/b' is not a UID",
+    ),
 }
 
 
