@@ -109,7 +109,7 @@ def source_headers(
     frames the read cited, whose attributes the DICOM outputs read."""
     found: dict[str, Dataset] = {}
     unreadable: list[SkippedFile] = []
-    for file in candidate_files(folder):
+    for file in candidate_files(folder, unreadable.append):
         try:
             header = read_header(file)
             uid = str(attribute(header, "SOPInstanceUID", ""))

@@ -106,9 +106,14 @@ def load_study(path: Path, progress: Progress | None = None) -> Study:
     A plain video file (MP4 and the like) is read as a study of its own."""
     if Path(path).is_file() and Path(path).suffix.lower() in VIDEO_FILES:
         return _video_file_study(Path(path))
-    files = list(candidate_files(Path(path)))
-    per_study: dict[str, list[InstanceRead]] = {}
     skipped: list[SkippedFile] = []
+
+    def skip(file: SkippedFile) -> None:
+        log.warning("skipped %s: %s", file.path, file.reason)
+        skipped.append(file)
+
+    files = list(candidate_files(Path(path), skip))
+    per_study: dict[str, list[InstanceRead]] = {}
     paths: dict[str, Path] = {}
     known: dict[str, SeriesHeader] = {}
     shared = SharedValues()
@@ -116,8 +121,7 @@ def load_study(path: Path, progress: Progress | None = None) -> Study:
         try:
             read = read_instance(file, known, shared)
         except UnreadableFile as exc:
-            log.warning("skipped %s: %s", file, exc)
-            skipped.append(SkippedFile(file, str(exc)))
+            skip(SkippedFile(file, str(exc)))
         else:
             per_study.setdefault(read.study_uid, []).append(read)
             known.setdefault(read.series.uid, read.series)
@@ -157,7 +161,7 @@ def _video_file_study(path: Path) -> Study:
 
 
 def _nothing_readable_message(where: str, files: list[Path], skipped: Sequence[SkippedFile]) -> str:
-    if not files:
+    if not files and not skipped:
         return f"no files found under {where}"
     return f"no readable DICOM images under {where}: {skip_reasons(skipped)}"
 
@@ -168,15 +172,30 @@ def skip_reasons(skipped: Sequence[SkippedFile]) -> str:
     return reasons + (f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else "")
 
 
-def candidate_files(path: Path) -> Iterator[Path]:
+def candidate_files(
+    path: Path, unlisted: Callable[[SkippedFile], None] | None = None
+) -> Iterator[Path]:
     """The files a study path holds, in a stable order: the file itself, or every file below
-    the folder but hidden ones."""
+    the folder but hidden ones. A folder linked into it is followed, once (a link back up would
+    loop); one that cannot be listed goes to `unlisted`, with its reason: its files would
+    otherwise be missing from the study unnoticed."""
     if path.is_file():
         yield path
         return
     if not path.is_dir():
         raise NoReadableImages(f"{path} does not exist")
-    for root, dirs, names in os.walk(path):
+
+    def not_listed(exc: OSError) -> None:
+        if unlisted is not None:
+            unlisted(SkippedFile(Path(exc.filename), f"folder not listed: {exc.strerror}"))
+
+    seen: set[str] = set()
+    for root, dirs, names in os.walk(path, onerror=not_listed, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
         dirs.sort()
         for name in sorted(names):
             if not name.startswith("."):

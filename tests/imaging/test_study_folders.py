@@ -1,0 +1,68 @@
+"""What a study folder holds: files in folders below it, linked folders, folders that cannot be
+listed. No slice goes missing unnoticed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from imaging.study import load_study
+from tests.support import ct_copies
+
+# Root reads any folder; without these capabilities its permission bits hold for it too.
+AS_OWNER = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+LOAD = """
+import json, sys
+from imaging.study import load_study
+study = load_study(sys.argv[1])
+print(json.dumps({"frames": sum(len(s.frames) for s in study.series),
+                  "skipped": [[str(s.path), s.reason] for s in study.skipped]}))
+"""
+
+
+def _series_in_two_folders(folder: Path) -> Path:
+    """Five slices of one series: two in the study folder, three in `sub/`."""
+    slices = ct_copies(folder, 5, "two-folders")
+    (folder / "sub").mkdir()
+    for path in slices[2:]:
+        path.rename(folder / "sub" / path.name)
+    return folder / "sub"
+
+
+def test_a_folder_that_cannot_be_listed_is_named_with_its_reason(tmp_path):
+    sub = _series_in_two_folders(tmp_path / "study")
+    sub.chmod(0)
+    try:
+        command = [sys.executable, "-c", LOAD, str(tmp_path / "study")]
+        done = subprocess.run(
+            [*AS_OWNER, *command] if os.geteuid() == 0 else command,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    finally:
+        sub.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    assert loaded == {
+        "frames": 2,
+        "skipped": [[str(sub), "folder not listed: Permission denied"]],
+    }
+    assert f"skipped {sub}: folder not listed" in done.stderr  # the warning a reader sees
+
+
+def test_a_linked_series_folder_is_read_and_a_link_back_up_adds_nothing(tmp_path):
+    elsewhere = _series_in_two_folders(tmp_path / "elsewhere")
+    study = tmp_path / "study"
+    study.mkdir()
+    for path in (tmp_path / "elsewhere").glob("*.dcm"):
+        shutil.move(path, study / path.name)
+    (study / "series").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "up").symlink_to(study, target_is_directory=True)  # a loop
+    loaded = load_study(study)
+    assert [len(s.frames) for s in loaded.series] == [5] and loaded.skipped == ()
