@@ -16,7 +16,7 @@ from edge_agent.collector import collector_off
 from edge_agent.config import Config
 from edge_agent.policies import make_policy
 from edge_agent.report.dicom_files import not_writable, source_uids, write_dicom
-from edge_agent.report.files import write_evidence, write_reports
+from edge_agent.report.files import remove_earlier, write_evidence, write_reports
 from edge_agent.selection import Selection, select
 from edge_agent.trajectory import Trajectory
 from imaging.errors import NoReadableImages
@@ -103,6 +103,7 @@ def read_study(
     # the reports, then the DICOM; the headers tell the reports which outlines the SEG leaves out
     report = write_reports(trajectory, out_dir, headers if writes_dicom else None)
     dicom = write_dicom(trajectory, headers, out_dir, workspace) if writes_dicom else []
+    remove_earlier(trajectory, out_dir, dicom)
     return ReadResult(
         study, selection, trajectory, report, out_dir, tuple(dicom), workspace, headers
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # Series numbers of what we add to a study; high, so they sort after the acquired series.
 SERIES = {"sr": 9001, "seg": 9002, "sc": 9003, "ko": 9004, "pdf": 9005}
+# What a read names them in OUT/dicom (the PDF's: pdf_dicom.py).
+OBJECT_NAMES = re.compile(r"(sr|seg|ko|sc_\d+|report_pdf)\.dcm")
 
 
 def source_uids(trajectory: Trajectory) -> tuple[str, ...]:
