@@ -59,7 +59,9 @@ def write_dicom(
     source `headers` (by SOP Instance UID, at least `source_uids`); returns the paths, SR first.
     The read passes its `workspace`, whose images the evidence files were written from, and
     their pixels are taken from it instead of decoded again. A read and a replay of it write the
-    same objects, but for new UIDs and times."""
+    same objects, but for new UIDs and times. After a follow-up, where the read's SR is already
+    in OUT/dicom, only the SR is written again (a new version of it): the findings, and so the
+    other objects, are the read's."""
     # highdicom warns about source values it finds odd (a one-part patient name): not the
     # reader's business mid-trail, and the text quotes patient data, so only where it came from
     # is logged.
@@ -93,6 +95,8 @@ def _objects(
     answer += "".join(f" Follow-up: {f.question} Answer: {f.answer}" for f in trajectory.follow_ups)
     previous = _previous_sr(trajectory, out_dir)
     objects = {"sr.dcm": build_sr(regions, answer, sources, provenance, SERIES["sr"], previous)}
+    if previous is not None:  # a follow-up: the read's findings, its other objects, stay
+        return objects
     if regions:
         segmentation = build_seg(regions, sources, provenance, SERIES["seg"])
         if segmentation is not None:

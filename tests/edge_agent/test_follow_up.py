@@ -136,3 +136,15 @@ def test_read_interactive_takes_follow_ups_until_an_empty_line(tmp_path):
         "How many candidates?",
     ]
     assert done.stdout.index("report: ") < done.stdout.index("Q1: Which candidates")
+
+
+def test_a_follow_up_writes_a_new_sr_and_leaves_the_reads_other_objects_as_they_are(result):
+    """Its findings are the read's: a new SEG, key objects and captures (new UIDs) would be
+    filed twice by a PACS that OUT/dicom is sent to again."""
+    objects = {p.name: p.read_bytes() for p in (result / "dicom").iterdir() if p.name != "sr.dcm"}
+    assert {"seg.dcm", "ko.dcm"} < set(objects)
+    done = run_cli("ask", result, "Which are larger than 1 cm?")
+    assert done.returncode == 0, done.stderr
+    assert {
+        p.name: p.read_bytes() for p in (result / "dicom").iterdir() if p.name != "sr.dcm"
+    } == objects
