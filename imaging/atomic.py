@@ -34,7 +34,7 @@ def write_all_atomic(files: Mapping[Path, bytes]) -> None:
         try:
             for path, data in files.items():
                 changed.update(dict.fromkeys(_make_folders(path.parent)))
-                temporaries[path].write_bytes(data)
+                _write(temporaries[path], data, path)
             list(pool.map(_fsync, temporaries.values()))
             for path, temporary in temporaries.items():
                 os.replace(temporary, path)
@@ -95,9 +95,23 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
+def _write(temporary: Path, data: bytes, path: Path) -> None:
+    """`data` into `temporary`; a failure names `path`: a write refused mid-file (a full disk)
+    carries no file name of its own, and the reader must learn which file was not written."""
     try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        temporary.write_bytes(data)
+    except OSError as exc:
+        exc.filename = exc.filename or str(path)
+        raise
+
+
+def _fsync(path: Path) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError as exc:  # a sync that fails (an I/O error) names the file too
+        exc.filename = exc.filename or str(path)
+        raise

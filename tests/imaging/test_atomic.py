@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -98,7 +101,7 @@ def test_a_file_sync_that_fails_in_its_thread_changes_no_file(tmp_path, monkeypa
 
     def fail_b(descriptor, _) -> None:
         if _path(descriptor).endswith(".b.json.tmp"):
-            raise OSError("I/O error")
+            raise OSError(errno.EIO, "I/O error")
 
     _on_fsync(monkeypatch, fail_b)
     with pytest.raises(OSError, match="I/O error"):
@@ -136,3 +139,29 @@ def test_a_folder_made_for_a_file_is_synced_in_its_parent(tmp_path, monkeypatch)
     with atomic.atomic_path(tmp_path / "state" / "kv.bin") as temporary:
         temporary.write_bytes(b"kv")
     assert synced == [str(tmp_path), str(tmp_path / "state")]
+
+
+def test_a_write_the_system_refuses_mid_file_names_the_file(tmp_path):
+    """A full disk, or here a file size limit: the kernel's error carries no file name; the
+    one a user reads names the file that was not written."""
+    code = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from imaging.atomic import write_all_atomic\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "try:\n"
+        "    write_all_atomic({Path(sys.argv[1]): bytes(65536)})\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno, exc.filename)\n"
+    )
+    target = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.stdout.split() == [str(errno.EFBIG), str(target)], done.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
