@@ -71,11 +71,15 @@ def serve(config: ConfigOption = None, verbose: VerboseOption = False, role: Rol
 def _status_panel(title: str, status: dict[str, int]):
     from rich.panel import Panel
     from rich.table import Table
+    from rich.text import Text
 
     table = Table.grid(padding=(0, 2))
     for name, count in sorted(status.items()):
         table.add_row(name, str(count))
-    return Panel(table, title=title, subtitle="Ctrl-C or SIGTERM stops after the current read")
+    # a panel reads a str title as markup: the spool's path and the AE title are shown as they are
+    return Panel(
+        table, title=Text(title), subtitle="Ctrl-C or SIGTERM stops after the current read"
+    )
 
 
 pacs = typer.Typer(
