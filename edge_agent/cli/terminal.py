@@ -1,11 +1,13 @@
 """What every command shares with the terminal: the consoles, the logging set-up, the common
 options, and the one place where an outcome becomes an exit code.
 
-Exit codes: 0 success, 2 bad input (one line, no traceback), 1 internal error (with a trace), 130
-interrupted; a command may also return 1 itself (a red check, a failed threshold)."""
+Exit codes: 0 success, 2 bad input or an output the system will not take (one line, no
+traceback), 1 internal error (with a trace), 130 interrupted; a command may also return 1 itself
+(a red check, a failed threshold)."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -50,22 +52,49 @@ def exit_code(command: Callable[..., int | None]) -> Callable[..., None]:
     def guarded(*args, **kwargs) -> None:
         try:
             code = command(*args, **kwargs)
-        except BadInput as exc:
-            errors.print(styled("error:", "bold red", f" {exc}"), highlight=False)
-            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             errors.print("interrupted")
             raise typer.Exit(130) from None
-        except Exception:
-            log.exception("internal error")
-            errors.print(
-                styled("internal error", "bold red", ": see the trace above; please report it.")
-            )
-            raise typer.Exit(1) from None
+        except Exception as exc:
+            line = _users_to_mend(exc)
+            if line is None:
+                log.exception("internal error")
+                errors.print(
+                    styled("internal error", "bold red", ": see the trace above; please report it.")
+                )
+                raise typer.Exit(1) from None
+            errors.print(styled("error:", "bold red", f" {line}"), highlight=False)
+            raise typer.Exit(2) from None
         if code:
             raise typer.Exit(code)
 
     return guarded
+
+
+# What the system says of an output it will not take (read-only, full, over quota, a file where
+# a folder goes): the user mends it, as bad input. Any other OSError is our bug, with its trace.
+CANNOT_WRITE = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EEXIST,
+        errno.ENOTDIR,
+        errno.EISDIR,
+    }
+)
+
+
+def _users_to_mend(exc: Exception) -> str | None:
+    """The one line an error the user can mend ends with; None for our bug."""
+    if isinstance(exc, BadInput):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in CANNOT_WRITE:
+        where = "" if exc.filename is None else f" {exc.filename}"
+        return f"cannot write{where}: {exc.strerror}"
+    return None
 
 
 class JsonLines(logging.Formatter):
