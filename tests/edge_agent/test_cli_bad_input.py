@@ -29,3 +29,16 @@ def test_a_file_that_is_not_utf8_text_is_one_line_exit_2(sample_study: Path, tmp
         f"error: case file {cases} is not UTF-8 text (invalid continuation byte at byte 22)"
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_a_negative_count_of_candidates_is_refused_when_the_config_is_read(
+    sample_study: Path, tmp_path: Path
+):
+    config = tmp_path / "edge-agent.toml"
+    config.write_text("[policy.protocol]\ncandidates = -1\n")
+    line = _one_line(run_cli("read", sample_study, "--out", tmp_path / "r", "--config", config))
+    assert line == (
+        f"error: config {config}: config.policy.protocol: candidates must be >= 0 "
+        "(0 marks them only), not -1"
+    )
+    assert not (tmp_path / "r").exists()
