@@ -171,6 +171,10 @@ class Trajectory:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise TrajectoryError(f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:  # a DICOM file or an image given by mistake
+            raise TrajectoryError(
+                f"{path} is not a trajectory: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
         return cls.from_json(text)
 
     def image(self, index: int) -> ImageRecord:

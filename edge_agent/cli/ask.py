@@ -7,10 +7,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from edge_agent.cli.config import FileConfig
-from edge_agent.cli.terminal import ConfigOption, VerboseOption, console, errors, exit_code, setup
+from edge_agent.cli.terminal import (
+    ConfigOption,
+    VerboseOption,
+    console,
+    errors,
+    exit_code,
+    setup,
+    styled,
+)
 from imaging.errors import BadInput
 
 if TYPE_CHECKING:
@@ -84,11 +91,13 @@ def answer_and_show(
     done = replay_trajectory(trajectory, result, result, dicom=settings.report.dicom)
     if opened is None:
         console.rule(f"Q{len(trajectory.follow_ups)}: {question}", style="dim")
-    console.print(trajectory.follow_ups[-1].answer, highlight=False, markup=False)
+    console.print(trajectory.follow_ups[-1].answer, highlight=False)
     if done.dicom:
         console.print(f"SR (new instance): {done.dicom[0]}", highlight=False)
     elif done.dicom_skipped:
-        console.print(f"[yellow]no DICOM objects[/]: {done.dicom_skipped}", highlight=False)
+        console.print(
+            styled("no DICOM objects", "yellow", f": {done.dicom_skipped}"), highlight=False
+        )
     if pdf:
         from edge_agent.report.pdf import write_pdf
 
@@ -102,7 +111,7 @@ def follow_ups(
     """`read --interactive`: questions from the terminal until an empty line or end of input;
     `opened`: a model read's session, continued by each question."""
     while True:
-        console.print("[bold]follow-up question[/] (empty line to end): ", end="")
+        console.print(styled("follow-up question", "bold", " (empty line to end): "), end="")
         line = sys.stdin.readline()
         if not sys.stdin.isatty():  # a terminal echoes the line and its Enter; a pipe does not
             console.print()
@@ -111,5 +120,5 @@ def follow_ups(
         try:
             answer_and_show(result, line.strip(), settings, pdf=pdf, opened=opened)
         except BadInput as exc:  # the read stands; say why no follow-up, and stop asking
-            errors.print(f"[yellow]no follow-up[/]: {escape(str(exc))}", highlight=False)
+            errors.print(styled("no follow-up", "yellow", f": {exc}"), highlight=False)
             return

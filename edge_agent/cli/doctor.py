@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_agent.cli.terminal import ConfigOption, console, exit_code, setup
+from edge_agent.cli.terminal import ConfigOption, console, exit_code, setup, styled
 
 
 @exit_code
@@ -28,12 +28,14 @@ def doctor(
 
     setup(None, False)
     table = Table("check", "", "detail", show_header=False)
-    marks = {True: "[green]ok[/]", False: "[red]FAIL[/]", None: ""}
+    marks = {True: styled("ok", "green"), False: styled("FAIL", "red"), None: ""}
     red = []
     for check in checks(config, out, tuple(models or ())):
         table.add_row(check.name, marks[check.ok], check.detail)
         if check.ok is False:
             red.append(check.name)
     console.print(table)
-    console.print("[red]not ready:[/] " + ", ".join(red) if red else "[green]ready[/]")
+    console.print(
+        styled("not ready:", "red", " " + ", ".join(red)) if red else styled("ready", "green")
+    )
     return 1 if red else 0

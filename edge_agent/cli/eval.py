@@ -25,7 +25,7 @@ from dicom_gateway.remote import get_study
 from dicom_gateway.settings import GatewaySettings
 from edge_agent.cli.config import load_config
 from edge_agent.cli.gateway import archive
-from edge_agent.cli.terminal import POLICY_HELP, exit_code
+from edge_agent.cli.terminal import POLICY_HELP, exit_code, styled
 from edge_agent.evaluation.cases import CaseSet, read_cases
 from edge_agent.evaluation.compare import compare_runs
 from edge_agent.evaluation.insertion import build_insertion_set
@@ -36,7 +36,7 @@ from edge_agent.evaluation.sources import Retrieve
 from imaging.errors import BadInput
 
 log = logging.getLogger(__name__)
-console = Console(stderr=True)
+console = Console(stderr=True, markup=False)  # as the terminal's: text printed as it is
 BUILTIN = ("insertion",)
 
 eval_app = typer.Typer(
@@ -93,7 +93,9 @@ def run(
             def advance(result, resumed: bool) -> None:
                 bar.advance(task)
                 if result.status == "failed":
-                    bar.console.print(f"[red]case {result.id} failed:[/] {result.reason}")
+                    bar.console.print(
+                        styled(f"case {result.id} failed:", "red", f" {result.reason}")
+                    )
 
             results = run_eval(
                 case_set,
@@ -162,7 +164,7 @@ def _retrieve(pacs: str | None, gateway: GatewaySettings) -> Retrieve | None:
 
 def _show_left_out(case_set: CaseSet) -> None:
     for problem in case_set.problems:
-        console.print(f"[yellow]row {problem.where} left out:[/] {problem.problem}")
+        console.print(styled(f"row {problem.where} left out:", "yellow", f" {problem.problem}"))
 
 
 def _progress() -> Progress:
@@ -181,4 +183,4 @@ def _show(names: list[str], tables: list[list[tuple[str, str]]]) -> None:
     table = Table("metric", *names)
     for i, (name, _) in enumerate(tables[0]):
         table.add_row(name, *(t[i][1] for t in tables))
-    Console(file=sys.stdout).print(table)
+    Console(file=sys.stdout, markup=False).print(table)

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
-from edge_agent.cli.terminal import VerboseOption, console, errors, exit_code, setup
+from edge_agent.cli.terminal import VerboseOption, console, errors, exit_code, setup, styled
 from imaging.errors import BadInput
 
 export_app = typer.Typer(no_args_is_help=True, help="Turn models into files a workstation runs.")
@@ -238,7 +239,7 @@ def export_onnx_sam2(
     _print_files(done.manifest, 20)
     for result in done.verify["results"]:
         console.print(
-            f"{_mark(result)} {result['name']}: embedding max |diff| "
+            _mark(result) + f" {result['name']}: embedding max |diff| "
             f"{result['embedding_max_abs_diff']} (of {result['embedding_max_abs']}), logits max "
             f"|diff| {result['logits_max_abs_diff']}, mask IoU {result['mask_iou']}"
         )
@@ -288,11 +289,11 @@ def _print_checks(outcome: dict) -> None:
         numbers = ", ".join(
             f"{k} {result[k]}" for k in ("cosine", "top1", "max_abs") if k in result
         )
-        console.print(f"{_mark(result)} {result['name']}: {numbers} ({result['rule']})")
+        console.print(_mark(result) + f" {result['name']}: {numbers} ({result['rule']})")
 
 
-def _mark(result: dict) -> str:
-    return "[green]pass[/]" if result["passed"] else "[red]FAIL[/]"
+def _mark(result: dict) -> Text:
+    return styled("pass", "green") if result["passed"] else styled("FAIL", "red")
 
 
 def _passed(outcome: dict) -> int:

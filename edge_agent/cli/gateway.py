@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 import signal
 import threading
 from typing import TYPE_CHECKING, Annotated
@@ -71,11 +72,15 @@ def serve(config: ConfigOption = None, verbose: VerboseOption = False, role: Rol
 def _status_panel(title: str, status: dict[str, int]):
     from rich.panel import Panel
     from rich.table import Table
+    from rich.text import Text
 
     table = Table.grid(padding=(0, 2))
     for name, count in sorted(status.items()):
         table.add_row(name, str(count))
-    return Panel(table, title=title, subtitle="Ctrl-C or SIGTERM stops after the current read")
+    # a panel reads a str title as markup: the spool's path and the AE title are shown as they are
+    return Panel(
+        table, title=Text(title), subtitle="Ctrl-C or SIGTERM stops after the current read"
+    )
 
 
 pacs = typer.Typer(
@@ -91,7 +96,13 @@ def pacs_find(
         typer.Option("--pacs", help="AE@HOST:PORT of the PACS, or dicomweb+https://HOST/PATH."),
     ],
     patient_id: Annotated[str, typer.Option(help="Patient ID to match.")] = "",
-    date: Annotated[str, typer.Option(help="Study date, YYYYMMDD or a range.")] = "",
+    date: Annotated[
+        str,
+        typer.Option(
+            help="Study date, YYYYMMDD (or YYYY-MM-DD), or a range FROM-TO; an end may "
+            "be left open."
+        ),
+    ] = "",
     modality: Annotated[str, typer.Option(help="A modality in the study, e.g. CT.")] = "",
     config: ConfigOption = None,
 ) -> None:
@@ -104,7 +115,7 @@ def pacs_find(
         settings.gateway.ae_title,
         archive(pacs_node, settings.gateway),
         patient_id=patient_id,
-        date=date,
+        date=study_date(date),
         modality=modality,
     )
     print_table(FIND_KEYS, [[s.attributes[k] for k in FIND_KEYS] for s in found])
@@ -192,6 +203,37 @@ def archive(text: str, gateway: GatewaySettings) -> Node:
         return node(text, gateway.web)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+
+
+_DAY = r"\d{8}|\d{4}-\d{2}-\d{2}"
+
+
+def study_date(text: str) -> str:
+    """--date as a PACS matches it (DA: YYYYMMDD, or a range with either end open), from that
+    or from ISO dates: any other text would match no study and say "0 studies"."""
+    if not text or re.fullmatch(_DAY, text):
+        ends = [text]
+    else:
+        match = re.fullmatch(rf"({_DAY})?-({_DAY})?", text)
+        if match is None or match.groups() == (None, None):
+            raise BadInput(
+                f"--date {text!r} is not a date: give YYYYMMDD or YYYY-MM-DD, or a range "
+                "FROM-TO (an end may be left open)"
+            )
+        ends = [day or "" for day in match.groups()]
+    days = [_day(day, text) for day in ends]
+    if len(days) == 2 and all(days) and days[0] > days[1]:
+        raise BadInput(f"--date {text!r} ends before it starts")
+    return "-".join(days)
+
+
+def _day(day: str, text: str) -> str:
+    if not day:
+        return ""
+    try:
+        return datetime.datetime.strptime(day.replace("-", ""), "%Y%m%d").strftime("%Y%m%d")
+    except ValueError:
+        raise BadInput(f"--date {text!r}: {day} is no day of the calendar") from None
 
 
 def _when(timestamp: float) -> str:

@@ -21,6 +21,7 @@ from edge_agent.cli.terminal import (
     setup,
     show_step,
     stream,
+    styled,
 )
 from edge_agent.collector import collector_off
 from edge_agent.policies import policy_key
@@ -177,9 +178,11 @@ def _follow_ups(
 
         follow_ups(result.out_dir, settings, pdf=pdf, opened=opened)
     if keep and opened is None:
-        errors.print("[yellow]--keep-session[/]: the protocol has no model session to keep")
+        errors.print(
+            styled("--keep-session", "yellow", ": the protocol has no model session to keep")
+        )
     elif keep and not hasattr(opened.policy, "save_session"):
-        errors.print("[yellow]--keep-session[/]: only a llama-cpp session can be saved")
+        errors.print(styled("--keep-session", "yellow", ": only a llama-cpp session can be saved"))
     elif keep:
         from edge_agent.model_followup import save_session
 
@@ -238,8 +241,10 @@ def read_and_show(
         if bar is not None:
             bar.stop()  # transient: the bar's line is erased, so step 1 starts on a clean line
         if study.skipped:
-            errors.print(f"[yellow]{len(study.skipped)} file(s) skipped[/] (named above)")
-        console.print(f"[dim]{selection.reason}[/]", highlight=False)
+            errors.print(
+                styled(f"{len(study.skipped)} file(s) skipped", "yellow", " (named above)")
+            )
+        console.print(selection.reason, style="dim", highlight=False)
 
     with collector_off(), bar if bar is not None else nullcontext():
         result = read_study(
@@ -271,10 +276,12 @@ def _show_result(result: ReadResult) -> None:
     trajectory, report = result.trajectory, result.report
     console.rule(trajectory.policy.label)
     if report["answer"]:
-        console.print(report["answer"], highlight=False, markup=False)
+        console.print(report["answer"], highlight=False)
     else:
-        console.print(f"[red]no answer[/]: {trajectory.end_reason} ({trajectory.end_detail})")
-    console.print(f"[yellow]{report['disclaimer']}[/]", highlight=False)
+        console.print(
+            styled("no answer", "red", f": {trajectory.end_reason} ({trajectory.end_detail})")
+        )
+    console.print(report["disclaimer"], style="yellow", highlight=False)
     console.print(f"report: {result.out_dir / 'report.html'}", highlight=False)
 
 
@@ -300,7 +307,9 @@ def replay(
     with collector_off():
         result = replay_read(trajectory, out, source, dicom=settings.report.dicom)
     if result.dicom_skipped:
-        console.print(f"[yellow]no DICOM objects[/]: {result.dicom_skipped}", highlight=False)
+        console.print(
+            styled("no DICOM objects", "yellow", f": {result.dicom_skipped}"), highlight=False
+        )
     if pdf:
         from edge_agent.report.pdf import write_pdf
 

@@ -1,11 +1,13 @@
 """What every command shares with the terminal: the consoles, the logging set-up, the common
 options, and the one place where an outcome becomes an exit code.
 
-Exit codes: 0 success, 2 bad input (one line, no traceback), 1 internal error (with a trace), 130
-interrupted; a command may also return 1 itself (a red check, a failed threshold)."""
+Exit codes: 0 success, 2 bad input or an output the system will not take (one line, no
+traceback), 1 internal error (with a trace), 130 interrupted; a command may also return 1 itself
+(a red check, a failed threshold)."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.markup import escape
+from rich.text import Text
 
 from edge_agent.cli.config import FileConfig, load_config
 from imaging.errors import BadInput
@@ -26,9 +28,11 @@ from imaging.errors import BadInput
 if TYPE_CHECKING:
     from edge_agent.trajectory import StepRecord
 
-# soft_wrap: paths and UIDs stay on one line, so output can be grepped and copied.
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+# soft_wrap: paths and UIDs stay on one line, so output can be grepped and copied. markup=False:
+# what a user, a model, a header or a path says is printed as it is ("[/]" in a question,
+# "[left lobe]" in a thought); a label is styled as a rich Text (`styled`), never by markup.
+console = Console(soft_wrap=True, markup=False)
+errors = Console(stderr=True, soft_wrap=True, markup=False)
 log = logging.getLogger("edge_agent")
 
 ConfigOption = Annotated[
@@ -48,20 +52,49 @@ def exit_code(command: Callable[..., int | None]) -> Callable[..., None]:
     def guarded(*args, **kwargs) -> None:
         try:
             code = command(*args, **kwargs)
-        except BadInput as exc:
-            errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             errors.print("interrupted")
             raise typer.Exit(130) from None
-        except Exception:
-            log.exception("internal error")
-            errors.print("[bold red]internal error[/]: see the trace above; please report it.")
-            raise typer.Exit(1) from None
+        except Exception as exc:
+            line = _users_to_mend(exc)
+            if line is None:
+                log.exception("internal error")
+                errors.print(
+                    styled("internal error", "bold red", ": see the trace above; please report it.")
+                )
+                raise typer.Exit(1) from None
+            errors.print(styled("error:", "bold red", f" {line}"), highlight=False)
+            raise typer.Exit(2) from None
         if code:
             raise typer.Exit(code)
 
     return guarded
+
+
+# What the system says of an output it will not take (read-only, full, over quota, a file where
+# a folder goes): the user mends it, as bad input. Any other OSError is our bug, with its trace.
+CANNOT_WRITE = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EEXIST,
+        errno.ENOTDIR,
+        errno.EISDIR,
+    }
+)
+
+
+def _users_to_mend(exc: Exception) -> str | None:
+    """The one line an error the user can mend ends with; None for our bug."""
+    if isinstance(exc, BadInput):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in CANNOT_WRITE:
+        where = "" if exc.filename is None else f" {exc.filename}"
+        return f"cannot write{where}: {exc.strerror}"
+    return None
 
 
 class JsonLines(logging.Formatter):
@@ -120,18 +153,27 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
             sys.stdout.write("\t".join(line) + "\n")
 
 
+def styled(label: str, style: str, rest: str = "") -> Text:
+    """A label in a style, then plain text: how a line is coloured on consoles that read no
+    markup."""
+    return Text.assemble((label, style), rest)
+
+
 def show_step(step: StepRecord) -> None:
     """One step of the live trail: the call, the thought, what the tool observed."""
-    style = "red" if step.error else "cyan"
     arguments = ", ".join(f"{k}={v}" for k, v in step.arguments.items())
-    console.print(
-        f"[bold]{step.number:>2}[/] [{style}]{step.tool}[/]({arguments})", highlight=False
+    call = Text.assemble(
+        (f"{step.number:>2}", "bold"),
+        " ",
+        (step.tool, "red" if step.error else "cyan"),
+        f"({arguments})",
     )
+    console.print(call, highlight=False)
     if step.thought:
-        console.print(f"    [dim]{step.thought}[/]", highlight=False)
-    console.print(f"    {step.observation}", highlight=False, soft_wrap=True)
+        console.print(f"    {step.thought}", style="dim", highlight=False)
+    console.print(f"    {step.observation}", highlight=False)
 
 
 def stream(text: str) -> None:
     """A model's reply as it is decoded, dim, on the live trail."""
-    console.print(text, end="", style="dim", markup=False, highlight=False)
+    console.print(text, end="", style="dim", highlight=False)

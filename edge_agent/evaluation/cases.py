@@ -116,6 +116,10 @@ def _rows(path: Path) -> Iterator[tuple[int, object]]:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise CaseFileError(f"cannot read case file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:  # saved in a legacy code page, or not text at all
+        raise CaseFileError(
+            f"case file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     if suffix == ".csv":
         yield from enumerate(csv.DictReader(text.splitlines()), 2)  # row 1 is the header
     elif suffix == ".jsonl":

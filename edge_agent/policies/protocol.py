@@ -42,6 +42,10 @@ class ProtocolSettings:
     window_frames: int = 6  # frames of each crop_video window
     min_change: float = 2.0  # mean grey-level change between overview frames that counts
 
+    def __post_init__(self) -> None:
+        if self.candidates < 0:  # a negative count would slice from the end of the list
+            raise ValueError(f"candidates must be >= 0 (0 marks them only), not {self.candidates}")
+
 
 class ProtocolPolicy:
     def __init__(self, settings: ProtocolSettings | None = None) -> None:
