@@ -71,8 +71,8 @@ def exit_code(command: Callable[..., int | None]) -> Callable[..., None]:
     return guarded
 
 
-# What the system says of an output it will not take (read-only, full, over quota, a file where
-# a folder goes): the user mends it, as bad input. Any other OSError is our bug, with its trace.
+# What the system says of a file it will not take (read-only, full, over quota, a file where
+# a folder goes, no permission): the user mends it, as bad input. Any other OSError is our bug.
 CANNOT_WRITE = frozenset(
     {
         errno.ENOSPC,
@@ -91,9 +91,8 @@ def _users_to_mend(exc: Exception) -> str | None:
     """The one line an error the user can mend ends with; None for our bug."""
     if isinstance(exc, BadInput):
         return str(exc)
-    if isinstance(exc, OSError) and exc.errno in CANNOT_WRITE:
-        where = "" if exc.filename is None else f" {exc.filename}"
-        return f"cannot write{where}: {exc.strerror}"
+    if isinstance(exc, OSError) and exc.errno in CANNOT_WRITE:  # a file read can be refused too
+        return exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
     return None
 
 

@@ -45,13 +45,13 @@ def test_an_output_that_cannot_be_written_is_one_line_exit_2_and_loses_nothing(
     taken.write_text("kept")
     done = run_cli("read", sample_study, "--out", taken)
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [f"error: cannot write {taken}: File exists"]
+    assert done.stderr.splitlines() == [f"error: {taken}: File exists"]
     read = tmp_path / "read"
     assert run_cli("read", sample_study, "--out", read).returncode == 0
     done = run_cli("replay", read / "trajectory.json", "--out", taken / "again")
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [f"error: cannot write {taken / 'again'}: Not a directory"]
+    assert done.stderr.splitlines() == [f"error: {taken / 'again'}: Not a directory"]
     done = run_cli("demo", "--out", taken)
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [f"error: cannot write {taken / 'study'}: Not a directory"]
+    assert done.stderr.splitlines() == [f"error: {taken / 'study'}: Not a directory"]
     assert taken.read_text() == "kept"
