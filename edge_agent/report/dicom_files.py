@@ -15,6 +15,7 @@ import pydicom
 from edge_agent.report.capture import build_captures, build_key_objects
 from edge_agent.report.evidence import EvidenceImage, evidence_image, load_evidence
 from edge_agent.report.iod_rules import known_iod
+from edge_agent.report.patient import as_source, buildable
 from edge_agent.report.provenance import Provenance
 from edge_agent.report.regions import finding_regions
 from edge_agent.report.seg import build_seg
@@ -65,9 +66,19 @@ def write_dicom(
     # highdicom warns about source values it finds odd (a one-part patient name): not the
     # reader's business mid-trail, and the text quotes patient data, so only where it came from
     # is logged.
+    fitted, emptied = buildable(headers)
+    if emptied:
+        log.info(
+            "study %s: %s not as highdicom takes them: copied as the source has them",
+            trajectory.study_instance_uid,
+            ", ".join(emptied),
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        objects = _objects(trajectory, headers, out_dir, workspace)
+        objects = _objects(trajectory, fitted, out_dir, workspace)
+    first = headers[source_uids(trajectory)[0]]
+    for made in objects.values():
+        as_source(made, first, emptied)
     for where in dict.fromkeys(f"{Path(w.filename).name}:{w.lineno}" for w in caught):
         log.info("study %s: highdicom warned at %s", trajectory.study_instance_uid, where)
     files = {out_dir / "dicom" / name: encoded(dataset) for name, dataset in objects.items()}

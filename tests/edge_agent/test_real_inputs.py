@@ -17,6 +17,7 @@ from edge_agent.read import read_study
 from edge_agent.replay import replay
 from tests.peers import dciodvfy_errors
 
+OURS = ("edge_agent", "imaging", "tools", "dicom_gateway")  # loggers
 ZERO_SPACING = "Error - Value is zero for value {} of attribute <Pixel Spacing>"
 
 
@@ -120,3 +121,40 @@ def test_a_retired_sop_class_keeps_the_read_without_dicom_outputs(tmp_path, capl
     assert f"has the retired SOP Class {source.SOPClassUID}" in caplog.text
     replayed = replay(result.out_dir / "trajectory.json", tmp_path / "replayed")
     assert replayed.dicom == () and "retired SOP Class" in replayed.dicom_skipped
+
+
+def _set(keyword: str, value):
+    def change(ds):
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+
+    return change
+
+
+# Patient and study values PACS hold that are not what their VR allows (or are missing).
+PATIENT = {
+    "birth date with dots": ("PatientBirthDate", "03.02.1951"),
+    "birth date of no day": ("PatientBirthDate", "19510231"),
+    "sex spelt out": ("PatientSex", "Male"),
+    "name of two values": ("PatientName", "Doe\\John"),
+    "no Patient ID": ("PatientID", None),
+}
+
+
+@pytest.mark.parametrize("kind", PATIENT)
+def test_every_object_names_the_patient_as_the_source_does(kind, tmp_path, caplog):
+    keyword, value = PATIENT[kind]
+    study, source = _study(tmp_path / "study", "CT_small.dcm", _set(keyword, value))
+    with caplog.at_level(logging.DEBUG):
+        result = read_study(study, tmp_path / "out", Config())
+    assert {p.name for p in result.dicom} >= {"sr.dcm", "seg.dcm", "ko.dcm"}
+    for path in result.dicom:
+        made = pydicom.dcmread(path)
+        assert made.get(keyword) == source.get(keyword, ""), path.name  # as the study has it
+        assert made.StudyInstanceUID == source.StudyInstanceUID
+    ours = " ".join(r.getMessage() for r in caplog.records if r.name.startswith(OURS))
+    assert keyword in ours
+    if value is not None:  # pydicom's and highdicom's loggers the service keeps quiet
+        assert value.split("\\")[0] not in ours  # the value is the patient's
