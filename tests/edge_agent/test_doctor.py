@@ -21,3 +21,21 @@ def test_doctor_is_red_on_a_damaged_manifest_without_a_traceback(tmp_path, monke
     assert "FAIL" in red and "damaged/manifest.json is not valid JSON" in red
     assert "FAIL" not in green and "1 file(s) match the manifest" in green
     assert "not ready: model damaged" in done.stdout
+
+
+def test_doctor_is_red_on_a_manifest_naming_a_profile_this_build_lacks(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+    known, unknown = tmp_path / "models" / "known", tmp_path / "models" / "unknown"
+    for folder, profile in ((known, "ophiuchus-v1"), (unknown, "ophiuchus-v9")):
+        folder.mkdir(parents=True)
+        (folder / "model.gguf").write_bytes(b"GGUF")
+        ModelFolder.write(
+            folder, format="edge-agent gguf export 1", roles={"model.gguf": "text"}, profile=profile
+        )
+    done = run_cli("doctor", "--out", tmp_path, "--models", tmp_path / "models")
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+    [red] = [line for line in done.stdout.splitlines() if "│ model unknown" in line]
+    [green] = [line for line in done.stdout.splitlines() if "│ model known" in line]
+    assert "FAIL" in red and "no profile named 'ophiuchus-v9'" in red
+    assert "FAIL" not in green and "profile ophiuchus-v1" in green
+    assert "not ready: model unknown" in done.stdout
