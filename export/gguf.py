@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.gguf_model import FORMAT
+from export.convert_runner import DECIDER, known_pre_tokenizers
 from imaging.errors import BadInput
 from imaging.model_folder import ModelFolder, checkpoint_record
 
@@ -59,9 +60,11 @@ Stage = Callable[[str], None]
 def export_gguf(request: GgufRequest, stage: Stage = lambda name: None) -> dict:
     """Convert, quantize, hash; returns the manifest (also written as manifest.json)."""
     config = check_checkpoint(request.hf_dir)
-    prepare_out_dir(request.out_dir, request.force)
+    converter = converter_dir(request.llama_cpp_dir)
+    if request.pre_tokenizer:
+        check_pre_tokenizer(converter, request.pre_tokenizer)
+    prepare_out_dir(request.out_dir, request.force)  # after every check: bad input loses nothing
     try:
-        converter = converter_dir(request.llama_cpp_dir)
         timings: dict[str, float] = {}
         text = request.out_dir / f"model-{request.outtype}.gguf"
         mmproj = request.out_dir / f"mmproj-{request.mmproj_outtype}.gguf"
@@ -127,6 +130,24 @@ def _check_safetensors(path: Path) -> None:
         raise ExportError(
             f"{path.name} is truncated: tensors need {8 + header_size + data_end} bytes, "
             f"the file has {size}"
+        )
+
+
+def check_pre_tokenizer(converter: Path, name: str) -> None:
+    """An override must be a name this converter (and so the runtime of the same llama.cpp)
+    knows; any other writes a model llama.cpp refuses to load."""
+    known = known_pre_tokenizers(converter)
+    if not known:
+        where = "{}: {}.{}".format(*DECIDER)
+        raise ExportError(
+            f"cannot read which pre-tokenizers the converter in {converter} knows ({where} not "
+            "found); export without --pre-tokenizer, or with the installed llama-cpp-python's "
+            "converter (no --llama-cpp-dir)"
+        )
+    if name not in known:
+        raise ExportError(
+            f"--pre-tokenizer {name!r} is not one llama.cpp's converter knows; known: "
+            + ", ".join(known)
         )
 
 

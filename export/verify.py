@@ -12,6 +12,7 @@ import numpy as np
 
 from edge_agent.onnx_decoder import FORMAT as ONNX_LLM_FORMAT
 from export.gguf import FORMAT as GGUF_FORMAT
+from export.gguf import ExportError
 from export.reference import (
     compare,
     hf_image_embedding,
@@ -56,7 +57,13 @@ def verify(gguf_dir: Path, hf_dir: Path) -> dict:
 def _gguf_logits(path: Path, probes: list[list[int]]) -> list[np.ndarray]:
     from llama_cpp import Llama
 
-    model = Llama(model_path=str(path), n_ctx=512, logits_all=True, verbose=False, n_threads=2)
+    try:
+        model = Llama(model_path=str(path), n_ctx=512, logits_all=True, verbose=False, n_threads=2)
+    except ValueError:  # llama-cpp-python's only word for any load failure
+        raise ExportError(
+            f"llama.cpp cannot load {path}: damaged, or written for another llama.cpp (an "
+            "unknown pre-tokenizer, architecture or tensor type)"
+        ) from None
     try:
         out = []
         for tokens in probes:

@@ -160,6 +160,13 @@ def _model(path: Path) -> Check:
     if problems:
         return Check(f"model {path.name}", False, "; ".join(problems))
     manifest = folder.manifest
+    if manifest.profile:
+        from edge_agent.formats import ProfileError, load_profile
+
+        try:  # every read with this folder loads it, and a read is where it must not fail
+            load_profile(manifest.profile)
+        except ProfileError as exc:
+            return Check(f"model {path.name}", False, f"its manifest's prompt profile: {exc}")
     profile = f", profile {manifest.profile}" if manifest.profile else ""
     detail = f"{manifest.format}{profile}: {len(manifest.files)} file(s) match the manifest"
     return Check(f"model {path.name}", True, detail)

@@ -24,6 +24,23 @@ FIELDS = {  # the fields each template may use
     "first_turn": {"question", "options", "index", "width", "height", "what", "duration"},
     "tool_result": {"index", "width", "height", "what"},
     "tool_error": {"action", "input", "error"},
+    "layout": {"letter", "text"},
+}
+# A value of each field's runtime type (formats/turns.py, question.py): a template is formatted
+# with these on load, so a format spec or a positional field fails here, not in every read.
+SAMPLES = {
+    "question": "Which organ?",
+    "options": "A. liver",
+    "index": 1,
+    "width": 512,
+    "height": 512,
+    "what": "an image",
+    "duration": "0.00",
+    "action": "Zoom-in",
+    "input": {"index": 1},
+    "error": "ToolError: out of range",
+    "letter": "A",
+    "text": "liver",
 }
 
 
@@ -158,17 +175,29 @@ class _Reader:
             raise ProfileError(f"{self.where}: {key} = {value!r}; one of {', '.join(allowed)}")
         return value
 
-    def template(self, key: str, placeholder: str) -> str:
-        text = self.get(key, str, "text")
+    def template(self, key: str, table: str = "text", placeholder: str = "") -> str:
+        text = self.get(key, str, table)
+        label = f"{self.where}: [{table}] {key}"
+        allowed = FIELDS[key]
         try:
             used = {field for _, field, _, _ in string.Formatter().parse(text) if field}
         except ValueError as exc:
-            raise ProfileError(f"{self.where}: [text] {key}: {exc}") from None
-        unknown = used - FIELDS.get(key, set())
+            raise ProfileError(f"{label}: {exc}") from None
+        unknown = used - allowed
         if unknown:
-            raise ProfileError(f"{self.where}: [text] {key} uses unknown fields {sorted(unknown)}")
-        if key in ("first_turn", "tool_result") and text.count(placeholder) != 1:
-            raise ProfileError(f"{self.where}: [text] {key} must hold {placeholder!r} once")
+            raise ProfileError(f"{label} uses unknown fields {sorted(unknown)}")
+        try:
+            text.format(**{name: SAMPLES[name] for name in allowed})
+        except IndexError:
+            raise ProfileError(
+                f"{label}: a positional field {{}}; name one of {sorted(allowed)}"
+            ) from None
+        except KeyError as exc:  # a field inside a format spec: `{question:{pad}}`
+            raise ProfileError(f"{label} uses unknown fields [{exc}]") from None
+        except (ValueError, TypeError) as exc:
+            raise ProfileError(f"{label}: {exc}") from None
+        if placeholder and text.count(placeholder) != 1:
+            raise ProfileError(f"{label} must hold {placeholder!r} once")
         return text
 
     def tools(self) -> tuple[ToolSpec, ...]:
@@ -212,10 +241,10 @@ class _Reader:
             think_tokens=self.get("think_tokens", int, "budget"),
             chars_per_token=self.get("chars_per_token", int, "budget"),
             system=self.get("system", str, "text"),
-            first_turn=self.template("first_turn", placeholder),
-            tool_result=self.template("tool_result", placeholder),
-            tool_error=self.template("tool_error", placeholder),
-            option_layout=self.get("layout", str, "options"),
+            first_turn=self.template("first_turn", placeholder=placeholder),
+            tool_result=self.template("tool_result", placeholder=placeholder),
+            tool_error=self.template("tool_error"),
+            option_layout=self.template("layout", "options"),
             option_separator=self.get("separator", str, "options"),
             answer_action=self.get("answer_action", str, "reply"),
             tool_call_wrapper=self.get("tool_call_wrapper", bool, "reply"),

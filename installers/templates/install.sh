@@ -1,6 +1,7 @@
 #!/bin/sh
 # edge-agent offline installer. Verifies the bundle before touching anything, installs into
-# PREFIX/releases/VERSION, then switches PREFIX/current to it (PREFIX/previous keeps the last one).
+# PREFIX/releases/VERSION, checks it with `edge-agent doctor`, and only when that is green switches
+# PREFIX/current to it (PREFIX/previous keeps the last one).
 #   sh install.sh [--prefix /opt/edge-agent] [--user edge-agent] [--verify-key PUB.pem]
 #                 [--no-service] [--rollback]
 set -eu
@@ -68,17 +69,38 @@ if [ ! -f "$RELEASE/.installed" ]; then
   touch "$RELEASE/.installed"
 fi
 [ -f "$PREFIX/etc/edge-agent.toml" ] || cp config/edge-agent.toml "$PREFIX/etc/edge-agent.toml"
-if [ -L "$PREFIX/current" ] && [ "$(readlink "$PREFIX/current")" != "$RELEASE" ]; then
-  switch previous "$(readlink "$PREFIX/current")"
-fi
-switch current "$RELEASE"
+OLD=""
+[ -L "$PREFIX/current" ] && OLD=$(readlink "$PREFIX/current")
 
 SYSTEMD=0
 if [ "$SERVICE" = 1 ] && [ "$(id -u)" = 0 ] && [ -d /run/systemd/system ]; then SYSTEMD=1; fi
-# Checked before the service (re)starts: it would hold the DICOM port that doctor probes.
-[ "$SYSTEMD" = 1 ] && systemctl stop edge-agent.service 2>/dev/null || true
-"$PREFIX/current/venv/bin/edge-agent" doctor --config "$PREFIX/etc/edge-agent.toml" \
-  --out "$PREFIX/var" --models "$PREFIX/current/models"
+# The new release is checked against its own models before it becomes current, with the service
+# stopped: it would hold the DICOM port that doctor probes. A red doctor leaves the release that
+# ran current, and running.
+RUNNING=0
+if [ "$SYSTEMD" = 1 ]; then
+  if systemctl is-active --quiet edge-agent.service; then RUNNING=1; fi
+  systemctl stop edge-agent.service 2>/dev/null || true
+fi
+if ! "$RELEASE/venv/bin/edge-agent" doctor --config "$PREFIX/etc/edge-agent.toml" \
+  --out "$PREFIX/var" --models "$RELEASE/models"; then
+  state="nothing is current yet"
+  [ -z "$OLD" ] || state="$(basename "$OLD") stays current"
+  if [ "$RUNNING" = 1 ]; then
+    if systemctl start edge-agent.service; then
+      state="$state and running"
+    else
+      state="$state but did not start again (systemctl status edge-agent)"
+    fi
+  fi
+  fail "$(basename "$RELEASE") is not ready (doctor above): $state; fix what is red and" \
+    "run install.sh again"
+fi
+if [ -n "$OLD" ] && [ "$OLD" != "$RELEASE" ]; then
+  switch previous "$OLD"
+fi
+switch current "$RELEASE"
+
 if [ "$SYSTEMD" = 1 ]; then
   id "$SERVICE_USER" >/dev/null 2>&1 || useradd --system --home "$PREFIX/var" "$SERVICE_USER"
   chown -R "$SERVICE_USER" "$PREFIX/var"

@@ -66,6 +66,13 @@ def test_a_copied_profile_with_a_changed_system_prompt_changes_only_the_prompt(t
         (lambda t: t.replace("think_tokens = 1024", 'think_tokens = "1024"'), "must be int"),
         (lambda t: t.replace('kind = "text"', 'kind = "list"'), r"\[\[tools\]\] #2"),
         (lambda t: t.replace("\n[sources]\n", "\n[sources]\n[nothing]\n"), "system is missing"),
+        # Fields a read would fail to fill, or fill with a value its format spec refuses:
+        (lambda t: t.replace("{letter}. {text}", "{letter}) {txt}"), r"\[options\] layout .*'txt'"),
+        (lambda t: t.replace("{question}", "Case {} {question}"), r"first_turn: a positional"),
+        (lambda t: t.replace("{question}", "{question:d}"), r"first_turn: Unknown format code"),
+        (lambda t: t.replace("{question}", "{question:{pad}}"), r"first_turn .*\['pad'\]"),
+        (lambda t: t.replace("input={input}", "input={input:>9}"), r"\[text\] tool_error: "),
+        (lambda t: t.replace("{index}", "{index!z}"), r"\[text\] first_turn: "),
     ],
 )
 def test_a_broken_profile_is_refused_naming_the_key(tmp_path, edit, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 from tests.support import run_cli
 
@@ -98,3 +99,46 @@ def test_an_unsupported_architecture_is_named(tiny, tmp_path):
     (other / "config.json").write_text(json.dumps(config))
     done = run_cli("export", "gguf", other, "--out", tmp_path / "out")
     assert done.returncode == 2 and "LlamaForCausalLM" in done.stderr
+
+
+def test_a_pre_tokenizer_the_converter_does_not_know_is_refused_and_loses_nothing(
+    exported, tiny, tmp_path
+):
+    kept = tmp_path / "kept"
+    shutil.copytree(exported, kept)
+    before = (kept / "manifest.json").read_bytes()
+    done = run_cli(
+        "export", "gguf", tiny, "--out", kept, "--force", "--pre-tokenizer", "nonsense"
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--pre-tokenizer 'nonsense' is not one llama.cpp's converter knows" in done.stderr
+    known = done.stderr.split("known: ", 1)[1].split(", ")
+    assert "qwen2" in known and "llama-bpe" in known  # read from the converter that runs
+    assert (kept / "manifest.json").read_bytes() == before  # --force replaced nothing
+
+
+def test_verify_names_a_model_llama_cpp_cannot_load(exported, tiny, tmp_path):
+    """A converter that knows a pre-tokenizer its runtime does not (a --llama-cpp-dir of another
+    llama.cpp) writes a model the runtime refuses: verify says so in one line."""
+    converter = Path(json.loads((exported / "manifest.json").read_text())["converter"]["path"])
+    other = tmp_path / "llama.cpp"
+    shutil.copytree(converter, other)
+    base = other / "conversion" / "base.py"
+    source = base.read_text()
+    assert "        res = None\n" in source
+    base.write_text(
+        source.replace(
+            "        res = None\n",
+            '        res = None\n        if chkhsh == "":\n            res = "edge-unknown"\n',
+            1,
+        )
+    )
+    out = tmp_path / "out"
+    done = run_cli(
+        "export", "gguf", tiny, "--out", out, "--llama-cpp-dir", other,
+        "--pre-tokenizer", "edge-unknown",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr  # the check took the name from this converter
+    done = run_cli("export", "verify", out, "--hf", tiny)
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
+    assert "llama.cpp cannot load" in done.stderr and "model-f16.gguf" in done.stderr

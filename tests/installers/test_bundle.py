@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import tarfile
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.sample import write_sample_study
+from tests.installers.bundles import rewrite_checksums
 from tests.peers import tool
 from tests.support import run_cli
 
@@ -124,7 +124,7 @@ def test_one_changed_byte_is_refused_before_anything_is_installed(bundle, tmp_pa
 def test_a_forged_checksum_list_fails_the_signature(bundle, keys, tmp_path):
     root = unpack(bundle, tmp_path / "unpacked")
     (root / "config" / "edge-agent.toml").write_text("# forged\n")
-    _rewrite_checksums(root)  # consistent hashes, but not what was signed
+    rewrite_checksums(root)  # consistent hashes, but not what was signed
     done = install(root, tmp_path / "prefix", "--verify-key", keys[1])
     assert done.returncode != 0 and "signature" in done.stderr
     assert not (tmp_path / "prefix").exists()
@@ -137,7 +137,7 @@ def test_upgrade_then_rollback_keeps_a_working_current(bundle, tmp_path):
     release_one = (prefix / "current").resolve()
     second = unpack(bundle, tmp_path / "two")  # a rebuilt bundle: new config template
     (second / "config" / "edge-agent.toml").write_text("[read]\nkey_frames = 1\n")
-    _rewrite_checksums(second)
+    rewrite_checksums(second)
     (second / "SHA256SUMS.sig").unlink()
     assert install(second, prefix).returncode == 0
     release_two = (prefix / "current").resolve()
@@ -148,12 +148,3 @@ def test_upgrade_then_rollback_keeps_a_working_current(bundle, tmp_path):
     assert (prefix / "current").resolve() == release_one
     version = offline(prefix / "current" / "venv" / "bin" / "edge-agent", "--version")
     assert version.returncode == 0 and "edge-agent 0.1.0" in version.stdout
-
-
-def _rewrite_checksums(root: Path) -> None:
-    lines = [
-        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(root)}"
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name not in ("SHA256SUMS", "SHA256SUMS.sig")
-    ]
-    (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
