@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
+from pathlib import Path
 
 from dicom_gateway.audit import Audit
 from dicom_gateway.jobs import Job, JobQueue, LeaseLost
@@ -73,8 +75,15 @@ class Worker:
             self._end(job, f"bad input: {exc}", permanent=True, stop_beating=stop_beating)
             return True
         except Exception as exc:  # our bug or a resource problem: retried under the lease rules
-            log.exception("job %d for study %s failed", job.id, job.study_uid)
-            self._end(job, f"{type(exc).__name__}: {exc}", stop_beating=stop_beating)
+            said = unexpected(exc)
+            log.error(
+                "job %d for study %s failed: %s\n%s",
+                job.id,
+                job.study_uid,
+                said,
+                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+            )
+            self._end(job, said, stop_beating=stop_beating)
             return True
         if outcome.study_uid != job.study_uid:  # never send one patient's results as another's
             error = f"the files read are study {outcome.study_uid}, not the job's {job.study_uid}"
@@ -133,6 +142,26 @@ class Worker:
         self._audit(
             "study_failed", study_uid=job.study_uid, job=job.id, attempt=job.attempt, error=error
         )
+
+
+# Libraries whose errors quote the header value they failed on ("Unable to convert '03.02.1951'
+# to 'DA' object"): a patient's name, ID or birth date.
+QUOTING = ("pydicom", "highdicom")
+
+
+def unexpected(exc: Exception) -> str:
+    """What the job, the audit and the log say of an error no rule expected: its type and text,
+    but for an error raised in a library that quotes header values, its type and where it was
+    raised only (the trace, without the text, is in the log)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    parts = Path(frames[-1].filename).parts if frames else ()
+    library = next((name for name in QUOTING if name in parts), None)
+    if library is None:
+        return f"{type(exc).__name__}: {exc}"
+    return (
+        f"{type(exc).__name__} in {library} ({Path(frames[-1].filename).name}:"
+        f"{frames[-1].lineno}); its text, which may quote the study's header, is left out"
+    )
 
 
 def _heartbeat(queue: JobQueue, job: Job, worker: str, lease_s: float):

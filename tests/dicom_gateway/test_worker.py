@@ -4,6 +4,7 @@ queue and outbox, and readers that stand in for the agent."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,28 @@ def test_the_gateway_imports_nothing_from_the_agent(module):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+class _QuotingReader(Reader):
+    """Fails as pydicom does on a study whose birth date it cannot convert."""
+
+    def read(self, study_dir: Path, out_dir: Path, request: ReadRequest) -> ReadOutcome:
+        from pydicom.valuerep import DA
+
+        DA(self.answer)  # a header's value, as a read meets it
+        raise AssertionError("DA took a date it cannot hold")
+
+
+def test_an_error_that_quotes_the_header_keeps_the_value_out_of_the_job_audit_and_log(
+    tmp_path, index, caplog
+):
+    worker, index, study_uid = _gateway(tmp_path, _QuotingReader("03.02.1951"), index)
+    with caplog.at_level(logging.DEBUG):
+        assert worker.run_once()
+    state, error = _job(index)
+    assert state == "queued" and error.startswith("ValueError in pydicom (valuerep.py:")
+    audit = (tmp_path / "audit.jsonl").read_text()
+    assert f'"study_uid": "{study_uid}"' in audit and "study_failed" in audit
+    for text in (error, audit, caplog.text):
+        assert "1951" not in text
+    assert "valuerep.py" in caplog.text  # where it was raised: the trace without the text
