@@ -343,6 +343,11 @@ class Spool:
             (study_uid,),
         ).fetchone()
         late = known is None and reading is not None  # a re-send adds nothing new
+        if known is None:  # a study whose read failed is read again once complete with it
+            db.execute(
+                "UPDATE studies SET state = 'receiving' WHERE study_uid = ? AND state = 'failed'",
+                (study_uid,),
+            )
         if late:
             db.execute(
                 "UPDATE studies SET late_instances = late_instances + 1 WHERE study_uid = ?",

@@ -11,6 +11,7 @@ import pydicom
 import pytest
 from pydicom.uid import MRImageStorage
 
+from dicom_gateway.assembler import promote_stable_studies
 from dicom_gateway.audit import Audit
 from dicom_gateway.index import Index, SqliteIndex
 from dicom_gateway.jobs import IndexJobQueue
@@ -43,6 +44,24 @@ def test_only_new_instances_after_the_read_started_are_late(tmp_path, open_store
     queue.complete(job, "w", "/out")
     [row] = spool.index.read("SELECT late_instances FROM studies")
     assert row[0] == 1
+
+
+def test_a_study_whose_read_failed_is_read_again_once_new_instances_complete_it(
+    tmp_path, open_store
+):
+    """An SR arrives first and its read fails for good (no images), then the images come."""
+    spool = Spool(tmp_path / "spool", open_store(), min_free_mb=1)
+    first, second = (p.read_bytes() for p in ct_copies(tmp_path / "ct", 2, "failed"))
+    study_uid = spool.store(first, "A").study_uid
+    queue = IndexJobQueue(spool.index, max_attempts=3)
+    queue.enqueue(study_uid)
+    queue.fail(queue.claim("w", 60), "w", "bad input: no readable images", permanent=True)
+    assert spool.store(first, "A").late is False  # a re-send: nothing new to read
+    assert promote_stable_studies(spool.index, 0, "ignore") == []
+    spool.store(second, "A")
+    assert promote_stable_studies(spool.index, 0, "ignore") == [study_uid]
+    job = queue.claim("w", 60)
+    assert job is not None and job.study_uid == study_uid
 
 
 def test_an_instance_stored_from_memory_on_a_full_disk_is_refused_and_leaves_nothing(tmp_path):
