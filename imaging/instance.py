@@ -35,6 +35,9 @@ from imaging.video import VIDEO_SYNTAXES, Timeline, Video, VideoError, VideoTime
 from imaging.windowing import Window
 
 # Objects that carry Pixel Data but are not images to read: derived results and dose grids.
+# The Manufacturer of every object a read writes: one found in a study is a result of an earlier
+# read (sent to a PACS, which routed the study back), its overlays burned in, never a source.
+OUR_MANUFACTURER = "edge-agent"
 NOT_SOURCE_IMAGES = {
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
     "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose Storage",
@@ -122,6 +125,8 @@ def _instance(ds: Dataset, file: Path, known: Known, video: bool) -> InstanceRea
         raise UnreadableFile(f"no pixel data ({name}), not an image")
     if sop_class in NOT_SOURCE_IMAGES:
         raise UnreadableFile(f"{NOT_SOURCE_IMAGES[sop_class]} is not a source image")
+    if attribute(ds, "Manufacturer") == OUR_MANUFACTURER:
+        raise UnreadableFile("made by edge-agent (a result of a read), not a source image")
     _check_uids(ds)
     if video:
         return _read_video(ds, known)

@@ -9,9 +9,10 @@ from pydicom.uid import generate_uid
 
 from edge_agent import __version__
 from edge_agent.trajectory import Trajectory
+from imaging.instance import OUR_MANUFACTURER
 from tools.observation import model_of
 
-MANUFACTURER = "edge-agent"
+MANUFACTURER = OUR_MANUFACTURER
 
 
 @dataclass(frozen=True)

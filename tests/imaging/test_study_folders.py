@@ -66,3 +66,24 @@ def test_a_linked_series_folder_is_read_and_a_link_back_up_adds_nothing(tmp_path
     (elsewhere / "up").symlink_to(study, target_is_directory=True)  # a loop
     loaded = load_study(study)
     assert [len(s.frames) for s in loaded.series] == [5] and loaded.skipped == ()
+
+
+def test_the_results_of_a_read_routed_back_with_the_study_are_never_read_as_its_images(tmp_path):
+    """A PACS that forwards the study again sends our Secondary Captures (overlays burned in)
+    with it: skipped, each named, and the study is read from its own images."""
+    from edge_agent.config import Config
+    from edge_agent.read import read_study
+    from edge_agent.sample import write_sample_study
+
+    study = write_sample_study(tmp_path / "study")
+    before = load_study(study)
+    result = read_study(study, tmp_path / "out", Config())
+    shutil.copytree(tmp_path / "out" / "dicom", study / "from-pacs")
+    after = load_study(study)
+    assert [s.uid for s in after.series] == [s.uid for s in before.series]
+    ours = {s.path.name: s.reason for s in after.skipped}
+    captures = [p.name for p in result.dicom if p.name.startswith("sc_")]
+    assert captures and all(
+        ours[name] == "made by edge-agent (a result of a read), not a source image"
+        for name in captures
+    )
