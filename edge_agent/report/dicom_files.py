@@ -43,10 +43,16 @@ def source_uids(trajectory: Trajectory) -> tuple[str, ...]:
 
 def not_writable(headers: Mapping[str, pydicom.Dataset]) -> str:
     """Why no DICOM objects can be written for these source headers, "" when they can: an SR
-    or SEG references only instances of a SOP Class the standard still defines."""
+    or SEG references an instance by its SOP Class, one the standard currently defines."""
     for uid, header in headers.items():
-        if not known_iod(header.SOPClassUID):
-            return f"source {uid} has the retired SOP Class {header.SOPClassUID}"
+        sop_class = header.get("SOPClassUID")
+        if not sop_class:
+            return f"source {uid} has no SOP Class UID"
+        if not known_iod(sop_class):
+            return (
+                f"source {uid} has the SOP Class {sop_class}, which the standard's current "
+                "tables do not define (retired or private)"
+            )
     return ""
 
 

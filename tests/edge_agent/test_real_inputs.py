@@ -118,9 +118,17 @@ def test_a_retired_sop_class_keeps_the_read_without_dicom_outputs(tmp_path, capl
     assert result.dicom == ()
     assert (result.out_dir / "report.json").is_file() and (result.out_dir / "report.html").is_file()
     assert not (result.out_dir / "dicom").exists()
-    assert f"has the retired SOP Class {source.SOPClassUID}" in caplog.text
+    assert f"has the SOP Class {source.SOPClassUID}, which the standard's" in caplog.text
     replayed = replay(result.out_dir / "trajectory.json", tmp_path / "replayed")
-    assert replayed.dicom == () and "retired SOP Class" in replayed.dicom_skipped
+    assert replayed.dicom == () and "(retired or private)" in replayed.dicom_skipped
+
+
+def test_an_image_without_a_sop_class_keeps_the_read_without_dicom_outputs(tmp_path, caplog):
+    study, source = _study(tmp_path / "study", "CT_small.dcm", _set("SOPClassUID", None))
+    with caplog.at_level(logging.WARNING):
+        result = read_study(study, tmp_path / "out", Config())
+    assert result.dicom == () and (result.out_dir / "report.json").is_file()
+    assert f"source {source.SOPInstanceUID} has no SOP Class UID" in caplog.text
 
 
 def _set(keyword: str, value):
