@@ -75,15 +75,7 @@ class Worker:
             self._end(job, f"bad input: {exc}", permanent=True, stop_beating=stop_beating)
             return True
         except Exception as exc:  # our bug or a resource problem: retried under the lease rules
-            said = unexpected(exc)
-            log.error(
-                "job %d for study %s failed: %s\n%s",
-                job.id,
-                job.study_uid,
-                said,
-                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
-            )
-            self._end(job, said, stop_beating=stop_beating)
+            self._end(job, _logged(job, "failed", exc), stop_beating=stop_beating)
             return True
         if outcome.study_uid != job.study_uid:  # never send one patient's results as another's
             error = f"the files read are study {outcome.study_uid}, not the job's {job.study_uid}"
@@ -93,8 +85,8 @@ class Worker:
         try:
             objects = self._outbox.identify(outcome.dicom)  # outside the transaction
         except Exception as exc:
-            log.exception("job %d: results unreadable", job.id)
-            self._end(job, f"results unreadable: {exc}", stop_beating=stop_beating)
+            said = _logged(job, "results unreadable", exc)
+            self._end(job, f"results unreadable: {said}", stop_beating=stop_beating)
             return True
         stop_beating()
         try:
@@ -151,17 +143,24 @@ QUOTING = ("pydicom", "highdicom")
 
 def unexpected(exc: Exception) -> str:
     """What the job, the audit and the log say of an error no rule expected: its type and text,
-    but for an error raised in a library that quotes header values, its type and where it was
-    raised only (the trace, without the text, is in the log)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    parts = Path(frames[-1].filename).parts if frames else ()
-    library = next((name for name in QUOTING if name in parts), None)
-    if library is None:
-        return f"{type(exc).__name__}: {exc}"
-    return (
-        f"{type(exc).__name__} in {library} ({Path(frames[-1].filename).name}:"
-        f"{frames[-1].lineno}); its text, which may quote the study's header, is left out"
-    )
+    but for an error raised in (or below) a library that quotes header values, its type and the
+    library's frame only."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        library = next((name for name in QUOTING if name in Path(frame.filename).parts), None)
+        if library is not None:
+            return (
+                f"{type(exc).__name__} in {library} ({Path(frame.filename).name}:"
+                f"{frame.lineno}); its text, which may quote the study's header, is left out"
+            )
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _logged(job: Job, what: str, exc: Exception) -> str:
+    """`unexpected(exc)`, logged with the trace's frames (code, never the error's text)."""
+    said = unexpected(exc)
+    frames = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+    log.error("job %d for study %s: %s: %s\n%s", job.id, job.study_uid, what, said, frames)
+    return said
 
 
 def _heartbeat(queue: JobQueue, job: Job, worker: str, lease_s: float):

@@ -210,25 +210,45 @@ def test_the_gateway_imports_nothing_from_the_agent(module):
 
 
 class _QuotingReader(Reader):
-    """Fails as pydicom does on a study whose birth date it cannot convert."""
+    """Fails as pydicom or highdicom do on a header value they cannot take."""
 
     def read(self, study_dir: Path, out_dir: Path, request: ReadRequest) -> ReadOutcome:
+        import highdicom as hd
         from pydicom.valuerep import DA
 
-        DA(self.answer)  # a header's value, as a read meets it
-        raise AssertionError("DA took a date it cannot hold")
+        if self.answer == "pydicom":
+            DA(BIRTH_DATE)  # raised in pydicom itself
+        hd.SOPClass(  # raised in the standard library, below highdicom
+            study_instance_uid="1.2",
+            series_instance_uid="1.2.3",
+            series_number=1,
+            sop_instance_uid="1.2.3.4",
+            sop_class_uid="1.2.840.10008.5.1.4.1.1.7",
+            instance_number=1,
+            modality="OT",
+            manufacturer="edge-agent",
+            patient_sex=SEX,
+        )
+        raise AssertionError("the header value was taken")
 
 
+BIRTH_DATE, SEX = "03.02.1951", "Masculine"  # a header's values, as a read meets them
+
+
+@pytest.mark.parametrize(
+    ("library", "said"),
+    [("pydicom", "ValueError in pydicom (valuerep.py:"), ("highdicom", "ValueError in highdicom")],
+)
 def test_an_error_that_quotes_the_header_keeps_the_value_out_of_the_job_audit_and_log(
-    tmp_path, index, caplog
+    tmp_path, index, caplog, library, said
 ):
-    worker, index, study_uid = _gateway(tmp_path, _QuotingReader("03.02.1951"), index)
+    worker, index, study_uid = _gateway(tmp_path, _QuotingReader(library), index)
     with caplog.at_level(logging.DEBUG):
         assert worker.run_once()
     state, error = _job(index)
-    assert state == "queued" and error.startswith("ValueError in pydicom (valuerep.py:")
+    assert state == "queued" and error.startswith(said)
     audit = (tmp_path / "audit.jsonl").read_text()
     assert f'"study_uid": "{study_uid}"' in audit and "study_failed" in audit
     for text in (error, audit, caplog.text):
-        assert "1951" not in text
-    assert "valuerep.py" in caplog.text  # where it was raised: the trace without the text
+        assert BIRTH_DATE not in text and SEX not in text
+    assert "Traceback" not in caplog.text and "File " in caplog.text  # frames, not the text
