@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -272,6 +273,10 @@ def _answer_record(answer: Answer) -> AnswerRecord:
         findings=tuple(ClaimRecord(c.text, tuple(c.evidence)) for c in answer.findings),
         usage=answer.usage,
     )
+
+
+# The name of every evidence file a read writes (an image, its mask, a contact sheet's frames).
+EVIDENCE_NAME = re.compile(r"\d{3,}_[A-Za-z0-9_.-]+\.png")
 
 
 def evidence_file(image: WorkspaceImage) -> str:

@@ -86,6 +86,7 @@ def read_study(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_evidence(workspace, trajectory, out_dir)
+    remove_earlier(trajectory, out_dir)
     writes_dicom = config.report.dicom and bool(study.files)
     if config.report.dicom and not writes_dicom:
         log.info("study %s: no DICOM outputs, the source is not DICOM", study.uid)
@@ -103,7 +104,6 @@ def read_study(
     # the reports, then the DICOM; the headers tell the reports which outlines the SEG leaves out
     report = write_reports(trajectory, out_dir, headers if writes_dicom else None)
     dicom = write_dicom(trajectory, headers, out_dir, workspace) if writes_dicom else []
-    remove_earlier(trajectory, out_dir, dicom)
     return ReadResult(
         study, selection, trajectory, report, out_dir, tuple(dicom), workspace, headers
     )

@@ -5,27 +5,26 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydicom import Dataset
 
+from edge_agent.agent import EVIDENCE_NAME
 from edge_agent.report.content import build_report
 from edge_agent.report.dicom_files import OBJECT_NAMES
 from edge_agent.report.evidence import mask_png
 from edge_agent.report.html import render_html
 from edge_agent.report.seg import outlines_not_in_seg
-from edge_agent.trajectory import EVIDENCE_FILE, Trajectory
+from edge_agent.trajectory import Trajectory
 from imaging.atomic import write_all_atomic
 from imaging.errors import ReportError
 from tools.render import frame_view, png_bytes
 from tools.workspace import Workspace
 
 log = logging.getLogger(__name__)
-EVIDENCE = re.compile(EVIDENCE_FILE.removeprefix("evidence/"))
 
 
 def write_evidence(workspace: Workspace, trajectory: Trajectory, out_dir: Path) -> None:
@@ -67,16 +66,18 @@ def write_reports(
     return report
 
 
-def remove_earlier(trajectory: Trajectory, out_dir: Path, dicom: Iterable[Path]) -> None:
-    """After a read into a folder that holds an earlier one: what the earlier read wrote and this
-    one did not write again goes (its evidence images, DICOM objects, PDF), so that OUT/dicom
-    sent to a PACS never carries another read's SEG beside this read's SR. Only the names a
-    read writes are touched; the PDF, printed after the read, is written again when asked for."""
+def remove_earlier(trajectory: Trajectory, out_dir: Path) -> None:
+    """Called once this read's evidence is written, before its reports and DICOM: when OUT holds
+    an earlier read (its trajectory.json), what that read wrote goes (its other evidence images,
+    its DICOM objects, its PDF), so that OUT never mixes two reads, whatever becomes of this one
+    (OUT/dicom sent to a PACS must never carry another read's SEG). Only the names a read writes
+    are touched; the PDF, printed after the read, is written again when asked for."""
+    if not (out_dir / "trajectory.json").is_file():
+        return
     kept = {out_dir / name for record in trajectory.images for name in record.files}
-    kept.update(dicom)
     earlier = [
         out_dir / "report.pdf",
-        *(p for p in (out_dir / "evidence").glob("*.png") if EVIDENCE.fullmatch(p.name)),
+        *(p for p in (out_dir / "evidence").glob("*.png") if EVIDENCE_NAME.fullmatch(p.name)),
         *(p for p in (out_dir / "dicom").glob("*.dcm") if OBJECT_NAMES.fullmatch(p.name)),
     ]
     removed = [path for path in earlier if path not in kept and path.is_file()]

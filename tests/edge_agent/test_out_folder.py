@@ -8,6 +8,8 @@ from edge_agent.config import Config
 from edge_agent.evaluation.runner import refusing
 from edge_agent.read import read_study
 from edge_agent.sample import write_sample_study
+from tests.edge_agent.test_damaged_slice import DAMAGE_SOURCE_MID_READ
+from tests.support import console_script
 from tools.toolbox import default_toolbox
 
 
@@ -30,3 +32,28 @@ def test_a_second_read_leaves_nothing_of_the_first_but_what_it_wrote_again(tmp_p
     assert {f"evidence/{p.name}" for p in (out / "evidence").iterdir()} == named
     assert not (out / "report.pdf").exists()
     assert (out / "notes.txt").read_text() == "the reader's"
+
+
+def test_a_read_into_a_folder_that_held_no_read_removes_nothing(tmp_path):
+    """A PDF or an image of the user's own, beside where the read writes, are not a read's."""
+    out = tmp_path / "out"
+    (out / "evidence").mkdir(parents=True)
+    (out / "evidence" / "my_scan.png").write_bytes(b"the user's")
+    (out / "report.pdf").write_bytes(b"%PDF the user's")
+    read_study(write_sample_study(tmp_path / "study"), out, Config())
+    assert (out / "report.pdf").read_bytes() == b"%PDF the user's"
+    assert (out / "evidence" / "my_scan.png").read_bytes() == b"the user's"
+
+
+def test_a_read_that_fails_after_its_evidence_leaves_nothing_of_the_earlier_read(tmp_path):
+    """Its source changed under it: it ends with its reports and no DICOM, and OUT/dicom does
+    not keep the earlier read's objects beside them."""
+    study = write_sample_study(tmp_path / "study")
+    out = tmp_path / "out"
+    assert read_study(study, out, Config()).dicom
+    (out / "evidence" / "my_scan.png").write_bytes(b"the user's")
+    code = DAMAGE_SOURCE_MID_READ.format(study=str(study))
+    done = console_script(code, "read", str(study), "-o", str(out))
+    assert done.returncode == 2 and "changed since it was loaded" in done.stderr
+    assert list((out / "dicom").iterdir()) == []
+    assert (out / "evidence" / "my_scan.png").read_bytes() == b"the user's"
