@@ -175,31 +175,40 @@ def skip_reasons(skipped: Sequence[SkippedFile]) -> str:
 def candidate_files(
     path: Path, unlisted: Callable[[SkippedFile], None] | None = None
 ) -> Iterator[Path]:
-    """The files a study path holds, in a stable order: the file itself, or every file below
-    the folder but hidden ones. A folder linked into it is followed, once (a link back up would
-    loop); one that cannot be listed goes to `unlisted`, with its reason: its files would
-    otherwise be missing from the study unnoticed."""
+    """The files a study path holds, in a stable order: the file itself, or every regular file
+    below the folder but hidden ones. A folder linked into it is followed once, unless it holds
+    the study folder (a link up would read the folders beside it, or loop). A folder that cannot
+    be listed, and an entry that is not a regular file (a pipe would block its read, a link to
+    nothing), go to `unlisted` with the reason: otherwise missing from the study unnoticed."""
     if path.is_file():
         yield path
         return
     if not path.is_dir():
         raise NoReadableImages(f"{path} does not exist")
 
-    def not_listed(exc: OSError) -> None:
+    def skip(where: Path, reason: str) -> None:
         if unlisted is not None:
-            unlisted(SkippedFile(Path(exc.filename), f"folder not listed: {exc.strerror}"))
+            unlisted(SkippedFile(where, reason))
 
+    top = os.path.realpath(path)
     seen: set[str] = set()
-    for root, dirs, names in os.walk(path, onerror=not_listed, followlinks=True):
+    walk = os.walk(
+        path,
+        onerror=lambda e: skip(Path(e.filename), f"folder not listed: {e.strerror}"),
+        followlinks=True,
+    )
+    for root, dirs, names in walk:
         real = os.path.realpath(root)
-        if real in seen:
+        if real in seen or (real != top and (top + os.sep).startswith(real + os.sep)):
             dirs.clear()
             continue
         seen.add(real)
         dirs.sort()
-        for name in sorted(names):
-            if not name.startswith("."):
-                yield Path(root) / name
+        for file in (Path(root) / name for name in sorted(names) if not name.startswith(".")):
+            if file.is_file():
+                yield file
+            else:
+                skip(file, "not a regular file (a pipe, a device, or a link to nothing)")
 
 
 def _group_series(items: Iterable[InstanceRead]) -> tuple[Series, ...]:

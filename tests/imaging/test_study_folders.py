@@ -87,3 +87,21 @@ def test_the_results_of_a_read_routed_back_with_the_study_are_never_read_as_its_
         ours[name] == "made by edge-agent (a result of a read), not a source image"
         for name in captures
     )
+
+
+def test_a_link_up_and_a_pipe_are_named_and_neither_reads_nor_blocks(tmp_path):
+    """A link to the folder above would read the study beside this one; a pipe would block the
+    load for ever."""
+    study = tmp_path / "study"
+    ct_copies(study, 2, "one")
+    ct_copies(tmp_path / "beside", 2, "another study")
+    (study / "up").symlink_to(tmp_path, target_is_directory=True)
+    os.mkfifo(study / "pipe")
+    (study / "gone").symlink_to(tmp_path / "nothing")
+    loaded = load_study(study)
+    assert [len(s.frames) for s in loaded.series] == [2]
+    reason = "not a regular file (a pipe, a device, or a link to nothing)"
+    assert sorted((s.path.name, s.reason) for s in loaded.skipped) == [
+        ("gone", reason),
+        ("pipe", reason),
+    ]
