@@ -330,11 +330,6 @@ class Spool:
         """Index row for a stored file: (True when it arrived after the study's read started,
         the row it replaces)."""
         study_uid, sop_uid = arrival.study_uid, arrival.sop_uid
-        db.execute(
-            "INSERT INTO studies (study_uid, first_received, last_received) VALUES (?, ?, ?) "
-            "ON CONFLICT(study_uid) DO UPDATE SET last_received = excluded.last_received",
-            (study_uid, received, received),
-        )
         known = db.execute(
             "SELECT study_uid, path FROM instances WHERE sop_uid = ?", (sop_uid,)
         ).fetchone()
@@ -343,16 +338,15 @@ class Spool:
             (study_uid,),
         ).fetchone()
         late = known is None and reading is not None  # a re-send adds nothing new
-        if known is None:  # a study whose read failed is read again once complete with it
-            db.execute(
-                "UPDATE studies SET state = 'receiving' WHERE study_uid = ? AND state = 'failed'",
-                (study_uid,),
-            )
-        if late:
-            db.execute(
-                "UPDATE studies SET late_instances = late_instances + 1 WHERE study_uid = ?",
-                (study_uid,),
-            )
+        # One statement an instance: a late one counts, and a new one takes a study whose read
+        # failed back to receiving, so that it is read again once complete with it.
+        db.execute(
+            "INSERT INTO studies (study_uid, first_received, last_received) VALUES (?, ?, ?) "
+            "ON CONFLICT(study_uid) DO UPDATE SET last_received = excluded.last_received, "
+            "late_instances = studies.late_instances + ?, state = CASE WHEN "
+            "studies.state = 'failed' AND ? = 1 THEN 'receiving' ELSE studies.state END",
+            (study_uid, received, received, int(late), int(known is None)),
+        )
         db.execute(
             "INSERT INTO instances (sop_uid, study_uid, series_uid, path, size, received, "
             "calling_ae, late) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sop_uid) DO UPDATE "
