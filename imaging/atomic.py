@@ -34,8 +34,9 @@ def write_all_atomic(files: Mapping[Path, bytes]) -> None:
         try:
             for path, data in files.items():
                 changed.update(dict.fromkeys(_make_folders(path.parent)))
-                _write(temporaries[path], data, path)
-            list(pool.map(_fsync, temporaries.values()))
+                with _naming(path):
+                    temporaries[path].write_bytes(data)
+            list(pool.map(_synced, temporaries.items()))
             for path, temporary in temporaries.items():
                 os.replace(temporary, path)
                 changed[path.parent] = None
@@ -95,23 +96,27 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def _write(temporary: Path, data: bytes, path: Path) -> None:
-    """`data` into `temporary`; a failure names `path`: a write refused mid-file (a full disk)
-    carries no file name of its own, and the reader must learn which file was not written."""
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError in the block names `path`, the file asked for: a write refused mid-file (a
+    full disk) or a failed sync carries no file name of its own, and the temporary's is not one
+    the user knows."""
     try:
-        temporary.write_bytes(data)
+        yield
     except OSError as exc:
-        exc.filename = exc.filename or str(path)
+        exc.filename = str(path)
         raise
+
+
+def _synced(item: tuple[Path, Path]) -> None:
+    path, temporary = item
+    with _naming(path):
+        _fsync(temporary)
 
 
 def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
     try:
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-    except OSError as exc:  # a sync that fails (an I/O error) names the file too
-        exc.filename = exc.filename or str(path)
-        raise
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

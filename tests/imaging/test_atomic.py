@@ -104,8 +104,9 @@ def test_a_file_sync_that_fails_in_its_thread_changes_no_file(tmp_path, monkeypa
             raise OSError(errno.EIO, "I/O error")
 
     _on_fsync(monkeypatch, fail_b)
-    with pytest.raises(OSError, match="I/O error"):
+    with pytest.raises(OSError, match="I/O error") as raised:
         atomic.write_all_atomic(files)
+    assert raised.value.filename == str(tmp_path / "b.json")  # the file asked for, by its name
     assert {path.read_bytes() for path in files} == {b"before"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "c.json"]
 
