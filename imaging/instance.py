@@ -34,10 +34,10 @@ from imaging.header import (
 from imaging.video import VIDEO_SYNTAXES, Timeline, Video, VideoError, VideoTimeline, frame_rate
 from imaging.windowing import Window
 
-# Objects that carry Pixel Data but are not images to read: derived results and dose grids.
 # The Manufacturer of every object a read writes: one found in a study is a result of an earlier
 # read (sent to a PACS, which routed the study back), its overlays burned in, never a source.
 OUR_MANUFACTURER = "edge-agent"
+# Objects that carry Pixel Data but are not images to read: derived results and dose grids.
 NOT_SOURCE_IMAGES = {
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
     "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose Storage",

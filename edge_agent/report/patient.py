@@ -48,11 +48,16 @@ COPIED: dict[str, Callable[[object], bool]] = {
 }
 
 
+OPTIONAL = {"ReferringPhysicianName"}  # highdicom reads it with a default
+
+
 def refused(source: Dataset) -> tuple[str, ...]:
     """The copied attributes highdicom would refuse in `source`: missing, or not of their VR."""
     found = []
     for keyword, takes in COPIED.items():
         value = source.get(keyword)
+        if value is None and keyword in OPTIONAL:
+            continue
         if value is None or (value != "" and not takes(value)):
             found.append(keyword)
     return tuple(found)
@@ -74,7 +79,10 @@ def buildable(sources: Mapping[str, Dataset]) -> tuple[dict[str, Dataset], tuple
 
 
 def as_source(made: Dataset, source: Dataset, keywords: tuple[str, ...]) -> None:
-    """Give `made` the source's own elements for `keywords` (those the source has)."""
+    """Give `made` the source's own elements for `keywords`: empty where the source has none
+    (an object built from another source keeps no value of its own)."""
     for keyword in keywords:
         if keyword in source:
             made[keyword] = copy.deepcopy(source[keyword])
+        else:
+            setattr(made, keyword, None)

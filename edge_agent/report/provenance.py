@@ -12,8 +12,6 @@ from edge_agent.trajectory import Trajectory
 from imaging.instance import OUR_MANUFACTURER
 from tools.observation import model_of
 
-MANUFACTURER = OUR_MANUFACTURER
-
 
 @dataclass(frozen=True)
 class Provenance:
@@ -38,10 +36,10 @@ class Provenance:
             + f". {trajectory.policy.disclaimer}"
         )
         return cls(
-            manufacturer=MANUFACTURER,
+            manufacturer=OUR_MANUFACTURER,
             model_name=name[:64],
             software_version=__version__,
-            device_uid=generate_uid(entropy_srcs=[MANUFACTURER, platform.node()]),
+            device_uid=generate_uid(entropy_srcs=[OUR_MANUFACTURER, platform.node()]),
             model_file=model_file,
             model_sha256=str(model.get("sha256", "")),
             statement=statement,

@@ -15,6 +15,7 @@ from pydicom.data import get_testdata_file
 from edge_agent.config import Config
 from edge_agent.read import read_study
 from edge_agent.replay import replay
+from edge_agent.report.patient import refused
 from tests.peers import dciodvfy_errors
 
 OURS = ("edge_agent", "imaging", "tools", "dicom_gateway")  # loggers
@@ -166,3 +167,11 @@ def test_every_object_names_the_patient_as_the_source_does(kind, tmp_path, caplo
     assert keyword in ours
     if value is not None:  # pydicom's and highdicom's loggers the service keeps quiet
         assert value.split("\\")[0] not in ours  # the value is the patient's
+
+
+def test_a_source_without_a_referring_physician_is_taken_as_it_is():
+    """highdicom reads that one with a default: nothing to empty, copy, or log."""
+    source = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    source.PatientSex = "Male"
+    del source.ReferringPhysicianName
+    assert refused(source) == ("PatientSex",)
