@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pydicom
@@ -39,19 +39,39 @@ class Undelivered:
     id: int
     destination: str
     sop_uid: str
-    state: str  # pending (retried) or failed
+    state: str  # pending (retried), failed, or held (its destination is no longer configured)
     attempts: int
     next_try: float  # epoch seconds
     last_error: str
 
 
-def undelivered(index: Index) -> list[Undelivered]:
-    """Every row still waiting (or given up on), oldest first."""
+def undelivered(index: Index, configured: Iterable[str] | None = None) -> list[Undelivered]:
+    """Every row still waiting (or given up on), oldest first. Given the configured
+    destinations, a pending row for any other is shown as held: kept, not sent."""
     rows = index.read(
         "SELECT id, destination, sop_uid, state, attempts, next_try, last_error FROM outbox "
         "WHERE state != 'sent' ORDER BY id"
     )
-    return [Undelivered(*tuple(row)[:6], last_error=row["last_error"] or "") for row in rows]
+    listed = [Undelivered(*tuple(row)[:6], last_error=row["last_error"] or "") for row in rows]
+    if configured is None:
+        return listed
+    kept = set(configured)
+    return [
+        replace(row, state="held")
+        if row.state == "pending" and row.destination not in kept
+        else row
+        for row in listed
+    ]
+
+
+def held_destinations(index: Index, configured: Iterable[str]) -> dict[str, int]:
+    """Pending rows per destination that is no longer configured: never sent while it is not,
+    sent as before once it is configured again."""
+    kept = set(configured)
+    rows = index.read(
+        "SELECT destination, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY destination"
+    )
+    return {row[0]: row[1] for row in rows if row[0] not in kept}
 
 
 class Outbox:
@@ -62,6 +82,19 @@ class Outbox:
         self._settings = settings
         self._audit = audit
         self._node = node  # host:pid, on the rows this process claims
+        # Only these are ever contacted: rows for any other destination are held.
+        self._destinations = frozenset(str(peer) for peer in settings.peers)
+
+    def warn_held(self) -> None:
+        """At start: one warning per destination whose queued results are held because the
+        configuration no longer names it."""
+        for destination, count in held_destinations(self._index, self._destinations).items():
+            log.warning(
+                "%d result(s) queued for %s are held: it is not in [gateway] destinations; "
+                "they are kept and sent if it is configured again",
+                count,
+                destination,
+            )
 
     @staticmethod
     def identify(paths: Iterable[Path]) -> list[tuple[Path, str]]:
@@ -96,6 +129,8 @@ class Outbox:
                 (db.now(),),
             ).fetchall()
             for (destination,) in destinations:
+                if destination not in self._destinations:
+                    continue  # held: no longer configured
                 due = db.execute(
                     "SELECT * FROM outbox WHERE state = 'pending' AND next_try <= ? "
                     "AND destination = ? ORDER BY id LIMIT ?" + db.skip_locked,

@@ -75,6 +75,7 @@ class Service:
         if self.worker is not None:
             steps["reader"] = (self._read_step, poll)
         if self.node.role in ("all", "outbox"):
+            self.outbox.warn_held()
             steps["outbox"] = (self.outbox.send_due, poll)
         threads = [
             threading.Thread(target=self._loop, args=(stop, *step), name=name)

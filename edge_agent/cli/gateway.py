@@ -125,10 +125,12 @@ def pacs_find(
 @pacs.command("outbox")
 @exit_code
 def pacs_outbox(config: ConfigOption = None) -> None:
-    """List results not yet delivered (pending, with the last error, or failed)."""
+    """List results not yet delivered (pending, with the last error, failed, or held for a
+    destination no longer configured)."""
     from dicom_gateway.outbox import undelivered
 
-    rows = undelivered(_index(config))
+    gateway = setup(config, False).gateway
+    rows = undelivered(_index(config), [str(peer) for peer in gateway.peers])
     if not rows:
         console.print("outbox empty: everything was delivered")
         return
