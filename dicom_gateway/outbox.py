@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
 from dicom_gateway.audit import Audit
@@ -62,6 +63,23 @@ def undelivered(index: Index, configured: Iterable[str] | None = None) -> list[U
         else row
         for row in listed
     ]
+
+
+def proposed_syntaxes(syntax: UID) -> tuple[UID, ...]:
+    """The transfer syntaxes offered for a file in `syntax`. Uncompressed little endian: its own,
+    then Explicit and Implicit VR Little Endian (every receiver takes Implicit; pynetdicom
+    re-encodes between them as it sends). Anything else only as it is: converting a compressed
+    file would mean decoding its pixels."""
+    if syntax.is_compressed or not syntax.is_little_endian:
+        return (syntax,)
+    return tuple(dict.fromkeys((syntax, ExplicitVRLittleEndian, ImplicitVRLittleEndian)))
+
+
+def _no_context(peer: Peer, sop_class: UID, syntaxes: tuple[UID, ...]) -> str:
+    return (
+        f"{peer} accepted the association but no presentation context for {sop_class.name} "
+        f"in {' or '.join(syntax.name for syntax in syntaxes)}"
+    )
 
 
 def held_destinations(index: Index, configured: Iterable[str]) -> dict[str, int]:
@@ -192,36 +210,45 @@ class Outbox:
     def _send(self, peer: Peer, rows: list) -> int:
         ae = AE(ae_title=self._settings.ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-        readable = []
+        readable = []  # (row, the presentation context it needs: SOP class, transfer syntaxes)
+        proposed = set()
         for row in rows:
             try:
                 header = pydicom.dcmread(row["path"], stop_before_pixels=True)
             except (OSError, InvalidDicomError) as exc:
                 self._postpone([row], f"result file unreadable: {exc}")
                 continue
-            readable.append(row)
-            context = (str(header.SOPClassUID), str(header.file_meta.TransferSyntaxUID))
-            if context not in {
-                (c.abstract_syntax, c.transfer_syntax[0]) for c in ae.requested_contexts
-            }:
-                ae.add_requested_context(*context)
+            syntax = UID(str(header.file_meta.TransferSyntaxUID))
+            context = (UID(str(header.SOPClassUID)), proposed_syntaxes(syntax))
+            readable.append((row, context))
+            if context not in proposed:
+                proposed.add(context)
+                ae.add_requested_context(context[0], list(context[1]))
         if not readable:
             return 0
         assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
         if not assoc.is_established:
-            self._postpone(readable, f"association with {peer} failed")
+            if assoc.rejected_contexts and not assoc.accepted_contexts:
+                self._postpone_each([(row, _no_context(peer, *c)) for row, c in readable])
+            else:
+                self._postpone([row for row, _ in readable], f"association with {peer} failed")
             return 0
+        accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
         delivered = 0
         try:
-            for number, row in enumerate(readable):
+            for number, (row, (sop_class, syntaxes)) in enumerate(readable):
                 if not assoc.is_established:  # aborted by the peer: the rest waits
-                    self._postpone(readable[number:], f"{peer} dropped the association")
+                    rest = [row for row, _ in readable[number:]]
+                    self._postpone(rest, f"{peer} dropped the association")
                     break
+                if not any((sop_class, syntax) in accepted for syntax in syntaxes):
+                    self._postpone([row], _no_context(peer, sop_class, syntaxes))
+                    continue
                 if not self._hold([row]):
                     continue
                 try:
                     status = assoc.send_c_store(Path(row["path"]))
-                except (ValueError, RuntimeError) as exc:  # e.g. SOP class refused by the peer
+                except (ValueError, RuntimeError) as exc:  # e.g. transfer syntax refused
                     self._postpone([row], f"{peer}: {exc}")
                     continue
                 code = getattr(status, "Status", None)
@@ -257,6 +284,14 @@ class Outbox:
             job=row["job_id"],
             **({} if held else {"claim": "taken over by another outbox process"}),
         )
+
+    def _postpone_each(self, reasons: list[tuple]) -> None:
+        """Postponed with each row's own reason, one warning per reason."""
+        by_reason: dict[str, list] = {}
+        for row, reason in reasons:
+            by_reason.setdefault(reason, []).append(row)
+        for reason, rows in by_reason.items():
+            self._postpone(rows, reason)
 
     def _postpone(self, rows: list, reason: str) -> None:
         """Exponential back-off, capped; the row stays pending until it goes through."""
