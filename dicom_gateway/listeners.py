@@ -21,7 +21,7 @@ from dicom_gateway.audit import Audit, audit_path, keep_phi_out_of_logs
 from dicom_gateway.engines import open_index
 from dicom_gateway.listener import Listener, freeze_startup
 from dicom_gateway.nodes import Node
-from dicom_gateway.settings import GatewaySettings
+from dicom_gateway.settings import GatewaySettings, StartError
 from dicom_gateway.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ START_TIMEOUT_S = 60.0  # a fresh interpreter imports pynetdicom and pydicom fir
 STOP_TIMEOUT_S = 30.0
 
 
-class ListenerFailed(RuntimeError):
+class ListenerFailed(StartError):
     """A listener process could not start (the port, the spool): the service does not start."""
 
 
@@ -112,6 +112,9 @@ def _serve(settings: GatewaySettings, pipe, logging_setup: _Logging) -> None:
         audit = Audit(audit_path(root, index.dialect.shared), node=node)
         listener = Listener(settings, Spool(root, index, settings.min_free_mb, clean=False), audit)
         listener.start()
+    except StartError as exc:  # the port, the address, the TLS files: the settings' to mend
+        pipe.send(str(exc))
+        return
     except Exception as exc:  # reported to the service, which refuses to start
         pipe.send(f"{type(exc).__name__}: {exc}")
         return

@@ -7,8 +7,14 @@ from dataclasses import dataclass, field
 
 from dicom_gateway.routing import Routing
 from dicom_gateway.web_settings import WebPeer, WebSettings, is_web
+from imaging.errors import BadInput
 
 AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # 16 chars of the default repertoire, no '\'
+
+
+class StartError(BadInput):
+    """This machine cannot give what the settings name (a port in use, an address not here, a
+    folder or file that cannot be used): the service does not start, and says which."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,8 @@ class GatewaySettings:
     def __post_init__(self) -> None:
         if not AE_TITLE.match(self.ae_title):
             raise ValueError(f"ae_title {self.ae_title!r} is not a valid AE title")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be between 1 and 65535, not {self.port}")
         if self.late_instances not in ("ignore", "reread"):
             raise ValueError(
                 f"late_instances must be 'ignore' or 'reread', not {self.late_instances!r}"
