@@ -15,7 +15,7 @@ from pynetdicom.sop_class import Verification
 
 from dicom_gateway import pdu_guard
 from dicom_gateway.audit import Audit, stored_fields
-from dicom_gateway.settings import GatewaySettings, StartError
+from dicom_gateway.settings import GatewaySettings, StartError, peer_address
 from dicom_gateway.spares import SpareFiles
 from dicom_gateway.spool import Spool, SpoolError
 from dicom_gateway.status import PROCESSING_FAILURE, SUCCESS
@@ -146,7 +146,7 @@ class Listener:
         if peer["calling_ae"] not in self._callers:
             return "calling AE title not allowed"
         pinned = self._callers[peer["calling_ae"]]
-        if pinned and pinned != peer["address"]:
+        if pinned and pinned != _comparable(peer["address"]):
             return "address not allowed for AE"
         return None
 
@@ -224,6 +224,14 @@ def _ssl_context(settings: GatewaySettings) -> ssl.SSLContext | None:
             raise StartError(f"tls_ca {settings.tls_ca}: {_why(exc)}") from None
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def _comparable(address: str) -> str | None:
+    """A peer's address as pins are written (None: not an IP address, matching no pin)."""
+    try:
+        return peer_address(address)
+    except ValueError:
+        return None
 
 
 def _why(exc: OSError) -> str:

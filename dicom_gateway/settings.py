@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
@@ -147,10 +148,30 @@ class GatewaySettings:
 
 
 def _allowed_entry(entry: str) -> tuple[str, str | None]:
-    ae, _, ip = entry.partition("@")
-    if not is_ae_title(ae):
-        raise ValueError(f"allowed entry {entry!r}: {ae!r} is not an AE title")
-    return ae, ip or None
+    ae, pinned, ip = entry.partition("@")
+    if not is_ae_title(ae) or ae != ae.strip():
+        raise ValueError(
+            f"allowed entry {entry!r}: {ae!r} is not an AE title (no spaces around it)"
+        )
+    if not pinned:
+        return ae, None
+    try:
+        return ae, peer_address(ip)
+    except ValueError:
+        raise ValueError(
+            f"allowed entry {entry!r}: {ip!r} is not an IP address (write AE@IP, e.g. "
+            "PACS@10.0.0.1; a host name is not resolved)"
+        ) from None
+
+
+def peer_address(text: str) -> str:
+    """An IP address as a pin and a peer's address are compared: canonical, and an IPv4 peer
+    seen on a dual-stack socket (::ffff:10.0.0.1) as the IPv4 address it is. ValueError if
+    `text` is not an IP address."""
+    address = ipaddress.ip_address(text)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)
 
 
 def destination(text: str) -> Peer | WebPeer:
