@@ -143,17 +143,17 @@ def _classes_in_study(calling_ae: str, peer: Peer, study_uid: str) -> tuple[str,
     query.SOPClassesInStudy = ""
     ae = _ae(calling_ae)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    assoc = _associate(ae, peer)
+    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
+    if not assoc.is_established:  # no C-FIND here (or no PACS: the C-GET says so)
+        return ()
     classes: set[str] = set()
-    try:
+    try:  # a refusal (a PACS that allows C-GET only) names none
         for status, identifier in assoc.send_c_find(
             query, StudyRootQueryRetrieveInformationModelFind
         ):
             if getattr(status, "Status", None) in (PENDING, PENDING_WARNING) and identifier:
                 found = identifier.get("SOPClassesInStudy") or []
                 classes.update(map(str, [found] if isinstance(found, str) else found))
-    except ValueError:  # the PACS accepts no C-FIND: the C-GET offers GET_STORAGE
-        return ()
     finally:
         assoc.release()
     if not classes or len(classes) > MAX_STORAGE_CONTEXTS:

@@ -7,7 +7,6 @@ import shutil
 import pydicom
 import pytest
 
-from dicom_gateway import retrieve
 from dicom_gateway.retrieve import get_study
 from dicom_gateway.settings import Peer
 from edge_agent.config import Config
@@ -16,18 +15,16 @@ from edge_agent.sample import write_sample_study
 from tests.peers import Orthanc
 
 
-@pytest.mark.parametrize("classes_said", [True, False], ids=["classes-in-study", "not-said"])
-def test_a_study_holding_our_results_comes_back_whole(tmp_path, monkeypatch, classes_said):
+@pytest.mark.parametrize("find_allowed", [True, False], ids=["classes-in-study", "get-only"])
+def test_a_study_holding_our_results_comes_back_whole(tmp_path, find_allowed):
     """The SR, SEG, KO and captures the gateway sends back sit in the study beside its images;
     a C-GET of that study brings all of them: with the classes Orthanc's C-FIND names, and with
-    the storage classes offered when a PACS names none (SOPClassesInStudy is optional)."""
-    if not classes_said:
-        monkeypatch.setattr(retrieve, "_classes_in_study", lambda *_: ())
+    the storage classes offered when the PACS answers no C-FIND (it allows us C-GET only)."""
     study = write_sample_study(tmp_path / "study")
     result = read_study(study, tmp_path / "out", Config())
     for path in result.dicom:
         shutil.copy(path, study / path.name)
-    orthanc = Orthanc(tmp_path / "orthanc")
+    orthanc = Orthanc(tmp_path / "orthanc", extra={"DicomAlwaysAllowFind": find_allowed})
     try:
         study_uid = orthanc.upload(study)
         peer = Peer("ORTHANC", "127.0.0.1", orthanc.dicom_port)
