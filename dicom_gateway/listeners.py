@@ -30,8 +30,9 @@ START_TIMEOUT_S = 60.0  # a fresh interpreter imports pynetdicom and pydicom fir
 STOP_TIMEOUT_S = 30.0
 
 
-class ListenerFailed(StartError):
-    """A listener process could not start (the port, the spool): the service does not start."""
+class ListenerFailed(RuntimeError):
+    """A listener process failed to start for a reason that is not the settings' (those are
+    StartError): the service does not start, and the reason is ours to look into."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ class ListenerProcesses:
             answer = pipe.recv()
             if answer != "listening":
                 self.stop()
-                raise ListenerFailed(f"listener process {process.pid}: {answer}")
+                why, text = answer
+                error = StartError if why == "cannot start" else ListenerFailed
+                raise error(f"listener process {process.pid}: {text}")
         return [process.pid for process, _ in self._running]
 
     def stop(self) -> None:
@@ -113,10 +116,10 @@ def _serve(settings: GatewaySettings, pipe, logging_setup: _Logging) -> None:
         listener = Listener(settings, Spool(root, index, settings.min_free_mb, clean=False), audit)
         listener.start()
     except StartError as exc:  # the port, the address, the TLS files: the settings' to mend
-        pipe.send(str(exc))
+        pipe.send(("cannot start", str(exc)))
         return
     except Exception as exc:  # reported to the service, which refuses to start
-        pipe.send(f"{type(exc).__name__}: {exc}")
+        pipe.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     freeze_startup()
     pipe.send("listening")
