@@ -15,7 +15,7 @@ from pynetdicom.sop_class import Verification
 
 from dicom_gateway import pdu_guard
 from dicom_gateway.audit import Audit, stored_fields
-from dicom_gateway.settings import GatewaySettings
+from dicom_gateway.settings import GatewaySettings, StartError, peer_address
 from dicom_gateway.spares import SpareFiles
 from dicom_gateway.spool import Spool, SpoolError
 from dicom_gateway.status import PROCESSING_FAILURE, SUCCESS
@@ -95,9 +95,13 @@ class Listener:
                     (evt.EVT_REJECTED, self._on_rejected),
                 ],
             )
-        except BaseException:  # the port taken, a bad certificate: no spare file stays
+        except BaseException as exc:  # the port taken, a bad certificate: no spare file stays
             self._spares.close()
             self._spares = None
+            if isinstance(exc, OSError):  # in use, or an address not on this machine
+                raise StartError(
+                    f"cannot listen on {address[0]}:{address[1]}: {_why(exc)}"
+                ) from None
             raise
         log.info("listening as %s on %s:%d", self._settings.ae_title, *address)
 
@@ -142,7 +146,7 @@ class Listener:
         if peer["calling_ae"] not in self._callers:
             return "calling AE title not allowed"
         pinned = self._callers[peer["calling_ae"]]
-        if pinned and pinned != peer["address"]:
+        if pinned and pinned != _comparable(peer["address"]):
             return "address not allowed for AE"
         return None
 
@@ -198,11 +202,38 @@ def _quiet_standard_logging() -> None:
 
 
 def _ssl_context(settings: GatewaySettings) -> ssl.SSLContext | None:
+    """The listener's TLS; a file that is missing, unreadable or not PEM is named (ssl's own
+    errors name none)."""
     if not settings.tls_cert:
         return None
+    files = {"tls_cert": settings.tls_cert, "tls_key": settings.tls_key, "tls_ca": settings.tls_ca}
+    for key, path in files.items():
+        if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            raise StartError(f"{key} {path}: no such readable file")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except OSError as exc:  # ssl.SSLError: not PEM, or the key is not the certificate's
+        raise StartError(
+            f"tls_cert {settings.tls_cert} with tls_key {settings.tls_key}: {_why(exc)}"
+        ) from None
     if settings.tls_ca:
-        context.load_verify_locations(settings.tls_ca)
+        try:
+            context.load_verify_locations(settings.tls_ca)
+        except OSError as exc:
+            raise StartError(f"tls_ca {settings.tls_ca}: {_why(exc)}") from None
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def _comparable(address: str) -> str | None:
+    """A peer's address as pins are written (None: not an IP address, matching no pin)."""
+    try:
+        return peer_address(address)
+    except ValueError:
+        return None
+
+
+def _why(exc: OSError) -> str:
+    """The system's or ssl's reason, without the errno number."""
+    return getattr(exc, "reason", None) or exc.strerror or str(exc)

@@ -21,7 +21,7 @@ from dicom_gateway.audit import Audit, audit_path, keep_phi_out_of_logs
 from dicom_gateway.engines import open_index
 from dicom_gateway.listener import Listener, freeze_startup
 from dicom_gateway.nodes import Node
-from dicom_gateway.settings import GatewaySettings
+from dicom_gateway.settings import GatewaySettings, StartError
 from dicom_gateway.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ STOP_TIMEOUT_S = 30.0
 
 
 class ListenerFailed(RuntimeError):
-    """A listener process could not start (the port, the spool): the service does not start."""
+    """A listener process failed to start for a reason that is not the settings' (those are
+    StartError): the service does not start, and the reason is ours to look into."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ class ListenerProcesses:
             answer = pipe.recv()
             if answer != "listening":
                 self.stop()
-                raise ListenerFailed(f"listener process {process.pid}: {answer}")
+                why, text = answer
+                error = StartError if why == "cannot start" else ListenerFailed
+                raise error(f"listener process {process.pid}: {text}")
         return [process.pid for process, _ in self._running]
 
     def stop(self) -> None:
@@ -112,8 +115,11 @@ def _serve(settings: GatewaySettings, pipe, logging_setup: _Logging) -> None:
         audit = Audit(audit_path(root, index.dialect.shared), node=node)
         listener = Listener(settings, Spool(root, index, settings.min_free_mb, clean=False), audit)
         listener.start()
+    except StartError as exc:  # the port, the address, the TLS files: the settings' to mend
+        pipe.send(("cannot start", str(exc)))
+        return
     except Exception as exc:  # reported to the service, which refuses to start
-        pipe.send(f"{type(exc).__name__}: {exc}")
+        pipe.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     freeze_startup()
     pipe.send("listening")

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
 from dicom_gateway.audit import Audit
@@ -39,19 +40,56 @@ class Undelivered:
     id: int
     destination: str
     sop_uid: str
-    state: str  # pending (retried) or failed
+    state: str  # pending (retried), failed, or held (its destination is no longer configured)
     attempts: int
     next_try: float  # epoch seconds
     last_error: str
 
 
-def undelivered(index: Index) -> list[Undelivered]:
-    """Every row still waiting (or given up on), oldest first."""
+def undelivered(index: Index, configured: Iterable[str] | None = None) -> list[Undelivered]:
+    """Every row still waiting (or given up on), oldest first. Given the configured
+    destinations, a pending row for any other is shown as held: kept, not sent."""
     rows = index.read(
         "SELECT id, destination, sop_uid, state, attempts, next_try, last_error FROM outbox "
         "WHERE state != 'sent' ORDER BY id"
     )
-    return [Undelivered(*tuple(row)[:6], last_error=row["last_error"] or "") for row in rows]
+    listed = [Undelivered(*tuple(row)[:6], last_error=row["last_error"] or "") for row in rows]
+    if configured is None:
+        return listed
+    kept = set(configured)
+    return [
+        replace(row, state="held")
+        if row.state == "pending" and row.destination not in kept
+        else row
+        for row in listed
+    ]
+
+
+def proposed_syntaxes(syntax: UID) -> tuple[UID, ...]:
+    """The transfer syntaxes offered for a file in `syntax`. Uncompressed little endian: its own,
+    then Explicit and Implicit VR Little Endian (every receiver takes Implicit; pynetdicom
+    re-encodes between them as it sends). Anything else only as it is: converting a compressed
+    file would mean decoding its pixels."""
+    if syntax.is_compressed or not syntax.is_little_endian:
+        return (syntax,)
+    return tuple(dict.fromkeys((syntax, ExplicitVRLittleEndian, ImplicitVRLittleEndian)))
+
+
+def _no_context(peer: Peer, sop_class: UID, syntaxes: tuple[UID, ...]) -> str:
+    return (
+        f"{peer} accepted the association but no presentation context for {sop_class.name} "
+        f"in {' or '.join(syntax.name for syntax in syntaxes)}"
+    )
+
+
+def held_destinations(index: Index, configured: Iterable[str]) -> dict[str, int]:
+    """Pending rows per destination that is no longer configured: never sent while it is not,
+    sent as before once it is configured again."""
+    kept = set(configured)
+    rows = index.read(
+        "SELECT destination, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY destination"
+    )
+    return {row[0]: row[1] for row in rows if row[0] not in kept}
 
 
 class Outbox:
@@ -62,6 +100,19 @@ class Outbox:
         self._settings = settings
         self._audit = audit
         self._node = node  # host:pid, on the rows this process claims
+        # Only these are ever contacted: rows for any other destination are held.
+        self._destinations = frozenset(str(peer) for peer in settings.peers)
+
+    def warn_held(self) -> None:
+        """At start: one warning per destination whose queued results are held because the
+        configuration no longer names it."""
+        for destination, count in held_destinations(self._index, self._destinations).items():
+            log.warning(
+                "%d result(s) queued for %s are held: it is not in [gateway] destinations; "
+                "they are kept and sent if it is configured again",
+                count,
+                destination,
+            )
 
     @staticmethod
     def identify(paths: Iterable[Path]) -> list[tuple[Path, str]]:
@@ -96,6 +147,8 @@ class Outbox:
                 (db.now(),),
             ).fetchall()
             for (destination,) in destinations:
+                if destination not in self._destinations:
+                    continue  # held: no longer configured
                 due = db.execute(
                     "SELECT * FROM outbox WHERE state = 'pending' AND next_try <= ? "
                     "AND destination = ? ORDER BY id LIMIT ?" + db.skip_locked,
@@ -157,36 +210,45 @@ class Outbox:
     def _send(self, peer: Peer, rows: list) -> int:
         ae = AE(ae_title=self._settings.ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-        readable = []
+        readable = []  # (row, the presentation context it needs: SOP class, transfer syntaxes)
+        proposed = set()
         for row in rows:
             try:
                 header = pydicom.dcmread(row["path"], stop_before_pixels=True)
             except (OSError, InvalidDicomError) as exc:
                 self._postpone([row], f"result file unreadable: {exc}")
                 continue
-            readable.append(row)
-            context = (str(header.SOPClassUID), str(header.file_meta.TransferSyntaxUID))
-            if context not in {
-                (c.abstract_syntax, c.transfer_syntax[0]) for c in ae.requested_contexts
-            }:
-                ae.add_requested_context(*context)
+            syntax = UID(str(header.file_meta.TransferSyntaxUID))
+            context = (UID(str(header.SOPClassUID)), proposed_syntaxes(syntax))
+            readable.append((row, context))
+            if context not in proposed:
+                proposed.add(context)
+                ae.add_requested_context(context[0], list(context[1]))
         if not readable:
             return 0
         assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
         if not assoc.is_established:
-            self._postpone(readable, f"association with {peer} failed")
+            if assoc.rejected_contexts and not assoc.accepted_contexts:
+                self._postpone_each([(row, _no_context(peer, *c)) for row, c in readable])
+            else:
+                self._postpone([row for row, _ in readable], f"association with {peer} failed")
             return 0
+        accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
         delivered = 0
         try:
-            for number, row in enumerate(readable):
+            for number, (row, (sop_class, syntaxes)) in enumerate(readable):
                 if not assoc.is_established:  # aborted by the peer: the rest waits
-                    self._postpone(readable[number:], f"{peer} dropped the association")
+                    rest = [row for row, _ in readable[number:]]
+                    self._postpone(rest, f"{peer} dropped the association")
                     break
+                if not any((sop_class, syntax) in accepted for syntax in syntaxes):
+                    self._postpone([row], _no_context(peer, sop_class, syntaxes))
+                    continue
                 if not self._hold([row]):
                     continue
                 try:
                     status = assoc.send_c_store(Path(row["path"]))
-                except (ValueError, RuntimeError) as exc:  # e.g. SOP class refused by the peer
+                except (ValueError, RuntimeError) as exc:  # e.g. transfer syntax refused
                     self._postpone([row], f"{peer}: {exc}")
                     continue
                 code = getattr(status, "Status", None)
@@ -222,6 +284,14 @@ class Outbox:
             job=row["job_id"],
             **({} if held else {"claim": "taken over by another outbox process"}),
         )
+
+    def _postpone_each(self, reasons: list[tuple]) -> None:
+        """Postponed with each row's own reason, one warning per reason."""
+        by_reason: dict[str, list] = {}
+        for row, reason in reasons:
+            by_reason.setdefault(reason, []).append(row)
+        for reason, rows in by_reason.items():
+            self._postpone(rows, reason)
 
     def _postpone(self, rows: list, reason: str) -> None:
         """Exponential back-off, capped; the row stays pending until it goes through."""

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, build_role, evt
+from pynetdicom import (
+    AE,
+    ALL_TRANSFER_SYNTAXES,
+    StoragePresentationContexts,
+    build_role,
+    evt,
+)
 from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
@@ -23,24 +29,11 @@ from imaging.errors import BadInput
 
 log = logging.getLogger(__name__)
 
-# Storage classes offered for C-GET sub-operations (an association holds at most 128 contexts).
-GET_STORAGE = (
-    "1.2.840.10008.5.1.4.1.1.2",  # CT
-    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT
-    "1.2.840.10008.5.1.4.1.1.4",  # MR
-    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR
-    "1.2.840.10008.5.1.4.1.1.6.1",  # US
-    "1.2.840.10008.5.1.4.1.1.3.1",  # US multi-frame
-    "1.2.840.10008.5.1.4.1.1.1",  # CR
-    "1.2.840.10008.5.1.4.1.1.1.1",  # DX
-    "1.2.840.10008.5.1.4.1.1.1.2",  # MG
-    "1.2.840.10008.5.1.4.1.1.12.1",  # XA
-    "1.2.840.10008.5.1.4.1.1.20",  # NM
-    "1.2.840.10008.5.1.4.1.1.128",  # PET
-    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
-    "1.2.840.10008.5.1.4.1.1.77.1.4",  # VL photographic
-    "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # video endoscopic
-)
+# Storage classes offered for C-GET sub-operations when the PACS does not say which classes the
+# study holds: pynetdicom's 120 (images, SR, KO, PR, SEG...), with the C-GET context within the
+# 128 presentation contexts one association may request.
+GET_STORAGE = tuple(cx.abstract_syntax for cx in StoragePresentationContexts)
+MAX_STORAGE_CONTEXTS = 127
 FIND_KEYS = (
     "StudyInstanceUID",
     "PatientID",
@@ -111,11 +104,12 @@ def get_study(calling_ae: str, peer: Peer, study_uid: str, folder: Path) -> int:
         received.append(sop_uid)
         return SUCCESS
 
+    classes = _classes_in_study(calling_ae, peer, study_uid) or GET_STORAGE
     ae = _ae(calling_ae)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    for sop_class in GET_STORAGE:  # compressed studies come back as they are stored
+    for sop_class in classes:  # compressed studies come back as they are stored
         ae.add_requested_context(sop_class, ALL_TRANSFER_SYNTAXES)
-    roles = [build_role(sop_class, scp_role=True) for sop_class in GET_STORAGE]
+    roles = [build_role(sop_class, scp_role=True) for sop_class in classes]
     assoc = _associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, store)])
     query = Dataset()
     query.QueryRetrieveLevel = "STUDY"
@@ -138,6 +132,33 @@ def get_study(calling_ae: str, peer: Peer, study_uid: str, folder: Path) -> int:
         raise PacsError(f"{peer} sent no instances for study {study_uid}")
     log.info("retrieved %d instance(s) of study %s from %s", len(received), study_uid, peer)
     return len(received)
+
+
+def _classes_in_study(calling_ae: str, peer: Peer, study_uid: str) -> tuple[str, ...]:
+    """The SOP classes the PACS says the study holds (C-FIND SOPClassesInStudy), to offer
+    exactly those for the C-GET; empty when it does not say (GET_STORAGE is offered then)."""
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = study_uid
+    query.SOPClassesInStudy = ""
+    ae = _ae(calling_ae)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
+    if not assoc.is_established:  # no C-FIND here (or no PACS: the C-GET says so)
+        return ()
+    classes: set[str] = set()
+    try:  # a refusal (a PACS that allows C-GET only) names none
+        for status, identifier in assoc.send_c_find(
+            query, StudyRootQueryRetrieveInformationModelFind
+        ):
+            if getattr(status, "Status", None) in (PENDING, PENDING_WARNING) and identifier:
+                found = identifier.get("SOPClassesInStudy") or []
+                classes.update(map(str, [found] if isinstance(found, str) else found))
+    finally:
+        assoc.release()
+    if not classes or len(classes) > MAX_STORAGE_CONTEXTS:
+        return ()
+    return tuple(sorted(classes))
 
 
 def _ae(calling_ae: str) -> AE:

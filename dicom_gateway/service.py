@@ -22,7 +22,7 @@ from dicom_gateway.listener import Listener, freeze_startup
 from dicom_gateway.listeners import ListenerProcesses
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.reader import Reader
-from dicom_gateway.settings import GatewaySettings
+from dicom_gateway.settings import GatewaySettings, StartError
 from dicom_gateway.spool import Spool
 from dicom_gateway.worker import Worker
 
@@ -39,7 +39,10 @@ class Service:
         self.settings = settings
         self.node = nodes.Node.this_process(role)
         root = Path(settings.spool_dir)
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartError(f"spool_dir {root}: {exc.strerror}") from None
         self.index = open_index(settings.database, root)
         self.audit = Audit(audit_path(root, self.index.dialect.shared), node=self.node.name)
         self.spool = Spool(root, self.index, settings.min_free_mb)
@@ -64,17 +67,18 @@ class Service:
 
     def run(self, stop: threading.Event, on_tick=None) -> None:
         """Serve until `stop` is set; `on_tick(status)` is called every second meanwhile."""
-        if self.web is not None:  # STOW-RS beside C-STORE, into the same spool
-            self.web.start()
-        if self.listener is not None:
-            self.more_listeners.start()  # all listening before the service answers
-            self.listener.start()
+        try:
+            self._start_listening()
+        except BaseException:  # nothing listens: the reader's models and the index let go
+            self._close()
+            raise
         freeze_startup()  # the reader, warmed up, and the listeners are ready
         poll = self.settings.poll_s
         steps = {}
         if self.worker is not None:
             steps["reader"] = (self._read_step, poll)
         if self.node.role in ("all", "outbox"):
+            self.outbox.warn_held()
             steps["outbox"] = (self.outbox.send_due, poll)
         threads = [
             threading.Thread(target=self._loop, args=(stop, *step), name=name)
@@ -106,12 +110,31 @@ class Service:
             thread.join()
         drained.set()
         beat.join()
-        if self.worker is not None:
-            self.worker.close()
         self.index.retrying(lambda: nodes.beat(self.index, self.node, "stopped"), "last beat", 10)
         self.audit("service_stopped", role=self.node.role)
+        self._close()
+
+    def _close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
         self.audit.close()
         self.index.close()
+
+    def _start_listening(self) -> None:
+        """STOW-RS beside C-STORE, then every listener process: all listening before the service
+        answers. One that cannot start stops those started and ends the start (StartError)."""
+        started = []
+        try:
+            for part in (self.web, self.more_listeners, self.listener):
+                if part is not None:
+                    part.start()
+                    started.append(part)
+        except BaseException as exc:
+            for part in reversed(started):
+                part.stop()
+            if isinstance(exc, OSError):  # STOW-RS: its port in use, its address not here
+                raise StartError(str(exc)) from None
+            raise
 
     def status(self) -> dict[str, int]:
         """Counts for the status panel: studies, jobs and outbox rows by state."""

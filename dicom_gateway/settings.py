@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
 from dataclasses import dataclass, field
 
 from dicom_gateway.routing import Routing
 from dicom_gateway.web_settings import WebPeer, WebSettings, is_web
+from imaging.errors import BadInput
 
 AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # 16 chars of the default repertoire, no '\'
+# Lower bounds, each the least that still means what the key says: a poll of 0 spins a core
+# while idle, a first retry of 0 hammers a PACS that is down.
+AT_LEAST = {
+    "stable_after_s": 0.1,
+    "lease_s": 1.0,
+    "retry_first_s": 0.5,
+    "poll_s": 0.05,
+    "max_attempts": 1,
+    "min_free_mb": 0,
+}
+
+
+def is_ae_title(text: str) -> bool:
+    """1-16 characters of the default repertoire, not all spaces (a blank AE title is none)."""
+    return bool(AE_TITLE.match(text)) and bool(text.strip())
+
+
+class StartError(BadInput):
+    """This machine cannot give what the settings name (a port in use, an address not here, a
+    folder or file that cannot be used): the service does not start, and says which."""
 
 
 @dataclass(frozen=True)
@@ -22,7 +45,7 @@ class Peer:
     @classmethod
     def parse(cls, text: str) -> Peer:
         match = re.fullmatch(r"([^@]{1,16})@([^:@]+):(\d{1,5})", text.strip())
-        if not match or not AE_TITLE.match(match[1]) or not 0 < int(match[3]) < 65536:
+        if not match or not is_ae_title(match[1]) or not 0 < int(match[3]) < 65536:
             raise ValueError(f"{text!r} is not AE@HOST:PORT (AE title of 1-16 characters)")
         return cls(match[1], match[2], int(match[3]))
 
@@ -68,8 +91,13 @@ class GatewaySettings:
     routing: Routing = field(default_factory=Routing)  # which studies are read, and how
 
     def __post_init__(self) -> None:
-        if not AE_TITLE.match(self.ae_title):
+        if not is_ae_title(self.ae_title):
             raise ValueError(f"ae_title {self.ae_title!r} is not a valid AE title")
+        self._check_numbers()
+        if not self.spool_dir.strip():
+            raise ValueError("spool_dir must name a folder (empty would spool where serve starts)")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be between 1 and 65535, not {self.port}")
         if self.late_instances not in ("ignore", "reread"):
             raise ValueError(
                 f"late_instances must be 'ignore' or 'reread', not {self.late_instances!r}"
@@ -94,6 +122,21 @@ class GatewaySettings:
         for entry in self.allowed:
             _allowed_entry(entry)
 
+    def _check_numbers(self) -> None:
+        """Every number finite and within its bounds, named by its key when it is not."""
+        for name in ("handshake_timeout_s", "network_timeout_s", "retry_max_s", *AT_LEAST):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, not {value!r}")
+        for name, least in AT_LEAST.items():
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be at least {least}, not {getattr(self, name)}")
+        if self.retry_max_s < self.retry_first_s:
+            raise ValueError(
+                f"retry_max_s ({self.retry_max_s}) must be at least retry_first_s "
+                f"({self.retry_first_s})"
+            )
+
     @property
     def peers(self) -> tuple[Peer | WebPeer, ...]:
         return tuple(destination(text) for text in self.destinations)
@@ -105,10 +148,30 @@ class GatewaySettings:
 
 
 def _allowed_entry(entry: str) -> tuple[str, str | None]:
-    ae, _, ip = entry.partition("@")
-    if not AE_TITLE.match(ae):
-        raise ValueError(f"allowed entry {entry!r}: {ae!r} is not an AE title")
-    return ae, ip or None
+    ae, pinned, ip = entry.partition("@")
+    if not is_ae_title(ae) or ae != ae.strip():
+        raise ValueError(
+            f"allowed entry {entry!r}: {ae!r} is not an AE title (no spaces around it)"
+        )
+    if not pinned:
+        return ae, None
+    try:
+        return ae, peer_address(ip)
+    except ValueError:
+        raise ValueError(
+            f"allowed entry {entry!r}: {ip!r} is not an IP address (write AE@IP, e.g. "
+            "PACS@10.0.0.1; a host name is not resolved)"
+        ) from None
+
+
+def peer_address(text: str) -> str:
+    """An IP address as a pin and a peer's address are compared: canonical, and an IPv4 peer
+    seen on a dual-stack socket (::ffff:10.0.0.1) as the IPv4 address it is. ValueError if
+    `text` is not an IP address."""
+    address = ipaddress.ip_address(text)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)
 
 
 def destination(text: str) -> Peer | WebPeer:

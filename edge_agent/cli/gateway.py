@@ -125,10 +125,12 @@ def pacs_find(
 @pacs.command("outbox")
 @exit_code
 def pacs_outbox(config: ConfigOption = None) -> None:
-    """List results not yet delivered (pending, with the last error, or failed)."""
+    """List results not yet delivered (pending, with the last error, failed, or held for a
+    destination no longer configured)."""
     from dicom_gateway.outbox import undelivered
 
-    rows = undelivered(_index(config))
+    gateway = setup(config, False).gateway
+    rows = undelivered(_index(gateway), [str(peer) for peer in gateway.peers])
     if not rows:
         console.print("outbox empty: everything was delivered")
         return
@@ -155,7 +157,7 @@ def pacs_status(config: ConfigOption = None) -> None:
     """The site at a glance: queue depth, workers and their last heartbeat, reads per hour."""
     from dicom_gateway.overview import overview
 
-    seen = overview(_index(config))
+    seen = overview(_index(setup(config, False).gateway))
     print_table(
         ("node", "role", "state", "job", "last heartbeat"),
         [
@@ -180,12 +182,11 @@ def pacs_status(config: ConfigOption = None) -> None:
         console.print(f"{name}: {value}", highlight=False)
 
 
-def _index(config):
+def _index(gateway: GatewaySettings):
     """The index the site's gateway writes: its PostgreSQL, or the spool's SQLite file."""
     from dicom_gateway.engines import open_index
     from dicom_gateway.index import index_path
 
-    gateway = setup(config, False).gateway
     path = index_path(gateway.spool_dir)
     if not gateway.database and not path.is_file():
         raise BadInput(f"no spool index at {path}: has the gateway run here?")
