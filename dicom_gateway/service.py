@@ -20,7 +20,7 @@ from dicom_gateway.engines import open_index
 from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.listener import Listener, freeze_startup
 from dicom_gateway.listeners import ListenerProcesses
-from dicom_gateway.outbox import Outbox
+from dicom_gateway.outbox import Outbox, held_destinations
 from dicom_gateway.reader import Reader
 from dicom_gateway.settings import GatewaySettings, StartError
 from dicom_gateway.spool import Spool
@@ -129,11 +129,9 @@ class Service:
                 if part is not None:
                     part.start()
                     started.append(part)
-        except BaseException as exc:
+        except BaseException:
             for part in reversed(started):
                 part.stop()
-            if isinstance(exc, OSError):  # STOW-RS: its port in use, its address not here
-                raise StartError(str(exc)) from None
             raise
 
     def status(self) -> dict[str, int]:
@@ -142,6 +140,10 @@ class Service:
         for table in ("studies", "jobs", "outbox"):
             for row in self.index.read(f"SELECT state, COUNT(*) FROM {table} GROUP BY state"):
                 counts[f"{table} {row[0]}"] = row[1]
+        held = held_destinations(self.index, self.settings.destination_names)
+        if held:  # pending rows the outbox keeps and does not send
+            counts["outbox held"] = sum(held.values())
+            counts["outbox pending"] -= counts["outbox held"]
         counts["instances"] = self.index.read("SELECT COUNT(*) FROM instances")[0][0]
         return counts
 

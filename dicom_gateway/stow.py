@@ -43,6 +43,7 @@ from dicom_gateway.multipart import (
     split,
 )
 from dicom_gateway.routing import STOW_SENDER
+from dicom_gateway.settings import StartError
 from dicom_gateway.spool import Spool, SpoolError, checked_uid
 from dicom_gateway.status import CANNOT_UNDERSTAND, DATA_SET_MISMATCH, PROCESSING_FAILURE
 from dicom_gateway.web_settings import WebClient, WebSettings
@@ -341,7 +342,8 @@ class WebListener:
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise OSError(f"STOW-RS did not start on {web.bind}:{web.port}: see the log")
+                # its port in use, its address not here, its TLS files: uvicorn logged which
+                raise StartError(f"STOW-RS did not start on {web.bind}:{web.port}: see the log")
             time.sleep(0.05)
         scheme = "https" if web.tls_cert else "http"
         log.info("STOW-RS on %s://%s:%d/studies", scheme, web.bind, web.port)
