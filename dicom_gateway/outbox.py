@@ -12,6 +12,7 @@ still holds it. Delivery is at least once: a crash between the PACS's acknowledg
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -83,13 +84,9 @@ def _no_context(peer: Peer, sop_class: UID, syntaxes: tuple[UID, ...]) -> str:
 
 
 def held_destinations(index: Index, configured: Iterable[str]) -> dict[str, int]:
-    """Pending rows per destination that is no longer configured: never sent while it is not,
-    sent as before once it is configured again."""
-    kept = set(configured)
-    rows = index.read(
-        "SELECT destination, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY destination"
-    )
-    return {row[0]: row[1] for row in rows if row[0] not in kept}
+    """Held rows (`undelivered`) per destination: never sent while it is not configured, sent
+    as before once it is again."""
+    return dict(Counter(r.destination for r in undelivered(index, configured) if r.state == "held"))
 
 
 class Outbox:
@@ -101,7 +98,7 @@ class Outbox:
         self._audit = audit
         self._node = node  # host:pid, on the rows this process claims
         # Only these are ever contacted: rows for any other destination are held.
-        self._destinations = frozenset(str(peer) for peer in settings.peers)
+        self._destinations = settings.destination_names
 
     def warn_held(self) -> None:
         """At start: one warning per destination whose queued results are held because the

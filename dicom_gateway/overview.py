@@ -3,10 +3,12 @@ Read from the shared index, on its clock, so it holds for every node at once."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dicom_gateway.index import Index
 from dicom_gateway.nodes import ALIVE_S
+from dicom_gateway.outbox import held_destinations
 
 WINDOW_S = 3600.0  # "the last hour": the jobs counted and the nodes shown
 
@@ -33,7 +35,8 @@ class Overview:
     failed_last_hour: int
     oldest_waiting: str | None  # Study Instance UID of the oldest queued job
     oldest_waiting_s: float  # how long it has waited
-    outbox_pending: int
+    outbox_pending: int  # to be sent (or retried)
+    outbox_held: int  # kept, not sent: their destination is no longer configured
     nodes: tuple[NodeSeen, ...]  # seen in the last hour, by role then name
 
     @property
@@ -41,7 +44,9 @@ class Overview:
         return sum(n.alive and n.role in ("all", "worker") for n in self.nodes)
 
 
-def overview(index: Index) -> Overview:
+def overview(index: Index, configured: Iterable[str]) -> Overview:
+    """`configured`: the destinations the outbox sends to; rows for any other are held."""
+    held = sum(held_destinations(index, configured).values())
     with index.write() as db:
         now = db.now()
         since = now - WINDOW_S
@@ -69,7 +74,8 @@ def overview(index: Index) -> Overview:
             ),
             oldest_waiting=oldest["study_uid"] if oldest else None,
             oldest_waiting_s=now - oldest["created"] if oldest else 0.0,
-            outbox_pending=count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'"),
+            outbox_pending=count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'") - held,
+            outbox_held=held,
             nodes=tuple(
                 NodeSeen(r["name"], r["role"], r["state"], r["job_id"], now - r["last_seen"])
                 for r in nodes

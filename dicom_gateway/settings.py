@@ -142,6 +142,11 @@ class GatewaySettings:
         return tuple(destination(text) for text in self.destinations)
 
     @property
+    def destination_names(self) -> frozenset[str]:
+        """The destinations as the outbox names them: the only ones ever sent to."""
+        return frozenset(str(peer) for peer in self.peers)
+
+    @property
     def allowed_callers(self) -> dict[str, str | None]:
         """Calling AE title -> required source IP (None: any address)."""
         return dict(_allowed_entry(entry) for entry in self.allowed)

@@ -130,7 +130,7 @@ def pacs_outbox(config: ConfigOption = None) -> None:
     from dicom_gateway.outbox import undelivered
 
     gateway = setup(config, False).gateway
-    rows = undelivered(_index(gateway), [str(peer) for peer in gateway.peers])
+    rows = undelivered(_index(gateway), gateway.destination_names)
     if not rows:
         console.print("outbox empty: everything was delivered")
         return
@@ -157,7 +157,8 @@ def pacs_status(config: ConfigOption = None) -> None:
     """The site at a glance: queue depth, workers and their last heartbeat, reads per hour."""
     from dicom_gateway.overview import overview
 
-    seen = overview(_index(setup(config, False).gateway))
+    gateway = setup(config, False).gateway
+    seen = overview(_index(gateway), gateway.destination_names)
     print_table(
         ("node", "role", "state", "job", "last heartbeat"),
         [
@@ -178,6 +179,7 @@ def pacs_status(config: ConfigOption = None) -> None:
         ("reads in the last hour", f"{seen.reads_last_hour} ({seen.failed_last_hour} failed)"),
         ("oldest waiting study", oldest),
         ("results waiting to be sent", seen.outbox_pending),
+        ("results held (destination no longer configured)", seen.outbox_held),
     ):
         console.print(f"{name}: {value}", highlight=False)
 

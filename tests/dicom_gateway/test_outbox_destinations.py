@@ -48,6 +48,10 @@ def test_results_for_a_removed_destination_are_held_and_sent_once_it_is_configur
         listed = run_cli("pacs", "outbox", "--config", config)
         assert listed.returncode == 0, listed.stderr
         assert listed.stdout.count("held") == 3 and removed.node in listed.stdout
+        status = run_cli("pacs", "status", "--config", config)
+        assert status.returncode == 0, status.stderr
+        assert "results waiting to be sent: 0\n" in status.stdout
+        assert "results held (destination no longer configured): 3\n" in status.stdout
         again = Outbox(index, GatewaySettings(destinations=(removed.node,)), audit)
         assert again.send_due() == 3  # nothing was lost while it was held
         assert len(removed.received()) == 3 and kept.received() == []
