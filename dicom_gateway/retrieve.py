@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset
+from pydicom.multival import MultiValue
+from pydicom.uid import UID
 from pynetdicom import (
     AE,
     ALL_TRANSFER_SYNTAXES,
@@ -58,29 +60,20 @@ class FoundStudy:
 def find_studies(
     calling_ae: str, peer: Peer, *, patient_id: str = "", date: str = "", modality: str = ""
 ) -> list[FoundStudy]:
-    query = Dataset()
-    query.QueryRetrieveLevel = "STUDY"
+    query = _study_query()
     for keyword in FIND_KEYS:
         setattr(query, keyword, "")
     query.PatientID, query.StudyDate, query.ModalitiesInStudy = patient_id, date, modality
-    ae = _ae(calling_ae)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    assoc = _associate(ae, peer)
-    found = []
-    try:
-        for status, identifier in assoc.send_c_find(
-            query, StudyRootQueryRetrieveInformationModelFind
-        ):
-            code = getattr(status, "Status", None)
-            if code in (PENDING, PENDING_WARNING) and identifier is not None:
-                found.append(FoundStudy({k: str(identifier.get(k, "")) for k in FIND_KEYS}))
-            elif code is None:
-                raise PacsError(f"{peer} stopped answering the C-FIND")
-            elif code != SUCCESS:
-                raise PacsError(f"{peer} answered C-FIND with status 0x{code:04X}")
-    finally:
-        assoc.release()
-    return found
+    return [
+        FoundStudy({k: _text(found.get(k, "")) for k in FIND_KEYS})
+        for found in _c_find(calling_ae, peer, query)
+    ]
+
+
+def _text(value) -> str:
+    """A value as DICOM writes it: several values joined by a backslash (CT\\SR), as QIDO-RS
+    lists them too."""
+    return "\\".join(map(str, value)) if isinstance(value, MultiValue) else str(value)
 
 
 def get_study(calling_ae: str, peer: Peer, study_uid: str, folder: Path) -> int:
@@ -111,8 +104,7 @@ def get_study(calling_ae: str, peer: Peer, study_uid: str, folder: Path) -> int:
         ae.add_requested_context(sop_class, ALL_TRANSFER_SYNTAXES)
     roles = [build_role(sop_class, scp_role=True) for sop_class in classes]
     assoc = _associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, store)])
-    query = Dataset()
-    query.QueryRetrieveLevel = "STUDY"
+    query = _study_query()
     query.StudyInstanceUID = study_uid
     try:
         for status, _ in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
@@ -136,29 +128,58 @@ def get_study(calling_ae: str, peer: Peer, study_uid: str, folder: Path) -> int:
 
 def _classes_in_study(calling_ae: str, peer: Peer, study_uid: str) -> tuple[str, ...]:
     """The SOP classes the PACS says the study holds (C-FIND SOPClassesInStudy), to offer
-    exactly those for the C-GET; empty when it does not say (GET_STORAGE is offered then)."""
-    query = Dataset()
-    query.QueryRetrieveLevel = "STUDY"
+    exactly those for the C-GET; empty when it does not say, or refuses the C-FIND (a PACS that
+    allows C-GET only): GET_STORAGE is offered then."""
+    query = _study_query()
     query.StudyInstanceUID = study_uid
     query.SOPClassesInStudy = ""
-    ae = _ae(calling_ae)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
-    if not assoc.is_established:  # no C-FIND here (or no PACS: the C-GET says so)
+    try:
+        answers = _c_find(calling_ae, peer, query)
+    except PacsError:
         return ()
-    classes: set[str] = set()
-    try:  # a refusal (a PACS that allows C-GET only) names none
-        for status, identifier in assoc.send_c_find(
-            query, StudyRootQueryRetrieveInformationModelFind
-        ):
-            if getattr(status, "Status", None) in (PENDING, PENDING_WARNING) and identifier:
-                found = identifier.get("SOPClassesInStudy") or []
-                classes.update(map(str, [found] if isinstance(found, str) else found))
-    finally:
-        assoc.release()
+    classes = {
+        str(uid)
+        for found in answers
+        for uid in _as_list(found.get("SOPClassesInStudy"))
+        if UID(str(uid)).is_valid
+    }
     if not classes or len(classes) > MAX_STORAGE_CONTEXTS:
         return ()
     return tuple(sorted(classes))
+
+
+def _as_list(value) -> list:
+    if not value:
+        return []
+    return list(value) if isinstance(value, MultiValue) else [value]
+
+
+def _study_query() -> Dataset:
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    return query
+
+
+def _c_find(calling_ae: str, peer: Peer, query: Dataset) -> list[Dataset]:
+    """Every identifier the PACS answers a study-level C-FIND with."""
+    ae = _ae(calling_ae)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = _associate(ae, peer)
+    found = []
+    try:
+        for status, identifier in assoc.send_c_find(
+            query, StudyRootQueryRetrieveInformationModelFind
+        ):
+            code = getattr(status, "Status", None)
+            if code in (PENDING, PENDING_WARNING) and identifier is not None:
+                found.append(identifier)
+            elif code is None:
+                raise PacsError(f"{peer} stopped answering the C-FIND")
+            elif code != SUCCESS:
+                raise PacsError(f"{peer} answered C-FIND with status 0x{code:04X}")
+    finally:
+        assoc.release()
+    return found
 
 
 def _ae(calling_ae: str) -> AE:

@@ -7,7 +7,7 @@ import shutil
 import pydicom
 import pytest
 
-from dicom_gateway.retrieve import get_study
+from dicom_gateway.retrieve import _classes_in_study, find_studies, get_study
 from dicom_gateway.settings import Peer
 from edge_agent.config import Config
 from edge_agent.read import read_study
@@ -28,9 +28,16 @@ def test_a_study_holding_our_results_comes_back_whole(tmp_path, find_allowed):
     try:
         study_uid = orthanc.upload(study)
         peer = Peer("ORTHANC", "127.0.0.1", orthanc.dicom_port)
+        named = _classes_in_study("EDGEAGENT", peer, study_uid)  # what the C-GET offers
         count = get_study("EDGEAGENT", peer, study_uid, tmp_path / "got")
+        [found] = find_studies("EDGEAGENT", peer) if find_allowed else [None]
     finally:
         orthanc.stop()
+    classes = sorted({str(pydicom.dcmread(p).SOPClassUID) for p in study.iterdir()})
+    assert list(named) == (classes if find_allowed else [])
+    if found is not None:  # several values as DICOM and QIDO-RS write them: CT\\SR\\...
+        modalities = found.attributes["ModalitiesInStudy"]
+        assert {"CT", "SR", "SEG"} <= set(modalities.split("\\")) and "[" not in modalities
     sent = {str(pydicom.dcmread(p).SOPInstanceUID) for p in study.iterdir()}
     got = {str(pydicom.dcmread(p).SOPInstanceUID) for p in (tmp_path / "got").iterdir()}
     assert count == len(sent) == 16 and got == sent
