@@ -65,6 +65,14 @@ def test_a_missing_tls_file_is_named(tmp_path):
     assert one_line_exit_2(done).endswith(f"tls_cert {missing}: no such readable file")
 
 
+def test_tls_files_that_are_not_pem_are_named(tmp_path):
+    cert, key, ca = (tmp_path / name for name in ("cert.pem", "key.pem", "ca.pem"))
+    for path in (cert, key, ca):
+        path.write_text("not PEM\n")
+    done = serve(tmp_path, {"tls_cert": str(cert), "tls_key": str(key), "tls_ca": str(ca)})
+    assert one_line_exit_2(done).startswith(f"error: tls_cert {cert} with tls_key {key}: ")
+
+
 def test_a_stow_port_in_use_is_named(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
