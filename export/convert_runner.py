@@ -8,6 +8,7 @@ Usage: python -m export.convert_runner DIR PRE_TOKENIZER CONVERTER_ARGS..."""
 from __future__ import annotations
 
 import ast
+import importlib
 import logging
 import runpy
 import sys
@@ -49,13 +50,14 @@ def main() -> None:
     # The converter's own gguf package first: it must match the converter, not the installed one.
     sys.path[:0] = [str(root), str(root / "gguf-py")]
     if pre_tokenizer:
-        from conversion.base import TextModel  # DECIDER
+        path, owner, method = DECIDER
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
 
         def forced(self, tokenizer) -> str:
             logging.getLogger("edge-agent").warning("pre-tokenizer forced: %s", pre_tokenizer)
             return pre_tokenizer
 
-        TextModel.get_vocab_base_pre = forced
+        setattr(getattr(module, owner), method, forced)
     sys.argv = [str(root / "convert_hf_to_gguf.py"), *arguments]
     runpy.run_path(str(root / "convert_hf_to_gguf.py"), run_name="__main__")
 
