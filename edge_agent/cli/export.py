@@ -122,7 +122,7 @@ def export_gguf(
         force=force,
     )
     with errors.status("exporting") as status:
-        manifest = run_export(request, stage=lambda name: status.update(name))
+        manifest = run_export(request, stage=lambda name: status.update(Text(name)))
     _print_files(manifest, 24)
     console.print(f"manifest: {out / 'manifest.json'}", highlight=False)
 
@@ -235,7 +235,7 @@ def export_onnx_sam2(
     setup(None, verbose)
     request = Sam2Request(config, checkpoint, out, int8, tuple(override or ()), force)
     with errors.status("exporting") as status:
-        done = export_sam2(request, stage=lambda name: status.update(name))
+        done = export_sam2(request, stage=lambda name: status.update(Text(name)))
     _print_files(done.manifest, 20)
     for result in done.verify["results"]:
         console.print(
@@ -269,7 +269,7 @@ def export_onnx_llm(
     setup(None, verbose)
     with errors.status("exporting") as status:
         manifest = run_export(
-            OnnxLlmRequest(hf_dir, out, force), stage=lambda name: status.update(name)
+            OnnxLlmRequest(hf_dir, out, force), stage=lambda name: status.update(Text(name))
         )
         status.update("comparing logits with transformers")
         outcome = verify_onnx_llm(out, hf_dir)
