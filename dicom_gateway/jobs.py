@@ -129,6 +129,17 @@ class IndexJobQueue:
         self._index.retrying(commit, f"job {job.id} failure")
 
 
+def last_results(index: Index, study_uid: str) -> str:
+    """Where the study's last finished read wrote its results ("" when it has none): a read
+    again (late instances) replaces that read's report."""
+    rows = index.read(
+        "SELECT out_dir FROM jobs WHERE study_uid = ? AND state = 'done' AND out_dir != '' "
+        "ORDER BY id DESC LIMIT 1",
+        study_uid,
+    )
+    return rows[0]["out_dir"] if rows else ""
+
+
 def enqueue_in(db, study_uid: str) -> int:
     """Queue a read of the study inside the caller's transaction."""
     [job_id] = db.execute(

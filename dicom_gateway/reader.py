@@ -18,6 +18,7 @@ class ReadRequest:
     question: str = ""
     policy: str = ""  # a policy name the reader opened at start
     rule: str = ""  # the routing rule that chose this read, for the reader's records
+    replaces: str = ""  # a read again: the results folder of the study's last read
 
 
 DEFAULT_REQUEST = ReadRequest()

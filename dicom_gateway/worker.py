@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 from dicom_gateway.audit import Audit
-from dicom_gateway.jobs import Job, JobQueue, LeaseLost
+from dicom_gateway.jobs import Job, JobQueue, LeaseLost, last_results
 from dicom_gateway.outbox import Outbox
 from dicom_gateway.reader import Reader
 from dicom_gateway.routing import Routing, route
@@ -64,7 +65,9 @@ class Worker:
                 self._not_read(job, decision, stop_beating)
                 return True
             study_dir = self._spool.study_dir(job.study_uid)
-            outcome = self._reader.read(study_dir, out_dir, decision.request)
+            earlier = last_results(self._spool.index, job.study_uid)
+            request = replace(decision.request, replaces=earlier)
+            outcome = self._reader.read(study_dir, out_dir, request)
         except ModelLoadError as exc:  # the service's model, not the study: keep the job
             log.error(
                 "job %d: the model cannot be used: %s; the study will be retried", job.id, exc

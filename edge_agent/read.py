@@ -53,9 +53,12 @@ def read_study(
     on_step: StepCallback | None = None,
     on_selected: Callable[[Study, Selection], None] | None = None,
     stream=None,
+    replaces: Path | None = None,
 ) -> ReadResult:
     """Load, pick the series, run the agent, write every report into `out_dir`.
-    `on_selected` is told once loading is over and the series chosen, before the first step."""
+    `on_selected` is told once loading is over and the series chosen, before the first step.
+    `replaces`: a read again of the study, the last read's results folder (its SR is the new
+    SR's predecessor)."""
     selection = select(load_study(path, progress), config.read.modalities, config.read.key_frames)
     study = selection.study  # less any file found undecodable when its frames were first shown
     log.info("study %s: reading %s", study.uid, selection.reason)
@@ -103,7 +106,7 @@ def read_study(
         writes_dicom = False
     # the reports, then the DICOM; the headers tell the reports which outlines the SEG leaves out
     report = write_reports(trajectory, out_dir, headers if writes_dicom else None)
-    dicom = write_dicom(trajectory, headers, out_dir, workspace) if writes_dicom else []
+    dicom = write_dicom(trajectory, headers, out_dir, workspace, replaces) if writes_dicom else []
     return ReadResult(
         study, selection, trajectory, report, out_dir, tuple(dicom), workspace, headers
     )

@@ -56,6 +56,7 @@ class AgentReader:
             question=request.question or None,
             policy=self._policies[name],
             toolbox=self._toolbox,
+            replaces=Path(request.replaces) if request.replaces else None,
         )
         return ReadOutcome(
             study_uid=result.study.uid,

@@ -61,6 +61,7 @@ def write_dicom(
     headers: Mapping[str, pydicom.Dataset],
     out_dir: Path,
     workspace: Workspace | None = None,
+    replaces: Path | None = None,
 ) -> list[Path]:
     """Write every object from the trajectory, the evidence files already in `out_dir` and the
     source `headers` (by SOP Instance UID, at least `source_uids`); returns the paths, SR first.
@@ -68,7 +69,8 @@ def write_dicom(
     their pixels are taken from it instead of decoded again. A read and a replay of it write the
     same objects, but for new UIDs and times. After a follow-up, where the read's SR is already
     in OUT/dicom, only the SR is written again (a new version of it): the findings, and so the
-    other objects, are the read's."""
+    other objects, are the read's. `replaces`: for a read again of the study, the last read's
+    results folder, whose SR the new one names as its predecessor."""
     # highdicom warns about source values it finds odd (a one-part patient name): not the
     # reader's business mid-trail, and the text quotes patient data, so only where it came from
     # is logged.
@@ -81,7 +83,7 @@ def write_dicom(
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        objects = _objects(trajectory, fitted, out_dir, workspace)
+        objects = _objects(trajectory, fitted, out_dir, workspace, replaces)
     first = headers[source_uids(trajectory)[0]]
     for made in objects.values():
         as_source(made, first, emptied)
@@ -95,7 +97,11 @@ def write_dicom(
 
 
 def _objects(
-    trajectory: Trajectory, headers, out_dir: Path, workspace: Workspace | None
+    trajectory: Trajectory,
+    headers,
+    out_dir: Path,
+    workspace: Workspace | None,
+    replaces: Path | None,
 ) -> dict[str, pydicom.Dataset]:
     provenance = Provenance.of(trajectory)
     sources = {uid: headers[uid] for uid in source_uids(trajectory)}
@@ -110,9 +116,9 @@ def _objects(
     )
     # follow-up questions (`edge-agent ask`) join the answer: each ask writes a new SR instance
     answer += "".join(f" Follow-up: {f.question} Answer: {f.answer}" for f in trajectory.follow_ups)
-    previous = _previous_sr(trajectory, out_dir)
+    previous = _previous_sr(trajectory, out_dir if trajectory.follow_ups else replaces)
     objects = {"sr.dcm": build_sr(regions, answer, sources, provenance, SERIES["sr"], previous)}
-    if previous is not None:  # a follow-up: the read's findings, its other objects, stay
+    if previous is not None and trajectory.follow_ups:  # the read's findings: its objects stay
         return objects
     if regions:
         segmentation = build_seg(regions, sources, provenance, SERIES["seg"])
@@ -130,11 +136,12 @@ def _objects(
     return objects
 
 
-def _previous_sr(trajectory: Trajectory, out_dir: Path) -> pydicom.Dataset | None:
-    """After a follow-up, the SR it replaces (the one in OUT/dicom of the same study): the new
-    instance names it as its predecessor, so a PACS shows the two as versions of one report."""
-    path = out_dir / "dicom" / "sr.dcm"
-    if not trajectory.follow_ups or not path.is_file():
+def _previous_sr(trajectory: Trajectory, folder: Path | None) -> pydicom.Dataset | None:
+    """The SR this one is a new version of, in `folder`'s dicom/ (after a follow-up, the read's
+    own; for a read again of the study, the last read's): the new instance names it as its
+    predecessor, so a PACS shows the two as versions of one report."""
+    path = folder / "dicom" / "sr.dcm" if folder is not None else None
+    if path is None or not path.is_file():
         return None
     previous = pydicom.dcmread(path, stop_before_pixels=True)
     if previous.get("StudyInstanceUID") != trajectory.study_instance_uid:

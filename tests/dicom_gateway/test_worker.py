@@ -29,10 +29,12 @@ class Reader:
     def __init__(self, answer) -> None:
         self.answer = answer
         self.read_dirs: list[Path] = []
+        self.requests: list[ReadRequest] = []
         self.closed = False
 
     def read(self, study_dir: Path, out_dir: Path, request: ReadRequest) -> ReadOutcome:
         self.read_dirs.append(study_dir)
+        self.requests.append(request)
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
@@ -116,6 +118,19 @@ def test_the_results_of_the_jobs_study_are_queued_in_the_readers_order(tmp_path,
     assert _job(index) == ("done", None)
     rows = index.read("SELECT path FROM outbox ORDER BY id")
     assert [row["path"] for row in rows] == [str(p) for p in results]
+
+
+def test_a_read_again_of_the_study_is_given_the_last_reads_results(tmp_path, index):
+    """Late instances read the study again: the reader is told where the last read's results
+    are (its SR is the one the new SR replaces); a first read is told of none."""
+    reader = Reader(None)
+    worker, index, study_uid = _gateway(tmp_path, reader, index)
+    reader.answer = ReadOutcome(study_uid, (), findings=0, end_reason="answer")
+    assert worker.run_once()
+    [first] = index.read("SELECT out_dir FROM jobs")
+    IndexJobQueue(index, max_attempts=3).enqueue(study_uid)
+    assert worker.run_once()
+    assert [r.replaces for r in reader.requests] == ["", first["out_dir"]]
 
 
 @contextlib.contextmanager

@@ -148,3 +148,21 @@ def test_a_follow_up_writes_a_new_sr_and_leaves_the_reads_other_objects_as_they_
     assert {
         p.name: p.read_bytes() for p in (result / "dicom").iterdir() if p.name != "sr.dcm"
     } == objects
+
+
+def test_a_read_again_of_the_study_names_the_last_reads_sr_as_its_predecessor(tmp_path):
+    """The service reads a study again when late instances came: one report in two versions
+    for the PACS, not two reports."""
+    from edge_agent.config import Config
+    from edge_agent.read import read_study
+    from edge_agent.sample import write_sample_study
+
+    study = write_sample_study(tmp_path / "study")
+    first = read_study(study, tmp_path / "job1", Config())
+    again = read_study(study, tmp_path / "job2", Config(), replaces=tmp_path / "job1")
+    before, after = (pydicom.dcmread(r.dicom[0]) for r in (first, again))
+    (earlier,) = after.PredecessorDocumentsSequence
+    (series,) = earlier.ReferencedSeriesSequence
+    assert series.SeriesInstanceUID == before.SeriesInstanceUID
+    assert series.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == before.SOPInstanceUID
+    assert {p.name for p in again.dicom} == {p.name for p in first.dicom}  # every object again
