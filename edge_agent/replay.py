@@ -11,7 +11,7 @@ from pathlib import Path
 from pydicom import Dataset
 
 from edge_agent.report.dicom_files import not_writable, source_uids, write_dicom
-from edge_agent.report.files import copy_evidence, write_reports
+from edge_agent.report.files import copy_evidence, remove_earlier, write_reports
 from edge_agent.trajectory import Trajectory
 from imaging.header import UnreadableFile, attribute, read_header, without_pixel_data
 from imaging.instance import frame_count, frame_geometry
@@ -51,6 +51,8 @@ def replay_trajectory(
     """`replay` of a trajectory already in memory, its evidence in `evidence_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     copy_evidence(recorded, evidence_dir, out_dir)
+    if out_dir.resolve() != evidence_dir.resolve():  # into the read's own folder: `ask`
+        remove_earlier(recorded, out_dir)
     if not dicom:
         report = write_reports(recorded, out_dir)
         return ReplayResult(recorded, report, out_dir, dicom_skipped="DICOM outputs are off")

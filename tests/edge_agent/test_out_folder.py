@@ -7,6 +7,7 @@ import pydicom
 from edge_agent.config import Config
 from edge_agent.evaluation.runner import refusing
 from edge_agent.read import read_study
+from edge_agent.replay import replay
 from edge_agent.sample import write_sample_study
 from tests.edge_agent.test_damaged_slice import DAMAGE_SOURCE_MID_READ
 from tests.support import console_script
@@ -57,3 +58,15 @@ def test_a_read_that_fails_after_its_evidence_leaves_nothing_of_the_earlier_read
     assert done.returncode == 2 and "changed since it was loaded" in done.stderr
     assert list((out / "dicom").iterdir()) == []
     assert (out / "evidence" / "my_scan.png").read_bytes() == b"the user's"
+
+
+def test_a_replay_into_the_folder_of_another_read_leaves_nothing_of_that_read(tmp_path):
+    study = write_sample_study(tmp_path / "study")
+    found = read_study(study, tmp_path / "found", Config())
+    assert "seg.dcm" in {p.name for p in found.dicom}
+    plain = read_study(study, tmp_path / "plain", Config(), toolbox=refusing(default_toolbox()))
+    replayed = replay(plain.out_dir / "trajectory.json", found.out_dir)
+    assert [p.name for p in replayed.dicom] == ["sr.dcm"]
+    assert sorted(p.name for p in (found.out_dir / "dicom").iterdir()) == ["sr.dcm"]
+    named = {name for image in plain.trajectory.images for name in image.files}
+    assert {f"evidence/{p.name}" for p in (found.out_dir / "evidence").iterdir()} == named
