@@ -40,6 +40,11 @@ class JobQueue(Protocol):
 
     def fail(self, job: Job, worker: str, error: str, *, permanent: bool = False) -> None: ...
 
+    def give_back(self, job: Job, worker: str, error: str) -> None:
+        """Queued again as before this claim, its attempt not counted: the worker, not the
+        study, could not read it."""
+        ...
+
 
 class IndexJobQueue:
     def __init__(self, index: Index, max_attempts: int) -> None:
@@ -127,6 +132,26 @@ class IndexJobQueue:
                     )
 
         self._index.retrying(commit, f"job {job.id} failure")
+
+    def give_back(self, job: Job, worker: str, error: str) -> None:
+        """Idempotent as `fail` is."""
+
+        def recorded(row) -> bool:
+            return (row["state"], row["attempts"], row["error"]) == (
+                "queued",
+                job.attempt - 1,
+                error,
+            )
+
+        def commit() -> None:
+            with self._index.write() as db:
+                if _own(db, job, worker, ended=recorded):
+                    db.execute(
+                        "UPDATE jobs SET state = 'queued', error = ?, attempts = ? WHERE id = ?",
+                        (error, job.attempt - 1, job.id),
+                    )
+
+        self._index.retrying(commit, f"job {job.id} given back")
 
 
 def last_results(index: Index, study_uid: str) -> str:

@@ -6,8 +6,10 @@ the job's study before anything is queued for sending."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +24,10 @@ from imaging.errors import BadInput, ModelLoadError
 
 log = logging.getLogger(__name__)
 
+# A worker whose model cannot be used (no room on the GPU) gives the study back and claims none
+# for this long: another node, or this one later, reads it; its attempts are not used up.
+MODEL_RETRY_S = 30.0
+
 
 class Worker:
     def __init__(
@@ -34,8 +40,11 @@ class Worker:
         audit: Audit,
         lease_s: float,
         routing: Routing | None = None,
+        model_retry_s: float = MODEL_RETRY_S,
     ) -> None:
         self.name = name
+        self._model_retry_s = model_retry_s
+        self._hold_off_until = 0.0  # a model that could not be used: no claim before then
         self._queue, self._spool, self._outbox = queue, spool, outbox
         self._reader, self._audit, self._lease_s = reader, audit, lease_s
         self.current: Job | None = None  # the job being read, for the node's heartbeat
@@ -46,7 +55,9 @@ class Worker:
         self._reader.close()
 
     def run_once(self) -> bool:
-        """Read one job if there is one; True when a job was taken."""
+        """Read one job if there is one; True when one was read (or ended)."""
+        if time.monotonic() < self._hold_off_until:
+            return False
         job = self._queue.claim(self.name, self._lease_s)
         if job is None:
             return False
@@ -69,11 +80,18 @@ class Worker:
             request = replace(decision.request, replaces=earlier)
             outcome = self._reader.read(study_dir, out_dir, request)
         except ModelLoadError as exc:  # the service's model, not the study: keep the job
+            stop_beating()
+            self._hold_off_until = time.monotonic() + self._model_retry_s
             log.error(
-                "job %d: the model cannot be used: %s; the study will be retried", job.id, exc
+                "job %d: the model cannot be used: %s; the study stays queued and this worker "
+                "takes no study for %.0f s",
+                job.id,
+                exc,
+                self._model_retry_s,
             )
-            self._end(job, f"model: {exc}", stop_beating=stop_beating)
-            return True
+            with contextlib.suppress(LeaseLost):
+                self._queue.give_back(job, self.name, f"model: {exc}")
+            return False
         except BadInput as exc:  # the study itself: retrying cannot help
             self._end(job, f"bad input: {exc}", permanent=True, stop_beating=stop_beating)
             return True

@@ -92,11 +92,18 @@ def test_bad_input_fails_the_job_for_good(tmp_path, index):
 def test_a_model_that_cannot_be_used_keeps_the_study_for_a_retry(tmp_path, index):
     # a ModelLoadError is bad input to `read`, but in the service it is the service's fault, not
     # the study's: the study must not be failed for good
-    worker, index, _ = _gateway(
-        tmp_path, Reader(ModelLoadError("model.gguf: no room on the GPU")), index
-    )
-    assert worker.run_once()
+    reader = Reader(ModelLoadError("model.gguf: no room on the GPU"))
+    worker, index, study_uid = _gateway(tmp_path, reader, index)
+    assert not worker.run_once()  # given back: nothing read
     assert _job(index) == ("queued", "model: model.gguf: no room on the GPU")
+    assert not worker.run_once() and len(reader.read_dirs) == 1  # it holds off: no spinning
+    worker._hold_off_until = 0.0  # what MODEL_RETRY_S later brings
+    for _ in range(5):  # more times than max_attempts: the study's attempts are not used up
+        assert not worker.run_once()
+        worker._hold_off_until = 0.0
+    assert _job(index)[0] == "queued" and index.read("SELECT attempts FROM jobs")[0][0] == 0
+    reader.answer = ReadOutcome(study_uid, (), findings=0, end_reason="answer")  # GPU free again
+    assert worker.run_once() and _job(index) == ("done", None)
 
 
 def test_another_error_is_retried_until_the_attempts_run_out(tmp_path, index):
