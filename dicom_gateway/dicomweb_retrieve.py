@@ -40,6 +40,9 @@ def find_studies(
     return studies
 
 
+AS_STORED = (("application/dicom", "*"),)  # WADO-RS: any transfer syntax (PS3.18 8.7.3.5.2)
+
+
 def get_study(server: WebServer, study_uid: str, folder: Path) -> int:
     """WADO-RS every instance of the study into `folder`; returns how many arrived."""
     try:
@@ -49,7 +52,9 @@ def get_study(server: WebServer, study_uid: str, folder: Path) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     count = 0
     try:
-        for dataset in connect(server).iter_study(study_uid):
+        # each instance as it is stored: a PACS that cannot transcode (JPEG 2000 to the default
+        # Explicit VR Little Endian) fails the whole study otherwise
+        for dataset in connect(server).iter_study(study_uid, media_types=AS_STORED):
             try:
                 sop_uid = checked_uid(dataset.get("SOPInstanceUID"), "SOP Instance UID")
             except SpoolError as exc:

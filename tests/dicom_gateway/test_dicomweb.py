@@ -251,6 +251,21 @@ def test_find_and_read_a_study_over_dicomweb(tmp_path):
     assert typo.returncode == 2 and "plain http is allowed to loopback only" in typo.stderr
 
 
+def test_a_study_stored_in_jpeg_2000_is_read_over_dicomweb(tmp_path):
+    """Taken as the PACS stores it: Orthanc cannot transcode JPEG 2000 to the default syntax."""
+    orthanc = orthanc_web(tmp_path / "orthanc")
+    try:
+        source = bundled("MR_small_jp2klossless.dcm")
+        orthanc.post("/instances", source.read_bytes())
+        study_uid = str(pydicom.dcmread(source, stop_before_pixels=True).StudyInstanceUID)
+        out = tmp_path / "out"
+        done = run_cli("read", "--pacs", dicomweb_url(orthanc), "--study", study_uid, "--out", out)
+    finally:
+        orthanc.stop()
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "report.json").read_text())["study_instance_uid"] == study_uid
+
+
 def test_dicomweb_without_its_extra_installed_is_a_clear_config_error(monkeypatch):
     from dicom_gateway.remote import node
     from dicom_gateway.web_settings import WebSettings
