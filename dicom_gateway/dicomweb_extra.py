@@ -31,13 +31,10 @@ def require(what: str) -> None:
 
 def web_listener(settings, spool, audit):
     """The STOW-RS endpoint when [gateway.web] port is set (None otherwise), after checking
-    that everything DICOMweb needs, in or out, is installed."""
-    from dicom_gateway.web_settings import is_web
-
-    if settings.web.port or any(is_web(text) for text in settings.destinations):
-        require("DICOMweb ([gateway.web] port or a dicomweb+ destination)")
+    that everything DICOMweb needs is installed."""
     if not settings.web.port:
         return None
+    require("the STOW-RS endpoint ([gateway.web] port)")
     from dicom_gateway.stow import WebListener
 
     return WebListener(settings.web, spool, audit)

@@ -15,7 +15,7 @@ from pathlib import Path
 from dicom_gateway import nodes
 from dicom_gateway.assembler import promote_stable_studies
 from dicom_gateway.audit import Audit, audit_path, keep_phi_out_of_logs
-from dicom_gateway.dicomweb_extra import web_listener
+from dicom_gateway.dicomweb_extra import require, web_listener
 from dicom_gateway.engines import open_index
 from dicom_gateway.jobs import IndexJobQueue
 from dicom_gateway.listener import Listener, freeze_startup
@@ -24,6 +24,7 @@ from dicom_gateway.outbox import Outbox, held_destinations
 from dicom_gateway.reader import Reader
 from dicom_gateway.settings import GatewaySettings, StartError
 from dicom_gateway.spool import Spool
+from dicom_gateway.web_settings import is_web
 from dicom_gateway.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class Service:
         self, settings: GatewaySettings, open_reader: Callable[[], Reader], role: str = "all"
     ) -> None:
         keep_phi_out_of_logs()
+        if role in ("all", "outbox") and any(is_web(text) for text in settings.destinations):
+            require("a dicomweb+ destination")  # the sending node: refused at start, not at send
         self.settings = settings
         self.node = nodes.Node.this_process(role)
         root = Path(settings.spool_dir)

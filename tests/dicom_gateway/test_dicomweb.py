@@ -19,7 +19,7 @@ from dicom_gateway.routing import STOW_SENDER
 from edge_agent.sample import write_sample_study
 from tests.dicomweb_peers import TOKEN, dicomweb_url, orthanc_web, self_signed, web_gateway
 from tests.peers import Gateway, Orthanc, free_port, wait_for
-from tests.support import bundled, ct_copies, run_cli, with_file_meta
+from tests.support import bundled, console_script, ct_copies, run_cli, with_file_meta
 
 DICOM_JSON = "application/dicom+json"
 
@@ -275,6 +275,26 @@ def test_dicomweb_without_its_extra_installed_is_a_clear_config_error(monkeypatc
     with pytest.raises(ConfigError, match=r"dicomweb-client package: pip install 'edge-agent\["):
         node("dicomweb+http://127.0.0.1:8042/dicom-web", WebSettings())
     assert node("PACS@127.0.0.1:104", WebSettings()).ae_title == "PACS"  # DIMSE needs none
+
+
+@pytest.mark.parametrize("role", ["all", "outbox"])
+def test_a_sending_node_without_the_dicomweb_extra_is_refused_at_start(tmp_path, role, request):
+    """`serve --role outbox` with a dicomweb+ destination: one line at start, not a trace at
+    every poll with nothing sent."""
+    shared = request.getfixturevalue("postgres").database() if role == "outbox" else ""
+    config = tmp_path / "edge-agent.toml"
+    config.write_text(
+        f"[gateway]\nspool_dir = {json.dumps(str(tmp_path / 'spool'))}\n"
+        f"database = {json.dumps(shared)}\n"
+        'destinations = ["dicomweb+https://pacs.example.org/dicom-web"]\n'
+    )
+    hide = "import sys; sys.modules['dicomweb_client'] = None  # as if never installed"
+    done = console_script(hide, "serve", "--role", role, "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: a dicomweb+ destination needs the dicomweb-client package: "
+        "pip install 'edge-agent[dicomweb]'"
+    )
 
 
 def test_stow_out_sends_the_servers_token_and_reports_each_row(stow_gateway, tmp_path):
