@@ -31,7 +31,7 @@ from edge_agent.evaluation.compare import compare_runs
 from edge_agent.evaluation.insertion import build_insertion_set
 from edge_agent.evaluation.outputs import write_comparison, write_run_outputs
 from edge_agent.evaluation.page import metric_rows
-from edge_agent.evaluation.runner import run_eval
+from edge_agent.evaluation.runner import open_run, run_eval
 from edge_agent.evaluation.sources import Retrieve
 from imaging.errors import BadInput
 
@@ -53,9 +53,12 @@ def run(
         Optional[Path],  # noqa: UP045
         typer.Argument(help="Case file (.csv, .jsonl, .json): VQA, multiple choice or site list."),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumed if it exists).")] = (
-        Path("edge-agent-eval")
-    ),
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Run folder (resumed if it exists, made with the same settings)."
+        ),
+    ] = (Path("edge-agent-eval")),
     builtin: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(help="A built-in set instead of CASES: 'insertion'."),
@@ -81,16 +84,19 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed of the built-in insertion set.")] = 16,
 ) -> int:
     """Read every case with the same read_study a real read uses; write RUN/metrics.json/.html."""
+    finished = []  # cases of this case file finished so far, resumed or read now
     try:
         settings = load_config(config)
         if policy:
             settings = replace(settings, policy=replace(settings.policy, name=policy))
         case_set = _case_set(cases, builtin, out, seed)
         _show_left_out(case_set)
+        opened = open_run(case_set, settings, out, no_tools=no_tools)
         with _progress() as bar:
             task = bar.add_task("cases", total=len(case_set.cases))
 
             def advance(result, resumed: bool) -> None:
+                finished.append(result.id)
                 bar.advance(task)
                 if result.status == "failed":
                     bar.console.print(
@@ -101,14 +107,15 @@ def run(
                 case_set,
                 settings,
                 out,
-                no_tools=no_tools,
                 retrieve=_retrieve(pacs, settings.gateway),
                 on_case=advance,
+                opened=opened,
             )
         metrics = write_run_outputs(out, results)
     except KeyboardInterrupt:
-        finished = len(list(out.glob("cases/*/result.json")))
-        console.print(f"interrupted: {finished} case(s) finished in {out}; run again to resume")
+        console.print(
+            f"interrupted: {len(finished)} case(s) finished in {out}; run again to resume"
+        )
         return 130
     _show([str(out)], [metric_rows(metrics)])
     console.print(f"metrics: {out / 'metrics.json'}  page: {out / 'metrics.html'}")

@@ -3,21 +3,26 @@
 RUN/ holds run.json (what was run, and the rows left out), and per case cases/ID/ with the full
 read (report.json, trajectory.json, report.html, evidence/) and result.json, written last and
 atomically: a case with result.json is finished, so a run killed halfway resumes where it was.
-One bad case never stops the run: it is marked failed with its reason."""
+A run resumes only with the settings it was made with, and a result stands only for the row it
+was read from (edge_agent/evaluation/resume.py): a changed row is read again, and the results of
+rows no longer in the case file are not counted. One bad case never stops the run: it is marked
+failed with its reason."""
 
 from __future__ import annotations
 
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from edge_agent.agent import Policy
 from edge_agent.config import Config
 from edge_agent.evaluation.cases import LETTERS, Case, CaseSet
+from edge_agent.evaluation.resume import describe, differences, row_of, run_settings
 from edge_agent.evaluation.scoring import Score, score
 from edge_agent.evaluation.sources import Retrieve, expected_box, study_path
 from edge_agent.policies import make_policy
@@ -32,6 +37,7 @@ from tools.toolbox import default_toolbox
 log = logging.getLogger(__name__)
 
 RESULT = "result.json"
+RUN = "run.json"
 NO_TOOLS = (
     "tools are switched off in this run (the no-second-look baseline): answer from the shown images"
 )
@@ -48,6 +54,7 @@ class CaseResult:
     read: str = ""  # the read's folder, relative to RUN/
     score: Score | None = None
     group: str = ""
+    row: str = ""  # the fingerprint of the row it was read from (resume.row_of)
 
 
 @dataclass(frozen=True)
@@ -57,9 +64,37 @@ class RunInfo:
     no_tools: bool
     cases: int
     left_out: tuple[dict, ...] = ()  # rows the case reader could not use, with the problem
+    settings: Mapping[str, Any] = field(default_factory=dict)  # what every result depends on
+    rows: Mapping[str, str] = field(default_factory=dict)  # case id -> its row's fingerprint
+    files: Mapping[str, Any] = field(default_factory=dict)  # model file -> its resume.FileHash
 
 
 CaseCallback = Callable[[CaseResult, bool], None]  # (result, resumed from an earlier run)
+
+
+def open_run(case_set: CaseSet, config: Config, out: Path, *, no_tools: bool = False) -> RunInfo:
+    """Start or resume the run in `out` (its run.json written); a folder made with other
+    settings is refused before anything in it changes."""
+    before = load_run_info(out)
+    settings, files = run_settings(config, no_tools, before.files if before else {})
+    changed = differences(before.settings, settings) if before else []
+    if changed:
+        raise RunFolderError(
+            f"{out} was made with other settings ({describe(changed)}): use a new --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    info = RunInfo(
+        case_set.source,
+        config.policy.name,
+        no_tools,
+        len(case_set.cases),
+        tuple({"row": p.where, "problem": p.problem} for p in case_set.problems),
+        settings,
+        {case.id: row_of(case) for case in case_set.cases},
+        files,
+    )
+    _write_json(out / RUN, to_plain(info))
+    return info
 
 
 def run_eval(
@@ -72,23 +107,17 @@ def run_eval(
     toolbox: Toolbox | None = None,
     retrieve: Retrieve | None = None,
     on_case: CaseCallback | None = None,
+    opened: RunInfo | None = None,
 ) -> list[CaseResult]:
-    """Read every case not finished in `out` yet; return all results in case order."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Read every case not finished in `out` yet; return all results in case order. `opened`:
+    what `open_run` gave, when the caller opened the run itself."""
     config = replace(config, report=replace(config.report, dicom=False))  # JSON/HTML suffice
-    info = RunInfo(
-        case_set.source,
-        config.policy.name,
-        no_tools,
-        len(case_set.cases),
-        tuple({"row": p.where, "problem": p.problem} for p in case_set.problems),
-    )
-    _write_json(out / "run.json", to_plain(info))
+    info = opened or open_run(case_set, config, out, no_tools=no_tools)
     results = []
     with ExitStack() as owned:
         for case in case_set.cases:
             finished = load_result(out, case.id)
-            if finished is not None:
+            if finished is not None and finished.row == info.rows[case.id]:
                 results.append(finished)
                 if on_case:
                     on_case(finished, True)
@@ -99,7 +128,7 @@ def run_eval(
             if toolbox is None:
                 toolbox = default_toolbox(config.tools)
                 owned.callback(toolbox.close)
-            used = refusing(toolbox) if no_tools else toolbox
+            used = refusing(toolbox) if info.no_tools else toolbox
             result = _run_case(case, config, out, policy, used, retrieve)
             _write_json(out / "cases" / case.id / RESULT, to_plain(result))
             results.append(result)
@@ -115,7 +144,13 @@ def _run_case(
     read_dir = folder / "read"
     shutil.rmtree(folder, ignore_errors=True)  # a case killed halfway starts again, clean
     base = CaseResult(
-        case.id, case.kind, case.question, _expected(case), "failed", group=case.group
+        case.id,
+        case.kind,
+        case.question,
+        _expected(case),
+        "failed",
+        group=case.group,
+        row=row_of(case),
     )
     try:
         source = study_path(case, folder, retrieve)
@@ -180,10 +215,25 @@ def load_result(out: Path, case_id: str) -> CaseResult | None:
         raise RunFolderError(f"{path} is not a case result this version reads: {exc}") from None
 
 
+def load_run_info(out: Path) -> RunInfo | None:
+    """What run.json says of the run; None for a folder no run has written yet."""
+    path = out / RUN
+    if not path.exists():
+        return None
+    try:
+        return from_plain(RunInfo, json.loads(path.read_text(encoding="utf-8")), str(path))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{path} is not a run this version reads: {exc}") from None
+
+
 def load_results(out: Path) -> list[CaseResult]:
-    """Every finished case of a run folder, in case-id order."""
-    found = sorted((out / "cases").glob(f"*/{RESULT}"))
-    return [r for r in (load_result(out, p.parent.name) for p in found) if r is not None]
+    """Every finished case of the run's case file, in its order: a result read from a row since
+    changed or removed is not counted."""
+    info = load_run_info(out)
+    if info is None:
+        raise RunFolderError(f"{out} has no {RUN}: not a folder `eval run` wrote")
+    found = ((load_result(out, case_id), row) for case_id, row in info.rows.items())
+    return [result for result, row in found if result is not None and result.row == row]
 
 
 def _write_json(path: Path, data) -> None:

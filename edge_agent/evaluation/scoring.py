@@ -90,9 +90,7 @@ def normalise(text: str) -> str:
 
 def _answer_score(case: Case, answer: str) -> tuple[str, bool | None, float | None]:
     if case.kind == "closed":
-        found = re.search(r"\b(yes|no)\b", normalise(answer))
-        predicted = found.group(1) if found else ""
-        return predicted, predicted == normalise(case.answer), None
+        return _closed(normalise(case.answer), answer)
     if case.kind == "choice":
         predicted = option_letter(answer, case.options)
         return predicted, predicted == case.answer, None
@@ -102,6 +100,17 @@ def _answer_score(case: Case, answer: str) -> tuple[str, bool | None, float | No
         recall = sum(w in said for w in words) / len(words) if words else 0.0
         return answer, normalise(answer) == normalise(case.answer), round(recall, 4)
     return answer, None, None
+
+
+def _closed(expected: str, answer: str) -> tuple[str, bool, None]:
+    """A yes/no question by the first yes or no the reply says; another closed question ("CT or
+    MRI?", "which side?") by whether the reply names the expected answer, word for word."""
+    said = normalise(answer)
+    if expected in ("yes", "no"):
+        found = re.search(r"\b(yes|no)\b", said)
+        predicted = found.group(1) if found else ""
+        return predicted, predicted == expected, None
+    return answer, bool(expected) and f" {expected} " in f" {said} ", None
 
 
 def option_letter(answer: str, options: Sequence[str]) -> str:

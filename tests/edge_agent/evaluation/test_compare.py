@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.evaluation.compare import compare_runs
-from edge_agent.evaluation.runner import CaseResult
+from edge_agent.evaluation.runner import CaseResult, RunInfo
 from edge_agent.evaluation.scoring import Score
 from edge_agent.evaluation.stats import mcnemar, percentile, wilson
 from imaging.records import to_plain
@@ -22,11 +22,21 @@ def write_run(folder: Path, right: dict[str, bool]) -> Path:
     for case_id, correct in right.items():
         score = Score("yes" if correct else "no", correct, None, 2, 2, None, None, (), 1.5, 0, 0)
         result = CaseResult(
-            case_id, "closed", "q?", "yes", "done", read=f"cases/{case_id}/read", score=score
+            case_id,
+            "closed",
+            "q?",
+            "yes",
+            "done",
+            read=f"cases/{case_id}/read",
+            score=score,
+            row=f"row-{case_id}",
         )
         path = folder / "cases" / case_id / "result.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(to_plain(result)))
+    rows = {case_id: f"row-{case_id}" for case_id in right}
+    info = RunInfo("cases.csv", "protocol", False, len(rows), rows=rows)
+    (folder / "run.json").write_text(json.dumps(to_plain(info)))
     return folder
 
 
