@@ -25,6 +25,7 @@ from tools.render import frame_view, png_bytes
 from tools.workspace import Workspace
 
 log = logging.getLogger(__name__)
+SESSION_DIR = "session"  # OUT/session: a model read's saved session, which `ask` continues
 
 
 def write_evidence(workspace: Workspace, trajectory: Trajectory, out_dir: Path) -> None:
@@ -69,9 +70,10 @@ def write_reports(
 def remove_earlier(trajectory: Trajectory, out_dir: Path) -> None:
     """Called once this read's evidence is written, before its reports and DICOM: when OUT holds
     an earlier read (its trajectory.json), what that read wrote goes (its other evidence images,
-    its DICOM objects, its PDF), so that OUT never mixes two reads, whatever becomes of this one
-    (OUT/dicom sent to a PACS must never carry another read's SEG). Only the names a read writes
-    are touched; the PDF, printed after the read, is written again when asked for."""
+    its DICOM objects, its PDF, its saved model session), so that OUT never mixes two reads,
+    whatever becomes of this one (OUT/dicom sent to a PACS must never carry another read's SEG;
+    `ask` must never continue another read's session). Only the names a read writes are
+    touched; the PDF, printed after the read, is written again when asked for."""
     if not (out_dir / "trajectory.json").is_file():
         return
     kept = {out_dir / name for record in trajectory.images for name in record.files}
@@ -83,6 +85,10 @@ def remove_earlier(trajectory: Trajectory, out_dir: Path) -> None:
     removed = [path for path in earlier if path not in kept and path.is_file()]
     for path in removed:
         path.unlink()
+    session = out_dir / SESSION_DIR  # its model session: `ask` would continue the other read
+    if session.is_dir():
+        shutil.rmtree(session)
+        removed.append(session)
     if removed:
         log.info("removed %d file(s) an earlier read left in %s", len(removed), out_dir)
 

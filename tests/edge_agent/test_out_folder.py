@@ -22,6 +22,8 @@ def test_a_second_read_leaves_nothing_of_the_first_but_what_it_wrote_again(tmp_p
     (out / "report.pdf").write_bytes(b"%PDF of the first read")
     (out / "dicom" / "from-pacs.dcm").write_bytes(b"not ours")  # a name a read never writes
     (out / "notes.txt").write_text("the reader's")
+    (out / "session").mkdir()  # the first read's saved model session (read --keep-session)
+    (out / "session" / "session.json").write_text("{}")
 
     # every tool refused: the protocol answers without findings, so an SR alone
     second = read_study(study, out, Config(), toolbox=refusing(default_toolbox()))
@@ -32,6 +34,7 @@ def test_a_second_read_leaves_nothing_of_the_first_but_what_it_wrote_again(tmp_p
     named = {name for image in second.trajectory.images for name in image.files}
     assert {f"evidence/{p.name}" for p in (out / "evidence").iterdir()} == named
     assert not (out / "report.pdf").exists()
+    assert not (out / "session").exists()  # `ask` would continue the first read's session
     assert (out / "notes.txt").read_text() == "the reader's"
 
 
