@@ -72,13 +72,15 @@ class Video:
                 self.codec = stream.codec_context.name
                 self._extradata = stream.codec_context.extradata  # MP4: SPS/PPS live here
                 rate = frame_rate or (float(stream.average_rate) if stream.average_rate else None)
-                self._packets = [
-                    (bytes(p), p.is_keyframe) for p in container.demux(stream) if p.size
-                ]
+                demuxed = [p for p in container.demux(stream) if p.size]
+                self._packets = [(bytes(p), p.is_keyframe) for p in demuxed]
+                stamps = [p.pts for p in demuxed]
+                time_base = stream.time_base
         except (av.error.FFmpegError, IndexError) as exc:
             raise VideoError(f"not a decodable video stream: {exc}") from None
         if not self._packets or not rate:
             raise VideoError("the video has no frames or no frame rate")
+        self._times = _display_times(stamps, time_base, rate, given=frame_rate is not None)
         if declared_frames and len(self._packets) < declared_frames:
             raise VideoError(
                 f"bitstream truncated: {len(self._packets)} of {declared_frames} declared frames"
@@ -108,12 +110,14 @@ class Video:
 
     @property
     def duration_s(self) -> float:
-        return self.frame_count / self.frame_rate
+        """Until the last frame's end (it lasts as long as the one before it)."""
+        last = self._times[-1] - self._times[-2] if len(self._times) > 1 else 1 / self.frame_rate
+        return self._times[-1] + last
 
     def frame_at(self, t: float) -> VideoFrame:
         """The frame shown at `t` seconds: the last one starting at or before t."""
         check_time(t, self.duration_s)
-        index = min(int(t * self.frame_rate + 1e-6), self.frame_count - 1)  # float slack
+        index = max(0, bisect.bisect_right(self._times, t + 1e-6) - 1)  # float slack
         return self._decode(index)
 
     def _decode(self, index: int) -> VideoFrame:
@@ -134,12 +138,24 @@ class Video:
                     self.decoded += 1
                     if shown == index:
                         return VideoFrame(
-                            frame.to_ndarray(format="rgb24"), index + 1, index / self.frame_rate
+                            frame.to_ndarray(format="rgb24"), index + 1, self._times[index]
                         )
                     shown += 1
         except av.error.FFmpegError as exc:
             raise VideoError(f"frame {index + 1} cannot be decoded: {exc}") from None
         raise VideoError(f"frame {index + 1} is missing from the bitstream (truncated?)")
+
+
+def _display_times(stamps: list, time_base, rate: float, *, given: bool) -> list[float]:
+    """Seconds from the first frame, in display order. A container's presentation time stamps
+    where it has them for every frame (a phone's or a screen recorder's video changes its rate
+    as it goes); a DICOM object's own frame rate (`given`), or frames at the stream's rate, where
+    not (a raw stream has none)."""
+    if not given and time_base and stamps and None not in stamps:
+        ordered = sorted(stamps)  # decoding order differs from display order with B-frames
+        if len(set(ordered)) == len(ordered):
+            return [float((pts - ordered[0]) * time_base) for pts in ordered]
+    return [i / rate for i in range(len(stamps))]
 
 
 def frame_rate(ds: Dataset) -> float | None:

@@ -4,6 +4,7 @@ as bit blocks) and an event, a bright disc on frames EVENT, wrapped into DICOM V
 from __future__ import annotations
 
 import io
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -33,7 +34,9 @@ def read_index(pixels: np.ndarray) -> int:
     )
 
 
-def encode(container_format: str) -> bytes:
+def encode(container_format: str, stamps=None) -> bytes:
+    """FRAMES frames at FPS; `stamps(index) -> seconds` for a video whose rate changes as it
+    goes (a phone's, a screen recorder's), time-stamped by the container."""
     import av
 
     buffer = io.BytesIO()
@@ -44,6 +47,9 @@ def encode(container_format: str) -> bytes:
         stream.options = {"g": str(GOP), "bf": "2", "crf": "18", "sc_threshold": "0"}
         for index in range(FRAMES):
             frame = av.VideoFrame.from_ndarray(draw(index), format="rgb24")
+            if stamps is not None:
+                frame.time_base = Fraction(1, 90000)
+                frame.pts = round(stamps(index) * 90000)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return buffer.getvalue()

@@ -37,6 +37,23 @@ def test_a_plain_mp4_file_works_too(tmp_path: Path):
     assert read_index(video.frame_at(2.5).pixels) == 75
 
 
+def test_a_video_whose_rate_changes_is_timed_by_its_own_time_stamps(tmp_path: Path):
+    """Frames 1-45 at 30 fps, then 15 fps: frame 46 is at 1.5 s, frame 61 at 2.5 s (an average
+    rate put them 0.7 s late)."""
+
+    def stamps(index: int) -> float:
+        return index / 30 if index < 45 else 1.5 + (index - 45) / 15
+
+    path = tmp_path / "phone.mp4"
+    path.write_bytes(encode("mp4", stamps))
+    video = Video.from_file(path)
+    for t, index in [(0.0, 0), (1.49, 44), (1.5, 45), (2.5, 60), (4.49, 89)]:
+        frame = video.frame_at(t)
+        assert read_index(frame.pixels) == index and frame.number == index + 1, t
+        assert frame.time_s == pytest.approx(stamps(index)), t
+    assert video.duration_s == pytest.approx(stamps(FRAMES - 1) + 1 / 15)
+
+
 def test_a_truncated_bitstream_is_a_clear_error(h264):
     with pytest.raises(VideoError, match="bitstream truncated"):
         Video.from_dicom(dicom_video(h264[: len(h264) // 2]))
