@@ -47,3 +47,11 @@ def promote_stable_studies(index: Index, stable_after_s: float, late_policy: str
     for study_uid in ready:
         log.info("study %s is complete: queued for reading", study_uid)
     return ready
+
+
+def listening_again(index: Index) -> None:
+    """A study still arriving when the service stopped is quiet from now, not from its last
+    instance: its senders could not send while nothing listened (a PACS re-sends the rest once
+    it can), so the time the service was down is no quiet."""
+    with index.write() as db:
+        db.execute("UPDATE studies SET last_received = ? WHERE state = 'receiving'", (db.now(),))

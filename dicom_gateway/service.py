@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dicom_gateway import nodes
-from dicom_gateway.assembler import promote_stable_studies
+from dicom_gateway.assembler import listening_again, promote_stable_studies
 from dicom_gateway.audit import Audit, audit_path, keep_phi_out_of_logs
 from dicom_gateway.dicomweb_extra import require, web_listener
 from dicom_gateway.engines import open_index
@@ -75,6 +75,8 @@ class Service:
         except BaseException:  # nothing listens: the reader's models and the index let go
             self._close()
             raise
+        if self.listener is not None:
+            listening_again(self.index)
         freeze_startup()  # the reader, warmed up, and the listeners are ready
         poll = self.settings.poll_s
         steps = {}

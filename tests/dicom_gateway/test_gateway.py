@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import threading
+import time
 
 import pydicom
 import pytest
@@ -141,6 +142,7 @@ def test_kill_during_ingest_loses_no_acknowledged_instance_and_reads_once(tmp_pa
     sender.start()
     sender.join(timeout=120)
     assert killed.is_set() and 120 <= len(acknowledged) < 300
+    time.sleep(4.0)  # down for longer than stable_after_s: no quiet, nobody could send
     gateway.start()
     stored = {p.stem: p for p in (gateway.spool / "studies").rglob("*.dcm")}
     by_uid = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: f for f in files}
@@ -156,7 +158,8 @@ def test_kill_during_ingest_loses_no_acknowledged_instance_and_reads_once(tmp_pa
         assert len(jobs) == 1 and jobs[0]["state"] == "done"
         with gateway.db() as db:
             count = db.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
-        assert count == 300
+            late = db.execute("SELECT late_instances FROM studies").fetchone()[0]
+        assert count == 300 and late == 0  # read once, whole: not the part before the kill
     finally:
         gateway.stop()
 
