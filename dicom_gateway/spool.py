@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dicom_gateway.arriving import Arrival, StillArriving
 from dicom_gateway.dataset_check import MalformedDataset, check_dataset
 from dicom_gateway.group_commit import GroupCommit
 from dicom_gateway.index import Index
@@ -91,8 +92,9 @@ class ReceivedFile:
     A write that fails (disk full) is remembered, not raised: the data set is then refused
     with the right status once it is complete, and the association goes on."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, arriving: StillArriving | None = None) -> None:
         self.name = os.path.join(folder, f"{uuid.uuid4().hex}.part")
+        self._arriving, self._arrival = arriving, Arrival()
         # Readable too: the check of the whole data set maps it from this same descriptor.
         self._fd = os.open(self.name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self._writeback = Writeback(self._fd)
@@ -112,6 +114,8 @@ class ReceivedFile:
             view = view[written:]
         if self.error is None and self._fd >= 0:
             self._writeback.advance(self.size)
+            if self._arriving is not None:
+                self._arriving(self._arrival, self.name)
 
     def flush(self) -> None:
         pass
@@ -192,6 +196,7 @@ class Spool:
         the first process of a service does, the others' files there are in flight."""
         self.root = root
         self.index = index
+        self._arriving = StillArriving(index)
         self.min_free = min_free_mb * 2**20
         (root / "tmp").mkdir(parents=True, exist_ok=True)
         (root / "studies").mkdir(parents=True, exist_ok=True)
@@ -234,7 +239,7 @@ class Spool:
 
     def open_received(self) -> ReceivedFile:
         """A new temporary file for a data set about to arrive."""
-        return ReceivedFile(self._temporary)
+        return ReceivedFile(self._temporary, self._arriving)
 
     def store(self, encoded: bytes, calling_ae: str, *, requested: bool = True) -> StoredInstance:
         """`encoded` is the received dataset with its file meta, exactly as sent; it takes the

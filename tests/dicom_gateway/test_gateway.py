@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -365,3 +367,56 @@ def test_header_values_quoted_by_library_warnings_never_reach_the_log(tmp_path):
     assert logs.strip(), "the service logged nothing at all"
     for phi in ("Zeta", "1970.01.31", "19700131"):
         assert phi not in logs, "patient identifiers must never reach the logs"
+
+
+class SlowLink:
+    """A loopback relay that passes what a sender sends at `bytes_per_s`: a slow link."""
+
+    def __init__(self, port: int, bytes_per_s: float) -> None:
+        self._target, self._rate = port, bytes_per_s
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # closed
+            while True:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(("127.0.0.1", self._target))
+                threading.Thread(target=self._pump, args=(client, server, True)).start()
+                threading.Thread(target=self._pump, args=(server, client, False)).start()
+
+    def _pump(self, source, sink, slow: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(16384):
+                sink.sendall(data)
+                if slow:
+                    time.sleep(len(data) / self._rate)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_study_is_not_read_while_one_of_its_instances_is_still_arriving(tmp_path):
+    """A 10 MB multi-frame instance over a 2 MB/s link takes longer than stable_after_s: its
+    study, one slice of which is stored, must wait for it, not be read without it."""
+    [slice_, big] = ct_copies(tmp_path / "ct", 2, "slow link")
+    ds = pydicom.dcmread(big)
+    ds.Rows = ds.Columns = 512
+    ds.NumberOfFrames = 20
+    ds.PixelData = bytes(20 * 512 * 512 * 2)
+    gateway = Gateway(tmp_path / "gw", stable_after_s=2.0)
+    link = SlowLink(gateway.port, 2e6)
+    try:
+        assert [status for _, status in c_store(gateway.port, [slice_])] == [0]
+        assert [status for _, status in c_store(link.port, [ds])] == [0]  # about 5 s
+        wait_for(lambda: [j["state"] for j in gateway.jobs()] == ["done"], 90, "the read")
+        with gateway.db() as db:
+            late = db.execute("SELECT late_instances FROM studies").fetchone()[0]
+            count = db.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
+        assert (count, late) == (2, 0)  # read once, with it
+    finally:
+        link.close()
+        gateway.stop()
