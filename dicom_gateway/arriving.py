@@ -48,11 +48,14 @@ class StillArriving:
         arrival.study_uid = arrival.study_uid or _study_uid(path)
         if arrival.study_uid is None:  # not that far yet
             return
-        with self._index.write() as db:
-            db.execute(
-                "UPDATE studies SET last_received = ? WHERE study_uid = ?",
-                (db.now(), arrival.study_uid),
-            )
+        try:
+            with self._index.write() as db:
+                db.execute(
+                    "UPDATE studies SET last_received = ? WHERE study_uid = ?",
+                    (db.now(), arrival.study_uid),
+                )
+        except Exception as exc:  # the index out of reach a moment: the data set arrives on
+            log.warning("study %s: not marked as still arriving: %s", arrival.study_uid, exc)
 
 
 def _study_uid(path: str) -> str | None:
