@@ -3,6 +3,8 @@ retries, late instances, one claim per job however many workers ask at once."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 
@@ -60,6 +62,29 @@ def test_an_expired_lease_is_taken_over_and_the_old_worker_cannot_finish(index, 
     queue.complete(second, "b", "/out")
     assert index.read("SELECT state FROM jobs")[0]["state"] == "done"
     assert queue.claim("c", lease_s=10) is None  # a finished job is never read again
+
+
+def test_a_lease_of_a_worker_gone_from_this_host_is_taken_at_once(index, clock):
+    """A service killed mid-read and started again takes its study at once, not lease_s later;
+    a worker still running keeps its lease."""
+    dead = f"here:{_ended_pid()}"
+    queue = IndexJobQueue(index, max_attempts=3)
+    for study in ("1.2.3", "1.2.4"):
+        receive(index, study, clock.t)
+        queue.enqueue(study)
+    mine = queue.claim(f"here:{os.getpid()}", lease_s=900)
+    theirs = queue.claim(dead, lease_s=900)
+    assert queue.claim("here:1", lease_s=900) is None  # both held for 900 s
+    assert queue.release_dead("here") == [theirs.id]
+    again = queue.claim("here:1", lease_s=900)
+    assert (again.id, again.attempt) == (theirs.id, 2) and mine.id != theirs.id
+
+
+def _ended_pid() -> int:
+    """A process id that ran and ended."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
 
 
 def test_a_job_whose_worker_keeps_dying_fails_with_the_reason(index, clock):
