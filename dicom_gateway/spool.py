@@ -400,8 +400,8 @@ _SENT_AS = (
 def _identity(encoded, requested: bool) -> tuple[str, str, str]:
     """The three UIDs, from the walk that checks the dataset is whole: one pass over its
     element headers, no pixel data decoded; a cut or garbled dataset is refused, never stored,
-    and so is one that is not the instance its request named (`requested`: 0xA900, as dcmtk's
-    storescp answers)."""
+    and so is one without its SOP Class or Instance UID, or (`requested`: a C-STORE) one that is
+    not the instance its request named (0xA900, as dcmtk's storescp answers)."""
     try:
         uids = check_dataset(encoded)
     except MalformedDataset as exc:
@@ -411,10 +411,10 @@ def _identity(encoded, requested: bool) -> tuple[str, str, str]:
         checked_uid(uids.get("SeriesInstanceUID"), "Series Instance UID"),
         checked_uid(uids.get("SOPInstanceUID"), "SOP Instance UID"),
     )
-    for sent, own in _SENT_AS if requested else ():
+    for sent, own in _SENT_AS:
         if not uids.get(own):  # one the data set lacks is not understood (0xC000), as storescp
             raise BadInstance(f"no {own} in the data set")
-        if uids.get(sent, "") != uids[own]:
+        if requested and uids.get(sent, "") != uids[own]:
             raise NotAsSent(
                 f"the data set's {own} {uids[own][:80]!r} is not the "
                 f"{uids.get(sent, '')[:80]!r} it was sent as"

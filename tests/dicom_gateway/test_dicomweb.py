@@ -178,6 +178,12 @@ def test_each_instance_fails_on_its_own_with_its_reason(stow_gateway, tmp_path):
     good, other_study = ct_copies(tmp_path / "a", 1, "own-good") + ct_copies(
         tmp_path / "b", 1, "own-other"
     )
+    [classless] = ct_copies(tmp_path / "c", 1, "own-good")  # of the study, without its class
+    unclassed = pydicom.dcmread(classless)
+    unclassed.SOPInstanceUID = "1.2.3.4.5"
+    del unclassed.SOPClassUID
+    buffer = io.BytesIO()
+    unclassed.save_as(buffer)
     truncated = bundled("MR_truncated.dcm").read_bytes()  # Pixel Data shorter than its image
     study_uid = str(pydicom.dcmread(good).StudyInstanceUID)
     # the good one's file meta still names the instance it was copied from: a STOW part's meta is
@@ -187,6 +193,7 @@ def test_each_instance_fails_on_its_own_with_its_reason(stow_gateway, tmp_path):
             ("application/dicom", with_file_meta(good, MediaStorageSOPInstanceUID="1.2.3.4")),
             ("application/dicom", _as_part10(truncated)),
             ("application/dicom", other_study.read_bytes()),
+            ("application/dicom", buffer.getvalue()),
             ("text/plain", b"not an image"),
         ]
     )
@@ -201,13 +208,15 @@ def test_each_instance_fails_on_its_own_with_its_reason(stow_gateway, tmp_path):
     [stored] = response.ReferencedSOPSequence
     assert stored.ReferencedSOPInstanceUID == pydicom.dcmread(good).SOPInstanceUID
     reasons = [int(item.FailureReason) for item in response.FailedSOPSequence]
-    assert reasons == [0xC000, 0xA900, 0xC000]  # cannot understand, wrong study, not DICOM
+    # cannot understand, wrong study, no SOP Class UID (as C-STORE refuses it), not DICOM
+    assert reasons == [0xC000, 0xA900, 0xC000, 0xC000]
     failed_mr = response.FailedSOPSequence[0].ReferencedSOPInstanceUID
     assert failed_mr == pydicom.dcmread(bundled("MR_truncated.dcm"), force=True).SOPInstanceUID
     assert "Warning" in answer.headers and "Pixel Data" in answer.headers["Warning"]
     stored_now = _stored_sops(gateway)
     assert stored.ReferencedSOPInstanceUID in stored_now and failed_mr not in stored_now
     assert str(pydicom.dcmread(other_study).SOPInstanceUID) not in stored_now
+    assert "1.2.3.4.5" not in stored_now
 
 
 def _as_part10(data: bytes) -> bytes:
