@@ -44,7 +44,7 @@ def connect(server: WebServer) -> DICOMwebClient:
     session = create_session()
     session.trust_env = False  # no HTTP(S)_PROXY, no .netrc: the configured server only
     session.max_redirects = 0
-    session.hooks["response"].append(_refuse_redirect)
+    session.hooks["response"].extend([_refuse_redirect, _plain_json])
     if server.ca:
         session.verify = server.ca
     token = server.secret()
@@ -65,6 +65,18 @@ def _refuse_redirect(response: requests.Response, **_) -> None:
             f"redirected (HTTP {response.status_code}) to {host}: not followed",
             response=response,
         )
+
+
+JSON_TYPES = ("application/dicom+json", "application/json")
+
+
+def _plain_json(response: requests.Response, **_) -> None:
+    """A DICOM JSON answer typed with parameters ('application/dicom+json; charset=utf-8', as
+    some servers write it) as the bare type: dicomweb-client compares the whole header and took
+    such an answer for an empty one, so what the server stored was never marked delivered."""
+    media = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if media in JSON_TYPES:
+        response.headers["Content-Type"] = "application/dicom+json"
 
 
 def stow(server: WebServer, rows: Sequence) -> list[Delivery]:

@@ -183,3 +183,29 @@ def test_an_answer_that_is_not_json_delivers_nothing(tmp_path):
         assert row.state == "pending" and "not JSON" in row.last_error
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/dicom+json; charset=utf-8", "application/json; charset=UTF-8"]
+)
+def test_a_stow_answer_typed_with_a_charset_marks_the_instance_delivered(tmp_path, content_type):
+    """Some servers type their DICOM JSON answer with a charset: what they stored is delivered,
+    not sent again at every back-off."""
+    from dicom_gateway.dicomweb_out import stow
+
+    [path] = ct_copies(tmp_path, 1, "charset")
+    ds = pydicom.dcmread(path)
+    stored = Dataset()
+    stored.ReferencedSOPClassUID, stored.ReferencedSOPInstanceUID = (
+        ds.SOPClassUID,
+        ds.SOPInstanceUID,
+    )
+    answer = Dataset()
+    answer.ReferencedSOPSequence = [stored]
+    server = Scripted(200, {"Content-Type": content_type}, answer.to_json().encode())
+    try:
+        url = f"dicomweb+http://127.0.0.1:{server.port}/dicom-web"
+        [delivery] = stow(WebServer(url), [{"path": str(path), "sop_uid": ds.SOPInstanceUID}])
+    finally:
+        server.stop()
+    assert delivery.error == ""
