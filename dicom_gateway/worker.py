@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 # A worker whose model cannot be used (no room on the GPU) gives the study back and claims none
 # for this long: another node, or this one later, reads it; its attempts are not used up.
 MODEL_RETRY_S = 30.0
+# After any other error a worker waits this long before it claims again: a resource problem (a
+# disk full, the index a moment away) would otherwise use up a study's attempts in milliseconds.
+ERROR_RETRY_S = 5.0
 
 
 class Worker:
@@ -44,7 +47,7 @@ class Worker:
     ) -> None:
         self.name = name
         self._model_retry_s = model_retry_s
-        self._hold_off_until = 0.0  # a model that could not be used: no claim before then
+        self._hold_off_until = 0.0  # after a model or read error: no claim before then
         self._queue, self._spool, self._outbox = queue, spool, outbox
         self._reader, self._audit, self._lease_s = reader, audit, lease_s
         self.current: Job | None = None  # the job being read, for the node's heartbeat
@@ -96,6 +99,7 @@ class Worker:
             self._end(job, f"bad input: {exc}", permanent=True, stop_beating=stop_beating)
             return True
         except Exception as exc:  # our bug or a resource problem: retried under the lease rules
+            self._hold_off_until = time.monotonic() + ERROR_RETRY_S
             self._end(job, _logged(job, "failed", exc), stop_beating=stop_beating)
             return True
         if outcome.study_uid != job.study_uid:  # never send one patient's results as another's
