@@ -109,6 +109,9 @@ class SavedSession:
     bytes: int = 0
     tokens: int = 0
     next_position: int = 0
+    # the prompt profile setting the read used (a name, a file's absolute path, or "": the model
+    # folder's, else the read's default); None: saved before it was recorded
+    profile: str | None = None
 
     @classmethod
     def read(cls, result: Path) -> SavedSession:
@@ -146,10 +149,27 @@ def save_session(policy, trajectory: Trajectory, result: Path) -> SavedSession:
         bytes=state.bytes,
         tokens=SessionState.of(trajectory).cached,
         next_position=state.next_position,
+        profile=profile_setting(settings.profile),
     )
     write_atomic(folder / SESSION_FILE, json.dumps(saved.__dict__, indent=2).encode())
     log.info("study %s: session saved (%d bytes)", trajectory.study_instance_uid, state.bytes)
     return saved
+
+
+def profile_setting(profile: str) -> str:
+    """A profile setting that still names the same profile from another working folder."""
+    return str(Path(profile).resolve()) if profile and Path(profile).is_file() else profile
+
+
+def read_profile(saved: SavedSession, trajectory: Trajectory) -> str:
+    """The profile setting the read used: as its session recorded it, else (an older session)
+    the shipped profile its trajectory names, else the model folder's or the default."""
+    from edge_agent.formats.profile import available
+
+    if saved.profile is not None:
+        return saved.profile
+    name = trajectory.policy.prompt_profile.removesuffix(" (provisional format)")
+    return name if name in available() else ""
 
 
 def reopen(
@@ -175,7 +195,13 @@ def reopen(
             f"{result}/{SESSION_DIR} holds a KV cache of {saved.tokens} tokens, but "
             f"trajectory.json ends after {cached}: the two were not saved together"
         )
-    llm = replace(config.policy.llama_cpp, model=saved.model, mmproj=saved.mmproj)
+    # the read's model and prompt profile, whatever this configuration names
+    llm = replace(
+        config.policy.llama_cpp,
+        model=saved.model,
+        mmproj=saved.mmproj,
+        profile=read_profile(saved, trajectory),
+    )
     policy = make_policy(replace(config.policy, name="llama_cpp", llama_cpp=llm), stream=stream)
     toolbox = None
     try:

@@ -1,0 +1,62 @@
+"""`ask` on a model read continues it as it was read, whatever the configuration says now: the
+read's prompt profile and images. The tiny random-weight GGUF built by our own export; real
+llama.cpp, through the CLI."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from edge_agent.trajectory import Trajectory
+from tests.edge_agent.test_model_follow_up import CONFIG, FIRST, _first_turn
+from tests.support import model_options, run_cli
+
+PROFILE = "ophiuchus-v1-sft"  # not the tiny model's own (it names none): the default is another
+
+
+@pytest.fixture(scope="module")
+def profiled(exported, tmp_path_factory) -> dict:
+    """A model read with `--profile` and `--keep-session`, no follow-up asked yet."""
+    from edge_agent.sample import write_sample_study
+
+    folder = tmp_path_factory.mktemp("model-ask-settings")
+    study = write_sample_study(folder / "study")
+    config = folder / "edge-agent.toml"
+    config.write_text(CONFIG)
+    out = folder / "out"
+    options = ["--out", out, "--config", config, *model_options(exported)]
+    done = run_cli("read", study, *options, "--profile", PROFILE, "--keep-session")
+    assert done.returncode == 0, done.stderr
+    return {"out": out, "config": config, "study": study}
+
+
+def _copy(profiled: dict, tmp_path) -> tuple:
+    copy = tmp_path / "out"
+    shutil.copytree(profiled["out"], copy)
+    return copy, profiled["config"]
+
+
+def test_ask_continues_with_the_reads_prompt_profile(profiled, tmp_path):
+    out, config = _copy(profiled, tmp_path)
+    read = Trajectory.load(out / "trajectory.json")
+    assert read.policy.prompt_profile == PROFILE
+    done = run_cli("ask", out, FIRST, "--config", config)
+    assert done.returncode == 0, done.stderr
+    asked = Trajectory.load(out / "trajectory.json")
+    assert [f.question for f in asked.follow_ups] == [FIRST]
+    assert _first_turn(asked, 0).prompt_profile == PROFILE
+
+
+def test_an_older_session_continues_with_the_profile_its_trajectory_names(profiled, tmp_path):
+    """session.json saved before it recorded the profile: the shipped profile the read names."""
+    import json
+
+    out, config = _copy(profiled, tmp_path)
+    meta = out / "session" / "session.json"
+    saved = json.loads(meta.read_text())
+    del saved["profile"]
+    meta.write_text(json.dumps(saved))
+    done = run_cli("ask", out, FIRST, "--config", config)
+    assert done.returncode == 0, done.stderr
+    assert _first_turn(Trajectory.load(out / "trajectory.json"), 0).prompt_profile == PROFILE
