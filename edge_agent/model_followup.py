@@ -112,6 +112,9 @@ class SavedSession:
     # the prompt profile setting the read used (a name, a file's absolute path, or "": the model
     # folder's, else the read's default); None: saved before it was recorded
     profile: str | None = None
+    # the read it belongs to: its study and when it started ("": saved before they were recorded)
+    study_instance_uid: str = ""
+    started_at: str = ""
 
     @classmethod
     def read(cls, result: Path) -> SavedSession:
@@ -150,6 +153,8 @@ def save_session(policy, trajectory: Trajectory, result: Path) -> SavedSession:
         tokens=SessionState.of(trajectory).cached,
         next_position=state.next_position,
         profile=profile_setting(settings.profile),
+        study_instance_uid=trajectory.study_instance_uid,
+        started_at=trajectory.started_at,
     )
     write_atomic(folder / SESSION_FILE, json.dumps(saved.__dict__, indent=2).encode())
     log.info("study %s: session saved (%d bytes)", trajectory.study_instance_uid, state.bytes)
@@ -187,6 +192,13 @@ def reopen(
             "it: ask follow-ups in `read --interactive`"
         )
     saved = SavedSession.read(result)
+    read = (trajectory.study_instance_uid, trajectory.started_at)
+    if saved.started_at and (saved.study_instance_uid, saved.started_at) != read:
+        raise BadInput(
+            f"{result}/{SESSION_DIR} belongs to another read (study {saved.study_instance_uid} "
+            f"started at {saved.started_at}) than trajectory.json's (study {read[0]} started "
+            f"at {read[1]}): read the study again with --keep-session to ask follow-ups"
+        )
     if saved.sha256 != (trajectory.policy.model or {}).get("sha256"):
         raise BadInput(f"{result}/{SESSION_DIR} was saved for another model than the read's")
     cached = SessionState.of(trajectory).cached

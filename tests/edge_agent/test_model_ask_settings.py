@@ -60,3 +60,21 @@ def test_an_older_session_continues_with_the_profile_its_trajectory_names(profil
     done = run_cli("ask", out, FIRST, "--config", config)
     assert done.returncode == 0, done.stderr
     assert _first_turn(Trajectory.load(out / "trajectory.json"), 0).prompt_profile == PROFILE
+
+
+def test_a_session_left_by_another_read_is_refused_in_one_line(profiled, exported, tmp_path):
+    """Another read of the same study, as long in tokens: its session beside this read's
+    trajectory is refused by the read it names, not continued."""
+    out, config = _copy(profiled, tmp_path)
+    other = tmp_path / "other"
+    options = ["--out", other, "--config", config, *model_options(exported)]
+    done = run_cli("read", profiled["study"], *options, "--profile", PROFILE, "--keep-session")
+    assert done.returncode == 0, done.stderr
+    shutil.rmtree(out / "session")
+    shutil.copytree(other / "session", out / "session")
+    before = (out / "trajectory.json").read_text()
+    done = run_cli("ask", out, FIRST, "--config", config)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "belongs to another read" in done.stderr
+    assert Trajectory.load(other / "trajectory.json").started_at in done.stderr
+    assert (out / "trajectory.json").read_text() == before
