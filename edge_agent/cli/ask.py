@@ -45,7 +45,8 @@ def ask(
     from edge_agent.cli.terminal import stream
     from edge_agent.model_followup import reopen
 
-    opened, _ = reopen(result, trajectory, settings, stream=stream)
+    # the settings the read's images were shown with, as its session records
+    opened, settings = reopen(result, trajectory, settings, stream=stream)
     try:
         # the next ask continues this one
         answer_and_show(result, question, settings, pdf=pdf, opened=opened, keep_session=True)
@@ -82,7 +83,7 @@ def answer_and_show(
         if keep_session:  # a crash between the two leaves a session `ask` refuses by its count
             from edge_agent.model_followup import save_session
 
-            save_session(opened.policy, trajectory, result)
+            save_session(opened.policy, trajectory, result, settings)
         write_evidence(opened.workspace, trajectory, result)
         # beside its session at once: the reports search the source folder first, and a
         # failure there would leave the trajectory a session `ask` refuses by its count

@@ -78,3 +78,55 @@ def test_a_session_left_by_another_read_is_refused_in_one_line(profiled, exporte
     assert "belongs to another read" in done.stderr
     assert Trajectory.load(other / "trajectory.json").started_at in done.stderr
     assert (out / "trajectory.json").read_text() == before
+
+
+FIVE_KEY_FRAMES = (
+    CONFIG
+    + """
+[read]
+key_frames = 5
+"""
+)
+
+
+def _originals(out):
+    """The read's first images, as its trajectory records them and as their PNGs are."""
+    trajectory = Trajectory.load(out / "trajectory.json")
+    shown = [record for record in trajectory.images if record.step is None]
+    return shown, [(out / record.file).read_bytes() for record in shown]
+
+
+def test_ask_rebuilds_the_images_with_the_reads_settings_not_the_configs(profiled, tmp_path):
+    out, _ = _copy(profiled, tmp_path)
+    config = tmp_path / "five.toml"  # the read showed the default 3 key frames of 5 slices
+    config.write_text(FIVE_KEY_FRAMES)
+    before = _originals(out)
+    assert len(before[0]) == 3
+    done = run_cli("ask", out, FIRST, "--config", config)
+    assert done.returncode == 0, done.stderr
+    assert _originals(out) == before
+    asked = Trajectory.load(out / "trajectory.json")
+    made = [record for record in asked.images if record.step is not None]
+    assert all(record.index >= 3 for record in made)  # no new "shown" image the model never saw
+
+
+def test_an_older_session_rebuilt_differently_is_refused_before_anything_is_written(
+    profiled, tmp_path
+):
+    """session.json saved before it recorded the read's settings, asked with other settings:
+    the rebuilt images are not the read's, said in one line, and nothing changes."""
+    import json
+
+    out, _ = _copy(profiled, tmp_path)
+    meta = out / "session" / "session.json"
+    saved = json.loads(meta.read_text())
+    saved.pop("shown_with", None)
+    meta.write_text(json.dumps(saved))
+    config = tmp_path / "five.toml"
+    config.write_text(FIVE_KEY_FRAMES)
+    files = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    done = run_cli("ask", out, FIRST, "--config", config)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "shown 3 image(s) at its start, but the study and these settings show 5" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == files
