@@ -9,8 +9,12 @@ so instead of guessing."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -115,6 +119,28 @@ def _compared(trajectory, claims, question, comparison: Comparison, asked_at) ->
     return FollowUpRecord(
         question, f"Protocol demonstration (no AI model). {text}", findings, asked_at
     )
+
+
+@contextlib.contextmanager
+def asking(result: Path) -> Iterator[None]:
+    """RESULT held for this process's follow-ups (`ask`, `read --interactive`): each appends to
+    the trajectory and session another one read, so a second process asking at the same time
+    would drop one of the answers; it is refused at once instead. The lock is the folder's own
+    (flock on it), released when the process ends however it ends."""
+    try:
+        folder = os.open(result, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise BadInput(f"{result} is not a read's result folder: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInput(
+                f"another ask is running on {result}: ask again when it has answered"
+            ) from None
+        yield
+    finally:
+        os.close(folder)  # and the lock with it
 
 
 def ask(result_dir: Path, question: str) -> Trajectory:

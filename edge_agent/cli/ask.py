@@ -35,9 +35,16 @@ def ask(
     """Ask a further question about the same read (e.g. "which candidates are larger than 20
     mm?"); the answer is appended to trajectory.json and the reports (and a new SR instance).
     A model read continues its saved session (`read --keep-session`)."""
-    from edge_agent.trajectory import Trajectory
+    from edge_agent.followup import asking
 
     settings = setup(config, verbose)
+    with asking(result):  # one ask at a time on a result: each continues the one before
+        _ask(result, question, settings, pdf=pdf)
+
+
+def _ask(result: Path, question: str, settings: FileConfig, *, pdf: bool) -> None:
+    from edge_agent.trajectory import Trajectory
+
     trajectory = Trajectory.load(result / "trajectory.json")
     if trajectory.policy.name == "protocol":
         answer_and_show(result, question, settings, pdf=pdf)
@@ -110,16 +117,20 @@ def follow_ups(
     result: Path, settings: FileConfig, *, pdf: bool, opened: OpenRead | None = None
 ) -> None:
     """`read --interactive`: questions from the terminal until an empty line or end of input;
-    `opened`: a model read's session, continued by each question."""
-    while True:
-        console.print(styled("follow-up question", "bold", " (empty line to end): "), end="")
-        line = sys.stdin.readline()
-        if not sys.stdin.isatty():  # a terminal echoes the line and its Enter; a pipe does not
-            console.print()
-        if not line.strip():
-            return
-        try:
-            answer_and_show(result, line.strip(), settings, pdf=pdf, opened=opened)
-        except BadInput as exc:  # the read stands; say why no follow-up, and stop asking
-            errors.print(styled("no follow-up", "yellow", f": {exc}"), highlight=False)
-            return
+    `opened`: a model read's session, continued by each question; no `ask` meanwhile."""
+    from edge_agent.followup import asking
+
+    try:
+        with asking(result):
+            while True:
+                console.print(
+                    styled("follow-up question", "bold", " (empty line to end): "), end=""
+                )
+                line = sys.stdin.readline()
+                if not sys.stdin.isatty():  # a terminal echoes the line and its Enter; a pipe not
+                    console.print()
+                if not line.strip():
+                    return
+                answer_and_show(result, line.strip(), settings, pdf=pdf, opened=opened)
+    except BadInput as exc:  # the read stands; say why no follow-up, and stop asking
+        errors.print(styled("no follow-up", "yellow", f": {exc}"), highlight=False)
