@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from edge_agent.trajectory import Trajectory
-from tests.edge_agent.test_model_follow_up import CONFIG, FIRST, _first_turn
+from tests.edge_agent.test_model_follow_up import CONFIG, FIRST, _first_turn, read_folder
 from tests.support import model_options, run_cli
 
 PROFILE = "ophiuchus-v1-sft"  # not the tiny model's own (it names none): the default is another
@@ -18,13 +18,7 @@ PROFILE = "ophiuchus-v1-sft"  # not the tiny model's own (it names none): the de
 @pytest.fixture(scope="module")
 def profiled(exported, tmp_path_factory) -> dict:
     """A model read with `--profile` and `--keep-session`, no follow-up asked yet."""
-    from edge_agent.sample import write_sample_study
-
-    folder = tmp_path_factory.mktemp("model-ask-settings")
-    study = write_sample_study(folder / "study")
-    config = folder / "edge-agent.toml"
-    config.write_text(CONFIG)
-    out = folder / "out"
+    study, config, out = read_folder(tmp_path_factory, "model-ask-settings")
     options = ["--out", out, "--config", config, *model_options(exported)]
     done = run_cli("read", study, *options, "--profile", PROFILE, "--keep-session")
     assert done.returncode == 0, done.stderr
