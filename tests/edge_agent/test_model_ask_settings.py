@@ -5,6 +5,7 @@ llama.cpp, through the CLI."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from edge_agent.trajectory import Trajectory
 from tests.edge_agent.test_model_follow_up import CONFIG, FIRST, _first_turn, read_folder
 from tests.support import model_options, run_cli
 
-PROFILE = "ophiuchus-v1-sft"  # not the tiny model's own (it names none): the default is another
+PROFILE = "ophiuchus-v1-sft"  # not the one the model folder names (ophiuchus-v1)
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +125,59 @@ def test_an_older_session_rebuilt_differently_is_refused_before_anything_is_writ
     assert "shown 3 image(s) at its start, but the study and these settings show 5" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == files
+
+
+OVERVIEW_15 = (
+    CONFIG
+    + """
+[read]
+overview_frames = 15
+"""
+)
+
+
+@pytest.fixture(scope="module")
+def cine(exported, tmp_path_factory) -> Path:
+    """A model read of a DICOM video with a 15-frame overview (not the default 16), kept."""
+    from tests.videos import encode, video_study
+
+    folder = tmp_path_factory.mktemp("model-ask-cine")
+    config = folder / "site.toml"
+    config.write_text(OVERVIEW_15)
+    study = video_study(folder / "study", encode("h264"))
+    out = folder / "out"
+    options = ["--out", out, "--config", config, *model_options(exported)]
+    done = run_cli("read", study, *options, "--keep-session")
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_ask_without_the_reads_config_rebuilds_its_overview(cine, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(cine, out)
+    (sheet,) = [r for r in Trajectory.load(out / "trajectory.json").images if r.step is None]
+    assert len(sheet.frames) == 15
+    done = run_cli("ask", out, FIRST)  # as a user asks later: no --config
+    assert done.returncode == 0, done.stderr
+    asked = Trajectory.load(out / "trajectory.json")
+    assert asked.images[0] == sheet and [f.question for f in asked.follow_ups] == [FIRST]
+    again = run_cli("ask", out, FIRST)  # and the session saved with it takes the next
+    assert again.returncode == 0, again.stderr
+
+
+def test_an_older_session_whose_overview_differs_says_which_frames(cine, tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    shutil.copytree(cine, out)
+    meta = out / "session" / "session.json"
+    saved = json.loads(meta.read_text())
+    saved.pop("shown_with", None)
+    meta.write_text(json.dumps(saved))
+    before = (out / "trajectory.json").read_bytes(), meta.read_bytes()
+    done = run_cli("ask", out, FIRST)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "evidence/000_shown.png) is not rebuilt as it was shown: contact sheet frames (1, " in (
+        done.stderr
+    )
+    assert ((out / "trajectory.json").read_bytes(), meta.read_bytes()) == before
