@@ -4,8 +4,8 @@ The protocol answers what its measurements can: which measured candidates are la
 than a length or an area, and how many it measured; anything else it says plainly it cannot
 answer. Each question and answer is appended to the trajectory, and every report is written
 again from it (report.json, report.html, and a new SR instance when the source study is at hand).
-A model policy's follow-up needs its session (the KV cache of the read): not built yet, and said
-so instead of guessing."""
+A model read's follow-up continues its session (edge_agent.model_followup); one process at a time
+asks about a result (`asking`)."""
 
 from __future__ import annotations
 
@@ -151,9 +151,8 @@ def ask(result_dir: Path, question: str) -> Trajectory:
     trajectory = Trajectory.load(Path(result_dir) / "trajectory.json")
     if trajectory.policy.name != "protocol":
         raise BadInput(
-            f"follow-up questions about a {trajectory.policy.label} read need its model session "
-            "(the read's KV cache), which this version cannot reopen; only protocol reads "
-            "take follow-ups for now"
+            f"follow-up questions about a {trajectory.policy.label} read continue its model "
+            "session (the read's KV cache): the protocol's answers are for protocol reads"
         )
     follow_up = protocol_follow_up(trajectory, question)
     return replace(trajectory, follow_ups=(*trajectory.follow_ups, follow_up))
