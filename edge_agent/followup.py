@@ -4,13 +4,17 @@ The protocol answers what its measurements can: which measured candidates are la
 than a length or an area, and how many it measured; anything else it says plainly it cannot
 answer. Each question and answer is appended to the trajectory, and every report is written
 again from it (report.json, report.html, and a new SR instance when the source study is at hand).
-A model policy's follow-up needs its session (the KV cache of the read): not built yet, and said
-so instead of guessing."""
+A model read's follow-up continues its session (edge_agent.model_followup); one process at a time
+asks about a result (`asking`)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -117,6 +121,28 @@ def _compared(trajectory, claims, question, comparison: Comparison, asked_at) ->
     )
 
 
+@contextlib.contextmanager
+def asking(result: Path) -> Iterator[None]:
+    """RESULT held for this process's follow-ups (`ask`, `read --interactive`): each appends to
+    the trajectory and session another one read, so a second process asking at the same time
+    would drop one of the answers; it is refused at once instead. The lock is the folder's own
+    (flock on it), released when the process ends however it ends."""
+    try:
+        folder = os.open(result, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise BadInput(f"{result} is not a read's result folder: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInput(
+                f"another ask is running on {result}: ask again when it has answered"
+            ) from None
+        yield
+    finally:
+        os.close(folder)  # and the lock with it
+
+
 def ask(result_dir: Path, question: str) -> Trajectory:
     """Answer `question` about the read in `result_dir`; returns the trajectory with it
     appended (the caller writes the reports again)."""
@@ -125,9 +151,8 @@ def ask(result_dir: Path, question: str) -> Trajectory:
     trajectory = Trajectory.load(Path(result_dir) / "trajectory.json")
     if trajectory.policy.name != "protocol":
         raise BadInput(
-            f"follow-up questions about a {trajectory.policy.label} read need its model session "
-            "(the read's KV cache), which this version cannot reopen; only protocol reads "
-            "take follow-ups for now"
+            f"follow-up questions about a {trajectory.policy.label} read continue its model "
+            "session (the read's KV cache): the protocol's answers are for protocol reads"
         )
     follow_up = protocol_follow_up(trajectory, question)
     return replace(trajectory, follow_ups=(*trajectory.follow_ups, follow_up))

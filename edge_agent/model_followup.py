@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from edge_agent.agent import Budget, ReadContext, StepCallback, image_record, turns
 from edge_agent.policies.session import ModelSession, SessionState
@@ -28,7 +28,11 @@ if TYPE_CHECKING:
     from tools.workspace import Workspace
 
 log = logging.getLogger(__name__)
+C = TypeVar("C", bound="Config")
 
+# [read] settings that choose and size the shown images; with [tools] video_size (a cine's
+# overview) and the model's image_size, what `ask` rebuilds a read's workspace with
+READ_SETTINGS = ("modalities", "key_frames", "overview_frames", "shown_size")
 SESSION_DIR = "session"  # beside the reports: the saved KV cache and what it was made with
 SESSION_FILE = "session.json"
 STATE_FILE = "kv-seq0.bin"
@@ -109,6 +113,14 @@ class SavedSession:
     bytes: int = 0
     tokens: int = 0
     next_position: int = 0
+    # the prompt profile setting the read used (a name, a file's absolute path, or "": the model
+    # folder's, else the read's default); None: saved before it was recorded
+    profile: str | None = None
+    # the read it belongs to: its study and when it started ("": saved before they were recorded)
+    study_instance_uid: str = ""
+    started_at: str = ""
+    # the settings its images were shown with (READ_SETTINGS); None: saved before they were
+    shown_with: dict | None = None
 
     @classmethod
     def read(cls, result: Path) -> SavedSession:
@@ -123,6 +135,11 @@ class SavedSession:
             saved = cls(**data)
         except (ValueError, TypeError) as exc:
             raise BadInput(f"{path} is damaged: {exc}") from None
+        shown = (*READ_SETTINGS, "video_size", "image_size")
+        if saved.shown_with is not None and not (
+            isinstance(saved.shown_with, dict) and saved.shown_with.keys() >= set(shown)
+        ):
+            raise BadInput(f"{path} is damaged: its read settings are not {', '.join(shown)}")
         if not {"tokens", "next_position"} <= data.keys():  # recorded since they are checked
             raise BadInput(
                 f"{path} was saved by an older version of edge-agent: read the study again "
@@ -131,10 +148,11 @@ class SavedSession:
         return saved
 
 
-def save_session(policy, trajectory: Trajectory, result: Path) -> SavedSession:
-    """The KV cache that `trajectory` ends with and the model files it belongs to, into
-    RESULT/session/: the state, then session.json, each whole or not at all. Saved before the
-    trajectory is written, a crash between leaves a session that load refuses by its count."""
+def save_session(policy, trajectory: Trajectory, result: Path, config: Config) -> SavedSession:
+    """The KV cache that `trajectory` ends with, the model files it belongs to and the settings
+    (`config`, the read's) its images were shown with, into RESULT/session/: the state, then
+    session.json, each whole or not at all. Saved before the trajectory is written, a crash
+    between leaves a session that load refuses by its count."""
     folder = result / SESSION_DIR
     state = policy.save_session(folder / STATE_FILE)
     settings = policy.settings
@@ -146,18 +164,58 @@ def save_session(policy, trajectory: Trajectory, result: Path) -> SavedSession:
         bytes=state.bytes,
         tokens=SessionState.of(trajectory).cached,
         next_position=state.next_position,
+        profile=profile_setting(settings.profile),
+        study_instance_uid=trajectory.study_instance_uid,
+        started_at=trajectory.started_at,
+        shown_with={
+            **{name: getattr(config.read, name) for name in READ_SETTINGS},
+            "video_size": config.tools.video_size,
+            "image_size": settings.image_size,
+        },
     )
     write_atomic(folder / SESSION_FILE, json.dumps(saved.__dict__, indent=2).encode())
     log.info("study %s: session saved (%d bytes)", trajectory.study_instance_uid, state.bytes)
     return saved
 
 
-def reopen(
-    result: Path, trajectory: Trajectory, config: Config, stream=None
-) -> tuple[OpenRead, SavedSession]:
+def profile_setting(profile: str) -> str:
+    """A profile setting that still names the same profile from another working folder."""
+    return str(Path(profile).resolve()) if profile and Path(profile).is_file() else profile
+
+
+def read_profile(saved: SavedSession, trajectory: Trajectory) -> str:
+    """The profile setting the read used: as its session recorded it, else (an older session)
+    the shipped profile its trajectory names, else the model folder's or the default."""
+    from edge_agent.formats.profile import available
+
+    if saved.profile is not None:
+        return saved.profile
+    name = trajectory.policy.prompt_profile.removesuffix(" (provisional format)")
+    return name if name in available() else ""
+
+
+def as_read(config: C, saved: SavedSession) -> C:
+    """`config` with the settings the read's images were shown with, as its session records."""
+    if saved.shown_with is None:  # an older session: its rebuilt images are checked instead
+        return config
+    shown = {name: saved.shown_with[name] for name in READ_SETTINGS}
+    shown["modalities"] = tuple(shown["modalities"])
+    return replace(
+        config,
+        read=replace(config.read, **shown),
+        tools=replace(config.tools, video_size=saved.shown_with["video_size"]),
+        policy=replace(
+            config.policy,
+            llama_cpp=replace(config.policy.llama_cpp, image_size=saved.shown_with["image_size"]),
+        ),
+    )
+
+
+def reopen(result: Path, trajectory: Trajectory, config: C, stream=None) -> tuple[OpenRead, C]:
     """A model read in RESULT (`trajectory`: its trajectory.json, loaded) opened again in this
-    process: its model loaded, the saved KV cache loaded into it, its workspace rebuilt. The
-    caller closes `.policy` and `.toolbox`."""
+    process: its model loaded, the saved KV cache loaded into it, its workspace rebuilt with the
+    settings the read used; returned with `config` holding those settings. The caller closes
+    `.policy` and `.toolbox`."""
     from edge_agent.policies import make_policy
     from tools.toolbox import default_toolbox
 
@@ -167,6 +225,13 @@ def reopen(
             "it: ask follow-ups in `read --interactive`"
         )
     saved = SavedSession.read(result)
+    read = (trajectory.study_instance_uid, trajectory.started_at)
+    if saved.started_at and (saved.study_instance_uid, saved.started_at) != read:
+        raise BadInput(
+            f"{result}/{SESSION_DIR} belongs to another read (study {saved.study_instance_uid} "
+            f"started at {saved.started_at}) than trajectory.json's (study {read[0]} started "
+            f"at {read[1]}): read the study again with --keep-session to ask follow-ups"
+        )
     if saved.sha256 != (trajectory.policy.model or {}).get("sha256"):
         raise BadInput(f"{result}/{SESSION_DIR} was saved for another model than the read's")
     cached = SessionState.of(trajectory).cached
@@ -175,7 +240,14 @@ def reopen(
             f"{result}/{SESSION_DIR} holds a KV cache of {saved.tokens} tokens, but "
             f"trajectory.json ends after {cached}: the two were not saved together"
         )
-    llm = replace(config.policy.llama_cpp, model=saved.model, mmproj=saved.mmproj)
+    config = as_read(config, saved)
+    # the read's model and prompt profile, whatever this configuration names
+    llm = replace(
+        config.policy.llama_cpp,
+        model=saved.model,
+        mmproj=saved.mmproj,
+        profile=read_profile(saved, trajectory),
+    )
     policy = make_policy(replace(config.policy, name="llama_cpp", llama_cpp=llm), stream=stream)
     toolbox = None
     try:
@@ -198,7 +270,7 @@ def reopen(
             toolbox.close()
         policy.close()
         raise
-    return OpenRead(policy, trajectory, workspace, toolbox, config.budget), saved
+    return OpenRead(policy, trajectory, workspace, toolbox, config.budget), config
 
 
 def rebuilt_workspace(trajectory: Trajectory, policy, toolbox: Toolbox, config: Config):
@@ -213,6 +285,7 @@ def rebuilt_workspace(trajectory: Trajectory, policy, toolbox: Toolbox, config: 
     study = load_study(Path(trajectory.source_path))
     selection = select(study, config.read.modalities, config.read.key_frames)
     workspace = shown_workspace(selection, policy, config)
+    check_originals(trajectory, workspace)
     for step in trajectory.steps:
         if step.image is None:
             continue
@@ -226,3 +299,28 @@ def rebuilt_workspace(trajectory: Trajectory, policy, toolbox: Toolbox, config: 
         ):
             raise BadInput(f"the study no longer gives image {record.index} of the read")
     return workspace
+
+
+def check_originals(trajectory: Trajectory, workspace: Workspace) -> None:
+    """The images shown at the start of the read, rebuilt, are the ones its record names: the
+    same frame of the same instance (a contact sheet: the same frames), at the same size."""
+    originals = [record for record in trajectory.images if record.step is None]
+    if len(workspace) != len(originals):
+        raise BadInput(
+            f"the read was shown {len(originals)} image(s) at its start, but the study and "
+            f"these settings show {len(workspace)}: not the read's images"
+        )
+    for record, image in zip(originals, workspace, strict=True):
+        again = image_record(image, None)
+        said = {
+            "SOP Instance UID": (record.source.sop_instance_uid, again.source.sop_instance_uid),
+            "frame": (record.source.frame, again.source.frame),
+            "contact sheet frames": (record.frames, again.frames),
+            "size": ((record.width, record.height), (again.width, again.height)),
+        }
+        differ = [f"{name} {was} is now {now}" for name, (was, now) in said.items() if was != now]
+        if differ:
+            raise BadInput(
+                f"image {record.index} of the read ({record.file}) is not rebuilt as it was "
+                f"shown: {'; '.join(differ)}"
+            )

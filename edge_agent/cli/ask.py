@@ -35,9 +35,16 @@ def ask(
     """Ask a further question about the same read (e.g. "which candidates are larger than 20
     mm?"); the answer is appended to trajectory.json and the reports (and a new SR instance).
     A model read continues its saved session (`read --keep-session`)."""
-    from edge_agent.trajectory import Trajectory
+    from edge_agent.followup import asking
 
     settings = setup(config, verbose)
+    with asking(result):  # one ask at a time on a result: each continues the one before
+        _ask(result, question, settings, pdf=pdf)
+
+
+def _ask(result: Path, question: str, settings: FileConfig, *, pdf: bool) -> None:
+    from edge_agent.trajectory import Trajectory
+
     trajectory = Trajectory.load(result / "trajectory.json")
     if trajectory.policy.name == "protocol":
         answer_and_show(result, question, settings, pdf=pdf)
@@ -45,7 +52,8 @@ def ask(
     from edge_agent.cli.terminal import stream
     from edge_agent.model_followup import reopen
 
-    opened, _ = reopen(result, trajectory, settings, stream=stream)
+    # the settings the read's images were shown with, as its session records
+    opened, settings = reopen(result, trajectory, settings, stream=stream)
     try:
         # the next ask continues this one
         answer_and_show(result, question, settings, pdf=pdf, opened=opened, keep_session=True)
@@ -82,7 +90,7 @@ def answer_and_show(
         if keep_session:  # a crash between the two leaves a session `ask` refuses by its count
             from edge_agent.model_followup import save_session
 
-            save_session(opened.policy, trajectory, result)
+            save_session(opened.policy, trajectory, result, settings)
         write_evidence(opened.workspace, trajectory, result)
         # beside its session at once: the reports search the source folder first, and a
         # failure there would leave the trajectory a session `ask` refuses by its count
@@ -109,16 +117,20 @@ def follow_ups(
     result: Path, settings: FileConfig, *, pdf: bool, opened: OpenRead | None = None
 ) -> None:
     """`read --interactive`: questions from the terminal until an empty line or end of input;
-    `opened`: a model read's session, continued by each question."""
-    while True:
-        console.print(styled("follow-up question", "bold", " (empty line to end): "), end="")
-        line = sys.stdin.readline()
-        if not sys.stdin.isatty():  # a terminal echoes the line and its Enter; a pipe does not
-            console.print()
-        if not line.strip():
-            return
-        try:
-            answer_and_show(result, line.strip(), settings, pdf=pdf, opened=opened)
-        except BadInput as exc:  # the read stands; say why no follow-up, and stop asking
-            errors.print(styled("no follow-up", "yellow", f": {exc}"), highlight=False)
-            return
+    `opened`: a model read's session, continued by each question; no `ask` meanwhile."""
+    from edge_agent.followup import asking
+
+    try:
+        with asking(result):
+            while True:
+                console.print(
+                    styled("follow-up question", "bold", " (empty line to end): "), end=""
+                )
+                line = sys.stdin.readline()
+                if not sys.stdin.isatty():  # a terminal echoes the line and its Enter; a pipe not
+                    console.print()
+                if not line.strip():
+                    return
+                answer_and_show(result, line.strip(), settings, pdf=pdf, opened=opened)
+    except BadInput as exc:  # the read stands; say why no follow-up, and stop asking
+        errors.print(styled("no follow-up", "yellow", f": {exc}"), highlight=False)

@@ -186,7 +186,7 @@ def _follow_ups(
     elif keep:
         from edge_agent.model_followup import save_session
 
-        saved = save_session(opened.policy, opened.trajectory, result.out_dir)
+        saved = save_session(opened.policy, opened.trajectory, result.out_dir, settings)
         console.print(
             f"session: {result.out_dir / 'session'} ({saved.bytes / 2**20:.1f} MiB)",
             highlight=False,

@@ -27,16 +27,21 @@ max_new_tokens = 256
 """
 
 
-@pytest.fixture(scope="module")
-def interactive(exported, tmp_path_factory) -> dict:
-    """A model read with one follow-up typed after the answer, its session kept."""
+def read_folder(tmp_path_factory, name: str) -> tuple[Path, Path, Path]:
+    """For a model read: the sample study, a short configuration, and where its result goes."""
     from edge_agent.sample import write_sample_study
 
-    folder = tmp_path_factory.mktemp("model-ask")
+    folder = tmp_path_factory.mktemp(name)
     study = write_sample_study(folder / "study")
     config = folder / "edge-agent.toml"
     config.write_text(CONFIG)
-    out = folder / "out"
+    return study, config, folder / "out"
+
+
+@pytest.fixture(scope="module")
+def interactive(exported, tmp_path_factory) -> dict:
+    """A model read with one follow-up typed after the answer, its session kept."""
+    study, config, out = read_folder(tmp_path_factory, "model-ask")
     script = Path(sys.executable).parent / "edge-agent"
     command = [script, "read", study, "--out", out, "--config", config, *model_options(exported)]
     done = subprocess.run(
