@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from edge_agent.agent import Budget, ReadContext, StepCallback, image_record, turns
 from edge_agent.policies.session import ModelSession, SessionState
+from edge_agent.report.files import SESSION_DIR
 from edge_agent.trajectory import FollowUpRecord, Trajectory
 from imaging.atomic import write_atomic
 from imaging.errors import BadInput
@@ -33,7 +34,6 @@ C = TypeVar("C", bound="Config")
 # [read] settings that choose and size the shown images; with [tools] video_size (a cine's
 # overview) and the model's image_size, what `ask` rebuilds a read's workspace with
 READ_SETTINGS = ("modalities", "key_frames", "overview_frames", "shown_size")
-SESSION_DIR = "session"  # beside the reports: the saved KV cache and what it was made with
 SESSION_FILE = "session.json"
 STATE_FILE = "kv-seq0.bin"
 

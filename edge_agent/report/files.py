@@ -25,7 +25,9 @@ from tools.render import frame_view, png_bytes
 from tools.workspace import Workspace
 
 log = logging.getLogger(__name__)
-SESSION_DIR = "session"  # OUT/session: a model read's saved session, which `ask` continues
+# OUT/session: a model read's saved session (its KV cache and what it was made with), which
+# `ask` continues.
+SESSION_DIR = "session"
 
 
 def write_evidence(workspace: Workspace, trajectory: Trajectory, out_dir: Path) -> None:
