@@ -80,7 +80,12 @@ def protocol_follow_up(trajectory: Trajectory, question: str) -> FollowUpRecord:
     if comparison is not None:
         return _compared(trajectory, claims, question, comparison, asked_at)
     if re.search(r"\bhow many\b|\bnumber of\b|\bcount\b", question, re.IGNORECASE):
-        text = f"The protocol measured {len(claims)} candidate region(s) in this read."
+        timed = any(trajectory.image(i).times_s for claim in claims for i in claim.evidence)
+        text = (  # a video's findings are moments of change: nothing in them was measured
+            f"The protocol marked {len(claims)} moment(s) of change in this video."
+            if timed
+            else f"The protocol measured {len(claims)} candidate region(s) in this read."
+        )
         return FollowUpRecord(
             question, f"Protocol demonstration (no AI model). {text}", (), asked_at
         )

@@ -98,6 +98,15 @@ def test_a_replay_of_a_video_read_gives_the_same_report(read, tmp_path):
     assert (tmp_path / "again" / "evidence" / "001_crop_video_frame00046.png").is_file()
 
 
+def test_how_many_is_answered_in_moments_of_change_not_measured_regions(read):
+    from edge_agent.followup import protocol_follow_up
+
+    answer = protocol_follow_up(read.trajectory, "How many?").answer
+    count = len(read.report["findings"])
+    assert f"marked {count} moment(s) of change in this video" in answer
+    assert "measured" not in answer
+
+
 def test_a_cine_is_read_from_its_overview(tmp_path):
     result = read_study(bundled("examples_ybr_color.dcm"), tmp_path / "out", Config())
     assert "cine, 30 frames" in result.selection.reason
