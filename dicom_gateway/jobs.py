@@ -16,6 +16,10 @@ from dicom_gateway.index import Index
 
 log = logging.getLogger(__name__)
 
+# A failed attempt's study is taken again after this long, by any worker: a problem of the site
+# (a full shared spool, the index a moment away) would otherwise use up its attempts at once.
+RETRY_S = 5.0
+
 
 @dataclass(frozen=True)
 class Job:
@@ -57,13 +61,16 @@ class IndexJobQueue:
             return enqueue_in(db, study_uid)
 
     def claim(self, worker: str, lease_s: float) -> Job | None:
-        """The oldest queued job, or one whose lease expired (its worker died)."""
+        """The oldest queued job (a failed attempt's once RETRY_S passed), or one whose lease
+        expired (its worker died)."""
         with self._index.write() as db:
             self._give_up_on_exhausted(db)
+            # a queued job's lease_expires, when set, is when its next attempt may start
             row = db.execute(
-                "SELECT id, study_uid, attempts FROM jobs WHERE state = 'queued' "
-                "OR (state = 'running' AND lease_expires < ?) ORDER BY id LIMIT 1" + db.skip_locked,
-                (db.now(),),
+                "SELECT id, study_uid, attempts FROM jobs WHERE (state = 'queued' AND "
+                "(lease_expires IS NULL OR lease_expires <= ?)) OR (state = 'running' AND "
+                "lease_expires < ?) ORDER BY id LIMIT 1" + db.skip_locked,
+                (db.now(), db.now()),
             ).fetchone()
             if row is None:
                 return None
@@ -148,8 +155,10 @@ class IndexJobQueue:
                 if final:
                     _finish(db, job.id, job.study_uid, "failed", error=error)
                 else:  # the lease owner stays until another claim: who re-queued it
-                    db.execute(
-                        "UPDATE jobs SET state = 'queued', error = ? WHERE id = ?", (error, job.id)
+                    db.execute(  # not before RETRY_S, whichever worker takes it
+                        "UPDATE jobs SET state = 'queued', error = ?, lease_expires = ? "
+                        "WHERE id = ?",
+                        (error, db.now() + RETRY_S, job.id),
                     )
 
         self._index.retrying(commit, f"job {job.id} failure")
@@ -168,7 +177,8 @@ class IndexJobQueue:
             with self._index.write() as db:
                 if _own(db, job, worker, ended=recorded):
                     db.execute(
-                        "UPDATE jobs SET state = 'queued', error = ?, attempts = ? WHERE id = ?",
+                        "UPDATE jobs SET state = 'queued', error = ?, attempts = ?, "
+                        "lease_expires = NULL WHERE id = ?",
                         (error, job.attempt - 1, job.id),
                     )
 

@@ -27,9 +27,6 @@ log = logging.getLogger(__name__)
 # A worker whose model cannot be used (no room on the GPU) gives the study back and claims none
 # for this long: another node, or this one later, reads it; its attempts are not used up.
 MODEL_RETRY_S = 30.0
-# After any other error a worker waits this long before it claims again: a resource problem (a
-# disk full, the index a moment away) would otherwise use up a study's attempts in milliseconds.
-ERROR_RETRY_S = 5.0
 
 
 class Worker:
@@ -43,11 +40,9 @@ class Worker:
         audit: Audit,
         lease_s: float,
         routing: Routing | None = None,
-        model_retry_s: float = MODEL_RETRY_S,
     ) -> None:
         self.name = name
-        self._model_retry_s = model_retry_s
-        self._hold_off_until = 0.0  # after a model or read error: no claim before then
+        self._hold_off_until = 0.0  # a model that could not be used: no claim before then
         self._queue, self._spool, self._outbox = queue, spool, outbox
         self._reader, self._audit, self._lease_s = reader, audit, lease_s
         self.current: Job | None = None  # the job being read, for the node's heartbeat
@@ -84,13 +79,13 @@ class Worker:
             outcome = self._reader.read(study_dir, out_dir, request)
         except ModelLoadError as exc:  # the service's model, not the study: keep the job
             stop_beating()
-            self._hold_off_until = time.monotonic() + self._model_retry_s
+            self._hold_off_until = time.monotonic() + MODEL_RETRY_S
             log.error(
                 "job %d: the model cannot be used: %s; the study stays queued and this worker "
                 "takes no study for %.0f s",
                 job.id,
                 exc,
-                self._model_retry_s,
+                MODEL_RETRY_S,
             )
             with contextlib.suppress(LeaseLost):
                 self._queue.give_back(job, self.name, f"model: {exc}")
@@ -99,7 +94,6 @@ class Worker:
             self._end(job, f"bad input: {exc}", permanent=True, stop_beating=stop_beating)
             return True
         except Exception as exc:  # our bug or a resource problem: retried under the lease rules
-            self._hold_off_until = time.monotonic() + ERROR_RETRY_S
             self._end(job, _logged(job, "failed", exc), stop_beating=stop_beating)
             return True
         if outcome.study_uid != job.study_uid:  # never send one patient's results as another's

@@ -111,9 +111,10 @@ def test_another_error_is_retried_until_the_attempts_run_out(tmp_path, index):
     worker, index, _ = _gateway(tmp_path, reader, index)
     assert worker.run_once()
     assert _job(index) == ("queued", "RuntimeError: GPU out of memory")
-    assert not worker.run_once()  # it waits before the next attempt: not all three at once
+    assert not worker.run_once()  # the study waits before its next attempt: not three at once
     for _ in range(2):
-        worker._hold_off_until = 0.0  # what ERROR_RETRY_S later brings
+        with index.write() as db:  # what RETRY_S later brings
+            db.execute("UPDATE jobs SET lease_expires = 0")
         assert worker.run_once()
     assert _job(index) == ("failed", "RuntimeError: GPU out of memory")
     assert len(reader.read_dirs) == 3 and not worker.run_once()
