@@ -7,12 +7,12 @@ LOCKED` hands each job to exactly one of them, and leases are judged by the serv
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from dicom_gateway.index import Index
+from dicom_gateway.nodes import ALIVE_S
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +61,21 @@ class IndexJobQueue:
             return enqueue_in(db, study_uid)
 
     def claim(self, worker: str, lease_s: float) -> Job | None:
-        """The oldest queued job (a failed attempt's once RETRY_S passed), or one whose lease
-        expired (its worker died)."""
+        """The oldest queued job (a failed attempt's once RETRY_S passed), or one whose worker
+        died: its lease ran out, or its node has not been seen for ALIVE_S (a crashed service
+        restarted on its machine, or another machine's, takes it then, not lease_s later)."""
         with self._index.write() as db:
             self._give_up_on_exhausted(db)
-            # a queued job's lease_expires, when set, is when its next attempt may start
+            # a queued job's lease_expires, when set, is when its next attempt may start; a
+            # running one's worker is gone when its lease ran out or its node stopped beating
+            now = db.now()
             row = db.execute(
                 "SELECT id, study_uid, attempts FROM jobs WHERE (state = 'queued' AND "
                 "(lease_expires IS NULL OR lease_expires <= ?)) OR (state = 'running' AND "
-                "lease_expires < ?) ORDER BY id LIMIT 1" + db.skip_locked,
-                (db.now(), db.now()),
+                "(lease_expires < ? OR EXISTS (SELECT 1 FROM nodes WHERE nodes.name = "
+                "jobs.lease_owner AND (nodes.state = 'stopped' OR nodes.last_seen < ?)))) "
+                "ORDER BY id LIMIT 1" + db.skip_locked,
+                (now, now, now - ALIVE_S),
             ).fetchone()
             if row is None:
                 return None
@@ -80,26 +85,6 @@ class IndexJobQueue:
                 (worker, db.now() + lease_s, row["id"]),
             )
         return Job(row["id"], row["study_uid"], row["attempts"] + 1)
-
-    def release_dead(self, host: str) -> list[int]:
-        """The leases held by a worker of this host whose process is gone (a crash, kill -9) end
-        now, not lease_s later: a restarted service takes its study again at once. The jobs."""
-        with self._index.write() as db:
-            rows = db.execute(
-                "SELECT id, lease_owner FROM jobs WHERE state = 'running' AND lease_owner LIKE ?",
-                (f"{host}:%",),
-            ).fetchall()
-            dead = [row for row in rows if not _alive(row["lease_owner"])]
-            for row in dead:
-                db.execute(  # expired as if long ago: the next claim takes it
-                    "UPDATE jobs SET lease_expires = 0 WHERE id = ? AND lease_owner = ?",
-                    (row["id"], row["lease_owner"]),
-                )
-        for row in dead:
-            log.warning(
-                "job %d: its worker %s is gone; taken again now", row["id"], row["lease_owner"]
-            )
-        return [row["id"] for row in dead]
 
     def _give_up_on_exhausted(self, db) -> None:
         expired = db.execute(
@@ -183,17 +168,6 @@ class IndexJobQueue:
                     )
 
         self._index.retrying(commit, f"job {job.id} given back")
-
-
-def _alive(owner: str) -> bool:
-    """Whether the process of a host:pid lease owner on this host still runs."""
-    try:
-        os.kill(int(owner.rsplit(":", 1)[1]), 0)
-    except ProcessLookupError:
-        return False
-    except (ValueError, PermissionError):  # not a pid, or another user's process: alive
-        return True
-    return True
 
 
 def last_results(index: Index, study_uid: str) -> str:

@@ -57,7 +57,6 @@ class Service:
             self.more_listeners = ListenerProcesses(settings, settings.listener_processes - 1)
             self.web = web_listener(settings, self.spool, self.audit)  # STOW-RS, when configured
         if role in ("all", "worker"):
-            self.queue.release_dead(self.node.name.rsplit(":", 1)[0])  # a crash before this start
             self.worker = Worker(
                 self.node.name,
                 self.queue,

@@ -3,18 +3,18 @@ retries, late instances, one claim per job however many workers ask at once."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 
 import pytest
 
 from dicom_gateway import index as index_module
+from dicom_gateway import nodes
 from dicom_gateway.assembler import promote_stable_studies
 from dicom_gateway.engines import open_index
 from dicom_gateway.index import Index
 from dicom_gateway.jobs import RETRY_S, IndexJobQueue, LeaseLost
+from dicom_gateway.nodes import ALIVE_S, Node
 from dicom_gateway.spool import Spool
 from tests.support import ct_copies
 
@@ -64,27 +64,27 @@ def test_an_expired_lease_is_taken_over_and_the_old_worker_cannot_finish(index, 
     assert queue.claim("c", lease_s=10) is None  # a finished job is never read again
 
 
-def test_a_lease_of_a_worker_gone_from_this_host_is_taken_at_once(index, clock):
-    """A service killed mid-read and started again takes its study at once, not lease_s later;
-    a worker still running keeps its lease."""
-    dead = f"here:{_ended_pid()}"
+def test_a_job_of_a_worker_whose_node_stopped_beating_is_taken_long_before_its_lease_ends(
+    index, clock
+):
+    """A service killed mid-read (its node silent) loses its study ALIVE_S later, not lease_s
+    (900 s) later; a worker that beats keeps its lease, and one that never beat keeps it too."""
     queue = IndexJobQueue(index, max_attempts=3)
-    for study in ("1.2.3", "1.2.4"):
+    for study in ("1.2.3", "1.2.4", "1.2.5"):
         receive(index, study, clock.t)
         queue.enqueue(study)
-    mine = queue.claim(f"here:{os.getpid()}", lease_s=900)
-    theirs = queue.claim(dead, lease_s=900)
-    assert queue.claim("here:1", lease_s=900) is None  # both held for 900 s
-    assert queue.release_dead("here") == [theirs.id]
-    again = queue.claim("here:1", lease_s=900)
-    assert (again.id, again.attempt) == (theirs.id, 2) and mine.id != theirs.id
-
-
-def _ended_pid() -> int:
-    """A process id that ran and ended."""
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid
+    killed, beating = Node("here:1", "all"), Node("there:2", "worker")
+    for node in (killed, beating):
+        nodes.beat(index, node, "reading")
+    dead = queue.claim(killed.name, lease_s=900)
+    alive = queue.claim(beating.name, lease_s=900)
+    silent = queue.claim("unregistered", lease_s=900)  # no node row: its lease decides
+    clock.t += ALIVE_S + 1
+    nodes.beat(index, beating, "reading")
+    again = queue.claim("here:3", lease_s=900)
+    assert (again.id, again.attempt) == (dead.id, 2)
+    assert queue.claim("here:3", lease_s=900) is None  # neither the beating nor the silent one
+    assert len({dead.id, alive.id, silent.id}) == 3
 
 
 def test_a_job_whose_worker_keeps_dying_fails_with_the_reason(index, clock):
