@@ -11,6 +11,7 @@ import logging
 
 from dicom_gateway.index import Index
 from dicom_gateway.jobs import enqueue_in
+from dicom_gateway.nodes import ALIVE_S
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,21 @@ def promote_stable_studies(index: Index, stable_after_s: float, late_policy: str
     return ready
 
 
-def listening_again(index: Index) -> None:
+def listening_again(index: Index, node: str) -> None:
     """A study still arriving when the service stopped is quiet from now, not from its last
     instance: its senders could not send while nothing listened (a PACS re-sends the rest once
-    it can), so the time the service was down is no quiet."""
+    it can), so the time the service was down is no quiet. On a site of several listeners
+    (`node` is this one) only when no other listener is alive: their senders were not stopped,
+    and a rolling restart must not hold back every study the others are receiving."""
     with index.write() as db:
-        db.execute("UPDATE studies SET last_received = ? WHERE state = 'receiving'", (db.now(),))
+        now = db.now()
+        if (
+            index.dialect.shared
+            and db.execute(
+                "SELECT 1 FROM nodes WHERE name != ? AND role IN ('all', 'listener') AND "
+                "state != 'stopped' AND last_seen >= ? LIMIT 1",
+                (node, now - ALIVE_S),
+            ).fetchone()
+        ):
+            return
+        db.execute("UPDATE studies SET last_received = ? WHERE state = 'receiving'", (now,))

@@ -76,7 +76,7 @@ class Service:
             self._close()
             raise
         if self.listener is not None:
-            listening_again(self.index)
+            listening_again(self.index, self.node.name)
         freeze_startup()  # the reader, warmed up, and the listeners are ready
         poll = self.settings.poll_s
         steps = {}

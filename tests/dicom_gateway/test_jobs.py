@@ -10,7 +10,7 @@ import pytest
 
 from dicom_gateway import index as index_module
 from dicom_gateway import nodes
-from dicom_gateway.assembler import promote_stable_studies
+from dicom_gateway.assembler import listening_again, promote_stable_studies
 from dicom_gateway.engines import open_index
 from dicom_gateway.index import Index
 from dicom_gateway.jobs import RETRY_S, IndexJobQueue, LeaseLost
@@ -238,3 +238,23 @@ def test_a_completion_asked_again_by_its_worker_is_a_success_that_adds_nothing(i
     assert [tuple(r) for r in index.read("SELECT state, out_dir FROM jobs")] == [
         ("done", "/out/job1-try1")
     ]
+
+
+def test_a_restarted_listener_restarts_the_quiet_clock_unless_another_one_was_listening(
+    index, clock
+):
+    """Nothing could be sent while nothing listened: that time is no quiet. On a shared index,
+    another listener that stayed up was receiving all along: its studies keep their clock."""
+    receive(index, "1.2.3", clock.t)
+    clock.t += 100
+    if index.dialect.shared:
+        nodes.beat(index, Node("other:7", "listener"), "idle")
+        listening_again(index, "here:1")
+        assert promote_stable_studies(index, 30, "ignore") == ["1.2.3"]  # its clock ran on
+        receive(index, "1.2.4", clock.t - 100)
+        clock.t += ALIVE_S + 1  # the other listener is gone too now
+    listening_again(index, "here:1")
+    waiting = index.read("SELECT study_uid FROM studies WHERE state = 'receiving'")
+    assert promote_stable_studies(index, 30, "ignore") == []  # quiet from the restart on
+    clock.t += 31
+    assert promote_stable_studies(index, 30, "ignore") == [row[0] for row in waiting]
