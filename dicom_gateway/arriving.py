@@ -11,6 +11,7 @@ nearly every one, costs a clock reading per PDU and nothing else."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from pydicom.filereader import read_partial
@@ -23,13 +24,13 @@ TOUCH_S = 1.0  # well under any stable_after_s a site would set
 STUDY_UID = 0x0020000D
 
 
-class Arrival:
-    """One data set's progress, as StillArriving follows it."""
+class Progress:
+    """One data set's arrival, as StillArriving follows it."""
 
     def __init__(self) -> None:
-        self.started: float | None = None  # at its first bytes
-        self.next_touch = 0.0
+        self.next_touch: float | None = None  # set at its first bytes
         self.study_uid: str | None = None
+        self.marking: threading.Thread | None = None
 
 
 class StillArriving:
@@ -37,25 +38,33 @@ class StillArriving:
         self._index = index
         self._every_s = every_s
 
-    def __call__(self, arrival: Arrival, path: str) -> None:
-        """After each write to the file at `path`."""
+    def __call__(self, progress: Progress, path: str) -> None:
+        """After each write to the file at `path`: never waits for the index (the mark is
+        made on a thread of its own, one at a time per data set)."""
         now = time.monotonic()
-        if arrival.started is None:
-            arrival.started, arrival.next_touch = now, now + self._every_s
-        if now < arrival.next_touch:
+        if progress.next_touch is None:
+            progress.next_touch = now + self._every_s
+        if now < progress.next_touch:
             return
-        arrival.next_touch = now + self._every_s
-        arrival.study_uid = arrival.study_uid or _study_uid(path)
-        if arrival.study_uid is None:  # not that far yet
+        progress.next_touch = now + self._every_s
+        progress.study_uid = progress.study_uid or _study_uid(path)
+        if progress.study_uid is None or (progress.marking and progress.marking.is_alive()):
             return
+        progress.marking = threading.Thread(
+            target=self.mark, args=(progress.study_uid,), name="still-arriving", daemon=True
+        )
+        progress.marking.start()
+
+    def mark(self, study_uid: str) -> None:
+        """The study counts as receiving now; an index out of reach is a warning."""
         try:
             with self._index.write() as db:
                 db.execute(
                     "UPDATE studies SET last_received = ? WHERE study_uid = ?",
-                    (db.now(), arrival.study_uid),
+                    (db.now(), study_uid),
                 )
-        except Exception as exc:  # the index out of reach a moment: the data set arrives on
-            log.warning("study %s: not marked as still arriving: %s", arrival.study_uid, exc)
+        except Exception as exc:  # the data set arrives on; the next mark may get through
+            log.warning("study %s: not marked as still arriving: %s", study_uid, exc)
 
 
 def _study_uid(path: str) -> str | None:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from dicom_gateway.arriving import Arrival, StillArriving
+from dicom_gateway.arriving import Progress, StillArriving
 from dicom_gateway.dataset_check import MalformedDataset, check_dataset
 from dicom_gateway.group_commit import GroupCommit
 from dicom_gateway.index import Index
@@ -94,7 +94,7 @@ class ReceivedFile:
 
     def __init__(self, folder: str | Path, arriving: StillArriving | None = None) -> None:
         self.name = os.path.join(folder, f"{uuid.uuid4().hex}.part")
-        self._arriving, self._arrival = arriving, Arrival()
+        self._arriving, self._progress = arriving, Progress()
         # Readable too: the check of the whole data set maps it from this same descriptor.
         self._fd = os.open(self.name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self._writeback = Writeback(self._fd)
@@ -115,7 +115,7 @@ class ReceivedFile:
         if self.error is None and self._fd >= 0:
             self._writeback.advance(self.size)
             if self._arriving is not None:
-                self._arriving(self._arrival, self.name)
+                self._arriving(self._progress, self.name)
 
     def flush(self) -> None:
         pass

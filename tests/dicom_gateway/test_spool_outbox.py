@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -318,3 +319,16 @@ def test_a_temporary_file_removed_while_it_arrived_fails_alone(tmp_path):
     rows = spool.index.read("SELECT sop_uid, path FROM instances")
     assert [tuple(row) for row in rows] == [(stored.sop_uid, str(stored.path))]
     assert sorted(p.name for p in stored.path.parent.iterdir()) == [stored.path.name]
+
+
+def test_an_index_out_of_reach_while_a_study_is_marked_as_arriving_is_a_warning(tmp_path, caplog):
+    """The mark is made beside the association, never in its way: a failure is logged."""
+    from dicom_gateway.arriving import StillArriving
+
+    index = SqliteIndex(tmp_path / "index.sqlite")
+    index.close()
+    (tmp_path / "index.sqlite").unlink()
+    (tmp_path / "index.sqlite").mkdir()  # no database there any more
+    with caplog.at_level(logging.WARNING, logger="dicom_gateway.arriving"):
+        StillArriving(index).mark("1.2.3")
+    assert "study 1.2.3: not marked as still arriving" in caplog.text
