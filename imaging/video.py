@@ -51,7 +51,7 @@ class VideoError(BadInput):
 class VideoFrame:
     pixels: np.ndarray  # RGB uint8
     number: int  # 1-based, as DICOM frame numbers
-    time_s: float  # exact: (number - 1) / frame rate
+    time_s: float  # seconds from the first frame (its time stamp, or (number - 1) / rate)
 
 
 class Video:
@@ -72,9 +72,11 @@ class Video:
                 self.codec = stream.codec_context.name
                 self._extradata = stream.codec_context.extradata  # MP4: SPS/PPS live here
                 rate = frame_rate or (float(stream.average_rate) if stream.average_rate else None)
-                demuxed = [p for p in container.demux(stream) if p.size]
-                self._packets = [(bytes(p), p.is_keyframe) for p in demuxed]
-                stamps = [p.pts for p in demuxed]
+                self._packets, stamps = [], []
+                for packet in container.demux(stream):
+                    if packet.size:
+                        self._packets.append((bytes(packet), packet.is_keyframe))
+                        stamps.append(packet.pts)
                 time_base = stream.time_base
         except (av.error.FFmpegError, IndexError) as exc:
             raise VideoError(f"not a decodable video stream: {exc}") from None
@@ -111,14 +113,12 @@ class Video:
     @property
     def duration_s(self) -> float:
         """Until the last frame's end (it lasts as long as the one before it)."""
-        last = self._times[-1] - self._times[-2] if len(self._times) > 1 else 1 / self.frame_rate
-        return self._times[-1] + last
+        return _end(self._times, 1 / self.frame_rate)
 
     def frame_at(self, t: float) -> VideoFrame:
         """The frame shown at `t` seconds: the last one starting at or before t."""
         check_time(t, self.duration_s)
-        index = max(0, bisect.bisect_right(self._times, t + 1e-6) - 1)  # float slack
-        return self._decode(index)
+        return self._decode(_index_at(self._times, t))
 
     def _decode(self, index: int) -> VideoFrame:
         """Decode from the key frame at or before `index`; frames come out in display order,
@@ -144,6 +144,16 @@ class Video:
         except av.error.FFmpegError as exc:
             raise VideoError(f"frame {index + 1} cannot be decoded: {exc}") from None
         raise VideoError(f"frame {index + 1} is missing from the bitstream (truncated?)")
+
+
+def _index_at(times: Sequence[float], t: float) -> int:
+    """The frame shown at `t`: the last one starting at or before it (with float slack)."""
+    return max(0, bisect.bisect_right(times, t + 1e-6) - 1)
+
+
+def _end(times: Sequence[float], alone: float) -> float:
+    """When the last frame ends: it lasts as long as the one before it (`alone` if none)."""
+    return times[-1] + ((times[-1] - times[-2] if len(times) > 1 else 0.0) or alone)
 
 
 def _display_times(stamps: list, time_base, rate: float, *, given: bool) -> list[float]:
@@ -205,13 +215,12 @@ class CineTimeline(Timeline):
     def __init__(self, frames: Sequence[Frame]) -> None:
         self._frames = sorted(frames, key=lambda f: f.time_s or 0.0)
         self._times = [f.time_s or 0.0 for f in self._frames]
-        last_step = self._times[-1] - self._times[-2] if len(self._times) > 1 else 0.0
         self.frame_count = len(self._frames)
-        self.duration_s = self._times[-1] + (last_step or 1.0)
+        self.duration_s = _end(self._times, 1.0)
 
     def frame_at(self, t: float) -> Frame:
         self.check_time(t)
-        return self._frames[max(0, bisect.bisect_right(self._times, t + 1e-6) - 1)]
+        return self._frames[_index_at(self._times, t)]
 
 
 class VideoTimeline(Timeline):
