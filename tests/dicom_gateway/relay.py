@@ -1,24 +1,29 @@
-"""A loopback TCP relay in front of a real PostgreSQL server that can lose one COMMIT's
-acknowledgement: the server has committed, the client never hears so (its connection drops)."""
+"""Loopback TCP relays in front of a real server: one that can lose a COMMIT's acknowledgement
+(PostgreSQL has committed, the client never hears so), one that is a slow link."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
 
 # The server's CommandComplete message for a COMMIT: 'C', length 11, "COMMIT\0".
 COMMIT_DONE = b"C\x00\x00\x00\x0bCOMMIT\x00"
 
 
-class CuttingRelay:
+class Relay:
+    """Passes every connection on to `server_port`; `passing(data, answers)` is told of each
+    chunk (`answers`: from the server) and returns False to drop the connection instead."""
+
     def __init__(self, server_port: int) -> None:
         self._server_port = server_port
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
-        self.cut_next_commit = threading.Event()  # set: the next COMMIT's answer is not passed on
-        self.cuts = 0
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def passing(self, data: bytes, answers: bool) -> bool:
+        return True
 
     def _accept(self) -> None:
         while True:
@@ -35,10 +40,8 @@ class CuttingRelay:
     def _pump(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
         try:
             while data := source.recv(65536):
-                if answers and COMMIT_DONE in data and self.cut_next_commit.is_set():
-                    self.cut_next_commit.clear()
-                    self.cuts += 1
-                    break  # committed on the server; the client's connection just drops
+                if not self.passing(data, answers):
+                    break
                 sink.sendall(data)
         except OSError:
             pass
@@ -49,3 +52,30 @@ class CuttingRelay:
 
     def close(self) -> None:
         self._listener.close()
+
+
+class CuttingRelay(Relay):
+    def __init__(self, server_port: int) -> None:
+        super().__init__(server_port)
+        self.cut_next_commit = threading.Event()  # set: the next COMMIT's answer is not passed on
+        self.cuts = 0
+
+    def passing(self, data: bytes, answers: bool) -> bool:
+        if answers and COMMIT_DONE in data and self.cut_next_commit.is_set():
+            self.cut_next_commit.clear()
+            self.cuts += 1
+            return False  # committed on the server; the client's connection just drops
+        return True
+
+
+class SlowLink(Relay):
+    """What a sender sends reaches the server at `bytes_per_s`, as over a slow link."""
+
+    def __init__(self, server_port: int, bytes_per_s: float) -> None:
+        self._rate = bytes_per_s
+        super().__init__(server_port)
+
+    def passing(self, data: bytes, answers: bool) -> bool:
+        if not answers:
+            time.sleep(len(data) / self._rate)
+        return True

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -16,6 +14,7 @@ import pytest
 from dicom_gateway.status import CANNOT_UNDERSTAND
 from edge_agent.sample import write_sample_study
 from tests.dicom_gateway.leftovers import holding_data
+from tests.dicom_gateway.relay import SlowLink
 from tests.peers import Gateway, Orthanc, echo, free_port, tool, wait_for
 from tests.support import bundled, c_store, ct_copies, run_cli, sr_items
 
@@ -367,36 +366,6 @@ def test_header_values_quoted_by_library_warnings_never_reach_the_log(tmp_path):
     assert logs.strip(), "the service logged nothing at all"
     for phi in ("Zeta", "1970.01.31", "19700131"):
         assert phi not in logs, "patient identifiers must never reach the logs"
-
-
-class SlowLink:
-    """A loopback relay that passes what a sender sends at `bytes_per_s`: a slow link."""
-
-    def __init__(self, port: int, bytes_per_s: float) -> None:
-        self._target, self._rate = port, bytes_per_s
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):  # closed
-            while True:
-                client, _ = self._listener.accept()
-                server = socket.create_connection(("127.0.0.1", self._target))
-                threading.Thread(target=self._pump, args=(client, server, True)).start()
-                threading.Thread(target=self._pump, args=(server, client, False)).start()
-
-    def _pump(self, source, sink, slow: bool) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(16384):
-                sink.sendall(data)
-                if slow:
-                    time.sleep(len(data) / self._rate)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self._listener.close()
 
 
 def test_a_study_is_not_read_while_one_of_its_instances_is_still_arriving(tmp_path):
