@@ -22,6 +22,9 @@ from edge_agent.report.content import claim_measurements
 from edge_agent.report.location import key_image
 from edge_agent.trajectory import ClaimRecord, FollowUpRecord, Trajectory
 from imaging.errors import BadInput
+from tools.measurement import Unit
+
+IN_MM = (Unit.MILLIMETRE, Unit.SQUARE_MILLIMETRE)  # what a size in mm is compared with
 
 _MORE = r"larger|bigger|greater|longer|wider|more|over|above|exceed(?:s|ing)?"
 _LESS = r"smaller|shorter|less|under|below"
@@ -93,25 +96,34 @@ def protocol_follow_up(trajectory: Trajectory, question: str) -> FollowUpRecord:
 
 
 def _compared(trajectory, claims, question, comparison: Comparison, asked_at) -> FollowUpRecord:
-    values = []
+    """Only sizes in mm (or mm²) are compared with a size in mm: a finding of an image without
+    pixel spacing is measured in pixels, listed in its own unit and left out."""
+    values, in_pixels = [], []
     for number, claim in enumerate(claims, 1):
         found = [
-            m.value
+            m
             for m in claim_measurements(trajectory, claim)
             if m.name.value == comparison.measurement
         ]
-        if found:
-            values.append((number, claim, found[0]))
+        if found and found[0].unit in IN_MM:
+            values.append((number, claim, found[0].value))
+        elif found:
+            in_pixels.append(f"finding {number}: {found[0].value:g} {found[0].unit.symbol}")
     matching = [(n, c, v) for n, c, v in values if comparison.holds(v)]
     listed = "; ".join(f"finding {n}: {v:g} {comparison.unit}" for n, _, v in values)
     if not values:
-        text = f"No finding of this read has a {comparison.measurement} measured."
+        text = f"No finding of this read has a {comparison.measurement} measured in mm."
     else:
         text = (
             f"{len(matching)} of the {len(values)} measured finding(s) have "
             f"{'an' if comparison.area else 'a'} {comparison.describe()}"
             + (f": finding(s) {', '.join(str(n) for n, _, _ in matching)}" if matching else "")
             + f". Measured: {listed}."
+        )
+    if in_pixels:
+        text += (
+            f" Not compared, measured in pixels (the image has no pixel spacing): "
+            f"{'; '.join(in_pixels)}."
         )
     findings = tuple(
         ClaimRecord(

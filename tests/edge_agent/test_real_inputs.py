@@ -13,6 +13,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from edge_agent.config import Config
+from edge_agent.followup import protocol_follow_up
 from edge_agent.read import read_study
 from edge_agent.replay import replay
 from edge_agent.report.patient import refused
@@ -109,6 +110,11 @@ def test_a_region_on_an_image_without_spacing_is_measured_in_pixels(tmp_path):
     for finding in unknown.report["findings"]:
         areas = [m for m in finding["measurements"] if m["name"] == "area"]
         assert areas and all(m["unit"] == "{pixel2}" and m["value"] > 0 for m in areas)
+    # a follow-up in mm never takes pixels for mm
+    answer = protocol_follow_up(unknown.trajectory, "Which are larger than 20 mm?").answer
+    assert "No finding of this read has a long axis measured in mm." in answer
+    assert "Not compared, measured in pixels (the image has no pixel spacing): finding 1:" in answer
+    assert " mm;" not in answer.split("Not compared")[1]
 
 
 def test_a_retired_sop_class_keeps_the_read_without_dicom_outputs(tmp_path, caplog):
