@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 def ask(
     result: Annotated[Path, typer.Argument(help="The --out folder of an earlier read.")],
     question: Annotated[str, typer.Argument(help="The follow-up question.")],
-    pdf: Annotated[bool, typer.Option("--pdf", help="Print report.pdf again too.")] = False,
+    pdf: Annotated[
+        bool, typer.Option("--pdf", help="Print report.pdf too (one already there always is).")
+    ] = False,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -106,7 +108,7 @@ def answer_and_show(
         console.print(
             styled("no DICOM objects", "yellow", f": {done.dicom_skipped}"), highlight=False
         )
-    if pdf:
+    if pdf or (result / "report.pdf").is_file():  # one printed before would be out of date
         from edge_agent.report.pdf import write_pdf
 
         console.print(f"pdf: {write_pdf(result)}", highlight=False)

@@ -44,6 +44,16 @@ def test_replay_pdf_prints_the_report_with_its_answer(tmp_path):
     assert " ".join(answer.split())[:80] in text
 
 
+def test_a_follow_up_prints_a_pdf_that_was_printed_before_again(tmp_path):
+    """report.pdf never lags behind report.html and the SR: it holds the follow-up too."""
+    study = write_sample_study(tmp_path / "study")
+    assert run_cli("read", study, "--out", tmp_path / "read", "--pdf").returncode == 0
+    done = run_cli("ask", tmp_path / "read", "How many candidates?")  # no --pdf
+    assert done.returncode == 0, done.stderr
+    assert f"pdf: {tmp_path / 'read' / 'report.pdf'}" in done.stdout
+    assert "How many candidates?" in _text(tmp_path / "read" / "report.pdf")
+
+
 def test_the_gateway_delivers_report_pdf_as_an_encapsulated_pdf_in_the_study(tmp_path):
     port = free_port()
     orthanc = Orthanc(tmp_path / "orthanc", {"edge": ["EDGEAGENT", "127.0.0.1", port]})
