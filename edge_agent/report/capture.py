@@ -56,7 +56,7 @@ def _capture(image: EvidenceImage, source: Dataset, provenance, series_uid, seri
         capture.PatientOrientation = None  # Type 2: unknown stays empty rather than guessed
     capture.Laterality = source.get("Laterality") or None  # Type 2C: the source's, or empty
     capture.BurnedInAnnotation = "YES"
-    capture.ImageComments = _comment(image)[:10240]
+    capture.ImageComments = f"{_comment(image)}. {provenance.statement}"[:10240]
     what = "contact sheet of source frames" if image.is_sheet else "view of the source image"
     capture.DerivationDescription = f"edge-agent {image.record.tool}: {what}, overlay burned in"
     capture.DerivationCodeSequence = [hd.sr.CodedConcept.from_code(codes.cid7203.SpatialResampling)]

@@ -120,15 +120,25 @@ def _finding(number: int, trajectory: Trajectory, finding: dict, claim: ClaimRec
     thumbs = " ".join(_thumbnail(e, images) for e in finding["evidence"])
     label = "; ".join(f"{m.name.value} {m.value:g} {m.unit.symbol}" for m in measured[:2])
     return (
-        f"<section class='finding' id='finding-{number}'><h3>Finding {number}</h3>"
+        f"<section class='finding' id='finding-{number}'><h3>Finding {number} "
+        f"<span class='muted'>{AI_LABEL}</span></h3>"  # on every page a finding is printed on
         f"<p class='text'>{escape(finding['text'])}</p>"
         f"<div class='body'>{_key_image(key, images, label)}<div class='facts'>"
         f"<p class='where'>{escape(describe(finding['where']))}</p>"
+        + (f"<p class='shown'>Shown at {escape(_level(key.window))}</p>" if key.window else "")
         + (f"<p>When (s from the start): {_window(when)}</p>" if when else "")
         + (f"<p class='note'>{escape(note)}</p>" if (note := finding.get("outline_note")) else "")
         + f"{table}<p class='muted'>All evidence (click for the step that made it):</p>"
         f"<p class='thumbs'>{thumbs}</p></div></div></section>"
     )
+
+
+AI_LABEL = "(AI-generated, not a diagnosis)"
+
+
+def _level(window: dict) -> str:
+    """The window a key image is shown at, as a reading station names it."""
+    return f"W/L {window['width']:g}/{window['center']:g} ({window['name']})"
 
 
 def _follow_ups(report: dict, images: dict[int, str]) -> str:
@@ -176,13 +186,14 @@ def _key_image(record: ImageRecord, images: dict[int, str], label: str) -> str:
             f"{mm:g} mm</text>"
         )
     if any(record.edges):  # R / L, A / P markers at the edges, as on a viewing station
-        left, right, top, _ = record.edges
+        left, right, top, bottom = record.edges
         style = f"font-size='{size * 1.2:.1f}' font-weight='bold' fill='#fff' stroke='#000' "
         style += "stroke-width='0.8' paint-order='stroke'"
         marks.append(
             f"<text x='{size * 0.3:.1f}' y='{h / 2:.1f}' {style}>{left}</text>"
             f"<text x='{w - size * 1.2:.1f}' y='{h / 2:.1f}' {style}>{right}</text>"
             f"<text x='{w / 2:.1f}' y='{size * 3:.1f}' {style}>{top}</text>"
+            f"<text x='{w / 2:.1f}' y='{h - size * 0.6:.1f}' {style}>{bottom}</text>"
         )
     svg = f"<svg viewBox='0 0 {w} {h}' aria-hidden='true'>{''.join(marks)}</svg>"
     return (

@@ -56,7 +56,8 @@ class Provenance:
             "manufacturer_model_name": self.model_name,
             "software_versions": self.software_version,
             "device_serial_number": self.device_uid[-16:],
-            "series_description": description,
+            # what a PACS lists for the series: an AI result, never taken for an acquisition
+            "series_description": f"{description} (AI, not a diagnosis)",
             # UTF-8 whatever the source used: a model's answer may hold any character, and a
             # source in the default repertoire could not carry a unit such as mm².
             "specific_character_set": "ISO_IR 192",

@@ -74,7 +74,8 @@ def test_demo_reads_the_sample_study(tmp_path):
     # What a user checks: each finding on the page under its number, and measured.
     for number, finding in enumerate(report["findings"], 1):
         assert (
-            f"<h3>Finding {number}</h3><p class='text'>{html.escape(finding['text'])}</p>" in page
+            f"<h3>Finding {number} <span class='muted'>(AI-generated, not a diagnosis)</span>"
+            f"</h3><p class='text'>{html.escape(finding['text'])}</p>" in page
         )
         measured = {m["name"]: (m["value"], m["unit"]) for m in finding["measurements"]}
         assert finding["evidence"] and measured["area"][1] == "mm2" and measured["area"][0] > 0

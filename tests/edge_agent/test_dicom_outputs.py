@@ -197,3 +197,12 @@ def test_the_sr_carries_the_whole_answer(result):
         if item.ConceptNameCodeSequence[0].CodeMeaning == "Impressions"
     ]
     assert len(answer) > 5000 and impressions == [answer]
+
+
+def test_every_object_says_it_is_ai_and_not_a_diagnosis(result):
+    """In a PACS series list, and on each capture of an outline a reader may view alone."""
+    for path in result.dicom:
+        made = pydicom.dcmread(path, stop_before_pixels=True)
+        assert made.SeriesDescription.endswith("(AI, not a diagnosis)"), path.name
+        if path.name.startswith("sc_"):
+            assert "AI-generated, not a diagnosis" in made.ImageComments

@@ -97,6 +97,9 @@ def test_each_finding_says_where_it_is_in_a_readers_terms(out):
         )
         assert f"<a class='key' href='{finding['key_image']}'" in page  # full size on a click
     assert "20 mm</text>" in page  # the scale bar of finding 1 (a 51 mm wide zoom)
+    assert page.count("<p class='shown'>Shown at W/L 400/40 (requested)</p>") == 2
+    for letter in "RLAP":  # every edge of an axial slice named on its key image, bottom too
+        assert f"paint-order='stroke'>{letter}</text>" in page
     assert "frame 1<" not in page and "source SOP" not in page  # no developer captions
 
 
