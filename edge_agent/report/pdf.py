@@ -10,6 +10,7 @@ one-line error."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -30,11 +31,11 @@ def find_browser(needed_by: str = "--pdf") -> str:
 
 
 def write_pdf(out_dir: Path, *, timeout_s: float = 120) -> Path:
-    """Print OUT/report.html to OUT/report.pdf, the reasoning trail unfolded (paper cannot
-    unfold it)."""
+    """Print OUT/report.html to OUT/report.pdf, everything folded on screen unfolded (the
+    reasoning trail, the identifiers: paper cannot unfold them)."""
     browser = find_browser()
     page = (out_dir / "report.html").read_text(encoding="utf-8")
-    printable = page.replace("<details class='trail'", "<details class='trail' open", 1)
+    printable = re.sub(r"<details\b", "<details open", page)
     printable = printable.replace("</head>", PRINT_CSS, 1)
     target = out_dir / "report.pdf"
     with tempfile.TemporaryDirectory(prefix="edge-agent-pdf-") as work:

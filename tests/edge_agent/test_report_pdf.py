@@ -57,6 +57,14 @@ def test_the_pdf_holds_the_report_and_the_unfolded_trail(printed):
         "not for clinical use.",
     ):
         assert expected in text, expected
+    # the identifiers, folded on screen, are printed (read in order: their table wraps)
+    raw = subprocess.run(
+        [tool("pdftotext", "poppler-utils"), "-raw", printed, "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Identifiers Study Instance UID 1." in " ".join(raw.split())
 
 
 def test_without_chromium_pdf_is_one_line_exit_2(sample_study, tmp_path):
