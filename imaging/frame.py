@@ -29,6 +29,9 @@ class Geometry:
     slice_thickness: float | None = None
     position: tuple[float, float, float] | None = None
     orientation: tuple[float, ...] | None = None
+    # Patient Orientation as the file states it (where rows and columns run): a projection
+    # image's (CR, DX) only orientation, it has no Image Orientation (Patient)
+    stated: tuple[str, str] | None = None
 
     @property
     def normal(self) -> tuple[float, float, float] | None:
@@ -40,14 +43,21 @@ class Geometry:
         return (ry * cz - rz * cy, rz * cx - rx * cz, rx * cy - ry * cx)
 
     @property
+    def directions(self) -> tuple[str, str] | None:
+        """Where the rows and the columns run in the patient (R/L, A/P, H/F): the dominant axis
+        of each direction cosine (an oblique slice gets its nearest), else the file's Patient
+        Orientation; None when neither says."""
+        if self.orientation is not None:
+            return _letter(self.orientation[:3]), _letter(self.orientation[3:])
+        return self.stated
+
+    @property
     def edge_letters(self) -> tuple[str, str, str, str]:
-        """The patient directions at the image's left, right, top and bottom edges (R/L, A/P,
-        H/F), the markers a reader expects on a key image; empty without an orientation. The
-        dominant axis of each direction cosine names it (an oblique slice gets its nearest)."""
-        if self.orientation is None:
+        """The patient directions at the image's left, right, top and bottom edges, the markers
+        a reader expects on a key image; empty without an orientation."""
+        if self.directions is None:
             return ("", "", "", "")
-        row, col = self.orientation[:3], self.orientation[3:]
-        right, bottom = _letter(row), _letter(col)
+        right, bottom = self.directions
         return (_OPPOSITE[right], right, _OPPOSITE[bottom], bottom)
 
     @property
@@ -66,6 +76,16 @@ _OPPOSITE = {
     **dict(zip(_POSITIVE, _NEGATIVE, strict=True)),
     **dict(zip(_NEGATIVE, _POSITIVE, strict=True)),
 }
+
+
+def stated_directions(value) -> tuple[str, str] | None:
+    """Patient Orientation (0020,0020) as (rows, columns): each value's first letter, its main
+    direction ("LP" runs mostly toward the left); None unless both are patient directions."""
+    values = [] if not value or isinstance(value, str) else [str(v) for v in value]
+    letters = tuple(v[:1].upper() for v in values)
+    if len(letters) != 2 or not all(letter in _OPPOSITE for letter in letters):
+        return None
+    return letters[0], letters[1]
 
 
 def _letter(cosines) -> str:

@@ -18,7 +18,7 @@ from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
 from pydicom.pixels.utils import get_expected_length
 
 from imaging.errors import NoReadableImages
-from imaging.frame import Frame, Geometry, ImageRef
+from imaging.frame import Frame, Geometry, ImageRef, stated_directions
 from imaging.header import (
     DEFER_BYTES,
     SharedValues,
@@ -372,6 +372,7 @@ class _FrameAttributes:
             slice_thickness=float(thickness) if thickness not in (None, "") else None,
             position=_floats(position, 3),
             orientation=_floats(orientation, 6),
+            stated=stated_directions(attribute(self._ds, "PatientOrientation")),
         )
 
     def windows(self) -> tuple[Window, ...]:

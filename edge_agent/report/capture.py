@@ -4,7 +4,6 @@ from its source image), and a Key Object Selection listing the key source images
 from __future__ import annotations
 
 import highdicom as hd
-import numpy as np
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
@@ -13,8 +12,6 @@ from edge_agent.report.evidence import EvidenceImage
 from edge_agent.report.provenance import Provenance
 from imaging.instance import frame_count
 from tools.render import to_rgb
-
-AXES = {0: ("L", "R"), 1: ("P", "A"), 2: ("H", "F")}  # +x, +y, +z patient directions
 
 
 def build_captures(
@@ -44,7 +41,7 @@ def _capture(image: EvidenceImage, source: Dataset, provenance, series_uid, seri
         photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
         bits_allocated=8,
         coordinate_system=hd.CoordinateSystemNames.PATIENT,
-        patient_orientation=_orientation(image.geometry.orientation) or ("L", "P"),
+        patient_orientation=image.geometry.directions or ("L", "P"),
         **provenance.new_object(
             series_number,
             "edge-agent evidence",
@@ -52,7 +49,7 @@ def _capture(image: EvidenceImage, source: Dataset, provenance, series_uid, seri
             instance_number=number,
         ),
     )
-    if image.geometry.orientation is None:
+    if image.geometry.directions is None:
         capture.PatientOrientation = None  # Type 2: unknown stays empty rather than guessed
     capture.Laterality = source.get("Laterality") or None  # Type 2C: the source's, or empty
     capture.BurnedInAnnotation = "YES"
@@ -86,17 +83,6 @@ def _source_reference(source: Dataset, frames: list[int]) -> Dataset:
         hd.sr.CodedConcept.from_code(codes.cid7202.SourceImageForImageProcessingOperation)
     ]
     return reference
-
-
-def _orientation(cosines) -> tuple[str, str] | None:
-    """Patient Orientation of rows and columns from Image Orientation (Patient): main axis."""
-    if cosines is None:
-        return None
-    letters = []
-    for vector in (np.asarray(cosines[:3]), np.asarray(cosines[3:])):
-        axis = int(np.argmax(np.abs(vector)))
-        letters.append(AXES[axis][0] if vector[axis] > 0 else AXES[axis][1])
-    return letters[0], letters[1]
 
 
 def build_key_objects(

@@ -181,3 +181,16 @@ def test_a_source_without_a_referring_physician_is_taken_as_it_is():
     source.PatientSex = "Male"
     del source.ReferringPhysicianName
     assert refused(source) == ("PatientSex",)
+
+
+def test_a_film_without_image_orientation_keeps_its_stated_sides(tmp_path):
+    """A CR whose Patient Orientation is L\\F: its key images name their edges (R, L, H, F) and
+    its captures carry that orientation, as a chest film's side marker must stay."""
+    study, _ = _study(tmp_path / "study", "RG1_UNCI.dcm", _set("PatientOrientation", ["L", "F"]))
+    result = read_study(study, tmp_path / "out", Config())
+    shown = [image for image in result.trajectory.images if image.tool == "shown"]
+    assert shown and all(image.edges == ("R", "L", "H", "F") for image in shown)
+    captures = [p for p in result.dicom if p.name.startswith("sc_")]
+    assert captures and all(
+        list(pydicom.dcmread(path).PatientOrientation) == ["L", "F"] for path in captures
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from imaging.frame import Geometry
+from imaging.frame import Geometry, stated_directions
 
 
 @pytest.mark.parametrize(
@@ -42,3 +42,16 @@ def test_the_slice_position_is_along_the_normal(orientation, normal, position_mm
     geometry = Geometry(position=(-10.0, 20.0, -65.7), orientation=tuple(map(float, orientation)))
     assert geometry.normal == pytest.approx(normal)
     assert geometry.slice_position_mm == pytest.approx(position_mm)
+
+
+def test_a_projection_image_is_oriented_by_its_stated_patient_orientation():
+    """A chest film states where its rows and columns run (L\\F): its edges are named from that,
+    and Image Orientation (Patient) wins where a file has both."""
+    assert stated_directions(["L", "F"]) == ("L", "F")
+    assert stated_directions(["LP", "FA"]) == ("L", "F")  # the main direction of each
+    assert stated_directions("") is None and stated_directions(["L"]) is None
+    assert stated_directions(["X", "F"]) is None
+    film = Geometry(stated=("L", "F"))
+    assert film.edge_letters == ("R", "L", "H", "F")
+    axial = Geometry(orientation=(1, 0, 0, 0, 1, 0), stated=("A", "F"))
+    assert axial.directions == ("L", "P")
