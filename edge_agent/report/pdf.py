@@ -47,7 +47,12 @@ def write_pdf(out_dir: Path, *, timeout_s: float = 120) -> Path:
             "--headless",
             "--disable-gpu",
             "--no-first-run",
+            # no connection but to the page's own files: background networking off is not enough
+            # (the component updater and the account checks still look up Google's hosts)
             "--disable-background-networking",
+            "--disable-component-update",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--proxy-server=127.0.0.1:9",
             f"--user-data-dir={Path(work) / 'profile'}",
             "--no-pdf-header-footer",
             f"--print-to-pdf={partial}",

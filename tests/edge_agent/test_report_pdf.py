@@ -4,6 +4,7 @@ its pages rendered to PNG (poppler's pdftoppm) and its text extracted (pdftotext
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from edge_agent.report.pdf import find_browser
 from tests.peers import tool
 from tests.support import run_cli
 
@@ -78,3 +80,53 @@ def test_without_chromium_pdf_is_one_line_exit_2(sample_study, tmp_path):
     assert done.returncode == 2, done.stderr
     assert "--pdf needs Chromium" in done.stderr and "Traceback" not in done.stderr
     assert (tmp_path / "o" / "report.html").is_file()  # the read itself is kept
+
+
+def test_printing_looks_up_no_host_and_connects_nowhere(sample_study, tmp_path):
+    """The bundle opens no connection but to configured DICOM peers: Chromium printing the PDF
+    neither asks the resolver for a name (its updater, its account checks) nor connects out."""
+    log = tmp_path / "chromium.strace"
+    wrapper = tmp_path / "bin" / "chromium"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        f"#!/bin/sh\nexec {tool('strace', 'strace')} -f -qq "
+        f'-e trace=socket,connect,sendto,sendmmsg -o {log} {find_browser()} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    script = Path(sys.executable).parent / "edge-agent"
+    env = {**os.environ, "PATH": f"{wrapper.parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        [script, "read", sample_study, "--out", tmp_path / "o", "--pdf"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text().splitlines()
+    assert not [line for line in calls if "htons(53)" in line]  # no name looked up
+    assert _outward_streams(calls) == []  # and no connection out
+
+
+def _outward_streams(calls: list[str]) -> list[str]:
+    """connect() calls of stream sockets to addresses off this machine, from an strace -f log
+    (a datagram socket's connect sends nothing: Chromium asks the kernel for its route so)."""
+    datagram, pending = set(), set()
+    for line in calls:
+        pid = line.split(maxsplit=1)[0]
+        made = re.search(r"= (\d+)$", line)
+        if "socket(" in line and "SOCK_DGRAM" in line:
+            if made:
+                datagram.add((pid, made[1]))
+            else:  # <unfinished ...>: its descriptor comes on the resumed line
+                pending.add(pid)
+        elif "<... socket resumed>" in line and pid in pending and made:
+            pending.discard(pid)
+            datagram.add((pid, made[1]))
+    outward = []
+    for line in calls:
+        found = re.match(r"(\d+)\s+connect\((\d+), \{sa_family=AF_INET6?,", line)
+        local = "127.0.0.1" in line or '"::1"' in line
+        if found and found.groups() not in datagram and not local:
+            outward.append(line)
+    return outward
