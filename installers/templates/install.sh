@@ -110,5 +110,7 @@ if [ "$SYSTEMD" = 1 ]; then
   systemctl restart edge-agent.service  # an upgrade runs the new release at once
 else
   echo "edge-agent: no systemd service installed; run the gateway with:"
-  echo "  $PREFIX/current/venv/bin/edge-agent serve --config $PREFIX/etc/edge-agent.toml"
+  # from PREFIX/var, as the unit runs it: the config's spool_dir is relative to it, and doctor
+  # checked that folder's disk
+  echo "  cd $PREFIX/var && $PREFIX/current/venv/bin/edge-agent serve --config $PREFIX/etc/edge-agent.toml"
 fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import tarfile
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from edge_agent.sample import write_sample_study
 from tests.installers.bundles import rewrite_checksums
-from tests.peers import tool
+from tests.peers import free_port, tool, wait_for
 from tests.support import run_cli
 
 # Run first inside the namespace: the command starts only if the loopback is the one interface
@@ -107,6 +108,20 @@ def test_the_bundle_installs_offline_and_reads(bundle, keys, tmp_path):
     read = offline(edge_agent, "read", study, "--out", tmp_path / "result")
     assert read.returncode == 0, read.stderr
     assert (tmp_path / "result" / "dicom" / "sr.dcm").is_file()
+    # the gateway as install.sh says to run it without systemd spools where doctor checked
+    [command] = [line.strip() for line in done.stdout.splitlines() if " serve --config " in line]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    config = tmp_path / "prefix" / "etc" / "edge-agent.toml"
+    config.write_text(config.read_text().replace("port = 11112", f"port = {free_port()}"))
+    gateway = subprocess.Popen(["sh", "-c", command], cwd=elsewhere, start_new_session=True)
+    try:
+        spool = tmp_path / "prefix" / "var" / "edge-agent-spool"
+        wait_for(lambda: (spool / "index.sqlite").is_file(), 120, "the spool in PREFIX/var")
+    finally:
+        os.killpg(gateway.pid, signal.SIGTERM)
+        gateway.wait(timeout=60)
+    assert list(elsewhere.iterdir()) == []
 
 
 @pytest.mark.parametrize("victim", ["wheels", "models"])
