@@ -35,6 +35,19 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedP
     )
 
 
+def pdf_text(pdf: Path, order: str = "-layout") -> str:
+    """A PDF's text as poppler's pdftotext reads it: laid out as printed, or `-raw`, in the
+    order it was written (a table's cells one after another)."""
+    from tests.peers import tool
+
+    return subprocess.run(
+        [tool("pdftotext", "poppler-utils"), order, pdf, "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def console_script(code: str, *argv: str) -> subprocess.CompletedProcess:
     """`main()` as the console script calls it, after `code` (run first, in the same process)."""
     program = f"import sys; sys.argv = ['edge-agent', *{list(argv)!r}]\n{code}\n"

@@ -5,26 +5,15 @@ study it reports on (real `edge-agent serve`, real Orthanc, dciodvfy)."""
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 import pydicom
 
 from edge_agent.sample import write_sample_study
-from tests.peers import Gateway, Orthanc, dciodvfy_errors, free_port, tool, wait_for
-from tests.support import run_cli
+from tests.peers import Gateway, Orthanc, dciodvfy_errors, free_port, wait_for
+from tests.support import pdf_text, run_cli
 
 ANSWER = "Protocol demonstration (no AI model)."
 PDF_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"
-
-
-def _text(pdf: Path) -> str:
-    return subprocess.run(
-        [tool("pdftotext", "poppler-utils"), "-layout", pdf, "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
 
 
 def test_replay_pdf_prints_the_report_with_its_answer(tmp_path):
@@ -40,7 +29,7 @@ def test_replay_pdf_prints_the_report_with_its_answer(tmp_path):
     assert f"pdf: {printed}" in again.stdout
     answer = json.loads((tmp_path / "re" / "report.json").read_text())["answer"]
     assert answer.startswith(ANSWER)
-    text = " ".join(_text(printed).split())  # the page wraps the answer over lines
+    text = " ".join(pdf_text(printed).split())  # the page wraps the answer over lines
     assert " ".join(answer.split())[:80] in text
 
 
@@ -51,7 +40,7 @@ def test_a_follow_up_prints_a_pdf_that_was_printed_before_again(tmp_path):
     done = run_cli("ask", tmp_path / "read", "How many candidates?")  # no --pdf
     assert done.returncode == 0, done.stderr
     assert f"pdf: {tmp_path / 'read' / 'report.pdf'}" in done.stdout
-    assert "How many candidates?" in _text(tmp_path / "read" / "report.pdf")
+    assert "How many candidates?" in pdf_text(tmp_path / "read" / "report.pdf")
 
 
 def test_the_gateway_delivers_report_pdf_as_an_encapsulated_pdf_in_the_study(tmp_path):
@@ -77,7 +66,7 @@ def test_the_gateway_delivers_report_pdf_as_an_encapsulated_pdf_in_the_study(tmp
         document = pydicom.dcmread(received)
         pdf = tmp_path / "received.pdf"
         pdf.write_bytes(document.EncapsulatedDocument[: document.EncapsulatedDocumentLength])
-        assert ANSWER in _text(pdf)  # the report itself, as printed beside the SR
+        assert ANSWER in pdf_text(pdf)  # the report itself, as printed beside the SR
         assert len(list(gateway.spool.rglob("report.pdf"))) == 1  # kept beside the other results
     finally:
         gateway.stop()

@@ -14,7 +14,7 @@ import pytest
 
 from edge_agent.report.pdf import find_browser
 from tests.peers import tool
-from tests.support import run_cli
+from tests.support import pdf_text, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +43,7 @@ def test_the_pdf_pages_render_on_a4_with_the_key_images(printed, tmp_path):
 
 
 def test_the_pdf_holds_the_report_and_the_unfolded_trail(printed):
-    text = subprocess.run(
-        [tool("pdftotext", "poppler-utils"), "-layout", printed, "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    text = pdf_text(printed)
     for expected in (
         "Protocol demonstration (no AI model).",
         "Finding 1",
@@ -60,12 +55,7 @@ def test_the_pdf_holds_the_report_and_the_unfolded_trail(printed):
     ):
         assert expected in text, expected
     # the identifiers, folded on screen, are printed (read in order: their table wraps)
-    raw = subprocess.run(
-        [tool("pdftotext", "poppler-utils"), "-raw", printed, "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    raw = pdf_text(printed, "-raw")
     assert "Identifiers Study Instance UID 1." in " ".join(raw.split())
 
 
