@@ -12,7 +12,6 @@ still holds it. Delivery is at least once: a crash between the PACS's acknowledg
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,11 +58,14 @@ def undelivered(index: Index, configured: Iterable[str] | None = None) -> list[U
         return listed
     kept = set(configured)
     return [
-        replace(row, state="held")
-        if row.state == "pending" and row.destination not in kept
-        else row
+        replace(row, state="held") if _held(row.state, row.destination, kept) else row
         for row in listed
     ]
+
+
+def _held(state: str, destination: str, configured: set[str]) -> bool:
+    """A row kept, never sent: waiting for a destination the configuration no longer names."""
+    return state == "pending" and destination not in configured
 
 
 def proposed_syntaxes(syntax: UID) -> tuple[UID, ...]:
@@ -84,9 +86,14 @@ def _no_context(peer: Peer, sop_class: UID, syntaxes: tuple[UID, ...]) -> str:
 
 
 def held_destinations(index: Index, configured: Iterable[str]) -> dict[str, int]:
-    """Held rows (`undelivered`) per destination: never sent while it is not configured, sent
-    as before once it is again."""
-    return dict(Counter(r.destination for r in undelivered(index, configured) if r.state == "held"))
+    """Held rows per destination: never sent while it is not configured, sent as before once it
+    is again. Counted by the index (the serve panel asks every second; a PACS down for a day can
+    leave thousands of rows)."""
+    kept = set(configured)
+    rows = index.read(
+        "SELECT destination, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY destination"
+    )
+    return {row[0]: row[1] for row in rows if _held("pending", row[0], kept)}
 
 
 class Outbox:
