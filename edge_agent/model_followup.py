@@ -186,11 +186,11 @@ def profile_setting(profile: str) -> str:
 def read_profile(saved: SavedSession, trajectory: Trajectory) -> str:
     """The profile setting the read used: as its session recorded it, else (an older session)
     the shipped profile its trajectory names, else the model folder's or the default."""
-    from edge_agent.formats.profile import available
+    from edge_agent.formats.profile import available, profile_name
 
     if saved.profile is not None:
         return saved.profile
-    name = trajectory.policy.prompt_profile.removesuffix(" (provisional format)")
+    name = profile_name(trajectory.policy.prompt_profile)
     return name if name in available() else ""
 
 
@@ -290,14 +290,9 @@ def rebuilt_workspace(trajectory: Trajectory, policy, toolbox: Toolbox, config: 
         if step.image is None:
             continue
         made = toolbox.call(step.tool, step.arguments, workspace).image
-        if made is None or made.index != step.image:
+        record = trajectory.image(step.image)
+        if made is None or (made.index, made.size) != (step.image, (record.width, record.height)):
             raise BadInput(f"step {step.number} ({step.tool}) does not make the same image again")
-    for record in trajectory.images:
-        if record.index >= len(workspace) or workspace.get(record.index).size != (
-            record.width,
-            record.height,
-        ):
-            raise BadInput(f"the study no longer gives image {record.index} of the read")
     return workspace
 
 

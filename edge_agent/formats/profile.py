@@ -48,6 +48,14 @@ class ProfileError(ConfigError):
     """A profile file that is missing, unreadable or inconsistent (a deployment error: exit 2)."""
 
 
+PROVISIONAL = " (provisional format)"  # a label's mark of a provisional format
+
+
+def profile_name(label: str) -> str:
+    """The profile's name in a record's label (`Profile.label`)."""
+    return label.removesuffix(PROVISIONAL)
+
+
 @dataclass(frozen=True)
 class Argument:
     name: str  # the trained key
@@ -99,7 +107,7 @@ class Profile:
     @property
     def label(self) -> str:
         """The name for records and reports, which must say when a format is provisional."""
-        return f"{self.name} (provisional format)" if self.provisional else self.name
+        return f"{self.name}{PROVISIONAL}" if self.provisional else self.name
 
     def tool(self, action: str) -> ToolSpec:
         for spec in self.tools:

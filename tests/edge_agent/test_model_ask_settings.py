@@ -163,6 +163,8 @@ def test_ask_without_the_reads_config_rebuilds_its_overview(cine, tmp_path):
     assert asked.images[0] == sheet and [f.question for f in asked.follow_ups] == [FIRST]
     again = run_cli("ask", out, FIRST)  # and the session saved with it takes the next
     assert again.returncode == 0, again.stderr
+    asked = Trajectory.load(out / "trajectory.json")
+    assert asked.images[0] == sheet and [f.question for f in asked.follow_ups] == [FIRST, FIRST]
 
 
 def test_an_older_session_whose_overview_differs_says_which_frames(cine, tmp_path):
