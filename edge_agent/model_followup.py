@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -31,9 +31,51 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 C = TypeVar("C", bound="Config")
 
-# [read] settings that choose and size the shown images; with [tools] video_size (a cine's
-# overview) and the model's image_size, what `ask` rebuilds a read's workspace with
-READ_SETTINGS = ("modalities", "key_frames", "overview_frames", "shown_size")
+
+@dataclass(frozen=True)
+class ShownWith:
+    """The settings a read's images were chosen and sized with, what `ask` rebuilds its
+    workspace with: [read] modalities, key_frames, overview_frames, shown_size, [tools]
+    video_size (a cine's overview) and the model's image_size."""
+
+    modalities: tuple[str, ...]
+    key_frames: int
+    overview_frames: int
+    shown_size: int
+    video_size: int
+    image_size: int
+
+    @classmethod
+    def of(cls, config: Config, image_size: int) -> ShownWith:
+        read = config.read
+        return cls(
+            tuple(read.modalities),
+            read.key_frames,
+            read.overview_frames,
+            read.shown_size,
+            config.tools.video_size,
+            image_size,
+        )
+
+    def applied(self, config: C) -> C:
+        """`config` with these settings."""
+        return replace(
+            config,
+            read=replace(
+                config.read,
+                modalities=tuple(self.modalities),  # JSON gives a list back
+                key_frames=self.key_frames,
+                overview_frames=self.overview_frames,
+                shown_size=self.shown_size,
+            ),
+            tools=replace(config.tools, video_size=self.video_size),
+            policy=replace(
+                config.policy,
+                llama_cpp=replace(config.policy.llama_cpp, image_size=self.image_size),
+            ),
+        )
+
+
 SESSION_FILE = "session.json"
 STATE_FILE = "kv-seq0.bin"
 
@@ -119,8 +161,8 @@ class SavedSession:
     # the read it belongs to: its study and when it started ("": saved before they were recorded)
     study_instance_uid: str = ""
     started_at: str = ""
-    # the settings its images were shown with (READ_SETTINGS); None: saved before they were
-    shown_with: dict | None = None
+    # the settings its images were shown with; None: saved before they were recorded
+    shown_with: ShownWith | None = None
 
     @classmethod
     def read(cls, result: Path) -> SavedSession:
@@ -133,13 +175,10 @@ class SavedSession:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             saved = cls(**data)
+            if saved.shown_with is not None:
+                saved = replace(saved, shown_with=ShownWith(**saved.shown_with))
         except (ValueError, TypeError) as exc:
             raise BadInput(f"{path} is damaged: {exc}") from None
-        shown = (*READ_SETTINGS, "video_size", "image_size")
-        if saved.shown_with is not None and not (
-            isinstance(saved.shown_with, dict) and saved.shown_with.keys() >= set(shown)
-        ):
-            raise BadInput(f"{path} is damaged: its read settings are not {', '.join(shown)}")
         if not {"tokens", "next_position"} <= data.keys():  # recorded since they are checked
             raise BadInput(
                 f"{path} was saved by an older version of edge-agent: read the study again "
@@ -167,13 +206,9 @@ def save_session(policy, trajectory: Trajectory, result: Path, config: Config) -
         profile=profile_setting(settings.profile),
         study_instance_uid=trajectory.study_instance_uid,
         started_at=trajectory.started_at,
-        shown_with={
-            **{name: getattr(config.read, name) for name in READ_SETTINGS},
-            "video_size": config.tools.video_size,
-            "image_size": settings.image_size,
-        },
+        shown_with=ShownWith.of(config, settings.image_size),
     )
-    write_atomic(folder / SESSION_FILE, json.dumps(saved.__dict__, indent=2).encode())
+    write_atomic(folder / SESSION_FILE, json.dumps(asdict(saved), indent=2).encode())
     log.info("study %s: session saved (%d bytes)", trajectory.study_instance_uid, state.bytes)
     return saved
 
@@ -198,17 +233,7 @@ def as_read(config: C, saved: SavedSession) -> C:
     """`config` with the settings the read's images were shown with, as its session records."""
     if saved.shown_with is None:  # an older session: its rebuilt images are checked instead
         return config
-    shown = {name: saved.shown_with[name] for name in READ_SETTINGS}
-    shown["modalities"] = tuple(shown["modalities"])
-    return replace(
-        config,
-        read=replace(config.read, **shown),
-        tools=replace(config.tools, video_size=saved.shown_with["video_size"]),
-        policy=replace(
-            config.policy,
-            llama_cpp=replace(config.policy.llama_cpp, image_size=saved.shown_with["image_size"]),
-        ),
-    )
+    return saved.shown_with.applied(config)
 
 
 def reopen(result: Path, trajectory: Trajectory, config: C, stream=None) -> tuple[OpenRead, C]:

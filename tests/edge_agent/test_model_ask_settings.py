@@ -57,6 +57,22 @@ def test_an_older_session_continues_with_the_profile_its_trajectory_names(profil
     assert _first_turn(Trajectory.load(out / "trajectory.json"), 0).prompt_profile == PROFILE
 
 
+def test_a_session_whose_read_settings_are_cut_is_refused_as_damaged(profiled, tmp_path):
+    import json
+
+    out, config = _copy(profiled, tmp_path)
+    meta = out / "session" / "session.json"
+    saved = json.loads(meta.read_text())
+    del saved["shown_with"]["key_frames"]
+    meta.write_text(json.dumps(saved))
+    done = run_cli("ask", out, FIRST, "--config", config)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {meta} is damaged: ShownWith.__init__() missing 1 required positional "
+        "argument: 'key_frames'"
+    ]
+
+
 def test_a_session_left_by_another_read_is_refused_in_one_line(profiled, exported, tmp_path):
     """Another read of the same study, as long in tokens: its session beside this read's
     trajectory is refused by the read it names, not continued."""
